@@ -1,0 +1,46 @@
+//! Wall-clock time derived from tokio's clock, so that every timestamp the engine, the metrics
+//! windows and the simulator use moves with tokio time (and stands still under a paused test clock).
+
+use std::time::{Duration, SystemTime};
+
+use tokio::time::Instant;
+
+/// Maps tokio instants to wall-clock time from one fixed origin. Cheap to copy; share one between
+/// parts that compare timestamps (the engine and the simulator in tests).
+#[derive(Debug, Clone, Copy)]
+pub struct Clock {
+    wall_origin: SystemTime,
+    origin: Instant,
+}
+
+impl Clock {
+    pub fn new() -> Self {
+        Self {
+            wall_origin: SystemTime::now(),
+            origin: Instant::now(),
+        }
+    }
+
+    /// The current wall-clock time, as tokio sees it.
+    pub fn now(&self) -> SystemTime {
+        self.wall_origin + self.origin.elapsed()
+    }
+
+    /// The wall-clock time of a tokio instant.
+    pub fn wall(&self, instant: Instant) -> SystemTime {
+        match instant.checked_duration_since(self.origin) {
+            Some(after) => self.wall_origin + after,
+            None => self.wall_origin - (self.origin - instant),
+        }
+    }
+
+    pub fn elapsed(&self) -> Duration {
+        self.origin.elapsed()
+    }
+}
+
+impl Default for Clock {
+    fn default() -> Self {
+        Self::new()
+    }
+}

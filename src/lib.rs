@@ -1,0 +1,6 @@
+//! shiftgate: progressive delivery for Google Cloud Run — stepped traffic shifting gated on health
+//! and error rate, with automatic rollback.
+
+pub mod clock;
+pub mod rollout;
+pub mod sim;

@@ -1,0 +1,212 @@
+//! The engine's ports: what a rollout needs from the platform (Cloud Run), the metrics backend and
+//! the health endpoint. Adapters implement these; the engine depends on nothing else.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+/// One entry of a service's traffic split, always naming a concrete revision (short name).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrafficTarget {
+    pub revision: String,
+    pub percent: u8,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tag: Option<String>,
+}
+
+impl TrafficTarget {
+    pub fn new(revision: impl Into<String>, percent: u8) -> Self {
+        Self {
+            revision: revision.into(),
+            percent,
+            tag: None,
+        }
+    }
+
+    pub fn tagged(revision: impl Into<String>, percent: u8, tag: impl Into<String>) -> Self {
+        Self {
+            revision: revision.into(),
+            percent,
+            tag: Some(tag.into()),
+        }
+    }
+}
+
+/// A rollout in progress, as recorded on the service itself (annotations), so that `status`,
+/// `rollback` and later runs can see it even after this process is gone.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RolloutRecord {
+    pub id: String,
+    pub stable: String,
+    pub candidate: String,
+    pub percent: u8,
+    pub started_at: String,
+}
+
+/// What the engine knows about a service at one moment.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ServiceState {
+    /// Full resource name: `projects/P/locations/R/services/S`.
+    pub name: String,
+    pub etag: String,
+    /// The service's public URL, when it has one.
+    pub uri: Option<String>,
+    /// The traffic split as configured, with a `LATEST` target resolved to its revision's short name.
+    pub traffic: Vec<TrafficTarget>,
+    /// Tag → URL of that tag (from `trafficStatuses`).
+    pub tag_uris: BTreeMap<String, String>,
+    pub latest_ready_revision: Option<String>,
+    pub latest_created_revision: Option<String>,
+    /// Image of the current revision template.
+    pub image: Option<String>,
+    pub rollout: Option<RolloutRecord>,
+    /// True while the platform is still applying the last change.
+    pub reconciling: bool,
+}
+
+impl ServiceState {
+    /// Revisions with a non-zero share, with their percent, largest first.
+    pub fn serving(&self) -> Vec<(String, u8)> {
+        let mut shares: BTreeMap<&str, u8> = BTreeMap::new();
+        for target in self.traffic.iter().filter(|t| t.percent > 0) {
+            *shares.entry(target.revision.as_str()).or_default() += target.percent;
+        }
+        let mut serving: Vec<(String, u8)> = shares
+            .into_iter()
+            .map(|(revision, percent)| (revision.to_string(), percent))
+            .collect();
+        serving.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        serving
+    }
+
+    /// The share of traffic `revision` gets (0 when absent).
+    pub fn percent_of(&self, revision: &str) -> u8 {
+        self.traffic
+            .iter()
+            .filter(|t| t.revision == revision)
+            .map(|t| t.percent)
+            .sum()
+    }
+
+    /// The split as `(revision, percent)` pairs with zero shares left out, in a stable order: what
+    /// a person means by "the traffic split".
+    pub fn split(&self) -> Vec<(String, u8)> {
+        self.serving()
+    }
+}
+
+/// A revision, as the platform describes it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RevisionInfo {
+    /// Short name.
+    pub name: String,
+    pub ready: bool,
+    /// Why the revision is not ready, when it is not.
+    pub reason: Option<String>,
+    pub image: Option<String>,
+    pub create_time: Option<String>,
+}
+
+/// A new revision made from the current template with another image. `traffic` is applied in the
+/// same change and must name revisions explicitly, so the new revision gets only what it lists.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewRevision {
+    /// Short name for the new revision; must start with `<service>-`.
+    pub revision: String,
+    pub image: String,
+    pub traffic: Vec<TrafficTarget>,
+    pub rollout: Option<RolloutRecord>,
+}
+
+/// A change of traffic, with the rollout record to store alongside (`None` clears it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrafficChange {
+    pub traffic: Vec<TrafficTarget>,
+    pub rollout: Option<RolloutRecord>,
+}
+
+/// Why a port call failed, in the terms the engine decides on.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PortError {
+    /// The write was based on a stale view (etag mismatch or concurrent change): re-read, decide again.
+    #[error("conflict: {0}")]
+    Conflict(String),
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// The request was refused for a reason retrying will not fix (bad request, permission, failed precondition).
+    #[error("rejected ({status}): {message}")]
+    Rejected { status: u16, message: String },
+    /// The backend could not be reached or kept failing after retries, or a deadline passed.
+    #[error("unavailable: {0}")]
+    Unavailable(String),
+}
+
+pub type PortResult<T> = Result<T, PortError>;
+
+/// The platform that runs revisions and splits traffic between them.
+#[async_trait]
+pub trait Platform: Send + Sync {
+    async fn read_service(&self) -> PortResult<ServiceState>;
+    async fn read_revision(&self, revision: &str) -> PortResult<RevisionInfo>;
+    async fn list_revisions(&self) -> PortResult<Vec<RevisionInfo>>;
+    /// Creates a revision and applies its traffic in one change, guarded by `etag`; returns once
+    /// the platform has finished (or failed) applying it, or `deadline` has passed.
+    async fn create_revision(
+        &self,
+        spec: &NewRevision,
+        etag: &str,
+        deadline: Duration,
+    ) -> PortResult<ServiceState>;
+    /// Applies a traffic change guarded by `etag`; returns the service as read back once the change
+    /// is applied, or an error once `deadline` has passed.
+    async fn set_traffic(
+        &self,
+        change: &TrafficChange,
+        etag: &str,
+        deadline: Duration,
+    ) -> PortResult<ServiceState>;
+}
+
+/// A span of wall-clock time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    pub start: SystemTime,
+    pub end: SystemTime,
+}
+
+/// Requests one revision served in a window, and how many of them were 5xx.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub struct RequestCounts {
+    pub total: u64,
+    pub server_errors: u64,
+}
+
+impl RequestCounts {
+    pub fn error_rate(&self) -> Option<f64> {
+        (self.total > 0).then(|| self.server_errors as f64 / self.total as f64)
+    }
+}
+
+/// Request and 5xx counts per revision of the service under rollout.
+#[async_trait]
+pub trait Metrics: Send + Sync {
+    /// Counts per revision (short name) for requests within `window`. Revisions with no requests
+    /// may be absent.
+    async fn request_counts(&self, window: Window) -> PortResult<BTreeMap<String, RequestCounts>>;
+}
+
+/// What a health endpoint answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthResponse {
+    pub status: u16,
+    pub body: String,
+}
+
+/// Fetches a health endpoint. Judging the answer is the engine's job (see `health::Expectations`).
+#[async_trait]
+pub trait HealthEndpoint: Send + Sync {
+    /// GET `url`; `Err` carries why no HTTP answer came (refused, timeout, …).
+    async fn fetch(&self, url: &str) -> Result<HealthResponse, String>;
+}
