@@ -2,5 +2,9 @@
 //! and error rate, with automatic rollback.
 
 pub mod clock;
+pub mod cloudrun;
+pub mod gcp;
+pub mod health;
+pub mod metrics;
 pub mod rollout;
 pub mod sim;

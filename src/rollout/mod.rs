@@ -1,4 +1,14 @@
 //! The rollout engine: plan the steps, move traffic, judge each step, roll back on failure.
 //! It talks only to the ports in `ports`; adapters for Cloud Run, Monitoring and HTTP live elsewhere.
 
+pub mod engine;
+pub mod judge;
+pub mod plan;
 pub mod ports;
+pub mod timeline;
+
+pub use engine::{
+    CandidateSource, Engine, Interrupt, InterruptTrigger, Plan, Ports, RolloutError, RolloutRequest,
+};
+pub use plan::{Policy, Steps};
+pub use timeline::{Outcome, Report};

@@ -1,0 +1,313 @@
+//! Cloud Run Admin API v2 client for one service: read it, write traffic and new revisions as
+//! etag-guarded read-modify-writes, and wait for the long-running operation and reconciliation.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use reqwest::Method;
+use serde_json::{Map, Value, json};
+use tokio::time::Instant;
+
+use crate::cloudrun::model::{
+    ListRevisionsResponse, Operation, ROLLOUT_ANNOTATION, Revision, Service, TYPE_REVISION,
+};
+use crate::gcp::{GoogleRest, Retry};
+use crate::rollout::ports::{
+    NewRevision, Platform, PortError, PortResult, RevisionInfo, RolloutRecord, ServiceState,
+    TrafficChange, TrafficTarget,
+};
+
+/// Reads are retried for this long on 429/503 and network errors.
+const READ_BUDGET: Duration = Duration::from_secs(60);
+const FIRST_POLL: Duration = Duration::from_millis(200);
+const MAX_POLL: Duration = Duration::from_secs(2);
+
+/// The Cloud Run service `projects/P/locations/R/services/S`.
+#[derive(Debug, Clone)]
+pub struct CloudRunService {
+    rest: GoogleRest,
+    project: String,
+    region: String,
+    service: String,
+}
+
+impl CloudRunService {
+    pub fn new(rest: GoogleRest, project: &str, region: &str, service: &str) -> Self {
+        Self {
+            rest,
+            project: project.to_string(),
+            region: region.to_string(),
+            service: service.to_string(),
+        }
+    }
+
+    pub fn rest(&self) -> &GoogleRest {
+        &self.rest
+    }
+
+    fn location_path(&self) -> String {
+        format!("v2/projects/{}/locations/{}", self.project, self.region)
+    }
+
+    fn service_path(&self) -> String {
+        format!("{}/services/{}", self.location_path(), self.service)
+    }
+
+    async fn get_raw(&self) -> PortResult<Value> {
+        self.rest
+            .send(
+                Method::GET,
+                &self.service_path(),
+                &[],
+                None,
+                Retry::Safe,
+                READ_BUDGET,
+            )
+            .await
+    }
+
+    async fn get_service(&self) -> PortResult<Service> {
+        parse(self.get_raw().await?, "service")
+    }
+
+    /// Read-modify-write: the current resource with `edit` applied is sent back with its etag, so
+    /// the write fails with a conflict if anything changed since `expected_etag` was read.
+    async fn write(
+        &self,
+        expected_etag: &str,
+        deadline: Duration,
+        edit: impl FnOnce(&mut Map<String, Value>),
+    ) -> PortResult<ServiceState> {
+        let started = Instant::now();
+        let mut resource = self.get_raw().await?;
+        let current_etag = resource
+            .get("etag")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        if !expected_etag.is_empty() && current_etag != expected_etag {
+            return Err(PortError::Conflict(format!(
+                "the service changed since it was read (etag {expected_etag} is now {current_etag})"
+            )));
+        }
+        let object = resource
+            .as_object_mut()
+            .ok_or_else(|| PortError::Unavailable("the service is not a JSON object".into()))?;
+        edit(object);
+        // The etag makes a repeated PATCH fail with 409 instead of applying twice.
+        let answer = self
+            .rest
+            .send(
+                Method::PATCH,
+                &self.service_path(),
+                &[],
+                Some(&resource),
+                Retry::Safe,
+                deadline.min(READ_BUDGET),
+            )
+            .await?;
+        let operation: Operation = parse(answer, "operation")?;
+        let remaining = deadline.saturating_sub(started.elapsed());
+        self.wait_for(operation, remaining).await?;
+        self.wait_settled(deadline.saturating_sub(started.elapsed()))
+            .await
+            .map(|service| service.to_state())
+    }
+
+    async fn wait_for(&self, mut operation: Operation, budget: Duration) -> PortResult<()> {
+        let give_up = Instant::now() + budget;
+        let mut pause = FIRST_POLL;
+        while !operation.done {
+            if operation.name.is_empty() {
+                // Some servers answer with no operation to follow; the service itself tells.
+                return Ok(());
+            }
+            if Instant::now() + pause > give_up {
+                return Err(PortError::Unavailable(format!(
+                    "operation {} was not done after {}",
+                    operation.name,
+                    humantime::format_duration(budget)
+                )));
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(MAX_POLL);
+            let path = format!("v2/{}", operation.name);
+            let answer = self
+                .rest
+                .send(Method::GET, &path, &[], None, Retry::Safe, READ_BUDGET)
+                .await?;
+            operation = parse(answer, "operation")?;
+        }
+        match operation.error {
+            Some(status) if status.code != 0 => Err(PortError::Rejected {
+                status: rpc_code_to_http(status.code),
+                message: format!("operation {} failed: {}", operation.name, status.message),
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    async fn wait_settled(&self, budget: Duration) -> PortResult<Service> {
+        let give_up = Instant::now() + budget;
+        let mut pause = FIRST_POLL;
+        loop {
+            let service = self.get_service().await?;
+            if service.settled() {
+                return Ok(service);
+            }
+            if Instant::now() + pause > give_up {
+                return Err(PortError::Unavailable(format!(
+                    "{} was still reconciling after {}",
+                    service.name,
+                    humantime::format_duration(budget)
+                )));
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(MAX_POLL);
+        }
+    }
+
+    async fn get_revision(&self, revision: &str) -> PortResult<Revision> {
+        let path = format!("{}/revisions/{revision}", self.service_path());
+        let answer = self
+            .rest
+            .send(Method::GET, &path, &[], None, Retry::Safe, READ_BUDGET)
+            .await?;
+        parse(answer, "revision")
+    }
+}
+
+fn parse<T: serde::de::DeserializeOwned>(value: Value, what: &str) -> PortResult<T> {
+    serde_json::from_value(value)
+        .map_err(|error| PortError::Unavailable(format!("unexpected {what} JSON: {error}")))
+}
+
+/// google.rpc.Code → the HTTP status Google maps it to.
+fn rpc_code_to_http(code: i32) -> u16 {
+    match code {
+        3 | 9 | 11 => 400,
+        5 => 404,
+        6 | 10 => 409,
+        7 => 403,
+        8 => 429,
+        16 => 401,
+        14 => 503,
+        4 => 504,
+        _ => 500,
+    }
+}
+
+fn traffic_json(traffic: &[TrafficTarget]) -> Value {
+    Value::Array(
+        traffic
+            .iter()
+            .map(|target| {
+                let mut entry = json!({
+                    "type": TYPE_REVISION,
+                    "revision": target.revision,
+                    "percent": target.percent,
+                });
+                if let Some(tag) = &target.tag {
+                    entry["tag"] = json!(tag);
+                }
+                entry
+            })
+            .collect(),
+    )
+}
+
+fn set_rollout_annotation(service: &mut Map<String, Value>, record: Option<&RolloutRecord>) {
+    let annotations = service
+        .entry("annotations")
+        .or_insert_with(|| Value::Object(Map::new()));
+    if !annotations.is_object() {
+        *annotations = Value::Object(Map::new());
+    }
+    let annotations = annotations.as_object_mut().expect("made an object above");
+    match record {
+        Some(record) => {
+            let json = serde_json::to_string(record).expect("a rollout record serializes");
+            annotations.insert(ROLLOUT_ANNOTATION.to_string(), Value::String(json));
+        }
+        None => {
+            annotations.remove(ROLLOUT_ANNOTATION);
+        }
+    }
+    if annotations.is_empty() {
+        service.remove("annotations");
+    }
+}
+
+#[async_trait]
+impl Platform for CloudRunService {
+    async fn read_service(&self) -> PortResult<ServiceState> {
+        Ok(self.get_service().await?.to_state())
+    }
+
+    async fn read_revision(&self, revision: &str) -> PortResult<RevisionInfo> {
+        Ok(self.get_revision(revision).await?.to_info())
+    }
+
+    async fn list_revisions(&self) -> PortResult<Vec<RevisionInfo>> {
+        let path = format!("{}/revisions", self.service_path());
+        let mut revisions = Vec::new();
+        let mut page_token: Option<String> = None;
+        loop {
+            let mut query = vec![("pageSize", "100".to_string())];
+            if let Some(token) = &page_token {
+                query.push(("pageToken", token.clone()));
+            }
+            let answer = self
+                .rest
+                .send(Method::GET, &path, &query, None, Retry::Safe, READ_BUDGET)
+                .await?;
+            let page: ListRevisionsResponse = parse(answer, "revision list")?;
+            revisions.extend(page.revisions.iter().map(Revision::to_info));
+            match page.next_page_token.filter(|t| !t.is_empty()) {
+                Some(token) => page_token = Some(token),
+                None => break,
+            }
+        }
+        Ok(revisions)
+    }
+
+    async fn create_revision(
+        &self,
+        spec: &NewRevision,
+        etag: &str,
+        deadline: Duration,
+    ) -> PortResult<ServiceState> {
+        self.write(etag, deadline, |service| {
+            let template = service.entry("template").or_insert_with(|| json!({}));
+            if !template.is_object() {
+                *template = json!({});
+            }
+            // A new name makes Cloud Run create a revision; reusing the old one would be a 409.
+            template["revision"] = json!(spec.revision);
+            let containers = template
+                .as_object_mut()
+                .expect("made an object above")
+                .entry("containers")
+                .or_insert_with(|| json!([{}]));
+            match containers.as_array_mut() {
+                Some(list) if !list.is_empty() => list[0]["image"] = json!(spec.image),
+                _ => *containers = json!([{ "image": spec.image }]),
+            }
+            service.insert("traffic".into(), traffic_json(&spec.traffic));
+            set_rollout_annotation(service, spec.rollout.as_ref());
+        })
+        .await
+    }
+
+    async fn set_traffic(
+        &self,
+        change: &TrafficChange,
+        etag: &str,
+        deadline: Duration,
+    ) -> PortResult<ServiceState> {
+        self.write(etag, deadline, |service| {
+            service.insert("traffic".into(), traffic_json(&change.traffic));
+            set_rollout_annotation(service, change.rollout.as_ref());
+        })
+        .await
+    }
+}

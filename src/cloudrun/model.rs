@@ -1,0 +1,251 @@
+//! The parts of Cloud Run Admin API v2 resources shiftgate reads (Service, Revision, Operation),
+//! and their translation into the engine's `ServiceState` and `RevisionInfo`.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+use crate::rollout::ports::{RevisionInfo, RolloutRecord, ServiceState, TrafficTarget};
+
+/// The service annotation that records a rollout in progress.
+pub const ROLLOUT_ANNOTATION: &str = "shiftgate.dev/rollout";
+pub const TYPE_REVISION: &str = "TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION";
+pub const TYPE_LATEST: &str = "TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST";
+const CONDITION_SUCCEEDED: &str = "CONDITION_SUCCEEDED";
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct Service {
+    pub name: String,
+    pub uri: Option<String>,
+    pub etag: Option<String>,
+    pub generation: Option<String>,
+    pub observed_generation: Option<String>,
+    pub reconciling: bool,
+    pub annotations: BTreeMap<String, String>,
+    pub template: Option<Template>,
+    pub traffic: Vec<Traffic>,
+    pub traffic_statuses: Vec<TrafficStatus>,
+    pub latest_ready_revision: Option<String>,
+    pub latest_created_revision: Option<String>,
+    pub terminal_condition: Option<Condition>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct Template {
+    pub revision: Option<String>,
+    pub containers: Vec<Container>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct Container {
+    pub image: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct Traffic {
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    pub revision: Option<String>,
+    pub percent: u8,
+    pub tag: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct TrafficStatus {
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    pub revision: Option<String>,
+    pub percent: u8,
+    pub tag: Option<String>,
+    pub uri: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct Condition {
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    pub state: Option<String>,
+    pub message: Option<String>,
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct Revision {
+    pub name: String,
+    pub reconciling: bool,
+    pub create_time: Option<String>,
+    pub containers: Vec<Container>,
+    pub conditions: Vec<Condition>,
+    pub terminal_condition: Option<Condition>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ListRevisionsResponse {
+    pub revisions: Vec<Revision>,
+    pub next_page_token: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct Operation {
+    pub name: String,
+    pub done: bool,
+    pub error: Option<Status>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct Status {
+    pub code: i32,
+    pub message: String,
+}
+
+fn short(name: &str) -> String {
+    name.rsplit('/').next().unwrap_or(name).to_string()
+}
+
+fn generation(value: &Option<String>) -> i64 {
+    value.as_deref().and_then(|g| g.parse().ok()).unwrap_or(0)
+}
+
+impl Service {
+    /// Done applying the last change: not reconciling and the latest generation observed.
+    pub fn settled(&self) -> bool {
+        !self.reconciling && generation(&self.observed_generation) >= generation(&self.generation)
+    }
+
+    pub fn to_state(&self) -> ServiceState {
+        let latest_ready = self.latest_ready_revision.as_deref().map(short);
+        // A LATEST target does not name its revision; its status entry usually does.
+        let latest_resolved = self
+            .traffic_statuses
+            .iter()
+            .find(|s| s.kind.as_deref() == Some(TYPE_LATEST))
+            .and_then(|s| s.revision.as_deref().map(short))
+            .or_else(|| latest_ready.clone());
+        let traffic = self
+            .traffic
+            .iter()
+            .filter_map(|target| {
+                let revision = match (target.kind.as_deref(), &target.revision) {
+                    (Some(TYPE_LATEST), _) | (_, None) => latest_resolved.clone()?,
+                    (_, Some(revision)) => short(revision),
+                };
+                Some(TrafficTarget {
+                    revision,
+                    percent: target.percent,
+                    tag: target.tag.clone().filter(|t| !t.is_empty()),
+                })
+            })
+            .collect();
+        let tag_uris = self
+            .traffic_statuses
+            .iter()
+            .filter_map(|s| Some((s.tag.clone()?, s.uri.clone()?)))
+            .filter(|(tag, uri)| !tag.is_empty() && !uri.is_empty())
+            .collect();
+        let rollout = self
+            .annotations
+            .get(ROLLOUT_ANNOTATION)
+            .and_then(|json| serde_json::from_str::<RolloutRecord>(json).ok());
+        ServiceState {
+            name: self.name.clone(),
+            etag: self.etag.clone().unwrap_or_default(),
+            uri: self.uri.clone().filter(|u| !u.is_empty()),
+            traffic,
+            tag_uris,
+            latest_ready_revision: latest_ready,
+            latest_created_revision: self.latest_created_revision.as_deref().map(short),
+            image: self
+                .template
+                .as_ref()
+                .and_then(|t| t.containers.first())
+                .and_then(|c| c.image.clone()),
+            rollout,
+            reconciling: !self.settled(),
+        }
+    }
+}
+
+impl Revision {
+    pub fn to_info(&self) -> RevisionInfo {
+        let ready_condition = self
+            .terminal_condition
+            .iter()
+            .chain(self.conditions.iter())
+            .find(|c| matches!(c.kind.as_deref(), Some("Ready") | None));
+        let ready = !self.reconciling
+            && ready_condition.is_some_and(|c| c.state.as_deref() == Some(CONDITION_SUCCEEDED));
+        let reason = (!ready).then(|| {
+            ready_condition
+                .and_then(|c| c.message.clone().or_else(|| c.reason.clone()))
+                .unwrap_or_else(|| {
+                    if self.reconciling {
+                        "still starting".to_string()
+                    } else {
+                        "no Ready condition".to_string()
+                    }
+                })
+        });
+        RevisionInfo {
+            name: short(&self.name),
+            ready,
+            reason,
+            image: self.containers.first().and_then(|c| c.image.clone()),
+            create_time: self.create_time.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_gcloud_deployed_service_resolves_latest_to_its_revision() {
+        let json = r#"{
+            "name": "projects/p/locations/r/services/app",
+            "etag": "\"abc\"", "generation": "3", "observedGeneration": "3",
+            "traffic": [{"type": "TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST", "percent": 100},
+                        {"type": "TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION", "revision": "app-00001-aaa", "tag": "old"}],
+            "trafficStatuses": [{"type": "TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST", "percent": 100},
+                        {"type": "TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION", "revision": "app-00001-aaa", "tag": "old", "uri": "https://old---app.run.app"}],
+            "latestReadyRevision": "projects/p/locations/r/services/app/revisions/app-00002-bbb",
+            "latestCreatedRevision": "projects/p/locations/r/services/app/revisions/app-00002-bbb",
+            "template": {"revision": "app-00002-bbb", "containers": [{"image": "img:v2"}]}
+        }"#;
+        let service: Service = serde_json::from_str(json).unwrap();
+        let state = service.to_state();
+        assert_eq!(
+            state.traffic,
+            vec![
+                TrafficTarget::new("app-00002-bbb", 100),
+                TrafficTarget::tagged("app-00001-aaa", 0, "old")
+            ]
+        );
+        assert_eq!(state.tag_uris["old"], "https://old---app.run.app");
+        assert_eq!(
+            state.latest_created_revision.as_deref(),
+            Some("app-00002-bbb")
+        );
+        assert_eq!(state.image.as_deref(), Some("img:v2"));
+        assert!(!state.reconciling);
+        assert!(state.rollout.is_none());
+    }
+
+    #[test]
+    fn a_service_behind_its_generation_is_still_reconciling() {
+        let service: Service =
+            serde_json::from_str(r#"{"name":"s","generation":"4","observedGeneration":"3"}"#)
+                .unwrap();
+        assert!(service.to_state().reconciling);
+    }
+}

@@ -1,0 +1,183 @@
+//! The rollout's timeline and result: every decision and measurement in order, and the report built
+//! from it that feeds the progress log, the `--json` result, the step summary and incident bodies.
+
+use std::time::{Duration, SystemTime};
+
+use serde::Serialize;
+
+use crate::health::Verdict;
+use crate::rollout::ports::{RequestCounts, TrafficTarget};
+
+/// How a rollout ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Promoted,
+    RolledBack,
+    Failed,
+    DryRun,
+    Interrupted,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Promoted => "promoted",
+            Outcome::RolledBack => "rolled_back",
+            Outcome::Failed => "failed",
+            Outcome::DryRun => "dry_run",
+            Outcome::Interrupted => "interrupted",
+        }
+    }
+}
+
+/// What kind of thing happened, with its facts.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum EventKind {
+    Planned {
+        stable: String,
+        candidate: String,
+        steps: Vec<u8>,
+        creates_revision: bool,
+    },
+    CandidateCreated {
+        revision: String,
+        image: String,
+    },
+    TrafficSet {
+        step: Option<usize>,
+        traffic: Vec<TrafficTarget>,
+    },
+    HealthChecked {
+        step: Option<usize>,
+        url: String,
+        #[serde(flatten)]
+        verdict: Verdict,
+    },
+    ErrorsChecked {
+        step: usize,
+        candidate: RequestCounts,
+        stable: RequestCounts,
+        error_rate: Option<f64>,
+        #[serde(flatten)]
+        verdict: Verdict,
+    },
+    StepPassed {
+        step: usize,
+        percent: u8,
+    },
+    StepFailed {
+        step: usize,
+        percent: u8,
+        reason: String,
+    },
+    Retrying {
+        what: String,
+        reason: String,
+    },
+    RollbackStarted {
+        reason: String,
+    },
+    RolledBack {
+        traffic: Vec<TrafficTarget>,
+    },
+    RollbackFailed {
+        reason: String,
+    },
+    Promoted {
+        revision: String,
+    },
+    Interrupted,
+    ApiFailed {
+        reason: String,
+    },
+}
+
+/// One timeline entry: when (wall clock, and seconds since the rollout started) and what.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Event {
+    #[serde(serialize_with = "rfc3339")]
+    pub at: SystemTime,
+    pub elapsed_s: f64,
+    #[serde(flatten)]
+    pub kind: EventKind,
+}
+
+/// Per-step result, for the JSON result and the summary table.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StepReport {
+    pub step: usize,
+    pub percent: u8,
+    pub verdict: &'static str,
+    pub candidate_requests: u64,
+    pub candidate_5xx: u64,
+    pub error_rate: Option<f64>,
+    pub stable_requests: u64,
+    pub stable_5xx: u64,
+    /// `pass`, `fail`, or `not_checked`.
+    pub health: &'static str,
+    pub checks: u32,
+    pub duration_s: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// The whole result of one rollout.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Report {
+    pub outcome: Outcome,
+    pub service: String,
+    pub stable: String,
+    pub candidate: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    pub planned_steps: Vec<u8>,
+    pub steps: Vec<StepReport>,
+    /// The split read back from the service at the end (empty only when it could not be read).
+    pub final_traffic: Vec<TrafficTarget>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// True when restoring stable traffic failed: the service needs a person.
+    pub rollback_failed: bool,
+    /// True when an API failure (not a failed gate) ended the rollout.
+    pub api_failed: bool,
+    pub duration_s: f64,
+    pub timeline: Vec<Event>,
+}
+
+impl Report {
+    /// The process exit code DESIGN.md gives this result.
+    pub fn exit_code(&self) -> i32 {
+        match self.outcome {
+            Outcome::Promoted | Outcome::DryRun => 0,
+            _ if self.rollback_failed => 4,
+            Outcome::Interrupted => 130,
+            Outcome::Failed if self.api_failed => 3,
+            Outcome::Failed => 3,
+            Outcome::RolledBack if self.api_failed => 3,
+            Outcome::RolledBack => 1,
+        }
+    }
+}
+
+fn rfc3339<S: serde::Serializer>(at: &SystemTime, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.collect_str(&humantime::format_rfc3339_millis(*at))
+}
+
+/// Formats a traffic split the way people write it: `rev-a=90 rev-b=10 (tag candidate)`.
+pub fn describe_traffic(traffic: &[TrafficTarget]) -> String {
+    let mut parts: Vec<String> = traffic
+        .iter()
+        .filter(|t| t.percent > 0)
+        .map(|t| format!("{}={}%", t.revision, t.percent))
+        .collect();
+    if parts.is_empty() {
+        parts.push("(no traffic)".to_string());
+    }
+    parts.join(" ")
+}
+
+pub fn seconds(duration: Duration) -> f64 {
+    (duration.as_secs_f64() * 1000.0).round() / 1000.0
+}
