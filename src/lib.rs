@@ -8,3 +8,7 @@ pub mod health;
 pub mod metrics;
 pub mod rollout;
 pub mod sim;
+pub mod cli;
+pub mod config;
+pub mod commands;
+pub mod output;

@@ -814,62 +814,12 @@ impl<'a> Engine<'a> {
 
     /// Sends 100% to stable until the platform confirms it or `deadline` passes. Not interruptible:
     /// this is what an interruption runs.
-    async fn restore_stable(
-        &mut self,
-        plan: &Plan,
-        deadline: Duration,
-    ) -> Result<ServiceState, String> {
-        let give_up = Instant::now() + deadline;
-        let wanted = plan.stable_traffic();
-        let change = TrafficChange {
-            traffic: wanted.clone(),
-            rollout: None,
-        };
-        let platform = self.ports.platform;
-        let mut last_error = String::from("deadline passed before any attempt");
-        let mut known = self.last_seen.clone();
-        while Instant::now() < give_up {
-            let service = match known.take() {
-                Some(service) => service,
-                None => {
-                    let remaining = give_up.saturating_duration_since(Instant::now());
-                    match tokio::time::timeout(remaining, platform.read_service()).await {
-                        Ok(Ok(service)) => service,
-                        Ok(Err(error)) => {
-                            last_error = format!("could not read the service: {error}");
-                            tokio::time::sleep(Duration::from_millis(500)).await;
-                            continue;
-                        }
-                        Err(_) => break,
-                    }
-                }
-            };
-            if traffic_matches(&service, &wanted)
-                && service.rollout.is_none()
-                && !service.reconciling
-            {
-                self.last_seen = Some(service.clone());
-                return Ok(service);
-            }
-            let remaining = give_up.saturating_duration_since(Instant::now());
-            match platform
-                .set_traffic(&change, &service.etag, remaining)
-                .await
-            {
-                Ok(service) => {
-                    self.last_seen = Some(service.clone());
-                    return Ok(service);
-                }
-                Err(PortError::Conflict(reason)) => {
-                    last_error = reason;
-                }
-                Err(error) => {
-                    last_error = error.to_string();
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                }
-            }
-        }
-        Err(last_error)
+    async fn restore_stable(&mut self, plan: &Plan, deadline: Duration) -> Result<ServiceState, String> {
+        let known = self.last_seen.clone();
+        let restored =
+            force_traffic(self.ports.platform, known, &plan.stable_traffic(), deadline).await?;
+        self.last_seen = Some(restored.clone());
+        Ok(restored)
     }
 
     /// Applies a traffic change using the freshest etag known, re-reading after conflicts.
@@ -1026,6 +976,62 @@ impl<'a> Engine<'a> {
             timeline: self.timeline.clone(),
         }
     }
+}
+
+/// Sets `wanted` as the whole traffic split and clears any rollout record, re-reading and retrying
+/// through conflicts and outages until the platform confirms it or `deadline` passes. `known` is
+/// a recent read to save one round trip.
+pub async fn force_traffic(
+    platform: &dyn Platform,
+    mut known: Option<ServiceState>,
+    wanted: &[TrafficTarget],
+    deadline: Duration,
+) -> Result<ServiceState, String> {
+    let give_up = Instant::now() + deadline;
+    let change = TrafficChange {
+        traffic: wanted.to_vec(),
+        rollout: None,
+    };
+    let mut last_error = String::from("the deadline passed before any attempt");
+    while Instant::now() < give_up {
+        let service = match known.take() {
+            Some(service) => service,
+            None => {
+                let remaining = give_up.saturating_duration_since(Instant::now());
+                match tokio::time::timeout(remaining, platform.read_service()).await {
+                    Ok(Ok(service)) => service,
+                    Ok(Err(error)) => {
+                        last_error = format!("could not read the service: {error}");
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                        continue;
+                    }
+                    Err(_) => break,
+                }
+            }
+        };
+        if traffic_matches(&service, wanted) && service.rollout.is_none() && !service.reconciling {
+            return Ok(service);
+        }
+        let remaining = give_up.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(remaining, platform.set_traffic(&change, &service.etag, remaining))
+            .await
+        {
+            Ok(Ok(service)) => return Ok(service),
+            Ok(Err(PortError::Conflict(reason))) => last_error = reason,
+            Ok(Err(error)) => {
+                last_error = error.to_string();
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(_) => {
+                last_error = format!(
+                    "the platform did not confirm the change within {}",
+                    humantime::format_duration(deadline)
+                );
+                break;
+            }
+        }
+    }
+    Err(last_error)
 }
 
 fn count_of(

@@ -1,0 +1,198 @@
+//! The command line: clap types only. Every option can also come from `SHIFTGATE_<OPTION>`;
+//! values are parsed and range-checked here so bad input fails before anything is touched.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use semver::VersionReq;
+
+use crate::health::FieldRule;
+use crate::rollout::plan::{Steps, parse_duration, parse_positive_duration, parse_rate};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "shiftgate",
+    version,
+    about = "Safe Cloud Run deploys: shift traffic in steps, gate every step on health and error rate, roll back by itself.",
+    propagate_version = true
+)]
+pub struct Cli {
+    /// Print one JSON result object on stdout (progress stays on stderr).
+    #[arg(long, global = true, env = "SHIFTGATE_JSON")]
+    pub json: bool,
+
+    /// Config file naming environments and policy [default: shiftgate.toml, then .github/shiftgate.toml].
+    #[arg(long, global = true, env = "SHIFTGATE_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create or pick a candidate revision with no traffic, shift traffic in steps gated on health
+    /// and error rate, then promote it or roll back.
+    Rollout(RolloutArgs),
+    /// Send 100% of traffic to the stable revision (or --to REVISION) now.
+    Rollback(RollbackArgs),
+    /// Show revisions, the traffic split, tag URLs and any rollout in progress.
+    Status(StatusArgs),
+    /// Probe the health endpoints of one or all environments.
+    Health(HealthArgs),
+    /// Run a full rollout against the built-in simulated Cloud Run on this machine.
+    Demo(DemoArgs),
+}
+
+/// Which Cloud Run service: explicit coordinates, or an environment from the config file.
+#[derive(Debug, Clone, Default, Args)]
+pub struct ServiceArgs {
+    /// Environment from the config file (its project, region, service, URL and policy).
+    #[arg(long = "env", env = "SHIFTGATE_ENV", value_name = "NAME")]
+    pub environment: Option<String>,
+    /// Google Cloud project ID.
+    #[arg(long, env = "SHIFTGATE_PROJECT")]
+    pub project: Option<String>,
+    /// Cloud Run region, e.g. us-central1.
+    #[arg(long, env = "SHIFTGATE_REGION")]
+    pub region: Option<String>,
+    /// Cloud Run service name.
+    #[arg(long, env = "SHIFTGATE_SERVICE")]
+    pub service: Option<String>,
+}
+
+/// What a healthy answer looks like.
+#[derive(Debug, Clone, Default, Args)]
+pub struct HealthCheckArgs {
+    /// Path of the health endpoint [default: /health].
+    #[arg(long, env = "SHIFTGATE_HEALTH_PATH", value_name = "PATH")]
+    pub health_path: Option<String>,
+    /// Require a JSON body field (dotted paths allowed); repeatable; replaces the default status rule.
+    #[arg(long, env = "SHIFTGATE_HEALTH_EXPECT", value_name = "KEY=VALUE", value_delimiter = ',')]
+    pub health_expect: Vec<FieldRule>,
+    /// Semver requirement on the health body's `version`, e.g. ">=1.4.0" or "=1.4.0".
+    #[arg(long, env = "SHIFTGATE_EXPECT_VERSION", value_name = "REQ")]
+    pub expect_version: Option<VersionReq>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RolloutArgs {
+    #[command(flatten)]
+    pub service: ServiceArgs,
+
+    /// Make the candidate: a new revision from the current template with this image and no traffic.
+    #[arg(long, env = "SHIFTGATE_IMAGE", conflicts_with = "revision")]
+    pub image: Option<String>,
+    /// Use this existing revision as the candidate.
+    #[arg(long, env = "SHIFTGATE_REVISION", value_name = "NAME")]
+    pub revision: Option<String>,
+
+    /// Candidate traffic percentages: strictly increasing, 1-100, ending at 100 [default: 10,25,50,100].
+    #[arg(long, env = "SHIFTGATE_STEPS", value_name = "LIST")]
+    pub steps: Option<Steps>,
+    /// How long each step must stay healthy [default: 5m].
+    #[arg(long, env = "SHIFTGATE_BAKE", value_parser = parse_duration, value_name = "DURATION")]
+    pub bake: Option<Duration>,
+    /// Time between checks within a step [default: 30s].
+    #[arg(long, env = "SHIFTGATE_INTERVAL", value_parser = parse_positive_duration, value_name = "DURATION")]
+    pub interval: Option<Duration>,
+    /// Candidate 5xx share that fails a step, as 0.05 or 5% [default: 5%].
+    #[arg(long, env = "SHIFTGATE_MAX_ERROR_RATE", value_parser = parse_rate, value_name = "RATE")]
+    pub max_error_rate: Option<f64>,
+    /// Fewer candidate requests than this in a step is inconclusive, never a pass [default: 100].
+    #[arg(long, env = "SHIFTGATE_MIN_REQUESTS", value_parser = clap::value_parser!(u64).range(1..), value_name = "N")]
+    pub min_requests: Option<u64>,
+    /// How long the metrics backend takes to show a request [default: 3m for Cloud Monitoring].
+    #[arg(long, env = "SHIFTGATE_METRICS_DELAY", value_parser = parse_duration, value_name = "DURATION")]
+    pub metrics_delay: Option<Duration>,
+
+    #[command(flatten)]
+    pub health: HealthCheckArgs,
+
+    /// Repository for incident issues, OWNER/NAME [default: $GITHUB_REPOSITORY].
+    #[arg(long, env = "SHIFTGATE_REPO", value_name = "OWNER/NAME")]
+    pub repo: Option<String>,
+    /// Do not file an incident issue when the rollout rolls back.
+    #[arg(long, env = "SHIFTGATE_NO_INCIDENT")]
+    pub no_incident: bool,
+    /// Print the plan and change nothing.
+    #[arg(long, env = "SHIFTGATE_DRY_RUN")]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RollbackArgs {
+    #[command(flatten)]
+    pub service: ServiceArgs,
+    /// Revision to send 100% of traffic to [default: the stable revision of the rollout in progress].
+    #[arg(long, env = "SHIFTGATE_TO", value_name = "REVISION")]
+    pub to: Option<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub service: ServiceArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct HealthArgs {
+    #[command(flatten)]
+    pub service: ServiceArgs,
+    /// Probe this base URL instead of an environment's.
+    #[arg(long, env = "SHIFTGATE_URL", value_name = "URL")]
+    pub url: Option<String>,
+    #[command(flatten)]
+    pub health: HealthCheckArgs,
+    /// Per-probe timeout.
+    #[arg(long, env = "SHIFTGATE_TIMEOUT", value_parser = parse_positive_duration, default_value = "10s", value_name = "DURATION")]
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Scenario {
+    /// A healthy candidate that is promoted through every step.
+    Good,
+    /// A candidate that answers 5xx to a third of requests: rolled back at the first step.
+    Bad,
+    /// A candidate whose /health fails: never gets traffic.
+    Unhealthy,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DemoArgs {
+    /// Which candidate to roll out.
+    #[arg(long, env = "SHIFTGATE_SCENARIO", value_enum, default_value = "good")]
+    pub scenario: Scenario,
+    /// Bake per step (the demo keeps it short).
+    #[arg(long, env = "SHIFTGATE_BAKE", value_parser = parse_duration, default_value = "8s", value_name = "DURATION")]
+    pub bake: Duration,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn json_is_accepted_before_or_after_the_subcommand() {
+        let before = Cli::try_parse_from(["shiftgate", "--json", "status", "--env", "prod"]).unwrap();
+        let after = Cli::try_parse_from(["shiftgate", "status", "--env", "prod", "--json"]).unwrap();
+        assert!(before.json && after.json);
+    }
+
+    #[test]
+    fn bad_steps_are_refused_by_the_parser_naming_the_flag() {
+        let error = Cli::try_parse_from(["shiftgate", "rollout", "--steps", "50,10"]).unwrap_err();
+        let message = error.to_string();
+        assert!(message.contains("--steps"), "{message}");
+        assert!(message.contains("strictly increasing"), "{message}");
+        assert_eq!(error.exit_code(), 2);
+    }
+}

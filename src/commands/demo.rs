@@ -1,0 +1,105 @@
+//! `shiftgate demo`: a full rollout of the real engine and the real Cloud Run, Monitoring and
+//! health adapters against the built-in simulated Cloud Run on loopback, with traffic flowing.
+
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::cli::{DemoArgs, Scenario};
+use crate::clock::Clock;
+use crate::cloudrun::CloudRunService;
+use crate::commands::rollout::{report_json, run_engine};
+use crate::commands::{CommandError, Context, Finished};
+use crate::gcp::{Credentials, GoogleRest};
+use crate::health::HttpHealthEndpoint;
+use crate::metrics::CloudMonitoring;
+use crate::rollout::plan::{Policy, Steps};
+use crate::rollout::{CandidateSource, Ports, RolloutRequest};
+use crate::sim::{Behavior, Sim};
+
+const PROJECT: &str = "demo-project";
+const REGION: &str = "us-central1";
+const SERVICE: &str = "loopcloser-demo";
+const STABLE_IMAGE: &str = "us-central1-docker.pkg.dev/demo-project/images/loopcloser-app:v1.3.0";
+const CANDIDATE_IMAGE: &str = "us-central1-docker.pkg.dev/demo-project/images/loopcloser-app:v1.4.0";
+/// Enough traffic that a 10% step sees dozens of candidate requests in a short bake.
+const REQUESTS_PER_SECOND: f64 = 50.0;
+
+pub async fn run(context: &Context, args: DemoArgs) -> Result<Finished, CommandError> {
+    let clock = Clock::new();
+    let sim = Sim::start(clock)
+        .await
+        .map_err(|error| CommandError::api(format!("could not start the simulator: {error}")))?;
+    sim.set_operation_delay(Duration::from_millis(400));
+    let stable = sim.add_service(PROJECT, REGION, SERVICE, STABLE_IMAGE);
+    let behavior = match args.scenario {
+        Scenario::Good => Behavior::healthy("1.4.0"),
+        Scenario::Bad => Behavior::erroring("1.4.0", 0.3),
+        Scenario::Unhealthy => Behavior::unhealthy("1.4.0"),
+    };
+    sim.register_image(CANDIDATE_IMAGE, behavior);
+    let _load = sim.start_load(PROJECT, REGION, SERVICE, REQUESTS_PER_SECOND);
+
+    let policy = Policy {
+        steps: Steps::default(),
+        bake: args.bake,
+        interval: (args.bake / 4).max(Duration::from_millis(500)),
+        max_error_rate: 0.05,
+        min_requests: 20,
+        metrics_delay: Duration::ZERO,
+        ..Policy::default()
+    };
+    eprintln!(
+        "shiftgate demo ({:?} candidate): a simulated Cloud Run on {}",
+        args.scenario,
+        sim.cloud_run_url()
+    );
+    eprintln!(
+        "service {SERVICE} serves {stable} at {} with {REQUESTS_PER_SECOND} requests/s; rolling out {CANDIDATE_IMAGE}",
+        sim.service_url(PROJECT, REGION, SERVICE).unwrap_or_default()
+    );
+    eprintln!(
+        "policy: steps {}, bake {} each, check every {}, fail above {} 5xx, at least {} requests per step\n",
+        policy.steps,
+        humantime::format_duration(policy.bake),
+        humantime::format_duration(policy.interval),
+        crate::rollout::judge::percent(policy.max_error_rate),
+        policy.min_requests
+    );
+
+    let platform = CloudRunService::new(
+        GoogleRest::new(&sim.cloud_run_url(), Credentials::None),
+        PROJECT,
+        REGION,
+        SERVICE,
+    );
+    let metrics = CloudMonitoring::new(
+        GoogleRest::new(&sim.monitoring_url(), Credentials::None),
+        PROJECT,
+        REGION,
+        SERVICE,
+    );
+    let health = HttpHealthEndpoint::new(Duration::from_secs(5));
+    let request = RolloutRequest {
+        policy,
+        candidate: CandidateSource::Image(CANDIDATE_IMAGE.to_string()),
+        dry_run: false,
+    };
+    let ports = Ports {
+        platform: &platform,
+        metrics: &metrics,
+        health: &health,
+    };
+    let report = run_engine(context, ports, &request).await?;
+    let mut result = report_json(&report, &request.policy);
+    result["command"] = json!("demo");
+    result["scenario"] = json!(format!("{:?}", args.scenario).to_lowercase());
+    result["api_calls"] = json!({
+        "cloud_run": platform.rest().calls(),
+        "monitoring": metrics.rest().calls(),
+    });
+    Ok(Finished {
+        exit_code: report.exit_code(),
+        result,
+    })
+}

@@ -1,0 +1,122 @@
+//! `shiftgate health`: probes the health endpoint of one URL, one environment, or every
+//! environment in the config file, and judges the answers with the same rules as a rollout.
+
+use std::time::Instant;
+
+use serde_json::{Value, json};
+
+use crate::cli::HealthArgs;
+use crate::commands::{
+    CommandError, Context, EXIT_CHECK_FAILED, EXIT_OK, Endpoints, Finished,
+};
+use crate::config::Config;
+use crate::health::{Expectations, HttpHealthEndpoint, Verdict};
+use crate::rollout::ports::{HealthEndpoint, Platform};
+
+struct Target {
+    environment: Option<String>,
+    base_url: String,
+    expectations: Expectations,
+}
+
+pub async fn run(context: &Context, args: HealthArgs) -> Result<Finished, CommandError> {
+    let config = context.config()?;
+    let targets = targets(&config, &args).await?;
+    let endpoint = HttpHealthEndpoint::new(args.timeout);
+    let mut results = Vec::new();
+    let mut all_healthy = true;
+    for target in targets {
+        let result = probe(&endpoint, &target).await;
+        all_healthy &= result["verdict"] == "pass";
+        results.push(result);
+    }
+    let exit_code = if all_healthy { EXIT_OK } else { EXIT_CHECK_FAILED };
+    Ok(Finished {
+        exit_code,
+        result: json!({
+            "command": "health",
+            "outcome": if all_healthy { "healthy" } else { "unhealthy" },
+            "results": results,
+            "exit_code": exit_code,
+        }),
+    })
+}
+
+async fn targets(config: &Config, args: &HealthArgs) -> Result<Vec<Target>, CommandError> {
+    if let Some(url) = &args.url {
+        return Ok(vec![Target {
+            environment: args.service.environment.clone(),
+            base_url: url.clone(),
+            expectations: config.resolve_health(args.service.environment.as_deref(), &args.health)?,
+        }]);
+    }
+    let explicit_service = args.service.project.is_some() || args.service.service.is_some();
+    if args.service.environment.is_some() || explicit_service {
+        let address = config.resolve_service(&args.service)?;
+        let base_url = match &address.url {
+            Some(url) => url.clone(),
+            None => {
+                let endpoints = Endpoints::from_env();
+                let platform = endpoints.cloud_run(&address, endpoints.credentials());
+                let service = platform.read_service().await.map_err(|error| {
+                    CommandError::api(format!("could not read the service's URL: {error}"))
+                })?;
+                service.uri.ok_or_else(|| {
+                    CommandError::bad_input(format!("{} has no URL; give --url", service.name))
+                })?
+            }
+        };
+        return Ok(vec![Target {
+            expectations: config.resolve_health(address.environment.as_deref(), &args.health)?,
+            environment: address.environment,
+            base_url,
+        }]);
+    }
+    if config.environments.is_empty() {
+        return Err(CommandError::bad_input(
+            "nothing to probe: give --url URL, --env NAME, or --project/--region/--service, \
+             or list environments with a `url` in shiftgate.toml",
+        ));
+    }
+    let mut all = Vec::new();
+    for (name, environment) in &config.environments {
+        let Some(url) = &environment.url else {
+            return Err(CommandError::bad_input(format!(
+                "environment {name} has no `url` in the config file; add one or probe it with --env {name}"
+            )));
+        };
+        all.push(Target {
+            environment: Some(name.clone()),
+            base_url: url.clone(),
+            expectations: config.resolve_health(Some(name), &args.health)?,
+        });
+    }
+    Ok(all)
+}
+
+async fn probe(endpoint: &dyn HealthEndpoint, target: &Target) -> Value {
+    let url = target.expectations.url_for(&target.base_url);
+    let started = Instant::now();
+    let fetched = endpoint.fetch(&url).await;
+    let latency_ms = started.elapsed().as_millis() as u64;
+    let (status, verdict) = match &fetched {
+        Ok(response) => (Some(response.status), target.expectations.judge(response)),
+        Err(reason) => (None, Verdict::Fail(format!("no answer: {reason}"))),
+    };
+    let label = target.environment.as_deref().unwrap_or("url");
+    match &verdict {
+        Verdict::Pass => eprintln!("{label:<10} healthy    {url} ({latency_ms} ms)"),
+        other => eprintln!(
+            "{label:<10} UNHEALTHY  {url}: {}",
+            other.reason().unwrap_or_default()
+        ),
+    }
+    json!({
+        "environment": target.environment,
+        "url": url,
+        "status": status,
+        "verdict": verdict.label(),
+        "reason": verdict.reason(),
+        "latency_ms": latency_ms,
+    })
+}

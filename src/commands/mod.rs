@@ -1,0 +1,222 @@
+//! Runs one parsed command: loads config, builds the adapters from the endpoint variables, wires
+//! signals to the engine's interrupt, and turns the result into output and an exit code.
+
+pub mod demo;
+pub mod health;
+pub mod rollback;
+pub mod rollout;
+pub mod status;
+
+use std::path::PathBuf;
+
+use serde_json::{Value, json};
+
+use crate::cli::{Cli, Command};
+use crate::cloudrun::CloudRunService;
+use crate::config::{Config, ConfigError, ServiceAddress};
+use crate::gcp::{Credentials, GoogleRest};
+use crate::output::print_json;
+use crate::rollout::engine::{Interrupt, InterruptTrigger};
+use crate::rollout::ports::TrafficTarget;
+
+pub const EXIT_OK: i32 = 0;
+pub const EXIT_CHECK_FAILED: i32 = 1;
+pub const EXIT_BAD_INPUT: i32 = 2;
+pub const EXIT_API_FAILED: i32 = 3;
+pub const EXIT_ROLLBACK_FAILED: i32 = 4;
+pub const EXIT_INTERRUPTED: i32 = 130;
+
+/// What every command shares.
+#[derive(Debug, Clone)]
+pub struct Context {
+    pub json: bool,
+    pub config_path: Option<PathBuf>,
+    pub interrupt: Interrupt,
+}
+
+impl Context {
+    pub fn config(&self) -> Result<Config, CommandError> {
+        Config::load(self.config_path.as_deref()).map_err(CommandError::from)
+    }
+}
+
+/// A command's result: its exit code and the JSON object `--json` prints.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Finished {
+    pub exit_code: i32,
+    pub result: Value,
+}
+
+/// A command that could not do its job, with the exit code that says why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandError {
+    pub exit_code: i32,
+    pub message: String,
+}
+
+impl CommandError {
+    pub fn bad_input(message: impl Into<String>) -> Self {
+        Self {
+            exit_code: EXIT_BAD_INPUT,
+            message: message.into(),
+        }
+    }
+
+    pub fn api(message: impl Into<String>) -> Self {
+        Self {
+            exit_code: EXIT_API_FAILED,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<ConfigError> for CommandError {
+    fn from(error: ConfigError) -> Self {
+        CommandError::bad_input(error.0)
+    }
+}
+
+/// API base URLs, overridable for tests and GitHub Enterprise Server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoints {
+    pub cloud_run: String,
+    pub monitoring: String,
+}
+
+impl Endpoints {
+    pub fn from_env() -> Self {
+        let pick = |name: &str, default: &str| {
+            std::env::var(name)
+                .ok()
+                .filter(|v| !v.trim().is_empty())
+                .unwrap_or_else(|| default.to_string())
+        };
+        Self {
+            cloud_run: pick("SHIFTGATE_CLOUD_RUN_URL", "https://run.googleapis.com"),
+            monitoring: pick("SHIFTGATE_MONITORING_URL", "https://monitoring.googleapis.com"),
+        }
+    }
+
+    /// Plain-HTTP endpoints are local fakes: no metadata-server credential lookup for them.
+    pub fn are_local(&self) -> bool {
+        self.cloud_run.starts_with("http://") && self.monitoring.starts_with("http://")
+    }
+
+    pub fn credentials(&self) -> Credentials {
+        Credentials::from_env(self.are_local())
+    }
+
+    pub fn cloud_run(&self, address: &ServiceAddress, credentials: Credentials) -> CloudRunService {
+        CloudRunService::new(
+            GoogleRest::new(&self.cloud_run, credentials),
+            &address.project,
+            &address.region,
+            &address.service,
+        )
+    }
+}
+
+/// The JSON form of a traffic split.
+pub fn traffic_json(traffic: &[TrafficTarget]) -> Value {
+    Value::Array(
+        traffic
+            .iter()
+            .filter(|t| t.percent > 0)
+            .map(|t| json!({"revision": t.revision, "percent": t.percent}))
+            .collect(),
+    )
+}
+
+/// Raises the interrupt on SIGINT or SIGTERM (a cancelled Actions job sends both).
+pub fn watch_signals(trigger: InterruptTrigger) {
+    tokio::spawn(async move {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            let (Ok(mut interrupt), Ok(mut terminate)) = (
+                signal(SignalKind::interrupt()),
+                signal(SignalKind::terminate()),
+            ) else {
+                tracing::warn!("could not install signal handlers");
+                return;
+            };
+            loop {
+                tokio::select! {
+                    _ = interrupt.recv() => {},
+                    _ = terminate.recv() => {},
+                }
+                trigger.trigger();
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            while tokio::signal::ctrl_c().await.is_ok() {
+                trigger.trigger();
+            }
+        }
+    });
+}
+
+/// Runs the command and prints its result; returns the exit code.
+pub async fn run(cli: Cli) -> i32 {
+    let (trigger, interrupt) = Interrupt::channel();
+    watch_signals(trigger);
+    let context = Context {
+        json: cli.json,
+        config_path: cli.config.clone(),
+        interrupt: interrupt.clone(),
+    };
+    let name = command_name(&cli.command);
+    let work = async {
+        match cli.command {
+            Command::Rollout(args) => rollout::run(&context, args).await,
+            Command::Rollback(args) => rollback::run(&context, args).await,
+            Command::Status(args) => status::run(&context, args).await,
+            Command::Health(args) => health::run(&context, args).await,
+            Command::Demo(args) => demo::run(&context, args).await,
+        }
+    };
+    // Rollout and rollback handle the interrupt themselves (they must leave traffic known);
+    // read-only commands just stop.
+    let finished = if matches!(name, "rollout" | "rollback" | "demo") {
+        work.await
+    } else {
+        tokio::select! {
+            finished = work => finished,
+            _ = interrupt.fired() => Err(CommandError {
+                exit_code: EXIT_INTERRUPTED,
+                message: "interrupted".into(),
+            }),
+        }
+    };
+    match finished {
+        Ok(finished) => {
+            if context.json {
+                print_json(&finished.result);
+            }
+            finished.exit_code
+        }
+        Err(error) => {
+            eprintln!("shiftgate {name}: {}", error.message);
+            if context.json {
+                print_json(&json!({
+                    "command": name,
+                    "outcome": "error",
+                    "error": error.message,
+                    "exit_code": error.exit_code,
+                }));
+            }
+            error.exit_code
+        }
+    }
+}
+
+fn command_name(command: &Command) -> &'static str {
+    match command {
+        Command::Rollout(_) => "rollout",
+        Command::Rollback(_) => "rollback",
+        Command::Status(_) => "status",
+        Command::Health(_) => "health",
+        Command::Demo(_) => "demo",
+    }
+}

@@ -1,0 +1,136 @@
+//! `shiftgate rollout`: resolves service and policy, runs the engine against Cloud Run and Cloud
+//! Monitoring, and reports the outcome.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::cli::RolloutArgs;
+use crate::clock::Clock;
+use crate::commands::{CommandError, Context, Endpoints, Finished, traffic_json};
+use crate::gcp::GoogleRest;
+use crate::health::HttpHealthEndpoint;
+use crate::metrics::CloudMonitoring;
+use crate::output::{eprint_progress, summary};
+use crate::rollout::plan::DEFAULT_MONITORING_DELAY;
+use crate::rollout::{
+    CandidateSource, Engine, Outcome, Policy, Ports, Report, RolloutError, RolloutRequest,
+};
+
+pub const HEALTH_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub async fn run(context: &Context, args: RolloutArgs) -> Result<Finished, CommandError> {
+    let config = context.config()?;
+    let address = config.resolve_service(&args.service)?;
+    let policy = config.resolve_policy(
+        address.environment.as_deref(),
+        &args,
+        DEFAULT_MONITORING_DELAY,
+    )?;
+    let candidate = candidate_source(&args);
+    let incident_repo = args
+        .repo
+        .clone()
+        .or_else(|| config.repo.clone())
+        .or_else(|| std::env::var("GITHUB_REPOSITORY").ok())
+        .filter(|repo| !repo.trim().is_empty());
+
+    let endpoints = Endpoints::from_env();
+    let credentials = endpoints.credentials();
+    let platform = endpoints.cloud_run(&address, credentials.clone());
+    let metrics = CloudMonitoring::new(
+        GoogleRest::new(&endpoints.monitoring, credentials),
+        &address.project,
+        &address.region,
+        &address.service,
+    );
+    let health = HttpHealthEndpoint::new(HEALTH_TIMEOUT);
+    let ports = Ports {
+        platform: &platform,
+        metrics: &metrics,
+        health: &health,
+    };
+    let request = RolloutRequest {
+        policy,
+        candidate,
+        dry_run: args.dry_run,
+    };
+    let report = run_engine(context, ports, &request).await?;
+    let mut result = report_json(&report, &request.policy);
+    result["api_calls"] = json!({
+        "cloud_run": platform.rest().calls(),
+        "monitoring": metrics.rest().calls(),
+    });
+    if matches!(report.outcome, Outcome::RolledBack | Outcome::Failed) {
+        result["incident"] = incident_notice(args.no_incident, incident_repo.as_deref());
+    }
+    Ok(Finished {
+        exit_code: report.exit_code(),
+        result,
+    })
+}
+
+pub fn candidate_source(args: &RolloutArgs) -> CandidateSource {
+    match (&args.image, &args.revision) {
+        (Some(image), _) => CandidateSource::Image(image.clone()),
+        (None, Some(revision)) => CandidateSource::Revision(revision.clone()),
+        (None, None) => CandidateSource::LatestCreated,
+    }
+}
+
+/// Runs the engine with progress on stderr and the summary at the end.
+pub async fn run_engine(
+    context: &Context,
+    ports: Ports<'_>,
+    request: &RolloutRequest,
+) -> Result<Report, CommandError> {
+    let progress = eprint_progress;
+    let mut engine =
+        Engine::new(ports, Clock::new(), context.interrupt.clone()).with_progress(&progress);
+    let report = engine.run(request).await.map_err(|error| CommandError {
+        exit_code: error.exit_code(),
+        message: match error {
+            RolloutError::Refused(message) => format!("{message} (nothing was changed)"),
+            RolloutError::Api(message) => format!("{message} (nothing was changed)"),
+        },
+    })?;
+    if report.outcome == Outcome::DryRun {
+        eprintln!("{}", report.reason.clone().unwrap_or_default());
+    } else {
+        eprint!("{}", summary(&report));
+    }
+    Ok(report)
+}
+
+/// The `--json` result of a rollout.
+pub fn report_json(report: &Report, policy: &Policy) -> Value {
+    let mut value = serde_json::to_value(report).expect("a report serializes");
+    value["command"] = json!("rollout");
+    value["final_traffic"] = traffic_json(&report.final_traffic);
+    value["exit_code"] = json!(report.exit_code());
+    value["policy"] = json!({
+        "steps": policy.steps,
+        "bake_s": policy.bake.as_secs_f64(),
+        "interval_s": policy.interval.as_secs_f64(),
+        "max_error_rate": policy.max_error_rate,
+        "min_requests": policy.min_requests,
+        "metrics_delay_s": policy.metrics_delay.as_secs_f64(),
+        "health_path": policy.health.path,
+    });
+    value
+}
+
+/// Incident filing (GitHub issues) is not built yet; say so plainly instead of pretending.
+fn incident_notice(no_incident: bool, repo: Option<&str>) -> Value {
+    if no_incident {
+        return json!({"filed": false, "reason": "--no-incident"});
+    }
+    let reason = match repo {
+        Some(repo) => format!(
+            "incident filing to {repo} is not available in this version of shiftgate; file one by hand"
+        ),
+        None => "no repository configured (--repo or GITHUB_REPOSITORY)".to_string(),
+    };
+    eprintln!("incident: not filed: {reason}");
+    json!({"filed": false, "reason": reason})
+}

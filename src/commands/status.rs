@@ -1,0 +1,106 @@
+//! `shiftgate status`: revisions, the traffic split, tag URLs and any rollout in progress, read
+//! from the service; changes nothing.
+
+use serde_json::json;
+
+use crate::cli::StatusArgs;
+use crate::commands::{CommandError, Context, EXIT_OK, Endpoints, Finished, traffic_json};
+use crate::rollout::ports::{Platform, PortError};
+
+pub async fn run(context: &Context, args: StatusArgs) -> Result<Finished, CommandError> {
+    let config = context.config()?;
+    let address = config.resolve_service(&args.service)?;
+    let endpoints = Endpoints::from_env();
+    let platform = endpoints.cloud_run(&address, endpoints.credentials());
+    status(&platform).await
+}
+
+pub async fn status(platform: &dyn Platform) -> Result<Finished, CommandError> {
+    let service = platform.read_service().await.map_err(|error| match error {
+        PortError::NotFound(what) => CommandError::bad_input(format!(
+            "the service was not found ({what}); check --project, --region and --service"
+        )),
+        other => CommandError::api(format!("could not read the service: {other}")),
+    })?;
+    let revisions = platform
+        .list_revisions()
+        .await
+        .map_err(|error| CommandError::api(format!("could not list revisions: {error}")))?;
+
+    eprintln!("service   {}", service.name);
+    if let Some(uri) = &service.uri {
+        eprintln!("url       {uri}");
+    }
+    if service.reconciling {
+        eprintln!("state     reconciling (a change is still being applied)");
+    }
+    eprintln!("traffic");
+    for target in &service.traffic {
+        let tag = target
+            .tag
+            .as_ref()
+            .map(|tag| {
+                let url = service.tag_uris.get(tag).map(String::as_str).unwrap_or("");
+                format!("  tag {tag} {url}")
+            })
+            .unwrap_or_default();
+        eprintln!("  {:>3}%  {}{tag}", target.percent, target.revision);
+    }
+    match &service.rollout {
+        Some(record) => eprintln!(
+            "rollout   in progress: {} → {} at {}% since {} (undo with `shiftgate rollback`)",
+            record.stable, record.candidate, record.percent, record.started_at
+        ),
+        None => eprintln!("rollout   none in progress"),
+    }
+    eprintln!("revisions");
+    for revision in &revisions {
+        eprintln!(
+            "  {:<40} {:<9} {:>3}%  {}",
+            revision.name,
+            if revision.ready { "ready" } else { "not ready" },
+            service.percent_of(&revision.name),
+            revision.image.as_deref().unwrap_or("")
+        );
+    }
+
+    let tags: Vec<_> = service
+        .traffic
+        .iter()
+        .filter_map(|t| {
+            let tag = t.tag.as_ref()?;
+            Some(json!({"tag": tag, "revision": t.revision, "url": service.tag_uris.get(tag)}))
+        })
+        .collect();
+    let revision_list: Vec<_> = revisions
+        .iter()
+        .map(|r| {
+            json!({
+                "name": r.name,
+                "ready": r.ready,
+                "reason": r.reason,
+                "image": r.image,
+                "create_time": r.create_time,
+                "percent": service.percent_of(&r.name),
+            })
+        })
+        .collect();
+    Ok(Finished {
+        exit_code: EXIT_OK,
+        result: json!({
+            "command": "status",
+            "outcome": "ok",
+            "service": service.name,
+            "uri": service.uri,
+            "reconciling": service.reconciling,
+            "traffic": traffic_json(&service.traffic),
+            "final_traffic": traffic_json(&service.traffic),
+            "tags": tags,
+            "latest_ready_revision": service.latest_ready_revision,
+            "latest_created_revision": service.latest_created_revision,
+            "rollout": service.rollout,
+            "revisions": revision_list,
+            "exit_code": EXIT_OK,
+        }),
+    })
+}

@@ -1,0 +1,393 @@
+//! `shiftgate.toml`: named environments (project, region, service, public URL) and rollout policy,
+//! validated once at load; and how command-line values, environment policy and defaults combine.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::cli::{HealthCheckArgs, RolloutArgs, ServiceArgs};
+use crate::health::{Expectations, FieldRule};
+use crate::rollout::plan::{Policy, Steps, parse_duration, parse_positive_duration, parse_rate};
+
+pub const DEFAULT_PATHS: [&str; 2] = ["shiftgate.toml", ".github/shiftgate.toml"];
+
+/// A config problem, worded for the person who has to fix the file (exit 2).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Repository for incident issues, OWNER/NAME.
+    pub repo: Option<String>,
+    /// Policy for every environment.
+    #[serde(default)]
+    pub policy: PolicyFile,
+    #[serde(default)]
+    pub environments: BTreeMap<String, Environment>,
+    #[serde(skip)]
+    pub path: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Environment {
+    pub project: Option<String>,
+    pub region: Option<String>,
+    pub service: Option<String>,
+    /// Public URL, probed by `shiftgate health`.
+    pub url: Option<String>,
+    #[serde(default)]
+    pub policy: PolicyFile,
+}
+
+/// A rate written as `0.05` or `"5%"`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum RateValue {
+    Number(f64),
+    Text(String),
+}
+
+/// Policy as written in the file; every field optional so layers can be merged.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyFile {
+    pub steps: Option<Vec<u8>>,
+    pub bake: Option<String>,
+    pub interval: Option<String>,
+    pub max_error_rate: Option<RateValue>,
+    pub min_requests: Option<u64>,
+    pub metrics_delay: Option<String>,
+    pub health_path: Option<String>,
+    pub health_expect: Option<Vec<String>>,
+    pub expect_version: Option<String>,
+}
+
+/// The service a command works on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceAddress {
+    pub environment: Option<String>,
+    pub project: String,
+    pub region: String,
+    pub service: String,
+    pub url: Option<String>,
+}
+
+impl Config {
+    /// Reads `explicit` (which must exist), else the first default path that exists, else an
+    /// empty config.
+    pub fn load(explicit: Option<&Path>) -> Result<Config, ConfigError> {
+        let path = match explicit {
+            Some(path) => {
+                if !path.exists() {
+                    return Err(ConfigError(format!(
+                        "--config {}: no such file",
+                        path.display()
+                    )));
+                }
+                Some(path.to_path_buf())
+            }
+            None => DEFAULT_PATHS
+                .iter()
+                .map(PathBuf::from)
+                .find(|candidate| candidate.is_file()),
+        };
+        let Some(path) = path else {
+            return Ok(Config::default());
+        };
+        let text = std::fs::read_to_string(&path)
+            .map_err(|error| ConfigError(format!("{}: {error}", path.display())))?;
+        let mut config = Config::parse(&text)
+            .map_err(|ConfigError(message)| ConfigError(format!("{}: {message}", path.display())))?;
+        config.path = Some(path);
+        Ok(config)
+    }
+
+    pub fn parse(text: &str) -> Result<Config, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|error| ConfigError(error.to_string()))?;
+        config
+            .policy
+            .check("policy")
+            .map_err(ConfigError)?;
+        for (name, environment) in &config.environments {
+            environment
+                .policy
+                .check(&format!("environments.{name}.policy"))
+                .map_err(ConfigError)?;
+        }
+        Ok(config)
+    }
+
+    fn describe(&self) -> String {
+        self.path
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| "no config file (looked for shiftgate.toml, .github/shiftgate.toml)".into())
+    }
+
+    pub fn environment(&self, name: &str) -> Result<&Environment, ConfigError> {
+        self.environments.get(name).ok_or_else(|| {
+            let known: Vec<&str> = self.environments.keys().map(String::as_str).collect();
+            ConfigError(if known.is_empty() {
+                format!(
+                    "--env {name}: {} names no environments; add [environments.{name}] with project, region and service",
+                    self.describe()
+                )
+            } else {
+                format!(
+                    "--env {name}: unknown environment in {}; known: {}",
+                    self.describe(),
+                    known.join(", ")
+                )
+            })
+        })
+    }
+
+    /// Command-line coordinates win over the environment's.
+    pub fn resolve_service(&self, args: &ServiceArgs) -> Result<ServiceAddress, ConfigError> {
+        let environment = match &args.environment {
+            Some(name) => Some(self.environment(name)?),
+            None => None,
+        };
+        let pick = |flag: &Option<String>, from_env: Option<&Option<String>>, name: &str| {
+            flag.clone()
+                .or_else(|| from_env.and_then(|value| value.clone()))
+                .filter(|value| !value.trim().is_empty())
+                .ok_or_else(|| name.to_string())
+        };
+        let project = pick(&args.project, environment.map(|e| &e.project), "--project");
+        let region = pick(&args.region, environment.map(|e| &e.region), "--region");
+        let service = pick(&args.service, environment.map(|e| &e.service), "--service");
+        match (project, region, service) {
+            (Ok(project), Ok(region), Ok(service)) => Ok(ServiceAddress {
+                environment: args.environment.clone(),
+                project,
+                region,
+                service,
+                url: environment.and_then(|e| e.url.clone()),
+            }),
+            (project, region, service) => {
+                let missing: Vec<String> = [project, region, service]
+                    .into_iter()
+                    .filter_map(Result::err)
+                    .collect();
+                Err(ConfigError(match &args.environment {
+                    Some(name) => format!(
+                        "environment {name} in {} does not give {}; add it there or pass it on the command line",
+                        self.describe(),
+                        missing.join(", ")
+                    ),
+                    None => format!(
+                        "missing {}: give --project, --region and --service, or --env NAME with a config file",
+                        missing.join(", ")
+                    ),
+                }))
+            }
+        }
+    }
+
+    /// Built-in defaults, then `[policy]`, then the environment's policy, then the command line.
+    pub fn resolve_policy(
+        &self,
+        environment: Option<&str>,
+        args: &RolloutArgs,
+        default_metrics_delay: Duration,
+    ) -> Result<Policy, ConfigError> {
+        let mut policy = Policy {
+            metrics_delay: default_metrics_delay,
+            ..Policy::default()
+        };
+        self.policy
+            .apply(&mut policy, "policy")
+            .map_err(ConfigError)?;
+        if let Some(name) = environment {
+            self.environment(name)?
+                .policy
+                .apply(&mut policy, &format!("environments.{name}.policy"))
+                .map_err(ConfigError)?;
+        }
+        if let Some(steps) = &args.steps {
+            policy.steps = steps.clone();
+        }
+        if let Some(bake) = args.bake {
+            policy.bake = bake;
+        }
+        if let Some(interval) = args.interval {
+            policy.interval = interval;
+        }
+        if let Some(rate) = args.max_error_rate {
+            policy.max_error_rate = rate;
+        }
+        if let Some(min) = args.min_requests {
+            policy.min_requests = min;
+        }
+        if let Some(delay) = args.metrics_delay {
+            policy.metrics_delay = delay;
+        }
+        apply_health_args(&mut policy.health, &args.health);
+        policy.validate().map_err(ConfigError)?;
+        Ok(policy)
+    }
+
+    /// Health expectations for `environment`, with the command line on top.
+    pub fn resolve_health(
+        &self,
+        environment: Option<&str>,
+        args: &HealthCheckArgs,
+    ) -> Result<Expectations, ConfigError> {
+        let mut policy = Policy::default();
+        self.policy.apply(&mut policy, "policy").map_err(ConfigError)?;
+        if let Some(name) = environment
+            && let Some(env) = self.environments.get(name)
+        {
+            env.policy
+                .apply(&mut policy, &format!("environments.{name}.policy"))
+                .map_err(ConfigError)?;
+        }
+        apply_health_args(&mut policy.health, args);
+        Ok(policy.health)
+    }
+}
+
+fn apply_health_args(expectations: &mut Expectations, args: &HealthCheckArgs) {
+    if let Some(path) = &args.health_path {
+        expectations.path = path.clone();
+    }
+    if !args.health_expect.is_empty() {
+        expectations.fields = args.health_expect.clone();
+    }
+    if let Some(requirement) = &args.expect_version {
+        expectations.version = Some(requirement.clone());
+    }
+}
+
+impl PolicyFile {
+    /// Validates every value, naming the key, without applying it.
+    fn check(&self, section: &str) -> Result<(), String> {
+        self.apply(&mut Policy::default(), section)
+    }
+
+    fn apply(&self, policy: &mut Policy, section: &str) -> Result<(), String> {
+        let at = |key: &str, message: String| format!("{section}.{key}: {message}");
+        if let Some(steps) = &self.steps {
+            policy.steps = Steps::new(steps.clone()).map_err(|m| at("steps", m))?;
+        }
+        if let Some(bake) = &self.bake {
+            policy.bake = parse_duration(bake).map_err(|m| at("bake", m))?;
+        }
+        if let Some(interval) = &self.interval {
+            policy.interval = parse_positive_duration(interval).map_err(|m| at("interval", m))?;
+        }
+        if let Some(rate) = &self.max_error_rate {
+            policy.max_error_rate = match rate {
+                RateValue::Number(value) => parse_rate(&value.to_string()),
+                RateValue::Text(text) => parse_rate(text),
+            }
+            .map_err(|m| at("max_error_rate", m))?;
+        }
+        if let Some(min) = self.min_requests {
+            if min == 0 {
+                return Err(at("min_requests", "must be at least 1".into()));
+            }
+            policy.min_requests = min;
+        }
+        if let Some(delay) = &self.metrics_delay {
+            policy.metrics_delay = parse_duration(delay).map_err(|m| at("metrics_delay", m))?;
+        }
+        if let Some(path) = &self.health_path {
+            policy.health.path = path.clone();
+        }
+        if let Some(rules) = &self.health_expect {
+            policy.health.fields = rules
+                .iter()
+                .map(|rule| rule.parse::<FieldRule>())
+                .collect::<Result<_, _>>()
+                .map_err(|m| at("health_expect", m))?;
+        }
+        if let Some(requirement) = &self.expect_version {
+            policy.health.version = Some(
+                semver::VersionReq::parse(requirement)
+                    .map_err(|e| at("expect_version", format!("{requirement:?}: {e}")))?,
+            );
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EXAMPLE: &str = r#"
+repo = "loopcloser/app"
+
+[policy]
+steps = [10, 25, 50, 100]
+bake = "5m"
+max_error_rate = "5%"
+
+[environments.prod]
+project = "loopcloser"
+region = "us-central1"
+service = "loopcloser-prod"
+url = "https://app.loopcloser.example"
+
+[environments.prod.policy]
+bake = "10m"
+min_requests = 200
+
+[environments.dev]
+project = "loopcloser"
+region = "us-central1"
+service = "loopcloser-dev"
+"#;
+
+    fn rollout_args(extra: &[&str]) -> RolloutArgs {
+        use clap::Parser;
+        let mut argv = vec!["shiftgate", "rollout"];
+        argv.extend_from_slice(extra);
+        match crate::cli::Cli::parse_from(argv).command {
+            crate::cli::Command::Rollout(args) => args,
+            _ => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn an_environment_names_its_service_and_layers_its_policy() {
+        let config = Config::parse(EXAMPLE).unwrap();
+        let args = rollout_args(&["--env", "prod", "--min-requests", "50"]);
+        let address = config.resolve_service(&args.service).unwrap();
+        assert_eq!(address.service, "loopcloser-prod");
+        assert_eq!(address.url.as_deref(), Some("https://app.loopcloser.example"));
+        let policy = config
+            .resolve_policy(Some("prod"), &args, Duration::from_secs(180))
+            .unwrap();
+        assert_eq!(policy.bake, Duration::from_secs(600), "environment beats [policy]");
+        assert_eq!(policy.min_requests, 50, "command line beats the environment");
+        assert_eq!(policy.max_error_rate, 0.05);
+    }
+
+    #[test]
+    fn unknown_environments_and_keys_are_named() {
+        let config = Config::parse(EXAMPLE).unwrap();
+        let args = rollout_args(&["--env", "qa"]);
+        let error = config.resolve_service(&args.service).unwrap_err().0;
+        assert!(error.contains("--env qa") && error.contains("dev, prod"), "{error}");
+        let typo = Config::parse("[policy]\nbake_time = \"5m\"\n").unwrap_err().0;
+        assert!(typo.contains("bake_time"), "{typo}");
+        let bad = Config::parse("[policy]\nsteps = [50, 10]\n").unwrap_err().0;
+        assert!(bad.contains("policy.steps"), "{bad}");
+    }
+
+    #[test]
+    fn without_an_environment_all_three_coordinates_are_required() {
+        let config = Config::default();
+        let args = rollout_args(&["--project", "p"]);
+        let error = config.resolve_service(&args.service).unwrap_err().0;
+        assert!(error.contains("--region") && error.contains("--service"), "{error}");
+    }
+}

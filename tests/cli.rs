@@ -1,0 +1,267 @@
+//! Black-box tests of the `shiftgate` binary against the simulator on loopback, through the
+//! endpoint variables in DESIGN.md: exit codes, `--json` results, signals and credentials.
+
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+use shiftgate::clock::Clock;
+use shiftgate::sim::{Behavior, Sim};
+
+const PROJECT: &str = "loopcloser";
+const REGION: &str = "us-central1";
+const SERVICE: &str = "loopcloser-dev";
+
+struct Fixture {
+    sim: Sim,
+    stable: String,
+    workdir: PathBuf,
+}
+
+impl Fixture {
+    async fn start() -> Self {
+        let sim = Sim::start(Clock::new()).await.unwrap();
+        sim.set_operation_delay(Duration::from_millis(50));
+        let stable = sim.add_service(PROJECT, REGION, SERVICE, "registry/app:v1.0.0");
+        let workdir = std::env::temp_dir().join(format!(
+            "shiftgate-cli-{}-{}",
+            std::process::id(),
+            sim.cloud_run_url().rsplit(':').next().unwrap()
+        ));
+        std::fs::create_dir_all(&workdir).unwrap();
+        Self {
+            sim,
+            stable,
+            workdir,
+        }
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_shiftgate"));
+        command
+            .args(args)
+            .env_clear()
+            .env("SHIFTGATE_CLOUD_RUN_URL", self.sim.cloud_run_url())
+            .env("SHIFTGATE_MONITORING_URL", self.sim.monitoring_url())
+            .current_dir(&self.workdir)
+            .stdin(Stdio::null());
+        command
+    }
+
+    async fn run(&self, args: &[&str]) -> Output {
+        self.run_with(self.command(args)).await
+    }
+
+    async fn run_with(&self, mut command: Command) -> Output {
+        tokio::task::spawn_blocking(move || command.output().unwrap())
+            .await
+            .unwrap()
+    }
+
+    fn service_args(&self) -> Vec<&'static str> {
+        vec!["--project", PROJECT, "--region", REGION, "--service", SERVICE]
+    }
+
+    fn split(&self) -> Vec<(String, u8)> {
+        self.sim.model().current_split(PROJECT, REGION, SERVICE)
+    }
+}
+
+fn json_of(output: &Output) -> Value {
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    serde_json::from_str(stdout.trim()).unwrap_or_else(|error| {
+        panic!(
+            "stdout is one JSON object ({error}): {stdout}\nstderr: {}",
+            String::from_utf8_lossy(&output.stderr)
+        )
+    })
+}
+
+fn stderr_of(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_exits_2_naming_the_flag_and_changes_nothing() {
+    let fixture = Fixture::start().await;
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (vec!["--steps", "50,10"], "--steps"),
+        (vec!["--steps", "10,50"], "--steps"),
+        (vec!["--max-error-rate", "150%"], "--max-error-rate"),
+        (vec!["--bake", "soon"], "--bake"),
+        (vec!["--min-requests", "0"], "--min-requests"),
+        (vec!["--expect-version", "not-semver"], "--expect-version"),
+        (vec!["--health-expect", "status"], "--health-expect"),
+        (vec!["--interval", "10m", "--bake", "1m"], "--interval"),
+    ];
+    for (extra, flag) in cases {
+        let mut args = vec!["rollout", "--image", "registry/app:v2"];
+        args.extend(fixture.service_args());
+        args.extend(extra.iter());
+        let output = fixture.run(&args).await;
+        assert_eq!(output.status.code(), Some(2), "{extra:?}: {}", stderr_of(&output));
+        assert!(stderr_of(&output).contains(flag), "{extra:?}: {}", stderr_of(&output));
+    }
+    let missing = fixture.run(&["rollout", "--project", PROJECT]).await;
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(stderr_of(&missing).contains("--service"));
+    let unknown_env = fixture.run(&["status", "--env", "prod", "--json"]).await;
+    assert_eq!(unknown_env.status.code(), Some(2));
+    assert_eq!(json_of(&unknown_env)["outcome"], "error");
+    assert_eq!(fixture.sim.model().write_count(), 0, "nothing was written");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollout_through_the_binary_prints_one_json_result() {
+    let fixture = Fixture::start().await;
+    let _load = fixture.sim.start_load(PROJECT, REGION, SERVICE, 40.0);
+    let mut args = vec!["--json", "rollout", "--image", "registry/app:v1.1.0"];
+    args.extend(fixture.service_args());
+    args.extend([
+        "--steps", "50,100", "--bake", "1s", "--interval", "250ms", "--min-requests", "5",
+        "--metrics-delay", "0s", "--expect-version", ">=1.1.0",
+    ]);
+
+    let output = fixture.run(&args).await;
+
+    assert_eq!(output.status.code(), Some(0), "{}", stderr_of(&output));
+    let result = json_of(&output);
+    assert_eq!(result["outcome"], "promoted");
+    let candidate = result["candidate"].as_str().unwrap().to_string();
+    assert_eq!(
+        result["final_traffic"],
+        serde_json::json!([{"revision": candidate, "percent": 100}])
+    );
+    assert_eq!(result["stable"], fixture.stable.as_str());
+    assert_eq!(result["steps"].as_array().unwrap().len(), 2);
+    assert!(result["steps"][0]["candidate_requests"].as_u64().unwrap() >= 5);
+    assert_eq!(fixture.split(), vec![(candidate, 100)]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_candidate_through_the_binary_exits_1_with_stable_restored() {
+    let fixture = Fixture::start().await;
+    fixture
+        .sim
+        .register_image("registry/app:v1.1.0", Behavior::erroring("1.1.0", 0.4));
+    let _load = fixture.sim.start_load(PROJECT, REGION, SERVICE, 40.0);
+    let mut args = vec!["rollout", "--image", "registry/app:v1.1.0", "--json", "--no-incident"];
+    args.extend(fixture.service_args());
+    args.extend([
+        "--steps", "50,100", "--bake", "2s", "--interval", "250ms", "--min-requests", "10",
+        "--metrics-delay", "0s",
+    ]);
+
+    let output = fixture.run(&args).await;
+
+    assert_eq!(output.status.code(), Some(1), "{}", stderr_of(&output));
+    let result = json_of(&output);
+    assert_eq!(result["outcome"], "rolled_back");
+    assert_eq!(
+        result["final_traffic"],
+        serde_json::json!([{"revision": fixture.stable, "percent": 100}])
+    );
+    assert_eq!(fixture.split(), vec![(fixture.stable.clone(), 100)]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigint_mid_step_restores_stable_and_exits_130() {
+    let fixture = Fixture::start().await;
+    let _load = fixture.sim.start_load(PROJECT, REGION, SERVICE, 20.0);
+    let mut args = vec!["rollout", "--image", "registry/app:v1.1.0", "--json"];
+    args.extend(fixture.service_args());
+    args.extend(["--bake", "10m", "--interval", "1s", "--metrics-delay", "0s"]);
+    let mut child = fixture.command(&args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+
+    // Wait for the first step's split to be applied, then signal as a cancelled Actions job would.
+    let mut waited = Duration::ZERO;
+    while fixture.split().len() < 2 {
+        assert!(waited < Duration::from_secs(30), "the rollout never reached its first step");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        waited += Duration::from_millis(50);
+    }
+    assert_eq!(fixture.split().iter().map(|(_, p)| *p).max(), Some(90));
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGINT);
+    }
+    let output = tokio::task::spawn_blocking(move || {
+        child.wait().unwrap();
+        child.wait_with_output().unwrap()
+    })
+    .await
+    .unwrap();
+
+    assert_eq!(output.status.code(), Some(130), "{}", stderr_of(&output));
+    assert_eq!(json_of(&output)["outcome"], "interrupted");
+    assert_eq!(fixture.split(), vec![(fixture.stable.clone(), 100)]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_and_rollback_work_on_the_same_service() {
+    let fixture = Fixture::start().await;
+    let mut status_args = vec!["status", "--json"];
+    status_args.extend(fixture.service_args());
+    let status = fixture.run(&status_args).await;
+    assert_eq!(status.status.code(), Some(0), "{}", stderr_of(&status));
+    let status = json_of(&status);
+    assert_eq!(
+        status["traffic"],
+        serde_json::json!([{"revision": fixture.stable, "percent": 100}])
+    );
+    assert!(status["rollout"].is_null());
+
+    let mut rollback_args = vec!["rollback", "--json"];
+    rollback_args.extend(fixture.service_args());
+    let refused = fixture.run(&rollback_args).await;
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(stderr_of(&refused).contains("--to"));
+
+    rollback_args.extend(["--to", "no-such-revision"]);
+    let unknown = fixture.run(&rollback_args).await;
+    assert_eq!(unknown.status.code(), Some(2), "{}", stderr_of(&unknown));
+    assert_eq!(fixture.sim.model().write_count(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workload_identity_credentials_are_exchanged_and_used() {
+    let fixture = Fixture::start().await;
+    fixture
+        .sim
+        .require_bearer(Some(vec!["sim-exchanged-token-1".to_string()]));
+    let credentials = fixture.workdir.join("external_account.json");
+    std::fs::write(
+        &credentials,
+        serde_json::json!({
+            "type": "external_account",
+            "audience": "//iam.googleapis.com/projects/1/locations/global/workloadIdentityPools/github/providers/github",
+            "subject_token_type": "urn:ietf:params:oauth:token-type:jwt",
+            "token_url": fixture.sim.sts_url(),
+            "credential_source": {
+                "url": fixture.sim.subject_token_url(),
+                "format": {"type": "text"}
+            }
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let mut args = vec!["status", "--json"];
+    args.extend(fixture.service_args());
+    let mut command = fixture.command(&args);
+    command.env("GOOGLE_APPLICATION_CREDENTIALS", &credentials);
+
+    let output = fixture.run_with(command).await;
+
+    assert_eq!(output.status.code(), Some(0), "{}", stderr_of(&output));
+    assert!(
+        fixture
+            .sim
+            .seen_tokens()
+            .contains(&"sim-exchanged-token-1".to_string())
+    );
+
+    // Without credentials the same call is refused by the API, and the binary says so.
+    let rejected = fixture.run(&args).await;
+    assert_eq!(rejected.status.code(), Some(3), "{}", stderr_of(&rejected));
+    assert!(stderr_of(&rejected).contains("credentials"));
+}

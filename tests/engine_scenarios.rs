@@ -1,0 +1,485 @@
+//! Scenario tests of the rollout engine against the simulator's in-process ports, under a paused
+//! tokio clock: given a service and a candidate, when something happens, then traffic is exactly so.
+
+use std::time::Duration;
+
+use shiftgate::clock::Clock;
+use shiftgate::health::Expectations;
+use shiftgate::rollout::plan::{Policy, Steps};
+use shiftgate::rollout::{
+    CandidateSource, Engine, Interrupt, Outcome, Ports, Report, RolloutError, RolloutRequest,
+};
+use shiftgate::sim::{
+    Behavior, SimHealth, SimMetrics, SimModel, SimPlatform, start_inproc_load,
+};
+
+const PROJECT: &str = "loopcloser";
+const REGION: &str = "us-central1";
+const SERVICE: &str = "loopcloser-prod";
+const STABLE_IMAGE: &str = "registry/loopcloser-app:v1.3.0";
+const CANDIDATE_IMAGE: &str = "registry/loopcloser-app:v1.4.0";
+
+/// A service deployed the way `gcloud run deploy` leaves it, with steady traffic.
+struct World {
+    model: SimModel,
+    stable: String,
+    clock: Clock,
+}
+
+impl World {
+    fn new() -> Self {
+        let clock = Clock::new();
+        let model = SimModel::new(clock);
+        let stable = model.add_service(PROJECT, REGION, SERVICE, STABLE_IMAGE);
+        model.set_operation_delay(Duration::from_millis(500));
+        Self {
+            model,
+            stable,
+            clock,
+        }
+    }
+
+    fn ports(&self) -> (SimPlatform, SimMetrics, SimHealth) {
+        (
+            SimPlatform::new(&self.model, PROJECT, REGION, SERVICE),
+            SimMetrics::new(&self.model, PROJECT, REGION, SERVICE),
+            SimHealth::new(&self.model),
+        )
+    }
+
+    async fn roll_out(&self, request: RolloutRequest) -> Result<Report, RolloutError> {
+        self.roll_out_with(request, Interrupt::never()).await
+    }
+
+    async fn roll_out_with(
+        &self,
+        request: RolloutRequest,
+        interrupt: Interrupt,
+    ) -> Result<Report, RolloutError> {
+        let (platform, metrics, health) = self.ports();
+        let ports = Ports {
+            platform: &platform,
+            metrics: &metrics,
+            health: &health,
+        };
+        Engine::new(ports, self.clock, interrupt).run(&request).await
+    }
+
+    /// Every split the service took, consecutive repeats folded, zero shares left out.
+    fn splits(&self) -> Vec<Vec<(String, u8)>> {
+        let mut folded: Vec<Vec<(String, u8)>> = Vec::new();
+        for split in self.model.traffic_history(PROJECT, REGION, SERVICE) {
+            if folded.last() != Some(&split) {
+                folded.push(split);
+            }
+        }
+        folded
+    }
+
+    fn current(&self) -> Vec<(String, u8)> {
+        self.model.current_split(PROJECT, REGION, SERVICE)
+    }
+}
+
+fn split(entries: &[(&str, u8)]) -> Vec<(String, u8)> {
+    entries.iter().map(|(r, p)| (r.to_string(), *p)).collect()
+}
+
+/// The 30-minute policy: 4 steps × 5 min bake, checks every 30 s.
+fn thirty_minute_policy() -> Policy {
+    Policy {
+        steps: Steps::default(),
+        bake: Duration::from_secs(300),
+        interval: Duration::from_secs(30),
+        max_error_rate: 0.05,
+        min_requests: 100,
+        metrics_delay: Duration::ZERO,
+        health: Expectations::default(),
+        ..Policy::default()
+    }
+}
+
+fn image_request(image: &str) -> RolloutRequest {
+    RolloutRequest {
+        policy: thirty_minute_policy(),
+        candidate: CandidateSource::Image(image.to_string()),
+        dry_run: false,
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_good_candidate_is_promoted_through_every_step() {
+    let world = World::new();
+    let _load = start_inproc_load(&world.model, PROJECT, REGION, SERVICE, 10.0);
+    let wall = std::time::Instant::now();
+
+    let report = world.roll_out(image_request(CANDIDATE_IMAGE)).await.unwrap();
+
+    eprintln!(
+        "30-minute policy took {:?} of wall time ({}s virtual)",
+        wall.elapsed(),
+        report.duration_s
+    );
+    let candidate = report.candidate.clone();
+    let (s, c) = (world.stable.as_str(), candidate.as_str());
+    assert_eq!(report.outcome, Outcome::Promoted, "{:?}", report.reason);
+    assert_eq!(report.exit_code(), 0);
+    assert_eq!(
+        world.splits(),
+        vec![
+            split(&[(s, 100)]),
+            split(&[(s, 90), (c, 10)]),
+            split(&[(s, 75), (c, 25)]),
+            split(&[(c, 50), (s, 50)]),
+            split(&[(c, 100)]),
+        ]
+    );
+    assert_eq!(report.steps.len(), 4);
+    assert!(report.steps.iter().all(|step| step.verdict == "pass"));
+    assert!(
+        report.steps.iter().all(|step| step.candidate_requests >= 100),
+        "every step judged on enough requests: {:?}",
+        report.steps
+    );
+    assert!(report.duration_s >= 20.0 * 60.0, "four full bakes ran");
+    assert_eq!(report.final_traffic.len(), 1);
+    assert_eq!(report.final_traffic[0].revision, candidate);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_candidate_made_from_an_image_starts_with_no_traffic_and_its_own_tag() {
+    let world = World::new();
+    let _load = start_inproc_load(&world.model, PROJECT, REGION, SERVICE, 10.0);
+    let (platform, _, _) = world.ports();
+    let watcher = {
+        let model = world.model.clone();
+        tokio::spawn(async move {
+            // Look at the service the moment the candidate exists.
+            loop {
+                if model.revisions(PROJECT, REGION, SERVICE).len() == 2 {
+                    return model.current_split(PROJECT, REGION, SERVICE);
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+    };
+    let report = world.roll_out(image_request(CANDIDATE_IMAGE)).await.unwrap();
+    let split_when_created = watcher.await.unwrap();
+    assert_eq!(split_when_created, split(&[(&world.stable, 100)]));
+    assert!(report.candidate.starts_with("loopcloser-prod-sg-"));
+    let created = report
+        .timeline
+        .iter()
+        .position(|e| matches!(e.kind, shiftgate::rollout::timeline::EventKind::CandidateCreated { .. }))
+        .expect("the candidate was created");
+    let first_traffic = report
+        .timeline
+        .iter()
+        .position(|e| matches!(e.kind, shiftgate::rollout::timeline::EventKind::TrafficSet { step: Some(1), .. }))
+        .unwrap();
+    assert!(created < first_traffic);
+    let revision = shiftgate::rollout::ports::Platform::read_revision(&platform, &report.candidate)
+        .await
+        .unwrap();
+    assert_eq!(revision.image.as_deref(), Some(CANDIDATE_IMAGE));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_5xx_burst_rolls_back_from_the_step_where_it_shows() {
+    let world = World::new();
+    let _load = start_inproc_load(&world.model, PROJECT, REGION, SERVICE, 10.0);
+    // The candidate turns bad once it carries 25% of traffic.
+    let saboteur = {
+        let model = world.model.clone();
+        tokio::spawn(async move {
+            loop {
+                if model
+                    .current_split(PROJECT, REGION, SERVICE)
+                    .iter()
+                    .any(|(_, percent)| *percent == 25)
+                {
+                    model.register_image(CANDIDATE_IMAGE, Behavior::erroring("1.4.0", 0.3));
+                    return;
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        })
+    };
+
+    let report = world.roll_out(image_request(CANDIDATE_IMAGE)).await.unwrap();
+    saboteur.await.unwrap();
+
+    let candidate = report.candidate.clone();
+    let (s, c) = (world.stable.as_str(), candidate.as_str());
+    assert_eq!(report.outcome, Outcome::RolledBack);
+    assert_eq!(report.exit_code(), 1);
+    assert_eq!(
+        world.splits(),
+        vec![
+            split(&[(s, 100)]),
+            split(&[(s, 90), (c, 10)]),
+            split(&[(s, 75), (c, 25)]),
+            split(&[(s, 100)]),
+        ]
+    );
+    let failed = report.steps.last().unwrap();
+    assert_eq!((failed.step, failed.percent, failed.verdict), (2, 25, "fail"));
+    assert!(report.reason.as_deref().unwrap().contains("5xx rate"), "{:?}", report.reason);
+    assert_eq!(world.current(), split(&[(s, 100)]));
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_unhealthy_candidate_never_gets_traffic() {
+    let world = World::new();
+    let _load = start_inproc_load(&world.model, PROJECT, REGION, SERVICE, 10.0);
+    world
+        .model
+        .register_image(CANDIDATE_IMAGE, Behavior::unhealthy("1.4.0"));
+
+    let report = world.roll_out(image_request(CANDIDATE_IMAGE)).await.unwrap();
+
+    assert_eq!(report.outcome, Outcome::RolledBack);
+    assert_eq!(report.exit_code(), 1);
+    assert_eq!(world.splits(), vec![split(&[(&world.stable, 100)])]);
+    assert!(report.reason.unwrap().contains("unhealthy before any traffic"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_candidate_that_turns_unhealthy_in_the_first_step_never_exceeds_it() {
+    let world = World::new();
+    let _load = start_inproc_load(&world.model, PROJECT, REGION, SERVICE, 10.0);
+    let saboteur = {
+        let model = world.model.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(120)).await;
+            model.register_image(CANDIDATE_IMAGE, Behavior::unhealthy("1.4.0"));
+        })
+    };
+
+    let report = world.roll_out(image_request(CANDIDATE_IMAGE)).await.unwrap();
+    saboteur.await.unwrap();
+
+    let most = world
+        .splits()
+        .iter()
+        .flat_map(|s| s.iter().filter(|(r, _)| *r == report.candidate).map(|(_, p)| *p))
+        .max()
+        .unwrap_or(0);
+    assert_eq!(most, 10);
+    assert_eq!(report.outcome, Outcome::RolledBack);
+    assert!(report.reason.unwrap().contains("health check failed"));
+    assert_eq!(world.current(), split(&[(&world.stable, 100)]));
+}
+
+#[tokio::test(start_paused = true)]
+async fn zero_traffic_is_never_promoted() {
+    let world = World::new();
+    // No load at all: every step is inconclusive until its deadline, which fails it.
+
+    let report = world.roll_out(image_request(CANDIDATE_IMAGE)).await.unwrap();
+
+    assert_eq!(report.outcome, Outcome::RolledBack);
+    assert_eq!(report.exit_code(), 1);
+    let candidate = report.candidate.clone();
+    assert_eq!(
+        world.splits(),
+        vec![
+            split(&[(&world.stable, 100)]),
+            split(&[(&world.stable, 90), (&candidate, 10)]),
+            split(&[(&world.stable, 100)]),
+        ]
+    );
+    let step = &report.steps[0];
+    assert_eq!(step.verdict, "fail");
+    assert!(step.reason.as_deref().unwrap().contains("inconclusive"), "{step:?}");
+    assert!(
+        step.duration_s >= 600.0,
+        "the step was extended to its deadline (2 × bake) before failing: {step:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_service_split_between_revisions_is_refused_without_a_write() {
+    let world = World::new();
+    let _load = start_inproc_load(&world.model, PROJECT, REGION, SERVICE, 10.0);
+    // Leave a rollout half done by interrupting it in its first step.
+    let (trigger, interrupt) = Interrupt::channel();
+    let half = tokio::spawn({
+        let model = world.model.clone();
+        async move {
+            loop {
+                if model.current_split(PROJECT, REGION, SERVICE).len() == 2 {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    });
+    let mut request = image_request(CANDIDATE_IMAGE);
+    request.policy.steps = "50,100".parse().unwrap();
+    let run = world.roll_out_with(request, interrupt);
+    let (report, _) = tokio::join!(run, async {
+        half.await.unwrap();
+        // A person splits traffic by hand while the rollout is still running…
+        trigger.trigger();
+    });
+    assert_eq!(report.unwrap().outcome, Outcome::Interrupted);
+    assert_eq!(world.current(), split(&[(&world.stable, 100)]));
+
+    // …and a second rollout of a service whose traffic is split is refused.
+    let writes = world.model.write_count();
+    let (platform, _, _) = world.ports();
+    use shiftgate::rollout::ports::{Platform, TrafficChange, TrafficTarget};
+    let service = platform.read_service().await.unwrap();
+    let candidate = service.latest_created_revision.clone().unwrap();
+    platform
+        .set_traffic(
+            &TrafficChange {
+                traffic: vec![
+                    TrafficTarget::new(&world.stable, 60),
+                    TrafficTarget::new(&candidate, 40),
+                ],
+                rollout: None,
+            },
+            &service.etag,
+            Duration::from_secs(60),
+        )
+        .await
+        .unwrap();
+    let writes = writes + 1;
+    let refused = world
+        .roll_out(image_request("registry/loopcloser-app:v1.5.0"))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.exit_code(), 2);
+    assert!(refused.to_string().contains("rollback --to"), "{refused}");
+    assert_eq!(world.model.write_count(), writes, "nothing was written");
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_interrupt_mid_step_restores_stable_at_once() {
+    let world = World::new();
+    let _load = start_inproc_load(&world.model, PROJECT, REGION, SERVICE, 10.0);
+    let (trigger, interrupt) = Interrupt::channel();
+    let signaller = {
+        let model = world.model.clone();
+        tokio::spawn(async move {
+            loop {
+                if model
+                    .current_split(PROJECT, REGION, SERVICE)
+                    .iter()
+                    .any(|(_, percent)| *percent == 25)
+                {
+                    tokio::time::sleep(Duration::from_secs(90)).await;
+                    trigger.trigger();
+                    return tokio::time::Instant::now();
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        })
+    };
+
+    let report = world
+        .roll_out_with(image_request(CANDIDATE_IMAGE), interrupt)
+        .await
+        .unwrap();
+    let signalled_at = signaller.await.unwrap();
+
+    assert_eq!(report.outcome, Outcome::Interrupted);
+    assert_eq!(report.exit_code(), 130);
+    assert_eq!(world.current(), split(&[(&world.stable, 100)]));
+    assert!(
+        signalled_at.elapsed() < Duration::from_secs(6),
+        "stable was restored within the interrupt budget, took {:?}",
+        signalled_at.elapsed()
+    );
+    assert_eq!(
+        report.final_traffic,
+        vec![shiftgate::rollout::ports::TrafficTarget::new(&world.stable, 100)]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_existing_revision_can_be_the_candidate_and_a_dry_run_changes_nothing() {
+    let world = World::new();
+    let (platform, _, _) = world.ports();
+    use shiftgate::rollout::ports::Platform;
+    let before = platform.read_service().await.unwrap();
+    let writes = world.model.write_count();
+
+    let dry = world
+        .roll_out(RolloutRequest {
+            dry_run: true,
+            ..image_request(CANDIDATE_IMAGE)
+        })
+        .await
+        .unwrap();
+
+    assert_eq!(dry.outcome, Outcome::DryRun);
+    assert_eq!(dry.exit_code(), 0);
+    assert_eq!(world.model.write_count(), writes);
+    assert_eq!(platform.read_service().await.unwrap().etag, before.etag);
+
+    let refused = world
+        .roll_out(RolloutRequest {
+            candidate: CandidateSource::Revision(world.stable.clone()),
+            ..image_request(CANDIDATE_IMAGE)
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.exit_code(), 2);
+    let missing = world
+        .roll_out(RolloutRequest {
+            candidate: CandidateSource::Revision("loopcloser-prod-nope".into()),
+            ..image_request(CANDIDATE_IMAGE)
+        })
+        .await
+        .unwrap_err();
+    assert!(missing.to_string().contains("does not exist"), "{missing}");
+    let nothing_new = world
+        .roll_out(RolloutRequest {
+            candidate: CandidateSource::LatestCreated,
+            ..image_request(CANDIDATE_IMAGE)
+        })
+        .await
+        .unwrap_err();
+    assert!(nothing_new.to_string().contains("nothing to roll out"), "{nothing_new}");
+    assert_eq!(world.model.write_count(), writes);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_candidate_that_fails_to_start_leaves_stable_serving() {
+    let world = World::new();
+    let _load = start_inproc_load(&world.model, PROJECT, REGION, SERVICE, 10.0);
+    world
+        .model
+        .register_image(CANDIDATE_IMAGE, Behavior::failing_to_start("1.4.0"));
+
+    let report = world.roll_out(image_request(CANDIDATE_IMAGE)).await.unwrap();
+
+    assert_eq!(report.outcome, Outcome::RolledBack);
+    assert_eq!(report.exit_code(), 1);
+    assert_eq!(world.splits(), vec![split(&[(&world.stable, 100)])]);
+    assert!(report.reason.unwrap().contains("did not become ready"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn metrics_arriving_late_are_waited_for_not_judged_early() {
+    let world = World::new();
+    let _load = start_inproc_load(&world.model, PROJECT, REGION, SERVICE, 10.0);
+    world.model.set_ingestion_lag(Duration::from_secs(120));
+    let mut request = image_request(CANDIDATE_IMAGE);
+    request.policy.metrics_delay = Duration::from_secs(180);
+    request.policy.steps = "50,100".parse().unwrap();
+
+    let report = world.roll_out(request).await.unwrap();
+
+    assert_eq!(report.outcome, Outcome::Promoted, "{:?}", report.reason);
+    for step in &report.steps {
+        assert!(
+            step.duration_s >= 480.0,
+            "each step waits bake + metrics delay before its verdict: {step:?}"
+        );
+        assert!(step.candidate_requests >= 100);
+    }
+}
