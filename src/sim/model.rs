@@ -355,6 +355,8 @@ impl Service {
 #[derive(Debug, Clone)]
 pub(crate) struct Operation {
     pub id: String,
+    /// Acceptance order: operations due at the same instant finish in the order they were accepted.
+    pub seq: u64,
     pub key: ServiceKey,
     pub generation: i64,
     pub new_revision: Option<String>,
@@ -894,14 +896,14 @@ impl Inner {
             return;
         }
         let now = self.clock.now();
-        let mut due: Vec<(SystemTime, String)> = self
+        let mut due: Vec<(SystemTime, u64, String)> = self
             .ops
             .values()
             .filter(|op| !op.done && op.due <= now)
-            .map(|op| (op.due, op.id.clone()))
+            .map(|op| (op.due, op.seq, op.id.clone()))
             .collect();
         due.sort();
-        for (_, id) in due {
+        for (_, _, id) in due {
             self.complete(&id, now);
         }
     }
@@ -962,8 +964,11 @@ impl Inner {
         }
         match &error {
             Some(msg) => {
-                // The split in effect stays, and the configured one goes back to it.
-                svc.traffic = svc.applied.clone();
+                // The split in effect stays, and the configured one goes back to it unless a
+                // later change has replaced it meanwhile.
+                if op.generation == svc.generation {
+                    svc.traffic = svc.applied.clone();
+                }
                 svc.failure = Some(msg.clone());
             }
             None => {
@@ -1108,6 +1113,7 @@ impl Inner {
         }
         let op = Operation {
             id: op_id.clone(),
+            seq: self.ops.len() as u64,
             key: key.clone(),
             generation: svc.generation,
             new_revision,
