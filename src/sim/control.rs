@@ -805,16 +805,14 @@ pub(crate) fn revision_json(svc: &Service, rev: &Revision) -> Value {
     if rev.state == RevState::Pending {
         m.insert("reconciling".into(), Value::Bool(true));
     }
+    // A Revision has no terminalCondition in v2: readiness is its `Ready` condition.
     m.insert(
         "conditions".into(),
         json!([
+            condition("Ready", state, message, rev.updated),
             condition("ResourcesAvailable", state, message, rev.updated),
             condition("ContainerHealthy", state, message, rev.updated),
         ]),
-    );
-    m.insert(
-        "terminalCondition".into(),
-        condition("Ready", state, message, rev.updated),
     );
     m.insert("observedGeneration".into(), Value::String("1".into()));
     m.insert(

@@ -110,9 +110,11 @@ pub fn service_state_from_json(v: &Value) -> ServiceState {
 }
 
 fn revision_info(v: &Value) -> RevisionInfo {
-    let state = v
-        .pointer("/terminalCondition/state")
-        .and_then(Value::as_str);
+    let ready = v.get("conditions").and_then(Value::as_array).and_then(|c| {
+        c.iter()
+            .find(|c| c.get("type").and_then(Value::as_str) == Some("Ready"))
+    });
+    let state = ready.and_then(|c| c.get("state")).and_then(Value::as_str);
     RevisionInfo {
         name: v
             .get("name")
@@ -121,12 +123,9 @@ fn revision_info(v: &Value) -> RevisionInfo {
             .unwrap_or_default(),
         ready: state == Some("CONDITION_SUCCEEDED"),
         reason: (state == Some("CONDITION_FAILED"))
-            .then(|| {
-                v.pointer("/terminalCondition/message")
-                    .and_then(Value::as_str)
-                    .map(str::to_string)
-            })
-            .flatten(),
+            .then(|| ready.and_then(|c| c.get("message")).and_then(Value::as_str))
+            .flatten()
+            .map(str::to_string),
         image: v
             .pointer("/containers/0/image")
             .and_then(Value::as_str)

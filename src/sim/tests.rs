@@ -358,7 +358,7 @@ async fn a_revision_that_fails_to_start_leaves_traffic_alone() {
         None,
     )
     .await;
-    assert_eq!(rev.body["terminalCondition"]["state"], "CONDITION_FAILED");
+    assert_eq!(rev.body["conditions"][0]["state"], "CONDITION_FAILED");
 }
 
 #[tokio::test(start_paused = true)]
