@@ -1,2 +1,205 @@
-//! A simulated Cloud Run (control plane, data plane, Cloud Monitoring) on loopback, used by `demo`
-//! and by the tests.
+//! A simulated Cloud Run (control plane, data plane, Cloud Monitoring, STS) on loopback, used by
+//! `demo` and by the tests; `inproc` offers the same model to the engine without sockets.
+
+pub mod auth;
+pub mod control;
+pub mod dataplane;
+pub mod faults;
+pub mod inproc;
+pub mod model;
+pub mod monitoring;
+
+#[cfg(test)]
+mod tests;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+
+pub use dataplane::LoadHandle;
+pub use faults::Fault;
+pub use inproc::{
+    ROLLOUT_ANNOTATION, SimHealth, SimMetrics, SimPlatform, port_error, service_state_from_json,
+    start_inproc_load,
+};
+pub use model::{ApiCall, ApiError, Behavior, ServiceKey, SimModel};
+
+use crate::clock::Clock;
+use auth::Sts;
+use control::{ApiRequest, Caller};
+use dataplane::DataPlane;
+
+/// The whole simulator on 127.0.0.1. Its servers stop when it is dropped.
+pub struct Sim {
+    model: SimModel,
+    plane: Arc<DataPlane>,
+    base: String,
+}
+
+impl std::fmt::Debug for Sim {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sim").field("base", &self.base).finish()
+    }
+}
+
+impl Sim {
+    /// Binds the API listener (Cloud Run, Monitoring and STS share it) on a free loopback port.
+    pub async fn start(clock: Clock) -> std::io::Result<Sim> {
+        let model = SimModel::new(clock);
+        let plane = DataPlane::new(&model);
+        model.set_endpoints(plane.clone());
+        let (listener, port) = dataplane::bind_loopback()?;
+        let sts = Arc::new(Sts::default());
+        let api_model = model.clone();
+        let router = Router::new().fallback(
+            move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
+                let (model, sts) = (api_model.clone(), sts.clone());
+                async move { api(&model, &sts, method, uri, headers, body).await }
+            },
+        );
+        plane.track(dataplane::serve(listener, router));
+        Ok(Sim {
+            model,
+            plane,
+            base: format!("http://127.0.0.1:{port}"),
+        })
+    }
+
+    /// Base URL of the Cloud Run Admin API (clients append `/v2/...`).
+    pub fn cloud_run_url(&self) -> String {
+        self.base.clone()
+    }
+
+    /// Base URL of the Monitoring API (clients append `/v3/...`).
+    pub fn monitoring_url(&self) -> String {
+        self.base.clone()
+    }
+
+    /// STS token endpoint (`token_url` of an external_account credential).
+    pub fn sts_url(&self) -> String {
+        format!("{}{}", self.base, auth::TOKEN_PATH)
+    }
+
+    /// URL-sourced subject token (`credential_source.url`), a text body.
+    pub fn subject_token_url(&self) -> String {
+        format!("{}{}", self.base, auth::SUBJECT_TOKEN_PATH)
+    }
+
+    pub fn model(&self) -> &SimModel {
+        &self.model
+    }
+
+    /// Creates a service (see [`SimModel::add_service`]) and returns its first revision's name.
+    pub fn add_service(&self, project: &str, region: &str, service: &str, image: &str) -> String {
+        self.model.add_service(project, region, service, image)
+    }
+
+    pub fn service_url(&self, project: &str, region: &str, service: &str) -> Option<String> {
+        self.model.service_uri(project, region, service)
+    }
+
+    pub fn register_image(&self, image: &str, behavior: Behavior) {
+        self.model.register_image(image, behavior)
+    }
+
+    pub fn set_operation_delay(&self, delay: Duration) {
+        self.model.set_operation_delay(delay)
+    }
+
+    pub fn set_ingestion_lag(&self, lag: Duration) {
+        self.model.set_ingestion_lag(lag)
+    }
+
+    pub fn hold_operations(&self, hold: bool) {
+        self.model.hold_operations(hold)
+    }
+
+    pub fn require_bearer(&self, tokens: Option<Vec<String>>) {
+        self.model.require_bearer(tokens)
+    }
+
+    pub fn seen_tokens(&self) -> Vec<String> {
+        self.model.seen_tokens()
+    }
+
+    pub fn inject(&self, fault: Fault) {
+        self.model.inject(fault)
+    }
+
+    /// Sends `GET /` to the service URL at `rps` over HTTP until the handle is dropped.
+    pub fn start_load(&self, project: &str, region: &str, service: &str, rps: f64) -> LoadHandle {
+        let url = self
+            .service_url(project, region, service)
+            .unwrap_or_else(|| "http://127.0.0.1:9".to_string());
+        dataplane::start_http_load(self.plane.client(), url, rps)
+    }
+}
+
+impl Drop for Sim {
+    fn drop(&mut self) {
+        self.plane.abort_all();
+    }
+}
+
+async fn api(
+    model: &SimModel,
+    sts: &Sts,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let path = uri.path();
+    let sts_answer = match (method.as_str(), path) {
+        ("GET", auth::SUBJECT_TOKEN_PATH) => Some(sts.subject_token()),
+        ("POST", auth::TOKEN_PATH) => Some(
+            sts.exchange(
+                headers
+                    .get(header::CONTENT_TYPE)
+                    .and_then(|v| v.to_str().ok()),
+                &body,
+            ),
+        ),
+        _ => None,
+    };
+    if let Some((status, content_type, body)) = sts_answer {
+        return with_type(status, content_type, body);
+    }
+    let request = ApiRequest {
+        method: method.as_str().to_string(),
+        path: path.to_string(),
+        query: auth::parse_form(uri.query().unwrap_or("")),
+        caller: Caller::Http(
+            headers
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string),
+        ),
+        body: body.to_vec(),
+    };
+    let answer = control::call(model, request).await;
+    let mut response = with_type(
+        answer.status,
+        "application/json; charset=UTF-8",
+        answer.body.to_string(),
+    );
+    if let Some(seconds) = answer.retry_after {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+    }
+    response
+}
+
+fn with_type(status: u16, content_type: &'static str, body: String) -> Response {
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut response = (status, body).into_response();
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
+}

@@ -1,0 +1,840 @@
+//! The Cloud Run Admin API v2 surface (services get/patch, revisions get/list, operations get/wait):
+//! request parsing and validation, JSON in the real wire format, and the dispatcher HTTP and in-process callers share.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime};
+
+use serde_json::{Map, Value, json};
+
+use super::model::{
+    ApiError, Operation, RevState, Revision, Service, ServiceKey, ServicePatch, SimModel,
+    TYPE_LATEST, TYPE_REVISION, Target, TemplateSpec, rfc3339,
+};
+
+/// Who is calling: an HTTP client (its `Authorization` header) or in-process code, which needs none.
+#[derive(Debug, Clone)]
+pub(crate) enum Caller {
+    Http(Option<String>),
+    InProcess,
+}
+
+/// One API call, independent of transport.
+#[derive(Debug, Clone)]
+pub(crate) struct ApiRequest {
+    pub method: String,
+    pub path: String,
+    pub query: Vec<(String, String)>,
+    pub caller: Caller,
+    pub body: Vec<u8>,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct ApiResponse {
+    pub status: u16,
+    pub retry_after: Option<u64>,
+    pub body: Value,
+}
+
+impl ApiResponse {
+    fn ok(body: Value) -> Self {
+        Self {
+            status: 200,
+            retry_after: None,
+            body,
+        }
+    }
+
+    fn error(e: ApiError) -> Self {
+        Self {
+            status: e.code,
+            retry_after: e.retry_after,
+            body: e.to_json(),
+        }
+    }
+}
+
+/// Query parameters every Google API accepts.
+const SYSTEM_PARAMS: &[&str] = &[
+    "alt",
+    "$alt",
+    "prettyPrint",
+    "key",
+    "quotaUser",
+    "$.xgafv",
+    "fields",
+];
+
+/// Handles one control-plane or monitoring call: auth, faults, then the method itself.
+pub(crate) async fn call(model: &SimModel, req: ApiRequest) -> ApiResponse {
+    {
+        let mut s = model.state();
+        s.log_call(&req.method, &req.path);
+        if let Caller::Http(header) = &req.caller {
+            let token = header
+                .as_deref()
+                .and_then(|h| {
+                    h.strip_prefix("Bearer ")
+                        .or_else(|| h.strip_prefix("bearer "))
+                })
+                .map(str::trim);
+            if let Some(token) = token {
+                s.seen_tokens.push(token.to_string());
+            }
+            if let Some(allowed) = &s.bearer
+                && !token.is_some_and(|t| allowed.iter().any(|a| a == t))
+            {
+                return ApiResponse::error(ApiError::new(
+                    401,
+                    "Request had invalid authentication credentials. Expected OAuth 2 access token, login cookie or other valid authentication credential.",
+                ));
+            }
+        }
+        if let Some(e) = s.take_status_fault(&req.method, &req.path) {
+            return ApiResponse::error(e);
+        }
+    }
+    match dispatch(model, &req).await {
+        Ok(body) => ApiResponse::ok(body),
+        Err(e) => ApiResponse::error(e),
+    }
+}
+
+fn check_params(query: &[(String, String)], allowed: &[&str]) -> Result<(), ApiError> {
+    for (k, v) in query {
+        if k == "alt" && v != "json" {
+            return Err(ApiError::invalid(format!("Unsupported alt value '{v}'.")));
+        }
+        if !allowed.contains(&k.as_str()) && !SYSTEM_PARAMS.contains(&k.as_str()) {
+            return Err(ApiError::invalid(format!(
+                "Invalid JSON payload received. Unknown name \"{k}\": Cannot bind query parameter. Field '{k}' could not be found in request message."
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn param<'a>(query: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    query
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
+
+fn bool_param(query: &[(String, String)], name: &str) -> Result<bool, ApiError> {
+    match param(query, name) {
+        None | Some("false") => Ok(false),
+        Some("true") => Ok(true),
+        Some(v) => Err(ApiError::invalid(format!(
+            "Invalid value at '{name}' (TYPE_BOOL), \"{v}\""
+        ))),
+    }
+}
+
+fn method_not_found(req: &ApiRequest) -> ApiError {
+    ApiError::new(
+        404,
+        format!("Method {} {} not found.", req.method, req.path),
+    )
+}
+
+async fn dispatch(model: &SimModel, req: &ApiRequest) -> Result<Value, ApiError> {
+    let segments: Vec<&str> = req.path.trim_matches('/').split('/').collect();
+    match segments.as_slice() {
+        ["v3", "projects", project, "timeSeries"] if req.method == "GET" => {
+            super::monitoring::list_time_series(model, project, &req.query)
+        }
+        ["v2", "projects", p, "locations", r, "services", s] => {
+            let key = ServiceKey::new(p, r, s);
+            match req.method.as_str() {
+                "GET" => {
+                    check_params(&req.query, &[])?;
+                    let state = model.state();
+                    Ok(service_json(state.service(&key)?))
+                }
+                "PATCH" => patch_service(model, &key, req),
+                _ => Err(method_not_found(req)),
+            }
+        }
+        [
+            "v2",
+            "projects",
+            p,
+            "locations",
+            r,
+            "services",
+            s,
+            "revisions",
+        ] if req.method == "GET" => {
+            check_params(&req.query, &["pageSize", "pageToken", "showDeleted"])?;
+            let key = ServiceKey::new(p, r, s);
+            let state = model.state();
+            let svc = state.service(&key)?;
+            let revisions: Vec<Value> = svc
+                .revisions
+                .iter()
+                .rev()
+                .map(|rev| revision_json(svc, rev))
+                .collect();
+            Ok(json!({ "revisions": revisions }))
+        }
+        [
+            "v2",
+            "projects",
+            p,
+            "locations",
+            r,
+            "services",
+            s,
+            "revisions",
+            rev,
+        ] if req.method == "GET" => {
+            check_params(&req.query, &[])?;
+            let key = ServiceKey::new(p, r, s);
+            let state = model.state();
+            let svc = state.service(&key)?;
+            let revision = svc.revision(rev).ok_or_else(|| {
+                ApiError::new(
+                    404,
+                    format!(
+                        "Resource '{rev}' of kind 'REVISION' in region '{r}' in project '{p}' does not exist."
+                    ),
+                )
+            })?;
+            Ok(revision_json(svc, revision))
+        }
+        ["v2", "projects", p, "locations", r, "operations", id] => {
+            match (req.method.as_str(), id.strip_suffix(":wait")) {
+                ("GET", None) => {
+                    check_params(&req.query, &[])?;
+                    let state = model.state();
+                    Ok(operation_json(find_op(&state.ops, p, r, id)?))
+                }
+                ("POST", Some(id)) => {
+                    check_params(&req.query, &[])?;
+                    let timeout = wait_timeout(&req.body)?;
+                    let id = id.to_string();
+                    {
+                        let state = model.state();
+                        find_op(&state.ops, p, r, &id)?;
+                    }
+                    Ok(operation_json(&wait_operation(model, &id, timeout).await))
+                }
+                _ => Err(method_not_found(req)),
+            }
+        }
+        _ => Err(method_not_found(req)),
+    }
+}
+
+fn find_op<'a>(
+    ops: &'a BTreeMap<String, Operation>,
+    project: &str,
+    region: &str,
+    id: &str,
+) -> Result<&'a Operation, ApiError> {
+    ops.get(id)
+        .filter(|op| op.key.project == project && op.key.region == region)
+        .ok_or_else(|| {
+            ApiError::new(
+                404,
+                format!(
+                    "Operation 'projects/{project}/locations/{region}/operations/{id}' not found."
+                ),
+            )
+        })
+}
+
+fn wait_timeout(body: &[u8]) -> Result<Duration, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Duration::from_secs(60));
+    }
+    let value: Value = serde_json::from_slice(body)
+        .map_err(|e| ApiError::invalid(format!("Invalid JSON payload received. {e}")))?;
+    let obj = value
+        .as_object()
+        .ok_or_else(|| ApiError::invalid("Invalid JSON payload received. Expected an object."))?;
+    for k in obj.keys() {
+        if k != "timeout" {
+            return Err(unknown_name(k));
+        }
+    }
+    match obj.get("timeout") {
+        None => Ok(Duration::from_secs(60)),
+        Some(Value::String(s)) => parse_google_duration(s)
+            .ok_or_else(|| ApiError::invalid(format!("Invalid value at 'timeout' (type.googleapis.com/google.protobuf.Duration), Field 'timeout', Illegal duration format; duration must end with 's': \"{s}\""))),
+        Some(other) => Err(ApiError::invalid(format!(
+            "Invalid value at 'timeout' (type.googleapis.com/google.protobuf.Duration), {other}"
+        ))),
+    }
+}
+
+/// A protobuf JSON duration: decimal seconds with an `s` suffix (`"10s"`, `"1.5s"`).
+pub(crate) fn parse_google_duration(s: &str) -> Option<Duration> {
+    let secs = s.strip_suffix('s')?;
+    if secs.is_empty() || !secs.chars().all(|c| c.is_ascii_digit() || c == '.') {
+        return None;
+    }
+    let value: f64 = secs.parse().ok()?;
+    Some(Duration::from_secs_f64(value))
+}
+
+fn unknown_name(name: &str) -> ApiError {
+    ApiError::invalid(format!(
+        "Invalid JSON payload received. Unknown name \"{name}\": Cannot find field."
+    ))
+}
+
+/// Waits (tokio time) until the operation is done or `timeout` passes; returns it either way.
+pub(crate) async fn wait_operation(model: &SimModel, id: &str, timeout: Duration) -> Operation {
+    let clock = model.clock();
+    let deadline = clock.now() + timeout;
+    loop {
+        let (op, hold) = {
+            let s = model.state();
+            (s.ops[id].clone(), s.hold)
+        };
+        let now = clock.now();
+        if op.done || now >= deadline {
+            return op;
+        }
+        let until = if hold {
+            now + Duration::from_millis(50)
+        } else {
+            op.due
+        };
+        let wake = until.min(deadline);
+        let pause = wake.duration_since(now).unwrap_or_default();
+        tokio::time::sleep(pause.max(Duration::from_millis(1))).await;
+    }
+}
+
+/// Top-level fields of `GoogleCloudRunV2Service` (run.v2 discovery document).
+const SERVICE_FIELDS: &[&str] = &[
+    "annotations",
+    "binaryAuthorization",
+    "buildConfig",
+    "client",
+    "clientVersion",
+    "conditions",
+    "createTime",
+    "creator",
+    "customAudiences",
+    "defaultUriDisabled",
+    "deleteTime",
+    "description",
+    "etag",
+    "expireTime",
+    "functionalType",
+    "generation",
+    "iapEnabled",
+    "ingress",
+    "invokerIamDisabled",
+    "labels",
+    "lastModifier",
+    "latestCreatedRevision",
+    "latestReadyRevision",
+    "launchStage",
+    "multiRegionSettings",
+    "name",
+    "observedGeneration",
+    "reconciling",
+    "satisfiesPzs",
+    "scaling",
+    "sshEnabled",
+    "template",
+    "terminalCondition",
+    "threatDetectionEnabled",
+    "traffic",
+    "trafficStatuses",
+    "uid",
+    "updateTime",
+    "uri",
+    "urls",
+];
+
+/// Fields of `GoogleCloudRunV2RevisionTemplate`.
+const TEMPLATE_FIELDS: &[&str] = &[
+    "ambientNetworking",
+    "annotations",
+    "client",
+    "clientVersion",
+    "containers",
+    "encryptionKey",
+    "encryptionKeyRevocationAction",
+    "encryptionKeyShutdownDuration",
+    "executionEnvironment",
+    "gpuZonalRedundancyDisabled",
+    "healthCheckDisabled",
+    "labels",
+    "maxInstanceRequestConcurrency",
+    "nodeSelector",
+    "revision",
+    "sandboxes",
+    "scaling",
+    "serviceAccount",
+    "serviceMesh",
+    "sessionAffinity",
+    "timeout",
+    "volumes",
+    "vpcAccess",
+    "workloadIdentityConfig",
+];
+
+/// Fields of `GoogleCloudRunV2Container`.
+const CONTAINER_FIELDS: &[&str] = &[
+    "args",
+    "baseImageUri",
+    "buildConfig",
+    "buildInfo",
+    "command",
+    "dependsOn",
+    "env",
+    "image",
+    "livenessProbe",
+    "name",
+    "ports",
+    "readinessProbe",
+    "resources",
+    "sandboxLauncher",
+    "sourceCode",
+    "startupProbe",
+    "volumeMounts",
+    "workingDir",
+];
+
+/// The fields a PATCH may change here; others of the schema are refused as unsupported.
+const UPDATABLE: &[&str] = &[
+    "template",
+    "traffic",
+    "annotations",
+    "labels",
+    "description",
+];
+
+fn patch_service(model: &SimModel, key: &ServiceKey, req: &ApiRequest) -> Result<Value, ApiError> {
+    check_params(
+        &req.query,
+        &[
+            "updateMask",
+            "validateOnly",
+            "allowMissing",
+            "forceNewRevision",
+        ],
+    )?;
+    let validate_only = bool_param(&req.query, "validateOnly")?;
+    let allow_missing = bool_param(&req.query, "allowMissing")?;
+    let force_new_revision = bool_param(&req.query, "forceNewRevision")?;
+    let body: Value = serde_json::from_slice(&req.body)
+        .map_err(|e| ApiError::invalid(format!("Invalid JSON payload received. {e}")))?;
+    let obj = body
+        .as_object()
+        .ok_or_else(|| ApiError::invalid("Invalid JSON payload received. Expected an object."))?;
+    for k in obj.keys() {
+        if !SERVICE_FIELDS.contains(&k.as_str()) {
+            return Err(unknown_name(k));
+        }
+    }
+    if let Some(name) = obj.get("name")
+        && name.as_str() != Some(key.name().as_str())
+    {
+        return Err(ApiError::invalid(format!(
+            "name: the service name in the body ({name}) does not match the request path ({}).",
+            key.name()
+        )));
+    }
+    let mask: Vec<String> = match param(&req.query, "updateMask") {
+        Some(m) => {
+            let mut fields = Vec::new();
+            for path in m.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+                let top = path.split('.').next().unwrap_or(path);
+                if !SERVICE_FIELDS.contains(&top) {
+                    return Err(ApiError::invalid(format!(
+                        "updateMask: invalid field path '{path}'."
+                    )));
+                }
+                if !UPDATABLE.contains(&top) {
+                    return Err(ApiError::invalid(format!(
+                        "updateMask: field '{path}' cannot be updated here (the simulator supports {}).",
+                        UPDATABLE.join(", ")
+                    )));
+                }
+                fields.push(top.to_string());
+            }
+            fields
+        }
+        // Without a mask the body replaces the whole service.
+        None => UPDATABLE.iter().map(|s| s.to_string()).collect(),
+    };
+    let exists = model.state().services.contains_key(key);
+    if !exists && allow_missing {
+        return Err(ApiError::invalid(
+            "allowMissing: creating a service through PATCH is not supported by the simulator.",
+        ));
+    }
+    let has = |f: &str| mask.iter().any(|m| m == f);
+    let mut patch = ServicePatch {
+        etag: match obj.get("etag") {
+            None => None,
+            Some(Value::String(s)) => Some(s.clone()),
+            Some(other) => return Err(type_error("etag", "TYPE_STRING", other)),
+        },
+        validate_only,
+        force_new_revision,
+        ..Default::default()
+    };
+    if has("template") {
+        let t = obj
+            .get("template")
+            .ok_or_else(|| ApiError::invalid("template: Required field is not set."))?;
+        patch.template = Some(parse_template(t)?);
+    }
+    if has("traffic") {
+        patch.traffic = Some(match obj.get("traffic") {
+            None => Vec::new(),
+            Some(t) => parse_traffic(t)?,
+        });
+    }
+    if has("annotations") {
+        patch.annotations = Some(parse_string_map("annotations", obj.get("annotations"))?);
+    }
+    if has("labels") {
+        patch.labels = Some(parse_string_map("labels", obj.get("labels"))?);
+    }
+    if has("description") {
+        patch.description = Some(match obj.get("description") {
+            None => None,
+            Some(Value::String(s)) => Some(s.clone()),
+            Some(other) => return Err(type_error("description", "TYPE_STRING", other)),
+        });
+    }
+    let mut state = model.state();
+    match state.patch(key, patch)? {
+        Some(id) => Ok(operation_json(&state.ops[&id])),
+        None => {
+            // validateOnly: a finished operation carrying the service as it is.
+            let svc = state.service(key)?;
+            Ok(json!({
+                "name": format!("projects/{}/locations/{}/operations/validate-only", key.project, key.region),
+                "done": true,
+                "response": typed(service_json(svc)),
+            }))
+        }
+    }
+}
+
+fn type_error(field: &str, expected: &str, got: &Value) -> ApiError {
+    ApiError::invalid(format!("Invalid value at '{field}' ({expected}), {got}"))
+}
+
+fn parse_template(t: &Value) -> Result<TemplateSpec, ApiError> {
+    let obj = t
+        .as_object()
+        .ok_or_else(|| type_error("template", "google.cloud.run.v2.RevisionTemplate", t))?;
+    for k in obj.keys() {
+        if !TEMPLATE_FIELDS.contains(&k.as_str()) {
+            return Err(unknown_name(&format!("template.{k}")));
+        }
+    }
+    let revision = match obj.get("revision") {
+        None => None,
+        Some(Value::String(s)) if s.is_empty() => None,
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(other) => return Err(type_error("template.revision", "TYPE_STRING", other)),
+    };
+    let containers = match obj.get("containers") {
+        Some(Value::Array(c)) if !c.is_empty() => c,
+        _ => {
+            return Err(ApiError::invalid(
+                "template.containers: at least one container is required.",
+            ));
+        }
+    };
+    for (i, c) in containers.iter().enumerate() {
+        let c = c.as_object().ok_or_else(|| {
+            type_error(
+                &format!("template.containers[{i}]"),
+                "google.cloud.run.v2.Container",
+                c,
+            )
+        })?;
+        for k in c.keys() {
+            if !CONTAINER_FIELDS.contains(&k.as_str()) {
+                return Err(unknown_name(&format!("template.containers[{i}].{k}")));
+            }
+        }
+    }
+    let image = match containers[0].get("image") {
+        Some(Value::String(s)) if !s.is_empty() => s.clone(),
+        _ => {
+            return Err(ApiError::invalid(
+                "template.containers[0].image: Required field is not set.",
+            ));
+        }
+    };
+    Ok(TemplateSpec { revision, image })
+}
+
+fn parse_traffic(t: &Value) -> Result<Vec<Target>, ApiError> {
+    let items = t
+        .as_array()
+        .ok_or_else(|| type_error("traffic", "google.cloud.run.v2.TrafficTarget", t))?;
+    let mut out = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        let field = format!("traffic[{i}]");
+        let obj = item
+            .as_object()
+            .ok_or_else(|| type_error(&field, "google.cloud.run.v2.TrafficTarget", item))?;
+        for k in obj.keys() {
+            if !["type", "revision", "percent", "tag"].contains(&k.as_str()) {
+                return Err(unknown_name(&format!("{field}.{k}")));
+            }
+        }
+        let latest = match obj.get("type").and_then(Value::as_str) {
+            Some(TYPE_LATEST) => true,
+            Some(TYPE_REVISION) => false,
+            other => {
+                return Err(ApiError::invalid(format!(
+                    "{field}.type: must be {TYPE_LATEST} or {TYPE_REVISION}, got {}.",
+                    other.unwrap_or("nothing")
+                )));
+            }
+        };
+        let percent = match obj.get("percent") {
+            None => 0,
+            Some(v) => match v.as_i64() {
+                Some(p) if (0..=100).contains(&p) => p as u8,
+                _ => {
+                    return Err(ApiError::invalid(format!(
+                        "{field}.percent: must be an integer between 0 and 100, got {v}."
+                    )));
+                }
+            },
+        };
+        let string = |name: &str| -> Result<Option<String>, ApiError> {
+            match obj.get(name) {
+                None => Ok(None),
+                Some(Value::String(s)) if s.is_empty() => Ok(None),
+                Some(Value::String(s)) => Ok(Some(s.clone())),
+                Some(other) => Err(type_error(&format!("{field}.{name}"), "TYPE_STRING", other)),
+            }
+        };
+        out.push(Target {
+            latest,
+            revision: string("revision")?,
+            percent,
+            tag: string("tag")?,
+        });
+    }
+    Ok(out)
+}
+
+fn parse_string_map(field: &str, v: Option<&Value>) -> Result<BTreeMap<String, String>, ApiError> {
+    let mut out = BTreeMap::new();
+    let Some(v) = v else {
+        return Ok(out);
+    };
+    let obj = v
+        .as_object()
+        .ok_or_else(|| type_error(field, "map<string, string>", v))?;
+    for (k, v) in obj {
+        match v {
+            Value::String(s) => {
+                out.insert(k.clone(), s.clone());
+            }
+            other => return Err(type_error(&format!("{field}[{k}]"), "TYPE_STRING", other)),
+        }
+    }
+    Ok(out)
+}
+
+fn typed(mut service: Value) -> Value {
+    if let Value::Object(map) = &mut service {
+        map.insert(
+            "@type".to_string(),
+            Value::String("type.googleapis.com/google.cloud.run.v2.Service".to_string()),
+        );
+    }
+    service
+}
+
+fn target_json(t: &Target, uri: Option<&String>) -> Value {
+    let mut m = Map::new();
+    m.insert(
+        "type".into(),
+        Value::String(if t.latest { TYPE_LATEST } else { TYPE_REVISION }.into()),
+    );
+    if let Some(r) = &t.revision {
+        m.insert("revision".into(), Value::String(r.clone()));
+    }
+    if t.percent > 0 {
+        m.insert("percent".into(), json!(t.percent));
+    }
+    if let Some(tag) = &t.tag {
+        m.insert("tag".into(), Value::String(tag.clone()));
+        if let Some(uri) = uri {
+            m.insert("uri".into(), Value::String(uri.clone()));
+        }
+    }
+    Value::Object(m)
+}
+
+fn condition(kind: &str, state: &str, message: Option<&str>, at: SystemTime) -> Value {
+    let mut m = Map::new();
+    m.insert("type".into(), Value::String(kind.into()));
+    m.insert("state".into(), Value::String(state.into()));
+    if let Some(msg) = message {
+        m.insert("message".into(), Value::String(msg.into()));
+    }
+    m.insert("lastTransitionTime".into(), Value::String(rfc3339(at)));
+    Value::Object(m)
+}
+
+/// A `GoogleCloudRunV2Service`, with default-valued fields left out like the real API does.
+pub(crate) fn service_json(svc: &Service) -> Value {
+    let key = &svc.key;
+    let (state, message) = if svc.reconciling() {
+        ("CONDITION_RECONCILING", None)
+    } else if let Some(f) = &svc.failure {
+        ("CONDITION_FAILED", Some(f.as_str()))
+    } else {
+        ("CONDITION_SUCCEEDED", None)
+    };
+    let mut template = Map::new();
+    if let Some(r) = &svc.template_revision {
+        template.insert("revision".into(), Value::String(r.clone()));
+    }
+    template.insert("containers".into(), json!([{ "image": svc.image }]));
+    let mut m = Map::new();
+    m.insert("name".into(), Value::String(key.name()));
+    m.insert("uid".into(), Value::String(svc.uid.clone()));
+    m.insert(
+        "generation".into(),
+        Value::String(svc.generation.to_string()),
+    );
+    if !svc.labels.is_empty() {
+        m.insert("labels".into(), json!(svc.labels));
+    }
+    if !svc.annotations.is_empty() {
+        m.insert("annotations".into(), json!(svc.annotations));
+    }
+    if let Some(d) = &svc.description {
+        m.insert("description".into(), Value::String(d.clone()));
+    }
+    m.insert("createTime".into(), Value::String(rfc3339(svc.created)));
+    m.insert("updateTime".into(), Value::String(rfc3339(svc.updated)));
+    m.insert(
+        "ingress".into(),
+        Value::String("INGRESS_TRAFFIC_ALL".into()),
+    );
+    m.insert("launchStage".into(), Value::String("GA".into()));
+    m.insert("template".into(), Value::Object(template));
+    m.insert(
+        "traffic".into(),
+        Value::Array(svc.traffic.iter().map(|t| target_json(t, None)).collect()),
+    );
+    m.insert(
+        "observedGeneration".into(),
+        Value::String(svc.observed_generation.to_string()),
+    );
+    m.insert(
+        "terminalCondition".into(),
+        condition("Ready", state, message, svc.transition),
+    );
+    m.insert(
+        "conditions".into(),
+        json!([
+            condition("RoutesReady", state, message, svc.transition),
+            condition("ConfigurationsReady", state, message, svc.transition),
+        ]),
+    );
+    if let Some(r) = svc.latest_ready() {
+        m.insert(
+            "latestReadyRevision".into(),
+            Value::String(key.revision_name(r)),
+        );
+    }
+    if let Some(r) = svc.latest_created() {
+        m.insert(
+            "latestCreatedRevision".into(),
+            Value::String(key.revision_name(r)),
+        );
+    }
+    m.insert(
+        "trafficStatuses".into(),
+        Value::Array(
+            svc.applied
+                .iter()
+                .map(|t| target_json(t, t.tag.as_ref().and_then(|tag| svc.tag_uris.get(tag))))
+                .collect(),
+        ),
+    );
+    m.insert("uri".into(), Value::String(svc.uri.clone()));
+    m.insert("urls".into(), json!([svc.uri]));
+    if svc.reconciling() {
+        m.insert("reconciling".into(), Value::Bool(true));
+    }
+    m.insert("etag".into(), Value::String(svc.etag.clone()));
+    Value::Object(m)
+}
+
+/// A `GoogleCloudRunV2Revision`.
+pub(crate) fn revision_json(svc: &Service, rev: &Revision) -> Value {
+    let (state, message) = match &rev.state {
+        RevState::Pending => ("CONDITION_RECONCILING", None),
+        RevState::Ready => ("CONDITION_SUCCEEDED", None),
+        RevState::Failed(m) => ("CONDITION_FAILED", Some(m.as_str())),
+    };
+    let mut m = Map::new();
+    m.insert(
+        "name".into(),
+        Value::String(svc.key.revision_name(&rev.name)),
+    );
+    m.insert("uid".into(), Value::String(rev.uid.clone()));
+    m.insert("generation".into(), Value::String("1".into()));
+    m.insert("createTime".into(), Value::String(rfc3339(rev.created)));
+    m.insert("updateTime".into(), Value::String(rfc3339(rev.updated)));
+    m.insert("launchStage".into(), Value::String("GA".into()));
+    m.insert("service".into(), Value::String(svc.key.name()));
+    m.insert("maxInstanceRequestConcurrency".into(), json!(80));
+    m.insert("timeout".into(), Value::String("300s".into()));
+    m.insert("containers".into(), json!([{ "image": rev.image }]));
+    m.insert(
+        "executionEnvironment".into(),
+        Value::String("EXECUTION_ENVIRONMENT_GEN2".into()),
+    );
+    if rev.state == RevState::Pending {
+        m.insert("reconciling".into(), Value::Bool(true));
+    }
+    // A Revision has no terminalCondition in v2: readiness is its `Ready` condition.
+    m.insert(
+        "conditions".into(),
+        json!([
+            condition("Ready", state, message, rev.updated),
+            condition("ResourcesAvailable", state, message, rev.updated),
+            condition("ContainerHealthy", state, message, rev.updated),
+        ]),
+    );
+    m.insert("observedGeneration".into(), Value::String("1".into()));
+    m.insert(
+        "etag".into(),
+        Value::String(format!("\"{}\"", &rev.uid[..8])),
+    );
+    Value::Object(m)
+}
+
+/// A `GoogleLongrunningOperation`; `done` only when true.
+pub(crate) fn operation_json(op: &Operation) -> Value {
+    let mut m = Map::new();
+    m.insert("name".into(), Value::String(op.name()));
+    m.insert("metadata".into(), op.metadata.clone());
+    if op.done {
+        m.insert("done".into(), Value::Bool(true));
+    }
+    if let Some((code, message)) = &op.error {
+        m.insert("error".into(), json!({ "code": code, "message": message }));
+    }
+    if let Some(r) = &op.response {
+        m.insert("response".into(), r.clone());
+    }
+    Value::Object(m)
+}

@@ -1,0 +1,253 @@
+//! The data plane on loopback: a listener per service URL and per tag URL that routes each request
+//! to a revision, one small backend server per revision standing in for its container, and a load generator.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::http::{HeaderValue, Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use tokio::task::JoinHandle;
+use tokio::time::MissedTickBehavior;
+
+use super::model::{Endpoints, HEALTH_PATH, ServiceKey, SimModel, WeakModel};
+
+/// Binds 127.0.0.1 on a free port. Synchronous on purpose: URLs are handed out while the model
+/// assigns them, and a std bind needs no await.
+pub(crate) fn bind_loopback() -> std::io::Result<(tokio::net::TcpListener, u16)> {
+    let std_listener = std::net::TcpListener::bind(("127.0.0.1", 0))?;
+    std_listener.set_nonblocking(true)?;
+    let port = std_listener.local_addr()?.port();
+    Ok((tokio::net::TcpListener::from_std(std_listener)?, port))
+}
+
+pub(crate) fn serve(listener: tokio::net::TcpListener, router: Router) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, router).await {
+            tracing::warn!("simulator listener stopped: {e}");
+        }
+    })
+}
+
+fn text(status: u16, content_type: &'static str, body: String) -> Response {
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut response = (status, body).into_response();
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
+}
+
+/// Listeners and backends of the HTTP simulator. Lock order: never lock the model while holding
+/// one of these mutexes (the model calls `Endpoints` while locked).
+pub(crate) struct DataPlane {
+    model: WeakModel,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+    backends: Mutex<HashMap<String, String>>,
+    client: reqwest::Client,
+    this: std::sync::Weak<DataPlane>,
+}
+
+impl DataPlane {
+    pub fn new(model: &SimModel) -> Arc<Self> {
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .timeout(Duration::from_secs(10))
+            .connect_timeout(Duration::from_secs(2))
+            .build()
+            .expect("a plain HTTP client builds");
+        Arc::new_cyclic(|this| Self {
+            model: model.downgrade(),
+            tasks: Mutex::new(Vec::new()),
+            backends: Mutex::new(HashMap::new()),
+            client,
+            this: this.clone(),
+        })
+    }
+
+    pub fn client(&self) -> reqwest::Client {
+        self.client.clone()
+    }
+
+    pub fn track(&self, task: JoinHandle<()>) {
+        self.tasks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(task);
+    }
+
+    pub fn abort_all(&self) {
+        for task in self
+            .tasks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain(..)
+        {
+            task.abort();
+        }
+    }
+
+    /// A front listener for a service (tag `None`) or one of its tags; returns its URL.
+    fn front(&self, key: &ServiceKey, tag: Option<&str>) -> String {
+        let (Some(model), Some(plane)) = (self.model.upgrade(), self.this.upgrade()) else {
+            return "http://127.0.0.1:9".to_string();
+        };
+        let (listener, port) = match bind_loopback() {
+            Ok(bound) => bound,
+            Err(e) => {
+                tracing::warn!("simulator could not bind a service listener: {e}");
+                return "http://127.0.0.1:9".to_string();
+            }
+        };
+        let key = key.clone();
+        let tag = tag.map(str::to_string);
+        let router = Router::new().fallback(move |method: Method, uri: Uri| {
+            let (model, plane, key, tag) = (model.clone(), plane.clone(), key.clone(), tag.clone());
+            async move {
+                plane
+                    .forward(&model, &key, tag.as_deref(), method, uri)
+                    .await
+            }
+        });
+        self.track(serve(listener, router));
+        format!("http://127.0.0.1:{port}")
+    }
+
+    async fn forward(
+        &self,
+        model: &SimModel,
+        key: &ServiceKey,
+        tag: Option<&str>,
+        method: Method,
+        uri: Uri,
+    ) -> Response {
+        let Some(revision) = model.route(&key.project, &key.region, &key.service, tag) else {
+            return text(
+                404,
+                "text/plain",
+                "no revision serves this URL yet".to_string(),
+            );
+        };
+        let backend = match self.backend(model, &revision) {
+            Ok(b) => b,
+            Err(e) => return text(502, "text/plain", format!("backend unavailable: {e}")),
+        };
+        let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+        match self
+            .client
+            .request(method, format!("{backend}{path}"))
+            .send()
+            .await
+        {
+            Ok(resp) => {
+                let status = resp.status().as_u16();
+                let json = resp
+                    .headers()
+                    .get(header::CONTENT_TYPE)
+                    .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+                let body = resp.text().await.unwrap_or_default();
+                model.record(&revision, status, model.clock().now());
+                let content_type = if json {
+                    "application/json"
+                } else {
+                    "text/plain"
+                };
+                text(status, content_type, body)
+            }
+            Err(e) => text(502, "text/plain", format!("upstream error: {e}")),
+        }
+    }
+
+    /// The backend server of a revision, started on first use.
+    fn backend(&self, model: &SimModel, revision: &str) -> std::io::Result<String> {
+        let mut backends = self.backends.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(url) = backends.get(revision) {
+            return Ok(url.clone());
+        }
+        let (listener, port) = bind_loopback()?;
+        let model = model.clone();
+        let rev = revision.to_string();
+        let router = Router::new().fallback(move |uri: Uri| {
+            let (model, rev) = (model.clone(), rev.clone());
+            async move {
+                let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+                let (status, body) = model.respond(&rev, path);
+                let content_type = if uri.path() == HEALTH_PATH {
+                    "application/json"
+                } else {
+                    "text/plain"
+                };
+                text(status, content_type, body)
+            }
+        });
+        self.track(serve(listener, router));
+        let url = format!("http://127.0.0.1:{port}");
+        backends.insert(revision.to_string(), url.clone());
+        Ok(url)
+    }
+}
+
+impl Endpoints for DataPlane {
+    fn service_uri(&self, key: &ServiceKey) -> String {
+        self.front(key, None)
+    }
+
+    fn tag_uri(&self, key: &ServiceKey, tag: &str) -> String {
+        self.front(key, Some(tag))
+    }
+}
+
+/// A running load generator; dropping it stops the load.
+#[derive(Debug)]
+pub struct LoadHandle {
+    sent: Arc<AtomicU64>,
+    task: JoinHandle<()>,
+}
+
+impl LoadHandle {
+    /// Requests sent so far.
+    pub fn sent(&self) -> u64 {
+        self.sent.load(Ordering::Relaxed)
+    }
+
+    /// Runs `request` at `rps` per second of tokio time; late ticks are delayed, never bunched.
+    pub(crate) fn spawn<F, Fut>(rps: f64, mut request: F) -> Self
+    where
+        F: FnMut() -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send,
+    {
+        let sent = Arc::new(AtomicU64::new(0));
+        let counter = sent.clone();
+        let period = Duration::from_secs_f64(1.0 / rps.max(0.001));
+        let task = tokio::spawn(async move {
+            let mut interval = tokio::time::interval(period);
+            interval.set_missed_tick_behavior(MissedTickBehavior::Delay);
+            loop {
+                interval.tick().await;
+                counter.fetch_add(1, Ordering::Relaxed);
+                request().await;
+            }
+        });
+        Self { sent, task }
+    }
+}
+
+impl Drop for LoadHandle {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Sends `GET /` to a service URL at `rps` over HTTP.
+pub(crate) fn start_http_load(client: reqwest::Client, url: String, rps: f64) -> LoadHandle {
+    LoadHandle::spawn(rps, move || {
+        let (client, url) = (client.clone(), url.clone());
+        async move {
+            if let Err(e) = client.get(format!("{url}/")).send().await {
+                tracing::debug!("simulated load request failed: {e}");
+            }
+        }
+    })
+}

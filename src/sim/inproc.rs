@@ -1,0 +1,477 @@
+//! The engine's ports implemented directly on the simulator model, without sockets, so engine tests
+//! run whole rollouts under a paused tokio clock through the same API code the HTTP simulator serves.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde_json::{Value, json};
+
+use super::control::{ApiRequest, Caller, call};
+use super::dataplane::LoadHandle;
+use super::model::{ServiceKey, SimModel, TYPE_LATEST, TYPE_REVISION};
+use crate::rollout::ports::{
+    HealthEndpoint, HealthResponse, Metrics, NewRevision, Platform, PortError, PortResult,
+    RequestCounts, RevisionInfo, RolloutRecord, ServiceState, TrafficChange, TrafficTarget, Window,
+};
+
+/// The service annotation that holds the rollout in progress, as JSON.
+pub const ROLLOUT_ANNOTATION: &str = "shiftgate.dev/rollout";
+
+/// Maps an API error status to what the engine decides on.
+pub fn port_error(status: u16, message: String) -> PortError {
+    match status {
+        409 => PortError::Conflict(message),
+        404 => PortError::NotFound(message),
+        429 | 500..=599 => PortError::Unavailable(message),
+        _ => PortError::Rejected { status, message },
+    }
+}
+
+/// The HTTP status Google pairs with an operation's `google.rpc.Code`.
+fn http_of_rpc(code: i64) -> u16 {
+    match code {
+        3 | 9 | 11 => 400,
+        7 => 403,
+        5 => 404,
+        6 | 10 => 409,
+        8 => 429,
+        4 => 504,
+        14 => 503,
+        16 => 401,
+        _ => 500,
+    }
+}
+
+fn short(name: &str) -> String {
+    name.rsplit('/').next().unwrap_or(name).to_string()
+}
+
+/// Reads a `GoogleCloudRunV2Service` the way the engine sees it.
+pub fn service_state_from_json(v: &Value) -> ServiceState {
+    let str_of = |v: &Value| v.as_str().map(str::to_string);
+    let latest_ready = v
+        .get("latestReadyRevision")
+        .and_then(str_of)
+        .map(|n| short(&n));
+    let targets = |field: &str| -> Vec<Value> {
+        v.get(field)
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default()
+    };
+    let traffic = targets("traffic")
+        .iter()
+        .filter_map(|t| {
+            let revision = if t.get("type").and_then(Value::as_str) == Some(TYPE_LATEST) {
+                latest_ready.clone()?
+            } else {
+                t.get("revision").and_then(str_of)?
+            };
+            Some(TrafficTarget {
+                revision,
+                percent: t.get("percent").and_then(Value::as_u64).unwrap_or(0) as u8,
+                tag: t.get("tag").and_then(str_of),
+            })
+        })
+        .collect();
+    let tag_uris = targets("trafficStatuses")
+        .iter()
+        .filter_map(|t| {
+            Some((
+                t.get("tag").and_then(str_of)?,
+                t.get("uri").and_then(str_of)?,
+            ))
+        })
+        .collect();
+    let rollout = v
+        .get("annotations")
+        .and_then(|a| a.get(ROLLOUT_ANNOTATION))
+        .and_then(Value::as_str)
+        .and_then(|s| serde_json::from_str::<RolloutRecord>(s).ok());
+    ServiceState {
+        name: v.get("name").and_then(str_of).unwrap_or_default(),
+        etag: v.get("etag").and_then(str_of).unwrap_or_default(),
+        uri: v.get("uri").and_then(str_of),
+        traffic,
+        tag_uris,
+        latest_ready_revision: latest_ready,
+        latest_created_revision: v
+            .get("latestCreatedRevision")
+            .and_then(str_of)
+            .map(|n| short(&n)),
+        image: v.pointer("/template/containers/0/image").and_then(str_of),
+        rollout,
+        reconciling: v
+            .get("reconciling")
+            .and_then(Value::as_bool)
+            .unwrap_or(false),
+    }
+}
+
+fn revision_info(v: &Value) -> RevisionInfo {
+    let ready = v.get("conditions").and_then(Value::as_array).and_then(|c| {
+        c.iter()
+            .find(|c| c.get("type").and_then(Value::as_str) == Some("Ready"))
+    });
+    let state = ready.and_then(|c| c.get("state")).and_then(Value::as_str);
+    RevisionInfo {
+        name: v
+            .get("name")
+            .and_then(Value::as_str)
+            .map(short)
+            .unwrap_or_default(),
+        ready: state == Some("CONDITION_SUCCEEDED"),
+        reason: (state == Some("CONDITION_FAILED"))
+            .then(|| ready.and_then(|c| c.get("message")).and_then(Value::as_str))
+            .flatten()
+            .map(str::to_string),
+        image: v
+            .pointer("/containers/0/image")
+            .and_then(Value::as_str)
+            .map(str::to_string),
+        create_time: v
+            .get("createTime")
+            .and_then(Value::as_str)
+            .map(str::to_string),
+    }
+}
+
+/// The platform port for one simulated service.
+#[derive(Debug, Clone)]
+pub struct SimPlatform {
+    pub model: SimModel,
+    pub project: String,
+    pub region: String,
+    pub service: String,
+}
+
+impl SimPlatform {
+    pub fn new(model: &SimModel, project: &str, region: &str, service: &str) -> Self {
+        Self {
+            model: model.clone(),
+            project: project.to_string(),
+            region: region.to_string(),
+            service: service.to_string(),
+        }
+    }
+
+    fn key(&self) -> ServiceKey {
+        ServiceKey::new(&self.project, &self.region, &self.service)
+    }
+
+    async fn api(
+        &self,
+        method: &str,
+        path: String,
+        query: &[(&str, &str)],
+        body: Option<Value>,
+    ) -> PortResult<Value> {
+        let response = call(
+            &self.model,
+            ApiRequest {
+                method: method.to_string(),
+                path,
+                query: query
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+                caller: Caller::InProcess,
+                body: body.map(|b| b.to_string().into_bytes()).unwrap_or_default(),
+            },
+        )
+        .await;
+        if response.status == 200 {
+            return Ok(response.body);
+        }
+        let message = response
+            .body
+            .pointer("/error/message")
+            .and_then(Value::as_str)
+            .unwrap_or("unknown error")
+            .to_string();
+        Err(port_error(response.status, message))
+    }
+
+    /// The service's annotations with the rollout record set (or cleared), read without an API
+    /// call: the etag guards against them having changed since.
+    fn annotations_with(&self, rollout: &Option<RolloutRecord>) -> BTreeMap<String, String> {
+        let mut annotations = self
+            .model
+            .state()
+            .services
+            .get(&self.key())
+            .map(|s| s.annotations.clone())
+            .unwrap_or_default();
+        match rollout {
+            Some(r) => {
+                annotations.insert(
+                    ROLLOUT_ANNOTATION.to_string(),
+                    serde_json::to_string(r).expect("a rollout record serializes"),
+                );
+            }
+            None => {
+                annotations.remove(ROLLOUT_ANNOTATION);
+            }
+        }
+        annotations
+    }
+
+    async fn patch_and_wait(
+        &self,
+        body: Value,
+        mask: &str,
+        deadline: Duration,
+    ) -> PortResult<ServiceState> {
+        let clock = self.model.clock();
+        let give_up = clock.now() + deadline;
+        let op = self
+            .api(
+                "PATCH",
+                format!("/v2/{}", self.key().name()),
+                &[("updateMask", mask)],
+                Some(body),
+            )
+            .await?;
+        let name = op
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        let mut op = op;
+        while op.get("done") != Some(&Value::Bool(true)) {
+            let left = give_up.duration_since(clock.now()).unwrap_or_default();
+            if left.is_zero() {
+                return Err(PortError::Unavailable(format!(
+                    "operation {name} was not done after {}",
+                    humantime::format_duration(deadline)
+                )));
+            }
+            let timeout = format!("{}s", left.as_secs_f64());
+            match self
+                .api(
+                    "POST",
+                    format!("/v2/{name}:wait"),
+                    &[],
+                    Some(json!({ "timeout": timeout })),
+                )
+                .await
+            {
+                Ok(next) => op = next,
+                // A failed poll does not mean a failed change: poll again until the deadline.
+                Err(PortError::Unavailable(_)) => {
+                    tokio::time::sleep(Duration::from_secs(1).min(left)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        if let Some(error) = op.get("error") {
+            let code = error.get("code").and_then(Value::as_i64).unwrap_or(2);
+            let message = error
+                .get("message")
+                .and_then(Value::as_str)
+                .unwrap_or("operation failed")
+                .to_string();
+            return Err(port_error(http_of_rpc(code), message));
+        }
+        self.read_service().await
+    }
+}
+
+fn targets_json(traffic: &[TrafficTarget]) -> Value {
+    Value::Array(
+        traffic
+            .iter()
+            .map(|t| {
+                let mut v = json!({ "type": TYPE_REVISION, "revision": t.revision });
+                if t.percent > 0 {
+                    v["percent"] = json!(t.percent);
+                }
+                if let Some(tag) = &t.tag {
+                    v["tag"] = json!(tag);
+                }
+                v
+            })
+            .collect(),
+    )
+}
+
+#[async_trait]
+impl Platform for SimPlatform {
+    async fn read_service(&self) -> PortResult<ServiceState> {
+        let v = self
+            .api("GET", format!("/v2/{}", self.key().name()), &[], None)
+            .await?;
+        Ok(service_state_from_json(&v))
+    }
+
+    async fn read_revision(&self, revision: &str) -> PortResult<RevisionInfo> {
+        let v = self
+            .api(
+                "GET",
+                format!("/v2/{}", self.key().revision_name(revision)),
+                &[],
+                None,
+            )
+            .await?;
+        Ok(revision_info(&v))
+    }
+
+    async fn list_revisions(&self) -> PortResult<Vec<RevisionInfo>> {
+        let v = self
+            .api(
+                "GET",
+                format!("/v2/{}/revisions", self.key().name()),
+                &[],
+                None,
+            )
+            .await?;
+        Ok(v.get("revisions")
+            .and_then(Value::as_array)
+            .map(|r| r.iter().map(revision_info).collect())
+            .unwrap_or_default())
+    }
+
+    async fn create_revision(
+        &self,
+        spec: &NewRevision,
+        etag: &str,
+        deadline: Duration,
+    ) -> PortResult<ServiceState> {
+        let body = json!({
+            "etag": etag,
+            "template": {
+                "revision": spec.revision,
+                "containers": [{ "image": spec.image }],
+            },
+            "traffic": targets_json(&spec.traffic),
+            "annotations": self.annotations_with(&spec.rollout),
+        });
+        self.patch_and_wait(body, "template,traffic,annotations", deadline)
+            .await
+    }
+
+    async fn set_traffic(
+        &self,
+        change: &TrafficChange,
+        etag: &str,
+        deadline: Duration,
+    ) -> PortResult<ServiceState> {
+        let body = json!({
+            "etag": etag,
+            "traffic": targets_json(&change.traffic),
+            "annotations": self.annotations_with(&change.rollout),
+        });
+        self.patch_and_wait(body, "traffic,annotations", deadline)
+            .await
+    }
+}
+
+/// The metrics port over the model's request records (what timeSeries.list would report).
+#[derive(Debug, Clone)]
+pub struct SimMetrics {
+    pub model: SimModel,
+    pub project: String,
+    pub region: String,
+    pub service: String,
+}
+
+impl SimMetrics {
+    pub fn new(model: &SimModel, project: &str, region: &str, service: &str) -> Self {
+        Self {
+            model: model.clone(),
+            project: project.to_string(),
+            region: region.to_string(),
+            service: service.to_string(),
+        }
+    }
+}
+
+#[async_trait]
+impl Metrics for SimMetrics {
+    async fn request_counts(&self, window: Window) -> PortResult<BTreeMap<String, RequestCounts>> {
+        {
+            let path = format!("/v3/projects/{}/timeSeries", self.project);
+            let mut s = self.model.state();
+            s.log_call("GET", &path);
+            if let Some(e) = s.take_status_fault("GET", &path) {
+                return Err(port_error(e.code, e.message));
+            }
+        }
+        let key = ServiceKey::new(&self.project, &self.region, &self.service);
+        Ok(self
+            .model
+            .counts_between(&key, window.start, window.end)
+            .into_iter()
+            .map(|(rev, (total, server_errors))| {
+                (
+                    rev,
+                    RequestCounts {
+                        total,
+                        server_errors,
+                    },
+                )
+            })
+            .collect())
+    }
+}
+
+/// The health port: service and tag URLs the model handed out answer like their revision would.
+#[derive(Debug, Clone)]
+pub struct SimHealth {
+    pub model: SimModel,
+}
+
+impl SimHealth {
+    pub fn new(model: &SimModel) -> Self {
+        Self {
+            model: model.clone(),
+        }
+    }
+}
+
+/// Splits `scheme://host[:port]/path?q` into its base and its path (with query).
+fn split_url(url: &str) -> (&str, &str) {
+    let after_scheme = url.find("://").map(|i| i + 3).unwrap_or(0);
+    match url[after_scheme..].find(['/', '?']) {
+        Some(i) => (&url[..after_scheme + i], &url[after_scheme + i..]),
+        None => (url, "/"),
+    }
+}
+
+#[async_trait]
+impl HealthEndpoint for SimHealth {
+    async fn fetch(&self, url: &str) -> Result<HealthResponse, String> {
+        let (base, path) = split_url(url);
+        let (key, tag) = self.model.resolve_url(base).ok_or_else(|| {
+            format!("error sending request for url ({url}): no simulated service answers at {base}")
+        })?;
+        let revision = self
+            .model
+            .route(&key.project, &key.region, &key.service, tag.as_deref())
+            .ok_or_else(|| format!("{url}: no revision serves this URL"))?;
+        let (status, body) = self.model.respond(&revision, path);
+        self.model
+            .record(&revision, status, self.model.clock().now());
+        Ok(HealthResponse { status, body })
+    }
+}
+
+/// Sends `GET /` to a service at `rps` through `route`/`respond`/`record`, in tokio time.
+pub fn start_inproc_load(
+    model: &SimModel,
+    project: &str,
+    region: &str,
+    service: &str,
+    rps: f64,
+) -> LoadHandle {
+    let model = model.clone();
+    let key = ServiceKey::new(project, region, service);
+    LoadHandle::spawn(rps, move || {
+        if let Some(rev) = model.route(&key.project, &key.region, &key.service, None) {
+            let (status, _) = model.respond(&rev, "/");
+            model.record(&rev, status, model.clock().now());
+        }
+        std::future::ready(())
+    })
+}

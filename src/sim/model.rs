@@ -1,0 +1,1266 @@
+//! The simulator's state: services, revisions, long-running operations, traffic and request
+//! records, behind one mutex. Pure logic and no HTTP: the HTTP layers and the in-process adapters drive it.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime};
+
+use serde_json::Value;
+
+use super::faults::Fault;
+use crate::clock::Clock;
+
+pub const TYPE_LATEST: &str = "TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST";
+pub const TYPE_REVISION: &str = "TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION";
+pub const HEALTH_PATH: &str = "/health";
+
+/// How revisions made from one image behave.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Behavior {
+    pub version: String,
+    /// Share of non-health requests answered 500, applied deterministically: request n fails iff
+    /// `floor(n*rate) > floor((n-1)*rate)`.
+    pub error_rate: f64,
+    /// When false, `/health` answers 503 `{"status":"error"}`.
+    pub healthy: bool,
+    /// Replaces the `/health` body.
+    pub health_body: Option<String>,
+    /// Creating a revision from this image fails: the operation ends with an error, the revision is
+    /// not ready and traffic stays as it was.
+    pub fails_to_start: bool,
+}
+
+impl Behavior {
+    pub fn healthy(version: impl Into<String>) -> Self {
+        Self {
+            version: version.into(),
+            error_rate: 0.0,
+            healthy: true,
+            health_body: None,
+            fails_to_start: false,
+        }
+    }
+
+    pub fn unhealthy(version: impl Into<String>) -> Self {
+        Self {
+            healthy: false,
+            ..Self::healthy(version)
+        }
+    }
+
+    pub fn erroring(version: impl Into<String>, error_rate: f64) -> Self {
+        Self {
+            error_rate,
+            ..Self::healthy(version)
+        }
+    }
+
+    pub fn failing_to_start(version: impl Into<String>) -> Self {
+        Self {
+            fails_to_start: true,
+            ..Self::healthy(version)
+        }
+    }
+
+    pub fn with_health_body(mut self, body: impl Into<String>) -> Self {
+        self.health_body = Some(body.into());
+        self
+    }
+
+    /// An unregistered image is healthy; its version comes from a semver tag (`:v1.2.3`, `:1.2.3`).
+    pub fn for_unknown_image(image: &str) -> Self {
+        let after_path = image.rsplit('/').next().unwrap_or(image);
+        let tag = after_path.split_once(':').map(|(_, tag)| tag).unwrap_or("");
+        let candidate = tag.strip_prefix('v').unwrap_or(tag);
+        let version = match semver::Version::parse(candidate) {
+            Ok(v) => v.to_string(),
+            Err(_) => "0.0.0".to_string(),
+        };
+        Self::healthy(version)
+    }
+}
+
+/// A service's address.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ServiceKey {
+    pub project: String,
+    pub region: String,
+    pub service: String,
+}
+
+impl ServiceKey {
+    pub fn new(project: &str, region: &str, service: &str) -> Self {
+        Self {
+            project: project.to_string(),
+            region: region.to_string(),
+            service: service.to_string(),
+        }
+    }
+
+    /// `projects/P/locations/R/services/S`
+    pub fn name(&self) -> String {
+        format!(
+            "projects/{}/locations/{}/services/{}",
+            self.project, self.region, self.service
+        )
+    }
+
+    pub fn revision_name(&self, revision: &str) -> String {
+        format!("{}/revisions/{revision}", self.name())
+    }
+}
+
+/// One `traffic[]` entry as configured.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    pub latest: bool,
+    pub revision: Option<String>,
+    pub percent: u8,
+    pub tag: Option<String>,
+}
+
+impl Target {
+    pub fn latest(percent: u8) -> Self {
+        Self {
+            latest: true,
+            revision: None,
+            percent,
+            tag: None,
+        }
+    }
+
+    pub fn revision(revision: &str, percent: u8, tag: Option<&str>) -> Self {
+        Self {
+            latest: false,
+            revision: Some(revision.to_string()),
+            percent,
+            tag: tag.map(str::to_string),
+        }
+    }
+}
+
+/// An error in the Google API sense: HTTP code, canonical status name, message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    pub code: u16,
+    pub status: String,
+    pub message: String,
+    /// Seconds, for a `retry-after` header.
+    pub retry_after: Option<u64>,
+}
+
+impl ApiError {
+    pub fn new(code: u16, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            status: status_name(code).to_string(),
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self::new(400, message)
+    }
+
+    pub fn to_json(&self) -> Value {
+        serde_json::json!({"error": {"code": self.code, "message": self.message, "status": self.status}})
+    }
+}
+
+/// The canonical status Google APIs pair with an HTTP code.
+pub fn status_name(code: u16) -> &'static str {
+    match code {
+        400 => "INVALID_ARGUMENT",
+        401 => "UNAUTHENTICATED",
+        403 => "PERMISSION_DENIED",
+        404 => "NOT_FOUND",
+        409 => "ABORTED",
+        412 => "FAILED_PRECONDITION",
+        429 => "RESOURCE_EXHAUSTED",
+        501 => "UNIMPLEMENTED",
+        503 => "UNAVAILABLE",
+        504 => "DEADLINE_EXCEEDED",
+        _ => "INTERNAL",
+    }
+}
+
+/// Hands out the URLs of services and tags. The HTTP simulator binds a listener per URL; in process
+/// the URLs only need to be unique and look like Cloud Run's.
+pub trait Endpoints: Send + Sync {
+    fn service_uri(&self, key: &ServiceKey) -> String;
+    fn tag_uri(&self, key: &ServiceKey, tag: &str) -> String;
+}
+
+struct RunAppUrls;
+
+impl Endpoints for RunAppUrls {
+    fn service_uri(&self, key: &ServiceKey) -> String {
+        format!("https://{}-{}-uc.a.run.app", key.service, project_hash(key))
+    }
+
+    fn tag_uri(&self, key: &ServiceKey, tag: &str) -> String {
+        format!(
+            "https://{tag}---{}-{}-uc.a.run.app",
+            key.service,
+            project_hash(key)
+        )
+    }
+}
+
+fn project_hash(key: &ServiceKey) -> String {
+    let mut h: u64 = 0xcbf29ce484222325;
+    for b in key.project.bytes() {
+        h = (h ^ b as u64).wrapping_mul(0x100000001b3);
+    }
+    let mut out = String::new();
+    for _ in 0..10 {
+        out.push(ALPHABET[(h % 36) as usize] as char);
+        h /= 36;
+    }
+    out
+}
+
+const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum RevState {
+    Pending,
+    Ready,
+    Failed(String),
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Revision {
+    pub name: String,
+    pub uid: String,
+    pub image: String,
+    pub created: SystemTime,
+    pub updated: SystemTime,
+    pub state: RevState,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Service {
+    pub key: ServiceKey,
+    pub uid: String,
+    pub generation: i64,
+    pub observed_generation: i64,
+    pub etag: String,
+    pub uri: String,
+    pub created: SystemTime,
+    pub updated: SystemTime,
+    pub template_revision: Option<String>,
+    pub image: String,
+    /// `traffic[]` as last written.
+    pub traffic: Vec<Target>,
+    /// The split actually in effect (`trafficStatuses[]`).
+    pub applied: Vec<Target>,
+    pub annotations: BTreeMap<String, String>,
+    pub labels: BTreeMap<String, String>,
+    pub description: Option<String>,
+    pub revisions: Vec<Revision>,
+    next_index: u32,
+    pub tag_uris: BTreeMap<String, String>,
+    pub history: Vec<Vec<(String, u8)>>,
+    pub pending: usize,
+    pub failure: Option<String>,
+    pub transition: SystemTime,
+    wrr: Vec<(String, i64)>,
+}
+
+impl Service {
+    pub fn revision(&self, name: &str) -> Option<&Revision> {
+        self.revisions.iter().find(|r| r.name == name)
+    }
+
+    pub fn latest_ready(&self) -> Option<&str> {
+        self.revisions
+            .iter()
+            .rev()
+            .find(|r| r.state == RevState::Ready)
+            .map(|r| r.name.as_str())
+    }
+
+    pub fn latest_created(&self) -> Option<&str> {
+        self.revisions.last().map(|r| r.name.as_str())
+    }
+
+    pub fn reconciling(&self) -> bool {
+        self.pending > 0
+    }
+
+    /// The split in effect, LATEST resolved, shares of one revision merged, zeros dropped, largest first.
+    pub fn resolved_split(&self) -> Vec<(String, u8)> {
+        let mut shares: BTreeMap<String, u8> = BTreeMap::new();
+        for t in self.applied.iter().filter(|t| t.percent > 0) {
+            let name = if t.latest {
+                self.latest_ready().map(str::to_string)
+            } else {
+                t.revision.clone()
+            };
+            if let Some(name) = name {
+                *shares.entry(name).or_default() += t.percent;
+            }
+        }
+        let mut split: Vec<(String, u8)> = shares.into_iter().collect();
+        split.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        split
+    }
+
+    /// The revision a tag points at, in the split in effect.
+    pub fn tag_revision(&self, tag: &str) -> Option<String> {
+        let target = self
+            .applied
+            .iter()
+            .find(|t| t.tag.as_deref() == Some(tag))?;
+        if target.latest {
+            self.latest_ready().map(str::to_string)
+        } else {
+            target.revision.clone()
+        }
+    }
+
+    fn record_split(&mut self) {
+        let split = self.resolved_split();
+        if self.history.last() != Some(&split) {
+            self.history.push(split);
+            self.wrr.clear();
+        }
+    }
+
+    /// Smooth weighted round-robin (nginx's): over any 100 consecutive picks each revision gets
+    /// exactly its percent, spread evenly.
+    fn pick(&mut self) -> Option<String> {
+        let split = self.resolved_split();
+        if split.is_empty() {
+            return None;
+        }
+        if self.wrr.len() != split.len() || self.wrr.iter().zip(&split).any(|(a, b)| a.0 != b.0) {
+            self.wrr = split.iter().map(|(n, _)| (n.clone(), 0)).collect();
+        }
+        let total: i64 = split.iter().map(|(_, p)| *p as i64).sum();
+        let mut best = 0;
+        for (i, (_, p)) in split.iter().enumerate() {
+            self.wrr[i].1 += *p as i64;
+            if self.wrr[i].1 > self.wrr[best].1 {
+                best = i;
+            }
+        }
+        self.wrr[best].1 -= total;
+        Some(self.wrr[best].0.clone())
+    }
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Operation {
+    pub id: String,
+    /// Acceptance order: operations due at the same instant finish in the order they were accepted.
+    pub seq: u64,
+    pub key: ServiceKey,
+    pub generation: i64,
+    pub new_revision: Option<String>,
+    pub traffic: Vec<Target>,
+    pub due: SystemTime,
+    pub injected_failure: Option<String>,
+    pub done: bool,
+    pub error: Option<(i32, String)>,
+    pub metadata: Value,
+    pub response: Option<Value>,
+}
+
+impl Operation {
+    pub fn name(&self) -> String {
+        format!(
+            "projects/{}/locations/{}/operations/{}",
+            self.key.project, self.key.region, self.id
+        )
+    }
+}
+
+/// One request the revision answered.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Hit {
+    pub at: SystemTime,
+    pub code: u16,
+}
+
+#[derive(Debug, Default, Clone)]
+pub(crate) struct RevStats {
+    pub hits: Vec<Hit>,
+    /// Non-health requests answered, for the deterministic error pattern.
+    pub served: u64,
+}
+
+/// A control-plane or monitoring call, as the simulator received it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiCall {
+    pub method: String,
+    pub path: String,
+    pub at: SystemTime,
+}
+
+/// What a PATCH asks for, after the update mask has been applied: `None` leaves a field as is.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ServicePatch {
+    pub etag: Option<String>,
+    pub template: Option<TemplateSpec>,
+    pub traffic: Option<Vec<Target>>,
+    pub annotations: Option<BTreeMap<String, String>>,
+    pub labels: Option<BTreeMap<String, String>>,
+    pub description: Option<Option<String>>,
+    pub validate_only: bool,
+    pub force_new_revision: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct TemplateSpec {
+    pub revision: Option<String>,
+    pub image: String,
+}
+
+pub(crate) struct Inner {
+    pub clock: Clock,
+    rng: u64,
+    pub services: BTreeMap<ServiceKey, Service>,
+    rev_index: HashMap<String, ServiceKey>,
+    behaviors: HashMap<String, Behavior>,
+    pub stats: HashMap<String, RevStats>,
+    pub ops: BTreeMap<String, Operation>,
+    pub faults: Vec<Fault>,
+    pub hold: bool,
+    pub op_delay: Duration,
+    pub ingestion_lag: Duration,
+    pub write_count: u64,
+    pub log: Vec<ApiCall>,
+    pub bearer: Option<Vec<String>>,
+    pub seen_tokens: Vec<String>,
+    urls: HashMap<String, (ServiceKey, Option<String>)>,
+    endpoints: Arc<dyn Endpoints>,
+}
+
+/// The simulated platform's state. Cheap to clone; all clones share one state.
+#[derive(Clone)]
+pub struct SimModel {
+    inner: Arc<Mutex<Inner>>,
+}
+
+/// A handle that does not keep the state alive (for servers the state itself refers to).
+#[derive(Clone)]
+pub(crate) struct WeakModel {
+    inner: std::sync::Weak<Mutex<Inner>>,
+}
+
+impl WeakModel {
+    pub fn upgrade(&self) -> Option<SimModel> {
+        self.inner.upgrade().map(|inner| SimModel { inner })
+    }
+}
+
+impl std::fmt::Debug for SimModel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SimModel").finish_non_exhaustive()
+    }
+}
+
+pub(crate) fn rfc3339(t: SystemTime) -> String {
+    humantime::format_rfc3339_nanos(t).to_string()
+}
+
+impl SimModel {
+    pub fn new(clock: Clock) -> Self {
+        Self {
+            inner: Arc::new(Mutex::new(Inner {
+                clock,
+                rng: 0x9e3779b97f4a7c15,
+                services: BTreeMap::new(),
+                rev_index: HashMap::new(),
+                behaviors: HashMap::new(),
+                stats: HashMap::new(),
+                ops: BTreeMap::new(),
+                faults: Vec::new(),
+                hold: false,
+                op_delay: Duration::from_millis(100),
+                ingestion_lag: Duration::ZERO,
+                write_count: 0,
+                log: Vec::new(),
+                bearer: None,
+                seen_tokens: Vec::new(),
+                urls: HashMap::new(),
+                endpoints: Arc::new(RunAppUrls),
+            })),
+        }
+    }
+
+    /// Locks the state after completing every operation that is due, so that no reader ever sees
+    /// an operation that should have finished by now.
+    pub(crate) fn state(&self) -> MutexGuard<'_, Inner> {
+        let mut guard = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        guard.tick();
+        guard
+    }
+
+    pub(crate) fn downgrade(&self) -> WeakModel {
+        WeakModel {
+            inner: Arc::downgrade(&self.inner),
+        }
+    }
+
+    pub(crate) fn set_endpoints(&self, endpoints: Arc<dyn Endpoints>) {
+        self.state().endpoints = endpoints;
+    }
+
+    pub fn clock(&self) -> Clock {
+        self.state().clock
+    }
+
+    /// Creates a service as `gcloud run deploy` leaves it (one ready revision, `LATEST=100`, a
+    /// pinned `template.revision`) and returns the revision's short name.
+    pub fn add_service(&self, project: &str, region: &str, service: &str, image: &str) -> String {
+        let key = ServiceKey::new(project, region, service);
+        let endpoints = self.state().endpoints.clone();
+        // Binding a listener must not happen under the state lock: its server task locks it too.
+        let uri = endpoints.service_uri(&key);
+        let mut s = self.state();
+        let now = s.clock.now();
+        let suffix = s.random_chars(3);
+        let revision = format!("{service}-00001-{suffix}");
+        let uid = s.uuid();
+        let rev_uid = s.uuid();
+        let etag = s.etag();
+        s.urls.insert(uri.clone(), (key.clone(), None));
+        s.rev_index.insert(revision.clone(), key.clone());
+        let mut svc = Service {
+            key: key.clone(),
+            uid,
+            generation: 1,
+            observed_generation: 1,
+            etag,
+            uri,
+            created: now,
+            updated: now,
+            template_revision: Some(revision.clone()),
+            image: image.to_string(),
+            traffic: vec![Target::latest(100)],
+            applied: vec![Target::latest(100)],
+            annotations: BTreeMap::new(),
+            labels: BTreeMap::new(),
+            description: None,
+            revisions: vec![Revision {
+                name: revision.clone(),
+                uid: rev_uid,
+                image: image.to_string(),
+                created: now,
+                updated: now,
+                state: RevState::Ready,
+            }],
+            next_index: 2,
+            tag_uris: BTreeMap::new(),
+            history: Vec::new(),
+            pending: 0,
+            failure: None,
+            transition: now,
+            wrr: Vec::new(),
+        };
+        svc.record_split();
+        s.services.insert(key, svc);
+        revision
+    }
+
+    pub fn register_image(&self, image: &str, behavior: Behavior) {
+        self.state().behaviors.insert(image.to_string(), behavior);
+    }
+
+    pub fn behavior(&self, image: &str) -> Behavior {
+        self.state().behavior(image)
+    }
+
+    pub fn set_operation_delay(&self, delay: Duration) {
+        self.state().op_delay = delay;
+    }
+
+    /// While held, no operation completes; releasing lets every due operation finish.
+    pub fn hold_operations(&self, hold: bool) {
+        self.state().hold = hold;
+    }
+
+    pub fn set_ingestion_lag(&self, lag: Duration) {
+        self.state().ingestion_lag = lag;
+    }
+
+    /// Control-plane and monitoring calls need `Authorization: Bearer <one of these>` (HTTP only).
+    pub fn require_bearer(&self, tokens: Option<Vec<String>>) {
+        self.state().bearer = tokens;
+    }
+
+    pub fn seen_tokens(&self) -> Vec<String> {
+        self.state().seen_tokens.clone()
+    }
+
+    pub fn inject(&self, fault: Fault) {
+        self.state().faults.push(fault);
+    }
+
+    /// Faults injected and not yet consumed.
+    pub fn pending_faults(&self) -> usize {
+        self.state().faults.len()
+    }
+
+    pub fn traffic_history(
+        &self,
+        project: &str,
+        region: &str,
+        service: &str,
+    ) -> Vec<Vec<(String, u8)>> {
+        self.state()
+            .services
+            .get(&ServiceKey::new(project, region, service))
+            .map(|s| s.history.clone())
+            .unwrap_or_default()
+    }
+
+    /// The split in effect now (same shape as a `traffic_history` entry).
+    pub fn current_split(&self, project: &str, region: &str, service: &str) -> Vec<(String, u8)> {
+        self.state()
+            .services
+            .get(&ServiceKey::new(project, region, service))
+            .map(Service::resolved_split)
+            .unwrap_or_default()
+    }
+
+    /// Accepted PATCH calls.
+    pub fn write_count(&self) -> u64 {
+        self.state().write_count
+    }
+
+    pub fn request_log(&self) -> Vec<ApiCall> {
+        self.state().log.clone()
+    }
+
+    /// Calls received with this HTTP method (e.g. `"PATCH"`).
+    pub fn api_calls(&self, method: &str) -> usize {
+        self.state()
+            .log
+            .iter()
+            .filter(|c| c.method.eq_ignore_ascii_case(method))
+            .count()
+    }
+
+    /// Requests a revision answered, and how many of them were 5xx.
+    pub fn counts(&self, revision: &str) -> (u64, u64) {
+        let s = self.state();
+        s.stats
+            .get(revision)
+            .map(|st| {
+                let total = st.hits.len() as u64;
+                let errors = st.hits.iter().filter(|h| h.code >= 500).count() as u64;
+                (total, errors)
+            })
+            .unwrap_or((0, 0))
+    }
+
+    /// Revision names of a service, oldest first.
+    pub fn revisions(&self, project: &str, region: &str, service: &str) -> Vec<String> {
+        self.state()
+            .services
+            .get(&ServiceKey::new(project, region, service))
+            .map(|s| s.revisions.iter().map(|r| r.name.clone()).collect())
+            .unwrap_or_default()
+    }
+
+    pub fn service_uri(&self, project: &str, region: &str, service: &str) -> Option<String> {
+        self.state()
+            .services
+            .get(&ServiceKey::new(project, region, service))
+            .map(|s| s.uri.clone())
+    }
+
+    /// Picks the revision for one data-plane request: the tag's revision, or the next one of the
+    /// split by smooth weighted round-robin.
+    pub fn route(
+        &self,
+        project: &str,
+        region: &str,
+        service: &str,
+        tag: Option<&str>,
+    ) -> Option<String> {
+        let mut s = self.state();
+        let svc = s
+            .services
+            .get_mut(&ServiceKey::new(project, region, service))?;
+        match tag {
+            Some(tag) => svc.tag_revision(tag),
+            None => svc.pick(),
+        }
+    }
+
+    /// The service (and tag) a service or tag URL belongs to.
+    pub fn resolve_url(&self, base: &str) -> Option<(ServiceKey, Option<String>)> {
+        self.state().urls.get(base.trim_end_matches('/')).cloned()
+    }
+
+    /// Counts one answered request; monitoring sees it after the ingestion lag.
+    pub fn record(&self, revision: &str, status: u16, at: SystemTime) {
+        self.state()
+            .stats
+            .entry(revision.to_string())
+            .or_default()
+            .hits
+            .push(Hit { at, code: status });
+    }
+
+    /// What a revision answers for `path`, per its image's behaviour.
+    pub fn respond(&self, revision: &str, path: &str) -> (u16, String) {
+        let mut s = self.state();
+        let image = s
+            .rev_index
+            .get(revision)
+            .and_then(|k| s.services.get(k))
+            .and_then(|svc| svc.revision(revision))
+            .map(|r| r.image.clone());
+        let Some(image) = image else {
+            return (404, format!("no revision {revision}"));
+        };
+        let behavior = s.behavior(&image);
+        let path_only = path.split('?').next().unwrap_or(path);
+        if path_only == HEALTH_PATH {
+            return if behavior.healthy {
+                let body = behavior.health_body.clone().unwrap_or_else(|| {
+                    serde_json::json!({"status": "ok", "ready": true, "version": behavior.version})
+                        .to_string()
+                });
+                (200, body)
+            } else {
+                let body = behavior
+                    .health_body
+                    .clone()
+                    .unwrap_or_else(|| r#"{"status":"error"}"#.to_string());
+                (503, body)
+            };
+        }
+        let stats = s.stats.entry(revision.to_string()).or_default();
+        stats.served += 1;
+        let n = stats.served as f64;
+        let rate = behavior.error_rate.clamp(0.0, 1.0);
+        if (n * rate).floor() > ((n - 1.0) * rate).floor() {
+            (500, format!("internal error from {revision}"))
+        } else {
+            (200, format!("hello from {revision}"))
+        }
+    }
+
+    /// Requests per revision of a service answered in `(start, end]` and already ingested:
+    /// revision → (total, 5xx).
+    pub fn counts_between(
+        &self,
+        key: &ServiceKey,
+        start: SystemTime,
+        end: SystemTime,
+    ) -> BTreeMap<String, (u64, u64)> {
+        let s = self.state();
+        let visible_until = s.clock.now().checked_sub(s.ingestion_lag);
+        let mut out = BTreeMap::new();
+        let Some(svc) = s.services.get(key) else {
+            return out;
+        };
+        for rev in &svc.revisions {
+            let Some(stats) = s.stats.get(&rev.name) else {
+                continue;
+            };
+            for hit in stats
+                .hits
+                .iter()
+                .filter(|h| h.at > start && h.at <= end && visible_until.is_some_and(|v| h.at <= v))
+            {
+                let entry: &mut (u64, u64) = out.entry(rev.name.clone()).or_default();
+                entry.0 += 1;
+                if hit.code >= 500 {
+                    entry.1 += 1;
+                }
+            }
+        }
+        out
+    }
+
+    /// Ingested hits of every revision of the services matching the filter: (service, revision, hits).
+    pub(crate) fn visible_hits(&self, project: &str) -> Vec<(ServiceKey, String, Vec<Hit>)> {
+        let s = self.state();
+        let visible_until = s.clock.now().checked_sub(s.ingestion_lag);
+        let mut out = Vec::new();
+        for (key, svc) in s.services.iter().filter(|(k, _)| k.project == project) {
+            for rev in &svc.revisions {
+                let hits: Vec<Hit> = s
+                    .stats
+                    .get(&rev.name)
+                    .map(|st| {
+                        st.hits
+                            .iter()
+                            .filter(|h| visible_until.is_some_and(|v| h.at <= v))
+                            .copied()
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                out.push((key.clone(), rev.name.clone(), hits));
+            }
+        }
+        out
+    }
+}
+
+impl Inner {
+    fn next_random(&mut self) -> u64 {
+        // xorshift64*: deterministic names and ids, so test runs are reproducible.
+        let mut x = self.rng;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.rng = x;
+        x.wrapping_mul(0x2545f4914f6cdd1d)
+    }
+
+    pub fn random_chars(&mut self, n: usize) -> String {
+        (0..n)
+            .map(|_| ALPHABET[(self.next_random() % 36) as usize] as char)
+            .collect()
+    }
+
+    pub fn uuid(&mut self) -> String {
+        let a = self.next_random();
+        let b = self.next_random();
+        format!(
+            "{:08x}-{:04x}-4{:03x}-{:04x}-{:012x}",
+            a >> 32,
+            (a >> 16) & 0xffff,
+            a & 0xfff,
+            0x8000 | (b >> 48) & 0x3fff,
+            b & 0xffff_ffff_ffff
+        )
+    }
+
+    fn etag(&mut self) -> String {
+        let a = self.next_random();
+        format!("\"{a:016x}\"")
+    }
+
+    pub fn behavior(&self, image: &str) -> Behavior {
+        self.behaviors
+            .get(image)
+            .cloned()
+            .unwrap_or_else(|| Behavior::for_unknown_image(image))
+    }
+
+    pub fn log_call(&mut self, method: &str, path: &str) {
+        let at = self.clock.now();
+        self.log.push(ApiCall {
+            method: method.to_string(),
+            path: path.to_string(),
+            at,
+        });
+    }
+
+    /// Consumes the first status fault matching this call.
+    pub fn take_status_fault(&mut self, method: &str, path: &str) -> Option<ApiError> {
+        let i = self.faults.iter().position(|f| f.matches(method, path))?;
+        self.faults.remove(i).into_error()
+    }
+
+    fn take_operation_fault(&mut self) -> (Option<Duration>, Option<String>) {
+        let mut delay = None;
+        let mut failure = None;
+        if let Some(i) = self
+            .faults
+            .iter()
+            .position(|f| matches!(f, Fault::SlowOperation(_)))
+            && let Fault::SlowOperation(d) = self.faults.remove(i)
+        {
+            delay = Some(d);
+        }
+        if let Some(i) = self
+            .faults
+            .iter()
+            .position(|f| matches!(f, Fault::FailOperation(_)))
+            && let Fault::FailOperation(m) = self.faults.remove(i)
+        {
+            failure = Some(m);
+        }
+        (delay, failure)
+    }
+
+    pub fn service(&self, key: &ServiceKey) -> Result<&Service, ApiError> {
+        self.services.get(key).ok_or_else(|| not_found_service(key))
+    }
+
+    /// Completes every due operation, oldest due first.
+    pub fn tick(&mut self) {
+        if self.hold {
+            return;
+        }
+        let now = self.clock.now();
+        let mut due: Vec<(SystemTime, u64, String)> = self
+            .ops
+            .values()
+            .filter(|op| !op.done && op.due <= now)
+            .map(|op| (op.due, op.seq, op.id.clone()))
+            .collect();
+        due.sort();
+        for (_, _, id) in due {
+            self.complete(&id, now);
+        }
+    }
+
+    fn complete(&mut self, id: &str, now: SystemTime) {
+        let Some(op) = self.ops.get(id).cloned() else {
+            return;
+        };
+        let behavior = op
+            .new_revision
+            .as_ref()
+            .and_then(|r| {
+                self.services
+                    .get(&op.key)?
+                    .revision(r)
+                    .map(|r| r.image.clone())
+            })
+            .map(|image| self.behavior(&image));
+        let Some(svc) = self.services.get_mut(&op.key) else {
+            return;
+        };
+        svc.pending = svc.pending.saturating_sub(1);
+        svc.observed_generation = svc.observed_generation.max(op.generation);
+        svc.transition = now;
+        let mut error: Option<String> = None;
+        if let Some(rev_name) = &op.new_revision {
+            let start_failure = if behavior.as_ref().is_some_and(|b| b.fails_to_start) {
+                Some(format!(
+                    "Revision '{rev_name}' is not ready and cannot serve traffic. The user-provided container failed to start and listen on the port defined provided by the PORT=8080 environment variable within the allocated timeout. Logs for this revision might contain more information."
+                ))
+            } else {
+                op.injected_failure.clone()
+            };
+            if let Some(rev) = svc.revisions.iter_mut().find(|r| &r.name == rev_name) {
+                rev.updated = now;
+                rev.state = match &start_failure {
+                    Some(msg) => RevState::Failed(msg.clone()),
+                    None => RevState::Ready,
+                };
+            }
+            error = start_failure;
+        } else if let Some(msg) = &op.injected_failure {
+            error = Some(msg.clone());
+        }
+        if error.is_none() {
+            for t in op.traffic.iter().filter(|t| !t.latest) {
+                let name = t.revision.as_deref().unwrap_or_default();
+                if svc
+                    .revision(name)
+                    .is_none_or(|r| r.state != RevState::Ready)
+                {
+                    error = Some(format!(
+                        "Revision '{name}' is not ready and cannot serve traffic."
+                    ));
+                    break;
+                }
+            }
+        }
+        match &error {
+            Some(msg) => {
+                // The split in effect stays, and the configured one goes back to it unless a
+                // later change has replaced it meanwhile.
+                if op.generation == svc.generation {
+                    svc.traffic = svc.applied.clone();
+                }
+                svc.failure = Some(msg.clone());
+            }
+            None => {
+                svc.applied = op.traffic.clone();
+                svc.failure = None;
+                svc.record_split();
+            }
+        }
+        let response = super::control::service_json(svc);
+        let op = self.ops.get_mut(id).expect("operation exists");
+        op.done = true;
+        match error {
+            Some(msg) => op.error = Some((9, msg)),
+            None => op.response = Some(with_type(response)),
+        }
+    }
+
+    /// Validates and accepts a PATCH; returns the new operation's id (or, with `validate_only`,
+    /// nothing: the service is left as is).
+    pub fn patch(
+        &mut self,
+        key: &ServiceKey,
+        patch: ServicePatch,
+    ) -> Result<Option<String>, ApiError> {
+        let now = self.clock.now();
+        let svc = self.service(key)?;
+        if let Some(etag) = &patch.etag
+            && etag != &svc.etag
+        {
+            return Err(ApiError::new(
+                409,
+                format!(
+                    "Resource '{}' has been modified: the etag {etag} does not match the current etag {}. Read the service again and retry.",
+                    key.service, svc.etag
+                ),
+            ));
+        }
+        let mut new_revision: Option<String> = None;
+        if let Some(t) = &patch.template {
+            validate_image(&t.image)?;
+            let changed = t.image != svc.image
+                || t.revision != svc.template_revision
+                || patch.force_new_revision;
+            if changed {
+                let name = match &t.revision {
+                    Some(name) => {
+                        validate_revision_name(&key.service, name)?;
+                        if svc.revision(name).is_some() {
+                            return Err(ApiError::new(
+                                409,
+                                format!("Revision named '{name}' already exists."),
+                            )
+                            .with_status("ALREADY_EXISTS"));
+                        }
+                        name.clone()
+                    }
+                    None => String::new(),
+                };
+                new_revision = Some(name);
+            }
+        }
+        let traffic = match &patch.traffic {
+            Some(t) if t.is_empty() => Some(vec![Target::latest(100)]),
+            other => other.clone(),
+        };
+        if let Some(traffic) = &traffic {
+            validate_traffic(svc, traffic, new_revision.as_deref())?;
+        }
+        if let Some(annotations) = &patch.annotations {
+            validate_annotations(annotations)?;
+        }
+        if let Some(labels) = &patch.labels {
+            validate_annotations(labels)?;
+        }
+        if patch.validate_only {
+            return Ok(None);
+        }
+        // Accepted: from here on the service changes.
+        let new_revision = match new_revision {
+            Some(name) if name.is_empty() => {
+                let index = self.services[key].next_index;
+                let suffix = self.random_chars(3);
+                Some(format!("{}-{index:05}-{suffix}", key.service))
+            }
+            other => other,
+        };
+        let etag = self.etag();
+        let op_id = self.uuid();
+        let rev_uid = self.uuid();
+        let (slow, injected_failure) = self.take_operation_fault();
+        let delay = slow.unwrap_or(self.op_delay);
+        let new_tags: Vec<String> = traffic
+            .iter()
+            .flatten()
+            .filter_map(|t| t.tag.clone())
+            .filter(|tag| !self.services[key].tag_uris.contains_key(tag))
+            .collect();
+        let mut tag_uris = Vec::new();
+        for tag in new_tags {
+            let uri = self.endpoints.tag_uri(key, &tag);
+            self.urls
+                .insert(uri.clone(), (key.clone(), Some(tag.clone())));
+            tag_uris.push((tag, uri));
+        }
+        if let Some(name) = &new_revision {
+            self.rev_index.insert(name.clone(), key.clone());
+        }
+        self.write_count += 1;
+        let svc = self.services.get_mut(key).expect("checked above");
+        svc.tag_uris.extend(tag_uris);
+        svc.generation += 1;
+        svc.etag = etag;
+        svc.updated = now;
+        svc.transition = now;
+        svc.pending += 1;
+        if let Some(t) = &patch.template {
+            svc.image = t.image.clone();
+            svc.template_revision = t.revision.clone();
+        }
+        if let Some(name) = &new_revision {
+            svc.next_index += 1;
+            svc.revisions.push(Revision {
+                name: name.clone(),
+                uid: rev_uid,
+                image: svc.image.clone(),
+                created: now,
+                updated: now,
+                state: RevState::Pending,
+            });
+        }
+        if let Some(traffic) = &traffic {
+            svc.traffic = traffic.clone();
+        }
+        if let Some(a) = patch.annotations {
+            svc.annotations = a;
+        }
+        if let Some(l) = patch.labels {
+            svc.labels = l;
+        }
+        if let Some(d) = patch.description {
+            svc.description = d;
+        }
+        let op = Operation {
+            id: op_id.clone(),
+            seq: self.ops.len() as u64,
+            key: key.clone(),
+            generation: svc.generation,
+            new_revision,
+            traffic: svc.traffic.clone(),
+            due: now + delay,
+            injected_failure,
+            done: false,
+            error: None,
+            metadata: with_type(super::control::service_json(svc)),
+            response: None,
+        };
+        self.ops.insert(op_id.clone(), op);
+        Ok(Some(op_id))
+    }
+}
+
+impl ApiError {
+    pub fn with_status(mut self, status: &str) -> Self {
+        self.status = status.to_string();
+        self
+    }
+}
+
+fn with_type(mut service: Value) -> Value {
+    if let Value::Object(map) = &mut service {
+        map.insert(
+            "@type".to_string(),
+            Value::String("type.googleapis.com/google.cloud.run.v2.Service".to_string()),
+        );
+    }
+    service
+}
+
+pub(crate) fn not_found_service(key: &ServiceKey) -> ApiError {
+    ApiError::new(
+        404,
+        format!(
+            "Resource '{}' of kind 'SERVICE' in region '{}' in project '{}' does not exist.",
+            key.service, key.region, key.project
+        ),
+    )
+}
+
+fn is_dns_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.starts_with(|c: char| c.is_ascii_lowercase())
+        && !s.ends_with('-')
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+}
+
+fn validate_image(image: &str) -> Result<(), ApiError> {
+    if image.is_empty() || image.chars().any(char::is_whitespace) {
+        return Err(ApiError::invalid(format!(
+            "spec.template.containers[0].image: Invalid image reference '{image}'."
+        )));
+    }
+    Ok(())
+}
+
+fn validate_revision_name(service: &str, name: &str) -> Result<(), ApiError> {
+    if !name.starts_with(&format!("{service}-")) || !is_dns_label(name) {
+        return Err(ApiError::invalid(format!(
+            "template.revision: Revision name '{name}' must be prefixed by the name of the enclosing Service '{service}-' and be a lowercase DNS label of at most 63 characters."
+        )));
+    }
+    Ok(())
+}
+
+fn validate_traffic(
+    svc: &Service,
+    traffic: &[Target],
+    new_revision: Option<&str>,
+) -> Result<(), ApiError> {
+    let mut sum: u32 = 0;
+    let mut tags: Vec<&str> = Vec::new();
+    for (i, t) in traffic.iter().enumerate() {
+        sum += t.percent as u32;
+        match (&t.revision, t.latest) {
+            (Some(_), true) => {
+                return Err(ApiError::invalid(format!(
+                    "traffic[{i}]: a target of type {TYPE_LATEST} must not name a revision."
+                )));
+            }
+            (None, false) => {
+                return Err(ApiError::invalid(format!(
+                    "traffic[{i}]: a target of type {TYPE_REVISION} must name a revision."
+                )));
+            }
+            (Some(name), false) => {
+                if svc.revision(name).is_none() && Some(name.as_str()) != new_revision {
+                    return Err(ApiError::invalid(format!(
+                        "traffic[{i}]: Revision '{name}' does not exist in service '{}'.",
+                        svc.key.service
+                    )));
+                }
+            }
+            (None, true) => {}
+        }
+        if let Some(tag) = &t.tag {
+            if !is_dns_label(tag) || tag.len() + svc.key.service.len() > 46 {
+                return Err(ApiError::invalid(format!(
+                    "traffic[{i}].tag: '{tag}' is not a valid tag: use lowercase letters, digits and '-', starting with a letter."
+                )));
+            }
+            if tags.contains(&tag.as_str()) {
+                return Err(ApiError::invalid(format!(
+                    "traffic[{i}].tag: tag '{tag}' is used by more than one traffic target."
+                )));
+            }
+            tags.push(tag);
+        }
+    }
+    if sum != 100 {
+        return Err(ApiError::invalid(format!(
+            "traffic: the percent values of all traffic targets must add up to 100, got {sum}."
+        )));
+    }
+    Ok(())
+}
+
+fn validate_annotations(map: &BTreeMap<String, String>) -> Result<(), ApiError> {
+    for key in map.keys() {
+        let name = key.rsplit('/').next().unwrap_or(key);
+        let valid = !name.is_empty()
+            && name.len() <= 63
+            && key.matches('/').count() <= 1
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+        if !valid {
+            return Err(ApiError::invalid(format!(
+                "annotations: '{key}' is not a valid annotation key."
+            )));
+        }
+        if key.starts_with("run.googleapis.com/") || key.starts_with("serving.knative.dev/") {
+            return Err(ApiError::invalid(format!(
+                "annotations: the annotation '{key}' is reserved and cannot be set on a v2 Service."
+            )));
+        }
+    }
+    let size: usize = map.iter().map(|(k, v)| k.len() + v.len()).sum();
+    if size > 256 * 1024 {
+        return Err(ApiError::invalid(
+            "annotations: total size exceeds 256 KiB.",
+        ));
+    }
+    Ok(())
+}

@@ -1,0 +1,923 @@
+//! Tests of the simulator: API semantics and validation in process under a paused clock, and one
+//! run over real loopback sockets.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use super::control::{ApiRequest, ApiResponse, Caller, call};
+use super::*;
+use crate::rollout::ports::{
+    HealthEndpoint, Metrics, NewRevision, Platform, PortError, RolloutRecord, TrafficChange,
+    TrafficTarget, Window,
+};
+
+const P: &str = "proj";
+const R: &str = "us-central1";
+const S: &str = "app";
+const SVC: &str = "/v2/projects/proj/locations/us-central1/services/app";
+
+async fn api(
+    model: &SimModel,
+    method: &str,
+    path: &str,
+    query: &[(&str, &str)],
+    body: Option<Value>,
+) -> ApiResponse {
+    call(
+        model,
+        ApiRequest {
+            method: method.to_string(),
+            path: path.to_string(),
+            query: query
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            caller: Caller::InProcess,
+            body: body.map(|b| b.to_string().into_bytes()).unwrap_or_default(),
+        },
+    )
+    .await
+}
+
+async fn get_service(model: &SimModel) -> Value {
+    let r = api(model, "GET", SVC, &[], None).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    r.body
+}
+
+fn setup() -> (SimModel, String) {
+    let model = SimModel::new(Clock::new());
+    let stable = model.add_service(P, R, S, "gcr.io/proj/app:v1.0.0");
+    (model, stable)
+}
+
+fn split(pairs: &[(&str, u8)]) -> Vec<(String, u8)> {
+    pairs.iter().map(|(n, p)| (n.to_string(), *p)).collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_new_service_looks_like_gcloud_run_deploy_left_it() {
+    let (model, stable) = setup();
+    assert!(stable.starts_with("app-00001-") && stable.len() == "app-00001-abc".len());
+    let svc = get_service(&model).await;
+    assert_eq!(
+        svc["name"],
+        "projects/proj/locations/us-central1/services/app"
+    );
+    assert_eq!(
+        svc["traffic"],
+        json!([{"type": "TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST", "percent": 100}])
+    );
+    assert_eq!(svc["template"]["revision"], json!(stable));
+    assert_eq!(
+        svc["template"]["containers"][0]["image"],
+        "gcr.io/proj/app:v1.0.0"
+    );
+    assert_eq!(svc["generation"], "1");
+    assert_eq!(svc["observedGeneration"], "1");
+    assert!(svc.get("reconciling").is_none());
+    assert_eq!(
+        svc["latestReadyRevision"],
+        json!(format!(
+            "projects/proj/locations/us-central1/services/app/revisions/{stable}"
+        ))
+    );
+    assert_eq!(svc["terminalCondition"]["state"], "CONDITION_SUCCEEDED");
+    assert_eq!(
+        model.traffic_history(P, R, S),
+        vec![split(&[(&stable, 100)])]
+    );
+    let missing = api(
+        &model,
+        "GET",
+        "/v2/projects/proj/locations/us-central1/services/nope",
+        &[],
+        None,
+    )
+    .await;
+    assert_eq!(missing.status, 404);
+    assert_eq!(missing.body["error"]["status"], "NOT_FOUND");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stale_etag_is_aborted_and_changes_nothing() {
+    let (model, _) = setup();
+    let body = json!({"etag": "\"stale\"", "traffic": [{"type": "TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST", "percent": 100}]});
+    let r = api(
+        &model,
+        "PATCH",
+        SVC,
+        &[("updateMask", "traffic")],
+        Some(body),
+    )
+    .await;
+    assert_eq!(r.status, 409);
+    assert_eq!(r.body["error"]["status"], "ABORTED");
+    assert_eq!(model.write_count(), 0);
+    assert_eq!(get_service(&model).await["generation"], "1");
+}
+
+#[tokio::test(start_paused = true)]
+async fn keeping_template_revision_with_a_new_image_is_already_exists() {
+    let (model, stable) = setup();
+    let body = json!({"template": {"revision": stable, "containers": [{"image": "gcr.io/proj/app:v2.0.0"}]}});
+    let r = api(
+        &model,
+        "PATCH",
+        SVC,
+        &[("updateMask", "template")],
+        Some(body),
+    )
+    .await;
+    assert_eq!(r.status, 409);
+    assert_eq!(r.body["error"]["status"], "ALREADY_EXISTS");
+    assert_eq!(
+        r.body["error"]["message"],
+        format!("Revision named '{stable}' already exists.")
+    );
+    let bad_prefix =
+        json!({"template": {"revision": "other-v2", "containers": [{"image": "x:2"}]}});
+    let r = api(
+        &model,
+        "PATCH",
+        SVC,
+        &[("updateMask", "template")],
+        Some(bad_prefix),
+    )
+    .await;
+    assert_eq!(r.status, 400);
+}
+
+#[tokio::test(start_paused = true)]
+async fn traffic_is_validated_like_the_real_api() {
+    let (model, stable) = setup();
+    let cases = [
+        json!({"traffic": [{"type": "TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION", "revision": stable, "percent": 90}]}),
+        json!({"traffic": [{"type": "TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION", "revision": "app-00009-zzz", "percent": 100}]}),
+        json!({"traffic": [{"type": "TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION", "revision": stable, "percent": 100, "tag": "a"},
+                           {"type": "TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST", "tag": "a"}]}),
+        json!({"traffic": [{"type": "TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION", "revision": stable, "percent": 100, "tag": "Bad_Tag"}]}),
+        json!({"traffic": [{"revision": stable, "percent": 100}]}),
+        json!({"traffic": [{"type": "TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION", "revision": stable, "percent": 100, "weight": 1}]}),
+        json!({"trafic": []}),
+    ];
+    for body in cases {
+        let r = api(
+            &model,
+            "PATCH",
+            SVC,
+            &[("updateMask", "traffic")],
+            Some(body.clone()),
+        )
+        .await;
+        assert_eq!(r.status, 400, "{body} -> {}", r.body);
+        assert_eq!(r.body["error"]["status"], "INVALID_ARGUMENT");
+    }
+    let r = api(
+        &model,
+        "PATCH",
+        SVC,
+        &[("updateMask", "uri")],
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(r.status, 400);
+    let r = api(
+        &model,
+        "PATCH",
+        SVC,
+        &[("updateMsk", "traffic")],
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(r.status, 400);
+    // Without a mask the body replaces the service, and a service needs a template.
+    let r = api(&model, "PATCH", SVC, &[], Some(json!({"traffic": []}))).await;
+    assert_eq!(r.status, 400);
+    assert_eq!(model.write_count(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn latest_follows_the_newest_ready_revision_once_the_operation_is_done() {
+    let (model, stable) = setup();
+    let body = json!({"template": {"containers": [{"image": "gcr.io/proj/app:v2.0.0"}]}});
+    let r = api(
+        &model,
+        "PATCH",
+        SVC,
+        &[("updateMask", "template")],
+        Some(body),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.body.get("done").is_none());
+    assert_eq!(
+        r.body["metadata"]["@type"],
+        "type.googleapis.com/google.cloud.run.v2.Service"
+    );
+    let op_name = r.body["name"].as_str().unwrap().to_string();
+    assert!(op_name.starts_with("projects/proj/locations/us-central1/operations/"));
+    let svc = get_service(&model).await;
+    assert_eq!(svc["reconciling"], true);
+    assert_eq!(svc["generation"], "2");
+    assert_eq!(svc["observedGeneration"], "1");
+    let candidate = model.revisions(P, R, S)[1].clone();
+    assert!(candidate.starts_with("app-00002-"));
+    // Still serving the old revision while the operation runs.
+    assert_eq!(model.route(P, R, S, None).as_deref(), Some(stable.as_str()));
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let op = api(&model, "GET", &format!("/v2/{op_name}"), &[], None).await;
+    assert_eq!(op.body["done"], true);
+    assert_eq!(
+        op.body["response"]["@type"],
+        "type.googleapis.com/google.cloud.run.v2.Service"
+    );
+    let svc = get_service(&model).await;
+    assert!(svc.get("reconciling").is_none());
+    assert_eq!(svc["observedGeneration"], "2");
+    assert_eq!(
+        model.traffic_history(P, R, S),
+        vec![split(&[(&stable, 100)]), split(&[(&candidate, 100)])]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_candidate_with_pinned_traffic_gets_none_and_a_tag_url() {
+    let (model, stable) = setup();
+    let etag = get_service(&model).await["etag"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let body = json!({
+        "etag": etag,
+        "template": {"revision": "app-v2", "containers": [{"image": "gcr.io/proj/app:v2.0.0"}]},
+        "traffic": [
+            {"type": "TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION", "revision": stable, "percent": 100},
+            {"type": "TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION", "revision": "app-v2", "tag": "candidate"},
+        ],
+    });
+    let r = api(
+        &model,
+        "PATCH",
+        SVC,
+        &[("updateMask", "template,traffic")],
+        Some(body),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let op = r.body["name"].as_str().unwrap().to_string();
+    let waited = api(
+        &model,
+        "POST",
+        &format!("/v2/{op}:wait"),
+        &[],
+        Some(json!({"timeout": "10s"})),
+    )
+    .await;
+    assert_eq!(waited.body["done"], true, "{}", waited.body);
+    let svc = get_service(&model).await;
+    let statuses = svc["trafficStatuses"].as_array().unwrap();
+    assert_eq!(statuses.len(), 2);
+    assert!(statuses[1].get("percent").is_none());
+    let tag_uri = statuses[1]["uri"].as_str().unwrap();
+    assert_eq!(
+        tag_uri,
+        "https://candidate---app-".to_string() + &tag_uri["https://candidate---app-".len()..]
+    );
+    assert_eq!(
+        model.route(P, R, S, Some("candidate")).as_deref(),
+        Some("app-v2")
+    );
+    assert_eq!(
+        model.traffic_history(P, R, S),
+        vec![split(&[(&stable, 100)])]
+    );
+    assert_eq!(model.write_count(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_revision_that_fails_to_start_leaves_traffic_alone() {
+    let (model, stable) = setup();
+    model.register_image(
+        "gcr.io/proj/app:broken",
+        Behavior::failing_to_start("2.0.0"),
+    );
+    let body = json!({"template": {"containers": [{"image": "gcr.io/proj/app:broken"}]}});
+    let r = api(
+        &model,
+        "PATCH",
+        SVC,
+        &[("updateMask", "template")],
+        Some(body),
+    )
+    .await;
+    let op = r.body["name"].as_str().unwrap().to_string();
+    let waited = api(
+        &model,
+        "POST",
+        &format!("/v2/{op}:wait"),
+        &[],
+        Some(json!({"timeout": "5s"})),
+    )
+    .await;
+    assert_eq!(waited.body["done"], true);
+    assert_eq!(waited.body["error"]["code"], 9);
+    assert!(
+        waited.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("failed to start")
+    );
+    assert!(waited.body.get("response").is_none());
+    let svc = get_service(&model).await;
+    assert_eq!(svc["terminalCondition"]["state"], "CONDITION_FAILED");
+    assert!(
+        svc["latestReadyRevision"]
+            .as_str()
+            .unwrap()
+            .ends_with(&stable)
+    );
+    assert!(
+        svc["latestCreatedRevision"]
+            .as_str()
+            .unwrap()
+            .contains("app-00002-")
+    );
+    assert_eq!(
+        model.traffic_history(P, R, S),
+        vec![split(&[(&stable, 100)])]
+    );
+    assert_eq!(model.route(P, R, S, None).as_deref(), Some(stable.as_str()));
+    let broken = model.revisions(P, R, S)[1].clone();
+    let rev = api(
+        &model,
+        "GET",
+        &format!("{SVC}/revisions/{broken}"),
+        &[],
+        None,
+    )
+    .await;
+    assert_eq!(rev.body["conditions"][0]["state"], "CONDITION_FAILED");
+}
+
+#[tokio::test(start_paused = true)]
+async fn held_operations_stay_pending_and_wait_times_out() {
+    let (model, _) = setup();
+    model.hold_operations(true);
+    let body = json!({"template": {"containers": [{"image": "x:2"}]}});
+    let r = api(
+        &model,
+        "PATCH",
+        SVC,
+        &[("updateMask", "template")],
+        Some(body),
+    )
+    .await;
+    let op = r.body["name"].as_str().unwrap().to_string();
+    let waited = api(
+        &model,
+        "POST",
+        &format!("/v2/{op}:wait"),
+        &[],
+        Some(json!({"timeout": "30s"})),
+    )
+    .await;
+    assert_eq!(waited.status, 200);
+    assert!(waited.body.get("done").is_none());
+    model.hold_operations(false);
+    let op_now = api(&model, "GET", &format!("/v2/{op}"), &[], None).await;
+    assert_eq!(op_now.body["done"], true);
+}
+
+#[tokio::test(start_paused = true)]
+async fn status_faults_are_used_once() {
+    let (model, _) = setup();
+    model.inject(Fault::status_retry_after("GET", "/services/app", 429, 7));
+    let r = api(&model, "GET", SVC, &[], None).await;
+    assert_eq!(r.status, 429);
+    assert_eq!(r.retry_after, Some(7));
+    assert_eq!(r.body["error"]["status"], "RESOURCE_EXHAUSTED");
+    assert_eq!(api(&model, "GET", SVC, &[], None).await.status, 200);
+    assert_eq!(model.api_calls("GET"), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn error_rate_is_exact_and_health_follows_behavior() {
+    let (model, stable) = setup();
+    model.register_image("bad:1", Behavior::erroring("1.0.0", 0.1));
+    let body = json!({"template": {"containers": [{"image": "bad:1"}]}});
+    api(
+        &model,
+        "PATCH",
+        SVC,
+        &[("updateMask", "template")],
+        Some(body),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let bad = model.revisions(P, R, S)[1].clone();
+    let failures = (0..100)
+        .filter(|_| model.respond(&bad, "/").0 == 500)
+        .count();
+    assert_eq!(failures, 10);
+    assert_eq!(model.respond(&bad, "/health").0, 200);
+    let (status, body) = model.respond(&stable, "/health");
+    assert_eq!(
+        (status, body.as_str()),
+        (200, r#"{"ready":true,"status":"ok","version":"1.0.0"}"#)
+    );
+    model.register_image("sick:1", Behavior::unhealthy("1.0.0"));
+    let body = json!({"template": {"containers": [{"image": "sick:1"}]}});
+    api(
+        &model,
+        "PATCH",
+        SVC,
+        &[("updateMask", "template")],
+        Some(body),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let sick = model.revisions(P, R, S)[2].clone();
+    assert_eq!(
+        model.respond(&sick, "/health"),
+        (503, r#"{"status":"error"}"#.to_string())
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn weighted_round_robin_is_exact() {
+    let (model, stable) = setup();
+    let body = json!({"template": {"revision": "app-two", "containers": [{"image": "x:2"}]},
+        "traffic": [{"type": "TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION", "revision": stable, "percent": 100}]});
+    api(
+        &model,
+        "PATCH",
+        SVC,
+        &[("updateMask", "template,traffic")],
+        Some(body),
+    )
+    .await;
+    for (percent, every) in [(10u8, 10usize), (25, 4)] {
+        let etag = get_service(&model).await["etag"].clone();
+        let body = json!({"etag": etag, "traffic": [
+            {"type": "TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION", "revision": stable, "percent": 100 - percent},
+            {"type": "TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION", "revision": "app-two", "percent": percent}]});
+        let r = api(
+            &model,
+            "PATCH",
+            SVC,
+            &[("updateMask", "traffic")],
+            Some(body),
+        )
+        .await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let picks: Vec<bool> = (0..100)
+            .map(|_| model.route(P, R, S, None).as_deref() == Some("app-two"))
+            .collect();
+        assert_eq!(
+            picks.iter().filter(|p| **p).count(),
+            percent as usize,
+            "{:?} {}",
+            model.traffic_history(P, R, S),
+            get_service(&model).await
+        );
+        for chunk in picks.chunks(every) {
+            assert_eq!(
+                chunk.iter().filter(|p| **p).count(),
+                1,
+                "{percent}%: {picks:?}"
+            );
+        }
+    }
+    assert_eq!(
+        model.traffic_history(P, R, S),
+        vec![
+            split(&[(&stable, 100)]),
+            split(&[(&stable, 90), ("app-two", 10)]),
+            split(&[(&stable, 75), ("app-two", 25)]),
+        ]
+    );
+}
+
+fn ts(secs: u64) -> std::time::SystemTime {
+    std::time::UNIX_EPOCH + Duration::from_secs(1_700_000_000 + secs)
+}
+
+fn rfc(t: std::time::SystemTime) -> String {
+    humantime::format_rfc3339(t).to_string()
+}
+
+#[tokio::test(start_paused = true)]
+async fn time_series_are_aligned_backwards_from_the_end() {
+    let (model, stable) = setup();
+    // Hits at +10s (outside), +70s, +100s (5xx), +150s, +170s.
+    for (at, code) in [(10, 200), (70, 200), (100, 500), (150, 200), (170, 200)] {
+        model.record(&stable, code, ts(at));
+    }
+    let filter = format!(
+        "metric.type=\"run.googleapis.com/request_count\" AND resource.labels.service_name=\"{S}\""
+    );
+    let start = rfc(ts(60));
+    let end = rfc(ts(180));
+    let query = [
+        ("filter", filter.as_str()),
+        ("interval.startTime", start.as_str()),
+        ("interval.endTime", end.as_str()),
+        ("aggregation.alignmentPeriod", "60s"),
+        ("aggregation.perSeriesAligner", "ALIGN_DELTA"),
+        ("aggregation.crossSeriesReducer", "REDUCE_SUM"),
+        ("aggregation.groupByFields", "resource.labels.revision_name"),
+        (
+            "aggregation.groupByFields",
+            "metric.labels.response_code_class",
+        ),
+    ];
+    let r = api(&model, "GET", "/v3/projects/proj/timeSeries", &query, None).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let series = r.body["timeSeries"].as_array().unwrap();
+    assert_eq!(series.len(), 2);
+    let ok = &series[0];
+    assert_eq!(
+        ok["metric"]["labels"],
+        json!({"response_code_class": "2xx"})
+    );
+    assert_eq!(
+        ok["resource"],
+        json!({"type": "cloud_run_revision", "labels": {"revision_name": stable}})
+    );
+    assert_eq!(ok["metricKind"], "DELTA");
+    assert_eq!(ok["valueType"], "INT64");
+    // Periods (120,180] and (60,120]: newest first.
+    assert_eq!(ok["points"][0]["value"]["int64Value"], "2");
+    assert_eq!(
+        ok["points"][0]["interval"]["endTime"],
+        json!(humantime::format_rfc3339_nanos(ts(180)).to_string())
+    );
+    assert_eq!(ok["points"][1]["value"]["int64Value"], "1");
+    assert_eq!(ok["points"].as_array().unwrap().len(), 2);
+    assert_eq!(series[1]["metric"]["labels"]["response_code_class"], "5xx");
+    assert_eq!(series[1]["points"][0]["value"]["int64Value"], "1");
+
+    let mut bad = query.to_vec();
+    bad[3] = ("aggregation.alignmentPeriod", "30s");
+    assert_eq!(
+        api(&model, "GET", "/v3/projects/proj/timeSeries", &bad, None)
+            .await
+            .status,
+        400
+    );
+    let mut bad = query.to_vec();
+    bad[0] = (
+        "filter",
+        "metric.type=\"run.googleapis.com/request_latencies\"",
+    );
+    assert_eq!(
+        api(&model, "GET", "/v3/projects/proj/timeSeries", &bad, None)
+            .await
+            .status,
+        400
+    );
+    let mut bad = query.to_vec();
+    bad[0] = (
+        "filter",
+        "metric.type=\"run.googleapis.com/request_count\" AND resource.labels.zone=\"a\"",
+    );
+    let r = api(&model, "GET", "/v3/projects/proj/timeSeries", &bad, None).await;
+    assert!(
+        r.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("resource.labels.zone")
+    );
+    let mut bad = query.to_vec();
+    bad[1] = ("interval.startTime", end.as_str());
+    bad[2] = ("interval.endTime", start.as_str());
+    assert_eq!(
+        api(&model, "GET", "/v3/projects/proj/timeSeries", &bad, None)
+            .await
+            .status,
+        400
+    );
+    let mut none = query.to_vec();
+    none[0] = (
+        "filter",
+        "metric.type=\"run.googleapis.com/request_count\" AND resource.labels.service_name=\"other\"",
+    );
+    assert_eq!(
+        api(&model, "GET", "/v3/projects/proj/timeSeries", &none, None)
+            .await
+            .body,
+        json!({})
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn ingestion_lag_hides_recent_requests() {
+    let (model, stable) = setup();
+    model.set_ingestion_lag(Duration::from_secs(60));
+    let clock = model.clock();
+    let start = clock.now();
+    model.record(&stable, 200, clock.now());
+    let metrics = SimMetrics::new(&model, P, R, S);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let window = Window {
+        start: start - Duration::from_secs(1),
+        end: clock.now(),
+    };
+    assert!(metrics.request_counts(window).await.unwrap().is_empty());
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    let counts = metrics.request_counts(window).await.unwrap();
+    assert_eq!(counts[&stable].total, 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn in_process_ports_run_a_rollout_step() {
+    let (model, stable) = setup();
+    model.register_image("gcr.io/proj/app:v2.0.0", Behavior::erroring("2.0.0", 0.5));
+    let platform = SimPlatform::new(&model, P, R, S);
+    let health = SimHealth::new(&model);
+    let metrics = SimMetrics::new(&model, P, R, S);
+    let state = platform.read_service().await.unwrap();
+    assert_eq!(state.split(), split(&[(&stable, 100)]));
+    let record = RolloutRecord {
+        id: "r1".into(),
+        stable: stable.clone(),
+        candidate: "app-v2".into(),
+        percent: 0,
+        started_at: "now".into(),
+    };
+    let spec = NewRevision {
+        revision: "app-v2".into(),
+        image: "gcr.io/proj/app:v2.0.0".into(),
+        traffic: vec![
+            TrafficTarget::new(&stable, 100),
+            TrafficTarget::tagged("app-v2", 0, "candidate"),
+        ],
+        rollout: Some(record.clone()),
+    };
+    let stale = platform
+        .create_revision(&spec, "\"old\"", Duration::from_secs(30))
+        .await;
+    assert!(matches!(stale, Err(PortError::Conflict(_))), "{stale:?}");
+    let state = platform
+        .create_revision(&spec, &state.etag, Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(state.rollout, Some(record.clone()));
+    assert_eq!(state.latest_ready_revision.as_deref(), Some("app-v2"));
+    let health_url = format!("{}/health", state.tag_uris["candidate"]);
+    let answer = health.fetch(&health_url).await.unwrap();
+    assert_eq!(answer.status, 200);
+    assert!(answer.body.contains("\"version\":\"2.0.0\""));
+    assert!(
+        health
+            .fetch("https://nowhere.example/health")
+            .await
+            .is_err()
+    );
+
+    let change = TrafficChange {
+        traffic: vec![
+            TrafficTarget::new(&stable, 90),
+            TrafficTarget::tagged("app-v2", 10, "candidate"),
+        ],
+        rollout: Some(RolloutRecord {
+            percent: 10,
+            ..record
+        }),
+    };
+    let writes = model.write_count();
+    let state = platform
+        .set_traffic(&change, &state.etag, Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(model.write_count(), writes + 1);
+    assert_eq!(state.split(), split(&[(&stable, 90), ("app-v2", 10)]));
+    let start = model.clock().now();
+    let load = start_inproc_load(&model, P, R, S, 10.0);
+    tokio::time::sleep(Duration::from_millis(99_950)).await;
+    assert_eq!(load.sent(), 1000);
+    drop(load);
+    let counts = metrics
+        .request_counts(Window {
+            start: start - Duration::from_millis(1),
+            end: model.clock().now(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(counts["app-v2"].total, 100);
+    assert_eq!(counts["app-v2"].server_errors, 50);
+    assert_eq!(counts[&stable].total, 900);
+
+    let cleared = TrafficChange {
+        traffic: vec![TrafficTarget::new(&stable, 100)],
+        rollout: None,
+    };
+    let state = platform
+        .set_traffic(&cleared, &state.etag, Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(state.rollout, None);
+    assert_eq!(state.split(), split(&[(&stable, 100)]));
+    let revisions = platform.list_revisions().await.unwrap();
+    assert_eq!(revisions.len(), 2);
+    assert!(revisions.iter().all(|r| r.ready));
+}
+
+#[tokio::test(start_paused = true)]
+async fn in_process_failures_map_to_port_errors() {
+    let (model, stable) = setup();
+    model.register_image("broken:1", Behavior::failing_to_start("1.0.0"));
+    let platform = SimPlatform::new(&model, P, R, S);
+    let state = platform.read_service().await.unwrap();
+    let spec = NewRevision {
+        revision: "app-broken".into(),
+        image: "broken:1".into(),
+        traffic: vec![TrafficTarget::new(&stable, 100)],
+        rollout: None,
+    };
+    let err = platform
+        .create_revision(&spec, &state.etag, Duration::from_secs(30))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, PortError::Rejected { status: 400, .. }),
+        "{err:?}"
+    );
+    let info = platform.read_revision("app-broken").await.unwrap();
+    assert!(!info.ready);
+    assert!(info.reason.unwrap().contains("failed to start"));
+    assert!(matches!(
+        platform.read_revision("app-nope").await,
+        Err(PortError::NotFound(_))
+    ));
+
+    model.inject(Fault::SlowOperation(Duration::from_secs(120)));
+    let state = platform.read_service().await.unwrap();
+    let change = TrafficChange {
+        traffic: vec![TrafficTarget::new(&stable, 100)],
+        rollout: None,
+    };
+    let err = platform
+        .set_traffic(&change, &state.etag, Duration::from_secs(30))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, PortError::Unavailable(_)), "{err:?}");
+    model.inject(Fault::status("GET", "/services/app", 503));
+    assert!(matches!(
+        platform.read_service().await,
+        Err(PortError::Unavailable(_))
+    ));
+}
+
+/// Over real sockets: the control plane, an operation, the data plane and monitoring.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_http_on_loopback() {
+    let sim = Sim::start(Clock::new()).await.unwrap();
+    let stable = sim.add_service(P, R, S, "gcr.io/proj/app:v1.0.0");
+    sim.set_operation_delay(Duration::from_millis(50));
+    sim.require_bearer(Some(vec!["tok".into()]));
+    let http = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let base = sim.cloud_run_url();
+
+    let unauthenticated = http.get(format!("{base}{SVC}")).send().await.unwrap();
+    assert_eq!(unauthenticated.status(), 401);
+    let svc: Value = http
+        .get(format!("{base}{SVC}"))
+        .bearer_auth("tok")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let uri = svc["uri"].as_str().unwrap().to_string();
+    assert_eq!(Some(uri.clone()), sim.service_url(P, R, S));
+
+    let body = json!({
+        "etag": svc["etag"],
+        "template": {"revision": "app-v2", "containers": [{"image": "gcr.io/proj/app:v2.0.0"}]},
+        "traffic": [
+            {"type": "TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION", "revision": stable, "percent": 100},
+            {"type": "TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION", "revision": "app-v2", "tag": "candidate"},
+        ],
+        "annotations": {"shiftgate.dev/rollout": "{}"},
+    });
+    let op: Value = http
+        .patch(format!("{base}{SVC}"))
+        .query(&[("updateMask", "template,traffic,annotations")])
+        .bearer_auth("tok")
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let name = op["name"].as_str().unwrap().to_string();
+    let mut done = false;
+    for _ in 0..100 {
+        let op: Value = http
+            .get(format!("{base}/v2/{name}"))
+            .bearer_auth("tok")
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if op["done"] == true {
+            assert!(op.get("error").is_none(), "{op}");
+            done = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(done);
+    let svc: Value = http
+        .get(format!("{base}{SVC}"))
+        .bearer_auth("tok")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(svc["annotations"]["shiftgate.dev/rollout"], "{}");
+    let tag_uri = svc["trafficStatuses"][1]["uri"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    let front = http.get(format!("{uri}/")).send().await.unwrap();
+    assert_eq!(front.status(), 200);
+    assert_eq!(front.text().await.unwrap(), format!("hello from {stable}"));
+    let tagged = http.get(format!("{tag_uri}/health")).send().await.unwrap();
+    assert_eq!(tagged.status(), 200);
+    let health: Value = tagged.json().await.unwrap();
+    assert_eq!(health["version"], "2.0.0");
+    assert_eq!(sim.model().counts(&stable), (1, 0));
+    assert_eq!(sim.model().counts("app-v2"), (1, 0));
+
+    let end =
+        humantime::format_rfc3339(sim.model().clock().now() + Duration::from_secs(1)).to_string();
+    let start =
+        humantime::format_rfc3339(sim.model().clock().now() - Duration::from_secs(600)).to_string();
+    let series: Value = http
+        .get(format!("{}/v3/projects/{P}/timeSeries", sim.monitoring_url()))
+        .query(&[
+            ("filter", format!("metric.type=\"run.googleapis.com/request_count\" AND resource.labels.service_name=\"{S}\"").as_str()),
+            ("interval.startTime", start.as_str()),
+            ("interval.endTime", end.as_str()),
+            ("aggregation.alignmentPeriod", "600s"),
+            ("aggregation.perSeriesAligner", "ALIGN_DELTA"),
+            ("aggregation.crossSeriesReducer", "REDUCE_SUM"),
+            ("aggregation.groupByFields", "resource.labels.revision_name"),
+        ])
+        .bearer_auth("tok")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        series["timeSeries"].as_array().map(Vec::len),
+        Some(2),
+        "{series}"
+    );
+
+    let load = sim.start_load(P, R, S, 50.0);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(load.sent() > 0);
+    drop(load);
+
+    let subject = http
+        .get(sim.subject_token_url())
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let token: Value = http
+        .post(sim.sts_url())
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!(
+            "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Atoken-exchange&subject_token={subject}&subject_token_type=urn%3Aietf%3Aparams%3Aoauth%3Atoken-type%3Ajwt"
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(token["access_token"], "sim-exchanged-token-1");
+    assert!(sim.seen_tokens().iter().all(|t| t == "tok"));
+}
