@@ -69,7 +69,12 @@ pub struct HealthCheckArgs {
     #[arg(long, env = "SHIFTGATE_HEALTH_PATH", value_name = "PATH")]
     pub health_path: Option<String>,
     /// Require a JSON body field (dotted paths allowed); repeatable; replaces the default status rule.
-    #[arg(long, env = "SHIFTGATE_HEALTH_EXPECT", value_name = "KEY=VALUE", value_delimiter = ',')]
+    #[arg(
+        long,
+        env = "SHIFTGATE_HEALTH_EXPECT",
+        value_name = "KEY=VALUE",
+        value_delimiter = ','
+    )]
     pub health_expect: Vec<FieldRule>,
     /// Semver requirement on the health body's `version`, e.g. ">=1.4.0" or "=1.4.0".
     #[arg(long, env = "SHIFTGATE_EXPECT_VERSION", value_name = "REQ")]
@@ -182,8 +187,10 @@ mod tests {
 
     #[test]
     fn json_is_accepted_before_or_after_the_subcommand() {
-        let before = Cli::try_parse_from(["shiftgate", "--json", "status", "--env", "prod"]).unwrap();
-        let after = Cli::try_parse_from(["shiftgate", "status", "--env", "prod", "--json"]).unwrap();
+        let before =
+            Cli::try_parse_from(["shiftgate", "--json", "status", "--env", "prod"]).unwrap();
+        let after =
+            Cli::try_parse_from(["shiftgate", "status", "--env", "prod", "--json"]).unwrap();
         assert!(before.json && after.json);
     }
 

@@ -101,18 +101,17 @@ impl Config {
         };
         let text = std::fs::read_to_string(&path)
             .map_err(|error| ConfigError(format!("{}: {error}", path.display())))?;
-        let mut config = Config::parse(&text)
-            .map_err(|ConfigError(message)| ConfigError(format!("{}: {message}", path.display())))?;
+        let mut config = Config::parse(&text).map_err(|ConfigError(message)| {
+            ConfigError(format!("{}: {message}", path.display()))
+        })?;
         config.path = Some(path);
         Ok(config)
     }
 
     pub fn parse(text: &str) -> Result<Config, ConfigError> {
-        let config: Config = toml::from_str(text).map_err(|error| ConfigError(error.to_string()))?;
-        config
-            .policy
-            .check("policy")
-            .map_err(ConfigError)?;
+        let config: Config =
+            toml::from_str(text).map_err(|error| ConfigError(error.to_string()))?;
+        config.policy.check("policy").map_err(ConfigError)?;
         for (name, environment) in &config.environments {
             environment
                 .policy
@@ -126,7 +125,9 @@ impl Config {
         self.path
             .as_ref()
             .map(|p| p.display().to_string())
-            .unwrap_or_else(|| "no config file (looked for shiftgate.toml, .github/shiftgate.toml)".into())
+            .unwrap_or_else(|| {
+                "no config file (looked for shiftgate.toml, .github/shiftgate.toml)".into()
+            })
     }
 
     pub fn environment(&self, name: &str) -> Result<&Environment, ConfigError> {
@@ -240,7 +241,9 @@ impl Config {
         args: &HealthCheckArgs,
     ) -> Result<Expectations, ConfigError> {
         let mut policy = Policy::default();
-        self.policy.apply(&mut policy, "policy").map_err(ConfigError)?;
+        self.policy
+            .apply(&mut policy, "policy")
+            .map_err(ConfigError)?;
         if let Some(name) = environment
             && let Some(env) = self.environments.get(name)
         {
@@ -362,12 +365,22 @@ service = "loopcloser-dev"
         let args = rollout_args(&["--env", "prod", "--min-requests", "50"]);
         let address = config.resolve_service(&args.service).unwrap();
         assert_eq!(address.service, "loopcloser-prod");
-        assert_eq!(address.url.as_deref(), Some("https://app.loopcloser.example"));
+        assert_eq!(
+            address.url.as_deref(),
+            Some("https://app.loopcloser.example")
+        );
         let policy = config
             .resolve_policy(Some("prod"), &args, Duration::from_secs(180))
             .unwrap();
-        assert_eq!(policy.bake, Duration::from_secs(600), "environment beats [policy]");
-        assert_eq!(policy.min_requests, 50, "command line beats the environment");
+        assert_eq!(
+            policy.bake,
+            Duration::from_secs(600),
+            "environment beats [policy]"
+        );
+        assert_eq!(
+            policy.min_requests, 50,
+            "command line beats the environment"
+        );
         assert_eq!(policy.max_error_rate, 0.05);
     }
 
@@ -376,8 +389,13 @@ service = "loopcloser-dev"
         let config = Config::parse(EXAMPLE).unwrap();
         let args = rollout_args(&["--env", "qa"]);
         let error = config.resolve_service(&args.service).unwrap_err().0;
-        assert!(error.contains("--env qa") && error.contains("dev, prod"), "{error}");
-        let typo = Config::parse("[policy]\nbake_time = \"5m\"\n").unwrap_err().0;
+        assert!(
+            error.contains("--env qa") && error.contains("dev, prod"),
+            "{error}"
+        );
+        let typo = Config::parse("[policy]\nbake_time = \"5m\"\n")
+            .unwrap_err()
+            .0;
         assert!(typo.contains("bake_time"), "{typo}");
         let bad = Config::parse("[policy]\nsteps = [50, 10]\n").unwrap_err().0;
         assert!(bad.contains("policy.steps"), "{bad}");
@@ -388,6 +406,9 @@ service = "loopcloser-dev"
         let config = Config::default();
         let args = rollout_args(&["--project", "p"]);
         let error = config.resolve_service(&args.service).unwrap_err().0;
-        assert!(error.contains("--region") && error.contains("--service"), "{error}");
+        assert!(
+            error.contains("--region") && error.contains("--service"),
+            "{error}"
+        );
     }
 }

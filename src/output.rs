@@ -20,7 +20,11 @@ pub fn progress_line(event: &Event) -> Option<String> {
             creates_revision,
         } => format!(
             "plan: {stable} (stable) → {candidate}{} in steps {}",
-            if *creates_revision { " (new revision)" } else { "" },
+            if *creates_revision {
+                " (new revision)"
+            } else {
+                ""
+            },
             steps
                 .iter()
                 .map(|s| format!("{s}%"))

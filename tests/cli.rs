@@ -60,7 +60,14 @@ impl Fixture {
     }
 
     fn service_args(&self) -> Vec<&'static str> {
-        vec!["--project", PROJECT, "--region", REGION, "--service", SERVICE]
+        vec![
+            "--project",
+            PROJECT,
+            "--region",
+            REGION,
+            "--service",
+            SERVICE,
+        ]
     }
 
     fn split(&self) -> Vec<(String, u8)> {
@@ -100,8 +107,17 @@ async fn bad_input_exits_2_naming_the_flag_and_changes_nothing() {
         args.extend(fixture.service_args());
         args.extend(extra.iter());
         let output = fixture.run(&args).await;
-        assert_eq!(output.status.code(), Some(2), "{extra:?}: {}", stderr_of(&output));
-        assert!(stderr_of(&output).contains(flag), "{extra:?}: {}", stderr_of(&output));
+        assert_eq!(
+            output.status.code(),
+            Some(2),
+            "{extra:?}: {}",
+            stderr_of(&output)
+        );
+        assert!(
+            stderr_of(&output).contains(flag),
+            "{extra:?}: {}",
+            stderr_of(&output)
+        );
     }
     let missing = fixture.run(&["rollout", "--project", PROJECT]).await;
     assert_eq!(missing.status.code(), Some(2));
@@ -119,8 +135,18 @@ async fn a_rollout_through_the_binary_prints_one_json_result() {
     let mut args = vec!["--json", "rollout", "--image", "registry/app:v1.1.0"];
     args.extend(fixture.service_args());
     args.extend([
-        "--steps", "50,100", "--bake", "1s", "--interval", "250ms", "--min-requests", "5",
-        "--metrics-delay", "0s", "--expect-version", ">=1.1.0",
+        "--steps",
+        "50,100",
+        "--bake",
+        "1s",
+        "--interval",
+        "250ms",
+        "--min-requests",
+        "5",
+        "--metrics-delay",
+        "0s",
+        "--expect-version",
+        ">=1.1.0",
     ]);
 
     let output = fixture.run(&args).await;
@@ -146,11 +172,25 @@ async fn a_bad_candidate_through_the_binary_exits_1_with_stable_restored() {
         .sim
         .register_image("registry/app:v1.1.0", Behavior::erroring("1.1.0", 0.4));
     let _load = fixture.sim.start_load(PROJECT, REGION, SERVICE, 40.0);
-    let mut args = vec!["rollout", "--image", "registry/app:v1.1.0", "--json", "--no-incident"];
+    let mut args = vec![
+        "rollout",
+        "--image",
+        "registry/app:v1.1.0",
+        "--json",
+        "--no-incident",
+    ];
     args.extend(fixture.service_args());
     args.extend([
-        "--steps", "50,100", "--bake", "2s", "--interval", "250ms", "--min-requests", "10",
-        "--metrics-delay", "0s",
+        "--steps",
+        "50,100",
+        "--bake",
+        "2s",
+        "--interval",
+        "250ms",
+        "--min-requests",
+        "10",
+        "--metrics-delay",
+        "0s",
     ]);
 
     let output = fixture.run(&args).await;
@@ -172,12 +212,20 @@ async fn sigint_mid_step_restores_stable_and_exits_130() {
     let mut args = vec!["rollout", "--image", "registry/app:v1.1.0", "--json"];
     args.extend(fixture.service_args());
     args.extend(["--bake", "10m", "--interval", "1s", "--metrics-delay", "0s"]);
-    let mut child = fixture.command(&args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut child = fixture
+        .command(&args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
 
     // Wait for the first step's split to be applied, then signal as a cancelled Actions job would.
     let mut waited = Duration::ZERO;
     while fixture.split().len() < 2 {
-        assert!(waited < Duration::from_secs(30), "the rollout never reached its first step");
+        assert!(
+            waited < Duration::from_secs(30),
+            "the rollout never reached its first step"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
         waited += Duration::from_millis(50);
     }

@@ -9,9 +9,7 @@ use shiftgate::rollout::plan::{Policy, Steps};
 use shiftgate::rollout::{
     CandidateSource, Engine, Interrupt, Outcome, Ports, Report, RolloutError, RolloutRequest,
 };
-use shiftgate::sim::{
-    Behavior, SimHealth, SimMetrics, SimModel, SimPlatform, start_inproc_load,
-};
+use shiftgate::sim::{Behavior, SimHealth, SimMetrics, SimModel, SimPlatform, start_inproc_load};
 
 const PROJECT: &str = "loopcloser";
 const REGION: &str = "us-central1";
@@ -62,7 +60,9 @@ impl World {
             metrics: &metrics,
             health: &health,
         };
-        Engine::new(ports, self.clock, interrupt).run(&request).await
+        Engine::new(ports, self.clock, interrupt)
+            .run(&request)
+            .await
     }
 
     /// Every split the service took, consecutive repeats folded, zero shares left out.
@@ -113,7 +113,10 @@ async fn a_good_candidate_is_promoted_through_every_step() {
     let _load = start_inproc_load(&world.model, PROJECT, REGION, SERVICE, 10.0);
     let wall = std::time::Instant::now();
 
-    let report = world.roll_out(image_request(CANDIDATE_IMAGE)).await.unwrap();
+    let report = world
+        .roll_out(image_request(CANDIDATE_IMAGE))
+        .await
+        .unwrap();
 
     eprintln!(
         "30-minute policy took {:?} of wall time ({}s virtual)",
@@ -130,14 +133,17 @@ async fn a_good_candidate_is_promoted_through_every_step() {
             split(&[(s, 100)]),
             split(&[(s, 90), (c, 10)]),
             split(&[(s, 75), (c, 25)]),
-            split(&[(c, 50), (s, 50)]),
+            split(&[(s, 50), (c, 50)]),
             split(&[(c, 100)]),
         ]
     );
     assert_eq!(report.steps.len(), 4);
     assert!(report.steps.iter().all(|step| step.verdict == "pass"));
     assert!(
-        report.steps.iter().all(|step| step.candidate_requests >= 100),
+        report
+            .steps
+            .iter()
+            .all(|step| step.candidate_requests >= 100),
         "every step judged on enough requests: {:?}",
         report.steps
     );
@@ -163,19 +169,32 @@ async fn a_candidate_made_from_an_image_starts_with_no_traffic_and_its_own_tag()
             }
         })
     };
-    let report = world.roll_out(image_request(CANDIDATE_IMAGE)).await.unwrap();
+    let report = world
+        .roll_out(image_request(CANDIDATE_IMAGE))
+        .await
+        .unwrap();
     let split_when_created = watcher.await.unwrap();
     assert_eq!(split_when_created, split(&[(&world.stable, 100)]));
     assert!(report.candidate.starts_with("loopcloser-prod-sg-"));
     let created = report
         .timeline
         .iter()
-        .position(|e| matches!(e.kind, shiftgate::rollout::timeline::EventKind::CandidateCreated { .. }))
+        .position(|e| {
+            matches!(
+                e.kind,
+                shiftgate::rollout::timeline::EventKind::CandidateCreated { .. }
+            )
+        })
         .expect("the candidate was created");
     let first_traffic = report
         .timeline
         .iter()
-        .position(|e| matches!(e.kind, shiftgate::rollout::timeline::EventKind::TrafficSet { step: Some(1), .. }))
+        .position(|e| {
+            matches!(
+                e.kind,
+                shiftgate::rollout::timeline::EventKind::TrafficSet { step: Some(1), .. }
+            )
+        })
         .unwrap();
     assert!(created < first_traffic);
     let revision = shiftgate::rollout::ports::Platform::read_revision(&platform, &report.candidate)
@@ -206,7 +225,10 @@ async fn a_5xx_burst_rolls_back_from_the_step_where_it_shows() {
         })
     };
 
-    let report = world.roll_out(image_request(CANDIDATE_IMAGE)).await.unwrap();
+    let report = world
+        .roll_out(image_request(CANDIDATE_IMAGE))
+        .await
+        .unwrap();
     saboteur.await.unwrap();
 
     let candidate = report.candidate.clone();
@@ -223,8 +245,15 @@ async fn a_5xx_burst_rolls_back_from_the_step_where_it_shows() {
         ]
     );
     let failed = report.steps.last().unwrap();
-    assert_eq!((failed.step, failed.percent, failed.verdict), (2, 25, "fail"));
-    assert!(report.reason.as_deref().unwrap().contains("5xx rate"), "{:?}", report.reason);
+    assert_eq!(
+        (failed.step, failed.percent, failed.verdict),
+        (2, 25, "fail")
+    );
+    assert!(
+        report.reason.as_deref().unwrap().contains("5xx rate"),
+        "{:?}",
+        report.reason
+    );
     assert_eq!(world.current(), split(&[(s, 100)]));
 }
 
@@ -236,12 +265,20 @@ async fn an_unhealthy_candidate_never_gets_traffic() {
         .model
         .register_image(CANDIDATE_IMAGE, Behavior::unhealthy("1.4.0"));
 
-    let report = world.roll_out(image_request(CANDIDATE_IMAGE)).await.unwrap();
+    let report = world
+        .roll_out(image_request(CANDIDATE_IMAGE))
+        .await
+        .unwrap();
 
     assert_eq!(report.outcome, Outcome::RolledBack);
     assert_eq!(report.exit_code(), 1);
     assert_eq!(world.splits(), vec![split(&[(&world.stable, 100)])]);
-    assert!(report.reason.unwrap().contains("unhealthy before any traffic"));
+    assert!(
+        report
+            .reason
+            .unwrap()
+            .contains("unhealthy before any traffic")
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -256,13 +293,20 @@ async fn a_candidate_that_turns_unhealthy_in_the_first_step_never_exceeds_it() {
         })
     };
 
-    let report = world.roll_out(image_request(CANDIDATE_IMAGE)).await.unwrap();
+    let report = world
+        .roll_out(image_request(CANDIDATE_IMAGE))
+        .await
+        .unwrap();
     saboteur.await.unwrap();
 
     let most = world
         .splits()
         .iter()
-        .flat_map(|s| s.iter().filter(|(r, _)| *r == report.candidate).map(|(_, p)| *p))
+        .flat_map(|s| {
+            s.iter()
+                .filter(|(r, _)| *r == report.candidate)
+                .map(|(_, p)| *p)
+        })
         .max()
         .unwrap_or(0);
     assert_eq!(most, 10);
@@ -276,7 +320,10 @@ async fn zero_traffic_is_never_promoted() {
     let world = World::new();
     // No load at all: every step is inconclusive until its deadline, which fails it.
 
-    let report = world.roll_out(image_request(CANDIDATE_IMAGE)).await.unwrap();
+    let report = world
+        .roll_out(image_request(CANDIDATE_IMAGE))
+        .await
+        .unwrap();
 
     assert_eq!(report.outcome, Outcome::RolledBack);
     assert_eq!(report.exit_code(), 1);
@@ -291,7 +338,10 @@ async fn zero_traffic_is_never_promoted() {
     );
     let step = &report.steps[0];
     assert_eq!(step.verdict, "fail");
-    assert!(step.reason.as_deref().unwrap().contains("inconclusive"), "{step:?}");
+    assert!(
+        step.reason.as_deref().unwrap().contains("inconclusive"),
+        "{step:?}"
+    );
     assert!(
         step.duration_s >= 600.0,
         "the step was extended to its deadline (2 × bake) before failing: {step:?}"
@@ -395,7 +445,10 @@ async fn an_interrupt_mid_step_restores_stable_at_once() {
     );
     assert_eq!(
         report.final_traffic,
-        vec![shiftgate::rollout::ports::TrafficTarget::new(&world.stable, 100)]
+        vec![shiftgate::rollout::ports::TrafficTarget::new(
+            &world.stable,
+            100
+        )]
     );
 }
 
@@ -443,7 +496,10 @@ async fn an_existing_revision_can_be_the_candidate_and_a_dry_run_changes_nothing
         })
         .await
         .unwrap_err();
-    assert!(nothing_new.to_string().contains("nothing to roll out"), "{nothing_new}");
+    assert!(
+        nothing_new.to_string().contains("nothing to roll out"),
+        "{nothing_new}"
+    );
     assert_eq!(world.model.write_count(), writes);
 }
 
@@ -455,7 +511,10 @@ async fn a_candidate_that_fails_to_start_leaves_stable_serving() {
         .model
         .register_image(CANDIDATE_IMAGE, Behavior::failing_to_start("1.4.0"));
 
-    let report = world.roll_out(image_request(CANDIDATE_IMAGE)).await.unwrap();
+    let report = world
+        .roll_out(image_request(CANDIDATE_IMAGE))
+        .await
+        .unwrap();
 
     assert_eq!(report.outcome, Outcome::RolledBack);
     assert_eq!(report.exit_code(), 1);

@@ -9,7 +9,9 @@ use shiftgate::gcp::{Credentials, GoogleRest};
 use shiftgate::health::HttpHealthEndpoint;
 use shiftgate::metrics::CloudMonitoring;
 use shiftgate::rollout::plan::Policy;
-use shiftgate::rollout::{CandidateSource, Engine, Interrupt, Outcome, Ports, Report, RolloutRequest};
+use shiftgate::rollout::{
+    CandidateSource, Engine, Interrupt, Outcome, Ports, Report, RolloutRequest,
+};
 use shiftgate::sim::{Fault, Sim};
 
 const PROJECT: &str = "loopcloser";
@@ -25,7 +27,9 @@ struct Harness {
 impl Harness {
     async fn start() -> Self {
         let clock = Clock::new();
-        let sim = Sim::start(clock).await.expect("the simulator binds loopback ports");
+        let sim = Sim::start(clock)
+            .await
+            .expect("the simulator binds loopback ports");
         let stable = sim.add_service(PROJECT, REGION, SERVICE, "registry/app:v1.0.0");
         Self { sim, stable, clock }
     }
@@ -105,7 +109,11 @@ async fn a_rollout_over_http_promotes_and_counts_its_api_calls() {
     let s = harness.stable.as_str();
     assert_eq!(
         harness.splits(),
-        vec![split(&[(s, 100)]), split(&[(s, 80), (c, 20)]), split(&[(c, 100)])]
+        vec![
+            split(&[(s, 100)]),
+            split(&[(s, 80), (c, 20)]),
+            split(&[(c, 100)])
+        ]
     );
     eprintln!(
         "API calls for a 2-step rollout: cloud run {}, monitoring {}, checks per step {:?}",
@@ -125,7 +133,9 @@ async fn unavailable_and_throttled_reads_and_a_conflicting_write_are_survived() 
     harness
         .sim
         .inject(Fault::status_retry_after("GET", &service_path, 429, 2));
-    harness.sim.inject(Fault::status("PATCH", &service_path, 409));
+    harness
+        .sim
+        .inject(Fault::status("PATCH", &service_path, 409));
     harness
         .sim
         .inject(Fault::status_retry_after("GET", "timeSeries", 503, 1));
@@ -133,12 +143,20 @@ async fn unavailable_and_throttled_reads_and_a_conflicting_write_are_survived() 
     let (report, _, _) = harness.roll_out(quick_policy()).await;
 
     assert_eq!(report.outcome, Outcome::Promoted, "{:?}", report.reason);
-    assert_eq!(harness.sim.model().pending_faults(), 0, "every fault was hit");
+    assert_eq!(
+        harness.sim.model().pending_faults(),
+        0,
+        "every fault was hit"
+    );
     let c = report.candidate.as_str();
     let s = harness.stable.as_str();
     assert_eq!(
         harness.splits(),
-        vec![split(&[(s, 100)]), split(&[(s, 80), (c, 20)]), split(&[(c, 100)])],
+        vec![
+            split(&[(s, 100)]),
+            split(&[(s, 80), (c, 20)]),
+            split(&[(c, 100)])
+        ],
         "no unplanned split"
     );
 }
@@ -159,13 +177,20 @@ async fn a_failing_candidate_over_http_is_rolled_back_and_the_record_cleared() {
     let c = report.candidate.as_str();
     assert_eq!(
         harness.splits(),
-        vec![split(&[(s, 100)]), split(&[(s, 80), (c, 20)]), split(&[(s, 100)])]
+        vec![
+            split(&[(s, 100)]),
+            split(&[(s, 80), (c, 20)]),
+            split(&[(s, 100)])
+        ]
     );
     use shiftgate::rollout::ports::Platform;
     let service = platform.read_service().await.unwrap();
     assert!(service.rollout.is_none(), "the rollout record is cleared");
     assert!(
-        service.traffic.iter().all(|t| t.tag.as_deref() != Some("candidate")),
+        service
+            .traffic
+            .iter()
+            .all(|t| t.tag.as_deref() != Some("candidate")),
         "the candidate's tag is removed: {:?}",
         service.traffic
     );

@@ -21,7 +21,8 @@ const PROJECT: &str = "demo-project";
 const REGION: &str = "us-central1";
 const SERVICE: &str = "loopcloser-demo";
 const STABLE_IMAGE: &str = "us-central1-docker.pkg.dev/demo-project/images/loopcloser-app:v1.3.0";
-const CANDIDATE_IMAGE: &str = "us-central1-docker.pkg.dev/demo-project/images/loopcloser-app:v1.4.0";
+const CANDIDATE_IMAGE: &str =
+    "us-central1-docker.pkg.dev/demo-project/images/loopcloser-app:v1.4.0";
 /// Enough traffic that a 10% step sees dozens of candidate requests in a short bake.
 const REQUESTS_PER_SECOND: f64 = 50.0;
 
@@ -56,7 +57,8 @@ pub async fn run(context: &Context, args: DemoArgs) -> Result<Finished, CommandE
     );
     eprintln!(
         "service {SERVICE} serves {stable} at {} with {REQUESTS_PER_SECOND} requests/s; rolling out {CANDIDATE_IMAGE}",
-        sim.service_url(PROJECT, REGION, SERVICE).unwrap_or_default()
+        sim.service_url(PROJECT, REGION, SERVICE)
+            .unwrap_or_default()
     );
     eprintln!(
         "policy: steps {}, bake {} each, check every {}, fail above {} 5xx, at least {} requests per step\n",

@@ -6,9 +6,7 @@ use std::time::Instant;
 use serde_json::{Value, json};
 
 use crate::cli::HealthArgs;
-use crate::commands::{
-    CommandError, Context, EXIT_CHECK_FAILED, EXIT_OK, Endpoints, Finished,
-};
+use crate::commands::{CommandError, Context, EXIT_CHECK_FAILED, EXIT_OK, Endpoints, Finished};
 use crate::config::Config;
 use crate::health::{Expectations, HttpHealthEndpoint, Verdict};
 use crate::rollout::ports::{HealthEndpoint, Platform};
@@ -30,7 +28,11 @@ pub async fn run(context: &Context, args: HealthArgs) -> Result<Finished, Comman
         all_healthy &= result["verdict"] == "pass";
         results.push(result);
     }
-    let exit_code = if all_healthy { EXIT_OK } else { EXIT_CHECK_FAILED };
+    let exit_code = if all_healthy {
+        EXIT_OK
+    } else {
+        EXIT_CHECK_FAILED
+    };
     Ok(Finished {
         exit_code,
         result: json!({
@@ -47,7 +49,8 @@ async fn targets(config: &Config, args: &HealthArgs) -> Result<Vec<Target>, Comm
         return Ok(vec![Target {
             environment: args.service.environment.clone(),
             base_url: url.clone(),
-            expectations: config.resolve_health(args.service.environment.as_deref(), &args.health)?,
+            expectations: config
+                .resolve_health(args.service.environment.as_deref(), &args.health)?,
         }]);
     }
     let explicit_service = args.service.project.is_some() || args.service.service.is_some();

@@ -93,7 +93,10 @@ impl Endpoints {
         };
         Self {
             cloud_run: pick("SHIFTGATE_CLOUD_RUN_URL", "https://run.googleapis.com"),
-            monitoring: pick("SHIFTGATE_MONITORING_URL", "https://monitoring.googleapis.com"),
+            monitoring: pick(
+                "SHIFTGATE_MONITORING_URL",
+                "https://monitoring.googleapis.com",
+            ),
         }
     }
 

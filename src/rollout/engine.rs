@@ -814,7 +814,11 @@ impl<'a> Engine<'a> {
 
     /// Sends 100% to stable until the platform confirms it or `deadline` passes. Not interruptible:
     /// this is what an interruption runs.
-    async fn restore_stable(&mut self, plan: &Plan, deadline: Duration) -> Result<ServiceState, String> {
+    async fn restore_stable(
+        &mut self,
+        plan: &Plan,
+        deadline: Duration,
+    ) -> Result<ServiceState, String> {
         let known = self.last_seen.clone();
         let restored =
             force_traffic(self.ports.platform, known, &plan.stable_traffic(), deadline).await?;
@@ -1013,8 +1017,11 @@ pub async fn force_traffic(
             return Ok(service);
         }
         let remaining = give_up.saturating_duration_since(Instant::now());
-        match tokio::time::timeout(remaining, platform.set_traffic(&change, &service.etag, remaining))
-            .await
+        match tokio::time::timeout(
+            remaining,
+            platform.set_traffic(&change, &service.etag, remaining),
+        )
+        .await
         {
             Ok(Ok(service)) => return Ok(service),
             Ok(Err(PortError::Conflict(reason))) => last_error = reason,
