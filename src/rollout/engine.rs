@@ -674,7 +674,9 @@ impl<'a> Engine<'a> {
                 StepPhase::Baking
             };
             let visible_until = now.checked_sub(policy.metrics_delay).unwrap_or(started);
-            let verdict = if visible_until <= started && phase == StepPhase::Baking {
+            // The first check of a step has no window yet: it only probes health.
+            let nothing_to_read = report.checks == 1 || visible_until <= started;
+            let verdict = if nothing_to_read && phase == StepPhase::Baking {
                 Verdict::Inconclusive("waiting for metrics to arrive".into())
             } else {
                 let window = Window {
