@@ -10,6 +10,7 @@ use tokio::time::Instant;
 
 use crate::cloudrun::model::{
     ListRevisionsResponse, Operation, ROLLOUT_ANNOTATION, Revision, Service, TYPE_REVISION,
+    rpc_code_to_http,
 };
 use crate::gcp::{GoogleRest, Retry};
 use crate::rollout::ports::{
@@ -179,21 +180,6 @@ impl CloudRunService {
 fn parse<T: serde::de::DeserializeOwned>(value: Value, what: &str) -> PortResult<T> {
     serde_json::from_value(value)
         .map_err(|error| PortError::Unavailable(format!("unexpected {what} JSON: {error}")))
-}
-
-/// google.rpc.Code → the HTTP status Google maps it to.
-fn rpc_code_to_http(code: i32) -> u16 {
-    match code {
-        3 | 9 | 11 => 400,
-        5 => 404,
-        6 | 10 => 409,
-        7 => 403,
-        8 => 429,
-        16 => 401,
-        14 => 503,
-        4 => 504,
-        _ => 500,
-    }
 }
 
 fn traffic_json(traffic: &[TrafficTarget]) -> Value {

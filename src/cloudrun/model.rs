@@ -108,6 +108,21 @@ pub struct Status {
     pub message: String,
 }
 
+/// google.rpc.Code → the HTTP status Google maps it to.
+pub fn rpc_code_to_http(code: i32) -> u16 {
+    match code {
+        3 | 9 | 11 => 400,
+        5 => 404,
+        6 | 10 => 409,
+        7 => 403,
+        8 => 429,
+        16 => 401,
+        14 => 503,
+        4 => 504,
+        _ => 500,
+    }
+}
+
 fn short(name: &str) -> String {
     name.rsplit('/').next().unwrap_or(name).to_string()
 }

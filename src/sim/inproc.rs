@@ -9,14 +9,14 @@ use serde_json::{Value, json};
 
 use super::control::{ApiRequest, Caller, call};
 use super::dataplane::LoadHandle;
-use super::model::{ServiceKey, SimModel, TYPE_LATEST, TYPE_REVISION};
+use super::model::{ServiceKey, SimModel, TYPE_REVISION};
+use crate::cloudrun::model::{
+    ListRevisionsResponse, ROLLOUT_ANNOTATION, Revision, Service, rpc_code_to_http,
+};
 use crate::rollout::ports::{
     HealthEndpoint, HealthResponse, Metrics, NewRevision, Platform, PortError, PortResult,
     RequestCounts, RevisionInfo, RolloutRecord, ServiceState, TrafficChange, TrafficTarget, Window,
 };
-
-/// The service annotation that holds the rollout in progress, as JSON.
-pub const ROLLOUT_ANNOTATION: &str = "shiftgate.dev/rollout";
 
 /// Maps an API error status to what the engine decides on.
 pub fn port_error(status: u16, message: String) -> PortError {
@@ -28,113 +28,17 @@ pub fn port_error(status: u16, message: String) -> PortError {
     }
 }
 
-/// The HTTP status Google pairs with an operation's `google.rpc.Code`.
-fn http_of_rpc(code: i64) -> u16 {
-    match code {
-        3 | 9 | 11 => 400,
-        7 => 403,
-        5 => 404,
-        6 | 10 => 409,
-        8 => 429,
-        4 => 504,
-        14 => 503,
-        16 => 401,
-        _ => 500,
-    }
+/// Reads a `GoogleCloudRunV2Service` the way the real client does.
+fn service_state(value: Value) -> PortResult<ServiceState> {
+    serde_json::from_value::<Service>(value)
+        .map(|service| service.to_state())
+        .map_err(|error| PortError::Unavailable(format!("unexpected service JSON: {error}")))
 }
 
-fn short(name: &str) -> String {
-    name.rsplit('/').next().unwrap_or(name).to_string()
-}
-
-/// Reads a `GoogleCloudRunV2Service` the way the engine sees it.
-pub fn service_state_from_json(v: &Value) -> ServiceState {
-    let str_of = |v: &Value| v.as_str().map(str::to_string);
-    let latest_ready = v
-        .get("latestReadyRevision")
-        .and_then(str_of)
-        .map(|n| short(&n));
-    let targets = |field: &str| -> Vec<Value> {
-        v.get(field)
-            .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default()
-    };
-    let traffic = targets("traffic")
-        .iter()
-        .filter_map(|t| {
-            let revision = if t.get("type").and_then(Value::as_str) == Some(TYPE_LATEST) {
-                latest_ready.clone()?
-            } else {
-                t.get("revision").and_then(str_of)?
-            };
-            Some(TrafficTarget {
-                revision,
-                percent: t.get("percent").and_then(Value::as_u64).unwrap_or(0) as u8,
-                tag: t.get("tag").and_then(str_of),
-            })
-        })
-        .collect();
-    let tag_uris = targets("trafficStatuses")
-        .iter()
-        .filter_map(|t| {
-            Some((
-                t.get("tag").and_then(str_of)?,
-                t.get("uri").and_then(str_of)?,
-            ))
-        })
-        .collect();
-    let rollout = v
-        .get("annotations")
-        .and_then(|a| a.get(ROLLOUT_ANNOTATION))
-        .and_then(Value::as_str)
-        .and_then(|s| serde_json::from_str::<RolloutRecord>(s).ok());
-    ServiceState {
-        name: v.get("name").and_then(str_of).unwrap_or_default(),
-        etag: v.get("etag").and_then(str_of).unwrap_or_default(),
-        uri: v.get("uri").and_then(str_of),
-        traffic,
-        tag_uris,
-        latest_ready_revision: latest_ready,
-        latest_created_revision: v
-            .get("latestCreatedRevision")
-            .and_then(str_of)
-            .map(|n| short(&n)),
-        image: v.pointer("/template/containers/0/image").and_then(str_of),
-        rollout,
-        reconciling: v
-            .get("reconciling")
-            .and_then(Value::as_bool)
-            .unwrap_or(false),
-    }
-}
-
-fn revision_info(v: &Value) -> RevisionInfo {
-    let ready = v.get("conditions").and_then(Value::as_array).and_then(|c| {
-        c.iter()
-            .find(|c| c.get("type").and_then(Value::as_str) == Some("Ready"))
-    });
-    let state = ready.and_then(|c| c.get("state")).and_then(Value::as_str);
-    RevisionInfo {
-        name: v
-            .get("name")
-            .and_then(Value::as_str)
-            .map(short)
-            .unwrap_or_default(),
-        ready: state == Some("CONDITION_SUCCEEDED"),
-        reason: (state == Some("CONDITION_FAILED"))
-            .then(|| ready.and_then(|c| c.get("message")).and_then(Value::as_str))
-            .flatten()
-            .map(str::to_string),
-        image: v
-            .pointer("/containers/0/image")
-            .and_then(Value::as_str)
-            .map(str::to_string),
-        create_time: v
-            .get("createTime")
-            .and_then(Value::as_str)
-            .map(str::to_string),
-    }
+fn revision_info(value: Value) -> PortResult<RevisionInfo> {
+    serde_json::from_value::<Revision>(value)
+        .map(|revision| revision.to_info())
+        .map_err(|error| PortError::Unavailable(format!("unexpected revision JSON: {error}")))
 }
 
 /// The platform port for one simulated service.
@@ -272,7 +176,7 @@ impl SimPlatform {
                 .and_then(Value::as_str)
                 .unwrap_or("operation failed")
                 .to_string();
-            return Err(port_error(http_of_rpc(code), message));
+            return Err(port_error(rpc_code_to_http(code as i32), message));
         }
         self.read_service().await
     }
@@ -302,7 +206,7 @@ impl Platform for SimPlatform {
         let v = self
             .api("GET", format!("/v2/{}", self.key().name()), &[], None)
             .await?;
-        Ok(service_state_from_json(&v))
+        service_state(v)
     }
 
     async fn read_revision(&self, revision: &str) -> PortResult<RevisionInfo> {
@@ -314,7 +218,7 @@ impl Platform for SimPlatform {
                 None,
             )
             .await?;
-        Ok(revision_info(&v))
+        revision_info(v)
     }
 
     async fn list_revisions(&self) -> PortResult<Vec<RevisionInfo>> {
@@ -326,10 +230,10 @@ impl Platform for SimPlatform {
                 None,
             )
             .await?;
-        Ok(v.get("revisions")
-            .and_then(Value::as_array)
-            .map(|r| r.iter().map(revision_info).collect())
-            .unwrap_or_default())
+        let page: ListRevisionsResponse = serde_json::from_value(v).map_err(|error| {
+            PortError::Unavailable(format!("unexpected revision list: {error}"))
+        })?;
+        Ok(page.revisions.iter().map(Revision::to_info).collect())
     }
 
     async fn create_revision(

@@ -22,10 +22,7 @@ use axum::response::{IntoResponse, Response};
 
 pub use dataplane::LoadHandle;
 pub use faults::Fault;
-pub use inproc::{
-    ROLLOUT_ANNOTATION, SimHealth, SimMetrics, SimPlatform, port_error, service_state_from_json,
-    start_inproc_load,
-};
+pub use inproc::{SimHealth, SimMetrics, SimPlatform, port_error, start_inproc_load};
 pub use model::{ApiCall, ApiError, Behavior, ServiceKey, SimModel};
 
 use crate::clock::Clock;
