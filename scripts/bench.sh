@@ -17,7 +17,7 @@ for scenario in good bad unhealthy; do
     start=$(date +%s.%N)
     "$binary" demo --scenario "$scenario" --json >"/tmp/shiftgate-demo-$scenario.json" 2>/dev/null || true
     end=$(date +%s.%N)
-    times+=("$(echo "$end - $start" | bc)")
+    times+=("$(awk "BEGIN {print $end - $start}")")
   done
   wall=$(printf '%s\n' "${times[@]}" | median)
   python3 - "$scenario" "$wall" <<'PY'

@@ -212,7 +212,7 @@ async fn sigint_mid_step_restores_stable_and_exits_130() {
     let mut args = vec!["rollout", "--image", "registry/app:v1.1.0", "--json"];
     args.extend(fixture.service_args());
     args.extend(["--bake", "10m", "--interval", "1s", "--metrics-delay", "0s"]);
-    let mut child = fixture
+    let child = fixture
         .command(&args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -194,6 +194,8 @@ async fn every_exchange_of_real_rollouts_matches_the_official_contracts() {
     sim.inject(Fault::status_retry_after("GET", "services/app", 429, 1));
     sim.inject(Fault::status("PATCH", "services/app", 409));
     sim.inject(Fault::status("GET", "timeSeries", 503));
+    // A server without `operations.wait` makes the client fall back to polling `operations.get`.
+    sim.inject(Fault::status("POST", ":wait", 404));
 
     let platform = CloudRunService::new(
         GoogleRest::new(&proxy, Credentials::None),
@@ -274,6 +276,8 @@ async fn every_exchange_of_real_rollouts_matches_the_official_contracts() {
     for expected in [
         "run.projects.locations.services.get",
         "run.projects.locations.services.patch",
+        "run.projects.locations.operations.wait",
+        "run.projects.locations.operations.get",
         "run.projects.locations.services.revisions.get",
         "run.projects.locations.services.revisions.list",
         "monitoring.projects.timeSeries.list",

@@ -1,6 +1,8 @@
 //! Cloud Run Admin API v2 client for one service: read it, write traffic and new revisions as
 //! etag-guarded read-modify-writes, and wait for the long-running operation and reconciliation.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -12,7 +14,7 @@ use crate::cloudrun::model::{
     ListRevisionsResponse, Operation, ROLLOUT_ANNOTATION, Revision, Service, TYPE_REVISION,
     rpc_code_to_http,
 };
-use crate::gcp::{GoogleRest, Retry};
+use crate::gcp::{GoogleRest, Retry, google_duration};
 use crate::rollout::ports::{
     NewRevision, Platform, PortError, PortResult, RevisionInfo, RolloutRecord, ServiceState,
     TrafficChange, TrafficTarget,
@@ -22,6 +24,8 @@ use crate::rollout::ports::{
 const READ_BUDGET: Duration = Duration::from_secs(60);
 const FIRST_POLL: Duration = Duration::from_millis(200);
 const MAX_POLL: Duration = Duration::from_secs(2);
+/// How long one `:wait` call may hold, well inside the per-request timeout.
+const LONG_POLL: Duration = Duration::from_secs(20);
 
 /// The Cloud Run service `projects/P/locations/R/services/S`.
 #[derive(Debug, Clone)]
@@ -30,11 +34,14 @@ pub struct CloudRunService {
     project: String,
     region: String,
     service: String,
+    /// Cleared once the server shows it has no `operations.wait`.
+    long_poll: Arc<AtomicBool>,
 }
 
 impl CloudRunService {
     pub fn new(rest: GoogleRest, project: &str, region: &str, service: &str) -> Self {
         Self {
+            long_poll: Arc::new(AtomicBool::new(true)),
             rest,
             project: project.to_string(),
             region: region.to_string(),
@@ -122,14 +129,44 @@ impl CloudRunService {
                 // Some servers answer with no operation to follow; the service itself tells.
                 return Ok(());
             }
-            if Instant::now() + pause > give_up {
+            let remaining = give_up.saturating_duration_since(Instant::now());
+            if remaining.is_zero() {
                 return Err(PortError::Unavailable(format!(
                     "operation {} was not done after {}",
                     operation.name,
                     humantime::format_duration(budget)
                 )));
             }
-            tokio::time::sleep(pause).await;
+            // One long-poll `:wait` call costs less than a dozen GETs; servers without it get polled.
+            if self.long_poll.load(Ordering::Relaxed) {
+                let timeout = remaining.min(LONG_POLL);
+                let body = json!({ "timeout": google_duration(timeout) });
+                let path = format!("v2/{}:wait", operation.name);
+                match self
+                    .rest
+                    .send(
+                        Method::POST,
+                        &path,
+                        &[],
+                        Some(&body),
+                        Retry::Safe,
+                        READ_BUDGET,
+                    )
+                    .await
+                {
+                    Ok(answer) => {
+                        operation = parse(answer, "operation")?;
+                        continue;
+                    }
+                    Err(PortError::NotFound(_))
+                    | Err(PortError::Rejected {
+                        status: 400 | 405 | 501,
+                        ..
+                    }) => self.long_poll.store(false, Ordering::Relaxed),
+                    Err(error) => return Err(error),
+                }
+            }
+            tokio::time::sleep(pause.min(remaining)).await;
             pause = (pause * 2).min(MAX_POLL);
             let path = format!("v2/{}", operation.name);
             let answer = self
