@@ -542,3 +542,109 @@ async fn metrics_arriving_late_are_waited_for_not_judged_early() {
         assert!(step.candidate_requests >= 100);
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_existing_revision_with_no_traffic_is_rolled_out_by_name_or_as_the_latest() {
+    let world = World::new();
+    let _load = start_inproc_load(&world.model, PROJECT, REGION, SERVICE, 10.0);
+    let (platform, _, _) = world.ports();
+    use shiftgate::rollout::ports::{NewRevision, Platform, TrafficTarget};
+    // Deployed with --no-traffic, as the runbook's blue-green step does.
+    let service = platform.read_service().await.unwrap();
+    platform
+        .create_revision(
+            &NewRevision {
+                revision: format!("{SERVICE}-00002-blu"),
+                image: CANDIDATE_IMAGE.into(),
+                traffic: vec![TrafficTarget::new(&world.stable, 100)],
+                rollout: None,
+            },
+            &service.etag,
+            Duration::from_secs(60),
+        )
+        .await
+        .unwrap();
+
+    let mut request = image_request(CANDIDATE_IMAGE);
+    request.candidate = CandidateSource::LatestCreated;
+    request.policy.steps = "50,100".parse().unwrap();
+    let report = world.roll_out(request).await.unwrap();
+
+    assert_eq!(report.outcome, Outcome::Promoted, "{:?}", report.reason);
+    assert_eq!(report.candidate, format!("{SERVICE}-00002-blu"));
+    assert_eq!(
+        world.splits(),
+        vec![
+            split(&[(&world.stable, 100)]),
+            split(&[(&world.stable, 50), (&report.candidate, 50)]),
+            split(&[(&report.candidate, 100)]),
+        ]
+    );
+    assert_eq!(
+        world.model.revisions(PROJECT, REGION, SERVICE).len(),
+        2,
+        "no revision was made"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn when_the_rollback_itself_cannot_complete_the_rollout_says_a_person_is_needed() {
+    let world = World::new();
+    let _load = start_inproc_load(&world.model, PROJECT, REGION, SERVICE, 10.0);
+    world
+        .model
+        .register_image(CANDIDATE_IMAGE, Behavior::erroring("1.4.0", 0.5));
+    // Once the first step is live, the platform stops finishing operations.
+    let freezer = {
+        let model = world.model.clone();
+        tokio::spawn(async move {
+            loop {
+                if model.current_split(PROJECT, REGION, SERVICE).len() == 2 {
+                    model.hold_operations(true);
+                    return;
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        })
+    };
+    let mut request = image_request(CANDIDATE_IMAGE);
+    request.policy.traffic_deadline = Duration::from_secs(60);
+
+    let report = world.roll_out(request).await.unwrap();
+    freezer.await.unwrap();
+
+    assert_eq!(report.outcome, Outcome::Failed);
+    assert!(report.rollback_failed);
+    assert_eq!(report.exit_code(), 4);
+    assert!(
+        report
+            .reason
+            .unwrap()
+            .contains("restoring stable traffic failed")
+    );
+    assert!(
+        report
+            .final_traffic
+            .iter()
+            .any(|t| t.revision == report.candidate && t.percent == 10),
+        "the final split is read back, not assumed: {:?}",
+        report.final_traffic
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn after_a_rollback_the_stable_revision_is_health_checked() {
+    let world = World::new();
+    let _load = start_inproc_load(&world.model, PROJECT, REGION, SERVICE, 10.0);
+    world
+        .model
+        .register_image(CANDIDATE_IMAGE, Behavior::erroring("1.4.0", 0.5));
+
+    let report = world
+        .roll_out(image_request(CANDIDATE_IMAGE))
+        .await
+        .unwrap();
+
+    assert_eq!(report.outcome, Outcome::RolledBack);
+    assert_eq!(report.stable_health, Some(shiftgate::health::Verdict::Pass));
+}

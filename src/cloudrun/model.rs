@@ -65,6 +65,17 @@ pub struct TrafficStatus {
     pub uri: Option<String>,
 }
 
+impl TrafficStatus {
+    fn target(&self) -> Traffic {
+        Traffic {
+            kind: self.kind.clone(),
+            revision: self.revision.clone(),
+            percent: self.percent,
+            tag: self.tag.clone(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct Condition {
@@ -146,8 +157,20 @@ impl Service {
             .find(|s| s.kind.as_deref() == Some(TYPE_LATEST))
             .and_then(|s| s.revision.as_deref().map(short))
             .or_else(|| latest_ready.clone());
-        let traffic = self
-            .traffic
+        // While a change is being applied, `traffic` is what was asked for and
+        // `trafficStatuses` what is actually served: report what users get.
+        let served: Vec<Traffic>;
+        let entries: &[Traffic] = if !self.settled() && !self.traffic_statuses.is_empty() {
+            served = self
+                .traffic_statuses
+                .iter()
+                .map(TrafficStatus::target)
+                .collect();
+            &served
+        } else {
+            &self.traffic
+        };
+        let traffic = entries
             .iter()
             .filter_map(|target| {
                 let revision = match (target.kind.as_deref(), &target.revision) {
@@ -254,6 +277,26 @@ mod tests {
         assert_eq!(state.image.as_deref(), Some("img:v2"));
         assert!(!state.reconciling);
         assert!(state.rollout.is_none());
+    }
+
+    #[test]
+    fn while_reconciling_the_served_split_is_reported_not_the_requested_one() {
+        let json = r#"{
+            "name": "projects/p/locations/r/services/app", "generation": "5", "observedGeneration": "4",
+            "reconciling": true,
+            "traffic": [{"type": "TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION", "revision": "app-1", "percent": 100}],
+            "trafficStatuses": [{"type": "TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION", "revision": "app-1", "percent": 90},
+                                {"type": "TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION", "revision": "app-2", "percent": 10}]
+        }"#;
+        let state = serde_json::from_str::<Service>(json).unwrap().to_state();
+        assert_eq!(
+            state.traffic,
+            vec![
+                TrafficTarget::new("app-1", 90),
+                TrafficTarget::new("app-2", 10)
+            ]
+        );
+        assert!(state.reconciling);
     }
 
     #[test]

@@ -795,7 +795,16 @@ impl<'a> Engine<'a> {
                 self.emit(EventKind::RolledBack {
                     traffic: service.traffic.clone(),
                 });
-                report.final_traffic = service.traffic;
+                report.final_traffic = service.traffic.clone();
+                // A stable revision that is unhealthy too means users are still hurting (SEV-1).
+                if outcome != Outcome::Interrupted
+                    && let Some(uri) = &service.uri
+                {
+                    report.stable_health = self
+                        .check_health(None, uri, &policy.health)
+                        .await
+                        .map(|(_, verdict)| verdict);
+                }
             }
             Err(why) => {
                 self.emit(EventKind::RollbackFailed {
@@ -978,6 +987,7 @@ impl<'a> Engine<'a> {
             reason: None,
             rollback_failed: false,
             api_failed: false,
+            stable_health: None,
             duration_s: seconds(self.started.elapsed()),
             timeline: self.timeline.clone(),
         }

@@ -142,6 +142,10 @@ pub struct Report {
     pub rollback_failed: bool,
     /// True when an API failure (not a failed gate) ended the rollout.
     pub api_failed: bool,
+    /// After a rollback: the service URL's health with stable serving everything (`None` when
+    /// not checked: no rollback, no service URL, or interrupted).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stable_health: Option<Verdict>,
     pub duration_s: f64,
     pub timeline: Vec<Event>,
 }
