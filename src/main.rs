@@ -9,7 +9,19 @@ fn main() {
         Ok(cli) => cli,
         Err(error) => {
             let _ = error.print();
-            std::process::exit(if error.use_stderr() { 2 } else { 0 });
+            if !error.use_stderr() {
+                std::process::exit(0);
+            }
+            if json_requested() {
+                let message = error.render().to_string();
+                let first_line = message.lines().next().unwrap_or_default();
+                shiftgate::output::print_json(&serde_json::json!({
+                    "outcome": "error",
+                    "error": first_line.trim_start_matches("error: "),
+                    "exit_code": 2,
+                }));
+            }
+            std::process::exit(2);
         }
     };
     tracing_subscriber::fmt()
@@ -26,4 +38,16 @@ fn main() {
     // Leave in-flight background tasks behind rather than wait for them.
     runtime.shutdown_timeout(std::time::Duration::from_millis(200));
     std::process::exit(code);
+}
+
+/// `--json` anywhere on the command line, or `SHIFTGATE_JSON` set to a true value: even a
+/// command line that does not parse then answers with one JSON object.
+fn json_requested() -> bool {
+    std::env::args().any(|arg| arg == "--json")
+        || std::env::var("SHIFTGATE_JSON").is_ok_and(|value| {
+            !matches!(
+                value.trim().to_ascii_lowercase().as_str(),
+                "" | "0" | "false" | "no" | "off"
+            )
+        })
 }

@@ -119,6 +119,16 @@ async fn bad_input_exits_2_naming_the_flag_and_changes_nothing() {
             stderr_of(&output)
         );
     }
+    let as_json = fixture
+        .run(&["--json", "rollout", "--steps", "50,10", "--image", "x"])
+        .await;
+    assert_eq!(as_json.status.code(), Some(2));
+    let error = json_of(&as_json);
+    assert_eq!(error["outcome"], "error");
+    assert!(
+        error["error"].as_str().unwrap().contains("--steps"),
+        "{error}"
+    );
     let missing = fixture.run(&["rollout", "--project", PROJECT]).await;
     assert_eq!(missing.status.code(), Some(2));
     assert!(stderr_of(&missing).contains("--service"));

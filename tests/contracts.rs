@@ -203,12 +203,7 @@ async fn every_exchange_of_real_rollouts_matches_the_official_contracts() {
         "us-central1",
         "app",
     );
-    let metrics = CloudMonitoring::new(
-        GoogleRest::new(&proxy, Credentials::None),
-        "p",
-        "us-central1",
-        "app",
-    );
+    let metrics = CloudMonitoring::new(GoogleRest::new(&proxy, Credentials::None), "p", "app");
     let health = HttpHealthEndpoint::new(Duration::from_secs(5));
     let ports = Ports {
         platform: &platform,

@@ -48,7 +48,6 @@ impl Harness {
         let metrics = CloudMonitoring::new(
             GoogleRest::new(&self.sim.monitoring_url(), Credentials::None),
             PROJECT,
-            REGION,
             SERVICE,
         );
         let health = HttpHealthEndpoint::new(Duration::from_secs(5));

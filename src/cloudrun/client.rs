@@ -113,7 +113,20 @@ impl CloudRunService {
                 deadline.min(READ_BUDGET),
             )
             .await?;
-        let operation: Operation = parse(answer, "operation")?;
+        // A server that answers the PATCH with the service itself has nothing left to wait for.
+        let answered_with_service = answer.get("done").is_none()
+            && answer
+                .get("name")
+                .and_then(Value::as_str)
+                .is_some_and(|name| name.contains("/services/"));
+        let operation: Operation = if answered_with_service {
+            Operation {
+                done: true,
+                ..Operation::default()
+            }
+        } else {
+            parse(answer, "operation")?
+        };
         let remaining = deadline.saturating_sub(started.elapsed());
         self.wait_for(operation, remaining).await?;
         self.wait_settled(deadline.saturating_sub(started.elapsed()))

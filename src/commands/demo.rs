@@ -78,7 +78,6 @@ pub async fn run(context: &Context, args: DemoArgs) -> Result<Finished, CommandE
     let metrics = CloudMonitoring::new(
         GoogleRest::new(&sim.monitoring_url(), Credentials::None),
         PROJECT,
-        REGION,
         SERVICE,
     );
     let health = HttpHealthEndpoint::new(Duration::from_secs(5));

@@ -41,7 +41,6 @@ pub async fn run(context: &Context, args: RolloutArgs) -> Result<Finished, Comma
     let metrics = CloudMonitoring::new(
         GoogleRest::new(&endpoints.monitoring, credentials),
         &address.project,
-        &address.region,
         &address.service,
     );
     let health = HttpHealthEndpoint::new(HEALTH_TIMEOUT);
