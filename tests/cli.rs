@@ -393,3 +393,60 @@ async fn a_rollout_killed_outright_is_seen_by_status_refused_again_and_undone_by
         "the record is cleared: {status}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_probes_every_environment_in_the_config_and_fails_on_any_unhealthy_one() {
+    let fixture = Fixture::start().await;
+    fixture
+        .sim
+        .register_image("registry/app:broken", Behavior::unhealthy("0.9.0"));
+    fixture
+        .sim
+        .add_service(PROJECT, REGION, "loopcloser-staging", "registry/app:broken");
+    let dev_url = fixture.sim.service_url(PROJECT, REGION, SERVICE).unwrap();
+    let staging_url = fixture
+        .sim
+        .service_url(PROJECT, REGION, "loopcloser-staging")
+        .unwrap();
+    std::fs::write(
+        fixture.workdir.join("shiftgate.toml"),
+        format!(
+            "[environments.dev]\nproject = \"{PROJECT}\"\nregion = \"{REGION}\"\nservice = \"{SERVICE}\"\nurl = \"{dev_url}\"\n\n\
+             [environments.staging]\nproject = \"{PROJECT}\"\nregion = \"{REGION}\"\nservice = \"loopcloser-staging\"\nurl = \"{staging_url}\"\n"
+        ),
+    )
+    .unwrap();
+
+    let all = fixture.run(&["health", "--json"]).await;
+    assert_eq!(all.status.code(), Some(1), "{}", stderr_of(&all));
+    let result = json_of(&all);
+    assert_eq!(result["outcome"], "unhealthy");
+    let verdicts: Vec<(String, String)> = result["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["environment"].as_str().unwrap().to_string(),
+                r["verdict"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        verdicts,
+        vec![
+            ("dev".into(), "pass".into()),
+            ("staging".into(), "fail".into())
+        ]
+    );
+
+    let dev = fixture
+        .run(&["health", "--env", "dev", "--expect-version", "^1.0"])
+        .await;
+    assert_eq!(dev.status.code(), Some(0), "{}", stderr_of(&dev));
+    let wrong_version = fixture
+        .run(&["health", "--env", "dev", "--expect-version", ">=2"])
+        .await;
+    assert_eq!(wrong_version.status.code(), Some(1));
+    assert!(stderr_of(&wrong_version).contains("does not satisfy"));
+}

@@ -194,3 +194,70 @@ async fn a_failing_candidate_over_http_is_rolled_back_and_the_record_cleared() {
         service.traffic
     );
 }
+
+/// A minimal server that answers a PATCH with the service itself rather than an Operation.
+async fn start_service_echoing_server() -> String {
+    use axum::Json;
+    use axum::routing::get;
+    use std::sync::{Arc, Mutex};
+    let stored = Arc::new(Mutex::new(serde_json::json!({
+        "name": "projects/p/locations/r/services/app",
+        "etag": "\"1\"", "generation": "1", "observedGeneration": "1",
+        "template": {"revision": "app-1", "containers": [{"image": "img:1"}]},
+        "traffic": [{"type": "TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST", "percent": 100}],
+        "latestReadyRevision": "projects/p/locations/r/services/app/revisions/app-1",
+        "latestCreatedRevision": "projects/p/locations/r/services/app/revisions/app-1"
+    })));
+    let read = stored.clone();
+    let app = axum::Router::new().route(
+        "/v2/projects/p/locations/r/services/app",
+        get(move || {
+            let read = read.clone();
+            async move { Json(read.lock().unwrap().clone()) }
+        })
+        .patch(move |Json(mut body): Json<serde_json::Value>| {
+            let stored = stored.clone();
+            async move {
+                body["etag"] = serde_json::json!("\"2\"");
+                *stored.lock().unwrap() = body.clone();
+                Json(body)
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    format!("http://{address}")
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_server_that_answers_a_patch_with_the_service_needs_no_operation_polling() {
+    use shiftgate::rollout::ports::{Platform, TrafficChange, TrafficTarget};
+    let base = start_service_echoing_server().await;
+    let platform = CloudRunService::new(GoogleRest::new(&base, Credentials::None), "p", "r", "app");
+    let before = platform.read_service().await.unwrap();
+    assert_eq!(before.traffic, vec![TrafficTarget::new("app-1", 100)]);
+
+    let after = platform
+        .set_traffic(
+            &TrafficChange {
+                traffic: vec![TrafficTarget::tagged("app-1", 100, "blue")],
+                rollout: None,
+            },
+            &before.etag,
+            Duration::from_secs(30),
+        )
+        .await
+        .unwrap();
+
+    assert_eq!(
+        after.traffic,
+        vec![TrafficTarget::tagged("app-1", 100, "blue")]
+    );
+    assert_eq!(after.etag, "\"2\"");
+    assert_eq!(
+        platform.rest().calls(),
+        4,
+        "GET, PATCH, GET to settle, plus the first read"
+    );
+}
