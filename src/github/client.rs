@@ -12,8 +12,8 @@ use serde_json::Value;
 use crate::clock::Clock;
 
 pub const DEFAULT_API_URL: &str = "https://api.github.com";
-/// Longest single wait for a rate limit to reset before giving up.
-pub const MAX_RATE_LIMIT_WAIT: Duration = Duration::from_secs(15 * 60);
+/// Longest single wait for a rate limit to reset before giving up (the primary window is an hour).
+pub const MAX_RATE_LIMIT_WAIT: Duration = Duration::from_secs(61 * 60);
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 const GET_ATTEMPTS: u32 = 5;
 

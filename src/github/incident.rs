@@ -173,6 +173,76 @@ pub fn render_comment(incident: &Incident, run_link: Option<&str>, at: SystemTim
     text
 }
 
+/// The incident a rollout files when it rolls back: SEV-2 with the step table and the timeline,
+/// SEV-1 when the rollback itself failed. The key is the service, so a flapping service gets one
+/// issue with a comment per rollback.
+pub fn rollout_incident(repo: Repo, report: &crate::rollout::Report) -> Incident {
+    use crate::rollout::judge::percent;
+    let severity = if report.rollback_failed {
+        Severity::Sev1
+    } else {
+        Severity::Sev2
+    };
+    let service = report.service.rsplit('/').next().unwrap_or(&report.service);
+    let title = if report.rollback_failed {
+        format!("Rollback of {service} FAILED: the service needs a person")
+    } else {
+        format!("Rollout of {} to {service} rolled back", report.candidate)
+    };
+    let mut summary = format!(
+        "shiftgate {} the rollout of candidate revision `{}` (image `{}`) to `{}`.\n\n- Stable revision: `{}`\n- Candidate revision: `{}`\n- Reason: {}\n- Final traffic: {}\n",
+        if report.rollback_failed {
+            "could not roll back"
+        } else {
+            "rolled back"
+        },
+        report.candidate,
+        report.image.as_deref().unwrap_or("(existing revision)"),
+        report.service,
+        report.stable,
+        report.candidate,
+        report.reason.as_deref().unwrap_or("(none recorded)"),
+        crate::rollout::timeline::describe_traffic(&report.final_traffic),
+    );
+    if !report.steps.is_empty() {
+        summary.push_str("\n| step | traffic | candidate requests | 5xx | error rate | health | verdict |\n|---:|---:|---:|---:|---:|---|---|\n");
+        for step in &report.steps {
+            summary.push_str(&format!(
+                "| {} | {}% | {} | {} | {} | {} | {} |\n",
+                step.step,
+                step.percent,
+                step.candidate_requests,
+                step.candidate_5xx,
+                step.error_rate.map(percent).unwrap_or_else(|| "n/a".into()),
+                step.health,
+                step.verdict
+            ));
+        }
+    }
+    let timeline: Vec<String> = report
+        .timeline
+        .iter()
+        .filter_map(|event| {
+            let line = crate::output::progress_line(event)?;
+            Some(format!(
+                "- {} `{}`",
+                now_text(event.at),
+                line.replace('`', "'")
+            ))
+        })
+        .collect();
+    Incident {
+        repo,
+        title,
+        severity,
+        key: report.service.clone(),
+        labels: Vec::new(),
+        summary,
+        timeline: Some(timeline.join("\n")),
+        links: Vec::new(),
+    }
+}
+
 /// What filing did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Filed {

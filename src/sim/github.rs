@@ -120,6 +120,11 @@ impl WorkflowSpec {
         self
     }
 
+    pub fn queued_for(mut self, queued: Duration) -> Self {
+        self.queued_for = queued;
+        self
+    }
+
     pub fn job(mut self, job: JobSpec) -> Self {
         self.jobs.push(job);
         self
@@ -360,6 +365,16 @@ impl GitHubSim {
             let now = s.clock.now();
             if let Some(run) = s.runs.iter_mut().find(|r| r.id == run_id) {
                 run.approved_at = Some(now);
+            }
+        })
+    }
+
+    /// Cancels a run as if someone pressed "Cancel workflow" now.
+    pub fn cancel(&self, run_id: u64) {
+        self.with(|s| {
+            let now = s.clock.now();
+            if let Some(run) = s.runs.iter_mut().find(|r| r.id == run_id) {
+                run.cancelled_at.get_or_insert(now);
             }
         })
     }
@@ -788,7 +803,7 @@ fn handle(
         ("x-ratelimit-resource", "core".to_string()),
     ]
     .into_iter()
-    .chain(result.headers.into_iter().map(|(k, v)| (k, v)))
+    .chain(result.headers)
     {
         if let Ok(value) = HeaderValue::from_str(&value) {
             h.insert(name, value);
@@ -976,7 +991,7 @@ fn route(
                 })
                 .filter(|i| wanted.iter().all(|w| i.labels.iter().any(|l| l == w)))
                 .collect();
-            issues.sort_by(|a, b| b.number.cmp(&a.number));
+            issues.sort_by_key(|i| std::cmp::Reverse(i.number));
             let issues: Vec<Value> = issues
                 .iter()
                 .take(per_page)
@@ -1190,7 +1205,7 @@ fn team_json(s: &State, slug: &str, id: u64) -> Value {
         "id": id, "node_id": format!("T_{id}"), "url": api, "members_url": format!("{api}/members{{/member}}"),
         "name": slug, "slug": slug, "description": null, "permission": "push", "privacy": "closed",
         "html_url": format!("{}/orgs/{}/teams/{slug}", s.base, s.owner),
-        "repositories_url": format!("{api}/repos"), "parent": null, "type": "team",
+        "repositories_url": format!("{api}/repos"), "parent": null, "type": "organization",
     })
 }
 
