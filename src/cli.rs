@@ -43,6 +43,91 @@ pub enum Command {
     Health(HealthArgs),
     /// Run a full rollout against the built-in simulated Cloud Run on this machine.
     Demo(DemoArgs),
+    /// Trigger a workflow_dispatch workflow and watch the run to its conclusion.
+    Dispatch(DispatchArgs),
+    /// Open an incident issue, or comment on the open one with the same key.
+    Incident(IncidentArgs),
+}
+
+/// `KEY=VALUE` for `--input`.
+pub fn parse_input(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.trim().is_empty() => {
+            Ok((key.trim().to_string(), value.to_string()))
+        }
+        _ => Err(format!("expected KEY=VALUE, got {text:?}")),
+    }
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DispatchArgs {
+    /// Repository, OWNER/NAME [default: $GITHUB_REPOSITORY].
+    #[arg(long, env = "SHIFTGATE_REPO", value_name = "OWNER/NAME")]
+    pub repo: Option<String>,
+    /// Workflow file name (deploy.yml) or numeric ID.
+    #[arg(long, env = "SHIFTGATE_WORKFLOW", value_name = "FILE|ID")]
+    pub workflow: String,
+    /// Branch or tag to run the workflow on [default: $GITHUB_REF_NAME].
+    #[arg(long = "ref", env = "SHIFTGATE_REF", value_name = "REF")]
+    pub git_ref: Option<String>,
+    /// A workflow input; repeatable. An input named distinct_id is matched against the run title.
+    #[arg(long = "input", env = "SHIFTGATE_INPUT", value_name = "KEY=VALUE", value_parser = parse_input, value_delimiter = ',')]
+    pub inputs: Vec<(String, String)>,
+    /// Stop watching after this long (exit 1); the run keeps going unless --cancel-on-timeout.
+    #[arg(long, env = "SHIFTGATE_TIMEOUT", value_parser = parse_positive_duration, default_value = "60m", value_name = "DURATION")]
+    pub timeout: Duration,
+    /// Time between polls (conditional requests: unchanged answers cost no rate limit).
+    #[arg(long, env = "SHIFTGATE_POLL", value_parser = parse_positive_duration, default_value = "10s", value_name = "DURATION")]
+    pub poll: Duration,
+    /// Dispatch, print the run URL and exit without watching.
+    #[arg(long, env = "SHIFTGATE_NO_WAIT")]
+    pub no_wait: bool,
+    /// Cancel the run when --timeout ends the watch.
+    #[arg(long, env = "SHIFTGATE_CANCEL_ON_TIMEOUT")]
+    pub cancel_on_timeout: bool,
+    /// Cancel the run on SIGINT/SIGTERM.
+    #[arg(long, env = "SHIFTGATE_CANCEL_ON_INTERRUPT")]
+    pub cancel_on_interrupt: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct IncidentArgs {
+    /// Repository, OWNER/NAME [default: $GITHUB_REPOSITORY].
+    #[arg(long, env = "SHIFTGATE_REPO", value_name = "OWNER/NAME")]
+    pub repo: Option<String>,
+    /// Issue title.
+    #[arg(long, env = "SHIFTGATE_TITLE", value_name = "TEXT")]
+    pub title: String,
+    /// SEV-1 (service down) … SEV-4 (cosmetic).
+    #[arg(
+        long,
+        env = "SHIFTGATE_SEVERITY",
+        default_value = "SEV-2",
+        value_name = "SEV-N"
+    )]
+    pub severity: String,
+    /// What happened (Markdown).
+    #[arg(
+        long,
+        env = "SHIFTGATE_BODY",
+        value_name = "TEXT",
+        conflicts_with = "body_file"
+    )]
+    pub body: Option<String>,
+    /// What happened, from a Markdown file.
+    #[arg(long, env = "SHIFTGATE_BODY_FILE", value_name = "FILE")]
+    pub body_file: Option<PathBuf>,
+    /// De-duplication key [default: the title].
+    #[arg(long, env = "SHIFTGATE_KEY", value_name = "KEY")]
+    pub key: Option<String>,
+    /// Extra label; repeatable.
+    #[arg(
+        long = "label",
+        env = "SHIFTGATE_LABEL",
+        value_name = "LABEL",
+        value_delimiter = ','
+    )]
+    pub labels: Vec<String>,
 }
 
 /// Which Cloud Run service: explicit coordinates, or an environment from the config file.

@@ -7,6 +7,7 @@ pub mod cloudrun;
 pub mod commands;
 pub mod config;
 pub mod gcp;
+pub mod github;
 pub mod health;
 pub mod metrics;
 pub mod output;

@@ -2,7 +2,9 @@
 //! signals to the engine's interrupt, and turns the result into output and an exit code.
 
 pub mod demo;
+pub mod dispatch;
 pub mod health;
+pub mod incident;
 pub mod rollback;
 pub mod rollout;
 pub mod status;
@@ -119,6 +121,33 @@ impl Endpoints {
     }
 }
 
+/// The GitHub client from `GITHUB_API_URL` and `GITHUB_TOKEN`/`GH_TOKEN` (exit 2 without a token).
+pub fn github_from_env() -> Result<crate::github::GitHub, CommandError> {
+    let token = crate::github::client::token_from_env().ok_or_else(|| {
+        CommandError::bad_input(
+            "no GitHub token: set GITHUB_TOKEN (in a workflow: `env: GITHUB_TOKEN: ${{ github.token }}`) or GH_TOKEN",
+        )
+    })?;
+    crate::github::GitHub::new(
+        &crate::github::client::api_url_from_env(),
+        &token,
+        crate::clock::Clock::new(),
+    )
+    .map_err(CommandError::bad_input)
+}
+
+/// `--repo`, else `$GITHUB_REPOSITORY`, checked for shape.
+pub fn repo_arg(repo: Option<&str>) -> Result<crate::github::Repo, CommandError> {
+    let text = repo
+        .map(str::to_string)
+        .or_else(|| std::env::var("GITHUB_REPOSITORY").ok())
+        .filter(|r| !r.trim().is_empty())
+        .ok_or_else(|| {
+            CommandError::bad_input("--repo OWNER/NAME is required (or set GITHUB_REPOSITORY)")
+        })?;
+    crate::github::Repo::parse(&text).map_err(CommandError::bad_input)
+}
+
 /// The JSON form of a traffic split.
 pub fn traffic_json(traffic: &[TrafficTarget]) -> Value {
     Value::Array(
@@ -177,11 +206,13 @@ pub async fn run(cli: Cli) -> i32 {
             Command::Status(args) => status::run(&context, args).await,
             Command::Health(args) => health::run(&context, args).await,
             Command::Demo(args) => demo::run(&context, args).await,
+            Command::Dispatch(args) => dispatch::run(&context, args).await,
+            Command::Incident(args) => incident::run(&context, args).await,
         }
     };
     // Rollout and rollback handle the interrupt themselves (they must leave traffic known);
     // read-only commands just stop.
-    let finished = if matches!(name, "rollout" | "rollback" | "demo") {
+    let finished = if matches!(name, "rollout" | "rollback" | "demo" | "dispatch") {
         work.await
     } else {
         tokio::select! {
@@ -221,5 +252,7 @@ fn command_name(command: &Command) -> &'static str {
         Command::Status(_) => "status",
         Command::Health(_) => "health",
         Command::Demo(_) => "demo",
+        Command::Dispatch(_) => "dispatch",
+        Command::Incident(_) => "incident",
     }
 }

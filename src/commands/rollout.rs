@@ -61,7 +61,8 @@ pub async fn run(context: &Context, args: RolloutArgs) -> Result<Finished, Comma
         "monitoring": metrics.rest().calls(),
     });
     if matches!(report.outcome, Outcome::RolledBack | Outcome::Failed) {
-        result["incident"] = incident_notice(args.no_incident, incident_repo.as_deref());
+        result["incident"] =
+            file_incident(args.no_incident, incident_repo.as_deref(), &report).await;
     }
     Ok(Finished {
         exit_code: report.exit_code(),
@@ -119,17 +120,52 @@ pub fn report_json(report: &Report, policy: &Policy) -> Value {
     value
 }
 
-/// Incident filing (GitHub issues) is not built yet; say so plainly instead of pretending.
-fn incident_notice(no_incident: bool, repo: Option<&str>) -> Value {
+/// Files the rollback's incident issue. Never changes the rollout's exit code: a failure to file is
+/// logged and reported in the result.
+async fn file_incident(no_incident: bool, repo: Option<&str>, report: &Report) -> Value {
     if no_incident {
         return json!({"filed": false, "reason": "--no-incident"});
     }
-    let reason = match repo {
-        Some(repo) => format!(
-            "incident filing to {repo} is not available in this version of shiftgate; file one by hand"
-        ),
-        None => "no repository configured (--repo or GITHUB_REPOSITORY)".to_string(),
+    let not_filed = |reason: String| {
+        eprintln!("incident: not filed: {reason}");
+        json!({"filed": false, "reason": reason})
     };
-    eprintln!("incident: not filed: {reason}");
-    json!({"filed": false, "reason": reason})
+    let Some(repo) = repo else {
+        return not_filed(
+            "no repository configured (--repo, config `repo` or GITHUB_REPOSITORY)".into(),
+        );
+    };
+    let repo = match crate::github::Repo::parse(repo) {
+        Ok(repo) => repo,
+        Err(message) => return not_filed(message),
+    };
+    let github = match crate::commands::github_from_env() {
+        Ok(github) => github,
+        Err(error) => return not_filed(error.message),
+    };
+    let incident = crate::github::incident::rollout_incident(repo, report);
+    let severity = incident.severity.name();
+    match tokio::time::timeout(
+        INCIDENT_TIMEOUT,
+        crate::github::incident::file(&github, &incident),
+    )
+    .await
+    {
+        Ok(Ok(filed)) => {
+            eprintln!(
+                "incident {severity} {}: #{} {}",
+                filed.action, filed.number, filed.url
+            );
+            json!({"filed": true, "action": filed.action, "number": filed.number,
+                   "url": filed.url, "severity": severity})
+        }
+        Ok(Err(error)) => not_filed(format!("filing the incident failed: {error}")),
+        Err(_) => not_filed(format!(
+            "filing the incident took longer than {}s",
+            INCIDENT_TIMEOUT.as_secs()
+        )),
+    }
 }
+
+/// How long filing the rollback's incident may take.
+pub const INCIDENT_TIMEOUT: Duration = Duration::from_secs(120);

@@ -1,10 +1,11 @@
-//! A simulated Cloud Run (control plane, data plane, Cloud Monitoring, STS) on loopback, used by
-//! `demo` and by the tests; `inproc` offers the same model to the engine without sockets.
+//! A simulated Cloud Run (control plane, data plane, Cloud Monitoring, STS) and a fake GitHub on
+//! loopback, used by `demo` and the tests; `inproc` offers the Cloud Run model without sockets.
 
 pub mod auth;
 pub mod control;
 pub mod dataplane;
 pub mod faults;
+pub mod github;
 pub mod inproc;
 pub mod model;
 pub mod monitoring;
@@ -22,6 +23,9 @@ use axum::response::{IntoResponse, Response};
 
 pub use dataplane::LoadHandle;
 pub use faults::Fault;
+pub use github::{
+    Approval, DispatchMode, GitHubExchange, GitHubFault, GitHubSim, JobSpec, WorkflowSpec,
+};
 pub use inproc::{SimHealth, SimMetrics, SimPlatform, port_error, start_inproc_load};
 pub use model::{ApiCall, ApiError, Behavior, ServiceKey, SimModel};
 

@@ -1,0 +1,54 @@
+//! `shiftgate dispatch`: checks the arguments, dispatches the workflow and watches its run, with
+//! progress on stderr and the run's conclusion as the exit code.
+
+use crate::cli::DispatchArgs;
+use crate::commands::{CommandError, Context, EXIT_BAD_INPUT, Finished, github_from_env, repo_arg};
+use crate::github::dispatch::{DispatchError, DispatchRequest, dispatch};
+
+pub async fn run(context: &Context, args: DispatchArgs) -> Result<Finished, CommandError> {
+    let repo = repo_arg(args.repo.as_deref())?;
+    if args.workflow.trim().is_empty() {
+        return Err(CommandError::bad_input(
+            "--workflow must name a workflow file or ID",
+        ));
+    }
+    let git_ref = args
+        .git_ref
+        .clone()
+        .or_else(|| std::env::var("GITHUB_REF_NAME").ok())
+        .filter(|r| !r.trim().is_empty())
+        .ok_or_else(|| CommandError::bad_input("--ref REF is required (or set GITHUB_REF_NAME)"))?;
+    let github = github_from_env()?;
+    let request = DispatchRequest {
+        repo,
+        workflow: args.workflow.trim().to_string(),
+        git_ref,
+        inputs: args.inputs.clone(),
+        timeout: args.timeout,
+        poll: args.poll,
+        wait: !args.no_wait,
+        cancel_on_timeout: args.cancel_on_timeout,
+        cancel_on_interrupt: args.cancel_on_interrupt,
+    };
+    let log = |line: &str| eprintln!("{line}");
+    let report = dispatch(&github, &request, &context.interrupt, &log)
+        .await
+        .map_err(|error| match error {
+            DispatchError::BadInput(message) => CommandError {
+                exit_code: EXIT_BAD_INPUT,
+                message,
+            },
+            DispatchError::Api(message) => CommandError::api(message),
+        })?;
+    let stats = github.stats();
+    let mut result = report.json();
+    result["api_calls"] = serde_json::json!({
+        "requests": stats.requests,
+        "not_modified": stats.not_modified,
+        "rate_limit_waits": stats.rate_limit_waits,
+    });
+    Ok(Finished {
+        exit_code: report.exit_code(),
+        result,
+    })
+}

@@ -1,0 +1,67 @@
+//! `shiftgate incident`: checks the arguments, then opens an incident issue or comments on the open
+//! one with the same key.
+
+use serde_json::json;
+
+use crate::cli::IncidentArgs;
+use crate::commands::{CommandError, Context, EXIT_OK, Finished, github_from_env, repo_arg};
+use crate::github::GitHubError;
+use crate::github::incident::{Incident, Severity, file};
+
+pub async fn run(_context: &Context, args: IncidentArgs) -> Result<Finished, CommandError> {
+    let repo = repo_arg(args.repo.as_deref())?;
+    let severity = Severity::parse(&args.severity).map_err(CommandError::bad_input)?;
+    if args.title.trim().is_empty() {
+        return Err(CommandError::bad_input("--title must not be empty"));
+    }
+    let summary = match (&args.body, &args.body_file) {
+        (Some(_), Some(_)) => {
+            return Err(CommandError::bad_input(
+                "give --body or --body-file, not both",
+            ));
+        }
+        (Some(body), None) => body.clone(),
+        (None, Some(path)) => std::fs::read_to_string(path)
+            .map_err(|e| CommandError::bad_input(format!("--body-file {}: {e}", path.display())))?,
+        (None, None) => args.title.clone(),
+    };
+    let github = github_from_env()?;
+    let key = args
+        .key
+        .clone()
+        .unwrap_or_else(|| args.title.trim().to_string());
+    let incident = Incident {
+        repo,
+        title: args.title.trim().to_string(),
+        severity,
+        key: key.clone(),
+        labels: args.labels.clone(),
+        summary,
+        timeline: None,
+        links: Vec::new(),
+    };
+    let filed = file(&github, &incident)
+        .await
+        .map_err(|error| match error {
+            GitHubError::Status {
+                status: 401 | 403 | 404,
+                ..
+            } => CommandError::bad_input(format!(
+                "{error}: the token needs `issues: write` on {}",
+                incident.repo
+            )),
+            error => CommandError::api(format!("filing the incident failed: {error}")),
+        })?;
+    eprintln!("incident {}: #{} {}", filed.action, filed.number, filed.url);
+    Ok(Finished {
+        exit_code: EXIT_OK,
+        result: json!({
+            "command": "incident",
+            "outcome": filed.action,
+            "number": filed.number,
+            "url": filed.url,
+            "key": key,
+            "exit_code": EXIT_OK,
+        }),
+    })
+}

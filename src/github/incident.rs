@@ -1,0 +1,485 @@
+//! Incident issues: the body built from the runbook's incident report (what happened, severity,
+//! timeline, links, next steps) with a hidden key, and filing that de-duplicates on that key.
+
+use std::time::SystemTime;
+
+use serde_json::{Value, json};
+
+use crate::github::client::{GitHub, GitHubError, Repo};
+
+/// The runbook's severities.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Severity {
+    Sev1,
+    Sev2,
+    Sev3,
+    Sev4,
+}
+
+impl Severity {
+    pub fn parse(text: &str) -> Result<Severity, String> {
+        let normal = text.trim().to_ascii_uppercase().replace(['_', ' '], "-");
+        match normal.as_str() {
+            "SEV-1" | "SEV1" => Ok(Severity::Sev1),
+            "SEV-2" | "SEV2" => Ok(Severity::Sev2),
+            "SEV-3" | "SEV3" => Ok(Severity::Sev3),
+            "SEV-4" | "SEV4" => Ok(Severity::Sev4),
+            _ => Err(format!(
+                "--severity must be SEV-1, SEV-2, SEV-3 or SEV-4, got {text:?}"
+            )),
+        }
+    }
+
+    pub fn number(self) -> u8 {
+        match self {
+            Severity::Sev1 => 1,
+            Severity::Sev2 => 2,
+            Severity::Sev3 => 3,
+            Severity::Sev4 => 4,
+        }
+    }
+
+    pub fn name(self) -> String {
+        format!("SEV-{}", self.number())
+    }
+
+    pub fn label(self) -> String {
+        format!("sev-{}", self.number())
+    }
+
+    pub fn meaning(self) -> &'static str {
+        match self {
+            Severity::Sev1 => "critical: the service is down or unusable for everyone",
+            Severity::Sev2 => "major: a deploy failed or the service is degraded for many users",
+            Severity::Sev3 => "minor: limited impact, a workaround exists",
+            Severity::Sev4 => "cosmetic: no user impact",
+        }
+    }
+
+    fn color(self) -> &'static str {
+        match self {
+            Severity::Sev1 => "b60205",
+            Severity::Sev2 => "d93f0b",
+            Severity::Sev3 => "fbca04",
+            Severity::Sev4 => "c5def5",
+        }
+    }
+}
+
+/// One incident to file.
+#[derive(Debug, Clone)]
+pub struct Incident {
+    pub repo: Repo,
+    pub title: String,
+    pub severity: Severity,
+    /// De-duplication key (defaults to the title).
+    pub key: String,
+    /// Extra labels besides `incident` and `sev-N`.
+    pub labels: Vec<String>,
+    /// What happened (Markdown).
+    pub summary: String,
+    /// Timeline section (Markdown), if the caller has one.
+    pub timeline: Option<String>,
+    /// Extra `(text, url)` links.
+    pub links: Vec<(String, String)>,
+}
+
+/// The link to the workflow run that is filing, from the Actions environment.
+pub fn workflow_run_link() -> Option<String> {
+    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+    Some(format!(
+        "{}/{}/actions/runs/{}",
+        var("GITHUB_SERVER_URL")?.trim_end_matches('/'),
+        var("GITHUB_REPOSITORY")?,
+        var("GITHUB_RUN_ID")?
+    ))
+}
+
+/// The hidden marker that identifies an incident's issue.
+pub fn marker(key: &str) -> String {
+    let safe = key.replace("--", "- -").replace('>', "");
+    format!("<!-- shiftgate-incident: {} -->", safe.trim())
+}
+
+fn now_text(at: SystemTime) -> String {
+    humantime::format_rfc3339_seconds(at).to_string()
+}
+
+/// The issue body, following the runbook's incident report.
+pub fn render_body(incident: &Incident, run_link: Option<&str>, at: SystemTime) -> String {
+    let severity = incident.severity;
+    let mut body = format!(
+        "{}\n## Incident: {}\n\n| | |\n|---|---|\n| **Severity** | {} — {} |\n| **Status** | open, investigating |\n| **Detected** | {} by shiftgate |\n\n### What happened\n\n{}\n\n### Timeline\n\n",
+        marker(&incident.key),
+        incident.title,
+        severity.name(),
+        severity.meaning(),
+        now_text(at),
+        incident.summary.trim()
+    );
+    match &incident.timeline {
+        Some(timeline) => body.push_str(timeline.trim()),
+        None => body.push_str(&format!("- {}: incident filed", now_text(at))),
+    }
+    body.push_str("\n\n### Links\n\n");
+    let mut links = Vec::new();
+    if let Some(url) = run_link {
+        links.push(format!("- Workflow run: {url}"));
+    }
+    for (text, url) in &incident.links {
+        links.push(format!("- {text}: {url}"));
+    }
+    if links.is_empty() {
+        links.push("- (no workflow run: filed outside GitHub Actions)".into());
+    }
+    body.push_str(&links.join("\n"));
+    body.push_str("\n\n### Next steps\n\n");
+    let steps: &[&str] = match severity {
+        Severity::Sev1 => &[
+            "Page the on-call engineer now",
+            "Restore service: `shiftgate rollback --to REVISION` to the last good revision",
+            "Confirm with `shiftgate health` and `shiftgate status`",
+            "Post a status update every 30 minutes until resolved",
+        ],
+        Severity::Sev2 => &[
+            "Confirm stable traffic is healthy: `shiftgate status`, `shiftgate health`",
+            "Find why the candidate failed (logs of the failed revision)",
+        ],
+        _ => &["Triage in the next working day"],
+    };
+    for step in steps {
+        body.push_str(&format!("- [ ] {step}\n"));
+    }
+    body.push_str("- [ ] Write the root cause and the follow-ups here, then close this issue\n");
+    body
+}
+
+/// The comment added when the same incident happens again.
+pub fn render_comment(incident: &Incident, run_link: Option<&str>, at: SystemTime) -> String {
+    let mut text = format!(
+        "{}\n### Happened again at {}: {} ({})\n\n{}\n",
+        marker(&incident.key),
+        now_text(at),
+        incident.title,
+        incident.severity.name(),
+        incident.summary.trim()
+    );
+    if let Some(timeline) = &incident.timeline {
+        text.push_str(&format!("\n#### Timeline\n\n{}\n", timeline.trim()));
+    }
+    if let Some(url) = run_link {
+        text.push_str(&format!("\nWorkflow run: {url}\n"));
+    }
+    text
+}
+
+/// The incident a rollout files when it rolls back: SEV-2 with the step table and the timeline,
+/// SEV-1 when the rollback itself failed. The key is the service, so a flapping service gets one
+/// issue with a comment per rollback.
+pub fn rollout_incident(repo: Repo, report: &crate::rollout::Report) -> Incident {
+    use crate::rollout::judge::percent;
+    let severity = if report.rollback_failed {
+        Severity::Sev1
+    } else {
+        Severity::Sev2
+    };
+    let service = report.service.rsplit('/').next().unwrap_or(&report.service);
+    let title = if report.rollback_failed {
+        format!("Rollback of {service} FAILED: the service needs a person")
+    } else {
+        format!("Rollout of {} to {service} rolled back", report.candidate)
+    };
+    let mut summary = format!(
+        "shiftgate {} the rollout of candidate revision `{}` (image `{}`) to `{}`.\n\n- Stable revision: `{}`\n- Candidate revision: `{}`\n- Reason: {}\n- Final traffic: {}\n",
+        if report.rollback_failed {
+            "could not roll back"
+        } else {
+            "rolled back"
+        },
+        report.candidate,
+        report.image.as_deref().unwrap_or("(existing revision)"),
+        report.service,
+        report.stable,
+        report.candidate,
+        report.reason.as_deref().unwrap_or("(none recorded)"),
+        crate::rollout::timeline::describe_traffic(&report.final_traffic),
+    );
+    if !report.steps.is_empty() {
+        summary.push_str("\n| step | traffic | candidate requests | 5xx | error rate | health | verdict |\n|---:|---:|---:|---:|---:|---|---|\n");
+        for step in &report.steps {
+            summary.push_str(&format!(
+                "| {} | {}% | {} | {} | {} | {} | {} |\n",
+                step.step,
+                step.percent,
+                step.candidate_requests,
+                step.candidate_5xx,
+                step.error_rate.map(percent).unwrap_or_else(|| "n/a".into()),
+                step.health,
+                step.verdict
+            ));
+        }
+    }
+    let timeline: Vec<String> = report
+        .timeline
+        .iter()
+        .filter_map(|event| {
+            let line = crate::output::progress_line(event)?;
+            Some(format!(
+                "- {} `{}`",
+                now_text(event.at),
+                line.replace('`', "'")
+            ))
+        })
+        .collect();
+    Incident {
+        repo,
+        title,
+        severity,
+        key: report.service.clone(),
+        labels: Vec::new(),
+        summary,
+        timeline: Some(timeline.join("\n")),
+        links: Vec::new(),
+    }
+}
+
+/// What filing did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Filed {
+    /// `created` or `commented`.
+    pub action: &'static str,
+    pub number: u64,
+    pub url: String,
+}
+
+/// Open issues labelled `incident` that carry this key's marker, oldest first.
+async fn open_with_key(
+    github: &GitHub,
+    repo: &Repo,
+    key: &str,
+) -> Result<Vec<(u64, String)>, GitHubError> {
+    let listing = github
+        .get(&format!(
+            "{}/issues?labels=incident&state=open&sort=created&direction=asc&per_page=100",
+            repo.path()
+        ))
+        .await?;
+    let marker = marker(key);
+    let mut found: Vec<(u64, String)> = listing
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|issue| issue.get("pull_request").is_none())
+        .filter(|issue| issue["body"].as_str().is_some_and(|b| b.contains(&marker)))
+        .filter_map(|issue| {
+            Some((
+                issue["number"].as_u64()?,
+                issue["html_url"].as_str().unwrap_or_default().to_string(),
+            ))
+        })
+        .collect();
+    found.sort();
+    Ok(found)
+}
+
+async fn ensure_label(
+    github: &GitHub,
+    repo: &Repo,
+    name: &str,
+    color: &str,
+) -> Result<(), GitHubError> {
+    let path = format!(
+        "{}/labels/{}",
+        repo.path(),
+        crate::github::client::encode(name)
+    );
+    match github.get(&path).await {
+        Ok(_) => Ok(()),
+        Err(error) if error.status() == Some(404) => {
+            match github
+                .post(
+                    &format!("{}/labels", repo.path()),
+                    &json!({"name": name, "color": color}),
+                )
+                .await
+            {
+                // 422 already_exists: someone else made it meanwhile.
+                Ok(_) => Ok(()),
+                Err(error) if error.status() == Some(422) => Ok(()),
+                Err(error) => Err(error),
+            }
+        }
+        Err(error) => Err(error),
+    }
+}
+
+async fn comment(
+    github: &GitHub,
+    repo: &Repo,
+    number: u64,
+    text: &str,
+) -> Result<Value, GitHubError> {
+    github
+        .post(
+            &format!("{}/issues/{number}/comments", repo.path()),
+            &json!({"body": text}),
+        )
+        .await
+        .map(|a| a.body)
+}
+
+/// Files the incident: comments on the open issue with the same key, else creates one. The create
+/// POST is sent once; after an ambiguous failure it looks before anything else. When two callers
+/// race and both create, the later issue is closed as a duplicate and becomes a comment on the
+/// earlier one.
+pub async fn file(github: &GitHub, incident: &Incident) -> Result<Filed, GitHubError> {
+    let repo = &incident.repo;
+    let run_link = workflow_run_link();
+    let at = github.clock().now();
+    if let Some((number, url)) = open_with_key(github, repo, &incident.key)
+        .await?
+        .first()
+        .cloned()
+    {
+        comment(
+            github,
+            repo,
+            number,
+            &render_comment(incident, run_link.as_deref(), at),
+        )
+        .await?;
+        return Ok(Filed {
+            action: "commented",
+            number,
+            url,
+        });
+    }
+    let mut labels = vec!["incident".to_string(), incident.severity.label()];
+    for label in &incident.labels {
+        if !labels.contains(label) {
+            labels.push(label.clone());
+        }
+    }
+    ensure_label(github, repo, "incident", "b60205").await?;
+    ensure_label(
+        github,
+        repo,
+        &incident.severity.label(),
+        incident.severity.color(),
+    )
+    .await?;
+    for label in &incident.labels {
+        ensure_label(github, repo, label, "ededed").await?;
+    }
+    let body = json!({
+        "title": incident.title,
+        "body": render_body(incident, run_link.as_deref(), at),
+        "labels": labels,
+    });
+    let (number, url) = match github.post(&format!("{}/issues", repo.path()), &body).await {
+        Ok(answer) => (
+            answer.body["number"].as_u64().unwrap_or_default(),
+            answer.body["html_url"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+        ),
+        Err(GitHubError::Ambiguous(reason)) => {
+            // It may have been created: look, never send it again blindly.
+            match open_with_key(github, repo, &incident.key)
+                .await?
+                .first()
+                .cloned()
+            {
+                Some(found) => found,
+                None => {
+                    return Err(GitHubError::Ambiguous(format!(
+                        "{reason}; no issue with key {:?} was found afterwards, so it was not created (not sent again)",
+                        incident.key
+                    )));
+                }
+            }
+        }
+        Err(error) => return Err(error),
+    };
+    let open = open_with_key(github, repo, &incident.key).await?;
+    if let Some((first, first_url)) = open.first().cloned()
+        && first < number
+    {
+        // Another job filed the same incident at the same moment: keep the earlier issue.
+        github
+            .patch(
+                &format!("{}/issues/{number}", repo.path()),
+                &json!({"state": "closed", "state_reason": "duplicate"}),
+            )
+            .await?;
+        comment(github, repo, number, &format!("Duplicate of #{first}.")).await?;
+        comment(
+            github,
+            repo,
+            first,
+            &render_comment(incident, run_link.as_deref(), at),
+        )
+        .await?;
+        return Ok(Filed {
+            action: "commented",
+            number: first,
+            url: first_url,
+        });
+    }
+    Ok(Filed {
+        action: "created",
+        number,
+        url,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn incident() -> Incident {
+        Incident {
+            repo: Repo::parse("loopcloser/app").unwrap(),
+            title: "Deploy of v1.4.0 to prod failed".into(),
+            severity: Severity::Sev2,
+            key: "Deploy of v1.4.0 to prod failed".into(),
+            labels: vec![],
+            summary: "The candidate answered 5xx.".into(),
+            timeline: None,
+            links: vec![],
+        }
+    }
+
+    #[test]
+    fn severities_parse_only_sev_1_to_4() {
+        assert_eq!(Severity::parse("SEV-2"), Ok(Severity::Sev2));
+        assert_eq!(Severity::parse("sev1"), Ok(Severity::Sev1));
+        assert!(Severity::parse("SEV-5").unwrap_err().contains("--severity"));
+    }
+
+    #[test]
+    fn the_body_follows_the_runbook_report_and_carries_the_key() {
+        let body = render_body(
+            &incident(),
+            Some("https://github.com/loopcloser/app/actions/runs/9"),
+            SystemTime::UNIX_EPOCH,
+        );
+        assert!(body.starts_with("<!-- shiftgate-incident: Deploy of v1.4.0 to prod failed -->"));
+        for section in [
+            "### What happened",
+            "### Timeline",
+            "### Links",
+            "### Next steps",
+        ] {
+            assert!(body.contains(section), "{section}");
+        }
+        assert!(body.contains("SEV-2 — major"));
+        assert!(body.contains("Workflow run: https://github.com/loopcloser/app/actions/runs/9"));
+    }
+
+    #[test]
+    fn a_key_cannot_close_the_hidden_comment_early() {
+        assert_eq!(marker("a-->b"), "<!-- shiftgate-incident: a- -b -->");
+    }
+}

@@ -1,0 +1,376 @@
+//! Black-box tests of `shiftgate dispatch`, `shiftgate incident` and rollout's automatic incident,
+//! with `GITHUB_API_URL` pointing at the fake GitHub (and the Cloud Run simulator for rollout).
+
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+use shiftgate::clock::Clock;
+use shiftgate::sim::{Behavior, GitHubSim, JobSpec, Sim, WorkflowSpec};
+
+const MS: Duration = Duration::from_millis(1);
+
+async fn github() -> GitHubSim {
+    let sim = GitHubSim::start(Clock::new(), "loopcloser", "app")
+        .await
+        .unwrap();
+    sim.add_workflow(
+        WorkflowSpec::new("deploy.yml", "Deploy to Cloud Run")
+            .input("environment")
+            .input("image_tag")
+            .queued_for(100 * MS)
+            .job(
+                JobSpec::new("deploy")
+                    .step("gcloud run deploy", 300 * MS)
+                    .step("Smoke test", 200 * MS),
+            ),
+    );
+    sim
+}
+
+fn command(github: &GitHubSim, args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_shiftgate"));
+    command
+        .args(args)
+        .env_clear()
+        .env("GITHUB_API_URL", github.api_url())
+        .env("GITHUB_TOKEN", "test-token")
+        .current_dir(std::env::temp_dir())
+        .stdin(Stdio::null());
+    command
+}
+
+async fn run(mut command: Command) -> Output {
+    tokio::task::spawn_blocking(move || command.output().unwrap())
+        .await
+        .unwrap()
+}
+
+fn json_of(output: &Output) -> Value {
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    serde_json::from_str(stdout.trim()).unwrap_or_else(|e| {
+        panic!(
+            "one JSON object ({e}): {stdout}\nstderr: {}",
+            String::from_utf8_lossy(&output.stderr)
+        )
+    })
+}
+
+fn stderr_of(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn given_the_fake_github_when_dispatch_runs_then_it_prints_one_json_result_and_exits_0() {
+    let github = github().await;
+    let output = run(command(
+        &github,
+        &[
+            "dispatch",
+            "--json",
+            "--repo",
+            "loopcloser/app",
+            "--workflow",
+            "deploy.yml",
+            "--ref",
+            "main",
+            "--input",
+            "environment=prod",
+            "--input",
+            "image_tag=v1.4.0",
+            "--poll",
+            "100ms",
+        ],
+    ))
+    .await;
+
+    assert_eq!(output.status.code(), Some(0), "{}", stderr_of(&output));
+    let result = json_of(&output);
+    assert_eq!(result["command"], "dispatch");
+    assert_eq!(result["outcome"], "success");
+    assert_eq!(result["conclusion"], "success");
+    assert_eq!(
+        result["jobs"],
+        serde_json::json!([{"name": "deploy", "conclusion": "success"}])
+    );
+    assert_eq!(result["exit_code"], 0);
+    assert!(
+        result["run_url"]
+            .as_str()
+            .unwrap()
+            .ends_with(&result["run_id"].to_string())
+    );
+    assert!(result["duration_s"].is_number());
+    assert!(stderr_of(&output).contains("deploy › Smoke test: success"));
+    assert_eq!(github.dispatch_posts(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn given_the_fake_github_when_incident_runs_twice_then_it_creates_then_comments() {
+    let github = github().await;
+    let body = std::env::temp_dir().join(format!("shiftgate-summary-{}.md", std::process::id()));
+    std::fs::write(&body, "prod answered 503 after the deploy").unwrap();
+    let args = [
+        "incident",
+        "--json",
+        "--repo",
+        "loopcloser/app",
+        "--severity",
+        "SEV-2",
+        "--title",
+        "Deploy of v1.4.0 to prod failed",
+        "--body-file",
+        body.to_str().unwrap(),
+    ];
+    let mut first = command(&github, &args);
+    first
+        .env("GITHUB_SERVER_URL", "https://github.com")
+        .env("GITHUB_REPOSITORY", "loopcloser/app")
+        .env("GITHUB_RUN_ID", "77");
+
+    let created = run(first).await;
+    let commented = run(command(&github, &args)).await;
+
+    assert_eq!(created.status.code(), Some(0), "{}", stderr_of(&created));
+    let created = json_of(&created);
+    assert_eq!(created["command"], "incident");
+    assert_eq!(created["outcome"], "created");
+    assert_eq!(created["key"], "Deploy of v1.4.0 to prod failed");
+    assert_eq!(created["exit_code"], 0);
+    let commented = json_of(&commented);
+    assert_eq!(commented["outcome"], "commented");
+    assert_eq!(commented["number"], created["number"]);
+    let issues = github.issues();
+    assert_eq!(issues.len(), 1);
+    assert!(issues[0].body.contains("prod answered 503"));
+    assert!(
+        issues[0]
+            .body
+            .contains("https://github.com/loopcloser/app/actions/runs/77")
+    );
+    assert_eq!(issues[0].labels, vec!["incident", "sev-2"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn given_bad_input_when_dispatch_or_incident_runs_then_exit_2_naming_the_flag_and_nothing_is_sent()
+ {
+    let github = github().await;
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (
+            vec!["dispatch", "--workflow", "deploy.yml", "--ref", "main"],
+            "--repo",
+        ),
+        (
+            vec![
+                "dispatch",
+                "--repo",
+                "loopcloser",
+                "--workflow",
+                "d.yml",
+                "--ref",
+                "main",
+            ],
+            "--repo",
+        ),
+        (
+            vec![
+                "dispatch",
+                "--repo",
+                "a/b",
+                "--workflow",
+                "d.yml",
+                "--ref",
+                "main",
+                "--input",
+                "environment",
+            ],
+            "--input",
+        ),
+        (
+            vec!["dispatch", "--repo", "a/b", "--workflow", "d.yml"],
+            "--ref",
+        ),
+        (
+            vec![
+                "incident",
+                "--repo",
+                "a/b",
+                "--title",
+                "t",
+                "--severity",
+                "SEV-5",
+            ],
+            "--severity",
+        ),
+        (
+            vec![
+                "incident",
+                "--repo",
+                "a/b",
+                "--title",
+                "t",
+                "--body",
+                "x",
+                "--body-file",
+                "f",
+            ],
+            "--body",
+        ),
+    ];
+    for (args, flag) in cases {
+        let output = run(command(&github, &args)).await;
+        assert_eq!(
+            output.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            stderr_of(&output)
+        );
+        assert!(
+            stderr_of(&output).contains(flag),
+            "{args:?}: {}",
+            stderr_of(&output)
+        );
+    }
+    let mut no_token = command(&github, &["incident", "--repo", "a/b", "--title", "t"]);
+    no_token.env_remove("GITHUB_TOKEN");
+    let output = run(no_token).await;
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr_of(&output).contains("GITHUB_TOKEN"),
+        "{}",
+        stderr_of(&output)
+    );
+    assert_eq!(github.counts().total, 0, "nothing was sent");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn given_a_bad_candidate_when_rollout_rolls_back_then_it_files_a_sev2_incident_with_its_timeline()
+ {
+    let github = github().await;
+    let sim = Sim::start(Clock::new()).await.unwrap();
+    sim.set_operation_delay(Duration::from_millis(50));
+    let stable = sim.add_service(
+        "loopcloser",
+        "us-central1",
+        "loopcloser-dev",
+        "registry/app:v1.0.0",
+    );
+    sim.register_image("registry/app:v1.1.0", Behavior::erroring("1.1.0", 0.4));
+    let _load = sim.start_load("loopcloser", "us-central1", "loopcloser-dev", 40.0);
+    let args = [
+        "rollout",
+        "--json",
+        "--project",
+        "loopcloser",
+        "--region",
+        "us-central1",
+        "--service",
+        "loopcloser-dev",
+        "--image",
+        "registry/app:v1.1.0",
+        "--repo",
+        "loopcloser/app",
+        "--steps",
+        "50,100",
+        "--bake",
+        "2s",
+        "--interval",
+        "250ms",
+        "--min-requests",
+        "10",
+        "--metrics-delay",
+        "0s",
+    ];
+    let rollout = |github: &GitHubSim| {
+        let mut command = command(github, &args);
+        command
+            .env("SHIFTGATE_CLOUD_RUN_URL", sim.cloud_run_url())
+            .env("SHIFTGATE_MONITORING_URL", sim.monitoring_url());
+        command
+    };
+
+    let first = run(rollout(&github)).await;
+    let second = run(rollout(&github)).await;
+
+    assert_eq!(first.status.code(), Some(1), "{}", stderr_of(&first));
+    let result = json_of(&first);
+    assert_eq!(result["outcome"], "rolled_back");
+    assert_eq!(result["incident"]["filed"], true, "{}", result["incident"]);
+    assert_eq!(result["incident"]["action"], "created");
+    assert_eq!(result["incident"]["severity"], "SEV-2");
+    assert_eq!(
+        json_of(&second)["incident"]["action"],
+        "commented",
+        "one issue per service"
+    );
+    let issues = github.issues();
+    assert_eq!(issues.len(), 1);
+    let body = &issues[0].body;
+    assert!(
+        body.contains(
+            "| step | traffic | candidate requests | 5xx | error rate | health | verdict |"
+        ),
+        "{body}"
+    );
+    assert!(body.contains(&stable), "{body}");
+    assert!(body.contains("rolling back to stable"), "{body}");
+    assert_eq!(issues[0].labels, vec!["incident", "sev-2"]);
+    assert_eq!(issues[0].comments.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn given_no_repository_when_rollout_rolls_back_then_it_says_once_why_no_incident_was_filed() {
+    let github = github().await;
+    let sim = Sim::start(Clock::new()).await.unwrap();
+    sim.set_operation_delay(Duration::from_millis(50));
+    sim.add_service(
+        "loopcloser",
+        "us-central1",
+        "loopcloser-dev",
+        "registry/app:v1.0.0",
+    );
+    sim.register_image("registry/app:v1.1.0", Behavior::erroring("1.1.0", 0.4));
+    let _load = sim.start_load("loopcloser", "us-central1", "loopcloser-dev", 40.0);
+    let mut command = command(
+        &github,
+        &[
+            "rollout",
+            "--json",
+            "--project",
+            "loopcloser",
+            "--region",
+            "us-central1",
+            "--service",
+            "loopcloser-dev",
+            "--image",
+            "registry/app:v1.1.0",
+            "--steps",
+            "50,100",
+            "--bake",
+            "2s",
+            "--interval",
+            "250ms",
+            "--min-requests",
+            "10",
+            "--metrics-delay",
+            "0s",
+        ],
+    );
+    command
+        .env("SHIFTGATE_CLOUD_RUN_URL", sim.cloud_run_url())
+        .env("SHIFTGATE_MONITORING_URL", sim.monitoring_url());
+
+    let output = run(command).await;
+
+    assert_eq!(output.status.code(), Some(1), "{}", stderr_of(&output));
+    let result = json_of(&output);
+    assert_eq!(result["incident"]["filed"], false);
+    assert!(
+        result["incident"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("no repository")
+    );
+    assert_eq!(stderr_of(&output).matches("incident: not filed").count(), 1);
+    assert_eq!(github.counts().total, 0);
+}
