@@ -174,20 +174,28 @@ pub fn render_comment(incident: &Incident, run_link: Option<&str>, at: SystemTim
 }
 
 /// The incident a rollout files when it rolls back: SEV-2 with the step table and the timeline,
-/// SEV-1 when the rollback itself failed. The key is the service, so a flapping service gets one
-/// issue with a comment per rollback.
+/// SEV-1 when the rollback itself failed or stable is unhealthy after it. The key is the service,
+/// so a flapping service gets one issue with a comment per rollback.
 pub fn rollout_incident(repo: Repo, report: &crate::rollout::Report) -> Incident {
     use crate::rollout::judge::percent;
-    let severity = if report.rollback_failed {
+    let stable_unhealthy = report.stable_health.as_ref().and_then(|verdict| {
+        verdict
+            .is_fail()
+            .then(|| verdict.reason().unwrap_or_default())
+    });
+    let severity = if report.rollback_failed || stable_unhealthy.is_some() {
         Severity::Sev1
     } else {
         Severity::Sev2
     };
     let service = report.service.rsplit('/').next().unwrap_or(&report.service);
-    let title = if report.rollback_failed {
-        format!("Rollback of {service} FAILED: the service needs a person")
-    } else {
-        format!("Rollout of {} to {service} rolled back", report.candidate)
+    let title = match (report.rollback_failed, stable_unhealthy) {
+        (true, _) => format!("Rollback of {service} FAILED: the service needs a person"),
+        (false, Some(_)) => format!(
+            "{service} is unhealthy after rolling back to {}: the service needs a person",
+            report.stable
+        ),
+        (false, None) => format!("Rollout of {} to {service} rolled back", report.candidate),
     };
     let mut summary = format!(
         "shiftgate {} the rollout of candidate revision `{}` (image `{}`) to `{}`.\n\n- Stable revision: `{}`\n- Candidate revision: `{}`\n- Reason: {}\n- Final traffic: {}\n",
@@ -204,6 +212,11 @@ pub fn rollout_incident(repo: Repo, report: &crate::rollout::Report) -> Incident
         report.reason.as_deref().unwrap_or("(none recorded)"),
         crate::rollout::timeline::describe_traffic(&report.final_traffic),
     );
+    if let Some(reason) = stable_unhealthy {
+        summary.push_str(&format!(
+            "- **Stable is unhealthy too** after the rollback: {reason}\n"
+        ));
+    }
     if !report.steps.is_empty() {
         summary.push_str("\n| step | traffic | candidate requests | 5xx | error rate | health | verdict |\n|---:|---:|---:|---:|---:|---|---|\n");
         for step in &report.steps {
@@ -476,6 +489,48 @@ mod tests {
         }
         assert!(body.contains("SEV-2 — major"));
         assert!(body.contains("Workflow run: https://github.com/loopcloser/app/actions/runs/9"));
+    }
+
+    fn rolled_back_report() -> crate::rollout::Report {
+        crate::rollout::Report {
+            outcome: crate::rollout::Outcome::RolledBack,
+            service: "projects/p/locations/r/services/app".into(),
+            stable: "app-1".into(),
+            candidate: "app-2".into(),
+            image: None,
+            planned_steps: vec![10, 100],
+            steps: Vec::new(),
+            final_traffic: vec![crate::rollout::ports::TrafficTarget::new("app-1", 100)],
+            reason: Some("candidate 5xx rate 30%".into()),
+            rollback_failed: false,
+            api_failed: false,
+            stable_health: Some(crate::health::Verdict::Pass),
+            duration_s: 1.0,
+            timeline: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_rollback_to_a_healthy_stable_is_sev2_and_an_unhealthy_stable_is_sev1() {
+        let repo = Repo::parse("loopcloser/app").unwrap();
+        let healthy = rollout_incident(repo.clone(), &rolled_back_report());
+        assert_eq!(healthy.severity, Severity::Sev2);
+        assert_eq!(healthy.key, "projects/p/locations/r/services/app");
+
+        let mut report = rolled_back_report();
+        report.stable_health = Some(crate::health::Verdict::Fail("answered HTTP 503".into()));
+        let unhealthy = rollout_incident(repo.clone(), &report);
+        assert_eq!(unhealthy.severity, Severity::Sev1);
+        assert!(
+            unhealthy
+                .title
+                .contains("unhealthy after rolling back to app-1")
+        );
+        assert!(unhealthy.summary.contains("answered HTTP 503"));
+
+        let mut report = rolled_back_report();
+        report.rollback_failed = true;
+        assert_eq!(rollout_incident(repo, &report).severity, Severity::Sev1);
     }
 
     #[test]
