@@ -189,6 +189,7 @@ async fn every_exchange_of_real_rollouts_matches_the_official_contracts() {
     let (proxy, log) = start_recorder(sim.cloud_run_url()).await;
     let stable = sim.add_service("p", "us-central1", "app", "registry/app:v1.0.0");
     sim.register_image("registry/app:bad", Behavior::erroring("1.1.0", 0.5));
+    sim.register_image("registry/app:broken", Behavior::failing_to_start("1.2.0"));
     let _load = sim.start_load("p", "us-central1", "app", 5.0);
     // Errors too must have Google's shape.
     sim.inject(Fault::status_retry_after("GET", "services/app", 429, 1));
@@ -218,7 +219,11 @@ async fn every_exchange_of_real_rollouts_matches_the_official_contracts() {
         metrics_delay: Duration::ZERO,
         ..Policy::default()
     };
-    for image in ["registry/app:v1.1.0", "registry/app:bad"] {
+    for image in [
+        "registry/app:v1.1.0",
+        "registry/app:bad",
+        "registry/app:broken",
+    ] {
         let request = RolloutRequest {
             policy: policy.clone(),
             candidate: CandidateSource::Image(image.into()),
@@ -283,6 +288,12 @@ async fn every_exchange_of_real_rollouts_matches_the_official_contracts() {
         );
     }
     assert!(exchanges.iter().any(|e| e.status == 429) && exchanges.iter().any(|e| e.status == 409));
+    assert!(
+        exchanges
+            .iter()
+            .any(|e| e.response.get("error").is_some() && e.status == 200),
+        "a failed operation (candidate that does not start) was validated"
+    );
     assert!(
         exchanges.iter().any(|e| e.status == 404),
         "a missing revision answers 404 in Google's error shape"
