@@ -86,6 +86,7 @@ impl Credentials {
                         "could not obtain a Google access token: {error}"
                     ))
                 })?;
+                crate::actions::mask_once(&token.token);
                 Ok(Some(token.token))
             }
         }

@@ -1,6 +1,7 @@
 //! shiftgate: progressive delivery for Google Cloud Run — stepped traffic shifting gated on health
 //! and error rate, with automatic rollback.
 
+pub mod actions;
 pub mod cli;
 pub mod clock;
 pub mod cloudrun;

@@ -144,3 +144,20 @@ pub fn eprint_progress(event: &Event) {
         eprintln!("{line}");
     }
 }
+
+/// The progress sink for this run: in a GitHub Actions job, the progress lines with a log group per
+/// step and annotations for failed and inconclusive gates; elsewhere the plain progress lines.
+/// Workflow commands go to stderr with the rest of the progress: the runner reads them from both
+/// streams, and stdout is kept for the `--json` result.
+pub fn progress_sink() -> Box<dyn Fn(&Event) + Send + Sync> {
+    if crate::actions::is_actions() {
+        let progress = crate::actions::ActionsProgress::new();
+        Box::new(move |event: &Event| {
+            for line in progress.lines(event) {
+                eprintln!("{line}");
+            }
+        })
+    } else {
+        Box::new(eprint_progress)
+    }
+}

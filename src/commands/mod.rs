@@ -193,6 +193,10 @@ pub fn watch_signals(trigger: InterruptTrigger) {
 pub async fn run(cli: Cli) -> i32 {
     let (trigger, interrupt) = Interrupt::channel();
     watch_signals(trigger);
+    let in_actions = crate::actions::is_actions();
+    if in_actions {
+        crate::actions::mask_tokens_from_env();
+    }
     let context = Context {
         json: cli.json,
         config_path: cli.config.clone(),
@@ -228,17 +232,32 @@ pub async fn run(cli: Cli) -> i32 {
             if context.json {
                 print_json(&finished.result);
             }
+            if in_actions {
+                crate::actions::finish(&finished.result);
+            }
             finished.exit_code
         }
         Err(error) => {
             eprintln!("shiftgate {name}: {}", error.message);
+            let result = json!({
+                "command": name,
+                "outcome": "error",
+                "error": error.message,
+                "exit_code": error.exit_code,
+            });
             if context.json {
-                print_json(&json!({
-                    "command": name,
-                    "outcome": "error",
-                    "error": error.message,
-                    "exit_code": error.exit_code,
-                }));
+                print_json(&result);
+            }
+            if in_actions {
+                eprintln!(
+                    "{}",
+                    crate::actions::workflow_command(
+                        "error",
+                        &[("title", &format!("shiftgate {name}"))],
+                        &error.message
+                    )
+                );
+                crate::actions::finish(&result);
             }
             error.exit_code
         }

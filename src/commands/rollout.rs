@@ -11,7 +11,7 @@ use crate::commands::{CommandError, Context, Endpoints, Finished, traffic_json};
 use crate::gcp::GoogleRest;
 use crate::health::HttpHealthEndpoint;
 use crate::metrics::CloudMonitoring;
-use crate::output::{eprint_progress, summary};
+use crate::output::{progress_sink, summary};
 use crate::rollout::plan::DEFAULT_MONITORING_DELAY;
 use crate::rollout::{
     CandidateSource, Engine, Outcome, Policy, Ports, Report, RolloutError, RolloutRequest,
@@ -84,9 +84,9 @@ pub async fn run_engine(
     ports: Ports<'_>,
     request: &RolloutRequest,
 ) -> Result<Report, CommandError> {
-    let progress = eprint_progress;
+    let progress = progress_sink();
     let mut engine =
-        Engine::new(ports, Clock::new(), context.interrupt.clone()).with_progress(&progress);
+        Engine::new(ports, Clock::new(), context.interrupt.clone()).with_progress(&*progress);
     let report = engine.run(request).await.map_err(|error| CommandError {
         exit_code: error.exit_code(),
         message: match error {
