@@ -221,6 +221,42 @@ pub fn step_summary(result: &Value) -> String {
             let _ = writeln!(out, "**{key}:** {}\n", cell(reason));
         }
     }
+    out.push_str(&steps_markdown(result));
+    if let Some(traffic) = result["final_traffic"].as_array() {
+        let split = traffic
+            .iter()
+            .map(|t| {
+                format!(
+                    "`{}` {}%",
+                    code(t["revision"].as_str().unwrap_or("?")),
+                    t["percent"]
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        let _ = writeln!(
+            out,
+            "Final traffic (read back from the service): {}\n",
+            if split.is_empty() {
+                "unknown".to_string()
+            } else {
+                split
+            }
+        );
+    }
+    if let Some(url) = result["run_url"].as_str() {
+        let _ = writeln!(out, "Run: {url}\n");
+    }
+    if let Some(url) = result["incident"]["url"].as_str() {
+        let _ = writeln!(out, "Incident: {url}\n");
+    }
+    out
+}
+
+/// The step table and the traffic/error-rate chart of a rollout result, in Markdown: shared by the
+/// step summary and the incident issue, so both show the same picture.
+pub fn steps_markdown(result: &Value) -> String {
+    let mut out = String::new();
     if let Some(steps) = result["steps"].as_array().filter(|s| !s.is_empty()) {
         out.push_str(
             "| step | traffic | candidate requests | 5xx | 5xx rate | health | verdict | time |\n",
@@ -258,34 +294,6 @@ pub fn step_summary(result: &Value) -> String {
         out.push_str(
             "Lines, in order: candidate traffic share (%), candidate 5xx rate (%), the 5xx limit (%).\n\n",
         );
-    }
-    if let Some(traffic) = result["final_traffic"].as_array() {
-        let split = traffic
-            .iter()
-            .map(|t| {
-                format!(
-                    "`{}` {}%",
-                    code(t["revision"].as_str().unwrap_or("?")),
-                    t["percent"]
-                )
-            })
-            .collect::<Vec<_>>()
-            .join(", ");
-        let _ = writeln!(
-            out,
-            "Final traffic (read back from the service): {}\n",
-            if split.is_empty() {
-                "unknown".to_string()
-            } else {
-                split
-            }
-        );
-    }
-    if let Some(url) = result["run_url"].as_str() {
-        let _ = writeln!(out, "Run: {url}\n");
-    }
-    if let Some(url) = result["incident"]["url"].as_str() {
-        let _ = writeln!(out, "Incident: {url}\n");
     }
     out
 }

@@ -308,9 +308,13 @@ async fn given_a_bad_candidate_when_rollout_rolls_back_then_it_files_a_sev2_inci
     let body = &issues[0].body;
     assert!(
         body.contains(
-            "| step | traffic | candidate requests | 5xx | error rate | health | verdict |"
+            "| step | traffic | candidate requests | 5xx | 5xx rate | health | verdict | time |"
         ),
         "{body}"
+    );
+    assert!(
+        body.contains("```mermaid\nxychart-beta"),
+        "the step summary's chart: {body}"
     );
     assert!(body.contains(&stable), "{body}");
     assert!(body.contains("rolling back to stable"), "{body}");

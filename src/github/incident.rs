@@ -177,7 +177,6 @@ pub fn render_comment(incident: &Incident, run_link: Option<&str>, at: SystemTim
 /// SEV-1 when the rollback itself failed or stable is unhealthy after it. The key is the service,
 /// so a flapping service gets one issue with a comment per rollback.
 pub fn rollout_incident(repo: Repo, report: &crate::rollout::Report) -> Incident {
-    use crate::rollout::judge::percent;
     let stable_unhealthy = report.stable_health.as_ref().and_then(|verdict| {
         verdict
             .is_fail()
@@ -217,21 +216,9 @@ pub fn rollout_incident(repo: Repo, report: &crate::rollout::Report) -> Incident
             "- **Stable is unhealthy too** after the rollback: {reason}\n"
         ));
     }
-    if !report.steps.is_empty() {
-        summary.push_str("\n| step | traffic | candidate requests | 5xx | error rate | health | verdict |\n|---:|---:|---:|---:|---:|---|---|\n");
-        for step in &report.steps {
-            summary.push_str(&format!(
-                "| {} | {}% | {} | {} | {} | {} | {} |\n",
-                step.step,
-                step.percent,
-                step.candidate_requests,
-                step.candidate_5xx,
-                step.error_rate.map(percent).unwrap_or_else(|| "n/a".into()),
-                step.health,
-                step.verdict
-            ));
-        }
-    }
+    let report_json = serde_json::to_value(report).expect("a report serializes");
+    summary.push('\n');
+    summary.push_str(&crate::actions::steps_markdown(&report_json));
     let timeline: Vec<String> = report
         .timeline
         .iter()
