@@ -1,11 +1,15 @@
 //! Black-box tests of the `shiftgate` binary against the simulator on loopback, through the
 //! endpoint variables in DESIGN.md: exit codes, `--json` results, signals and credentials.
 
+#[path = "support/binary.rs"]
+mod binary;
+
+use binary::{json_of, stderr_of};
+
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use serde_json::Value;
 use shiftgate::clock::Clock;
 use shiftgate::sim::{Behavior, Sim};
 
@@ -53,10 +57,21 @@ impl Fixture {
         self.run_with(self.command(args)).await
     }
 
-    async fn run_with(&self, mut command: Command) -> Output {
-        tokio::task::spawn_blocking(move || command.output().unwrap())
-            .await
-            .unwrap()
+    async fn run_with(&self, command: Command) -> Output {
+        binary::run(command).await
+    }
+
+    /// Waits until a rollout run by the binary has applied its first step's split.
+    async fn wait_for_first_step(&self) {
+        let mut waited = Duration::ZERO;
+        while self.split().len() < 2 {
+            assert!(
+                waited < Duration::from_secs(30),
+                "the rollout never reached its first step"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            waited += Duration::from_millis(50);
+        }
     }
 
     fn service_args(&self) -> Vec<&'static str> {
@@ -73,20 +88,6 @@ impl Fixture {
     fn split(&self) -> Vec<(String, u8)> {
         self.sim.model().current_split(PROJECT, REGION, SERVICE)
     }
-}
-
-fn json_of(output: &Output) -> Value {
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    serde_json::from_str(stdout.trim()).unwrap_or_else(|error| {
-        panic!(
-            "stdout is one JSON object ({error}): {stdout}\nstderr: {}",
-            String::from_utf8_lossy(&output.stderr)
-        )
-    })
-}
-
-fn stderr_of(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -230,15 +231,7 @@ async fn sigint_mid_step_restores_stable_and_exits_130() {
         .unwrap();
 
     // Wait for the first step's split to be applied, then signal as a cancelled Actions job would.
-    let mut waited = Duration::ZERO;
-    while fixture.split().len() < 2 {
-        assert!(
-            waited < Duration::from_secs(30),
-            "the rollout never reached its first step"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        waited += Duration::from_millis(50);
-    }
+    fixture.wait_for_first_step().await;
     assert_eq!(fixture.split().iter().map(|(_, p)| *p).max(), Some(90));
     let signalled = std::time::Instant::now();
     unsafe {
@@ -340,15 +333,7 @@ async fn a_rollout_killed_outright_is_seen_by_status_refused_again_and_undone_by
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let mut waited = Duration::ZERO;
-    while fixture.split().len() < 2 {
-        assert!(
-            waited < Duration::from_secs(30),
-            "the rollout never reached its first step"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        waited += Duration::from_millis(50);
-    }
+    fixture.wait_for_first_step().await;
     // SIGKILL: no chance to clean up, as when a runner dies.
     child.kill().unwrap();
     child.wait().unwrap();

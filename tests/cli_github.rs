@@ -1,10 +1,14 @@
 //! Black-box tests of `shiftgate dispatch`, `shiftgate incident` and rollout's automatic incident,
 //! with `GITHUB_API_URL` pointing at the fake GitHub (and the Cloud Run simulator for rollout).
 
-use std::process::{Command, Output, Stdio};
+#[path = "support/binary.rs"]
+mod binary;
+
+use binary::{json_of, run, stderr_of};
+
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use serde_json::Value;
 use shiftgate::clock::Clock;
 use shiftgate::sim::{Behavior, GitHubSim, JobSpec, Sim, WorkflowSpec};
 
@@ -38,26 +42,6 @@ fn command(github: &GitHubSim, args: &[&str]) -> Command {
         .current_dir(std::env::temp_dir())
         .stdin(Stdio::null());
     command
-}
-
-async fn run(mut command: Command) -> Output {
-    tokio::task::spawn_blocking(move || command.output().unwrap())
-        .await
-        .unwrap()
-}
-
-fn json_of(output: &Output) -> Value {
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    serde_json::from_str(stdout.trim()).unwrap_or_else(|e| {
-        panic!(
-            "one JSON object ({e}): {stdout}\nstderr: {}",
-            String::from_utf8_lossy(&output.stderr)
-        )
-    })
-}
-
-fn stderr_of(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
