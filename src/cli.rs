@@ -218,6 +218,15 @@ pub struct RollbackArgs {
     /// Revision to send 100% of traffic to [default: the stable revision of the rollout in progress].
     #[arg(long, env = "SHIFTGATE_TO", value_name = "REVISION")]
     pub to: Option<String>,
+    /// Repository for the SEV-1 incident filed if the rollback fails, OWNER/NAME [default: $GITHUB_REPOSITORY].
+    #[arg(long, env = "SHIFTGATE_REPO", value_name = "OWNER/NAME")]
+    pub repo: Option<String>,
+    /// Do not file an incident issue when the rollback fails.
+    #[arg(long, env = "SHIFTGATE_NO_INCIDENT")]
+    pub no_incident: bool,
+    /// How long to keep trying before declaring the rollback failed (exit 4).
+    #[arg(long, env = "SHIFTGATE_TIMEOUT", value_parser = parse_positive_duration, default_value = "2m", value_name = "DURATION")]
+    pub timeout: Duration,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -121,6 +121,14 @@ impl Config {
         Ok(config)
     }
 
+    /// Where automatic incidents go: the flag, else the config's `repo`, else `$GITHUB_REPOSITORY`.
+    pub fn incident_repo(&self, flag: Option<&str>) -> Option<String> {
+        flag.map(str::to_string)
+            .or_else(|| self.repo.clone())
+            .or_else(|| std::env::var("GITHUB_REPOSITORY").ok())
+            .filter(|repo| !repo.trim().is_empty())
+    }
+
     fn describe(&self) -> String {
         self.path
             .as_ref()

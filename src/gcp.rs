@@ -46,18 +46,26 @@ impl std::fmt::Debug for Credentials {
 }
 
 impl Credentials {
-    /// `GOOGLE_OAUTH_ACCESS_TOKEN` when set; else ADC when a credentials file is configured or
-    /// the endpoints are real Google ones; else none (a plain-HTTP test endpoint).
-    pub fn from_env(endpoints_are_local: bool) -> Self {
-        if let Some(token) = non_empty_env("GOOGLE_OAUTH_ACCESS_TOKEN") {
-            return Credentials::Token(token);
+    /// `GOOGLE_OAUTH_ACCESS_TOKEN` when set, else Application Default Credentials.
+    pub fn from_env() -> Self {
+        match non_empty_env("GOOGLE_OAUTH_ACCESS_TOKEN") {
+            Some(token) => Credentials::Token(token),
+            None => Credentials::ApplicationDefault(Arc::new(OnceCell::new())),
         }
-        let adc_file_configured = non_empty_env("GOOGLE_APPLICATION_CREDENTIALS").is_some();
-        if endpoints_are_local && !adc_file_configured {
-            // Falling back to the metadata server would reach outside this machine for nothing.
-            return Credentials::None;
+    }
+
+    /// A plain-HTTP endpoint is a local fake or the simulator: without a credentials file, ADC
+    /// would fall back to the metadata server, off this machine, for nothing; send no token.
+    fn for_endpoint(self, base: &str) -> Self {
+        match self {
+            Credentials::ApplicationDefault(_)
+                if base.starts_with("http://")
+                    && non_empty_env("GOOGLE_APPLICATION_CREDENTIALS").is_none() =>
+            {
+                Credentials::None
+            }
+            other => other,
         }
-        Credentials::ApplicationDefault(Arc::new(OnceCell::new()))
     }
 
     async fn bearer(&self) -> Result<Option<String>, PortError> {
@@ -142,7 +150,7 @@ impl GoogleRest {
         Self {
             http,
             base: base.trim_end_matches('/').to_string(),
-            credentials,
+            credentials: credentials.for_endpoint(base),
             calls: Arc::new(AtomicU64::new(0)),
         }
     }

@@ -362,3 +362,79 @@ async fn given_no_repository_when_rollout_rolls_back_then_it_says_once_why_no_in
     assert_eq!(stderr_of(&output).matches("incident: not filed").count(), 1);
     assert_eq!(github.counts().total, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn given_a_platform_that_never_applies_changes_when_rollback_gives_up_then_it_exits_4_and_files_sev1()
+ {
+    let github = GitHubSim::start(Clock::new(), "loopcloser", "app")
+        .await
+        .unwrap();
+    let sim = Sim::start(Clock::new()).await.unwrap();
+    sim.set_operation_delay(Duration::from_millis(20));
+    let stable = sim.add_service("p", "us-central1", "app", "registry/app:v1");
+    // Split traffic by hand, then stop the platform from finishing any change.
+    let candidate = {
+        use shiftgate::rollout::ports::{NewRevision, Platform, TrafficTarget};
+        let platform = shiftgate::sim::SimPlatform::new(sim.model(), "p", "us-central1", "app");
+        let service = platform.read_service().await.unwrap();
+        platform
+            .create_revision(
+                &NewRevision {
+                    revision: "app-00002-new".into(),
+                    image: "registry/app:v2".into(),
+                    traffic: vec![
+                        TrafficTarget::new(&stable, 50),
+                        TrafficTarget::new("app-00002-new", 50),
+                    ],
+                    rollout: None,
+                },
+                &service.etag,
+                Duration::from_secs(10),
+            )
+            .await
+            .unwrap();
+        "app-00002-new".to_string()
+    };
+    sim.hold_operations(true);
+    let mut rollback = command(
+        &github,
+        &[
+            "rollback",
+            "--json",
+            "--project",
+            "p",
+            "--region",
+            "us-central1",
+            "--service",
+            "app",
+            "--to",
+            &stable,
+            "--timeout",
+            "2s",
+            "--repo",
+            "loopcloser/app",
+        ],
+    );
+    rollback.env("SHIFTGATE_CLOUD_RUN_URL", sim.cloud_run_url());
+
+    let output = run(rollback).await;
+
+    assert_eq!(output.status.code(), Some(4), "{}", stderr_of(&output));
+    let result = json_of(&output);
+    assert_eq!(result["outcome"], "failed");
+    assert_eq!(result["incident"]["severity"], "SEV-1", "{result}");
+    let served: Vec<String> = result["final_traffic"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["revision"].as_str().unwrap().to_string())
+        .collect();
+    assert!(
+        served.contains(&candidate),
+        "the split actually served is reported: {result}"
+    );
+    let issues = github.issues();
+    assert_eq!(issues.len(), 1);
+    assert!(issues[0].title.contains("FAILED"), "{}", issues[0].title);
+    assert_eq!(issues[0].labels, vec!["incident", "sev-1"]);
+}

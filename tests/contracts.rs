@@ -235,8 +235,10 @@ async fn every_exchange_of_real_rollouts_matches_the_official_contracts() {
             .unwrap();
     }
     status(&platform).await.unwrap();
-    roll_back(&platform, Some(&stable)).await.unwrap();
-    let _ = roll_back(&platform, Some("app-missing")).await;
+    roll_back(&platform, Some(&stable), Duration::from_secs(60))
+        .await
+        .unwrap();
+    let _ = roll_back(&platform, Some("app-missing"), Duration::from_secs(60)).await;
 
     let exchanges = log.lock().unwrap().clone();
     let mut seen = std::collections::BTreeSet::new();

@@ -102,13 +102,8 @@ impl Endpoints {
         }
     }
 
-    /// Plain-HTTP endpoints are local fakes: no metadata-server credential lookup for them.
-    pub fn are_local(&self) -> bool {
-        self.cloud_run.starts_with("http://") && self.monitoring.starts_with("http://")
-    }
-
     pub fn credentials(&self) -> Credentials {
-        Credentials::from_env(self.are_local())
+        Credentials::from_env()
     }
 
     pub fn cloud_run(&self, address: &ServiceAddress, credentials: Credentials) -> CloudRunService {

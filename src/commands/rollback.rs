@@ -6,28 +6,46 @@ use std::time::Duration;
 use serde_json::json;
 
 use crate::cli::RollbackArgs;
+use crate::commands::rollout::file_incident;
 use crate::commands::{
     CommandError, Context, EXIT_OK, EXIT_ROLLBACK_FAILED, Endpoints, Finished, traffic_json,
 };
+use crate::github::incident::failed_rollback_incident;
 use crate::rollout::engine::{force_traffic, restore_traffic, short_name};
 use crate::rollout::ports::{Platform, PortError};
 use crate::rollout::timeline::describe_traffic;
-
-/// A manual rollback is what people run while users see errors: it keeps trying for this long.
-const ROLLBACK_DEADLINE: Duration = Duration::from_secs(120);
 
 pub async fn run(context: &Context, args: RollbackArgs) -> Result<Finished, CommandError> {
     let config = context.config()?;
     let address = config.resolve_service(&args.service)?;
     let endpoints = Endpoints::from_env();
     let platform = endpoints.cloud_run(&address, endpoints.credentials());
-    roll_back(&platform, args.to.as_deref()).await
+    let mut finished = roll_back(&platform, args.to.as_deref(), args.timeout).await?;
+    if finished.exit_code == EXIT_ROLLBACK_FAILED {
+        let result = finished.result.clone();
+        let text = |key: &str| result[key].as_str().unwrap_or_default().to_string();
+        let final_traffic = result["final_traffic"].to_string();
+        let repo = config.incident_repo(args.repo.as_deref());
+        finished.result["incident"] = file_incident(args.no_incident, repo.as_deref(), |repo| {
+            failed_rollback_incident(
+                repo,
+                &text("service"),
+                &text("revision"),
+                &text("reason"),
+                &final_traffic,
+            )
+        })
+        .await;
+    }
+    Ok(finished)
 }
 
 /// The rollback itself, on any platform.
+/// Sends 100% to `to` (or the recorded stable revision), trying for up to `deadline`.
 pub async fn roll_back(
     platform: &dyn Platform,
     to: Option<&str>,
+    deadline: Duration,
 ) -> Result<Finished, CommandError> {
     let service = platform.read_service().await.map_err(|error| match error {
         PortError::NotFound(what) => CommandError::bad_input(format!(
@@ -67,7 +85,7 @@ pub async fn roll_back(
     let before = service.traffic.clone();
     let wanted = restore_traffic(&service, &target);
     eprintln!("rolling back {}: 100% to {target}", service.name);
-    match force_traffic(platform, Some(service.clone()), &wanted, ROLLBACK_DEADLINE).await {
+    match force_traffic(platform, Some(service.clone()), &wanted, deadline).await {
         Ok(after) => {
             eprintln!("done: traffic {}", describe_traffic(&after.traffic));
             Ok(Finished {

@@ -28,12 +28,7 @@ pub async fn run(context: &Context, args: RolloutArgs) -> Result<Finished, Comma
         DEFAULT_MONITORING_DELAY,
     )?;
     let candidate = candidate_source(&args);
-    let incident_repo = args
-        .repo
-        .clone()
-        .or_else(|| config.repo.clone())
-        .or_else(|| std::env::var("GITHUB_REPOSITORY").ok())
-        .filter(|repo| !repo.trim().is_empty());
+    let incident_repo = config.incident_repo(args.repo.as_deref());
 
     let endpoints = Endpoints::from_env();
     let credentials = endpoints.credentials();
@@ -61,8 +56,10 @@ pub async fn run(context: &Context, args: RolloutArgs) -> Result<Finished, Comma
         "monitoring": metrics.rest().calls(),
     });
     if matches!(report.outcome, Outcome::RolledBack | Outcome::Failed) {
-        result["incident"] =
-            file_incident(args.no_incident, incident_repo.as_deref(), &report).await;
+        result["incident"] = file_incident(args.no_incident, incident_repo.as_deref(), |repo| {
+            crate::github::incident::rollout_incident(repo, &report)
+        })
+        .await;
     }
     Ok(Finished {
         exit_code: report.exit_code(),
@@ -120,9 +117,13 @@ pub fn report_json(report: &Report, policy: &Policy) -> Value {
     value
 }
 
-/// Files the rollback's incident issue. Never changes the rollout's exit code: a failure to file is
-/// logged and reported in the result.
-async fn file_incident(no_incident: bool, repo: Option<&str>, report: &Report) -> Value {
+/// Files an automatic incident (a rollback, or a rollback that failed), or says once why not.
+/// Never changes the command's exit code: a failure to file is logged and reported in the result.
+pub async fn file_incident(
+    no_incident: bool,
+    repo: Option<&str>,
+    build: impl FnOnce(crate::github::Repo) -> crate::github::incident::Incident,
+) -> Value {
     if no_incident {
         return json!({"filed": false, "reason": "--no-incident"});
     }
@@ -143,7 +144,7 @@ async fn file_incident(no_incident: bool, repo: Option<&str>, report: &Report) -
         Ok(github) => github,
         Err(error) => return not_filed(error.message),
     };
-    let incident = crate::github::incident::rollout_incident(repo, report);
+    let incident = build(repo);
     let severity = incident.severity.name();
     match tokio::time::timeout(
         INCIDENT_TIMEOUT,

@@ -243,6 +243,31 @@ pub fn rollout_incident(repo: Repo, report: &crate::rollout::Report) -> Incident
     }
 }
 
+/// The SEV-1 incident `shiftgate rollback` files when it cannot put traffic back: same key as the
+/// rollout's incidents (the service), so it lands on the issue already open for that service.
+pub fn failed_rollback_incident(
+    repo: Repo,
+    service: &str,
+    target: &str,
+    reason: &str,
+    final_traffic: &str,
+) -> Incident {
+    let short = service.rsplit('/').next().unwrap_or(service);
+    Incident {
+        repo,
+        title: format!("Rollback of {short} FAILED: the service needs a person"),
+        severity: Severity::Sev1,
+        key: service.to_string(),
+        labels: Vec::new(),
+        summary: format!(
+            "`shiftgate rollback` could not send 100% of traffic to `{target}` on `{service}`.\n\n\
+             - Reason: {reason}\n- Traffic as last read: {final_traffic}\n"
+        ),
+        timeline: None,
+        links: Vec::new(),
+    }
+}
+
 /// What filing did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Filed {
