@@ -82,12 +82,9 @@ impl Interrupt {
         (InterruptTrigger(sender), Interrupt(receiver))
     }
 
-    /// An interrupt that never fires.
+    /// An interrupt that never fires: its trigger is gone, and `fired` pends on a closed channel.
     pub fn never() -> Interrupt {
-        let (sender, receiver) = watch::channel(false);
-        // Keeping the sender alive makes `fired` pend forever instead of seeing a closed channel.
-        std::mem::forget(sender);
-        Interrupt(receiver)
+        Interrupt::channel().1
     }
 
     pub fn is_set(&self) -> bool {
