@@ -27,6 +27,9 @@ pub async fn run(context: &Context, args: RolloutArgs) -> Result<Finished, Comma
         &args,
         DEFAULT_MONITORING_DELAY,
     )?;
+    if let Some(warning) = short_bake_warning(&policy) {
+        eprintln!("warning: {warning}");
+    }
     let candidate = candidate_source(&args);
     let incident_repo = config.incident_repo(args.repo.as_deref());
 
@@ -64,6 +67,18 @@ pub async fn run(context: &Context, args: RolloutArgs) -> Result<Finished, Comma
     Ok(Finished {
         exit_code: report.exit_code(),
         result,
+    })
+}
+
+/// Cloud Monitoring counts requests per whole minute, so a shorter bake is judged partly on the
+/// previous step's traffic: worth saying, not worth refusing.
+fn short_bake_warning(policy: &Policy) -> Option<String> {
+    (!policy.bake.is_zero() && policy.bake < Duration::from_secs(60)).then(|| {
+        format!(
+            "--bake {} is shorter than Cloud Monitoring's one-minute resolution; each check then \
+             also counts requests from the minute before the step began (use 1m or more)",
+            humantime::format_duration(policy.bake)
+        )
     })
 }
 
