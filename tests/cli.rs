@@ -163,6 +163,10 @@ async fn a_rollout_through_the_binary_prints_one_json_result() {
     let output = fixture.run(&args).await;
 
     assert_eq!(output.status.code(), Some(0), "{}", stderr_of(&output));
+    assert!(
+        stderr_of(&output).contains("shorter than Cloud Monitoring's one-minute resolution"),
+        "a 1s bake is warned about"
+    );
     let result = json_of(&output);
     assert_eq!(result["outcome"], "promoted");
     let candidate = result["candidate"].as_str().unwrap().to_string();
