@@ -193,7 +193,13 @@ pub struct RolloutArgs {
     /// Fewer candidate requests than this in a step is inconclusive, never a pass [default: 100].
     #[arg(long, env = "SHIFTGATE_MIN_REQUESTS", value_parser = clap::value_parser!(u64).range(1..), value_name = "N")]
     pub min_requests: Option<u64>,
-    /// How long the metrics backend takes to show a request [default: 3m for Cloud Monitoring].
+    /// Where request counts come from [default: cloud-monitoring; prometheus when --prometheus-url is given].
+    #[arg(long, env = "SHIFTGATE_METRICS", value_enum, value_name = "BACKEND")]
+    pub metrics: Option<MetricsBackend>,
+    /// Prometheus API root holding `run_googleapis_com:request_count` [default with --metrics prometheus: Google Managed Prometheus of --project].
+    #[arg(long, env = "SHIFTGATE_PROMETHEUS_URL", value_name = "URL")]
+    pub prometheus_url: Option<String>,
+    /// How long the metrics backend takes to show a request [default: 3m for Cloud Monitoring and Managed Prometheus, 0s for a Prometheus server].
     #[arg(long, env = "SHIFTGATE_METRICS_DELAY", value_parser = parse_duration, value_name = "DURATION")]
     pub metrics_delay: Option<Duration>,
 
@@ -247,6 +253,15 @@ pub struct HealthArgs {
     /// Per-probe timeout.
     #[arg(long, env = "SHIFTGATE_TIMEOUT", value_parser = parse_positive_duration, default_value = "10s", value_name = "DURATION")]
     pub timeout: Duration,
+}
+
+/// A source of per-revision request counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum MetricsBackend {
+    /// Cloud Monitoring v3 `timeSeries.list` of `run.googleapis.com/request_count`.
+    CloudMonitoring,
+    /// PromQL over the Prometheus HTTP API: Managed Prometheus, or the server in --prometheus-url.
+    Prometheus,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -102,6 +102,16 @@ async fn bad_input_exits_2_naming_the_flag_and_changes_nothing() {
         (vec!["--expect-version", "not-semver"], "--expect-version"),
         (vec!["--health-expect", "status"], "--health-expect"),
         (vec!["--interval", "10m", "--bake", "1m"], "--interval"),
+        (vec!["--metrics", "datadog"], "--metrics"),
+        (
+            vec![
+                "--metrics",
+                "cloud-monitoring",
+                "--prometheus-url",
+                "http://127.0.0.1:9",
+            ],
+            "--prometheus-url",
+        ),
     ];
     for (extra, flag) in cases {
         let mut args = vec!["rollout", "--image", "registry/app:v2"];

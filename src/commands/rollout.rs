@@ -5,14 +5,16 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
+use crate::cli::MetricsBackend;
 use crate::cli::RolloutArgs;
 use crate::clock::Clock;
 use crate::commands::{CommandError, Context, Endpoints, Finished, traffic_json};
 use crate::gcp::GoogleRest;
 use crate::health::HttpHealthEndpoint;
-use crate::metrics::CloudMonitoring;
+use crate::metrics::{CloudMonitoring, PrometheusMetrics};
 use crate::output::{progress_sink, summary};
 use crate::rollout::plan::DEFAULT_MONITORING_DELAY;
+use crate::rollout::ports::Metrics;
 use crate::rollout::{
     CandidateSource, Engine, Outcome, Policy, Ports, Report, RolloutError, RolloutRequest,
 };
@@ -22,12 +24,25 @@ pub const HEALTH_TIMEOUT: Duration = Duration::from_secs(10);
 pub async fn run(context: &Context, args: RolloutArgs) -> Result<Finished, CommandError> {
     let config = context.config()?;
     let address = config.resolve_service(&args.service)?;
-    let policy = config.resolve_policy(
-        address.environment.as_deref(),
-        &args,
-        DEFAULT_MONITORING_DELAY,
-    )?;
-    if let Some(warning) = short_bake_warning(&policy) {
+    let backend = match (args.metrics, &args.prometheus_url) {
+        (Some(MetricsBackend::CloudMonitoring), Some(_)) => {
+            return Err(CommandError::bad_input(
+                "--prometheus-url goes with --metrics prometheus, not --metrics cloud-monitoring",
+            ));
+        }
+        (Some(backend), _) => backend,
+        (None, Some(_)) => MetricsBackend::Prometheus,
+        (None, None) => MetricsBackend::CloudMonitoring,
+    };
+    // A Prometheus server scraping the service sees requests at once; Google's backends lag.
+    let default_delay = match (backend, &args.prometheus_url) {
+        (MetricsBackend::Prometheus, Some(_)) => Duration::ZERO,
+        _ => DEFAULT_MONITORING_DELAY,
+    };
+    let policy = config.resolve_policy(address.environment.as_deref(), &args, default_delay)?;
+    let minute_resolution =
+        !(backend == MetricsBackend::Prometheus && args.prometheus_url.is_some());
+    if let Some(warning) = short_bake_warning(&policy).filter(|_| minute_resolution) {
         eprintln!("warning: {warning}");
     }
     let candidate = candidate_source(&args);
@@ -36,15 +51,37 @@ pub async fn run(context: &Context, args: RolloutArgs) -> Result<Finished, Comma
     let endpoints = Endpoints::from_env();
     let credentials = endpoints.credentials();
     let platform = endpoints.cloud_run(&address, credentials.clone());
-    let metrics = CloudMonitoring::new(
-        GoogleRest::new(&endpoints.monitoring, credentials),
-        &address.project,
-        &address.service,
-    );
+    let (metrics, metrics_rest): (Box<dyn Metrics>, GoogleRest) =
+        match (backend, &args.prometheus_url) {
+            (MetricsBackend::CloudMonitoring, _) => {
+                let monitoring = CloudMonitoring::new(
+                    GoogleRest::new(&endpoints.monitoring, credentials),
+                    &address.project,
+                    &address.service,
+                );
+                let rest = monitoring.rest().clone();
+                (Box::new(monitoring), rest)
+            }
+            (MetricsBackend::Prometheus, Some(url)) => {
+                let prometheus = PrometheusMetrics::server(url, credentials, &address.service);
+                let rest = prometheus.rest().clone();
+                (Box::new(prometheus), rest)
+            }
+            (MetricsBackend::Prometheus, None) => {
+                let prometheus = PrometheusMetrics::managed(
+                    &endpoints.monitoring,
+                    credentials,
+                    &address.project,
+                    &address.service,
+                );
+                let rest = prometheus.rest().clone();
+                (Box::new(prometheus), rest)
+            }
+        };
     let health = HttpHealthEndpoint::new(HEALTH_TIMEOUT);
     let ports = Ports {
         platform: &platform,
-        metrics: &metrics,
+        metrics: metrics.as_ref(),
         health: &health,
     };
     let request = RolloutRequest {
@@ -56,7 +93,7 @@ pub async fn run(context: &Context, args: RolloutArgs) -> Result<Finished, Comma
     let mut result = report_json(&report, &request.policy);
     result["api_calls"] = json!({
         "cloud_run": platform.rest().calls(),
-        "monitoring": metrics.rest().calls(),
+        "monitoring": metrics_rest.calls(),
     });
     if matches!(report.outcome, Outcome::RolledBack | Outcome::Failed) {
         result["incident"] = file_incident(args.no_incident, incident_repo.as_deref(), |repo| {
@@ -70,8 +107,8 @@ pub async fn run(context: &Context, args: RolloutArgs) -> Result<Finished, Comma
     })
 }
 
-/// Cloud Monitoring counts requests per whole minute, so a shorter bake is judged partly on the
-/// previous step's traffic: worth saying, not worth refusing.
+/// Cloud Monitoring (and Managed Prometheus, which reads it) counts requests per whole minute, so a
+/// shorter bake is judged partly on the previous step's traffic: worth saying, not worth refusing.
 fn short_bake_warning(policy: &Policy) -> Option<String> {
     (!policy.bake.is_zero() && policy.bake < Duration::from_secs(60)).then(|| {
         format!(

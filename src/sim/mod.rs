@@ -9,6 +9,7 @@ pub mod github;
 pub mod inproc;
 pub mod model;
 pub mod monitoring;
+pub mod prometheus;
 
 #[cfg(test)]
 mod tests;
@@ -56,12 +57,21 @@ impl Sim {
         let (listener, port) = dataplane::bind_loopback()?;
         let sts = Arc::new(Sts::default());
         let api_model = model.clone();
-        let router = Router::new().fallback(
-            move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
-                let (model, sts) = (api_model.clone(), sts.clone());
-                async move { api(&model, &sts, method, uri, headers, body).await }
-            },
-        );
+        let metrics_model = model.clone();
+        let router = Router::new()
+            .route(
+                "/metrics",
+                axum::routing::get(move || {
+                    let model = metrics_model.clone();
+                    async move { prometheus::exposition(&model) }
+                }),
+            )
+            .fallback(
+                move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
+                    let (model, sts) = (api_model.clone(), sts.clone());
+                    async move { api(&model, &sts, method, uri, headers, body).await }
+                },
+            );
         plane.track(dataplane::serve(listener, router));
         Ok(Sim {
             model,
@@ -73,6 +83,11 @@ impl Sim {
     /// Base URL of the Cloud Run Admin API (clients append `/v2/...`).
     pub fn cloud_run_url(&self) -> String {
         self.base.clone()
+    }
+
+    /// Where a Prometheus server scrapes the request counters (`/metrics`, text exposition).
+    pub fn metrics_url(&self) -> String {
+        format!("{}/metrics", self.base)
     }
 
     /// Base URL of the Monitoring API (clients append `/v3/...`).
