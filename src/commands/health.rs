@@ -60,7 +60,7 @@ async fn targets(config: &Config, args: &HealthArgs) -> Result<Vec<Target>, Comm
             Some(url) => url.clone(),
             None => {
                 let endpoints = Endpoints::from_env();
-                let platform = endpoints.cloud_run(&address, endpoints.credentials());
+                let platform = endpoints.cloud_run(&address);
                 let service = platform.read_service().await.map_err(|error| {
                     CommandError::api(format!("could not read the service's URL: {error}"))
                 })?;

@@ -102,11 +102,16 @@ impl Endpoints {
         }
     }
 
-    pub fn credentials(&self) -> Credentials {
-        Credentials::from_env()
+    /// The Cloud Run client for one service, with credentials from the environment.
+    pub fn cloud_run(&self, address: &ServiceAddress) -> CloudRunService {
+        self.cloud_run_with(address, Credentials::from_env())
     }
 
-    pub fn cloud_run(&self, address: &ServiceAddress, credentials: Credentials) -> CloudRunService {
+    pub fn cloud_run_with(
+        &self,
+        address: &ServiceAddress,
+        credentials: Credentials,
+    ) -> CloudRunService {
         CloudRunService::new(
             GoogleRest::new(&self.cloud_run, credentials),
             &address.project,

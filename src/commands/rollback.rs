@@ -19,7 +19,7 @@ pub async fn run(context: &Context, args: RollbackArgs) -> Result<Finished, Comm
     let config = context.config()?;
     let address = config.resolve_service(&args.service)?;
     let endpoints = Endpoints::from_env();
-    let platform = endpoints.cloud_run(&address, endpoints.credentials());
+    let platform = endpoints.cloud_run(&address);
     let mut finished = roll_back(&platform, args.to.as_deref(), args.timeout).await?;
     if finished.exit_code == EXIT_ROLLBACK_FAILED {
         let result = finished.result.clone();

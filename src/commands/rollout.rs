@@ -49,8 +49,8 @@ pub async fn run(context: &Context, args: RolloutArgs) -> Result<Finished, Comma
     let incident_repo = config.incident_repo(args.repo.as_deref());
 
     let endpoints = Endpoints::from_env();
-    let credentials = endpoints.credentials();
-    let platform = endpoints.cloud_run(&address, credentials.clone());
+    let credentials = crate::gcp::Credentials::from_env();
+    let platform = endpoints.cloud_run_with(&address, credentials.clone());
     let (metrics, metrics_rest): (Box<dyn Metrics>, GoogleRest) =
         match (backend, &args.prometheus_url) {
             (MetricsBackend::CloudMonitoring, _) => {

@@ -11,7 +11,7 @@ pub async fn run(context: &Context, args: StatusArgs) -> Result<Finished, Comman
     let config = context.config()?;
     let address = config.resolve_service(&args.service)?;
     let endpoints = Endpoints::from_env();
-    let platform = endpoints.cloud_run(&address, endpoints.credentials());
+    let platform = endpoints.cloud_run(&address);
     status(&platform).await
 }
 
