@@ -79,6 +79,19 @@ impl World {
     fn current(&self) -> Vec<(String, u8)> {
         self.model.current_split(PROJECT, REGION, SERVICE)
     }
+
+    /// Resolves, in virtual time, once the service's split satisfies `reached`.
+    fn when_split(
+        &self,
+        reached: impl Fn(&[(String, u8)]) -> bool + Send + 'static,
+    ) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let model = self.model.clone();
+        async move {
+            while !reached(&model.current_split(PROJECT, REGION, SERVICE)) {
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        }
+    }
 }
 
 fn split(entries: &[(&str, u8)]) -> Vec<(String, u8)> {
@@ -210,18 +223,10 @@ async fn a_5xx_burst_rolls_back_from_the_step_where_it_shows() {
     // The candidate turns bad once it carries 25% of traffic.
     let saboteur = {
         let model = world.model.clone();
+        let at_25 = world.when_split(|split| split.iter().any(|(_, percent)| *percent == 25));
         tokio::spawn(async move {
-            loop {
-                if model
-                    .current_split(PROJECT, REGION, SERVICE)
-                    .iter()
-                    .any(|(_, percent)| *percent == 25)
-                {
-                    model.register_image(CANDIDATE_IMAGE, Behavior::erroring("1.4.0", 0.3));
-                    return;
-                }
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
+            at_25.await;
+            model.register_image(CANDIDATE_IMAGE, Behavior::erroring("1.4.0", 0.3));
         })
     };
 
@@ -352,31 +357,20 @@ async fn zero_traffic_is_never_promoted() {
 async fn a_service_split_between_revisions_is_refused_without_a_write() {
     let world = World::new();
     let _load = start_inproc_load(&world.model, PROJECT, REGION, SERVICE, 10.0);
-    // Leave a rollout half done by interrupting it in its first step.
+    // A first rollout is interrupted in its first step and restores stable…
     let (trigger, interrupt) = Interrupt::channel();
-    let half = tokio::spawn({
-        let model = world.model.clone();
-        async move {
-            loop {
-                if model.current_split(PROJECT, REGION, SERVICE).len() == 2 {
-                    return;
-                }
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
-        }
-    });
+    let half = tokio::spawn(world.when_split(|split| split.len() == 2));
     let mut request = image_request(CANDIDATE_IMAGE);
     request.policy.steps = "50,100".parse().unwrap();
     let run = world.roll_out_with(request, interrupt);
     let (report, _) = tokio::join!(run, async {
         half.await.unwrap();
-        // A person splits traffic by hand while the rollout is still running…
         trigger.trigger();
     });
     assert_eq!(report.unwrap().outcome, Outcome::Interrupted);
     assert_eq!(world.current(), split(&[(&world.stable, 100)]));
 
-    // …and a second rollout of a service whose traffic is split is refused.
+    // …then a person splits traffic by hand, and a rollout of a split service is refused.
     let writes = world.model.write_count();
     let (platform, _, _) = world.ports();
     use shiftgate::rollout::ports::{Platform, TrafficChange, TrafficTarget};
@@ -412,20 +406,12 @@ async fn an_interrupt_mid_step_restores_stable_at_once() {
     let _load = start_inproc_load(&world.model, PROJECT, REGION, SERVICE, 10.0);
     let (trigger, interrupt) = Interrupt::channel();
     let signaller = {
-        let model = world.model.clone();
+        let at_25 = world.when_split(|split| split.iter().any(|(_, percent)| *percent == 25));
         tokio::spawn(async move {
-            loop {
-                if model
-                    .current_split(PROJECT, REGION, SERVICE)
-                    .iter()
-                    .any(|(_, percent)| *percent == 25)
-                {
-                    tokio::time::sleep(Duration::from_secs(90)).await;
-                    trigger.trigger();
-                    return tokio::time::Instant::now();
-                }
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
+            at_25.await;
+            tokio::time::sleep(Duration::from_secs(90)).await;
+            trigger.trigger();
+            tokio::time::Instant::now()
         })
     };
 
@@ -597,14 +583,10 @@ async fn when_the_rollback_itself_cannot_complete_the_rollout_says_a_person_is_n
     // Once the first step is live, the platform stops finishing operations.
     let freezer = {
         let model = world.model.clone();
+        let first_step = world.when_split(|split| split.len() == 2);
         tokio::spawn(async move {
-            loop {
-                if model.current_split(PROJECT, REGION, SERVICE).len() == 2 {
-                    model.hold_operations(true);
-                    return;
-                }
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
+            first_step.await;
+            model.hold_operations(true);
         })
     };
     let mut request = image_request(CANDIDATE_IMAGE);
