@@ -11,13 +11,13 @@ use serde_json::{Map, Value, json};
 use tokio::time::Instant;
 
 use crate::cloudrun::model::{
-    ListRevisionsResponse, Operation, ROLLOUT_ANNOTATION, Revision, Service, TYPE_REVISION,
-    rpc_code_to_http,
+    ListRevisionsResponse, Operation, ROLLOUT_ANNOTATION, Revision, Service, rpc_code_to_http,
+    traffic_targets_json,
 };
 use crate::gcp::{GoogleRest, Retry, google_duration};
 use crate::rollout::ports::{
     NewRevision, Platform, PortError, PortResult, RevisionInfo, RolloutRecord, ServiceState,
-    TrafficChange, TrafficTarget,
+    TrafficChange,
 };
 
 /// Reads are retried for this long on 429/503 and network errors.
@@ -232,25 +232,6 @@ fn parse<T: serde::de::DeserializeOwned>(value: Value, what: &str) -> PortResult
         .map_err(|error| PortError::Unavailable(format!("unexpected {what} JSON: {error}")))
 }
 
-fn traffic_json(traffic: &[TrafficTarget]) -> Value {
-    Value::Array(
-        traffic
-            .iter()
-            .map(|target| {
-                let mut entry = json!({
-                    "type": TYPE_REVISION,
-                    "revision": target.revision,
-                    "percent": target.percent,
-                });
-                if let Some(tag) = &target.tag {
-                    entry["tag"] = json!(tag);
-                }
-                entry
-            })
-            .collect(),
-    )
-}
-
 fn set_rollout_annotation(service: &mut Map<String, Value>, record: Option<&RolloutRecord>) {
     let annotations = service
         .entry("annotations")
@@ -328,7 +309,7 @@ impl Platform for CloudRunService {
                 Some(list) if !list.is_empty() => list[0]["image"] = json!(spec.image),
                 _ => *containers = json!([{ "image": spec.image }]),
             }
-            service.insert("traffic".into(), traffic_json(&spec.traffic));
+            service.insert("traffic".into(), traffic_targets_json(&spec.traffic));
             set_rollout_annotation(service, spec.rollout.as_ref());
         })
         .await
@@ -341,7 +322,7 @@ impl Platform for CloudRunService {
         deadline: Duration,
     ) -> PortResult<ServiceState> {
         self.write(etag, deadline, |service| {
-            service.insert("traffic".into(), traffic_json(&change.traffic));
+            service.insert("traffic".into(), traffic_targets_json(&change.traffic));
             set_rollout_annotation(service, change.rollout.as_ref());
         })
         .await

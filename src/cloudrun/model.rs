@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
+use serde_json::{Value, json};
 
 use crate::rollout::ports::{RevisionInfo, RolloutRecord, ServiceState, TrafficTarget};
 
@@ -132,6 +133,26 @@ pub fn rpc_code_to_http(code: i32) -> u16 {
         4 => 504,
         _ => 500,
     }
+}
+
+/// A split as the `traffic[]` of a Service request: every target names its revision explicitly.
+pub fn traffic_targets_json(traffic: &[TrafficTarget]) -> Value {
+    Value::Array(
+        traffic
+            .iter()
+            .map(|target| {
+                let mut entry = json!({
+                    "type": TYPE_REVISION,
+                    "revision": target.revision,
+                    "percent": target.percent,
+                });
+                if let Some(tag) = &target.tag {
+                    entry["tag"] = json!(tag);
+                }
+                entry
+            })
+            .collect(),
+    )
 }
 
 fn short(name: &str) -> String {

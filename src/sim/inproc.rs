@@ -9,13 +9,14 @@ use serde_json::{Value, json};
 
 use super::control::{ApiRequest, Caller, call};
 use super::dataplane::LoadHandle;
-use super::model::{ServiceKey, SimModel, TYPE_REVISION};
+use super::model::{ServiceKey, SimModel};
 use crate::cloudrun::model::{
     ListRevisionsResponse, ROLLOUT_ANNOTATION, Revision, Service, rpc_code_to_http,
+    traffic_targets_json,
 };
 use crate::rollout::ports::{
     HealthEndpoint, HealthResponse, Metrics, NewRevision, Platform, PortError, PortResult,
-    RequestCounts, RevisionInfo, RolloutRecord, ServiceState, TrafficChange, TrafficTarget, Window,
+    RequestCounts, RevisionInfo, RolloutRecord, ServiceState, TrafficChange, Window,
 };
 
 /// Maps an API error status to what the engine decides on.
@@ -182,24 +183,6 @@ impl SimPlatform {
     }
 }
 
-fn targets_json(traffic: &[TrafficTarget]) -> Value {
-    Value::Array(
-        traffic
-            .iter()
-            .map(|t| {
-                let mut v = json!({ "type": TYPE_REVISION, "revision": t.revision });
-                if t.percent > 0 {
-                    v["percent"] = json!(t.percent);
-                }
-                if let Some(tag) = &t.tag {
-                    v["tag"] = json!(tag);
-                }
-                v
-            })
-            .collect(),
-    )
-}
-
 #[async_trait]
 impl Platform for SimPlatform {
     async fn read_service(&self) -> PortResult<ServiceState> {
@@ -248,7 +231,7 @@ impl Platform for SimPlatform {
                 "revision": spec.revision,
                 "containers": [{ "image": spec.image }],
             },
-            "traffic": targets_json(&spec.traffic),
+            "traffic": traffic_targets_json(&spec.traffic),
             "annotations": self.annotations_with(&spec.rollout),
         });
         self.patch_and_wait(body, "template,traffic,annotations", deadline)
@@ -263,7 +246,7 @@ impl Platform for SimPlatform {
     ) -> PortResult<ServiceState> {
         let body = json!({
             "etag": etag,
-            "traffic": targets_json(&change.traffic),
+            "traffic": traffic_targets_json(&change.traffic),
             "annotations": self.annotations_with(&change.rollout),
         });
         self.patch_and_wait(body, "traffic,annotations", deadline)
