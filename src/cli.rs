@@ -177,6 +177,11 @@ pub struct RolloutArgs {
     /// Use this existing revision as the candidate.
     #[arg(long, env = "SHIFTGATE_REVISION", value_name = "NAME")]
     pub revision: Option<String>,
+    /// Continue the rollout recorded on the service after its process died (runner lost,
+    /// SIGKILL): checks its revisions, split and health, bakes the recorded step again from its
+    /// start, then runs the remaining steps of this policy.
+    #[arg(long, env = "SHIFTGATE_RESUME", conflicts_with_all = ["image", "revision"])]
+    pub resume: bool,
 
     /// Candidate traffic percentages: strictly increasing, 1-100, ending at 100 [default: 10,25,50,100].
     #[arg(long, env = "SHIFTGATE_STEPS", value_name = "LIST")]
@@ -239,6 +244,9 @@ pub struct RollbackArgs {
 pub struct StatusArgs {
     #[command(flatten)]
     pub service: ServiceArgs,
+    /// How long to keep trying to read the service before giving up (exit 3).
+    #[arg(long, env = "SHIFTGATE_TIMEOUT", value_parser = parse_positive_duration, default_value = "60s", value_name = "DURATION")]
+    pub timeout: Duration,
 }
 
 #[derive(Debug, Clone, Args)]

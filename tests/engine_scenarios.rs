@@ -602,7 +602,7 @@ async fn when_the_rollback_itself_cannot_complete_the_rollout_says_a_person_is_n
         report
             .reason
             .unwrap()
-            .contains("restoring stable traffic failed")
+            .contains("restoring stable traffic")
     );
     assert!(
         report
@@ -629,4 +629,222 @@ async fn after_a_rollback_the_stable_revision_is_health_checked() {
 
     assert_eq!(report.outcome, Outcome::RolledBack);
     assert_eq!(report.stable_health, Some(shiftgate::health::Verdict::Pass));
+}
+
+// ---- Trust under real conditions: the people and processes around a rollout ----
+
+#[tokio::test(start_paused = true)]
+async fn a_person_rolling_back_during_a_bake_stops_the_rollout_without_another_write() {
+    let world = World::new();
+    let _load = start_inproc_load(&world.model, PROJECT, REGION, SERVICE, 10.0);
+    let person = {
+        let platform = world.ports().0;
+        let at_10 = world.when_split(|split| split.iter().any(|(_, percent)| *percent == 10));
+        let model = world.model.clone();
+        async move {
+            at_10.await;
+            tokio::time::sleep(Duration::from_secs(100)).await;
+            let finished = shiftgate::commands::rollback::roll_back(
+                &platform,
+                None,
+                Duration::from_secs(120),
+            )
+            .await
+            .expect("the person's rollback runs");
+            assert_eq!(finished.exit_code, 0, "{}", finished.result);
+            model.write_count()
+        }
+    };
+
+    let (report, writes_after_person) =
+        tokio::join!(world.roll_out(image_request(CANDIDATE_IMAGE)), person);
+    let report = report.unwrap();
+
+    assert_eq!(report.outcome, Outcome::Aborted, "{:?}", report.reason);
+    assert_eq!(report.exit_code(), 1);
+    assert!(
+        report.reason.as_deref().unwrap().contains("record was removed"),
+        "{:?}",
+        report.reason
+    );
+    assert_eq!(
+        world.model.write_count(),
+        writes_after_person,
+        "the rollout wrote nothing after the person's rollback"
+    );
+    assert_eq!(world.current(), split(&[(&world.stable, 100)]));
+    assert!(
+        world
+            .splits()
+            .iter()
+            .all(|s| s.iter().all(|(_, p)| *p <= 10 || s.len() == 1)),
+        "the rollout never went past the step the person stopped: {:?}",
+        world.splits()
+    );
+    assert!(report.final_traffic_confirmed);
+}
+
+#[tokio::test(start_paused = true)]
+async fn two_rollouts_started_together_one_owns_the_service_and_the_other_changes_nothing() {
+    let world = World::new();
+    let _load = start_inproc_load(&world.model, PROJECT, REGION, SERVICE, 10.0);
+    let other_image = "registry/loopcloser-app:v1.5.0";
+    world
+        .model
+        .register_image(other_image, Behavior::healthy("1.5.0"));
+
+    let (first, second) = tokio::join!(
+        world.roll_out(image_request(CANDIDATE_IMAGE)),
+        world.roll_out(image_request(other_image)),
+    );
+
+    let (winner, loser) = match (first, second) {
+        (Ok(report), Err(error)) | (Err(error), Ok(report)) => (report, error),
+        other => panic!("exactly one rollout must own the service: {other:?}"),
+    };
+    assert_eq!(winner.outcome, Outcome::Promoted, "{:?}", winner.reason);
+    assert_eq!(loser.exit_code(), 2);
+    let message = loser.to_string();
+    assert!(message.contains("another rollout took"), "{message}");
+    assert!(message.contains(&winner.rollout_id), "names the owner: {message}");
+    assert!(message.contains("pid"), "names the owner's process: {message}");
+    for split in world.splits() {
+        assert!(
+            split
+                .iter()
+                .all(|(revision, _)| revision == &world.stable || revision == &winner.candidate),
+            "only the winner's candidate ever got traffic: {split:?}"
+        );
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_rollout_whose_process_died_is_resumed_from_its_recorded_step() {
+    let world = World::new();
+    let _load = start_inproc_load(&world.model, PROJECT, REGION, SERVICE, 10.0);
+    // The runner is lost during the second step's bake: no restore runs, the record stays.
+    let killed = tokio::time::timeout(
+        Duration::from_secs(7 * 60),
+        world.roll_out(image_request(CANDIDATE_IMAGE)),
+    )
+    .await;
+    assert!(killed.is_err(), "the first run was cut off mid-rollout");
+    let (platform, _, _) = world.ports();
+    use shiftgate::rollout::ports::Platform;
+    let dead = platform.read_service().await.unwrap().rollout.unwrap();
+    assert_eq!(dead.percent, 25);
+    let another = world
+        .roll_out(image_request("registry/loopcloser-app:v9.9.9"))
+        .await
+        .unwrap_err();
+    assert_eq!(another.exit_code(), 2);
+    assert!(another.to_string().contains("--resume"), "{another}");
+
+    let resumed = world
+        .roll_out(RolloutRequest {
+            candidate: CandidateSource::Resume,
+            ..image_request(CANDIDATE_IMAGE)
+        })
+        .await
+        .unwrap();
+
+    assert_eq!(resumed.outcome, Outcome::Promoted, "{:?}", resumed.reason);
+    assert_ne!(resumed.rollout_id, dead.id, "the resumed run owns a new record");
+    assert_eq!(resumed.candidate, dead.candidate);
+    let c = dead.candidate.as_str();
+    let s = world.stable.as_str();
+    assert_eq!(
+        world.splits(),
+        vec![
+            split(&[(s, 100)]),
+            split(&[(s, 90), (c, 10)]),
+            split(&[(s, 75), (c, 25)]),
+            split(&[(s, 50), (c, 50)]),
+            split(&[(c, 100)]),
+        ],
+        "the resumed run went on from 25%, never back"
+    );
+    assert_eq!(resumed.steps.first().map(|s| s.percent), Some(25));
+    assert!(platform.read_service().await.unwrap().rollout.is_none());
+}
+
+#[tokio::test(start_paused = true)]
+async fn resume_without_a_recorded_rollout_is_refused_and_changes_nothing() {
+    let world = World::new();
+    let writes = world.model.write_count();
+
+    let refused = world
+        .roll_out(RolloutRequest {
+            candidate: CandidateSource::Resume,
+            ..image_request(CANDIDATE_IMAGE)
+        })
+        .await
+        .unwrap_err();
+
+    assert_eq!(refused.exit_code(), 2);
+    assert!(refused.to_string().contains("nothing to resume"), "{refused}");
+    assert_eq!(world.model.write_count(), writes);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_interrupt_while_the_platform_hangs_ends_in_time_with_the_last_split_read() {
+    let world = World::new();
+    let _load = start_inproc_load(&world.model, PROJECT, REGION, SERVICE, 10.0);
+    let (trigger, interrupt) = Interrupt::channel();
+    // Once the first step is live the platform stops finishing operations; then SIGINT arrives
+    // while the next write hangs.
+    let signaller = {
+        let model = world.model.clone();
+        let first_step = world.when_split(|split| split.len() == 2);
+        tokio::spawn(async move {
+            first_step.await;
+            model.hold_operations(true);
+            tokio::time::sleep(Duration::from_secs(320)).await;
+            trigger.trigger();
+            tokio::time::Instant::now()
+        })
+    };
+
+    let report = world
+        .roll_out_with(image_request(CANDIDATE_IMAGE), interrupt)
+        .await
+        .unwrap();
+    let signalled_at = signaller.await.unwrap();
+
+    let took = signalled_at.elapsed();
+    assert!(
+        took <= Duration::from_millis(7500),
+        "the restore, reading back included, fits the runner's 7.5 s: took {took:?}"
+    );
+    assert!(report.rollback_failed, "{:?}", report.reason);
+    assert_eq!(report.exit_code(), 4);
+    assert!(!report.final_traffic_confirmed);
+    assert!(
+        report
+            .final_traffic
+            .iter()
+            .any(|t| t.revision == report.candidate && t.percent > 0),
+        "the result gives the last split read, not an assumed 100% stable: {:?}",
+        report.final_traffic
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn stable_is_judged_on_the_basic_health_rule_after_a_rollback() {
+    let world = World::new();
+    let _load = start_inproc_load(&world.model, PROJECT, REGION, SERVICE, 10.0);
+    world
+        .model
+        .register_image(CANDIDATE_IMAGE, Behavior::erroring("1.4.0", 0.5));
+    let mut request = image_request(CANDIDATE_IMAGE);
+    request.policy.health.version = Some(">=1.4.0".parse().unwrap());
+
+    let report = world.roll_out(request).await.unwrap();
+
+    assert_eq!(report.outcome, Outcome::RolledBack, "{:?}", report.reason);
+    assert_eq!(
+        report.stable_health,
+        Some(shiftgate::health::Verdict::Pass),
+        "stable (1.3.0) is not held to the candidate's version requirement"
+    );
 }

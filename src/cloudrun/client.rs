@@ -54,11 +54,15 @@ impl CloudRunService {
     }
 
     fn location_path(&self) -> String {
-        format!("v2/projects/{}/locations/{}", self.project, self.region)
+        format!(
+            "v2/projects/{}/locations/{}",
+            segment(&self.project),
+            segment(&self.region)
+        )
     }
 
     fn service_path(&self) -> String {
-        format!("{}/services/{}", self.location_path(), self.service)
+        format!("{}/services/{}", self.location_path(), segment(&self.service))
     }
 
     async fn get_raw(&self) -> PortResult<Value> {
@@ -80,10 +84,15 @@ impl CloudRunService {
 
     /// Read-modify-write: the current resource with `edit` applied is sent back with its etag, so
     /// the write fails with a conflict if anything changed since `expected_etag` was read.
+    /// `update_mask` names exactly the fields `edit` changes: a PATCH then means the same whether
+    /// the server reads a mask-less PATCH as "the fields present" (AIP-134) or as a full replace.
+    /// The PATCH is sent once: after a lost answer only a fresh read (the engine's) can tell
+    /// whether it landed, and sending it again blind could apply it twice.
     async fn write(
         &self,
         expected_etag: &str,
         deadline: Duration,
+        update_mask: &str,
         edit: impl FnOnce(&mut Map<String, Value>),
     ) -> PortResult<ServiceState> {
         let started = Instant::now();
@@ -101,15 +110,14 @@ impl CloudRunService {
             .as_object_mut()
             .ok_or_else(|| PortError::Unavailable("the service is not a JSON object".into()))?;
         edit(object);
-        // The etag makes a repeated PATCH fail with 409 instead of applying twice.
         let answer = self
             .rest
             .send(
                 Method::PATCH,
                 &self.service_path(),
-                &[],
+                &[("updateMask", update_mask.to_string())],
                 Some(&resource),
-                Retry::Safe,
+                Retry::Never,
                 deadline.min(READ_BUDGET),
             )
             .await?;
@@ -218,13 +226,28 @@ impl CloudRunService {
     }
 
     async fn get_revision(&self, revision: &str) -> PortResult<Revision> {
-        let path = format!("{}/revisions/{revision}", self.service_path());
+        let path = format!("{}/revisions/{}", self.service_path(), segment(revision));
         let answer = self
             .rest
             .send(Method::GET, &path, &[], None, Retry::Safe, READ_BUDGET)
             .await?;
         parse(answer, "revision")
     }
+}
+
+/// One path segment, percent-encoded whatever it holds: names are validated at input, and this
+/// keeps a name that slipped through from adding path segments or a query.
+fn segment(text: &str) -> String {
+    // URL parsers resolve `.`, `..` and even `%2e%2e` segments: such a name must address
+    // nothing rather than the parent resource.
+    if text.chars().all(|c| c == '.') {
+        return "-".repeat(text.len().max(1));
+    }
+    percent_encoding::utf8_percent_encode(text, percent_encoding::NON_ALPHANUMERIC)
+        .to_string()
+        .replace("%2D", "-")
+        .replace("%5F", "_")
+        .replace("%2E", ".")
 }
 
 fn parse<T: serde::de::DeserializeOwned>(value: Value, what: &str) -> PortResult<T> {
@@ -251,6 +274,23 @@ fn set_rollout_annotation(service: &mut Map<String, Value>, record: Option<&Roll
     }
     if annotations.is_empty() {
         service.remove("annotations");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::segment;
+
+    #[test]
+    fn path_segments_cannot_add_segments_or_a_query() {
+        assert_eq!(segment("loopcloser-prod"), "loopcloser-prod");
+        assert_eq!(
+            segment("web?updateMask=traffic"),
+            "web%3FupdateMask%3Dtraffic"
+        );
+        assert_eq!(segment("nope/../web"), "nope%2F..%2Fweb");
+        assert_eq!(segment(".."), "--");
+        assert_eq!(segment(""), "-");
     }
 }
 
@@ -293,7 +333,7 @@ impl Platform for CloudRunService {
         etag: &str,
         deadline: Duration,
     ) -> PortResult<ServiceState> {
-        self.write(etag, deadline, |service| {
+        self.write(etag, deadline, "template,traffic,annotations", |service| {
             let template = service.entry("template").or_insert_with(|| json!({}));
             if !template.is_object() {
                 *template = json!({});
@@ -321,7 +361,7 @@ impl Platform for CloudRunService {
         etag: &str,
         deadline: Duration,
     ) -> PortResult<ServiceState> {
-        self.write(etag, deadline, |service| {
+        self.write(etag, deadline, "traffic,annotations", |service| {
             service.insert("traffic".into(), traffic_targets_json(&change.traffic));
             set_rollout_annotation(service, change.rollout.as_ref());
         })

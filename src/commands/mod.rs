@@ -159,15 +159,17 @@ pub fn traffic_json(traffic: &[TrafficTarget]) -> Value {
     )
 }
 
-/// Raises the interrupt on SIGINT or SIGTERM (a cancelled Actions job sends both).
+/// Raises the interrupt on SIGINT or SIGTERM (a cancelled Actions job sends both) and on SIGHUP
+/// (a closed terminal or ssh session), so each of them restores stable traffic before exiting.
 pub fn watch_signals(trigger: InterruptTrigger) {
     tokio::spawn(async move {
         #[cfg(unix)]
         {
             use tokio::signal::unix::{SignalKind, signal};
-            let (Ok(mut interrupt), Ok(mut terminate)) = (
+            let (Ok(mut interrupt), Ok(mut terminate), Ok(mut hangup)) = (
                 signal(SignalKind::interrupt()),
                 signal(SignalKind::terminate()),
+                signal(SignalKind::hangup()),
             ) else {
                 tracing::warn!("could not install signal handlers");
                 return;
@@ -176,6 +178,7 @@ pub fn watch_signals(trigger: InterruptTrigger) {
                 tokio::select! {
                     _ = interrupt.recv() => {},
                     _ = terminate.recv() => {},
+                    _ = hangup.recv() => {},
                 }
                 trigger.trigger();
             }

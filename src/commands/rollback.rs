@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use tokio::time::Instant;
+
 use serde_json::json;
 
 use crate::cli::RollbackArgs;
@@ -12,7 +14,7 @@ use crate::commands::{
 };
 use crate::github::incident::failed_rollback_incident;
 use crate::rollout::engine::{force_traffic, restore_traffic, short_name};
-use crate::rollout::ports::{Platform, PortError};
+use crate::rollout::ports::{Platform, PortError, ServiceState};
 use crate::rollout::timeline::describe_traffic;
 
 pub async fn run(context: &Context, args: RollbackArgs) -> Result<Finished, CommandError> {
@@ -40,20 +42,52 @@ pub async fn run(context: &Context, args: RollbackArgs) -> Result<Finished, Comm
     Ok(finished)
 }
 
-/// The rollback itself, on any platform.
-/// Sends 100% to `to` (or the recorded stable revision), trying for up to `deadline`.
+/// The rollback itself, on any platform: sends 100% to `to` (or the recorded stable revision).
+/// The whole command, reads included, ends within `deadline`; a rollback that could not be
+/// confirmed in that time (or that the platform refused) is exit 4, with the last split read.
 pub async fn roll_back(
     platform: &dyn Platform,
     to: Option<&str>,
     deadline: Duration,
 ) -> Result<Finished, CommandError> {
-    let service = platform.read_service().await.map_err(|error| match error {
-        PortError::NotFound(what) => CommandError::bad_input(format!(
-            "the service was not found ({what}); check --project, --region and --service"
-        )),
-        other => CommandError::api(format!("could not read the service: {other}")),
-    })?;
-    let target = match (to, &service.rollout) {
+    let give_up = Instant::now() + deadline;
+    let unconfirmed = |reason: String, service: &str, target: &str, last: Option<&ServiceState>| {
+        eprintln!("ROLLBACK FAILED, the service needs a person: {reason}");
+        Finished {
+            exit_code: EXIT_ROLLBACK_FAILED,
+            result: json!({
+                "command": "rollback",
+                "outcome": "failed",
+                "service": service,
+                "revision": target,
+                "reason": reason,
+                "final_traffic": last.map(|s| traffic_json(&s.traffic)).unwrap_or_else(|| json!([])),
+                "final_traffic_confirmed": false,
+                "exit_code": EXIT_ROLLBACK_FAILED,
+            }),
+        }
+    };
+    let service = match tokio::time::timeout_at(give_up, platform.read_service()).await {
+        Ok(Ok(service)) => service,
+        Ok(Err(PortError::NotFound(what))) => {
+            return Err(CommandError::bad_input(format!(
+                "the service was not found ({what}); check --project, --region and --service"
+            )));
+        }
+        Ok(Err(error)) => {
+            let reason = format!("could not read the service: {error}");
+            return Ok(unconfirmed(reason, "", to.unwrap_or_default(), None));
+        }
+        Err(_) => {
+            let reason = format!(
+                "could not read the service within --timeout {}",
+                humantime::format_duration(deadline)
+            );
+            return Ok(unconfirmed(reason, "", to.unwrap_or_default(), None));
+        }
+    };
+    let recorded = service.rollout.as_ref().filter(|r| r.is_running());
+    let target = match (to, recorded) {
         (Some(revision), _) => short_name(revision).to_string(),
         (None, Some(record)) => record.stable.clone(),
         (None, None) => {
@@ -66,15 +100,23 @@ pub async fn roll_back(
         }
     };
     if to.is_some() {
-        let revision = platform
-            .read_revision(&target)
-            .await
-            .map_err(|error| match error {
-                PortError::NotFound(_) => {
-                    CommandError::bad_input(format!("--to {target}: no such revision"))
-                }
-                other => CommandError::api(format!("could not read revision {target}: {other}")),
-            })?;
+        let revision = match tokio::time::timeout_at(give_up, platform.read_revision(&target)).await
+        {
+            Ok(Ok(revision)) => revision,
+            Ok(Err(PortError::NotFound(_))) => {
+                return Err(CommandError::bad_input(format!(
+                    "--to {target}: no such revision"
+                )));
+            }
+            Ok(Err(other)) => {
+                let reason = format!("could not read revision {target}: {other}");
+                return Ok(unconfirmed(reason, &service.name, &target, Some(&service)));
+            }
+            Err(_) => {
+                let reason = format!("could not read revision {target} within --timeout");
+                return Ok(unconfirmed(reason, &service.name, &target, Some(&service)));
+            }
+        };
         if !revision.ready {
             return Err(CommandError::bad_input(format!(
                 "--to {target}: the revision is not ready ({}); pick a ready one",
@@ -82,10 +124,18 @@ pub async fn roll_back(
             )));
         }
     }
+    if let Some(record) = recorded {
+        eprintln!(
+            "taking over from the {}",
+            crate::rollout::ownership::describe_owner(record)
+        );
+    }
     let before = service.traffic.clone();
     let wanted = restore_traffic(&service, &target);
     eprintln!("rolling back {}: 100% to {target}", service.name);
-    match force_traffic(platform, Some(service.clone()), &wanted, deadline).await {
+    let remaining = give_up.saturating_duration_since(Instant::now());
+    let say = |line: &str| eprintln!("rollback: {line}");
+    match force_traffic(platform, &wanted, remaining, &say).await {
         Ok(after) => {
             eprintln!("done: traffic {}", describe_traffic(&after.traffic));
             Ok(Finished {
@@ -97,30 +147,20 @@ pub async fn roll_back(
                     "revision": target,
                     "previous_traffic": traffic_json(&before),
                     "final_traffic": traffic_json(&after.traffic),
+                    "final_traffic_confirmed": true,
                     "exit_code": EXIT_OK,
                 }),
             })
         }
         Err(reason) => {
-            eprintln!("ROLLBACK FAILED, the service needs a person: {reason}");
-            let final_traffic = platform
-                .read_service()
-                .await
-                .map(|s| traffic_json(&s.traffic))
-                .unwrap_or_else(|_| json!([]));
-            Ok(Finished {
-                exit_code: EXIT_ROLLBACK_FAILED,
-                result: json!({
-                    "command": "rollback",
-                    "outcome": "failed",
-                    "service": service.name,
-                    "revision": target,
-                    "reason": reason,
-                    "previous_traffic": traffic_json(&before),
-                    "final_traffic": final_traffic,
-                    "exit_code": EXIT_ROLLBACK_FAILED,
-                }),
-            })
+            // One last read, only if time is left: the result never reports a split not read.
+            let last = match tokio::time::timeout_at(give_up, platform.read_service()).await {
+                Ok(Ok(now)) => now,
+                _ => service.clone(),
+            };
+            let mut finished = unconfirmed(reason, &service.name, &target, Some(&last));
+            finished.result["previous_traffic"] = traffic_json(&before);
+            Ok(finished)
         }
     }
 }

@@ -3,6 +3,9 @@
 
 use std::time::Duration;
 
+use std::panic::AssertUnwindSafe;
+
+use futures_util::FutureExt;
 use serde_json::{Value, json};
 
 use crate::cli::MetricsBackend;
@@ -14,7 +17,10 @@ use crate::health::HttpHealthEndpoint;
 use crate::metrics::{CloudMonitoring, PrometheusMetrics};
 use crate::output::{progress_sink, summary};
 use crate::rollout::plan::DEFAULT_MONITORING_DELAY;
-use crate::rollout::ports::Metrics;
+use crate::rollout::engine::{force_traffic, restore_traffic};
+use crate::rollout::ownership::Identity;
+use crate::rollout::ports::{Metrics, Platform};
+use crate::rollout::timeline::describe_traffic;
 use crate::rollout::{
     CandidateSource, Engine, Outcome, Policy, Ports, Report, RolloutError, RolloutRequest,
 };
@@ -121,6 +127,7 @@ fn short_bake_warning(policy: &Policy) -> Option<String> {
 
 pub fn candidate_source(args: &RolloutArgs) -> CandidateSource {
     match (&args.image, &args.revision) {
+        _ if args.resume => CandidateSource::Resume,
         (Some(image), _) => CandidateSource::Image(image.clone()),
         (None, Some(revision)) => CandidateSource::Revision(revision.clone()),
         (None, None) => CandidateSource::LatestCreated,
@@ -134,15 +141,24 @@ pub async fn run_engine(
     request: &RolloutRequest,
 ) -> Result<Report, CommandError> {
     let progress = progress_sink();
-    let mut engine =
-        Engine::new(ports, Clock::new(), context.interrupt.clone()).with_progress(&*progress);
-    let report = engine.run(request).await.map_err(|error| CommandError {
-        exit_code: error.exit_code(),
-        message: match error {
-            RolloutError::Refused(message) => format!("{message} (nothing was changed)"),
-            RolloutError::Api(message) => format!("{message} (nothing was changed)"),
-        },
-    })?;
+    let identity = Identity::generate();
+    let id = identity.id.clone();
+    let mut engine = Engine::new(ports, Clock::new(), context.interrupt.clone())
+        .with_progress(&*progress)
+        .with_identity(identity);
+    // A bug must not leave the split where it was: a panic is caught, and the service put back
+    // on stable if the rollout record on it is still this run's.
+    let ran = AssertUnwindSafe(engine.run(request)).catch_unwind().await;
+    let report = match ran {
+        Ok(result) => result.map_err(|error| CommandError {
+            exit_code: error.exit_code(),
+            message: match error {
+                RolloutError::Refused(message) => format!("{message} (nothing was changed)"),
+                RolloutError::Api(message) => format!("{message} (nothing was changed)"),
+            },
+        })?,
+        Err(panic) => return Err(recover_after_panic(ports.platform, &id, panic).await),
+    };
     if report.outcome == Outcome::DryRun {
         eprintln!("{}", report.reason.clone().unwrap_or_default());
     } else {
@@ -150,6 +166,54 @@ pub async fn run_engine(
     }
     Ok(report)
 }
+
+/// After a panic inside the engine: restore stable if the record on the service is still ours.
+async fn recover_after_panic(
+    platform: &dyn Platform,
+    id: &str,
+    panic: Box<dyn std::any::Any + Send>,
+) -> CommandError {
+    let what = panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".to_string());
+    let message = format!("internal error (please report it): {what}");
+    let service = match tokio::time::timeout(PANIC_RESTORE_DEADLINE, platform.read_service()).await
+    {
+        Ok(Ok(service)) => service,
+        _ => {
+            return CommandError {
+                exit_code: crate::commands::EXIT_ROLLBACK_FAILED,
+                message: format!(
+                    "{message}; the service could not be read to restore stable traffic: it needs a person"
+                ),
+            };
+        }
+    };
+    let Some(record) = service.rollout.clone().filter(|r| r.id == id) else {
+        return CommandError::api(format!(
+            "{message}; this rollout had not changed the service (traffic {})",
+            describe_traffic(&service.traffic)
+        ));
+    };
+    let wanted = restore_traffic(&service, &record.stable);
+    let say = |line: &str| eprintln!("restoring stable: {line}");
+    match force_traffic(platform, &wanted, PANIC_RESTORE_DEADLINE, &say).await {
+        Ok(after) => CommandError::api(format!(
+            "{message}; stable traffic was restored (traffic {})",
+            describe_traffic(&after.traffic)
+        )),
+        Err(why) => CommandError {
+            exit_code: crate::commands::EXIT_ROLLBACK_FAILED,
+            message: format!(
+                "{message}; restoring stable traffic failed ({why}): the service needs a person"
+            ),
+        },
+    }
+}
+
+const PANIC_RESTORE_DEADLINE: Duration = Duration::from_secs(60);
 
 /// The `--json` result of a rollout.
 pub fn report_json(report: &Report, policy: &Policy) -> Value {

@@ -12,7 +12,14 @@ pub async fn run(context: &Context, args: StatusArgs) -> Result<Finished, Comman
     let address = config.resolve_service(&args.service)?;
     let endpoints = Endpoints::from_env();
     let platform = endpoints.cloud_run(&address);
-    status(&platform).await
+    tokio::time::timeout(args.timeout, status(&platform))
+        .await
+        .unwrap_or_else(|_| {
+            Err(CommandError::api(format!(
+                "could not read the service within --timeout {}",
+                humantime::format_duration(args.timeout)
+            )))
+        })
 }
 
 pub async fn status(platform: &dyn Platform) -> Result<Finished, CommandError> {
@@ -46,11 +53,19 @@ pub async fn status(platform: &dyn Platform) -> Result<Finished, CommandError> {
             .unwrap_or_default();
         eprintln!("  {:>3}%  {}{tag}", target.percent, target.revision);
     }
-    match &service.rollout {
-        Some(record) => eprintln!(
-            "rollout   in progress: {} → {} at {}% since {} (undo with `shiftgate rollback`)",
-            record.stable, record.candidate, record.percent, record.started_at
-        ),
+    let rollout = service.rollout.as_ref().filter(|r| r.is_running());
+    match rollout {
+        Some(record) => {
+            eprintln!(
+                "rollout   in progress: {} → {} at {}% since {}",
+                record.stable, record.candidate, record.percent, record.started_at
+            );
+            eprintln!("          owner {} (id {})", record.owner, record.id);
+            eprintln!(
+                "          if that process is gone: continue with `shiftgate rollout --resume`, \
+                 or undo with `shiftgate rollback` (both with the same service flags)"
+            );
+        }
         None => eprintln!("rollout   none in progress"),
     }
     eprintln!("revisions");
@@ -98,7 +113,7 @@ pub async fn status(platform: &dyn Platform) -> Result<Finished, CommandError> {
             "tags": tags,
             "latest_ready_revision": service.latest_ready_revision,
             "latest_created_revision": service.latest_created_revision,
-            "rollout": service.rollout,
+            "rollout": rollout,
             "revisions": revision_list,
             "exit_code": EXIT_OK,
         }),

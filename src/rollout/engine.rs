@@ -1,5 +1,5 @@
-//! The rollout state machine: prepare (stable, candidate, plan), shift traffic step by step, judge
-//! every step, and restore stable traffic on any failure, error or interruption.
+//! The rollout state machine: prepare (stable, candidate, plan), take ownership of the service,
+//! shift traffic step by step, judge every step, and restore stable traffic on any failure.
 
 use std::future::Future;
 use std::time::{Duration, SystemTime};
@@ -10,19 +10,28 @@ use tokio::time::Instant;
 use crate::clock::Clock;
 use crate::health::{Expectations, Verdict};
 use crate::rollout::judge::{StepPhase, judge_errors};
+use crate::rollout::ownership::{Identity, describe_owner, live_local_owner, still_ours};
 use crate::rollout::plan::Policy;
 use crate::rollout::ports::{
     HealthEndpoint, Metrics, NewRevision, Platform, PortError, RequestCounts, RolloutRecord,
     ServiceState, TrafficChange, TrafficTarget, Window,
 };
-use crate::rollout::timeline::{Event, EventKind, Outcome, Report, StepReport, seconds};
+use crate::rollout::timeline::{
+    Event, EventKind, Outcome, Report, StepReport, describe_traffic, seconds,
+};
+
+pub use crate::rollout::ownership::traffic_matches;
 
 /// The tag that gives the candidate its own URL for health checks.
 pub const CANDIDATE_TAG: &str = "candidate";
-/// A restore after SIGINT must finish well inside the 7.5 s a cancelled Actions job gets.
-pub const INTERRUPTED_RESTORE_DEADLINE: Duration = Duration::from_secs(6);
-/// How many times a write is re-based on a fresh read after an etag conflict.
-const CONFLICT_RETRIES: u32 = 5;
+/// A restore after SIGINT/SIGTERM/SIGHUP, reading back included, must end well inside the 7.5 s
+/// a cancelled Actions job gets before SIGTERM (and 10 s before SIGKILL).
+pub const INTERRUPTED_RESTORE_DEADLINE: Duration = Duration::from_millis(6500);
+/// How many times a write is sent again after a conflict or a lost answer, each time only after
+/// a fresh read shows the service is still this rollout's and unchanged.
+const WRITE_ATTEMPTS: u32 = 5;
+/// Pause between attempts when the platform is unavailable.
+const WRITE_BACKOFF: Duration = Duration::from_secs(1);
 
 /// Where the candidate revision comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,6 +42,8 @@ pub enum CandidateSource {
     Revision(String),
     /// The latest created revision, when it serves no traffic.
     LatestCreated,
+    /// The rollout recorded on the service, whose process is gone (`rollout --resume`).
+    Resume,
 }
 
 #[derive(Debug, Clone)]
@@ -45,7 +56,8 @@ pub struct RolloutRequest {
 /// Why a rollout did not start. Nothing was changed on the service in either case.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RolloutError {
-    /// Bad input or a service state that needs a person first (exit 2).
+    /// Bad input, a service state that needs a person first, or another rollout owns the
+    /// service (exit 2).
     #[error("{0}")]
     Refused(String),
     /// The platform could not be read (exit 3).
@@ -62,7 +74,7 @@ impl RolloutError {
     }
 }
 
-/// Tells the engine that SIGINT/SIGTERM arrived. Cheap to clone.
+/// Tells the engine that SIGINT/SIGTERM/SIGHUP arrived. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Interrupt(watch::Receiver<bool>);
 
@@ -121,6 +133,10 @@ pub struct Plan {
     pub image: Option<String>,
     /// Tagged zero-percent targets of other revisions, kept through every change.
     pub preserved: Vec<TrafficTarget>,
+    /// Resuming a recorded rollout: the candidate's share when its process died.
+    pub resume_at: Option<u8>,
+    /// When the rollout started (kept across a resume).
+    pub started_at: String,
 }
 
 impl Plan {
@@ -145,6 +161,22 @@ impl Plan {
     pub fn stable_traffic(&self) -> Vec<TrafficTarget> {
         self.traffic(0, false)
     }
+
+    /// The steps still to run: all of them, or on a resume the recorded step (baked again from its
+    /// start) and those after it. Each is (step number in the policy, percent).
+    fn schedule(&self, policy: &Policy) -> Vec<(usize, u8)> {
+        let percents = policy.steps.percents();
+        let numbered = percents.iter().enumerate().map(|(i, &p)| (i + 1, p));
+        match self.resume_at {
+            Some(at) if at > 0 => {
+                let number = percents.iter().position(|&p| p >= at).unwrap_or(0) + 1;
+                std::iter::once((number, at))
+                    .chain(numbered.filter(|&(_, p)| p > at))
+                    .collect()
+            }
+            _ => numbered.collect(),
+        }
+    }
 }
 
 /// Traffic that sends everything to `revision`, keeping the other tagged targets of `service`
@@ -168,24 +200,32 @@ fn preserved_tags(service: &ServiceState) -> Vec<TrafficTarget> {
         .collect()
 }
 
-/// True when the service's traffic is `wanted`, ignoring order and zero-percent untagged entries.
-pub fn traffic_matches(service: &ServiceState, wanted: &[TrafficTarget]) -> bool {
-    fn normalized(traffic: &[TrafficTarget]) -> Vec<(String, u8, Option<String>)> {
-        let mut entries: Vec<_> = traffic
-            .iter()
-            .filter(|t| t.percent > 0 || t.tag.is_some())
-            .map(|t| (t.revision.clone(), t.percent, t.tag.clone()))
-            .collect();
-        entries.sort();
-        entries
-    }
-    normalized(&service.traffic) == normalized(wanted)
+/// Why a rollout stops before promotion.
+enum Stop {
+    /// A gate failed: the candidate is to blame.
+    Failed(String),
+    /// An API failed: the platform or metrics backend is to blame, not the candidate (Argo's
+    /// Error outcome).
+    Error(String),
+    /// A person or another process changed the service: this rollout no longer owns it.
+    Aborted(String),
+    Interrupted,
 }
 
-enum StepEnd {
-    Passed,
-    Failed { reason: String, api: bool },
-    Interrupted,
+/// How a restore attempt ended.
+enum Restore {
+    /// Stable serves everything and the record is gone, as read back.
+    Done(ServiceState),
+    /// Someone else changed the service first; it was left as they made it.
+    NotOurs(String),
+    /// Not confirmed before the deadline, or refused by the platform.
+    Failed(String),
+}
+
+fn later(at: Instant, by: Duration) -> Instant {
+    // Policies are bounded at parse time; this keeps a Policy built in code from panicking.
+    at.checked_add(by)
+        .unwrap_or_else(|| at + Duration::from_secs(10 * 365 * 24 * 3600))
 }
 
 /// Runs one rollout. Create one per rollout.
@@ -196,8 +236,17 @@ pub struct Engine<'a> {
     progress: Option<ProgressSink<'a>>,
     started: Instant,
     timeline: Vec<Event>,
-    /// The service as last read or written, so writes use the freshest etag without a read.
+    identity: Identity,
+    /// The service as last read (every write answers with a read-back), for the freshest etag.
     last_seen: Option<ServiceState>,
+    /// The record this rollout last wrote; `None` before it owns the service and after promotion.
+    record: Option<RolloutRecord>,
+    /// The split this rollout last saw applied by its own write.
+    confirmed: Vec<TrafficTarget>,
+    /// A write of this rollout whose outcome is not known yet (its answer may be lost).
+    in_flight: Option<Vec<TrafficTarget>>,
+    /// When the interrupt was first seen: the restore must end 6.5 s after it.
+    interrupted_at: Option<Instant>,
 }
 
 impl<'a> Engine<'a> {
@@ -209,7 +258,12 @@ impl<'a> Engine<'a> {
             progress: None,
             started: Instant::now(),
             timeline: Vec::new(),
+            identity: Identity::generate(),
             last_seen: None,
+            record: None,
+            confirmed: Vec::new(),
+            in_flight: None,
+            interrupted_at: None,
         }
     }
 
@@ -218,14 +272,34 @@ impl<'a> Engine<'a> {
         self
     }
 
-    /// Prepares and, unless it is a dry run, executes the rollout.
+    /// Runs under this identity (the caller keeps the id, e.g. to recover after a panic).
+    pub fn with_identity(mut self, identity: Identity) -> Self {
+        self.identity = identity;
+        self
+    }
+
+    pub fn identity(&self) -> &Identity {
+        &self.identity
+    }
+
+    /// Prepares, takes ownership of the service and, unless it is a dry run, runs the rollout.
     pub async fn run(&mut self, request: &RolloutRequest) -> Result<Report, RolloutError> {
         request.policy.validate().map_err(RolloutError::Refused)?;
         let plan = self.prepare(&request.candidate).await?;
         if request.dry_run {
             return Ok(self.dry_run_report(&plan, &request.policy));
         }
-        Ok(self.execute(&plan, &request.policy).await)
+        let policy = &request.policy;
+        self.emit(EventKind::Planned {
+            stable: plan.stable.clone(),
+            candidate: plan.candidate.clone(),
+            steps: policy.steps.percents().to_vec(),
+            creates_revision: plan.image.is_some(),
+        });
+        if let Some(end) = self.take_ownership(&plan, policy).await? {
+            return Ok(self.finish(&plan, policy, Vec::new(), end).await);
+        }
+        Ok(self.execute(&plan, policy).await)
     }
 
     /// Reads the service and decides stable and candidate; changes nothing.
@@ -241,32 +315,19 @@ impl<'a> Engine<'a> {
                 )),
                 other => RolloutError::Api(format!("could not read the service: {other}")),
             })?;
-        if let Some(record) = &service.rollout {
+        self.last_seen = Some(service.clone());
+        if *source == CandidateSource::Resume {
+            return self.prepare_resume(service).await;
+        }
+        if let Some(record) = service.rollout.as_ref().filter(|r| r.is_running()) {
             return Err(RolloutError::Refused(format!(
-                "a rollout is already in progress on {} (stable {}, candidate {} at {}%, started {}); \
-                 finish it with `shiftgate rollback` before starting another",
-                service.name, record.stable, record.candidate, record.percent, record.started_at
+                "a rollout is already in progress on {}: {}; if its process is gone, continue it \
+                 with `shiftgate rollout --resume` or undo it with `shiftgate rollback`",
+                service.name,
+                describe_owner(record)
             )));
         }
-        let serving = service.serving();
-        let stable = match serving.as_slice() {
-            [(revision, 100)] => revision.clone(),
-            [] => {
-                return Err(RolloutError::Refused(format!(
-                    "{} serves no traffic, so there is no stable revision to fall back to",
-                    service.name
-                )));
-            }
-            split => {
-                let shares: Vec<String> = split.iter().map(|(r, p)| format!("{r} {p}%")).collect();
-                return Err(RolloutError::Refused(format!(
-                    "traffic on {} is split ({}); put it on one revision first with \
-                     `shiftgate rollback --to REVISION`",
-                    service.name,
-                    shares.join(", ")
-                )));
-            }
-        };
+        let stable = single_serving_revision(&service)?;
         let service_short = short_name(&service.name).to_string();
         let (candidate, image) = match source {
             CandidateSource::Image(image) => {
@@ -301,15 +362,78 @@ impl<'a> Engine<'a> {
                 self.check_existing_candidate(&latest, &stable).await?;
                 (latest, None)
             }
+            CandidateSource::Resume => unreachable!("handled above"),
         };
-        let plan = Plan {
+        Ok(Plan {
             preserved: preserved_tags(&service),
             stable,
             candidate,
             image,
             service,
+            resume_at: None,
+            started_at: humantime::format_rfc3339_seconds(self.clock.now()).to_string(),
+        })
+    }
+
+    /// A recorded rollout whose process is gone: its revisions still exist and the split is still
+    /// the one it recorded, else a person must decide (exit 2, nothing changed).
+    async fn prepare_resume(&mut self, service: ServiceState) -> Result<Plan, RolloutError> {
+        let Some(record) = service.rollout.clone().filter(|r| r.is_running()) else {
+            return Err(RolloutError::Refused(format!(
+                "no rollout is recorded on {}, so there is nothing to resume; start one with \
+                 `shiftgate rollout --image IMAGE`",
+                service.name
+            )));
         };
-        self.last_seen = Some(plan.service.clone());
+        if let Some(pid) = live_local_owner(&record.owner) {
+            return Err(RolloutError::Refused(format!(
+                "the recorded rollout is still run by process {pid} on this host ({}); stop it \
+                 before resuming",
+                describe_owner(&record)
+            )));
+        }
+        for (role, revision) in [("stable", &record.stable), ("candidate", &record.candidate)] {
+            let info = self
+                .ports
+                .platform
+                .read_revision(revision)
+                .await
+                .map_err(|error| match error {
+                    PortError::NotFound(_) => RolloutError::Refused(format!(
+                        "cannot resume: the recorded {role} revision {revision} no longer exists; \
+                         undo the rollout with `shiftgate rollback --to REVISION`"
+                    )),
+                    other => {
+                        RolloutError::Api(format!("could not read revision {revision}: {other}"))
+                    }
+                })?;
+            if !info.ready {
+                return Err(RolloutError::Refused(format!(
+                    "cannot resume: the recorded {role} revision {revision} is not ready ({}); \
+                     undo the rollout with `shiftgate rollback`",
+                    info.reason.unwrap_or_default()
+                )));
+            }
+        }
+        let plan = Plan {
+            preserved: preserved_tags(&service),
+            stable: record.stable.clone(),
+            candidate: record.candidate.clone(),
+            image: None,
+            resume_at: Some(record.percent),
+            started_at: record.started_at.clone(),
+            service,
+        };
+        let expected = plan.traffic(record.percent, true);
+        if !traffic_matches(&plan.service, &expected) {
+            return Err(RolloutError::Refused(format!(
+                "cannot resume: traffic on {} is {}, not the {} the record says; undo the \
+                 rollout with `shiftgate rollback`",
+                plan.service.name,
+                describe_traffic(&plan.service.traffic),
+                describe_traffic(&expected)
+            )));
+        }
         Ok(plan)
     }
 
@@ -356,8 +480,13 @@ impl<'a> Engine<'a> {
         });
         let mut report = self.report(plan, policy, Outcome::DryRun, Vec::new());
         report.final_traffic = plan.service.traffic.clone();
+        report.final_traffic_confirmed = true;
+        let action = match plan.resume_at {
+            Some(at) => format!("resume the rollout of {} at {at}%, then", plan.candidate),
+            None => String::new(),
+        };
         report.reason = Some(format!(
-            "dry run: would move {} from {} to {} in steps {} (bake {} each, at least {} to promote); nothing was changed",
+            "dry run: would {action} move {} from {} to {} in steps {} (bake {} each, at least {} to promote); nothing was changed",
             short_name(&plan.service.name),
             plan.stable,
             plan.candidate,
@@ -368,100 +497,191 @@ impl<'a> Engine<'a> {
         report
     }
 
-    /// Runs the plan to promotion, or restores stable traffic and says why.
-    pub async fn execute(&mut self, plan: &Plan, policy: &Policy) -> Report {
-        self.emit(EventKind::Planned {
-            stable: plan.stable.clone(),
-            candidate: plan.candidate.clone(),
-            steps: policy.steps.percents().to_vec(),
-            creates_revision: plan.image.is_some(),
-        });
+    /// The first write: the record (with this rollout's id) goes onto the service in the same
+    /// etag-guarded change that stages the candidate, so of two rollouts started together exactly
+    /// one wins. The loser changes nothing and says who won (exit 2). `Ok(Some(end))`: the write's
+    /// fate is unknown or it failed; the caller restores whatever of it landed.
+    async fn take_ownership(
+        &mut self,
+        plan: &Plan,
+        policy: &Policy,
+    ) -> Result<Option<Stop>, RolloutError> {
+        let percent = plan.resume_at.unwrap_or(0);
         let record = RolloutRecord {
-            id: format!(
-                "{}@{}",
-                plan.candidate,
-                humantime::format_rfc3339_seconds(self.clock.now())
-            ),
+            id: self.identity.id.clone(),
+            owner: self.identity.owner.clone(),
             stable: plan.stable.clone(),
             candidate: plan.candidate.clone(),
-            percent: 0,
-            started_at: humantime::format_rfc3339_seconds(self.clock.now()).to_string(),
+            percent,
+            state: RolloutRecord::RUNNING.to_string(),
+            started_at: plan.started_at.clone(),
         };
-        let mut steps: Vec<StepReport> = Vec::new();
-
-        // Phase 1: the candidate exists, is tagged, and has no traffic.
-        if let Err(end) = self.stage_candidate(plan, policy, &record).await {
-            return self.finish_after_failure(plan, policy, steps, end).await;
+        let traffic = plan.traffic(percent, true);
+        let platform = self.ports.platform;
+        let mut etag = plan.service.etag.clone();
+        for attempt in 1..=WRITE_ATTEMPTS {
+            self.in_flight = Some(traffic.clone());
+            let written = match (&plan.image, plan.resume_at) {
+                (Some(image), None) => {
+                    let spec = NewRevision {
+                        revision: plan.candidate.clone(),
+                        image: image.clone(),
+                        traffic: traffic.clone(),
+                        rollout: Some(record.clone()),
+                    };
+                    self.guard(platform.create_revision(&spec, &etag, policy.create_deadline))
+                        .await
+                }
+                _ => {
+                    let change = TrafficChange {
+                        traffic: traffic.clone(),
+                        rollout: Some(record.clone()),
+                    };
+                    self.guard(platform.set_traffic(&change, &etag, policy.traffic_deadline))
+                        .await
+                }
+            };
+            let Some(written) = written else {
+                return Ok(Some(Stop::Interrupted));
+            };
+            let error = match written {
+                Ok(service) => {
+                    self.took_ownership(plan, service, record);
+                    return Ok(None);
+                }
+                Err(error) => error,
+            };
+            // A conflict, a lost answer or a failure: only a fresh read tells what happened.
+            let current = match self.read_settled(policy.traffic_deadline).await {
+                Ok(current) => current,
+                Err(end) => return Ok(Some(end)),
+            };
+            match &current.rollout {
+                Some(theirs) if theirs.id == record.id => {
+                    // Ours went through; only its answer was lost.
+                    self.took_ownership(plan, current, record);
+                    return Ok(None);
+                }
+                Some(theirs) if plan.service.rollout.as_ref() != Some(theirs) => {
+                    return Err(RolloutError::Refused(format!(
+                        "another rollout took {} first: {}; nothing was changed",
+                        current.name,
+                        describe_owner(theirs)
+                    )));
+                }
+                _ => {}
+            }
+            // Nothing of ours landed. Try again only while the service is still as prepared.
+            if current.rollout != plan.service.rollout
+                || !traffic_matches(&current, &plan.service.traffic)
+            {
+                return Err(RolloutError::Refused(format!(
+                    "{} changed while this rollout was starting (traffic now {}); nothing was \
+                     changed, look with `shiftgate status` and start again",
+                    current.name,
+                    describe_traffic(&current.traffic)
+                )));
+            }
+            match error {
+                PortError::Conflict(reason) | PortError::Unavailable(reason)
+                    if attempt < WRITE_ATTEMPTS =>
+                {
+                    self.emit(EventKind::Retrying {
+                        what: "take ownership of the service".into(),
+                        reason,
+                    });
+                    if self.guard(tokio::time::sleep(WRITE_BACKOFF)).await.is_none() {
+                        return Ok(Some(Stop::Interrupted));
+                    }
+                }
+                PortError::Rejected { message, .. } if plan.image.is_some() => {
+                    // The platform refused the new revision (its operation failed): the candidate's fault.
+                    return Ok(Some(Stop::Failed(format!(
+                        "candidate revision {} did not become ready: {message}",
+                        plan.candidate
+                    ))));
+                }
+                other => {
+                    return Ok(Some(Stop::Error(format!(
+                        "could not stage the candidate: {other}"
+                    ))));
+                }
+            }
+            etag = current.etag;
         }
+        Ok(Some(Stop::Error(
+            "the service kept changing while the candidate was being staged".into(),
+        )))
+    }
+
+    fn took_ownership(&mut self, plan: &Plan, service: ServiceState, record: RolloutRecord) {
+        if let (Some(image), None) = (&plan.image, plan.resume_at) {
+            self.emit(EventKind::CandidateCreated {
+                revision: plan.candidate.clone(),
+                image: image.clone(),
+            });
+        }
+        self.confirmed = service.traffic.clone();
+        self.in_flight = None;
+        self.record = Some(record);
+        self.last_seen = Some(service);
+    }
+
+    /// Runs the owned rollout to promotion, or restores stable traffic and says why.
+    async fn execute(&mut self, plan: &Plan, policy: &Policy) -> Report {
+        let mut steps: Vec<StepReport> = Vec::new();
         let candidate_url = match self.candidate_url() {
             Ok(url) => url,
-            Err(reason) => {
-                let end = StepEnd::Failed { reason, api: true };
-                return self.finish_after_failure(plan, policy, steps, end).await;
-            }
+            Err(reason) => return self.finish(plan, policy, steps, Stop::Error(reason)).await,
         };
-        let preflight = self.preflight_health(&candidate_url, &policy.health).await;
-        match preflight {
+        match self.preflight_health(&candidate_url, &policy.health).await {
+            None => return self.finish(plan, policy, steps, Stop::Interrupted).await,
             Some(Verdict::Fail(reason)) => {
-                let end = StepEnd::Failed {
-                    reason: format!("candidate is unhealthy before any traffic: {reason}"),
-                    api: false,
-                };
-                return self.finish_after_failure(plan, policy, steps, end).await;
-            }
-            None => {
-                return self
-                    .finish_after_failure(plan, policy, steps, StepEnd::Interrupted)
-                    .await;
+                let stop = Stop::Failed(format!(
+                    "candidate is unhealthy before any traffic: {reason}"
+                ));
+                return self.finish(plan, policy, steps, stop).await;
             }
             Some(_) => {}
         }
 
-        // Phase 2: the steps.
-        for (index, &percent) in policy.steps.percents().iter().enumerate() {
-            let step = index + 1;
-            let step_record = RolloutRecord {
-                percent,
-                ..record.clone()
-            };
-            let traffic = plan.traffic(percent, true);
-            if let Err(end) = self
-                .apply(
-                    Some(step),
-                    traffic,
-                    Some(step_record),
-                    policy.traffic_deadline,
-                )
-                .await
-            {
-                return self.finish_after_failure(plan, policy, steps, end).await;
+        for (step, percent) in plan.schedule(policy) {
+            // A resumed rollout's recorded step already has its traffic; it is only baked again.
+            if plan.resume_at != Some(percent) {
+                let Some(owned) = self.record.clone() else {
+                    let stop = Stop::Error("the rollout record was lost".into());
+                    return self.finish(plan, policy, steps, stop).await;
+                };
+                let record = RolloutRecord { percent, ..owned };
+                let traffic = plan.traffic(percent, true);
+                if let Err(stop) = self
+                    .apply(Some(step), traffic, Some(record), policy.traffic_deadline)
+                    .await
+                {
+                    return self.finish(plan, policy, steps, stop).await;
+                }
             }
-            let (end, step_report) = self
+            let (ended, step_report) = self
                 .bake_step(step, percent, plan, policy, &candidate_url)
                 .await;
             steps.push(step_report);
-            match end {
-                StepEnd::Passed => self.emit(EventKind::StepPassed { step, percent }),
-                failed @ StepEnd::Failed { .. } => {
-                    if let StepEnd::Failed { reason, .. } = &failed {
+            match ended {
+                Ok(()) => self.emit(EventKind::StepPassed { step, percent }),
+                Err(stop) => {
+                    if let Stop::Failed(reason) = &stop {
                         self.emit(EventKind::StepFailed {
                             step,
                             percent,
                             reason: reason.clone(),
                         });
                     }
-                    return self.finish_after_failure(plan, policy, steps, failed).await;
-                }
-                StepEnd::Interrupted => {
-                    return self
-                        .finish_after_failure(plan, policy, steps, StepEnd::Interrupted)
-                        .await;
+                    return self.finish(plan, policy, steps, stop).await;
                 }
             }
         }
 
-        // Phase 3: promote — 100% on the candidate, its tag and the rollout record removed.
-        if let Err(end) = self
+        // Promote: 100% on the candidate, its tag and the rollout record removed.
+        let promoted = match self
             .apply(
                 None,
                 plan.traffic(100, false),
@@ -470,96 +690,16 @@ impl<'a> Engine<'a> {
             )
             .await
         {
-            return self.finish_after_failure(plan, policy, steps, end).await;
-        }
+            Ok(service) => service,
+            Err(stop) => return self.finish(plan, policy, steps, stop).await,
+        };
         self.emit(EventKind::Promoted {
             revision: plan.candidate.clone(),
         });
         let mut report = self.report(plan, policy, Outcome::Promoted, steps);
-        report.final_traffic = self.read_back().await;
+        report.final_traffic = promoted.traffic;
+        report.final_traffic_confirmed = true;
         report
-    }
-
-    async fn stage_candidate(
-        &mut self,
-        plan: &Plan,
-        policy: &Policy,
-        record: &RolloutRecord,
-    ) -> Result<(), StepEnd> {
-        let traffic = plan.traffic(0, true);
-        let Some(image) = &plan.image else {
-            return self
-                .apply(None, traffic, Some(record.clone()), policy.traffic_deadline)
-                .await
-                .map(drop);
-        };
-        let spec = NewRevision {
-            revision: plan.candidate.clone(),
-            image: image.clone(),
-            traffic,
-            rollout: Some(record.clone()),
-        };
-        let platform = self.ports.platform;
-        let mut etag = self.last_etag();
-        for attempt in 0..=CONFLICT_RETRIES {
-            let created = self
-                .guard(platform.create_revision(&spec, &etag, policy.create_deadline))
-                .await
-                .ok_or(StepEnd::Interrupted)?;
-            match created {
-                Ok(service) => {
-                    self.last_seen = Some(service);
-                    self.emit(EventKind::CandidateCreated {
-                        revision: plan.candidate.clone(),
-                        image: image.clone(),
-                    });
-                    return Ok(());
-                }
-                Err(PortError::Conflict(reason)) if attempt < CONFLICT_RETRIES => {
-                    // An earlier attempt may have gone through before its answer was lost.
-                    let current = self.reread().await?;
-                    if current.latest_created_revision.as_deref() == Some(&plan.candidate) {
-                        self.emit(EventKind::CandidateCreated {
-                            revision: plan.candidate.clone(),
-                            image: image.clone(),
-                        });
-                        return self
-                            .apply(
-                                None,
-                                spec.traffic.clone(),
-                                Some(record.clone()),
-                                policy.traffic_deadline,
-                            )
-                            .await
-                            .map(drop);
-                    }
-                    self.emit(EventKind::Retrying {
-                        what: "create candidate".into(),
-                        reason,
-                    });
-                    etag = current.etag;
-                }
-                Err(PortError::Unavailable(reason)) => {
-                    return Err(StepEnd::Failed {
-                        reason: format!("could not create the candidate revision: {reason}"),
-                        api: true,
-                    });
-                }
-                Err(other) => {
-                    return Err(StepEnd::Failed {
-                        reason: format!(
-                            "candidate revision {} did not become ready: {other}",
-                            plan.candidate
-                        ),
-                        api: false,
-                    });
-                }
-            }
-        }
-        Err(StepEnd::Failed {
-            reason: "the service kept changing underneath the candidate creation".into(),
-            api: true,
-        })
     }
 
     fn candidate_url(&self) -> Result<String, String> {
@@ -618,6 +758,22 @@ impl<'a> Engine<'a> {
         Some((answered, verdict))
     }
 
+    /// Between checks, a read of the service tells whether it is still this rollout's: a person's
+    /// `rollback` during a bake stops the rollout at the next check, not at its next write.
+    async fn still_owned(&mut self) -> Result<(), Stop> {
+        let platform = self.ports.platform;
+        match self.guard(platform.read_service()).await {
+            None => Err(Stop::Interrupted),
+            Some(Ok(service)) => {
+                let verdict = still_ours(&service, &self.identity.id, &[&self.confirmed]);
+                self.last_seen = Some(service);
+                verdict.map_err(Stop::Aborted)
+            }
+            // The next write checks again; a read that fails now says nothing about ownership.
+            Some(Err(_)) => Ok(()),
+        }
+    }
+
     async fn bake_step(
         &mut self,
         step: usize,
@@ -625,11 +781,11 @@ impl<'a> Engine<'a> {
         plan: &Plan,
         policy: &Policy,
         candidate_url: &str,
-    ) -> (StepEnd, StepReport) {
+    ) -> (Result<(), Stop>, StepReport) {
         let started = Instant::now();
         let window_start = self.clock.wall(started);
-        let judge_at = started + policy.bake + policy.metrics_delay;
-        let deadline = started + policy.step_deadline();
+        let judge_at = later(later(started, policy.bake), policy.metrics_delay);
+        let deadline = later(started, policy.step_deadline());
         let mut report = StepReport {
             step,
             percent,
@@ -649,18 +805,20 @@ impl<'a> Engine<'a> {
         let mut last_was_api_failure = false;
         let end = loop {
             report.checks += 1;
+            if let Err(stop) = self.still_owned().await {
+                break Err(stop);
+            }
             let Some((_, health)) = self
                 .check_health(Some(step), candidate_url, &policy.health)
                 .await
             else {
-                break StepEnd::Interrupted;
+                break Err(Stop::Interrupted);
             };
             if let Verdict::Fail(reason) = health {
                 report.health = "fail";
-                break StepEnd::Failed {
-                    reason: format!("candidate health check failed: {reason}"),
-                    api: false,
-                };
+                break Err(Stop::Failed(format!(
+                    "candidate health check failed: {reason}"
+                )));
             }
             report.health = "pass";
 
@@ -682,7 +840,7 @@ impl<'a> Engine<'a> {
                 };
                 let Some(counts) = self.guard(self.ports.metrics.request_counts(window)).await
                 else {
-                    break StepEnd::Interrupted;
+                    break Err(Stop::Interrupted);
                 };
                 match counts {
                     Ok(by_revision) => {
@@ -716,222 +874,425 @@ impl<'a> Engine<'a> {
                 }
             };
             match verdict {
-                Verdict::Fail(reason) => break StepEnd::Failed { reason, api: false },
-                Verdict::Pass => break StepEnd::Passed,
+                Verdict::Fail(reason) => break Err(Stop::Failed(reason)),
+                Verdict::Pass => break Ok(()),
                 Verdict::Inconclusive(reason) => last_inconclusive = reason,
             }
             if now >= deadline {
-                break StepEnd::Failed {
-                    reason: format!(
-                        "step {percent}% stayed inconclusive until its deadline ({}): {last_inconclusive}",
-                        humantime::format_duration(policy.step_deadline())
-                    ),
-                    api: last_was_api_failure,
-                };
+                let reason = format!(
+                    "step {percent}% stayed inconclusive until its deadline ({}): {last_inconclusive}",
+                    humantime::format_duration(policy.step_deadline())
+                );
+                break Err(if last_was_api_failure {
+                    Stop::Error(reason)
+                } else {
+                    Stop::Failed(reason)
+                });
             }
             while next_check <= now {
-                next_check += policy.interval;
+                next_check = later(next_check, policy.interval);
             }
             let mut wake = next_check.min(deadline);
             if now < judge_at {
                 wake = wake.min(judge_at);
             }
             if self.guard(tokio::time::sleep_until(wake)).await.is_none() {
-                break StepEnd::Interrupted;
+                break Err(Stop::Interrupted);
             }
         };
         report.duration_s = seconds(started.elapsed());
         let (verdict, reason) = match &end {
-            StepEnd::Passed => ("pass", None),
-            StepEnd::Failed { reason, .. } => ("fail", Some(reason.clone())),
-            StepEnd::Interrupted => ("interrupted", Some("interrupted".to_string())),
+            Ok(()) => ("pass", None),
+            Err(Stop::Failed(reason) | Stop::Error(reason)) => ("fail", Some(reason.clone())),
+            Err(Stop::Aborted(reason)) => ("aborted", Some(reason.clone())),
+            Err(Stop::Interrupted) => ("interrupted", Some("interrupted".to_string())),
         };
         report.verdict = verdict;
         report.reason = reason;
         (end, report)
     }
 
-    /// Puts stable back, then builds the report for how the rollout ended.
-    async fn finish_after_failure(
+
+    /// Ends a rollout that stopped before promotion: restores stable traffic when the service is
+    /// still this rollout's, then builds the report.
+    async fn finish(
         &mut self,
         plan: &Plan,
         policy: &Policy,
         steps: Vec<StepReport>,
-        end: StepEnd,
+        stop: Stop,
     ) -> Report {
-        let (outcome, reason, api_failed, deadline) = match end {
-            StepEnd::Passed => unreachable!("a passed step does not end a rollout"),
-            StepEnd::Interrupted => {
-                self.emit(EventKind::Interrupted);
-                (
-                    Outcome::Interrupted,
-                    "interrupted by a signal".to_string(),
-                    false,
-                    INTERRUPTED_RESTORE_DEADLINE,
-                )
+        let mut report = self.report(plan, policy, Outcome::Failed, steps);
+        let reason = match stop {
+            Stop::Aborted(reason) => {
+                self.emit(EventKind::Aborted {
+                    reason: reason.clone(),
+                });
+                report.outcome = Outcome::Aborted;
+                report.reason = Some(reason);
+                self.read_final(&mut report).await;
+                report.timeline = self.timeline.clone();
+                return report;
             }
-            StepEnd::Failed { reason, api: true } => {
+            Stop::Interrupted => {
+                self.interrupted_at.get_or_insert_with(Instant::now);
+                self.emit(EventKind::Interrupted);
+                report.outcome = Outcome::Interrupted;
+                "interrupted by a signal".to_string()
+            }
+            Stop::Error(reason) => {
                 self.emit(EventKind::ApiFailed {
                     reason: reason.clone(),
                 });
-                (Outcome::Failed, reason, true, policy.traffic_deadline)
+                report.api_failed = true;
+                reason
             }
-            StepEnd::Failed { reason, api: false } => {
-                (Outcome::RolledBack, reason, false, policy.traffic_deadline)
+            Stop::Failed(reason) => {
+                report.outcome = Outcome::RolledBack;
+                reason
             }
         };
-        self.emit(EventKind::RollbackStarted {
-            reason: reason.clone(),
-        });
-        let restored = self.restore_stable(plan, deadline).await;
-        let mut report = self.report(plan, policy, outcome, steps);
-        report.reason = Some(reason);
-        report.api_failed = api_failed;
-        match restored {
-            Ok(service) => {
+        report.reason = Some(reason.clone());
+        self.emit(EventKind::RollbackStarted { reason });
+        match self.restore(plan, policy.traffic_deadline).await {
+            Restore::Done(service) => {
                 self.emit(EventKind::RolledBack {
                     traffic: service.traffic.clone(),
                 });
                 report.final_traffic = service.traffic.clone();
+                report.final_traffic_confirmed = true;
                 // A stable revision that is unhealthy too means users are still hurting (SEV-1).
-                if outcome != Outcome::Interrupted
+                // Stable is judged on the basic rule: the candidate's version expectations are
+                // not stable's.
+                if report.outcome != Outcome::Interrupted
                     && let Some(uri) = &service.uri
                 {
+                    let basic = Expectations {
+                        path: policy.health.path.clone(),
+                        ..Expectations::default()
+                    };
                     report.stable_health = self
-                        .check_health(None, uri, &policy.health)
+                        .check_health(None, uri, &basic)
                         .await
                         .map(|(_, verdict)| verdict);
                 }
             }
-            Err(why) => {
+            Restore::NotOurs(why) => {
+                self.emit(EventKind::Aborted { reason: why.clone() });
+                report.outcome = Outcome::Aborted;
+                report.api_failed = false;
+                report.reason = Some(format!(
+                    "{}; stable was not restored by this rollout: {why}",
+                    report.reason.take().unwrap_or_default()
+                ));
+                self.read_final(&mut report).await;
+            }
+            Restore::Failed(why) => {
                 self.emit(EventKind::RollbackFailed {
                     reason: why.clone(),
                 });
                 report.rollback_failed = true;
-                report.outcome = Outcome::Failed;
+                if report.outcome != Outcome::Interrupted {
+                    report.outcome = Outcome::Failed;
+                }
                 report.reason = Some(format!(
-                    "{}; then restoring stable traffic failed: {why}",
+                    "{}; then restoring stable traffic was not confirmed: {why}",
                     report.reason.take().unwrap_or_default()
                 ));
-                report.final_traffic = self.read_back().await;
+                // The last split actually read, said to be unconfirmed: never one assumed.
+                report.final_traffic = self
+                    .last_seen
+                    .as_ref()
+                    .map(|service| service.traffic.clone())
+                    .unwrap_or_default();
+                report.final_traffic_confirmed = false;
             }
         }
         report.timeline = self.timeline.clone();
         report
     }
 
-    /// Sends 100% to stable until the platform confirms it or `deadline` passes. Not interruptible:
-    /// this is what an interruption runs.
-    async fn restore_stable(
-        &mut self,
-        plan: &Plan,
-        deadline: Duration,
-    ) -> Result<ServiceState, String> {
-        let known = self.last_seen.clone();
-        let restored =
-            force_traffic(self.ports.platform, known, &plan.stable_traffic(), deadline).await?;
-        self.last_seen = Some(restored.clone());
-        Ok(restored)
+    /// Reads the split for the report, within what time is left.
+    async fn read_final(&mut self, report: &mut Report) {
+        let give_up = self.stop_by(later(Instant::now(), Duration::from_secs(20)));
+        let platform = self.ports.platform;
+        match self.bounded(give_up, platform.read_service()).await {
+            Some(Ok(service)) => {
+                report.final_traffic = service.traffic.clone();
+                report.final_traffic_confirmed = true;
+                self.last_seen = Some(service);
+            }
+            _ => {
+                report.final_traffic = self
+                    .last_seen
+                    .as_ref()
+                    .map(|service| service.traffic.clone())
+                    .unwrap_or_default();
+                report.final_traffic_confirmed = false;
+            }
+        }
     }
 
-    /// Applies a traffic change using the freshest etag known, re-reading after conflicts.
+    /// Sends 100% to stable and clears the record, but only while the record on the service is
+    /// this rollout's and its split one this rollout wrote; re-reads after every failed or lost
+    /// write; never outlives `budget`, nor 6.5 s after an interrupt. Not interruptible: this is
+    /// what an interruption runs.
+    async fn restore(&mut self, plan: &Plan, budget: Duration) -> Restore {
+        let give_up = later(Instant::now(), budget);
+        let began = Instant::now();
+        let wanted = plan.stable_traffic();
+        let platform = self.ports.platform;
+        let mut last_error = String::from("no answer from the platform in time");
+        let mut pause = Duration::from_millis(250);
+        loop {
+            let read = match self.bounded(self.stop_by(give_up), platform.read_service()).await {
+                Some(read) => read,
+                None => return Restore::Failed(last_error),
+            };
+            let current = match read {
+                Ok(current) => current,
+                Err(error @ (PortError::Rejected { .. } | PortError::NotFound(_))) => {
+                    return Restore::Failed(format!("could not read the service: {error}"));
+                }
+                Err(error) => {
+                    last_error = format!("could not read the service: {error}");
+                    if !self.pause(give_up, &mut pause).await {
+                        return Restore::Failed(last_error);
+                    }
+                    continue;
+                }
+            };
+            self.last_seen = Some(current.clone());
+            let half_time = began + self.stop_by(give_up).saturating_duration_since(began) / 2;
+            let settling = current.reconciling && Instant::now() < half_time;
+            if settling {
+                // A change (perhaps our own lost write) is still being applied: decide on its
+                // result while there is time; past half the budget, act on the record alone.
+                last_error = format!("{} was still applying a change", current.name);
+                if !self.pause(give_up, &mut pause).await {
+                    return Restore::Failed(last_error);
+                }
+                continue;
+            }
+            let ours = current
+                .rollout
+                .as_ref()
+                .is_some_and(|record| record.id == self.identity.id);
+            if !ours {
+                if current.rollout.is_none() && traffic_matches(&current, &wanted) {
+                    // Stable already serves everything: our own restore landed, or nothing of
+                    // this rollout ever did.
+                    return Restore::Done(current);
+                }
+                if self.record.is_none()
+                    && current.rollout == plan.service.rollout
+                    && traffic_matches(&current, &plan.service.traffic)
+                {
+                    return Restore::Done(current);
+                }
+                let splits: Vec<&[TrafficTarget]> = Vec::new();
+                let why = still_ours(&current, &self.identity.id, &splits)
+                    .err()
+                    .unwrap_or_default();
+                return Restore::NotOurs(why);
+            }
+            let mut splits: Vec<&[TrafficTarget]> = vec![&self.confirmed];
+            if let Some(in_flight) = &self.in_flight {
+                splits.push(in_flight);
+            }
+            if current.reconciling {
+                // What is served mid-change is neither split; the record is what tells.
+                splits.clear();
+            }
+            if let Err(why) = still_ours(&current, &self.identity.id, &splits) {
+                return Restore::NotOurs(why);
+            }
+            let change = TrafficChange {
+                traffic: wanted.clone(),
+                rollout: None,
+            };
+            self.in_flight = Some(wanted.clone());
+            let remaining = self.stop_by(give_up).saturating_duration_since(Instant::now());
+            let written = self
+                .bounded(
+                    self.stop_by(give_up),
+                    platform.set_traffic(&change, &current.etag, remaining),
+                )
+                .await;
+            match written {
+                Some(Ok(service)) => {
+                    self.last_seen = Some(service.clone());
+                    self.record = None;
+                    self.in_flight = None;
+                    return Restore::Done(service);
+                }
+                Some(Err(error @ (PortError::Rejected { .. } | PortError::NotFound(_)))) => {
+                    // Permission or a bad request does not heal by retrying: say so now.
+                    return Restore::Failed(format!("could not set traffic: {error}"));
+                }
+                Some(Err(error)) => last_error = format!("could not set traffic: {error}"),
+                None => return Restore::Failed(last_error),
+            }
+            if !self.pause(give_up, &mut pause).await {
+                return Restore::Failed(last_error);
+            }
+        }
+    }
+
+    /// Waits before the next restore attempt; false when no time is left for one.
+    async fn pause(&mut self, give_up: Instant, pause: &mut Duration) -> bool {
+        let wake = later(Instant::now(), *pause);
+        if wake >= self.stop_by(give_up) {
+            return false;
+        }
+        self.bounded(self.stop_by(give_up), tokio::time::sleep_until(wake))
+            .await
+            .is_some()
+            && {
+                *pause = (*pause * 2).min(Duration::from_secs(2));
+                true
+            }
+    }
+
+    /// `give_up`, or 6.5 s after the interrupt when that is sooner.
+    fn stop_by(&self, give_up: Instant) -> Instant {
+        match self.interrupted_at {
+            Some(at) => give_up.min(later(at, INTERRUPTED_RESTORE_DEADLINE)),
+            None => give_up,
+        }
+    }
+
+    /// Runs `future` until `give_up`, shortening the deadline if an interrupt arrives meanwhile.
+    /// `None`: out of time.
+    async fn bounded<T>(&mut self, give_up: Instant, future: impl Future<Output = T>) -> Option<T> {
+        let interrupt = self.interrupt.clone();
+        tokio::pin!(future);
+        loop {
+            let deadline = self.stop_by(give_up);
+            tokio::select! {
+                biased;
+                value = tokio::time::timeout_at(deadline, &mut future) => return value.ok(),
+                _ = interrupt.fired(), if self.interrupted_at.is_none() => {
+                    self.interrupted_at = Some(Instant::now());
+                }
+            }
+        }
+    }
+
+    /// Applies one traffic change of an owned rollout. Every failed or lost write is followed by
+    /// a fresh read: a write that landed is not sent again, and one is sent again only while the
+    /// service is still this rollout's with the split it last wrote.
     async fn apply(
         &mut self,
         step: Option<usize>,
         traffic: Vec<TrafficTarget>,
-        rollout: Option<RolloutRecord>,
+        record: Option<RolloutRecord>,
         deadline: Duration,
-    ) -> Result<ServiceState, StepEnd> {
-        let change = TrafficChange { traffic, rollout };
+    ) -> Result<ServiceState, Stop> {
+        let give_up = later(Instant::now(), deadline);
+        let change = TrafficChange {
+            traffic: traffic.clone(),
+            rollout: record.clone(),
+        };
         let platform = self.ports.platform;
         let mut etag = self.last_etag();
-        let mut attempt = 0;
-        loop {
+        for attempt in 1..=WRITE_ATTEMPTS {
+            self.in_flight = Some(traffic.clone());
+            let remaining = give_up.saturating_duration_since(Instant::now());
             let written = self
-                .guard(platform.set_traffic(&change, &etag, deadline))
+                .guard(platform.set_traffic(&change, &etag, remaining))
                 .await
-                .ok_or(StepEnd::Interrupted)?;
-            match written {
-                Ok(service) => {
-                    self.emit(EventKind::TrafficSet {
-                        step,
-                        traffic: service.traffic.clone(),
-                    });
-                    self.last_seen = Some(service.clone());
-                    return Ok(service);
-                }
-                Err(PortError::Conflict(reason)) if attempt < CONFLICT_RETRIES => {
-                    attempt += 1;
-                    let current = self.reread().await?;
-                    if let (Some(ours), Some(theirs)) = (&change.rollout, &current.rollout)
-                        && ours.id != theirs.id
-                    {
-                        return Err(StepEnd::Failed {
-                            reason: format!(
-                                "another rollout ({}) took over the service",
-                                theirs.id
-                            ),
-                            api: true,
-                        });
-                    }
-                    if traffic_matches(&current, &change.traffic)
-                        && current.rollout == change.rollout
-                        && !current.reconciling
-                    {
-                        self.emit(EventKind::TrafficSet {
-                            step,
-                            traffic: current.traffic.clone(),
-                        });
-                        return Ok(current);
-                    }
+                .ok_or(Stop::Interrupted)?;
+            let error = match written {
+                Ok(service) => return Ok(self.applied(step, service, record)),
+                Err(error) => error,
+            };
+            let current = self
+                .read_settled(give_up.saturating_duration_since(Instant::now()))
+                .await?;
+            if traffic_matches(&current, &traffic) && current.rollout == record {
+                // It landed; only its answer was lost.
+                return Ok(self.applied(step, current, record));
+            }
+            still_ours(&current, &self.identity.id, &[&self.confirmed]).map_err(Stop::Aborted)?;
+            match error {
+                PortError::Conflict(reason) | PortError::Unavailable(reason)
+                    if attempt < WRITE_ATTEMPTS && Instant::now() < give_up =>
+                {
                     self.emit(EventKind::Retrying {
                         what: "set traffic".into(),
                         reason,
                     });
-                    etag = current.etag;
+                    self.guard(tokio::time::sleep(WRITE_BACKOFF))
+                        .await
+                        .ok_or(Stop::Interrupted)?;
                 }
-                Err(error) => {
-                    return Err(StepEnd::Failed {
-                        reason: format!("could not set traffic: {error}"),
-                        api: true,
+                other => return Err(Stop::Error(format!("could not set traffic: {other}"))),
+            }
+            etag = current.etag;
+        }
+        Err(Stop::Error(format!(
+            "could not set traffic after {WRITE_ATTEMPTS} attempts"
+        )))
+    }
+
+    fn applied(
+        &mut self,
+        step: Option<usize>,
+        service: ServiceState,
+        record: Option<RolloutRecord>,
+    ) -> ServiceState {
+        self.emit(EventKind::TrafficSet {
+            step,
+            traffic: service.traffic.clone(),
+        });
+        self.confirmed = service.traffic.clone();
+        self.in_flight = None;
+        self.record = record;
+        self.last_seen = Some(service.clone());
+        service
+    }
+
+    /// Reads the service once it has finished applying changes, retrying reads that fail for
+    /// reasons that pass.
+    async fn read_settled(&mut self, budget: Duration) -> Result<ServiceState, Stop> {
+        let give_up = later(Instant::now(), budget.max(Duration::from_secs(5)));
+        let platform = self.ports.platform;
+        let mut pause = Duration::from_millis(250);
+        loop {
+            let read = self
+                .guard(platform.read_service())
+                .await
+                .ok_or(Stop::Interrupted)?;
+            match read {
+                Ok(service) => {
+                    self.last_seen = Some(service.clone());
+                    if !service.reconciling {
+                        return Ok(service);
+                    }
+                    if later(Instant::now(), pause) > give_up {
+                        return Err(Stop::Error(format!(
+                            "{} was still applying a change after {}",
+                            service.name,
+                            humantime::format_duration(budget)
+                        )));
+                    }
+                }
+                Err(PortError::Unavailable(reason)) if later(Instant::now(), pause) < give_up => {
+                    self.emit(EventKind::Retrying {
+                        what: "read the service".into(),
+                        reason,
                     });
                 }
-            }
-        }
-    }
-
-    async fn reread(&mut self) -> Result<ServiceState, StepEnd> {
-        let platform = self.ports.platform;
-        match self.guard(platform.read_service()).await {
-            None => Err(StepEnd::Interrupted),
-            Some(Ok(service)) => {
-                self.last_seen = Some(service.clone());
-                Ok(service)
-            }
-            Some(Err(error)) => Err(StepEnd::Failed {
-                reason: format!("could not read the service: {error}"),
-                api: true,
-            }),
-        }
-    }
-
-    /// The traffic as the service reports it now; empty when it cannot be read.
-    async fn read_back(&mut self) -> Vec<TrafficTarget> {
-        let platform = self.ports.platform;
-        for _ in 0..3 {
-            match tokio::time::timeout(Duration::from_secs(10), platform.read_service()).await {
-                Ok(Ok(service)) => {
-                    let traffic = service.traffic.clone();
-                    self.last_seen = Some(service);
-                    return traffic;
+                Err(error) => {
+                    return Err(Stop::Error(format!("could not read the service: {error}")));
                 }
-                _ => tokio::time::sleep(Duration::from_millis(500)).await,
             }
+            self.guard(tokio::time::sleep(pause))
+                .await
+                .ok_or(Stop::Interrupted)?;
+            pause = (pause * 2).min(Duration::from_secs(2));
         }
-        self.last_seen
-            .as_ref()
-            .map(|service| service.traffic.clone())
-            .unwrap_or_default()
     }
 
     fn last_etag(&self) -> String {
@@ -942,15 +1303,21 @@ impl<'a> Engine<'a> {
     }
 
     /// Runs `future` unless the interrupt fires first (`None`).
-    async fn guard<T>(&self, future: impl Future<Output = T>) -> Option<T> {
+    async fn guard<T>(&mut self, future: impl Future<Output = T>) -> Option<T> {
         if self.interrupt.is_set() {
+            self.interrupted_at.get_or_insert_with(Instant::now);
             return None;
         }
-        tokio::select! {
+        let interrupt = self.interrupt.clone();
+        let value = tokio::select! {
             biased;
-            _ = self.interrupt.fired() => None,
+            _ = interrupt.fired() => None,
             value = future => Some(value),
+        };
+        if value.is_none() {
+            self.interrupted_at.get_or_insert_with(Instant::now);
         }
+        value
     }
 
     fn emit(&mut self, kind: EventKind) {
@@ -978,9 +1345,11 @@ impl<'a> Engine<'a> {
             stable: plan.stable.clone(),
             candidate: plan.candidate.clone(),
             image: plan.image.clone(),
+            rollout_id: self.identity.id.clone(),
             planned_steps: policy.steps.percents().to_vec(),
             steps,
             final_traffic: Vec::new(),
+            final_traffic_confirmed: false,
             reason: None,
             rollback_failed: false,
             api_failed: false,
@@ -991,63 +1360,95 @@ impl<'a> Engine<'a> {
     }
 }
 
-/// Sets `wanted` as the whole traffic split and clears any rollout record, re-reading and retrying
-/// through conflicts and outages until the platform confirms it or `deadline` passes. `known` is
-/// a recent read to save one round trip.
+/// The one revision serving all traffic, which a rollout falls back to.
+fn single_serving_revision(service: &ServiceState) -> Result<String, RolloutError> {
+    match service.serving().as_slice() {
+        [(revision, 100)] => Ok(revision.clone()),
+        [] => Err(RolloutError::Refused(format!(
+            "{} serves no traffic, so there is no stable revision to fall back to",
+            service.name
+        ))),
+        split => {
+            let shares: Vec<String> = split.iter().map(|(r, p)| format!("{r} {p}%")).collect();
+            Err(RolloutError::Refused(format!(
+                "traffic on {} is split ({}); put it on one revision first with \
+                 `shiftgate rollback --to REVISION`",
+                service.name,
+                shares.join(", ")
+            )))
+        }
+    }
+}
+
+/// Sets `wanted` as the whole traffic split and clears any rollout record (a person's
+/// `rollback`: it overrides any owner). Reads first and after every failed or lost write, so a
+/// write that landed is never sent again; retries through conflicts and outages until the platform
+/// confirms it or `deadline` passes; a refusal (permission, bad request) ends it at once.
+/// `on_retry` hears each retry, for the person waiting.
 pub async fn force_traffic(
     platform: &dyn Platform,
-    mut known: Option<ServiceState>,
     wanted: &[TrafficTarget],
     deadline: Duration,
+    on_retry: &(dyn Fn(&str) + Send + Sync),
 ) -> Result<ServiceState, String> {
-    let give_up = Instant::now() + deadline;
+    let give_up = later(Instant::now(), deadline);
     let change = TrafficChange {
         traffic: wanted.to_vec(),
         rollout: None,
     };
-    let mut last_error = String::from("the deadline passed before any attempt");
-    while Instant::now() < give_up {
-        let service = match known.take() {
-            Some(service) => service,
-            None => {
-                let remaining = give_up.saturating_duration_since(Instant::now());
-                match tokio::time::timeout(remaining, platform.read_service()).await {
-                    Ok(Ok(service)) => service,
-                    Ok(Err(error)) => {
-                        last_error = format!("could not read the service: {error}");
-                        tokio::time::sleep(Duration::from_millis(500)).await;
-                        continue;
-                    }
-                    Err(_) => break,
-                }
+    let mut last_error = format!(
+        "no answer from the platform within {}",
+        humantime::format_duration(deadline)
+    );
+    let mut pause = Duration::from_millis(250);
+    let mut attempt = 0u32;
+    loop {
+        attempt += 1;
+        let service = match tokio::time::timeout_at(give_up, platform.read_service()).await {
+            Err(_) => return Err(last_error),
+            Ok(Ok(service)) => Some(service),
+            Ok(Err(error @ (PortError::Rejected { .. } | PortError::NotFound(_)))) => {
+                return Err(format!("could not read the service: {error}"));
+            }
+            Ok(Err(error)) => {
+                last_error = format!("could not read the service: {error}");
+                None
             }
         };
-        if traffic_matches(&service, wanted) && service.rollout.is_none() && !service.reconciling {
-            return Ok(service);
-        }
-        let remaining = give_up.saturating_duration_since(Instant::now());
-        match tokio::time::timeout(
-            remaining,
-            platform.set_traffic(&change, &service.etag, remaining),
-        )
-        .await
-        {
-            Ok(Ok(service)) => return Ok(service),
-            Ok(Err(PortError::Conflict(reason))) => last_error = reason,
-            Ok(Err(error)) => {
-                last_error = error.to_string();
-                tokio::time::sleep(Duration::from_millis(500)).await;
+        if let Some(service) = service {
+            if traffic_matches(&service, wanted) && service.rollout.is_none() && !service.reconciling
+            {
+                return Ok(service);
             }
-            Err(_) => {
-                last_error = format!(
-                    "the platform did not confirm the change within {}",
-                    humantime::format_duration(deadline)
-                );
-                break;
+            if service.reconciling {
+                last_error = format!("{} was still applying a change", service.name);
+            } else {
+                let remaining = give_up.saturating_duration_since(Instant::now());
+                match tokio::time::timeout_at(
+                    give_up,
+                    platform.set_traffic(&change, &service.etag, remaining),
+                )
+                .await
+                {
+                    Err(_) => return Err(last_error),
+                    Ok(Ok(service)) => return Ok(service),
+                    Ok(Err(error @ (PortError::Rejected { .. } | PortError::NotFound(_)))) => {
+                        return Err(format!("could not set traffic: {error}"));
+                    }
+                    Ok(Err(error)) => last_error = format!("could not set traffic: {error}"),
+                }
             }
         }
+        if later(Instant::now(), pause) >= give_up {
+            return Err(last_error);
+        }
+        on_retry(&format!(
+            "attempt {attempt} failed ({last_error}); reading the service again in {}",
+            humantime::format_duration(pause)
+        ));
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_secs(5));
     }
-    Err(last_error)
 }
 
 fn count_of(
@@ -1114,6 +1515,8 @@ mod tests {
             stable: "svc-1".into(),
             candidate: "svc-2".into(),
             image: None,
+            resume_at: None,
+            started_at: String::new(),
         };
         assert_eq!(
             plan.traffic(10, true),

@@ -3,6 +3,7 @@
 
 pub mod engine;
 pub mod judge;
+pub mod ownership;
 pub mod plan;
 pub mod ports;
 pub mod timeline;

@@ -35,14 +35,35 @@ impl TrafficTarget {
 }
 
 /// A rollout in progress, as recorded on the service itself (annotations), so that `status`,
-/// `rollback` and later runs can see it even after this process is gone.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// `rollback` and later runs can see it even after this process is gone. The record is how a
+/// rollout owns its service: a write whose record is not its own is never made.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct RolloutRecord {
+    /// Random and unique per rollout (and per resume): never derived from names or time, so two
+    /// rollouts started in the same second cannot mistake each other's record for their own.
     pub id: String,
+    /// Who runs it: the Actions run URL, else `host HOST pid PID`.
+    #[serde(default)]
+    pub owner: String,
     pub stable: String,
     pub candidate: String,
     pub percent: u8,
+    /// `running` while a process drives it; anything else is not a rollout in progress.
+    #[serde(default = "RolloutRecord::running")]
+    pub state: String,
     pub started_at: String,
+}
+
+impl RolloutRecord {
+    pub const RUNNING: &'static str = "running";
+
+    fn running() -> String {
+        Self::RUNNING.to_string()
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.state == Self::RUNNING
+    }
 }
 
 /// What the engine knows about a service at one moment.

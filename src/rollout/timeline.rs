@@ -17,6 +17,9 @@ pub enum Outcome {
     Failed,
     DryRun,
     Interrupted,
+    /// A person or another process changed the service during the rollout; it stopped without
+    /// writing again.
+    Aborted,
 }
 
 impl Outcome {
@@ -27,6 +30,7 @@ impl Outcome {
             Outcome::Failed => "failed",
             Outcome::DryRun => "dry_run",
             Outcome::Interrupted => "interrupted",
+            Outcome::Aborted => "aborted",
         }
     }
 }
@@ -92,6 +96,10 @@ pub enum EventKind {
     ApiFailed {
         reason: String,
     },
+    /// Someone else changed the service: the rollout stops without writing again.
+    Aborted {
+        reason: String,
+    },
 }
 
 /// One timeline entry: when (wall clock, and seconds since the rollout started) and what.
@@ -132,10 +140,15 @@ pub struct Report {
     pub candidate: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
+    /// The rollout record's id on the service while this rollout owned it.
+    pub rollout_id: String,
     pub planned_steps: Vec<u8>,
     pub steps: Vec<StepReport>,
     /// The split read back from the service at the end (empty only when it could not be read).
     pub final_traffic: Vec<TrafficTarget>,
+    /// False when the last read of the split is older than the end of the rollout (the restore
+    /// could not be confirmed): `final_traffic` is then the last split actually read.
+    pub final_traffic_confirmed: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     /// True when restoring stable traffic failed: the service needs a person.
@@ -161,6 +174,7 @@ impl Report {
             Outcome::Failed => 3,
             Outcome::RolledBack if self.api_failed => 3,
             Outcome::RolledBack => 1,
+            Outcome::Aborted => 1,
         }
     }
 }

@@ -647,6 +647,7 @@ async fn in_process_ports_run_a_rollout_step() {
         candidate: "app-v2".into(),
         percent: 0,
         started_at: "now".into(),
+        ..RolloutRecord::default()
     };
     let spec = NewRevision {
         revision: "app-v2".into(),
