@@ -50,6 +50,10 @@ pub async fn run(context: &Context, args: RolloutArgs) -> Result<Finished, Comma
 
     let endpoints = Endpoints::from_env();
     let credentials = crate::gcp::Credentials::from_env();
+    if let Some(warning) = crate::gcp::static_token_warning(&credentials, policy.time_to_promote())
+    {
+        eprintln!("warning: {warning}");
+    }
     let platform = endpoints.cloud_run_with(&address, credentials.clone());
     let (metrics, metrics_rest): (Box<dyn Metrics>, GoogleRest) =
         match (backend, &args.prometheus_url) {
