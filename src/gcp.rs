@@ -514,7 +514,7 @@ fn retry_line(what: &str, attempt: u32, wait: Duration, why: &str) -> String {
 /// `0.25s`, `4s`, `90s`: as exact as a person needs, no more.
 fn seconds(duration: Duration) -> String {
     let millis = duration.as_millis();
-    if millis >= 10_000 || millis % 1000 == 0 {
+    if millis >= 10_000 || millis.is_multiple_of(1000) {
         return format!("{}s", duration.as_secs());
     }
     let fraction = format!("{:03}", millis % 1000);

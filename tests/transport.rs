@@ -27,33 +27,43 @@ const SERVICE: &str = "loopcloser-staging";
 
 /// A server whose every answer is `head` followed by `prefix` and then `x` without end, written
 /// lazily in 16 KiB pieces. Returns its URL and the number of body bytes it managed to send
-/// before the client hung up.
+/// before clients hung up.
 async fn endless_body_server(head: &'static str, prefix: &'static str) -> (String, Arc<AtomicU64>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
     let sent = Arc::new(AtomicU64::new(0));
     let counter = sent.clone();
     tokio::spawn(async move {
-        let (mut socket, _) = listener.accept().await.unwrap();
-        let mut request = Vec::new();
-        let mut buffer = [0u8; 1024];
-        while !request.windows(4).any(|w| w == b"\r\n\r\n") {
-            let n = socket.read(&mut buffer).await.unwrap();
-            if n == 0 {
-                return;
-            }
-            request.extend_from_slice(&buffer[..n]);
-        }
-        socket.write_all(head.as_bytes()).await.unwrap();
-        if socket.write_all(prefix.as_bytes()).await.is_err() {
-            return;
-        }
-        let piece = vec![b'x'; 16 * 1024];
-        while socket.write_all(&piece).await.is_ok() {
-            counter.fetch_add(piece.len() as u64, Ordering::Relaxed);
+        while let Ok((socket, _)) = listener.accept().await {
+            tokio::spawn(send_endlessly(socket, head, prefix, counter.clone()));
         }
     });
     (format!("http://{address}"), sent)
+}
+
+async fn send_endlessly(
+    mut socket: tokio::net::TcpStream,
+    head: &'static str,
+    prefix: &'static str,
+    counter: Arc<AtomicU64>,
+) {
+    let mut request = Vec::new();
+    let mut buffer = [0u8; 1024];
+    while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+        match socket.read(&mut buffer).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => request.extend_from_slice(&buffer[..n]),
+        }
+    }
+    if socket.write_all(head.as_bytes()).await.is_err()
+        || socket.write_all(prefix.as_bytes()).await.is_err()
+    {
+        return;
+    }
+    let piece = vec![b'x'; 16 * 1024];
+    while socket.write_all(&piece).await.is_ok() {
+        counter.fetch_add(piece.len() as u64, Ordering::Relaxed);
+    }
 }
 
 const FOUR_HUNDRED_MB: &str =
@@ -487,4 +497,48 @@ async fn a_token_the_api_refuses_before_the_library_expects_is_replaced_once_and
         "{refused}"
     );
     assert_eq!(sim.issued_tokens(), 3, "one new token, then it gave up");
+}
+
+fn github(base: &str) -> (shiftgate::github::GitHub, Arc<Mutex<Vec<String>>>) {
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let sink = lines.clone();
+    let github = shiftgate::github::GitHub::new(base, "github-test-token", Clock::new())
+        .unwrap()
+        .with_wait_log(move |line| sink.lock().unwrap().push(line.to_string()));
+    (github, lines)
+}
+
+#[tokio::test(start_paused = true)]
+async fn github_reads_against_an_unreachable_api_announce_each_retry() {
+    let (github, lines) = github(&refused_base().await);
+
+    let error = github.get("/repos/loopcloser/app").await.unwrap_err();
+
+    assert!(
+        matches!(error, shiftgate::github::client::GitHubError::Ambiguous(_)),
+        "{error}"
+    );
+    let lines = lines.lock().unwrap().clone();
+    assert_eq!(lines.len(), 4, "five attempts, four retries: {lines:#?}");
+    assert!(
+        lines[0].starts_with("retrying GET /repos/loopcloser/app (attempt 2, in 2s): "),
+        "{}",
+        lines[0]
+    );
+    assert!(lines[3].contains("(attempt 5, in 16s)"), "{}", lines[3]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_endless_github_answer_is_cut_at_8_mib() {
+    let (base, sent) = endless_body_server(FOUR_HUNDRED_MB, r#"{"id":1,"pad":""#).await;
+    let (github, _) = github(&base);
+
+    let error = github.get("/repos/loopcloser/app").await.unwrap_err();
+
+    assert!(error.to_string().contains("larger than 8 MiB"), "{error}");
+    let sent = sent.load(Ordering::Relaxed);
+    assert!(
+        sent < 5 * 16 * 1024 * 1024,
+        "{sent} bytes over five attempts"
+    );
 }
