@@ -407,7 +407,11 @@ impl GoogleRest {
                 )));
             }
             attempt += 1;
-            (self.on_retry)(&retry_line(&what, attempt, wait, &error_text(&error)));
+            // The line already names the call; the URL in the error would only repeat it.
+            let why = error_text(&error)
+                .replace(&format!("{url}: "), "")
+                .replace(&format!(" from {url}"), "");
+            (self.on_retry)(&retry_line(&what, attempt, wait, &why));
             tokio::time::sleep(wait).await;
             backoff = (backoff * 2).min(MAX_BACKOFF);
         }

@@ -229,7 +229,13 @@ async fn retries_against_an_unreachable_api_are_announced_one_line_each_and_end_
         "{}",
         lines[0]
     );
-    assert!(lines[0].contains("could not connect"), "{}", lines[0]);
+    assert!(
+        lines[0].ends_with(
+            "(attempt 2, in 0.25s): could not connect: Connection refused (os error 111)"
+        ),
+        "{}",
+        lines[0]
+    );
     assert!(lines[1].contains("(attempt 3, in 0.5s)"), "{}", lines[1]);
 }
 
