@@ -19,6 +19,7 @@ const GET_ATTEMPTS: u32 = 5;
 /// No answer shiftgate asks GitHub for comes near this (a page of issues or runs is well under a
 /// megabyte); a bigger one is refused rather than buffered.
 pub const MAX_GITHUB_BODY: usize = 8 * 1024 * 1024;
+const TOO_LARGE: &str = "the answer was larger than";
 
 /// A repository, `OWNER/NAME`, checked for shape.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -334,6 +335,10 @@ impl GitHub {
                     }
                     error
                 }
+                // An oversized answer would be just as big the next time.
+                Err(GitHubError::Ambiguous(reason)) if reason.starts_with(TOO_LARGE) => {
+                    return Err(GitHubError::Ambiguous(reason));
+                }
                 Err(error @ GitHubError::Ambiguous(_)) => error,
                 Err(error) => return Err(error),
             };
@@ -403,7 +408,7 @@ async fn read_bounded(
         Ok(collected) => Ok(String::from_utf8_lossy(&collected.to_bytes()).into_owned()),
         Err(error) if error.is::<http_body_util::LengthLimitError>() => {
             Err(GitHubError::Ambiguous(format!(
-                "the answer was larger than {} MiB; stopped reading it",
+                "{TOO_LARGE} {} MiB; stopped reading it",
                 MAX_GITHUB_BODY / (1024 * 1024)
             )))
         }
