@@ -12,6 +12,10 @@ use crate::rollout::ports::{HealthEndpoint, HealthResponse};
 /// `status` values that mean healthy when no `--health-expect` rule is given.
 pub const HEALTHY_STATUSES: [&str; 4] = ["ok", "healthy", "pass", "up"];
 
+/// The most of a health answer that is read. `HttpHealthEndpoint` hands the judge one byte more
+/// when the body went on, which the judge refuses; the rest is never read.
+pub const MAX_HEALTH_BODY: usize = 64 * 1024;
+
 /// The outcome of one check. "No data" is never a pass: it is `Inconclusive`.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 #[serde(tag = "verdict", content = "reason", rename_all = "snake_case")]
@@ -100,11 +104,31 @@ impl Expectations {
     }
 
     pub fn judge(&self, response: &HealthResponse) -> Verdict {
+        if (300..400).contains(&response.status) {
+            // Followed, a redirect would let another revision (stable's /health) answer for
+            // this one.
+            let target = response.body.trim();
+            let to = if target.is_empty() {
+                String::new()
+            } else {
+                format!(" to {}", target.chars().take(200).collect::<String>())
+            };
+            return Verdict::Fail(format!(
+                "redirected ({}{to}) — a redirect is not healthy",
+                response.status
+            ));
+        }
         if !(200..300).contains(&response.status) {
             return Verdict::Fail(format!(
                 "answered HTTP {}{}",
                 response.status,
                 excerpt(&response.body)
+            ));
+        }
+        if response.body.len() > MAX_HEALTH_BODY {
+            return Verdict::Fail(format!(
+                "body larger than {} KiB; a health answer is short",
+                MAX_HEALTH_BODY / 1024
             ));
         }
         let body: Option<Value> = serde_json::from_str(&response.body).ok();
@@ -195,7 +219,10 @@ fn excerpt(body: &str) -> String {
     format!(": {short}")
 }
 
-/// Fetches health endpoints over HTTP with a per-request timeout; redirects are followed.
+/// Fetches health endpoints over HTTP with a per-request timeout. Redirects are not followed: a
+/// 3xx is handed to the judge with the `Location` target as its body (the judge has no headers,
+/// and where the redirect points is what a person needs to see). Bodies are read up to
+/// `MAX_HEALTH_BODY` + 1 bytes.
 #[derive(Debug, Clone)]
 pub struct HttpHealthEndpoint {
     client: reqwest::Client,
@@ -206,6 +233,7 @@ impl HttpHealthEndpoint {
         let client = reqwest::Client::builder()
             .timeout(timeout)
             .connect_timeout(timeout.min(Duration::from_secs(5)))
+            .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("shiftgate/", env!("CARGO_PKG_VERSION"), " health"))
             .build()
             .expect("a reqwest client with only timeouts set builds");
@@ -216,20 +244,61 @@ impl HttpHealthEndpoint {
 #[async_trait]
 impl HealthEndpoint for HttpHealthEndpoint {
     async fn fetch(&self, url: &str) -> Result<HealthResponse, String> {
-        let response = self
+        let mut response = self
             .client
             .get(url)
             .header("accept", "application/json")
             .send()
             .await
             .map_err(|error| describe_reqwest_error(&error))?;
-        let status = response.status().as_u16();
-        let body = response
-            .text()
+        let status = response.status();
+        if status.is_redirection() {
+            let location = response
+                .headers()
+                .get(reqwest::header::LOCATION)
+                .map(|value| String::from_utf8_lossy(value.as_bytes()).into_owned())
+                .unwrap_or_default();
+            return Ok(HealthResponse {
+                status: status.as_u16(),
+                body: location,
+            });
+        }
+        let body = match read_bounded(&mut response, MAX_HEALTH_BODY)
             .await
-            .map_err(|error| describe_reqwest_error(&error))?;
-        Ok(HealthResponse { status, body })
+            .map_err(|error| describe_reqwest_error(&error))?
+        {
+            Bounded::Whole(bytes) | Bounded::Cut(bytes) => bytes,
+        };
+        Ok(HealthResponse {
+            status: status.as_u16(),
+            body: String::from_utf8_lossy(&body).into_owned(),
+        })
     }
+}
+
+/// A body read up to a limit.
+pub enum Bounded {
+    Whole(Vec<u8>),
+    /// The body went on past the limit: the first `limit + 1` bytes, the rest unread.
+    Cut(Vec<u8>),
+}
+
+/// Reads at most `limit + 1` bytes of a body, chunk by chunk, so a huge or endless answer costs
+/// no more memory than the limit; dropping the response afterwards closes the connection.
+pub async fn read_bounded(
+    response: &mut reqwest::Response,
+    limit: usize,
+) -> Result<Bounded, reqwest::Error> {
+    let mut bytes = Vec::new();
+    while let Some(chunk) = response.chunk().await? {
+        let room = limit + 1 - bytes.len();
+        if chunk.len() >= room {
+            bytes.extend_from_slice(&chunk[..room]);
+            return Ok(Bounded::Cut(bytes));
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    Ok(Bounded::Whole(bytes))
 }
 
 /// A one-line reason for a failed request that names timeouts and refused connections plainly.
@@ -336,6 +405,29 @@ mod tests {
             expectations
                 .judge(&answer(200, r#"{"status":"ok"}"#))
                 .is_fail()
+        );
+    }
+
+    #[test]
+    fn a_redirect_is_not_healthy_and_says_where_it_pointed() {
+        let verdict = Expectations::default().judge(&answer(302, "https://stable---web/health"));
+        assert_eq!(
+            verdict,
+            Verdict::Fail(
+                "redirected (302 to https://stable---web/health) — a redirect is not healthy"
+                    .to_string()
+            )
+        );
+    }
+
+    #[test]
+    fn a_body_over_the_limit_fails_even_when_it_starts_healthy() {
+        let mut body = r#"{"status":"ok","pad":""#.to_string();
+        body.push_str(&"x".repeat(MAX_HEALTH_BODY));
+        let verdict = Expectations::default().judge(&answer(200, &body));
+        assert_eq!(
+            verdict,
+            Verdict::Fail("body larger than 64 KiB; a health answer is short".to_string())
         );
     }
 

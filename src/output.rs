@@ -86,7 +86,9 @@ pub fn progress_line(event: &Event) -> Option<String> {
         EventKind::Interrupted => "interrupted: restoring stable traffic".to_string(),
         EventKind::ApiFailed { reason } => format!("API failure: {reason}"),
         EventKind::Aborted { reason } => {
-            format!("aborted: the service is no longer this rollout's ({reason}); nothing more was written")
+            format!(
+                "aborted: the service is no longer this rollout's ({reason}); nothing more was written"
+            )
         }
     };
     Some(format!("[{:>7.1}s] {text}", event.elapsed_s))

@@ -6,6 +6,7 @@ use std::time::Duration;
 use shiftgate::clock::Clock;
 use shiftgate::health::Expectations;
 use shiftgate::rollout::plan::{Policy, Steps};
+use shiftgate::rollout::ports::{Platform, RevisionInfo, ServiceState};
 use shiftgate::rollout::{
     CandidateSource, Engine, Interrupt, Outcome, Ports, Report, RolloutError, RolloutRequest,
 };
@@ -275,7 +276,7 @@ async fn an_unhealthy_candidate_never_gets_traffic() {
         .await
         .unwrap();
 
-    assert_eq!(report.outcome, Outcome::RolledBack);
+    assert_eq!(report.outcome, Outcome::RolledBack, "{:?}", report.reason);
     assert_eq!(report.exit_code(), 1);
     assert_eq!(world.splits(), vec![split(&[(&world.stable, 100)])]);
     assert!(
@@ -502,7 +503,7 @@ async fn a_candidate_that_fails_to_start_leaves_stable_serving() {
         .await
         .unwrap();
 
-    assert_eq!(report.outcome, Outcome::RolledBack);
+    assert_eq!(report.outcome, Outcome::RolledBack, "{:?}", report.reason);
     assert_eq!(report.exit_code(), 1);
     assert_eq!(world.splits(), vec![split(&[(&world.stable, 100)])]);
     assert!(report.reason.unwrap().contains("did not become ready"));
@@ -598,12 +599,7 @@ async fn when_the_rollback_itself_cannot_complete_the_rollout_says_a_person_is_n
     assert_eq!(report.outcome, Outcome::Failed);
     assert!(report.rollback_failed);
     assert_eq!(report.exit_code(), 4);
-    assert!(
-        report
-            .reason
-            .unwrap()
-            .contains("restoring stable traffic")
-    );
+    assert!(report.reason.unwrap().contains("restoring stable traffic"));
     assert!(
         report
             .final_traffic
@@ -644,13 +640,10 @@ async fn a_person_rolling_back_during_a_bake_stops_the_rollout_without_another_w
         async move {
             at_10.await;
             tokio::time::sleep(Duration::from_secs(100)).await;
-            let finished = shiftgate::commands::rollback::roll_back(
-                &platform,
-                None,
-                Duration::from_secs(120),
-            )
-            .await
-            .expect("the person's rollback runs");
+            let finished =
+                shiftgate::commands::rollback::roll_back(&platform, None, Duration::from_secs(120))
+                    .await
+                    .expect("the person's rollback runs");
             assert_eq!(finished.exit_code, 0, "{}", finished.result);
             model.write_count()
         }
@@ -663,7 +656,11 @@ async fn a_person_rolling_back_during_a_bake_stops_the_rollout_without_another_w
     assert_eq!(report.outcome, Outcome::Aborted, "{:?}", report.reason);
     assert_eq!(report.exit_code(), 1);
     assert!(
-        report.reason.as_deref().unwrap().contains("record was removed"),
+        report
+            .reason
+            .as_deref()
+            .unwrap()
+            .contains("record was removed"),
         "{:?}",
         report.reason
     );
@@ -673,11 +670,12 @@ async fn a_person_rolling_back_during_a_bake_stops_the_rollout_without_another_w
         "the rollout wrote nothing after the person's rollback"
     );
     assert_eq!(world.current(), split(&[(&world.stable, 100)]));
+    let c = report.candidate.as_str();
     assert!(
         world
             .splits()
             .iter()
-            .all(|s| s.iter().all(|(_, p)| *p <= 10 || s.len() == 1)),
+            .all(|s| s.iter().all(|(r, p)| r != c || *p <= 10)),
         "the rollout never went past the step the person stopped: {:?}",
         world.splits()
     );
@@ -693,10 +691,19 @@ async fn two_rollouts_started_together_one_owns_the_service_and_the_other_change
         .model
         .register_image(other_image, Behavior::healthy("1.5.0"));
 
-    let (first, second) = tokio::join!(
-        world.roll_out(image_request(CANDIDATE_IMAGE)),
-        world.roll_out(image_request(other_image)),
-    );
+    // Both read the service before either writes (each first write waits a moment), as two
+    // jobs started in the same second do.
+    let (platform, metrics, health) = world.ports();
+    let slow = SlowFirstWrite(platform.clone());
+    let ports = Ports {
+        platform: &slow,
+        metrics: &metrics,
+        health: &health,
+    };
+    let (request_a, request_b) = (image_request(CANDIDATE_IMAGE), image_request(other_image));
+    let mut engine_a = Engine::new(ports, world.clock, Interrupt::never());
+    let mut engine_b = Engine::new(ports, world.clock, Interrupt::never());
+    let (first, second) = tokio::join!(engine_a.run(&request_a), engine_b.run(&request_b));
 
     let (winner, loser) = match (first, second) {
         (Ok(report), Err(error)) | (Err(error), Ok(report)) => (report, error),
@@ -706,8 +713,14 @@ async fn two_rollouts_started_together_one_owns_the_service_and_the_other_change
     assert_eq!(loser.exit_code(), 2);
     let message = loser.to_string();
     assert!(message.contains("another rollout took"), "{message}");
-    assert!(message.contains(&winner.rollout_id), "names the owner: {message}");
-    assert!(message.contains("pid"), "names the owner's process: {message}");
+    assert!(
+        message.contains(&winner.rollout_id),
+        "names the owner: {message}"
+    );
+    assert!(
+        message.contains("pid"),
+        "names the owner's process: {message}"
+    );
     for split in world.splits() {
         assert!(
             split
@@ -730,7 +743,6 @@ async fn a_rollout_whose_process_died_is_resumed_from_its_recorded_step() {
     .await;
     assert!(killed.is_err(), "the first run was cut off mid-rollout");
     let (platform, _, _) = world.ports();
-    use shiftgate::rollout::ports::Platform;
     let dead = platform.read_service().await.unwrap().rollout.unwrap();
     assert_eq!(dead.percent, 25);
     let another = world
@@ -749,7 +761,10 @@ async fn a_rollout_whose_process_died_is_resumed_from_its_recorded_step() {
         .unwrap();
 
     assert_eq!(resumed.outcome, Outcome::Promoted, "{:?}", resumed.reason);
-    assert_ne!(resumed.rollout_id, dead.id, "the resumed run owns a new record");
+    assert_ne!(
+        resumed.rollout_id, dead.id,
+        "the resumed run owns a new record"
+    );
     assert_eq!(resumed.candidate, dead.candidate);
     let c = dead.candidate.as_str();
     let s = world.stable.as_str();
@@ -782,7 +797,10 @@ async fn resume_without_a_recorded_rollout_is_refused_and_changes_nothing() {
         .unwrap_err();
 
     assert_eq!(refused.exit_code(), 2);
-    assert!(refused.to_string().contains("nothing to resume"), "{refused}");
+    assert!(
+        refused.to_string().contains("nothing to resume"),
+        "{refused}"
+    );
     assert_eq!(world.model.write_count(), writes);
 }
 
@@ -847,4 +865,41 @@ async fn stable_is_judged_on_the_basic_health_rule_after_a_rollback() {
         Some(shiftgate::health::Verdict::Pass),
         "stable (1.3.0) is not held to the candidate's version requirement"
     );
+}
+
+/// A platform whose revision creations start two seconds late, so that two rollouts both read the
+/// service before either writes.
+struct SlowFirstWrite(SimPlatform);
+
+#[async_trait::async_trait]
+impl shiftgate::rollout::ports::Platform for SlowFirstWrite {
+    async fn read_service(&self) -> shiftgate::rollout::ports::PortResult<ServiceState> {
+        self.0.read_service().await
+    }
+    async fn read_revision(
+        &self,
+        revision: &str,
+    ) -> shiftgate::rollout::ports::PortResult<RevisionInfo> {
+        self.0.read_revision(revision).await
+    }
+    async fn list_revisions(&self) -> shiftgate::rollout::ports::PortResult<Vec<RevisionInfo>> {
+        self.0.list_revisions().await
+    }
+    async fn create_revision(
+        &self,
+        spec: &shiftgate::rollout::ports::NewRevision,
+        etag: &str,
+        deadline: Duration,
+    ) -> shiftgate::rollout::ports::PortResult<ServiceState> {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        self.0.create_revision(spec, etag, deadline).await
+    }
+    async fn set_traffic(
+        &self,
+        change: &shiftgate::rollout::ports::TrafficChange,
+        etag: &str,
+        deadline: Duration,
+    ) -> shiftgate::rollout::ports::PortResult<ServiceState> {
+        self.0.set_traffic(change, etag, deadline).await
+    }
 }

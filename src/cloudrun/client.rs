@@ -62,7 +62,11 @@ impl CloudRunService {
     }
 
     fn service_path(&self) -> String {
-        format!("{}/services/{}", self.location_path(), segment(&self.service))
+        format!(
+            "{}/services/{}",
+            self.location_path(),
+            segment(&self.service)
+        )
     }
 
     async fn get_raw(&self) -> PortResult<Value> {

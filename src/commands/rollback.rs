@@ -22,6 +22,10 @@ pub async fn run(context: &Context, args: RollbackArgs) -> Result<Finished, Comm
     let address = config.resolve_service(&args.service)?;
     let endpoints = Endpoints::from_env();
     let platform = endpoints.cloud_run(&address);
+    // No single call may outlive --timeout: the command as a whole ends by then.
+    platform
+        .rest()
+        .set_deadline(Some(Instant::now() + args.timeout));
     let mut finished = roll_back(&platform, args.to.as_deref(), args.timeout).await?;
     if finished.exit_code == EXIT_ROLLBACK_FAILED {
         let result = finished.result.clone();

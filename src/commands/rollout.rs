@@ -16,9 +16,9 @@ use crate::gcp::GoogleRest;
 use crate::health::HttpHealthEndpoint;
 use crate::metrics::{CloudMonitoring, PrometheusMetrics};
 use crate::output::{progress_sink, summary};
-use crate::rollout::plan::DEFAULT_MONITORING_DELAY;
 use crate::rollout::engine::{force_traffic, restore_traffic};
 use crate::rollout::ownership::Identity;
+use crate::rollout::plan::DEFAULT_MONITORING_DELAY;
 use crate::rollout::ports::{Metrics, Platform};
 use crate::rollout::timeline::describe_traffic;
 use crate::rollout::{
@@ -56,6 +56,10 @@ pub async fn run(context: &Context, args: RolloutArgs) -> Result<Finished, Comma
 
     let endpoints = Endpoints::from_env();
     let credentials = crate::gcp::Credentials::from_env();
+    if let Some(warning) = crate::gcp::static_token_warning(&credentials, policy.time_to_promote())
+    {
+        eprintln!("warning: {warning}");
+    }
     let platform = endpoints.cloud_run_with(&address, credentials.clone());
     let (metrics, metrics_rest): (Box<dyn Metrics>, GoogleRest) =
         match (backend, &args.prometheus_url) {

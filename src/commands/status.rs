@@ -12,6 +12,9 @@ pub async fn run(context: &Context, args: StatusArgs) -> Result<Finished, Comman
     let address = config.resolve_service(&args.service)?;
     let endpoints = Endpoints::from_env();
     let platform = endpoints.cloud_run(&address);
+    platform
+        .rest()
+        .set_deadline(Some(tokio::time::Instant::now() + args.timeout));
     tokio::time::timeout(args.timeout, status(&platform))
         .await
         .unwrap_or_else(|_| {

@@ -16,6 +16,10 @@ pub const DEFAULT_API_URL: &str = "https://api.github.com";
 pub const MAX_RATE_LIMIT_WAIT: Duration = Duration::from_secs(61 * 60);
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 const GET_ATTEMPTS: u32 = 5;
+/// No answer shiftgate asks GitHub for comes near this (a page of issues or runs is well under a
+/// megabyte); a bigger one is refused rather than buffered.
+pub const MAX_GITHUB_BODY: usize = 8 * 1024 * 1024;
+const TOO_LARGE: &str = "the answer was larger than";
 
 /// A repository, `OWNER/NAME`, checked for shape.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -218,10 +222,9 @@ impl GitHub {
             .map_err(|e| GitHubError::Ambiguous(e.to_string()))?;
         let status = response.status().as_u16();
         let headers = response.headers().clone();
-        let text = tokio::time::timeout(CALL_TIMEOUT, self.octocrab.body_to_string(response))
+        let text = tokio::time::timeout(CALL_TIMEOUT, read_bounded(response))
             .await
-            .map_err(|_| GitHubError::Ambiguous("the answer stalled".into()))?
-            .map_err(|e| GitHubError::Ambiguous(e.to_string()))?;
+            .map_err(|_| GitHubError::Ambiguous("the answer stalled".into()))??;
         if header_u64(&headers, "x-ratelimit-remaining") == Some(0)
             && let Some(reset) = header_u64(&headers, "x-ratelimit-reset")
         {
@@ -332,13 +335,24 @@ impl GitHub {
                     }
                     error
                 }
+                // An oversized answer would be just as big the next time.
+                Err(GitHubError::Ambiguous(reason)) if reason.starts_with(TOO_LARGE) => {
+                    return Err(GitHubError::Ambiguous(reason));
+                }
                 Err(error @ GitHubError::Ambiguous(_)) => error,
                 Err(error) => return Err(error),
             };
             if attempt >= GET_ATTEMPTS {
                 return Err(failure);
             }
-            tokio::time::sleep(Duration::from_secs(1 << attempt)).await;
+            let wait = Duration::from_secs(1 << attempt);
+            (self.on_wait)(&format!(
+                "retrying GET {path} (attempt {}, in {}s): {}",
+                attempt + 1,
+                wait.as_secs(),
+                one_line(&failure.to_string())
+            ));
+            tokio::time::sleep(wait).await;
         }
     }
 
@@ -381,6 +395,33 @@ impl GitHub {
     pub async fn patch(&self, path: &str, body: &Value) -> Result<Answer, GitHubError> {
         self.send_once(Method::PATCH, path, body).await
     }
+}
+
+/// Reads an answer up to `MAX_GITHUB_BODY`; past that, stops reading (which drops the
+/// connection) and reports it. The request may have been carried out, so this is ambiguous.
+async fn read_bounded(
+    response: http::Response<http_body_util::combinators::BoxBody<bytes::Bytes, octocrab::Error>>,
+) -> Result<String, GitHubError> {
+    use http_body_util::BodyExt as _;
+    let limited = http_body_util::Limited::new(response.into_body(), MAX_GITHUB_BODY);
+    match limited.collect().await {
+        Ok(collected) => Ok(String::from_utf8_lossy(&collected.to_bytes()).into_owned()),
+        Err(error) if error.is::<http_body_util::LengthLimitError>() => {
+            Err(GitHubError::Ambiguous(format!(
+                "{TOO_LARGE} {} MiB; stopped reading it",
+                MAX_GITHUB_BODY / (1024 * 1024)
+            )))
+        }
+        Err(error) => Err(GitHubError::Ambiguous(error.to_string())),
+    }
+}
+
+/// Server text on one line, so nothing in it can pose as a workflow command.
+fn one_line(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(300)
+        .collect()
 }
 
 fn status_error(status: u16, body: Value) -> GitHubError {

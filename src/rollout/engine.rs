@@ -558,9 +558,18 @@ impl<'a> Engine<'a> {
             };
             match &current.rollout {
                 Some(theirs) if theirs.id == record.id => {
-                    // Ours went through; only its answer was lost.
+                    // Ours went through: either only its answer was lost, or the platform took
+                    // the change but could not start the new revision (its operation failed).
                     self.took_ownership(plan, current, record);
-                    return Ok(None);
+                    return Ok(match error {
+                        PortError::Rejected { message, .. } if plan.image.is_some() => {
+                            Some(Stop::Failed(format!(
+                                "candidate revision {} did not become ready: {message}",
+                                plan.candidate
+                            )))
+                        }
+                        _ => None,
+                    });
                 }
                 Some(theirs) if plan.service.rollout.as_ref() != Some(theirs) => {
                     return Err(RolloutError::Refused(format!(
@@ -590,7 +599,11 @@ impl<'a> Engine<'a> {
                         what: "take ownership of the service".into(),
                         reason,
                     });
-                    if self.guard(tokio::time::sleep(WRITE_BACKOFF)).await.is_none() {
+                    if self
+                        .guard(tokio::time::sleep(WRITE_BACKOFF))
+                        .await
+                        .is_none()
+                    {
                         return Ok(Some(Stop::Interrupted));
                     }
                 }
@@ -912,7 +925,6 @@ impl<'a> Engine<'a> {
         (end, report)
     }
 
-
     /// Ends a rollout that stopped before promotion: restores stable traffic when the service is
     /// still this rollout's, then builds the report.
     async fn finish(
@@ -978,7 +990,9 @@ impl<'a> Engine<'a> {
                 }
             }
             Restore::NotOurs(why) => {
-                self.emit(EventKind::Aborted { reason: why.clone() });
+                self.emit(EventKind::Aborted {
+                    reason: why.clone(),
+                });
                 report.outcome = Outcome::Aborted;
                 report.api_failed = false;
                 report.reason = Some(format!(
@@ -1045,7 +1059,10 @@ impl<'a> Engine<'a> {
         let mut last_error = String::from("no answer from the platform in time");
         let mut pause = Duration::from_millis(250);
         loop {
-            let read = match self.bounded(self.stop_by(give_up), platform.read_service()).await {
+            let read = match self
+                .bounded(self.stop_by(give_up), platform.read_service())
+                .await
+            {
                 Some(read) => read,
                 None => return Restore::Failed(last_error),
             };
@@ -1112,7 +1129,9 @@ impl<'a> Engine<'a> {
                 rollout: None,
             };
             self.in_flight = Some(wanted.clone());
-            let remaining = self.stop_by(give_up).saturating_duration_since(Instant::now());
+            let remaining = self
+                .stop_by(give_up)
+                .saturating_duration_since(Instant::now());
             let written = self
                 .bounded(
                     self.stop_by(give_up),
@@ -1416,7 +1435,9 @@ pub async fn force_traffic(
             }
         };
         if let Some(service) = service {
-            if traffic_matches(&service, wanted) && service.rollout.is_none() && !service.reconciling
+            if traffic_matches(&service, wanted)
+                && service.rollout.is_none()
+                && !service.reconciling
             {
                 return Ok(service);
             }

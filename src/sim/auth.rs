@@ -1,9 +1,12 @@
 //! A fake of Google's STS token exchange and of a URL-sourced subject token, so the
 //! `external_account` (Workload Identity Federation) credential path can run offline.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::collections::HashMap;
+use std::time::{Duration, SystemTime};
 
 use serde_json::json;
+
+use super::model::SimModel;
 
 pub const SUBJECT_TOKEN: &str = "sim-subject-token";
 pub const SUBJECT_TOKEN_PATH: &str = "/subject-token";
@@ -47,11 +50,57 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// The STS endpoint's state: how many tokens it has issued.
-#[derive(Debug, Default)]
-pub(crate) struct Sts {
-    issued: AtomicU64,
+/// Access tokens the STS has issued, each with its expiry on the simulator's clock, so the
+/// simulated APIs can refuse an expired one as Google does (401 UNAUTHENTICATED).
+#[derive(Debug)]
+pub(crate) struct TokenLedger {
+    /// `expires_in` of the tokens issued from now on (Google's default is an hour).
+    pub lifetime: Duration,
+    expiry: HashMap<String, SystemTime>,
 }
+
+impl Default for TokenLedger {
+    fn default() -> Self {
+        Self {
+            lifetime: Duration::from_secs(3600),
+            expiry: HashMap::new(),
+        }
+    }
+}
+
+impl TokenLedger {
+    /// A new token valid for `lifetime` from `now`.
+    pub fn issue(&mut self, now: SystemTime) -> (String, Duration) {
+        let token = format!("sim-exchanged-token-{}", self.expiry.len() + 1);
+        self.expiry.insert(token.clone(), now + self.lifetime);
+        (token, self.lifetime)
+    }
+
+    /// Ends every token issued so far at `now`, as a revocation or a client clock running
+    /// behind would: the client still believes them valid.
+    pub fn revoke_all(&mut self, now: SystemTime) {
+        for expiry in self.expiry.values_mut() {
+            *expiry = (*expiry).min(now);
+        }
+    }
+
+    pub fn issued(&self) -> usize {
+        self.expiry.len()
+    }
+
+    pub fn is_issued(&self, token: &str) -> bool {
+        self.expiry.contains_key(token)
+    }
+
+    /// An issued token past its expiry; a token the STS never issued is not judged here.
+    pub fn is_expired(&self, token: &str, now: SystemTime) -> bool {
+        self.expiry.get(token).is_some_and(|expiry| now >= *expiry)
+    }
+}
+
+/// The STS endpoint; the tokens it issues are kept in the model's [`TokenLedger`].
+#[derive(Debug, Default)]
+pub(crate) struct Sts;
 
 /// An STS answer: status, content type, body.
 pub(crate) type StsResponse = (u16, &'static str, String);
@@ -62,7 +111,12 @@ impl Sts {
     }
 
     /// `POST /v1/token` per RFC 8693 as Google's STS implements it.
-    pub fn exchange(&self, content_type: Option<&str>, body: &[u8]) -> StsResponse {
+    pub fn exchange(
+        &self,
+        model: &SimModel,
+        content_type: Option<&str>,
+        body: &[u8],
+    ) -> StsResponse {
         let error = |code: &str, description: String| {
             (
                 400,
@@ -120,15 +174,19 @@ impl Sts {
                 );
             }
         }
-        let n = self.issued.fetch_add(1, Ordering::Relaxed) + 1;
+        let (token, lifetime) = {
+            let mut state = model.state();
+            let now = state.clock.now();
+            state.tokens.issue(now)
+        };
         (
             200,
             "application/json",
             json!({
-                "access_token": format!("sim-exchanged-token-{n}"),
+                "access_token": token,
                 "issued_token_type": ACCESS_TOKEN_TYPE,
                 "token_type": "Bearer",
-                "expires_in": 3600,
+                "expires_in": lifetime.as_secs(),
             })
             .to_string(),
         )
@@ -149,18 +207,38 @@ mod tests {
     }
 
     #[test]
+    fn an_issued_token_expires_after_its_lifetime() {
+        let mut ledger = TokenLedger {
+            lifetime: Duration::from_secs(3),
+            ..TokenLedger::default()
+        };
+        let start = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let (token, lifetime) = ledger.issue(start);
+        assert_eq!(lifetime, Duration::from_secs(3));
+        assert!(!ledger.is_expired(&token, start + Duration::from_secs(2)));
+        assert!(ledger.is_expired(&token, start + Duration::from_secs(3)));
+        assert!(!ledger.is_expired("not-issued-here", start + Duration::from_secs(9)));
+        assert_ne!(
+            ledger.issue(start).0,
+            token,
+            "every exchange issues a new token"
+        );
+    }
+
+    #[test]
     fn exchange_checks_the_subject_token() {
-        let sts = Sts::default();
+        let sts = Sts;
+        let model = SimModel::new(crate::clock::Clock::new());
         let form = "application/x-www-form-urlencoded";
         let good = format!(
             "grant_type={}&subject_token={SUBJECT_TOKEN}&subject_token_type=urn%3Aietf%3Aparams%3Aoauth%3Atoken-type%3Ajwt",
             GRANT_TYPE.replace(':', "%3A")
         );
-        let (status, _, body) = sts.exchange(Some(form), good.as_bytes());
+        let (status, _, body) = sts.exchange(&model, Some(form), good.as_bytes());
         assert_eq!(status, 200, "{body}");
         assert!(body.contains("sim-exchanged-token-1"));
         let bad = good.replace(SUBJECT_TOKEN, "other");
-        let (status, _, body) = sts.exchange(Some(form), bad.as_bytes());
+        let (status, _, body) = sts.exchange(&model, Some(form), bad.as_bytes());
         assert_eq!(status, 400);
         assert!(body.contains("invalid_grant"));
     }

@@ -80,8 +80,13 @@ pub(crate) async fn call(model: &SimModel, req: ApiRequest) -> ApiResponse {
             if let Some(token) = token {
                 s.seen_tokens.push(token.to_string());
             }
-            if let Some(allowed) = &s.bearer
-                && !token.is_some_and(|t| allowed.iter().any(|a| a == t))
+            let now = s.clock.now();
+            let expired = token.is_some_and(|t| s.tokens.is_expired(t, now));
+            // Under a bearer requirement, tokens the STS issued count as well as the listed ones.
+            if expired
+                || s.bearer.as_ref().is_some_and(|allowed| {
+                    !token.is_some_and(|t| allowed.iter().any(|a| a == t) || s.tokens.is_issued(t))
+                })
             {
                 return ApiResponse::error(ApiError::new(
                     401,

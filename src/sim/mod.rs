@@ -55,7 +55,7 @@ impl Sim {
         let plane = DataPlane::new(&model);
         model.set_endpoints(plane.clone());
         let (listener, port) = dataplane::bind_loopback()?;
-        let sts = Arc::new(Sts::default());
+        let sts = Arc::new(Sts);
         let api_model = model.clone();
         let metrics_model = model.clone();
         let router = Router::new()
@@ -142,6 +142,19 @@ impl Sim {
         self.model.seen_tokens()
     }
 
+    /// Makes the STS issue access tokens valid for `lifetime` (see [`SimModel::set_token_lifetime`]).
+    pub fn set_token_lifetime(&self, lifetime: Duration) {
+        self.model.set_token_lifetime(lifetime)
+    }
+
+    pub fn issued_tokens(&self) -> usize {
+        self.model.issued_tokens()
+    }
+
+    pub fn revoke_tokens(&self) {
+        self.model.revoke_tokens()
+    }
+
     pub fn inject(&self, fault: Fault) {
         self.model.inject(fault)
     }
@@ -174,6 +187,7 @@ async fn api(
         ("GET", auth::SUBJECT_TOKEN_PATH) => Some(sts.subject_token()),
         ("POST", auth::TOKEN_PATH) => Some(
             sts.exchange(
+                model,
                 headers
                     .get(header::CONTENT_TYPE)
                     .and_then(|v| v.to_str().ok()),

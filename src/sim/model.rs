@@ -435,6 +435,7 @@ pub(crate) struct Inner {
     pub log: Vec<ApiCall>,
     pub bearer: Option<Vec<String>>,
     pub seen_tokens: Vec<String>,
+    pub tokens: super::auth::TokenLedger,
     urls: HashMap<String, (ServiceKey, Option<String>)>,
     endpoints: Arc<dyn Endpoints>,
 }
@@ -486,6 +487,7 @@ impl SimModel {
                 log: Vec::new(),
                 bearer: None,
                 seen_tokens: Vec::new(),
+                tokens: Default::default(),
                 urls: HashMap::new(),
                 endpoints: Arc::new(RunAppUrls),
             })),
@@ -595,6 +597,23 @@ impl SimModel {
 
     pub fn seen_tokens(&self) -> Vec<String> {
         self.state().seen_tokens.clone()
+    }
+
+    /// `expires_in` of the access tokens the STS issues from now on; the APIs refuse them after.
+    pub fn set_token_lifetime(&self, lifetime: Duration) {
+        self.state().tokens.lifetime = lifetime;
+    }
+
+    /// Ends every access token issued so far; the client is not told.
+    pub fn revoke_tokens(&self) {
+        let mut state = self.state();
+        let now = state.clock.now();
+        state.tokens.revoke_all(now);
+    }
+
+    /// Access tokens the STS has issued.
+    pub fn issued_tokens(&self) -> usize {
+        self.state().tokens.issued()
     }
 
     pub fn inject(&self, fault: Fault) {
