@@ -449,3 +449,235 @@ async fn health_probes_every_environment_in_the_config_and_fails_on_any_unhealth
     assert_eq!(wrong_version.status.code(), Some(1));
     assert!(stderr_of(&wrong_version).contains("does not satisfy"));
 }
+
+// ---- The people and processes around a rollout, through the binary ----
+
+fn signal(child: &std::process::Child, signal: i32) {
+    unsafe {
+        libc::kill(child.id() as i32, signal);
+    }
+}
+
+async fn wait_output(child: std::process::Child) -> Output {
+    tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollout_killed_outright_is_continued_by_rollout_resume_and_promoted() {
+    let fixture = Fixture::start().await;
+    let _load = fixture.sim.start_load(PROJECT, REGION, SERVICE, 40.0);
+    let mut args = vec!["rollout", "--image", "registry/app:v1.1.0"];
+    args.extend(fixture.service_args());
+    args.extend(["--steps", "10,100", "--bake", "10m", "--interval", "1s"]);
+    args.extend(["--metrics-delay", "0s", "--no-incident"]);
+    let mut child = fixture
+        .command(&args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    fixture.wait_for_first_step().await;
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let candidate = fixture
+        .split()
+        .into_iter()
+        .find(|(revision, _)| revision != &fixture.stable)
+        .unwrap()
+        .0;
+
+    let mut status_args = vec!["status"];
+    status_args.extend(fixture.service_args());
+    let status = fixture.run(&status_args).await;
+    assert!(
+        stderr_of(&status).contains("rollout --resume"),
+        "status says how to resume: {}",
+        stderr_of(&status)
+    );
+
+    let mut resume = vec!["rollout", "--resume", "--json"];
+    resume.extend(fixture.service_args());
+    resume.extend(["--steps", "10,100", "--bake", "3s", "--interval", "1s"]);
+    resume.extend([
+        "--metrics-delay",
+        "0s",
+        "--min-requests",
+        "5",
+        "--no-incident",
+    ]);
+    let resumed = fixture.run(&resume).await;
+
+    assert_eq!(resumed.status.code(), Some(0), "{}", stderr_of(&resumed));
+    let result = json_of(&resumed);
+    assert_eq!(result["outcome"], "promoted");
+    assert_eq!(result["candidate"], candidate.as_str());
+    assert_eq!(fixture.split(), vec![(candidate, 100)]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_person_rolling_back_during_a_bake_aborts_the_running_rollout() {
+    let fixture = Fixture::start().await;
+    let _load = fixture.sim.start_load(PROJECT, REGION, SERVICE, 20.0);
+    let mut args = vec!["rollout", "--image", "registry/app:v1.1.0", "--json"];
+    args.extend(fixture.service_args());
+    args.extend(["--bake", "10m", "--interval", "1s", "--metrics-delay", "0s"]);
+    let child = fixture
+        .command(&args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    fixture.wait_for_first_step().await;
+
+    let mut rollback_args = vec!["rollback"];
+    rollback_args.extend(fixture.service_args());
+    let person = fixture.run(&rollback_args).await;
+    assert_eq!(person.status.code(), Some(0), "{}", stderr_of(&person));
+    let writes_after_person = fixture.sim.model().write_count();
+    let output = wait_output(child).await;
+
+    assert_eq!(output.status.code(), Some(1), "{}", stderr_of(&output));
+    let result = json_of(&output);
+    assert_eq!(result["outcome"], "aborted");
+    assert!(
+        result["incident"].is_null(),
+        "no incident blames the candidate: {result}"
+    );
+    assert_eq!(fixture.sim.model().write_count(), writes_after_person);
+    assert_eq!(fixture.split(), vec![(fixture.stable.clone(), 100)]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_binaries_racing_on_one_service_leave_one_owner() {
+    let fixture = Fixture::start().await;
+    let _load = fixture.sim.start_load(PROJECT, REGION, SERVICE, 40.0);
+    let spawn = |image: &str| {
+        let mut args = vec!["rollout", "--image", image, "--json"];
+        args.extend(fixture.service_args());
+        args.extend(["--steps", "50,100", "--bake", "2s", "--interval", "1s"]);
+        args.extend([
+            "--metrics-delay",
+            "0s",
+            "--min-requests",
+            "5",
+            "--no-incident",
+        ]);
+        fixture
+            .command(&args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (a, b) = (spawn("registry/app:v1.1.0"), spawn("registry/app:v1.2.0"));
+    let (a, b) = (wait_output(a).await, wait_output(b).await);
+
+    let codes = [a.status.code(), b.status.code()];
+    assert!(
+        codes.contains(&Some(0)) && codes.contains(&Some(2)),
+        "one promotes, the other is refused: {codes:?}\n{}\n{}",
+        stderr_of(&a),
+        stderr_of(&b)
+    );
+    let (winner, loser) = if a.status.code() == Some(0) {
+        (a, b)
+    } else {
+        (b, a)
+    };
+    let loser_says = stderr_of(&loser);
+    assert!(loser_says.contains("pid"), "names the owner: {loser_says}");
+    assert!(loser_says.contains("nothing was changed"), "{loser_says}");
+    let promoted = json_of(&winner)["candidate"].as_str().unwrap().to_string();
+    assert_eq!(fixture.split(), vec![(promoted, 100)]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_or_sigterm_during_a_rollout_restores_stable_like_sigint() {
+    for (name, number) in [("SIGHUP", libc::SIGHUP), ("SIGTERM", libc::SIGTERM)] {
+        let fixture = Fixture::start().await;
+        let _load = fixture.sim.start_load(PROJECT, REGION, SERVICE, 20.0);
+        let mut args = vec!["rollout", "--image", "registry/app:v1.1.0", "--json"];
+        args.extend(fixture.service_args());
+        args.extend(["--bake", "10m", "--interval", "1s", "--metrics-delay", "0s"]);
+        let child = fixture
+            .command(&args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        fixture.wait_for_first_step().await;
+        let signalled = std::time::Instant::now();
+        signal(&child, number);
+        let output = wait_output(child).await;
+        eprintln!(
+            "{name} to exit with stable restored: {:?}",
+            signalled.elapsed()
+        );
+
+        assert_eq!(
+            output.status.code(),
+            Some(130),
+            "{name}: {}",
+            stderr_of(&output)
+        );
+        assert_eq!(json_of(&output)["outcome"], "interrupted");
+        assert_eq!(json_of(&output)["final_traffic_confirmed"], true);
+        assert_eq!(
+            fixture.split(),
+            vec![(fixture.stable.clone(), 100)],
+            "{name}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigint_while_the_candidate_is_being_created_leaves_no_trace() {
+    let fixture = Fixture::start().await;
+    // Creating the revision takes a while: the signal lands while its operation is awaited.
+    fixture.sim.set_operation_delay(Duration::from_secs(2));
+    let mut args = vec!["rollout", "--image", "registry/app:v1.1.0", "--json"];
+    args.extend(fixture.service_args());
+    let child = fixture
+        .command(&args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut waited = Duration::ZERO;
+    while fixture.sim.model().write_count() == 0 {
+        assert!(waited < Duration::from_secs(30), "no write was ever made");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        waited += Duration::from_millis(20);
+    }
+    let signalled = std::time::Instant::now();
+    signal(&child, libc::SIGINT);
+    let output = wait_output(child).await;
+    let took = signalled.elapsed();
+    eprintln!("SIGINT during the candidate's creation to exit: {took:?}");
+
+    let result = json_of(&output);
+    assert!(
+        matches!(output.status.code(), Some(130) | Some(4)),
+        "{}",
+        stderr_of(&output)
+    );
+    if output.status.code() == Some(130) {
+        let mut status_args = vec!["status", "--json"];
+        status_args.extend(fixture.service_args());
+        let status = json_of(&fixture.run(&status_args).await);
+        assert!(status["rollout"].is_null(), "the record is gone: {status}");
+        assert!(
+            status["tags"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|t| t["tag"] != "candidate"),
+            "the candidate tag is gone: {status}"
+        );
+        assert_eq!(fixture.split(), vec![(fixture.stable.clone(), 100)]);
+    } else {
+        assert_eq!(result["final_traffic_confirmed"], false, "{result}");
+    }
+}

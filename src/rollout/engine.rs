@@ -573,7 +573,7 @@ impl<'a> Engine<'a> {
                 }
                 Some(theirs) if plan.service.rollout.as_ref() != Some(theirs) => {
                     return Err(RolloutError::Refused(format!(
-                        "another rollout took {} first: {}; nothing was changed",
+                        "another rollout took {} first: {}",
                         current.name,
                         describe_owner(theirs)
                     )));
@@ -585,8 +585,8 @@ impl<'a> Engine<'a> {
                 || !traffic_matches(&current, &plan.service.traffic)
             {
                 return Err(RolloutError::Refused(format!(
-                    "{} changed while this rollout was starting (traffic now {}); nothing was \
-                     changed, look with `shiftgate status` and start again",
+                    "{} changed while this rollout was starting (traffic now {}); look with \
+                     `shiftgate status` and start again",
                     current.name,
                     describe_traffic(&current.traffic)
                 )));
