@@ -143,7 +143,7 @@ const MAX_COUNT: f64 = 9_007_199_254_740_992.0;
 fn sample_count(sample: &Sample, revision: &str, class: &str) -> PortResult<u64> {
     let text = sample.value.1.as_str();
     match text.trim().parse::<f64>() {
-        Ok(value) if value.is_finite() && value >= 0.0 && value <= MAX_COUNT => {
+        Ok(value) if value.is_finite() && (0.0..=MAX_COUNT).contains(&value) => {
             Ok(value.round() as u64)
         }
         _ => Err(PortError::Unavailable(format!(

@@ -155,6 +155,12 @@ impl Sim {
         self.model.inject(fault)
     }
 
+    /// Every `timeSeries.list` answer from now on carries `points` as the `class` series of
+    /// `revision` (see [`SimModel::override_points`]).
+    pub fn override_points(&self, revision: &str, class: &str, points: Vec<BadPoint>) {
+        self.model.override_points(revision, class, points)
+    }
+
     /// Sends `GET /` to the service URL at `rps` over HTTP until the handle is dropped.
     pub fn start_load(&self, project: &str, region: &str, service: &str, rps: f64) -> LoadHandle {
         let url = self

@@ -219,12 +219,14 @@ fn pinned(revision: &str) -> Value {
 
 #[tokio::test(start_paused = true)]
 async fn a_maskless_patch_changes_only_the_fields_in_its_body_by_default() {
-    let (model, stable) = setup();
     assert_eq!(
-        model.patch_mode(),
+        PatchMode::default(),
         PatchMode::FieldMask,
         "AIP-134 is the default"
     );
+    let (model, stable) = setup();
+    // Explicit, so the test means the same when SHIFTGATE_SIM_PATCH_MODE picks the other mode.
+    model.set_patch_mode(PatchMode::FieldMask);
     annotate(
         &model,
         json!({"shiftgate.dev/rollout": "{\"percent\":100}", "team": "web"}),
