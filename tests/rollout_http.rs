@@ -12,7 +12,7 @@ use shiftgate::rollout::plan::Policy;
 use shiftgate::rollout::{
     CandidateSource, Engine, Interrupt, Outcome, Ports, Report, RolloutRequest,
 };
-use shiftgate::sim::{Fault, Sim};
+use shiftgate::sim::{BadPoint, Fault, Sim};
 
 const PROJECT: &str = "loopcloser";
 const REGION: &str = "us-central1";
@@ -260,4 +260,105 @@ async fn a_server_that_answers_a_patch_with_the_service_needs_no_operation_polli
         4,
         "GET, PATCH, GET to settle, plus the first read"
     );
+}
+
+/// Each way Cloud Monitoring data can be unreadable that once counted as zero errors.
+fn unreadable_5xx_points() -> Vec<(&'static str, Vec<BadPoint>)> {
+    let max = i64::MAX.to_string();
+    vec![
+        ("a word", vec![BadPoint::int64("sixty")]),
+        ("a negative", vec![BadPoint::int64("-60")]),
+        ("a decimal", vec![BadPoint::int64("60.0")]),
+        (
+            "two i64::MAX",
+            vec![BadPoint::int64(&max), BadPoint::int64(&max)],
+        ),
+        (
+            "out of window",
+            vec![BadPoint::int64("60").before_window(Duration::from_secs(3600))],
+        ),
+    ]
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_bad_candidate_whose_5xx_points_are_unreadable_is_never_promoted() {
+    use shiftgate::rollout::ports::{NewRevision, Platform, TrafficTarget};
+    for (kind, points) in unreadable_5xx_points() {
+        // Given a candidate that fails half its requests, already deployed with no traffic,
+        let harness = Harness::start().await;
+        harness.sim.register_image(
+            "registry/app:v1.1.0",
+            shiftgate::sim::Behavior::erroring("1.1.0", 0.5),
+        );
+        let platform = harness.platform();
+        let before = platform.read_service().await.unwrap();
+        let candidate = format!("{SERVICE}-bad");
+        platform
+            .create_revision(
+                &NewRevision {
+                    revision: candidate.clone(),
+                    image: "registry/app:v1.1.0".into(),
+                    traffic: vec![TrafficTarget::new(&harness.stable, 100)],
+                    rollout: None,
+                },
+                &before.etag,
+                Duration::from_secs(60),
+            )
+            .await
+            .unwrap();
+        // and Cloud Monitoring answering its 5xx series with points that are not counts,
+        harness
+            .sim
+            .model()
+            .override_points(&candidate, "5xx", points);
+        let _load = harness.sim.start_load(PROJECT, REGION, SERVICE, 5.0);
+
+        // when it is rolled out with the real Monitoring adapter,
+        let metrics = CloudMonitoring::new(
+            GoogleRest::new(&harness.sim.monitoring_url(), Credentials::None),
+            PROJECT,
+            SERVICE,
+        );
+        let health = HttpHealthEndpoint::new(Duration::from_secs(5));
+        let report = Engine::new(
+            Ports {
+                platform: &platform,
+                metrics: &metrics,
+                health: &health,
+            },
+            harness.clock,
+            Interrupt::never(),
+        )
+        .run(&RolloutRequest {
+            policy: quick_policy(),
+            candidate: CandidateSource::Revision(candidate.clone()),
+            dry_run: false,
+        })
+        .await
+        .expect("the rollout starts");
+
+        // then it is not promoted, stable has everything again,
+        assert!(
+            matches!(report.outcome, Outcome::RolledBack | Outcome::Failed),
+            "{kind}: {:?} ({:?})",
+            report.outcome,
+            report.reason
+        );
+        assert_eq!(
+            harness.sim.model().current_split(PROJECT, REGION, SERVICE),
+            split(&[(harness.stable.as_str(), 100)]),
+            "{kind}"
+        );
+        // and the timeline says the metrics could not be read.
+        let timeline = serde_json::to_string(&report.timeline).unwrap();
+        let said = [
+            "not a non-negative integer",
+            "more than an int64",
+            "outside the requested window",
+        ];
+        assert!(
+            said.iter().any(|s| timeline.contains(s)),
+            "{kind}: the timeline names the unreadable metrics: {timeline}"
+        );
+    }
 }

@@ -130,26 +130,77 @@ impl Metrics for PrometheusMetrics {
                 data.result_type
             )));
         }
-        let mut counts: BTreeMap<String, RequestCounts> = BTreeMap::new();
-        for sample in data.result {
-            let Some(revision) = sample.metric.get("revision_name") else {
-                continue;
-            };
-            // increase() extrapolates to the window's edges, so counts come back fractional.
-            let requests = sample.value.1.parse::<f64>().unwrap_or(0.0);
-            let requests = if requests.is_finite() && requests > 0.0 {
-                requests.round() as u64
-            } else {
-                0
-            };
-            let entry = counts.entry(revision.clone()).or_default();
-            entry.total += requests;
-            if sample.metric.get("response_code_class").map(String::as_str) == Some("5xx") {
-                entry.server_errors += requests;
-            }
-        }
-        Ok(counts)
+        counts_from(&data.result, window.end)
     }
+}
+
+/// `increase()` over a window cannot legitimately reach this: beyond 2^53 a float no longer
+/// holds a whole count exactly, so such a value is a broken series, not traffic.
+const MAX_COUNT: f64 = 9_007_199_254_740_992.0;
+
+/// One sample's count: `increase()` extrapolates to the window's edges, so a fractional count is
+/// normal and is rounded; NaN, infinities, negatives and absurd sizes are a metrics error.
+fn sample_count(sample: &Sample, revision: &str, class: &str) -> PortResult<u64> {
+    let text = sample.value.1.as_str();
+    match text.trim().parse::<f64>() {
+        Ok(value) if value.is_finite() && (0.0..=MAX_COUNT).contains(&value) => {
+            Ok(value.round() as u64)
+        }
+        _ => Err(PortError::Unavailable(format!(
+            "Prometheus returned a {class} count {text:?} for revision {revision}; not a non-negative count"
+        ))),
+    }
+}
+
+/// Sums the vector per revision; any unreadable sample makes the whole answer an error, so a
+/// broken count is never judged as zero errors.
+fn counts_from(
+    result: &[Sample],
+    evaluated_at: SystemTime,
+) -> PortResult<BTreeMap<String, RequestCounts>> {
+    let asked = evaluated_at
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs_f64();
+    let mut counts: BTreeMap<String, RequestCounts> = BTreeMap::new();
+    for sample in result {
+        let Some(revision) = sample.metric.get("revision_name") else {
+            continue;
+        };
+        let class = sample
+            .metric
+            .get("response_code_class")
+            .map(String::as_str)
+            .unwrap_or("request");
+        // An instant query answers at the time it was asked for (to the millisecond we send);
+        // a sample from another time covers another window.
+        if !sample.value.0.is_finite() || (sample.value.0 - asked).abs() > 0.002 {
+            return Err(PortError::Unavailable(format!(
+                "Prometheus returned a {class} count for revision {revision} evaluated at {}, not at the requested {asked:.3}",
+                sample.value.0
+            )));
+        }
+        let requests = sample_count(sample, revision, class)?;
+        let overflow = || {
+            PortError::Unavailable(format!(
+                "Prometheus' {class} counts for revision {revision} add up beyond any real count"
+            ))
+        };
+        let entry = counts.entry(revision.clone()).or_default();
+        entry.total = entry
+            .total
+            .checked_add(requests)
+            .filter(|t| *t as f64 <= MAX_COUNT)
+            .ok_or_else(overflow)?;
+        if class == "5xx" {
+            entry.server_errors = entry
+                .server_errors
+                .checked_add(requests)
+                .filter(|t| *t as f64 <= MAX_COUNT)
+                .ok_or_else(overflow)?;
+        }
+    }
+    Ok(counts)
 }
 
 #[cfg(test)]
@@ -182,6 +233,86 @@ mod tests {
         assert_eq!(
             metrics.rest().base(),
             "https://monitoring.googleapis.com/v1/projects/loopcloser/location/global/prometheus"
+        );
+    }
+
+    fn sample(revision: &str, class: &str, at: f64, value: &str) -> Sample {
+        serde_json::from_value(serde_json::json!({
+            "metric": {"revision_name": revision, "response_code_class": class},
+            "value": [at, value],
+        }))
+        .unwrap()
+    }
+
+    const AT: f64 = 1_800_000_090.5;
+
+    fn evaluated() -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_millis(1_800_000_090_500)
+    }
+
+    #[test]
+    fn extrapolated_fractional_counts_are_rounded_and_summed() {
+        let counts = counts_from(
+            &[
+                sample("app-2", "2xx", AT, "97.49"),
+                sample("app-2", "5xx", AT, "2.5"),
+                sample("app-1", "2xx", AT, "0"),
+            ],
+            evaluated(),
+        )
+        .unwrap();
+        assert_eq!(
+            counts["app-2"],
+            RequestCounts {
+                total: 100,
+                server_errors: 3
+            }
+        );
+        assert_eq!(counts["app-1"], RequestCounts::default());
+    }
+
+    #[test]
+    fn counts_that_are_not_numbers_or_are_negative_or_absurd_are_a_metrics_error() {
+        for bad in ["sixty", "-60", "NaN", "+Inf", "-Inf", "", "1e300", "1e17"] {
+            let result = counts_from(
+                &[
+                    sample("app-2", "2xx", AT, "100"),
+                    sample("app-2", "5xx", AT, bad),
+                ],
+                evaluated(),
+            );
+            match result {
+                Err(PortError::Unavailable(message)) => assert!(
+                    message.contains("5xx count") && message.contains("revision app-2"),
+                    "{bad}: {message}"
+                ),
+                other => panic!("{bad:?} must be a metrics error, got {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn counts_that_add_up_beyond_any_real_count_are_a_metrics_error() {
+        let huge = "9007199254740992";
+        let result = counts_from(
+            &[
+                sample("app-2", "5xx", AT, huge),
+                sample("app-2", "5xx", AT, huge),
+            ],
+            evaluated(),
+        );
+        assert!(
+            matches!(&result, Err(PortError::Unavailable(m)) if m.contains("add up")),
+            "{result:?}"
+        );
+    }
+
+    #[test]
+    fn a_sample_evaluated_at_another_time_is_a_metrics_error() {
+        let result = counts_from(&[sample("app-2", "5xx", AT - 600.0, "3")], evaluated());
+        assert!(
+            matches!(&result, Err(PortError::Unavailable(m)) if m.contains("not at the requested")),
+            "{result:?}"
         );
     }
 }

@@ -6,9 +6,10 @@ use std::time::{Duration, SystemTime};
 
 use serde_json::{Map, Value, json};
 
+use super::faults::{Answer, HANG, MALFORMED_JSON, RESET_MESSAGE, status_error};
 use super::model::{
-    ApiError, Operation, RevState, Revision, Service, ServiceKey, ServicePatch, SimModel,
-    TYPE_LATEST, TYPE_REVISION, Target, TemplateSpec, rfc3339,
+    ApiError, Operation, PatchMode, RevState, Revision, Service, ServiceKey, ServicePatch,
+    SimModel, TYPE_LATEST, TYPE_REVISION, Target, TemplateSpec, rfc3339,
 };
 
 /// Who is calling: an HTTP client (its `Authorization` header) or in-process code, which needs none.
@@ -32,7 +33,21 @@ pub(crate) struct ApiRequest {
 pub(crate) struct ApiResponse {
     pub status: u16,
     pub retry_after: Option<u64>,
+    /// The answer; for [`Delivery::Raw`] the raw text as a JSON string, which an in-process
+    /// caller fails to read just as an HTTP client fails to parse the text.
     pub body: Value,
+    pub delivery: Delivery,
+}
+
+/// How the HTTP layer sends an answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Delivery {
+    /// `body` as JSON.
+    Json,
+    /// This text as the body, whatever it is.
+    Raw(String),
+    /// No response: the connection closes.
+    Reset,
 }
 
 impl ApiResponse {
@@ -41,6 +56,7 @@ impl ApiResponse {
             status: 200,
             retry_after: None,
             body,
+            delivery: Delivery::Json,
         }
     }
 
@@ -49,6 +65,44 @@ impl ApiResponse {
             status: e.code,
             retry_after: e.retry_after,
             body: e.to_json(),
+            delivery: Delivery::Json,
+        }
+    }
+
+    fn raw(text: String) -> Self {
+        Self {
+            status: 200,
+            retry_after: None,
+            body: Value::String(text.clone()),
+            delivery: Delivery::Raw(text),
+        }
+    }
+
+    /// What a call faulted with `answer` returns, given the real answer when it was applied.
+    async fn faulted(answer: Answer, real: Option<ApiResponse>) -> Self {
+        match answer {
+            Answer::Status {
+                status,
+                retry_after,
+            } => Self::error(status_error(status, retry_after)),
+            Answer::Hang => {
+                tokio::time::sleep(HANG).await;
+                Self::error(status_error(504, None))
+            }
+            Answer::Reset => Self {
+                delivery: Delivery::Reset,
+                ..Self::error(ApiError::new(503, RESET_MESSAGE))
+            },
+            Answer::MalformedJson => Self::raw(MALFORMED_JSON.to_string()),
+            Answer::TruncatedJson => {
+                let text = real.map(|r| r.body.to_string()).unwrap_or_default();
+                // Cut on a char boundary so the cut, not the encoding, is what is wrong.
+                let mut cut = text.len() / 2;
+                while !text.is_char_boundary(cut) {
+                    cut -= 1;
+                }
+                Self::raw(text[..cut].to_string())
+            }
         }
     }
 }
@@ -66,7 +120,7 @@ const SYSTEM_PARAMS: &[&str] = &[
 
 /// Handles one control-plane or monitoring call: auth, faults, then the method itself.
 pub(crate) async fn call(model: &SimModel, req: ApiRequest) -> ApiResponse {
-    {
+    let fault = {
         let mut s = model.state();
         s.log_call(&req.method, &req.path);
         if let Caller::Http(header) = &req.caller {
@@ -94,11 +148,23 @@ pub(crate) async fn call(model: &SimModel, req: ApiRequest) -> ApiResponse {
                 ));
             }
         }
-        if let Some(e) = s.take_status_fault(&req.method, &req.path) {
-            return ApiResponse::error(e);
+        s.take_call_fault(&req.method, &req.path)
+    };
+    match fault {
+        None => answer(model, &req).await,
+        Some((faulted, applied)) => {
+            let real = if applied {
+                Some(answer(model, &req).await)
+            } else {
+                None
+            };
+            ApiResponse::faulted(faulted, real).await
         }
     }
-    match dispatch(model, &req).await {
+}
+
+async fn answer(model: &SimModel, req: &ApiRequest) -> ApiResponse {
+    match dispatch(model, req).await {
         Ok(body) => ApiResponse::ok(body),
         Err(e) => ApiResponse::error(e),
     }
@@ -467,8 +533,16 @@ fn patch_service(model: &SimModel, key: &ServiceKey, req: &ApiRequest) -> Result
             }
             fields
         }
-        // Without a mask the body replaces the whole service.
-        None => UPDATABLE.iter().map(|s| s.to_string()).collect(),
+        None => match model.patch_mode() {
+            // AIP-134: the fields present in the body. Output-only and identifying fields in
+            // the body (name, etag, uri, ...) are ignored, as the real API ignores them.
+            PatchMode::FieldMask => UPDATABLE
+                .iter()
+                .filter(|f| obj.contains_key(**f))
+                .map(|s| s.to_string())
+                .collect(),
+            PatchMode::FullReplace => UPDATABLE.iter().map(|s| s.to_string()).collect(),
+        },
     };
     let exists = model.state().services.contains_key(key);
     if !exists && allow_missing {

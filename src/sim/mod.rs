@@ -23,16 +23,16 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 
 pub use dataplane::LoadHandle;
-pub use faults::Fault;
+pub use faults::{Answer, BadPoint, BadSeries, Fault, HANG, MALFORMED_JSON, PointAt};
 pub use github::{
     Approval, DispatchMode, GitHubExchange, GitHubFault, GitHubSim, JobSpec, WorkflowSpec,
 };
 pub use inproc::{SimHealth, SimMetrics, SimPlatform, port_error, start_inproc_load};
-pub use model::{ApiCall, ApiError, Behavior, ServiceKey, SimModel};
+pub use model::{ApiCall, ApiError, Behavior, PATCH_MODE_ENV, PatchMode, ServiceKey, SimModel};
 
 use crate::clock::Clock;
 use auth::Sts;
-use control::{ApiRequest, Caller};
+use control::{ApiRequest, Caller, Delivery};
 use dataplane::DataPlane;
 
 /// The whole simulator on 127.0.0.1. Its servers stop when it is dropped.
@@ -50,7 +50,11 @@ impl std::fmt::Debug for Sim {
 
 impl Sim {
     /// Binds the API listener (Cloud Run, Monitoring and STS share it) on a free loopback port.
+    /// The PATCH mode comes from [`PATCH_MODE_ENV`] (see [`SimModel::new`]); a value that names
+    /// no mode is an `InvalidInput` error.
     pub async fn start(clock: Clock) -> std::io::Result<Sim> {
+        PatchMode::from_env()
+            .map_err(|message| std::io::Error::new(std::io::ErrorKind::InvalidInput, message))?;
         let model = SimModel::new(clock);
         let plane = DataPlane::new(&model);
         model.set_endpoints(plane.clone());
@@ -126,6 +130,11 @@ impl Sim {
         self.model.set_operation_delay(delay)
     }
 
+    /// How a PATCH without `updateMask` is read (default: the documented field-mask rule).
+    pub fn set_patch_mode(&self, mode: PatchMode) {
+        self.model.set_patch_mode(mode)
+    }
+
     pub fn set_ingestion_lag(&self, lag: Duration) {
         self.model.set_ingestion_lag(lag)
     }
@@ -157,6 +166,12 @@ impl Sim {
 
     pub fn inject(&self, fault: Fault) {
         self.model.inject(fault)
+    }
+
+    /// Every `timeSeries.list` answer from now on carries `points` as the `class` series of
+    /// `revision` (see [`SimModel::override_points`]).
+    pub fn override_points(&self, revision: &str, class: &str, points: Vec<BadPoint>) {
+        self.model.override_points(revision, class, points)
     }
 
     /// Sends `GET /` to the service URL at `rps` over HTTP until the handle is dropped.
@@ -212,17 +227,42 @@ async fn api(
         body: body.to_vec(),
     };
     let answer = control::call(model, request).await;
-    let mut response = with_type(
-        answer.status,
-        "application/json; charset=UTF-8",
-        answer.body.to_string(),
-    );
+    let body = match answer.delivery {
+        Delivery::Json => answer.body.to_string(),
+        Delivery::Raw(text) => text,
+        Delivery::Reset => return reset_connection(),
+    };
+    let mut response = with_type(answer.status, "application/json; charset=UTF-8", body);
     if let Some(seconds) = answer.retry_after {
         response
             .headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
     }
     response
+}
+
+/// A response hyper never sends: its body fails before the first byte, and hyper then drops the
+/// connection without flushing the buffered status line, so the client reads end-of-stream where
+/// a response should be, as after a reset.
+fn reset_connection() -> Response {
+    (StatusCode::OK, axum::body::Body::new(FailingBody)).into_response()
+}
+
+struct FailingBody;
+
+impl http_body::Body for FailingBody {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+        std::task::Poll::Ready(Some(Err(std::io::Error::new(
+            std::io::ErrorKind::ConnectionReset,
+            "simulated connection reset",
+        ))))
+    }
 }
 
 fn with_type(status: u16, content_type: &'static str, body: String) -> Response {

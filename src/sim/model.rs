@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime};
 
 use serde_json::Value;
 
-use super::faults::Fault;
+use super::faults::{Answer, BadPoint, BadSeries, Fault};
 use crate::clock::Clock;
 
 pub const TYPE_LATEST: &str = "TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST";
@@ -419,8 +419,49 @@ pub(crate) struct TemplateSpec {
     pub image: String,
 }
 
+/// How the simulator reads a PATCH that carries no `updateMask`. With a mask both modes are the
+/// same: exactly the named fields change, and a named field absent from the body is cleared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PatchMode {
+    /// AIP-134, what Google documents: no mask means "the fields present in the body", so a body
+    /// without `annotations` leaves the annotations as they are.
+    #[default]
+    FieldMask,
+    /// The older reading some servers and fakes use: the body replaces every updatable field, so an
+    /// absent `annotations` clears them.
+    FullReplace,
+}
+
+impl PatchMode {
+    /// Names a tester sets the mode with (see [`PATCH_MODE_ENV`]).
+    pub fn parse(text: &str) -> Option<Self> {
+        match text.trim() {
+            "field-mask" => Some(PatchMode::FieldMask),
+            "full-replace" => Some(PatchMode::FullReplace),
+            _ => None,
+        }
+    }
+
+    /// The mode [`PATCH_MODE_ENV`] asks for (unset or empty: the documented rule).
+    pub fn from_env() -> Result<Self, String> {
+        match std::env::var(PATCH_MODE_ENV) {
+            Ok(text) if !text.trim().is_empty() => Self::parse(&text).ok_or_else(|| {
+                format!(
+                    "{PATCH_MODE_ENV}={text:?} is not a PATCH mode: use field-mask or full-replace"
+                )
+            }),
+            _ => Ok(PatchMode::default()),
+        }
+    }
+}
+
+/// Lets a whole test run (or `shiftgate demo`) use either reading of a mask-less PATCH without
+/// code changes, so every scenario can be run under both.
+pub const PATCH_MODE_ENV: &str = "SHIFTGATE_SIM_PATCH_MODE";
+
 pub(crate) struct Inner {
     pub clock: Clock,
+    pub patch_mode: PatchMode,
     rng: u64,
     pub services: BTreeMap<ServiceKey, Service>,
     rev_index: HashMap<String, ServiceKey>,
@@ -428,6 +469,7 @@ pub(crate) struct Inner {
     pub stats: HashMap<String, RevStats>,
     pub ops: BTreeMap<String, Operation>,
     pub faults: Vec<Fault>,
+    point_overrides: Vec<BadSeries>,
     pub hold: bool,
     pub op_delay: Duration,
     pub ingestion_lag: Duration,
@@ -469,10 +511,18 @@ pub(crate) fn rfc3339(t: SystemTime) -> String {
 }
 
 impl SimModel {
+    /// A model in the PATCH mode [`PATCH_MODE_ENV`] names, else the documented field-mask rule.
+    ///
+    /// # Panics
+    ///
+    /// When [`PATCH_MODE_ENV`] holds something other than a mode name: a typo must not silently
+    /// test the other mode. [`Sim::start`](super::Sim::start) checks it first and returns an error.
     pub fn new(clock: Clock) -> Self {
+        let patch_mode = PatchMode::from_env().unwrap_or_else(|message| panic!("{message}"));
         Self {
             inner: Arc::new(Mutex::new(Inner {
                 clock,
+                patch_mode,
                 rng: 0x9e3779b97f4a7c15,
                 services: BTreeMap::new(),
                 rev_index: HashMap::new(),
@@ -480,6 +530,7 @@ impl SimModel {
                 stats: HashMap::new(),
                 ops: BTreeMap::new(),
                 faults: Vec::new(),
+                point_overrides: Vec::new(),
                 hold: false,
                 op_delay: Duration::from_millis(100),
                 ingestion_lag: Duration::ZERO,
@@ -581,6 +632,15 @@ impl SimModel {
         self.state().op_delay = delay;
     }
 
+    /// How a PATCH without `updateMask` is read from now on.
+    pub fn set_patch_mode(&self, mode: PatchMode) {
+        self.state().patch_mode = mode;
+    }
+
+    pub fn patch_mode(&self) -> PatchMode {
+        self.state().patch_mode
+    }
+
     /// While held, no operation completes; releasing lets every due operation finish.
     pub fn hold_operations(&self, hold: bool) {
         self.state().hold = hold;
@@ -618,6 +678,21 @@ impl SimModel {
 
     pub fn inject(&self, fault: Fault) {
         self.state().faults.push(fault);
+    }
+
+    /// From now on every `timeSeries.list` answer carries `points` as the `class` series of
+    /// `revision` (replacing a previous override of that series), until
+    /// [`SimModel::clear_point_overrides`].
+    pub fn override_points(&self, revision: &str, class: &str, points: Vec<BadPoint>) {
+        let mut s = self.state();
+        s.point_overrides
+            .retain(|o| (o.revision.as_str(), o.class.as_str()) != (revision, class));
+        s.point_overrides
+            .push(BadSeries::new(revision, class, points));
+    }
+
+    pub fn clear_point_overrides(&self) {
+        self.state().point_overrides.clear();
     }
 
     /// Faults injected and not yet consumed.
@@ -877,10 +952,49 @@ impl Inner {
         });
     }
 
-    /// Consumes the first status fault matching this call.
+    /// Consumes the first call fault matching this call: what its caller gets, and whether the
+    /// call is applied first.
+    pub fn take_call_fault(&mut self, method: &str, path: &str) -> Option<(Answer, bool)> {
+        let (i, answer) = self
+            .faults
+            .iter()
+            .enumerate()
+            .find_map(|(i, f)| f.call_answer(method, path).map(|a| (i, a)))?;
+        self.faults.remove(i);
+        Some(answer)
+    }
+
+    /// Consumes the first call fault matching this call, as the error an in-process caller that
+    /// cannot wait or read raw bytes sees: a hang is a 504, a reset 503, a mangled body a 502.
     pub fn take_status_fault(&mut self, method: &str, path: &str) -> Option<ApiError> {
-        let i = self.faults.iter().position(|f| f.matches(method, path))?;
-        self.faults.remove(i).into_error()
+        let (answer, _) = self.take_call_fault(method, path)?;
+        Some(match answer {
+            Answer::Status {
+                status,
+                retry_after,
+            } => super::faults::status_error(status, retry_after),
+            Answer::Hang => super::faults::status_error(504, None),
+            Answer::Reset => ApiError::new(503, super::faults::RESET_MESSAGE),
+            Answer::MalformedJson | Answer::TruncatedJson => {
+                ApiError::new(502, "The answer was not valid JSON (simulated).")
+            }
+        })
+    }
+
+    /// The series a `timeSeries.list` answer carries in place of recorded ones: the lasting
+    /// overrides, then the first one-shot [`Fault::MetricPoints`], which this uses up.
+    pub fn take_bad_series(&mut self) -> Vec<BadSeries> {
+        let mut out = self.point_overrides.clone();
+        if let Some(i) = self
+            .faults
+            .iter()
+            .position(|f| matches!(f, Fault::MetricPoints(_)))
+            && let Fault::MetricPoints(series) = self.faults.remove(i)
+        {
+            out.retain(|s| (&s.revision, &s.class) != (&series.revision, &series.class));
+            out.push(series);
+        }
+        out
     }
 
     fn take_operation_fault(&mut self) -> (Option<Duration>, Option<String>) {

@@ -7,7 +7,8 @@ use std::time::{Duration, SystemTime};
 use serde_json::{Value, json};
 
 use super::control::parse_google_duration;
-use super::model::{ApiError, SimModel, rfc3339};
+use super::faults::{BadPoint, PointAt};
+use super::model::{ApiError, ServiceKey, SimModel, rfc3339};
 
 pub const REQUEST_COUNT: &str = "run.googleapis.com/request_count";
 const RESOURCE_TYPE: &str = "cloud_run_revision";
@@ -244,20 +245,40 @@ pub(crate) fn list_time_series(
         other => return Err(ApiError::invalid(format!("view: invalid value '{other}'."))),
     };
 
+    let bad_series = model.state().take_bad_series();
+    let resource_labels = |key: &ServiceKey, revision: &str| {
+        BTreeMap::from([
+            ("project_id".to_string(), key.project.clone()),
+            ("service_name".to_string(), key.service.clone()),
+            ("revision_name".to_string(), revision.to_string()),
+            ("location".to_string(), key.region.clone()),
+            ("configuration_name".to_string(), key.service.clone()),
+        ])
+    };
+
     // Raw series: one per (revision, response code), as Cloud Run writes them.
     let mut raw: BTreeMap<(String, u16), RawSeries> = BTreeMap::new();
+    // Series a test replaced, with the labels Cloud Run would give them.
+    let mut replaced: Vec<(RawSeries, &[BadPoint])> = Vec::new();
     for (key, revision, hits) in model.visible_hits(project) {
+        for bad in bad_series.iter().filter(|b| b.revision == revision) {
+            replaced.push((
+                RawSeries {
+                    resource: resource_labels(&key, &revision),
+                    metric: BTreeMap::from([(
+                        "response_code_class".to_string(),
+                        bad.class.clone(),
+                    )]),
+                    hits: Vec::new(),
+                },
+                &bad.points,
+            ));
+        }
         for hit in hits {
             let series = raw
                 .entry((revision.clone(), hit.code))
                 .or_insert_with(|| RawSeries {
-                    resource: BTreeMap::from([
-                        ("project_id".to_string(), key.project.clone()),
-                        ("service_name".to_string(), key.service.clone()),
-                        ("revision_name".to_string(), revision.clone()),
-                        ("location".to_string(), key.region.clone()),
-                        ("configuration_name".to_string(), key.service.clone()),
-                    ]),
+                    resource: resource_labels(&key, &revision),
                     metric: BTreeMap::from([
                         ("response_code".to_string(), hit.code.to_string()),
                         (
@@ -278,38 +299,57 @@ pub(crate) fn list_time_series(
         }
         .cloned()
     };
-    let raw: Vec<RawSeries> = raw
-        .into_values()
-        .filter(|s| {
-            label_filters
-                .iter()
-                .all(|(label, value)| label_of(s, label).as_deref() == Some(value.as_str()))
-        })
-        .collect();
-
+    let selected = |s: &RawSeries| {
+        label_filters
+            .iter()
+            .all(|(label, value)| label_of(s, label).as_deref() == Some(value.as_str()))
+    };
     // Group: with a reducer, labels outside groupByFields are dropped and series merged.
     type Labels = (BTreeMap<String, String>, BTreeMap<String, String>);
-    let mut groups: BTreeMap<Labels, Vec<SystemTime>> = BTreeMap::new();
-    for s in raw {
-        let labels = match &group_by {
+    let labels_of = |s: &RawSeries| -> Labels {
+        match &group_by {
             None => (s.resource.clone(), s.metric.clone()),
             Some(fields) => {
                 let mut resource = BTreeMap::new();
                 let mut metric = BTreeMap::new();
                 for field in fields {
-                    if let Some(v) = label_of(&s, field) {
+                    if let Some(v) = label_of(s, field) {
                         let map = if field.0 { &mut resource } else { &mut metric };
                         map.insert(field.1.clone(), v);
                     }
                 }
                 (resource, metric)
             }
-        };
-        groups.entry(labels).or_default().extend(s.hits);
+        }
+    };
+    let replaced: BTreeMap<Labels, &[BadPoint]> = replaced
+        .into_iter()
+        .filter(|(s, _)| selected(s))
+        .map(|(s, points)| (labels_of(&s), points))
+        .collect();
+    let mut groups: BTreeMap<Labels, Vec<SystemTime>> = BTreeMap::new();
+    for s in raw.into_values().filter(|s| selected(s)) {
+        groups.entry(labels_of(&s)).or_default().extend(s.hits);
+    }
+    for labels in replaced.keys() {
+        groups.entry(labels.clone()).or_default();
     }
 
     let mut series = Vec::new();
     for ((resource, metric), hits) in groups {
+        if let Some(points) = replaced.get(&(resource.clone(), metric.clone())) {
+            let points = points
+                .iter()
+                .map(|p| bad_point(p, start, end, period))
+                .collect();
+            series.push(series_json(
+                resource,
+                metric,
+                Value::Array(points),
+                headers_only,
+            ));
+            continue;
+        }
         // Point k covers (end-(k+1)P, end-kP], newest first, while its end is after startTime.
         let mut points = Vec::new();
         for k in 0u32.. {
@@ -336,26 +376,56 @@ pub(crate) fn list_time_series(
         if points.is_empty() {
             continue;
         }
-        let mut metric_json = json!({"type": REQUEST_COUNT});
-        if !metric.is_empty() {
-            metric_json["labels"] = json!(metric);
-        }
-        let mut ts = json!({
-            "metric": metric_json,
-            "resource": {"type": RESOURCE_TYPE},
-            "metricKind": "DELTA",
-            "valueType": "INT64",
-        });
-        if !resource.is_empty() {
-            ts["resource"]["labels"] = json!(resource);
-        }
-        if !headers_only {
-            ts["points"] = Value::Array(points);
-        }
-        series.push(ts);
+        series.push(series_json(
+            resource,
+            metric,
+            Value::Array(points),
+            headers_only,
+        ));
     }
     if series.is_empty() {
         return Ok(json!({}));
     }
     Ok(json!({"timeSeries": series, "unit": "1"}))
+}
+
+fn series_json(
+    resource: BTreeMap<String, String>,
+    metric: BTreeMap<String, String>,
+    points: Value,
+    headers_only: bool,
+) -> Value {
+    let mut metric_json = json!({"type": REQUEST_COUNT});
+    if !metric.is_empty() {
+        metric_json["labels"] = json!(metric);
+    }
+    let mut ts = json!({
+        "metric": metric_json,
+        "resource": {"type": RESOURCE_TYPE},
+        "metricKind": "DELTA",
+        "valueType": "INT64",
+    });
+    if !resource.is_empty() {
+        ts["resource"]["labels"] = json!(resource);
+    }
+    if !headers_only {
+        ts["points"] = points;
+    }
+    ts
+}
+
+/// A replaced point, one alignment period long, placed relative to the requested interval.
+fn bad_point(point: &BadPoint, start: SystemTime, end: SystemTime, period: Duration) -> Value {
+    let (p_start, p_end) = match point.at {
+        PointAt::InWindow => (end.checked_sub(period).unwrap_or(end), end),
+        PointAt::BeforeWindow(by) => {
+            let p_end = start.checked_sub(by).unwrap_or(start);
+            (p_end.checked_sub(period).unwrap_or(p_end), p_end)
+        }
+        PointAt::AfterWindow(by) => (end + by, end + by + period),
+    };
+    json!({
+        "interval": {"startTime": rfc3339(p_start), "endTime": rfc3339(p_end)},
+        "value": point.value,
+    })
 }

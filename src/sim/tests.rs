@@ -192,10 +192,155 @@ async fn traffic_is_validated_like_the_real_api() {
     )
     .await;
     assert_eq!(r.status, 400);
-    // Without a mask the body replaces the service, and a service needs a template.
+    // Read as a full replace, a mask-less body must carry the template a service needs.
+    model.set_patch_mode(PatchMode::FullReplace);
     let r = api(&model, "PATCH", SVC, &[], Some(json!({"traffic": []}))).await;
     assert_eq!(r.status, 400);
     assert_eq!(model.write_count(), 0);
+}
+
+/// Sets the service's annotations through an explicit mask, and lets the operation finish.
+async fn annotate(model: &SimModel, annotations: Value) {
+    let r = api(
+        model,
+        "PATCH",
+        SVC,
+        &[("updateMask", "annotations")],
+        Some(json!({ "annotations": annotations })),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+}
+
+fn pinned(revision: &str) -> Value {
+    json!([{"type": "TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION", "revision": revision, "percent": 100}])
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_maskless_patch_changes_only_the_fields_in_its_body_by_default() {
+    assert_eq!(
+        PatchMode::default(),
+        PatchMode::FieldMask,
+        "AIP-134 is the default"
+    );
+    let (model, stable) = setup();
+    // Explicit, so the test means the same when SHIFTGATE_SIM_PATCH_MODE picks the other mode.
+    model.set_patch_mode(PatchMode::FieldMask);
+    annotate(
+        &model,
+        json!({"shiftgate.dev/rollout": "{\"percent\":100}", "team": "web"}),
+    )
+    .await;
+
+    // When a PATCH without updateMask carries traffic and no annotations,
+    let r = api(
+        &model,
+        "PATCH",
+        SVC,
+        &[],
+        Some(json!({ "traffic": pinned(&stable) })),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    // then the traffic changes and the annotations stay as they were.
+    let svc = get_service(&model).await;
+    assert_eq!(svc["traffic"], pinned(&stable));
+    assert_eq!(
+        svc["annotations"],
+        json!({"shiftgate.dev/rollout": "{\"percent\":100}", "team": "web"})
+    );
+    // An empty map present in the body is a field present: it clears them.
+    let r = api(
+        &model,
+        "PATCH",
+        SVC,
+        &[],
+        Some(json!({ "annotations": {} })),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let svc = get_service(&model).await;
+    assert!(svc.get("annotations").is_none(), "{svc}");
+    assert_eq!(svc["traffic"], pinned(&stable), "traffic untouched");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_maskless_patch_read_as_a_full_replace_clears_what_the_body_leaves_out() {
+    let (model, stable) = setup();
+    model.set_patch_mode(PatchMode::FullReplace);
+    annotate(
+        &model,
+        json!({"shiftgate.dev/rollout": "{}", "team": "web"}),
+    )
+    .await;
+
+    // When a mask-less PATCH carries the same template and new traffic but no annotations,
+    let body = json!({
+        "template": {"revision": stable, "containers": [{"image": "gcr.io/proj/app:v1.0.0"}]},
+        "traffic": pinned(&stable),
+    });
+    let r = api(&model, "PATCH", SVC, &[], Some(body)).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    // then the annotations are gone, and no revision was made from the unchanged template.
+    let svc = get_service(&model).await;
+    assert!(svc.get("annotations").is_none(), "{svc}");
+    assert_eq!(svc["traffic"], pinned(&stable));
+    assert_eq!(model.revisions(P, R, S), vec![stable]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn with_an_update_mask_both_modes_change_exactly_the_named_fields() {
+    for mode in [PatchMode::FieldMask, PatchMode::FullReplace] {
+        let (model, stable) = setup();
+        model.set_patch_mode(mode);
+        annotate(&model, json!({"team": "web"})).await;
+
+        // A field the mask does not name is left alone even when the body carries it,
+        let r = api(
+            &model,
+            "PATCH",
+            SVC,
+            &[("updateMask", "traffic")],
+            Some(json!({"traffic": pinned(&stable), "annotations": {"team": "other"}})),
+        )
+        .await;
+        assert_eq!(r.status, 200, "{mode:?}: {}", r.body);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let svc = get_service(&model).await;
+        assert_eq!(svc["annotations"], json!({"team": "web"}), "{mode:?}");
+        assert_eq!(svc["traffic"], pinned(&stable), "{mode:?}");
+
+        // and a named field absent from the body is cleared.
+        let r = api(
+            &model,
+            "PATCH",
+            SVC,
+            &[("updateMask", "annotations")],
+            Some(json!({})),
+        )
+        .await;
+        assert_eq!(r.status, 200, "{mode:?}: {}", r.body);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let svc = get_service(&model).await;
+        assert!(svc.get("annotations").is_none(), "{mode:?}: {svc}");
+        assert_eq!(svc["traffic"], pinned(&stable), "{mode:?}");
+    }
+}
+
+#[test]
+fn patch_modes_are_named_like_the_environment_variable_takes_them() {
+    assert_eq!(PatchMode::parse("field-mask"), Some(PatchMode::FieldMask));
+    assert_eq!(
+        PatchMode::parse("full-replace"),
+        Some(PatchMode::FullReplace)
+    );
+    assert_eq!(PatchMode::parse("replace"), None);
 }
 
 #[tokio::test(start_paused = true)]
@@ -921,4 +1066,402 @@ async fn over_http_on_loopback() {
         .unwrap();
     assert_eq!(token["access_token"], "sim-exchanged-token-1");
     assert!(sim.seen_tokens().iter().all(|t| t == "tok"));
+}
+
+/// The HTTP simulator with one service, and a plain client with a 30 s timeout like the adapters'.
+async fn http_sim() -> (Sim, String, reqwest::Client) {
+    let sim = Sim::start(Clock::new()).await.unwrap();
+    let stable = sim.add_service(P, R, S, "gcr.io/proj/app:v1.0.0");
+    let http = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    (sim, stable, http)
+}
+
+fn pin_body(etag: &Value, revision: &str) -> Value {
+    json!({"etag": etag, "traffic": pinned(revision)})
+}
+
+#[tokio::test(start_paused = true)]
+async fn status_faults_over_http_carry_googles_error_and_retry_after() {
+    let (sim, _, http) = http_sim().await;
+    let url = format!("{}{SVC}", sim.cloud_run_url());
+    for (status, name) in [
+        (401, "UNAUTHENTICATED"),
+        (403, "PERMISSION_DENIED"),
+        (409, "ABORTED"),
+        (500, "INTERNAL"),
+        (503, "UNAVAILABLE"),
+    ] {
+        sim.inject(Fault::status("GET", "/services/app", status));
+        let r = http.get(&url).send().await.unwrap();
+        assert_eq!(r.status(), status);
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["error"]["status"], name);
+        assert_eq!(body["error"]["code"], status);
+    }
+    sim.inject(Fault::status_retry_after("GET", "/services/app", 429, 3));
+    let r = http.get(&url).send().await.unwrap();
+    assert_eq!(r.status(), 429);
+    assert_eq!(r.headers()["retry-after"], "3");
+    // Each fault was used by exactly one call.
+    assert_eq!(http.get(&url).send().await.unwrap().status(), 200);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_hung_call_is_ended_by_the_clients_timeout_and_nothing_is_applied() {
+    let (sim, stable, http) = http_sim().await;
+    let url = format!("{}{SVC}", sim.cloud_run_url());
+    let svc: Value = http.get(&url).send().await.unwrap().json().await.unwrap();
+    sim.inject(Fault::hang("PATCH", "/services/app"));
+
+    let started = tokio::time::Instant::now();
+    let err = http
+        .patch(&url)
+        .query(&[("updateMask", "traffic")])
+        .json(&pin_body(&svc["etag"], &stable))
+        .send()
+        .await
+        .unwrap_err();
+
+    assert!(err.is_timeout(), "{err:?}");
+    assert_eq!(
+        started.elapsed(),
+        Duration::from_secs(30),
+        "the client's timeout"
+    );
+    assert_eq!(sim.model().write_count(), 0);
+    // The same PATCH goes through once the fault is used up.
+    let r = http
+        .patch(&url)
+        .query(&[("updateMask", "traffic")])
+        .json(&pin_body(&svc["etag"], &stable))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(sim.model().write_count(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_reset_closes_the_connection_without_an_answer() {
+    let (sim, stable, http) = http_sim().await;
+    let url = format!("{}{SVC}", sim.cloud_run_url());
+    let svc: Value = http.get(&url).send().await.unwrap().json().await.unwrap();
+    sim.inject(Fault::reset("PATCH", "/services/app"));
+
+    let err = http
+        .patch(&url)
+        .query(&[("updateMask", "traffic")])
+        .json(&pin_body(&svc["etag"], &stable))
+        .send()
+        .await
+        .unwrap_err();
+
+    // No status, no body: the request failed on the wire, and not by a timeout.
+    assert!(err.is_request() && !err.is_timeout(), "{err:?}");
+    assert!(
+        format!("{err:?}").contains("IncompleteMessage"),
+        "hyper read end-of-stream where the answer should be: {err:?}"
+    );
+    assert!(err.status().is_none());
+    assert_eq!(sim.model().write_count(), 0, "not applied");
+    assert_eq!(http.get(&url).send().await.unwrap().status(), 200);
+}
+
+#[tokio::test(start_paused = true)]
+async fn malformed_and_truncated_json_come_with_a_200() {
+    let (sim, _, http) = http_sim().await;
+    let url = format!("{}{SVC}", sim.cloud_run_url());
+    let whole = http.get(&url).send().await.unwrap().text().await.unwrap();
+
+    sim.inject(Fault::malformed_json("GET", "/services/app"));
+    let r = http.get(&url).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.text().await.unwrap(), MALFORMED_JSON);
+
+    sim.inject(Fault::truncated_json("GET", "/services/app"));
+    let r = http.get(&url).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let text = r.text().await.unwrap();
+    assert!(!text.is_empty() && whole.starts_with(&text) && text.len() < whole.len());
+    assert!(serde_json::from_str::<Value>(&text).is_err(), "{text}");
+
+    sim.inject(Fault::truncated_json("GET", "/services/app"));
+    let err = http
+        .get(&url)
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap_err();
+    assert!(err.is_decode(), "{err:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_lost_answer_hides_a_write_that_took_effect() {
+    let (sim, stable, http) = http_sim().await;
+    let url = format!("{}{SVC}", sim.cloud_run_url());
+
+    for fault in [
+        Fault::lost_answer("PATCH", "/services/app", 503),
+        Fault::lost_answer_reset("PATCH", "/services/app"),
+        Fault::lost_answer_hang("PATCH", "/services/app"),
+        Fault::malformed_json("PATCH", "/services/app"),
+    ] {
+        let before: Value = http.get(&url).send().await.unwrap().json().await.unwrap();
+        let writes = sim.model().write_count();
+        sim.inject(fault.clone());
+
+        let sent = http
+            .patch(&url)
+            .query(&[("updateMask", "traffic")])
+            .json(&pin_body(&before["etag"], &stable))
+            .send()
+            .await;
+
+        // The caller learns nothing useful,
+        match sent {
+            Ok(r) if r.status() == 503 => {}
+            Ok(r) => assert!(r.json::<Value>().await.is_err(), "{fault:?}"),
+            Err(e) => assert!(e.is_request() || e.is_timeout(), "{fault:?}: {e:?}"),
+        }
+        // yet the PATCH was accepted: the etag moved and the same PATCH again is a conflict.
+        assert_eq!(sim.model().write_count(), writes + 1, "{fault:?}");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let after: Value = http.get(&url).send().await.unwrap().json().await.unwrap();
+        assert_ne!(after["etag"], before["etag"], "{fault:?}");
+        assert_eq!(after["traffic"], pinned(&stable), "{fault:?}");
+        let again = http
+            .patch(&url)
+            .query(&[("updateMask", "traffic")])
+            .json(&pin_body(&before["etag"], &stable))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(again.status(), 409, "{fault:?}");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn operations_and_time_series_take_faults_too() {
+    let (sim, stable, http) = http_sim().await;
+    sim.set_operation_delay(Duration::from_secs(5));
+    let url = format!("{}{SVC}", sim.cloud_run_url());
+    let svc: Value = http.get(&url).send().await.unwrap().json().await.unwrap();
+    let op: Value = http
+        .patch(&url)
+        .query(&[("updateMask", "traffic")])
+        .json(&pin_body(&svc["etag"], &stable))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let op_url = format!(
+        "{}/v2/{}",
+        sim.cloud_run_url(),
+        op["name"].as_str().unwrap()
+    );
+
+    // GET operation: a 503, then the operation.
+    sim.inject(Fault::status("GET", "/operations/", 503));
+    assert_eq!(http.get(&op_url).send().await.unwrap().status(), 503);
+    assert_eq!(http.get(&op_url).send().await.unwrap().status(), 200);
+
+    // :wait whose answer is lost after it waited: the client sees a reset, the operation is done.
+    sim.inject(Fault::lost_answer_reset("POST", ":wait"));
+    let err = http
+        .post(format!("{op_url}:wait"))
+        .json(&json!({"timeout": "10s"}))
+        .send()
+        .await
+        .unwrap_err();
+    assert!(err.is_request(), "{err:?}");
+    let done: Value = http
+        .get(&op_url)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(done["done"], true);
+
+    // timeSeries: malformed JSON, then a hang.
+    let series_url = format!("{}/v3/projects/{P}/timeSeries", sim.monitoring_url());
+    let now = sim.model().clock().now();
+    let query = [
+        (
+            "filter",
+            format!(
+                "metric.type=\"run.googleapis.com/request_count\" AND resource.labels.service_name=\"{S}\""
+            ),
+        ),
+        ("interval.startTime", rfc(now - Duration::from_secs(60))),
+        ("interval.endTime", rfc(now)),
+    ];
+    sim.inject(Fault::malformed_json("GET", "timeSeries"));
+    let r = http.get(&series_url).query(&query).send().await.unwrap();
+    assert_eq!(r.text().await.unwrap(), MALFORMED_JSON);
+    sim.inject(Fault::hang("GET", "timeSeries"));
+    let err = http
+        .get(&series_url)
+        .query(&query)
+        .send()
+        .await
+        .unwrap_err();
+    assert!(err.is_timeout(), "{err:?}");
+    assert_eq!(sim.model().pending_faults(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn in_process_callers_see_resets_hangs_and_mangled_bodies_as_results() {
+    let (model, _) = setup();
+
+    model.inject(Fault::reset("GET", "/services/app"));
+    let r = api(&model, "GET", SVC, &[], None).await;
+    assert_eq!(r.status, 503);
+    assert_eq!(r.body["error"]["status"], "UNAVAILABLE");
+
+    model.inject(Fault::hang("GET", "/services/app"));
+    let started = tokio::time::Instant::now();
+    let r = api(&model, "GET", SVC, &[], None).await;
+    assert_eq!(started.elapsed(), HANG);
+    assert_eq!(r.status, 504);
+
+    model.inject(Fault::malformed_json("GET", "/services/app"));
+    let r = api(&model, "GET", SVC, &[], None).await;
+    assert_eq!((r.status, r.body), (200, json!(MALFORMED_JSON)));
+    let platform = SimPlatform::new(&model, P, R, S);
+    model.inject(Fault::truncated_json("GET", "/services/app"));
+    assert!(matches!(
+        platform.read_service().await,
+        Err(PortError::Unavailable(_))
+    ));
+
+    let metrics = SimMetrics::new(&model, P, R, S);
+    let now = model.clock().now();
+    let window = Window {
+        start: now - Duration::from_secs(60),
+        end: now,
+    };
+    model.inject(Fault::reset("GET", "timeSeries"));
+    assert!(matches!(
+        metrics.request_counts(window).await,
+        Err(PortError::Unavailable(_))
+    ));
+}
+
+fn revision_query(start: &str, end: &str) -> Vec<(&'static str, String)> {
+    vec![
+        (
+            "filter",
+            format!(
+                "metric.type=\"run.googleapis.com/request_count\" AND resource.labels.service_name=\"{S}\""
+            ),
+        ),
+        ("interval.startTime", start.to_string()),
+        ("interval.endTime", end.to_string()),
+        ("aggregation.alignmentPeriod", "120s".to_string()),
+        ("aggregation.perSeriesAligner", "ALIGN_DELTA".to_string()),
+        ("aggregation.crossSeriesReducer", "REDUCE_SUM".to_string()),
+        (
+            "aggregation.groupByFields",
+            "resource.labels.revision_name".to_string(),
+        ),
+        (
+            "aggregation.groupByFields",
+            "metric.labels.response_code_class".to_string(),
+        ),
+    ]
+}
+
+async fn series_of(model: &SimModel, query: &[(&str, String)]) -> Vec<Value> {
+    let query: Vec<(&str, &str)> = query.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let r = api(model, "GET", "/v3/projects/proj/timeSeries", &query, None).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    r.body["timeSeries"].as_array().cloned().unwrap_or_default()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_test_can_make_time_series_carry_bad_points_for_one_revision() {
+    let (model, stable) = setup();
+    for at in [70, 100, 150] {
+        model.record(&stable, 200, ts(at));
+    }
+    model.record(&stable, 500, ts(160));
+    let query = revision_query(&rfc(ts(60)), &rfc(ts(180)));
+
+    // Given a lasting override of the stable revision's 5xx series,
+    model.override_points(
+        &stable,
+        "5xx",
+        vec![
+            BadPoint::int64("sixty"),
+            BadPoint::int64(&i64::MAX.to_string()),
+            BadPoint::int64("7").before_window(Duration::from_secs(600)),
+            BadPoint::int64("8").after_window(Duration::from_secs(60)),
+        ],
+    );
+    // when the series are read twice,
+    for _ in 0..2 {
+        let series = series_of(&model, &query).await;
+        // then the 2xx series is the recorded one and the 5xx series carries the bad points.
+        assert_eq!(series.len(), 2, "{series:?}");
+        assert_eq!(series[0]["points"][0]["value"]["int64Value"], "3");
+        let bad = &series[1];
+        assert_eq!(
+            bad["metric"]["labels"],
+            json!({"response_code_class": "5xx"})
+        );
+        assert_eq!(bad["resource"]["labels"], json!({"revision_name": stable}));
+        let points = bad["points"].as_array().unwrap();
+        assert_eq!(points[0]["value"], json!({"int64Value": "sixty"}));
+        assert_eq!(
+            points[1]["value"],
+            json!({"int64Value": "9223372036854775807"})
+        );
+        let interval = |i: usize| {
+            (
+                points[i]["interval"]["startTime"]
+                    .as_str()
+                    .unwrap()
+                    .to_string(),
+                points[i]["interval"]["endTime"]
+                    .as_str()
+                    .unwrap()
+                    .to_string(),
+            )
+        };
+        let nanos = |t| humantime::format_rfc3339_nanos(t).to_string();
+        assert_eq!(interval(0), (nanos(ts(60)), nanos(ts(180))));
+        assert_eq!(
+            interval(2),
+            (
+                nanos(ts(0) - Duration::from_secs(660)),
+                nanos(ts(0) - Duration::from_secs(540))
+            )
+        );
+        assert_eq!(interval(3), (nanos(ts(240)), nanos(ts(360))));
+    }
+
+    // A one-shot fault replaces the series of a class the revision never served, once.
+    model.clear_point_overrides();
+    model.inject(Fault::metric_points(
+        &stable,
+        "4xx",
+        vec![BadPoint::int64("-60")],
+    ));
+    let series = series_of(&model, &query).await;
+    assert_eq!(series.len(), 3);
+    assert_eq!(series[1]["metric"]["labels"]["response_code_class"], "4xx");
+    assert_eq!(series[1]["points"][0]["value"]["int64Value"], "-60");
+    let series = series_of(&model, &query).await;
+    assert_eq!(series.len(), 2);
+    assert_eq!(series[1]["points"][0]["value"]["int64Value"], "1");
 }
