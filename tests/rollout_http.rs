@@ -362,3 +362,305 @@ async fn a_bad_candidate_whose_5xx_points_are_unreadable_is_never_promoted() {
         );
     }
 }
+
+// ---- The fault matrix: every external call of a rollout × every way it can fail ----
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum When {
+    /// Before the rollout starts: the first matching call gets the fault.
+    AtStart,
+    /// Once the first step's split is live: the next matching call gets it.
+    AfterFirstStep,
+}
+
+struct Call {
+    name: &'static str,
+    method: &'static str,
+    path: &'static str,
+    when: When,
+    /// The candidate errors, so the call after the first step is the restore.
+    bad_candidate: bool,
+}
+
+const CALLS: &[Call] = &[
+    Call {
+        name: "service read",
+        method: "GET",
+        path: "services/loopcloser-staging",
+        when: When::AtStart,
+        bad_candidate: false,
+    },
+    Call {
+        name: "candidate create",
+        method: "PATCH",
+        path: "services/loopcloser-staging",
+        when: When::AtStart,
+        bad_candidate: false,
+    },
+    Call {
+        name: "operation wait",
+        method: "POST",
+        path: ":wait",
+        when: When::AtStart,
+        bad_candidate: false,
+    },
+    Call {
+        name: "step traffic write",
+        method: "PATCH",
+        path: "services/loopcloser-staging",
+        when: When::AfterFirstStep,
+        bad_candidate: false,
+    },
+    Call {
+        name: "read during a step",
+        method: "GET",
+        path: "services/loopcloser-staging",
+        when: When::AfterFirstStep,
+        bad_candidate: false,
+    },
+    Call {
+        name: "metrics query",
+        method: "GET",
+        path: "timeSeries",
+        when: When::AfterFirstStep,
+        bad_candidate: false,
+    },
+    Call {
+        name: "restore write",
+        method: "PATCH",
+        path: "services/loopcloser-staging",
+        when: When::AfterFirstStep,
+        bad_candidate: true,
+    },
+];
+
+fn faults_for(method: &str, path: &str) -> Vec<(&'static str, Fault)> {
+    vec![
+        ("500", Fault::status(method, path, 500)),
+        ("503", Fault::status(method, path, 503)),
+        (
+            "429 retry-after",
+            Fault::status_retry_after(method, path, 429, 2),
+        ),
+        ("409", Fault::status(method, path, 409)),
+        ("401", Fault::status(method, path, 401)),
+        ("403", Fault::status(method, path, 403)),
+        ("timeout", Fault::hang(method, path)),
+        ("reset", Fault::reset(method, path)),
+        ("malformed JSON", Fault::malformed_json(method, path)),
+        ("truncated JSON", Fault::truncated_json(method, path)),
+        ("lost answer (503)", Fault::lost_answer(method, path, 503)),
+        (
+            "lost answer (reset)",
+            Fault::lost_answer_reset(method, path),
+        ),
+    ]
+}
+
+/// Runs one rollout with one fault and checks what must hold whatever the fault: the service
+/// ends at 100% stable, or 100% candidate only when promoted; the result's split is the one read
+/// back; the exit code follows DESIGN.md; no write is sent again after it landed.
+async fn fault_cell(call: &Call, fault: Fault) -> Result<String, String> {
+    let harness = Harness::start().await;
+    if call.bad_candidate {
+        harness.sim.register_image(
+            "registry/app:v1.1.0",
+            shiftgate::sim::Behavior::erroring("1.1.0", 0.5),
+        );
+    }
+    let _load = harness.sim.start_load(PROJECT, REGION, SERVICE, 5.0);
+    let model = harness.sim.model().clone();
+    let injector = match call.when {
+        When::AtStart => {
+            model.inject(fault);
+            None
+        }
+        When::AfterFirstStep => Some(tokio::spawn(async move {
+            while model.current_split(PROJECT, REGION, SERVICE).len() < 2 {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            model.inject(fault);
+        })),
+    };
+    let platform = harness.platform();
+    let metrics = CloudMonitoring::new(
+        GoogleRest::new(&harness.sim.monitoring_url(), Credentials::None),
+        PROJECT,
+        SERVICE,
+    );
+    let health = HttpHealthEndpoint::new(Duration::from_secs(5));
+    let ran = Engine::new(
+        Ports {
+            platform: &platform,
+            metrics: &metrics,
+            health: &health,
+        },
+        harness.clock,
+        Interrupt::never(),
+    )
+    .run(&RolloutRequest {
+        policy: quick_policy(),
+        candidate: CandidateSource::Image("registry/app:v1.1.0".into()),
+        dry_run: false,
+    })
+    .await;
+    if let Some(injector) = injector {
+        injector.abort();
+    }
+    let model = harness.sim.model();
+    let now = model.current_split(PROJECT, REGION, SERVICE);
+    let (writes, patches) = (model.write_count(), model.api_calls("PATCH") as u64);
+    let stable_only = now == split(&[(harness.stable.as_str(), 100)]);
+    let report = match ran {
+        Err(refused) => {
+            // Refused before any write: nothing may have changed.
+            return if writes == 0 && stable_only {
+                Ok(format!("not started (exit {})", refused.exit_code()))
+            } else {
+                Err(format!(
+                    "refused ({refused}) but the service changed: {now:?}"
+                ))
+            };
+        }
+        Ok(report) => report,
+    };
+    let code = report.exit_code();
+    let expected_code = match report.outcome {
+        Outcome::Promoted => 0,
+        _ if report.rollback_failed => 4,
+        Outcome::RolledBack => 1,
+        Outcome::Failed => 3,
+        other => return Err(format!("unexpected outcome {other:?}: {:?}", report.reason)),
+    };
+    if code != expected_code {
+        return Err(format!("exit {code} for {:?}", report.outcome));
+    }
+    let promoted_only = now == split(&[(report.candidate.as_str(), 100)]);
+    match report.outcome {
+        Outcome::Promoted if !promoted_only => {
+            return Err(format!("promoted but the split is {now:?}"));
+        }
+        Outcome::Promoted if call.bad_candidate => {
+            return Err("a bad candidate was promoted".into());
+        }
+        Outcome::Promoted => {}
+        Outcome::RolledBack if !call.bad_candidate => {
+            return Err(format!(
+                "an API fault was blamed on a good candidate: {:?}",
+                report.reason
+            ));
+        }
+        _ if report.rollback_failed => {}
+        _ if !stable_only => return Err(format!("{:?} but the split is {now:?}", report.outcome)),
+        _ => {}
+    }
+    let reported: Vec<(String, u8)> = report
+        .final_traffic
+        .iter()
+        .filter(|t| t.percent > 0)
+        .map(|t| (t.revision.clone(), t.percent))
+        .collect();
+    let mut reported_sorted = reported.clone();
+    reported_sorted.sort();
+    let mut now_sorted = now.clone();
+    now_sorted.sort();
+    if report.final_traffic_confirmed && reported_sorted != now_sorted {
+        return Err(format!("reported {reported:?}, the service has {now:?}"));
+    }
+    // The faulted PATCH may be one that never landed; any other PATCH beyond the writes that
+    // landed would be a write sent again.
+    if patches > writes + 1 {
+        return Err(format!("{patches} PATCHes for {writes} applied writes"));
+    }
+    let record_left = {
+        use shiftgate::rollout::ports::Platform;
+        platform.read_service().await.map(|s| s.rollout.is_some())
+    };
+    if !report.rollback_failed && record_left != Ok(false) {
+        return Err(format!(
+            "the rollout record was left behind: {record_left:?}"
+        ));
+    }
+    Ok(format!(
+        "{} (exit {code}, {writes} writes)",
+        report.outcome.as_str()
+    ))
+}
+
+async fn run_fault_matrix(calls: &[&Call]) {
+    let mut failures = Vec::new();
+    let mut cells = 0;
+    for call in calls {
+        for (fault_name, fault) in faults_for(call.method, call.path) {
+            cells += 1;
+            let verdict = fault_cell(call, fault).await;
+            eprintln!("{:<20} × {:<20} → {verdict:?}", call.name, fault_name);
+            if let Err(why) = verdict {
+                failures.push(format!("{} × {fault_name}: {why}", call.name));
+            }
+        }
+    }
+    eprintln!("fault matrix: {cells} cells, {} failed", failures.len());
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn fault_matrix_of_the_calls_that_start_a_rollout() {
+    run_fault_matrix(
+        &CALLS
+            .iter()
+            .filter(|c| c.when == When::AtStart)
+            .collect::<Vec<_>>(),
+    )
+    .await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn fault_matrix_of_the_calls_during_and_after_the_steps() {
+    run_fault_matrix(
+        &CALLS
+            .iter()
+            .filter(|c| c.when == When::AfterFirstStep)
+            .collect::<Vec<_>>(),
+    )
+    .await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_second_rollout_of_a_service_starts_under_either_reading_of_a_maskless_patch() {
+    for mode in [
+        shiftgate::sim::PatchMode::FieldMask,
+        shiftgate::sim::PatchMode::FullReplace,
+    ] {
+        let harness = Harness::start().await;
+        harness.sim.set_patch_mode(mode);
+        let _load = harness.sim.start_load(PROJECT, REGION, SERVICE, 5.0);
+
+        let (first, platform, _) = harness.roll_out(quick_policy()).await;
+        assert_eq!(
+            first.outcome,
+            Outcome::Promoted,
+            "{mode:?}: {:?}",
+            first.reason
+        );
+        use shiftgate::rollout::ports::Platform;
+        let after_first = platform.read_service().await.unwrap();
+        assert!(
+            after_first.rollout.is_none(),
+            "{mode:?}: the record is cleared when it was the only annotation"
+        );
+        let (second, _, _) = harness.roll_out(quick_policy()).await;
+
+        assert_eq!(
+            second.outcome,
+            Outcome::Promoted,
+            "{mode:?}: {:?}",
+            second.reason
+        );
+        assert_eq!(
+            harness.sim.model().current_split(PROJECT, REGION, SERVICE),
+            split(&[(second.candidate.as_str(), 100)]),
+            "{mode:?}"
+        );
+    }
+}

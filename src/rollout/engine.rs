@@ -559,15 +559,10 @@ impl<'a> Engine<'a> {
             match &current.rollout {
                 Some(theirs) if theirs.id == record.id => {
                     // Ours went through: either only its answer was lost, or the platform took
-                    // the change but could not start the new revision (its operation failed).
+                    // the change but could not start the new revision. The revision says which.
                     self.took_ownership(plan, current, record);
-                    return Ok(match error {
-                        PortError::Rejected { message, .. } if plan.image.is_some() => {
-                            Some(Stop::Failed(format!(
-                                "candidate revision {} did not become ready: {message}",
-                                plan.candidate
-                            )))
-                        }
+                    return Ok(match plan.image {
+                        Some(_) if plan.resume_at.is_none() => self.candidate_started(plan).await,
                         _ => None,
                     });
                 }
@@ -607,13 +602,6 @@ impl<'a> Engine<'a> {
                         return Ok(Some(Stop::Interrupted));
                     }
                 }
-                PortError::Rejected { message, .. } if plan.image.is_some() => {
-                    // The platform refused the new revision (its operation failed): the candidate's fault.
-                    return Ok(Some(Stop::Failed(format!(
-                        "candidate revision {} did not become ready: {message}",
-                        plan.candidate
-                    ))));
-                }
                 other => {
                     return Ok(Some(Stop::Error(format!(
                         "could not stage the candidate: {other}"
@@ -625,6 +613,25 @@ impl<'a> Engine<'a> {
         Ok(Some(Stop::Error(
             "the service kept changing while the candidate was being staged".into(),
         )))
+    }
+
+    /// After a creation whose answer was an error although it landed: did the revision start?
+    /// `None`: it is ready and the rollout goes on.
+    async fn candidate_started(&mut self, plan: &Plan) -> Option<Stop> {
+        let platform = self.ports.platform;
+        match self.guard(platform.read_revision(&plan.candidate)).await {
+            None => Some(Stop::Interrupted),
+            Some(Ok(info)) if info.ready => None,
+            Some(Ok(info)) => Some(Stop::Failed(format!(
+                "candidate revision {} did not become ready: {}",
+                plan.candidate,
+                info.reason.unwrap_or_else(|| "no reason given".into())
+            ))),
+            Some(Err(error)) => Some(Stop::Error(format!(
+                "could not read candidate revision {}: {error}",
+                plan.candidate
+            ))),
+        }
     }
 
     fn took_ownership(&mut self, plan: &Plan, service: ServiceState, record: RolloutRecord) {
