@@ -130,8 +130,13 @@ pub fn summary(report: &Report) -> String {
     }
     let _ = writeln!(
         out,
-        "final traffic: {}",
-        describe_traffic(&report.final_traffic)
+        "final traffic: {}{}",
+        describe_traffic(&report.final_traffic),
+        if report.final_traffic_confirmed {
+            ""
+        } else {
+            " (the last split read; the end state could not be confirmed)"
+        }
     );
     out
 }

@@ -681,3 +681,85 @@ async fn sigint_while_the_candidate_is_being_created_leaves_no_trace() {
         assert_eq!(result["final_traffic_confirmed"], false, "{result}");
     }
 }
+
+/// Measures how long the binary takes from SIGINT to exit with stable confirmed, at moments
+/// sampled across a rollout (during the candidate's creation, in a step's bake, while the platform
+/// hangs). Run by `scripts/interrupt-timing.sh`; prints figures, asserts only correctness.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement: scripts/interrupt-timing.sh runs it"]
+async fn interrupt_timing_sample() {
+    let runs: usize = std::env::var("SHIFTGATE_TIMING_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10);
+    let mut by_moment: std::collections::BTreeMap<&str, Vec<Duration>> = Default::default();
+    for run in 0..runs {
+        for moment in [
+            "during creation",
+            "during a bake",
+            "while the platform hangs",
+        ] {
+            let fixture = Fixture::start().await;
+            let _load = fixture.sim.start_load(PROJECT, REGION, SERVICE, 20.0);
+            if moment == "during creation" {
+                fixture.sim.set_operation_delay(Duration::from_millis(1500));
+            }
+            let mut args = vec!["rollout", "--image", "registry/app:v1.1.0", "--json"];
+            args.extend(fixture.service_args());
+            args.extend(["--bake", "10m", "--interval", "1s", "--metrics-delay", "0s"]);
+            args.push("--no-incident");
+            let child = fixture
+                .command(&args)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+            match moment {
+                "during creation" => {
+                    while fixture.sim.model().write_count() == 0 {
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                    }
+                    // Somewhere inside the creation's operation wait.
+                    tokio::time::sleep(Duration::from_millis(100 * (run as u64 % 10))).await;
+                }
+                "during a bake" => {
+                    fixture.wait_for_first_step().await;
+                    tokio::time::sleep(Duration::from_millis(200 * (run as u64 % 10))).await;
+                }
+                _ => {
+                    fixture.wait_for_first_step().await;
+                    fixture.sim.model().hold_operations(true);
+                }
+            }
+            let signalled = std::time::Instant::now();
+            signal(&child, libc::SIGINT);
+            let output = wait_output(child).await;
+            let took = signalled.elapsed();
+            let result = json_of(&output);
+            let code = output.status.code();
+            if moment == "while the platform hangs" {
+                assert!(
+                    matches!(code, Some(4) | Some(130)),
+                    "{}",
+                    stderr_of(&output)
+                );
+                if code == Some(4) {
+                    assert_eq!(result["final_traffic_confirmed"], false);
+                }
+            } else {
+                assert_eq!(code, Some(130), "{moment}: {}", stderr_of(&output));
+                assert_eq!(fixture.split(), vec![(fixture.stable.clone(), 100)]);
+            }
+            by_moment.entry(moment).or_default().push(took);
+        }
+    }
+    for (moment, mut times) in by_moment {
+        times.sort();
+        eprintln!(
+            "SIGINT {moment}: {} runs, median {:?}, worst {:?}",
+            times.len(),
+            times[times.len() / 2],
+            times[times.len() - 1]
+        );
+    }
+}
