@@ -11,6 +11,7 @@ pub mod gcp;
 pub mod github;
 pub mod health;
 pub mod metrics;
+pub mod names;
 pub mod output;
 pub mod rollout;
 pub mod sim;
