@@ -10,6 +10,7 @@ pub mod config;
 pub mod gcp;
 pub mod github;
 pub mod health;
+pub mod markdown;
 pub mod metrics;
 pub mod names;
 pub mod output;

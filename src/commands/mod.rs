@@ -238,7 +238,7 @@ pub async fn run(cli: Cli) -> i32 {
             finished.exit_code
         }
         Err(error) => {
-            eprintln!("shiftgate {name}: {}", error.message);
+            crate::say!("shiftgate {name}: {}", error.message);
             let result = json!({
                 "command": name,
                 "outcome": "error",

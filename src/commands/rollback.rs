@@ -84,10 +84,10 @@ pub async fn roll_back(
     }
     let before = service.traffic.clone();
     let wanted = restore_traffic(&service, &target);
-    eprintln!("rolling back {}: 100% to {target}", service.name);
+    crate::say!("rolling back {}: 100% to {target}", service.name);
     match force_traffic(platform, Some(service.clone()), &wanted, deadline).await {
         Ok(after) => {
-            eprintln!("done: traffic {}", describe_traffic(&after.traffic));
+            crate::say!("done: traffic {}", describe_traffic(&after.traffic));
             Ok(Finished {
                 exit_code: EXIT_OK,
                 result: json!({
@@ -102,7 +102,7 @@ pub async fn roll_back(
             })
         }
         Err(reason) => {
-            eprintln!("ROLLBACK FAILED, the service needs a person: {reason}");
+            crate::say!("ROLLBACK FAILED, the service needs a person: {reason}");
             let final_traffic = platform
                 .read_service()
                 .await

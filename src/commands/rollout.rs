@@ -43,7 +43,7 @@ pub async fn run(context: &Context, args: RolloutArgs) -> Result<Finished, Comma
     let minute_resolution =
         !(backend == MetricsBackend::Prometheus && args.prometheus_url.is_some());
     if let Some(warning) = short_bake_warning(&policy).filter(|_| minute_resolution) {
-        eprintln!("warning: {warning}");
+        crate::say!("warning: {warning}");
     }
     let candidate = candidate_source(&args);
     let incident_repo = config.incident_repo(args.repo.as_deref());
@@ -144,9 +144,9 @@ pub async fn run_engine(
         },
     })?;
     if report.outcome == Outcome::DryRun {
-        eprintln!("{}", report.reason.clone().unwrap_or_default());
+        crate::say!("{}", report.reason.clone().unwrap_or_default());
     } else {
-        eprint!("{}", summary(&report));
+        crate::say!("{}", summary(&report).trim_end());
     }
     Ok(report)
 }
@@ -180,7 +180,7 @@ pub async fn file_incident(
         return json!({"filed": false, "reason": "--no-incident"});
     }
     let not_filed = |reason: String| {
-        eprintln!("incident: not filed: {reason}");
+        crate::say!("incident: not filed: {reason}");
         json!({"filed": false, "reason": reason})
     };
     let Some(repo) = repo else {
@@ -205,9 +205,11 @@ pub async fn file_incident(
     .await
     {
         Ok(Ok(filed)) => {
-            eprintln!(
+            crate::say!(
                 "incident {severity} {}: #{} {}",
-                filed.action, filed.number, filed.url
+                filed.action,
+                filed.number,
+                filed.url
             );
             json!({"filed": true, "action": filed.action, "number": filed.number,
                    "url": filed.url, "severity": severity})

@@ -27,14 +27,14 @@ pub async fn status(platform: &dyn Platform) -> Result<Finished, CommandError> {
         .await
         .map_err(|error| CommandError::api(format!("could not list revisions: {error}")))?;
 
-    eprintln!("service   {}", service.name);
+    crate::say!("service   {}", service.name);
     if let Some(uri) = &service.uri {
-        eprintln!("url       {uri}");
+        crate::say!("url       {uri}");
     }
     if service.reconciling {
-        eprintln!("state     reconciling (a change is still being applied)");
+        crate::say!("state     reconciling (a change is still being applied)");
     }
-    eprintln!("traffic");
+    crate::say!("traffic");
     for target in &service.traffic {
         let tag = target
             .tag
@@ -44,18 +44,21 @@ pub async fn status(platform: &dyn Platform) -> Result<Finished, CommandError> {
                 format!("  tag {tag} {url}")
             })
             .unwrap_or_default();
-        eprintln!("  {:>3}%  {}{tag}", target.percent, target.revision);
+        crate::say!("  {:>3}%  {}{tag}", target.percent, target.revision);
     }
     match &service.rollout {
-        Some(record) => eprintln!(
+        Some(record) => crate::say!(
             "rollout   in progress: {} → {} at {}% since {} (undo with `shiftgate rollback`)",
-            record.stable, record.candidate, record.percent, record.started_at
+            record.stable,
+            record.candidate,
+            record.percent,
+            record.started_at
         ),
-        None => eprintln!("rollout   none in progress"),
+        None => crate::say!("rollout   none in progress"),
     }
-    eprintln!("revisions");
+    crate::say!("revisions");
     for revision in &revisions {
-        eprintln!(
+        crate::say!(
             "  {:<40} {:<9} {:>3}%  {}",
             revision.name,
             if revision.ready { "ready" } else { "not ready" },
