@@ -13,11 +13,14 @@ fn longest_backtick_run(text: &str) -> usize {
 
 /// Control characters shown escaped; line breaks become spaces (a code span is one line, and a
 /// blank line inside one would end the paragraph, and the span with it).
+/// `@` gets a word joiner after it even here: GitHub reads no mention inside code, but the text
+/// must not read as one to anything that scans the raw body (notifications, bots, search).
 fn flatten(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         match c {
             '\r' | '\n' | '\t' => out.push(' '),
+            '@' => out.push_str("@\u{2060}"),
             c if c.is_control() => out.extend(c.escape_default()),
             c => out.push(c),
         }
@@ -61,6 +64,7 @@ pub fn block(text: &str) -> String {
         .map(|c| match c {
             '\n' => "\n".to_string(),
             '\r' => "\n".to_string(),
+            '@' => "@\u{2060}".to_string(),
             c if c.is_control() && c != '\t' => c.escape_default().collect(),
             c => c.to_string(),
         })
@@ -134,7 +138,7 @@ mod tests {
         assert_eq!(code("a ``b`` c"), "```a ``b`` c```");
         assert_eq!(code("`x"), "`` `x ``");
         assert_eq!(code(""), "(empty)");
-        assert_eq!(code("a\n\n@team"), "`a  @team`");
+        assert_eq!(code("a\n\n@team"), "`a  @\u{2060}team`");
         assert_eq!(cell_code("a|b"), "`a\\|b`");
         assert_eq!(block("x\n```\ny"), "````text\nx\n```\ny\n````\n");
     }
@@ -154,8 +158,8 @@ mod tests {
             link("https://github.com/o/r/issues/7"),
             "<https://github.com/o/r/issues/7>"
         );
-        assert_eq!(link("https://x @team"), "`https://x @team`");
+        assert_eq!(link("https://x @team"), "`https://x @\u{2060}team`");
         assert_eq!(link("javascript:alert(1)"), "`javascript:alert(1)`");
-        assert_eq!(link("https://x/>@team"), "`https://x/>@team`");
+        assert_eq!(link("https://x/>@team"), "`https://x/>@\u{2060}team`");
     }
 }

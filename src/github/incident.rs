@@ -657,15 +657,16 @@ mod tests {
             assert!(!outside.contains("@oncall"), "{line}");
             assert!(!outside.contains("<img"), "{line}");
         }
-        assert!(body.contains("``app-2`@team``"), "{body}");
+        assert!(!body.contains("@team"), "{body}");
+        assert!(body.contains("``app-2`@\u{2060}team``"), "{body}");
         assert!(
             body.contains(
-                "```` answered HTTP 503: ::add-mask::x  @team <img src=x> [c](http://e) ``` ````"
+                "```` answered HTTP 503: ::add-mask::x  @\u{2060}team <img src=x> [c](http://e) ``` ````"
             ),
             "{body}"
         );
         assert!(
-            body.contains("Workflow run: `https://x/runs/1 @team`"),
+            body.contains("Workflow run: `https://x/runs/1 @\u{2060}team`"),
             "{body}"
         );
     }
