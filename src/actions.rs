@@ -11,6 +11,7 @@ use std::sync::Mutex;
 use serde_json::Value;
 
 use crate::health::Verdict;
+use crate::markdown;
 use crate::output::progress_line;
 use crate::rollout::timeline::{Event, EventKind, describe_traffic};
 
@@ -65,7 +66,7 @@ pub fn mask_commands(lookup: impl Fn(&str) -> Option<String>) -> Vec<String> {
 /// streams, and stdout carries the `--json` result).
 pub fn mask_tokens_from_env() {
     for line in mask_commands(|name| std::env::var(name).ok()) {
-        eprintln!("{line}");
+        crate::output::command_line(&line);
     }
 }
 
@@ -79,7 +80,7 @@ pub fn mask_once(token: &str) {
     let mut seen = SEEN.lock().unwrap_or_else(|e| e.into_inner());
     if !seen.iter().any(|t| t == token) {
         seen.push(token.to_string());
-        eprintln!("{}", workflow_command("add-mask", &[], token));
+        crate::output::command_line(&workflow_command("add-mask", &[], token));
     }
 }
 
@@ -166,14 +167,11 @@ fn append(path: &Path, text: &str) -> std::io::Result<()> {
 /// `$GITHUB_STEP_SUMMARY`. A file that cannot be written is a warning, never a failed deploy.
 pub fn finish(result: &Value) {
     let warn = |file: &str, error: std::io::Error| {
-        eprintln!(
-            "{}",
-            workflow_command(
-                "warning",
-                &[],
-                &format!("shiftgate: could not write ${file}: {error}")
-            )
-        );
+        crate::output::command_line(&workflow_command(
+            "warning",
+            &[],
+            &format!("shiftgate: could not write ${file}: {error}"),
+        ));
     };
     if let Some(path) = std::env::var_os("GITHUB_OUTPUT").filter(|p| !p.is_empty())
         && let Err(error) = write_outputs(Path::new(&path), &outputs_for(result))
@@ -195,21 +193,22 @@ pub fn step_summary(result: &Value) -> String {
     let outcome = result["outcome"].as_str().unwrap_or("unknown");
     let _ = writeln!(
         out,
-        "### shiftgate {command}: {} {}\n",
+        "### shiftgate {}: {} {}\n",
+        markdown::text(command),
         outcome_icon(outcome),
-        outcome.replace('_', " ")
+        markdown::text(&outcome.replace('_', " "))
     );
     if let Some(service) = result["service"].as_str() {
-        let _ = write!(out, "Service `{}`", code(service));
+        let _ = write!(out, "Service {}", code(service));
         if let (Some(stable), Some(candidate)) =
             (result["stable"].as_str(), result["candidate"].as_str())
         {
-            let _ = write!(out, ": `{}` (stable) → `{}`", code(stable), code(candidate));
+            let _ = write!(out, ": {} (stable) → {}", code(stable), code(candidate));
         } else if let Some(revision) = result["revision"].as_str() {
-            let _ = write!(out, ": 100% to `{}`", code(revision));
+            let _ = write!(out, ": 100% to {}", code(revision));
         }
         if let Some(image) = result["image"].as_str() {
-            let _ = write!(out, " from image `{}`", code(image));
+            let _ = write!(out, " from image {}", code(image));
         }
         out.push_str("\n\n");
     }
@@ -218,7 +217,7 @@ pub fn step_summary(result: &Value) -> String {
     }
     for key in ["reason", "error"] {
         if let Some(reason) = result[key].as_str() {
-            let _ = writeln!(out, "**{key}:** {}\n", cell(reason));
+            let _ = writeln!(out, "**{key}:** {}\n", code(reason));
         }
     }
     out.push_str(&steps_markdown(result));
@@ -227,7 +226,7 @@ pub fn step_summary(result: &Value) -> String {
             .iter()
             .map(|t| {
                 format!(
-                    "`{}` {}%",
+                    "{} {}%",
                     code(t["revision"].as_str().unwrap_or("?")),
                     t["percent"]
                 )
@@ -245,10 +244,10 @@ pub fn step_summary(result: &Value) -> String {
         );
     }
     if let Some(url) = result["run_url"].as_str() {
-        let _ = writeln!(out, "Run: {url}\n");
+        let _ = writeln!(out, "Run: {}\n", markdown::link(url));
     }
     if let Some(url) = result["incident"]["url"].as_str() {
-        let _ = writeln!(out, "Incident: {url}\n");
+        let _ = writeln!(out, "Incident: {}\n", markdown::link(url));
     }
     out
 }
@@ -265,8 +264,13 @@ pub fn steps_markdown(result: &Value) -> String {
         for step in steps {
             let verdict = step["verdict"].as_str().unwrap_or("");
             let verdict = match step["reason"].as_str() {
-                Some(reason) => format!("{} {verdict}: {}", verdict_icon(verdict), cell(reason)),
-                None => format!("{} {verdict}", verdict_icon(verdict)),
+                Some(reason) => format!(
+                    "{} {}: {}",
+                    verdict_icon(verdict),
+                    cell(verdict),
+                    markdown::cell_code(reason)
+                ),
+                None => format!("{} {}", verdict_icon(verdict), cell(verdict)),
             };
             let _ = writeln!(
                 out,
@@ -279,7 +283,7 @@ pub fn steps_markdown(result: &Value) -> String {
                     .as_f64()
                     .map(percent_text)
                     .unwrap_or_else(|| "n/a".into()),
-                step["health"].as_str().unwrap_or(""),
+                cell(step["health"].as_str().unwrap_or("")),
                 verdict,
                 step["duration_s"]
                     .as_f64()
@@ -314,7 +318,7 @@ fn plan_line(result: &Value) -> Option<String> {
     };
     Some(format!(
         "**Plan:** steps {steps}; bake {} per step, checks every {}; a step fails above {} 5xx and \
-         needs {} candidate requests; metrics delay {}; health `{}`.",
+         needs {} candidate requests; metrics delay {}; health {}.",
         duration("bake_s"),
         duration("interval_s"),
         policy["max_error_rate"]
@@ -462,8 +466,18 @@ fn number(value: f64) -> String {
     }
 }
 
+/// Text inside a quoted Mermaid label, which sits inside a Markdown code fence: only characters
+/// that can close neither.
 fn mermaid_text(text: &str) -> String {
-    text.replace('"', "'")
+    text.chars()
+        .map(|c| {
+            if c.is_alphanumeric() || matches!(c, '-' | '_' | '.' | ' ' | ':' | '/') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
 }
 
 fn percent_text(rate: f64) -> String {
@@ -505,14 +519,15 @@ fn verdict_icon(verdict: &str) -> &'static str {
     }
 }
 
-/// Text safe inside a Markdown table cell.
+/// Our own short words (verdicts, health labels) in a table cell; anything that might come from
+/// outside goes through `markdown::cell_code` instead.
 fn cell(text: &str) -> String {
-    text.replace('|', "\\|").replace(['\r', '\n'], " ")
+    markdown::text(text)
 }
 
-/// Text safe inside inline code.
+/// External text (names, reasons) in running text: a code span, where GitHub renders nothing.
 fn code(text: &str) -> String {
-    text.replace('`', "'")
+    markdown::code(text)
 }
 
 /// Turns timeline events into log lines with workflow commands: a `::group::` per step, and
@@ -893,7 +908,10 @@ mod tests {
             summary.contains("**Plan:** steps 50% → 100%; bake 1m0s"),
             "{summary}"
         );
-        assert!(summary.contains("step 2 failed \\| badly"), "{summary}");
+        assert!(
+            summary.contains("**reason:** `step 2 failed | badly`"),
+            "{summary}"
+        );
         assert!(summary.contains(
             "| step | traffic | candidate requests | 5xx | 5xx rate | health | verdict | time |"
         ));
@@ -903,7 +921,7 @@ mod tests {
         );
         assert!(
             summary.contains(
-                "| 2 | 50% | 200 | 30 | 15% | pass | ❌ failed: candidate 5xx rate 15% | 30.5s |"
+                "| 2 | 50% | 200 | 30 | 15% | pass | ❌ failed: `candidate 5xx rate 15%` | 30.5s |"
             ),
             "{summary}"
         );

@@ -8,7 +8,50 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use semver::VersionReq;
 
 use crate::health::FieldRule;
-use crate::rollout::plan::{Steps, parse_duration, parse_positive_duration, parse_rate};
+use crate::names::arg as name;
+use crate::rollout::plan::{self, Steps, parse_rate};
+
+// Bounded value parsers, one per kind of setting: clap names the flag and the value, these say the
+// valid range (see `plan::DurationBounds`).
+fn bake(text: &str) -> Result<Duration, String> {
+    plan::BAKE.parse(text)
+}
+
+fn interval(text: &str) -> Result<Duration, String> {
+    plan::INTERVAL.parse(text)
+}
+
+fn metrics_delay(text: &str) -> Result<Duration, String> {
+    plan::METRICS_DELAY.parse(text)
+}
+
+fn timeout(text: &str) -> Result<Duration, String> {
+    plan::TIMEOUT.parse(text)
+}
+
+fn poll(text: &str) -> Result<Duration, String> {
+    plan::POLL.parse(text)
+}
+
+/// `--workflow` goes into a request path (percent-encoded): a dot segment would still be resolved
+/// away by URL normalisation, and an empty one would address the workflow list.
+fn workflow(text: &str) -> Result<String, String> {
+    let bad = text.is_empty()
+        || text.len() > 255
+        || text
+            .split('/')
+            .any(|segment| segment.is_empty() || segment == "." || segment == "..")
+        || text.chars().any(char::is_control);
+    if bad {
+        Err(format!(
+            "{} is not a workflow: give its file name (deploy.yml), its path \
+             (.github/workflows/deploy.yml) or its numeric ID",
+            crate::names::quote(text)
+        ))
+    } else {
+        Ok(text.to_string())
+    }
+}
 
 #[derive(Debug, Parser)]
 #[command(
@@ -62,10 +105,10 @@ pub fn parse_input(text: &str) -> Result<(String, String), String> {
 #[derive(Debug, Clone, Args)]
 pub struct DispatchArgs {
     /// Repository, OWNER/NAME [default: $GITHUB_REPOSITORY].
-    #[arg(long, env = "SHIFTGATE_REPO", value_name = "OWNER/NAME")]
+    #[arg(long, env = "SHIFTGATE_REPO", value_name = "OWNER/NAME", value_parser = name::repo)]
     pub repo: Option<String>,
     /// Workflow file name (deploy.yml) or numeric ID.
-    #[arg(long, env = "SHIFTGATE_WORKFLOW", value_name = "FILE|ID")]
+    #[arg(long, env = "SHIFTGATE_WORKFLOW", value_name = "FILE|ID", value_parser = workflow)]
     pub workflow: String,
     /// Branch or tag to run the workflow on [default: $GITHUB_REF_NAME].
     #[arg(long = "ref", env = "SHIFTGATE_REF", value_name = "REF")]
@@ -74,10 +117,10 @@ pub struct DispatchArgs {
     #[arg(long = "input", env = "SHIFTGATE_INPUT", value_name = "KEY=VALUE", value_parser = parse_input, value_delimiter = ',')]
     pub inputs: Vec<(String, String)>,
     /// Stop watching after this long (exit 1); the run keeps going unless --cancel-on-timeout.
-    #[arg(long, env = "SHIFTGATE_TIMEOUT", value_parser = parse_positive_duration, default_value = "60m", value_name = "DURATION")]
+    #[arg(long, env = "SHIFTGATE_TIMEOUT", value_parser = timeout, default_value = "60m", value_name = "DURATION")]
     pub timeout: Duration,
     /// Time between polls (conditional requests: unchanged answers cost no rate limit).
-    #[arg(long, env = "SHIFTGATE_POLL", value_parser = parse_positive_duration, default_value = "10s", value_name = "DURATION")]
+    #[arg(long, env = "SHIFTGATE_POLL", value_parser = poll, default_value = "10s", value_name = "DURATION")]
     pub poll: Duration,
     /// Dispatch, print the run URL and exit without watching.
     #[arg(long, env = "SHIFTGATE_NO_WAIT")]
@@ -93,7 +136,7 @@ pub struct DispatchArgs {
 #[derive(Debug, Clone, Args)]
 pub struct IncidentArgs {
     /// Repository, OWNER/NAME [default: $GITHUB_REPOSITORY].
-    #[arg(long, env = "SHIFTGATE_REPO", value_name = "OWNER/NAME")]
+    #[arg(long, env = "SHIFTGATE_REPO", value_name = "OWNER/NAME", value_parser = name::repo)]
     pub repo: Option<String>,
     /// Issue title.
     #[arg(long, env = "SHIFTGATE_TITLE", value_name = "TEXT")]
@@ -137,13 +180,13 @@ pub struct ServiceArgs {
     #[arg(long = "env", env = "SHIFTGATE_ENV", value_name = "NAME")]
     pub environment: Option<String>,
     /// Google Cloud project ID.
-    #[arg(long, env = "SHIFTGATE_PROJECT")]
+    #[arg(long, env = "SHIFTGATE_PROJECT", value_parser = name::project)]
     pub project: Option<String>,
     /// Cloud Run region, e.g. us-central1.
-    #[arg(long, env = "SHIFTGATE_REGION")]
+    #[arg(long, env = "SHIFTGATE_REGION", value_parser = name::region)]
     pub region: Option<String>,
     /// Cloud Run service name.
-    #[arg(long, env = "SHIFTGATE_SERVICE")]
+    #[arg(long, env = "SHIFTGATE_SERVICE", value_parser = name::service)]
     pub service: Option<String>,
 }
 
@@ -151,7 +194,7 @@ pub struct ServiceArgs {
 #[derive(Debug, Clone, Default, Args)]
 pub struct HealthCheckArgs {
     /// Path of the health endpoint [default: /health].
-    #[arg(long, env = "SHIFTGATE_HEALTH_PATH", value_name = "PATH")]
+    #[arg(long, env = "SHIFTGATE_HEALTH_PATH", value_name = "PATH", value_parser = name::health_path)]
     pub health_path: Option<String>,
     /// Require a JSON body field (dotted paths allowed); repeatable; replaces the default status rule.
     #[arg(
@@ -175,7 +218,7 @@ pub struct RolloutArgs {
     #[arg(long, env = "SHIFTGATE_IMAGE", conflicts_with = "revision")]
     pub image: Option<String>,
     /// Use this existing revision as the candidate.
-    #[arg(long, env = "SHIFTGATE_REVISION", value_name = "NAME")]
+    #[arg(long, env = "SHIFTGATE_REVISION", value_name = "NAME", value_parser = name::revision)]
     pub revision: Option<String>,
     /// Continue the rollout recorded on the service after its process died (runner lost,
     /// SIGKILL): checks its revisions, split and health, bakes the recorded step again from its
@@ -187,16 +230,16 @@ pub struct RolloutArgs {
     #[arg(long, env = "SHIFTGATE_STEPS", value_name = "LIST")]
     pub steps: Option<Steps>,
     /// How long each step must stay healthy [default: 5m].
-    #[arg(long, env = "SHIFTGATE_BAKE", value_parser = parse_duration, value_name = "DURATION")]
+    #[arg(long, env = "SHIFTGATE_BAKE", value_parser = bake, value_name = "DURATION")]
     pub bake: Option<Duration>,
     /// Time between checks within a step [default: 30s].
-    #[arg(long, env = "SHIFTGATE_INTERVAL", value_parser = parse_positive_duration, value_name = "DURATION")]
+    #[arg(long, env = "SHIFTGATE_INTERVAL", value_parser = interval, value_name = "DURATION")]
     pub interval: Option<Duration>,
     /// Candidate 5xx share that fails a step, as 0.05 or 5% [default: 5%].
     #[arg(long, env = "SHIFTGATE_MAX_ERROR_RATE", value_parser = parse_rate, value_name = "RATE")]
     pub max_error_rate: Option<f64>,
     /// Fewer candidate requests than this in a step is inconclusive, never a pass [default: 100].
-    #[arg(long, env = "SHIFTGATE_MIN_REQUESTS", value_parser = clap::value_parser!(u64).range(1..), value_name = "N")]
+    #[arg(long, env = "SHIFTGATE_MIN_REQUESTS", value_parser = plan::parse_min_requests, value_name = "N")]
     pub min_requests: Option<u64>,
     /// Where request counts come from [default: cloud-monitoring; prometheus when --prometheus-url is given].
     #[arg(long, env = "SHIFTGATE_METRICS", value_enum, value_name = "BACKEND")]
@@ -205,14 +248,14 @@ pub struct RolloutArgs {
     #[arg(long, env = "SHIFTGATE_PROMETHEUS_URL", value_name = "URL")]
     pub prometheus_url: Option<String>,
     /// How long the metrics backend takes to show a request [default: 3m for Cloud Monitoring and Managed Prometheus, 0s for a Prometheus server].
-    #[arg(long, env = "SHIFTGATE_METRICS_DELAY", value_parser = parse_duration, value_name = "DURATION")]
+    #[arg(long, env = "SHIFTGATE_METRICS_DELAY", value_parser = metrics_delay, value_name = "DURATION")]
     pub metrics_delay: Option<Duration>,
 
     #[command(flatten)]
     pub health: HealthCheckArgs,
 
     /// Repository for incident issues, OWNER/NAME [default: $GITHUB_REPOSITORY].
-    #[arg(long, env = "SHIFTGATE_REPO", value_name = "OWNER/NAME")]
+    #[arg(long, env = "SHIFTGATE_REPO", value_name = "OWNER/NAME", value_parser = name::repo)]
     pub repo: Option<String>,
     /// Do not file an incident issue when the rollout rolls back.
     #[arg(long, env = "SHIFTGATE_NO_INCIDENT")]
@@ -227,16 +270,16 @@ pub struct RollbackArgs {
     #[command(flatten)]
     pub service: ServiceArgs,
     /// Revision to send 100% of traffic to [default: the stable revision of the rollout in progress].
-    #[arg(long, env = "SHIFTGATE_TO", value_name = "REVISION")]
+    #[arg(long, env = "SHIFTGATE_TO", value_name = "REVISION", value_parser = name::revision)]
     pub to: Option<String>,
     /// Repository for the SEV-1 incident filed if the rollback fails, OWNER/NAME [default: $GITHUB_REPOSITORY].
-    #[arg(long, env = "SHIFTGATE_REPO", value_name = "OWNER/NAME")]
+    #[arg(long, env = "SHIFTGATE_REPO", value_name = "OWNER/NAME", value_parser = name::repo)]
     pub repo: Option<String>,
     /// Do not file an incident issue when the rollback fails.
     #[arg(long, env = "SHIFTGATE_NO_INCIDENT")]
     pub no_incident: bool,
     /// How long to keep trying before declaring the rollback failed (exit 4).
-    #[arg(long, env = "SHIFTGATE_TIMEOUT", value_parser = parse_positive_duration, default_value = "2m", value_name = "DURATION")]
+    #[arg(long, env = "SHIFTGATE_TIMEOUT", value_parser = timeout, default_value = "2m", value_name = "DURATION")]
     pub timeout: Duration,
 }
 
@@ -245,7 +288,7 @@ pub struct StatusArgs {
     #[command(flatten)]
     pub service: ServiceArgs,
     /// How long to keep trying to read the service before giving up (exit 3).
-    #[arg(long, env = "SHIFTGATE_TIMEOUT", value_parser = parse_positive_duration, default_value = "60s", value_name = "DURATION")]
+    #[arg(long, env = "SHIFTGATE_TIMEOUT", value_parser = timeout, default_value = "60s", value_name = "DURATION")]
     pub timeout: Duration,
 }
 
@@ -259,7 +302,7 @@ pub struct HealthArgs {
     #[command(flatten)]
     pub health: HealthCheckArgs,
     /// Per-probe timeout.
-    #[arg(long, env = "SHIFTGATE_TIMEOUT", value_parser = parse_positive_duration, default_value = "10s", value_name = "DURATION")]
+    #[arg(long, env = "SHIFTGATE_TIMEOUT", value_parser = timeout, default_value = "10s", value_name = "DURATION")]
     pub timeout: Duration,
 }
 
@@ -288,7 +331,7 @@ pub struct DemoArgs {
     #[arg(long, env = "SHIFTGATE_SCENARIO", value_enum, default_value = "good")]
     pub scenario: Scenario,
     /// Bake per step (the demo keeps it short).
-    #[arg(long, env = "SHIFTGATE_BAKE", value_parser = parse_duration, default_value = "8s", value_name = "DURATION")]
+    #[arg(long, env = "SHIFTGATE_BAKE", value_parser = bake, default_value = "8s", value_name = "DURATION")]
     pub bake: Duration,
 }
 
@@ -318,5 +361,78 @@ mod tests {
         assert!(message.contains("--steps"), "{message}");
         assert!(message.contains("strictly increasing"), "{message}");
         assert_eq!(error.exit_code(), 2);
+    }
+
+    fn refusal(argv: &[&str]) -> String {
+        let mut full = vec!["shiftgate"];
+        full.extend_from_slice(argv);
+        let error = Cli::try_parse_from(full).unwrap_err();
+        assert_eq!(error.exit_code(), 2, "{argv:?}");
+        error.to_string()
+    }
+
+    #[test]
+    fn given_out_of_range_values_then_the_parser_names_the_flag_the_value_and_the_range() {
+        for (argv, words) in [
+            (
+                vec!["rollout", "--bake", "9999999999999999999s"],
+                vec!["--bake", "9999999999999999999s", "between 0s and 24h"],
+            ),
+            (
+                vec!["rollout", "--metrics-delay", "9999999999999999999s"],
+                vec!["--metrics-delay", "between 0s and 1h"],
+            ),
+            (
+                vec!["rollout", "--interval", "2h"],
+                vec!["--interval", "between 100ms and 1h"],
+            ),
+            (
+                vec!["rollout", "--min-requests", "0"],
+                vec!["--min-requests", "between 1 and 1000000000, got \"0\""],
+            ),
+            (
+                vec!["rollback", "--timeout", "48h"],
+                vec!["--timeout", "between 1ms and 24h"],
+            ),
+            (
+                vec!["dispatch", "--workflow", "d.yml", "--poll", "0s"],
+                vec!["--poll", "between 100ms and 1h"],
+            ),
+            (
+                vec!["demo", "--bake", "2d"],
+                vec!["--bake", "between 0s and 24h"],
+            ),
+        ] {
+            let message = refusal(&argv);
+            for word in words {
+                assert!(message.contains(word), "{argv:?}: {message}");
+            }
+        }
+    }
+
+    #[test]
+    fn given_names_that_smuggle_url_parts_then_the_parser_refuses_them_naming_the_flag() {
+        for (argv, flag) in [
+            (
+                vec!["status", "--service", "web?updateMask=traffic"],
+                "--service",
+            ),
+            (vec!["status", "--service", "nope/../web"], "--service"),
+            (vec!["status", "--project", "p/x"], "--project"),
+            (vec!["status", "--region", "us-central1/x"], "--region"),
+            (vec!["rollout", "--revision", "web/../x"], "--revision"),
+            (vec!["rollback", "--to", "web?x"], "--to"),
+            (vec!["rollout", "--repo", "a/b/c"], "--repo"),
+            (vec!["incident", "--title", "t", "--repo", "a/.."], "--repo"),
+            (
+                vec!["rollout", "--health-path", "http://169.254.169.254/x"],
+                "--health-path",
+            ),
+            (vec!["health", "--health-path", "//evil/x"], "--health-path"),
+            (vec!["dispatch", "--workflow", "../x"], "--workflow"),
+        ] {
+            let message = refusal(&argv);
+            assert!(message.contains(flag), "{argv:?}: {message}");
+        }
     }
 }

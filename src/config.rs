@@ -9,7 +9,8 @@ use serde::Deserialize;
 
 use crate::cli::{HealthCheckArgs, RolloutArgs, ServiceArgs};
 use crate::health::{Expectations, FieldRule};
-use crate::rollout::plan::{Policy, Steps, parse_duration, parse_positive_duration, parse_rate};
+use crate::names;
+use crate::rollout::plan::{self, Policy, Steps, parse_rate};
 
 pub const DEFAULT_PATHS: [&str; 2] = ["shiftgate.toml", ".github/shiftgate.toml"];
 
@@ -77,6 +78,24 @@ pub struct ServiceAddress {
     pub url: Option<String>,
 }
 
+impl Environment {
+    /// Validates the names that end up in request paths and the policy, naming the key.
+    fn check(&self, section: &str) -> Result<(), ConfigError> {
+        let named = |key: &str, value: &Option<String>, rule: fn(&str) -> Result<(), String>| {
+            value
+                .as_deref()
+                .map_or(Ok(()), rule)
+                .map_err(|message| ConfigError(format!("{section}.{key}: {message}")))
+        };
+        named("project", &self.project, names::check_project)?;
+        named("region", &self.region, names::check_region)?;
+        named("service", &self.service, names::check_service)?;
+        self.policy
+            .check(&format!("{section}.policy"))
+            .map_err(ConfigError)
+    }
+}
+
 impl Config {
     /// Reads `explicit` (which must exist), else the first default path that exists, else an
     /// empty config.
@@ -111,12 +130,12 @@ impl Config {
     pub fn parse(text: &str) -> Result<Config, ConfigError> {
         let config: Config =
             toml::from_str(text).map_err(|error| ConfigError(error.to_string()))?;
+        if let Some(repo) = &config.repo {
+            names::check_repo(repo).map_err(|message| ConfigError(format!("repo: {message}")))?;
+        }
         config.policy.check("policy").map_err(ConfigError)?;
         for (name, environment) in &config.environments {
-            environment
-                .policy
-                .check(&format!("environments.{name}.policy"))
-                .map_err(ConfigError)?;
+            environment.check(&format!("environments.{name}"))?;
         }
         Ok(config)
     }
@@ -172,13 +191,24 @@ impl Config {
         let region = pick(&args.region, environment.map(|e| &e.region), "--region");
         let service = pick(&args.service, environment.map(|e| &e.service), "--service");
         match (project, region, service) {
-            (Ok(project), Ok(region), Ok(service)) => Ok(ServiceAddress {
-                environment: args.environment.clone(),
-                project,
-                region,
-                service,
-                url: environment.and_then(|e| e.url.clone()),
-            }),
+            (Ok(project), Ok(region), Ok(service)) => {
+                // Flags were checked by the parser and the file at load; this also covers
+                // arguments built in code, before any of them reaches a request path.
+                for (flag, value, rule) in [
+                    ("--project", &project, names::check_project as fn(&str) -> _),
+                    ("--region", &region, names::check_region),
+                    ("--service", &service, names::check_service),
+                ] {
+                    rule(value).map_err(|message| ConfigError(format!("{flag}: {message}")))?;
+                }
+                Ok(ServiceAddress {
+                    environment: args.environment.clone(),
+                    project,
+                    region,
+                    service,
+                    url: environment.and_then(|e| e.url.clone()),
+                })
+            }
             (project, region, service) => {
                 let missing: Vec<String> = [project, region, service]
                     .into_iter()
@@ -288,10 +318,12 @@ impl PolicyFile {
             policy.steps = Steps::new(steps.clone()).map_err(|m| at("steps", m))?;
         }
         if let Some(bake) = &self.bake {
-            policy.bake = parse_duration(bake).map_err(|m| at("bake", m))?;
+            policy.bake = plan::BAKE.parse(bake).map_err(|m| at("bake", m))?;
         }
         if let Some(interval) = &self.interval {
-            policy.interval = parse_positive_duration(interval).map_err(|m| at("interval", m))?;
+            policy.interval = plan::INTERVAL
+                .parse(interval)
+                .map_err(|m| at("interval", m))?;
         }
         if let Some(rate) = &self.max_error_rate {
             policy.max_error_rate = match rate {
@@ -301,15 +333,16 @@ impl PolicyFile {
             .map_err(|m| at("max_error_rate", m))?;
         }
         if let Some(min) = self.min_requests {
-            if min == 0 {
-                return Err(at("min_requests", "must be at least 1".into()));
-            }
-            policy.min_requests = min;
+            policy.min_requests =
+                plan::parse_min_requests(&min.to_string()).map_err(|m| at("min_requests", m))?;
         }
         if let Some(delay) = &self.metrics_delay {
-            policy.metrics_delay = parse_duration(delay).map_err(|m| at("metrics_delay", m))?;
+            policy.metrics_delay = plan::METRICS_DELAY
+                .parse(delay)
+                .map_err(|m| at("metrics_delay", m))?;
         }
         if let Some(path) = &self.health_path {
+            names::check_health_path(path).map_err(|m| at("health_path", m))?;
             policy.health.path = path.clone();
         }
         if let Some(rules) = &self.health_expect {
@@ -412,11 +445,61 @@ service = "loopcloser-dev"
     #[test]
     fn without_an_environment_all_three_coordinates_are_required() {
         let config = Config::default();
-        let args = rollout_args(&["--project", "p"]);
+        let args = rollout_args(&["--project", "loopcloser"]);
         let error = config.resolve_service(&args.service).unwrap_err().0;
         assert!(
             error.contains("--region") && error.contains("--service"),
             "{error}"
         );
+    }
+
+    #[test]
+    fn given_a_file_whose_names_or_durations_break_the_rules_then_loading_fails_naming_the_key() {
+        for (text, key) in [
+            (
+                "[environments.prod]\nservice = \"web?updateMask=traffic\"\n",
+                "environments.prod.service",
+            ),
+            (
+                "[environments.prod]\nproject = \"p/x\"\n",
+                "environments.prod.project",
+            ),
+            (
+                "[environments.prod]\nregion = \"us central1\"\n",
+                "environments.prod.region",
+            ),
+            ("repo = \"a/b/c\"\n", "repo"),
+            (
+                "[policy]\nhealth_path = \"http://169.254.169.254/x\"\n",
+                "policy.health_path",
+            ),
+            ("[policy]\nbake = \"9999999999999999999s\"\n", "policy.bake"),
+            (
+                "[environments.prod.policy]\nmetrics_delay = \"2h\"\n",
+                "environments.prod.policy.metrics_delay",
+            ),
+            ("[policy]\ninterval = \"0s\"\n", "policy.interval"),
+            ("[policy]\nmin_requests = 0\n", "policy.min_requests"),
+            (
+                "[policy]\nmin_requests = 2000000000\n",
+                "policy.min_requests",
+            ),
+            ("[policy]\nmax_error_rate = 1.5\n", "policy.max_error_rate"),
+        ] {
+            let message = Config::parse(text).unwrap_err().0;
+            assert!(message.starts_with(key), "{text}: {message}");
+        }
+    }
+
+    #[test]
+    fn given_service_args_built_in_code_with_a_bad_name_then_resolving_refuses_them() {
+        let args = ServiceArgs {
+            environment: None,
+            project: Some("loopcloser".into()),
+            region: Some("us-central1".into()),
+            service: Some("nope/../web".into()),
+        };
+        let message = Config::default().resolve_service(&args).unwrap_err().0;
+        assert!(message.starts_with("--service"), "{message}");
     }
 }

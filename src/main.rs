@@ -8,10 +8,13 @@ fn main() {
     let cli = match shiftgate::cli::Cli::try_parse() {
         Ok(cli) => cli,
         Err(error) => {
-            let _ = error.print();
             if !error.use_stderr() {
+                let _ = error.print();
                 std::process::exit(0);
             }
+            // The message quotes the refused value, which may hold a line break and a
+            // workflow command (from a SHIFTGATE_* variable, say): print it neutralised.
+            shiftgate::output::say_line(error.render().to_string().trim_end());
             if json_requested() {
                 let message = error.render().to_string();
                 let first_line = message.lines().next().unwrap_or_default();
@@ -28,7 +31,7 @@ fn main() {
         .with_env_filter(
             EnvFilter::try_from_env("SHIFTGATE_LOG").unwrap_or_else(|_| EnvFilter::new("warn")),
         )
-        .with_writer(std::io::stderr)
+        .with_writer(shiftgate::output::log_writer)
         .init();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -2,6 +2,7 @@
 //! summary, and the single JSON result object (stdout) that `--json` asks for.
 
 use std::fmt::Write as _;
+use std::io::Write as _;
 
 use serde_json::Value;
 
@@ -91,7 +92,119 @@ pub fn progress_line(event: &Event) -> Option<String> {
             )
         }
     };
-    Some(format!("[{:>7.1}s] {text}", event.elapsed_s))
+    // Reasons and names in events come from APIs and health bodies: one event stays one line.
+    Some(format!("[{:>7.1}s] {}", event.elapsed_s, one_line(&text)))
+}
+
+/// Characters that end a line for some reader of the log, or reorder or hide what follows.
+fn is_unsafe_char(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{2028}' | '\u{2029}' | '\u{200e}' | '\u{200f}')
+        || ('\u{202a}'..='\u{202e}').contains(&c)
+        || ('\u{2066}'..='\u{2069}').contains(&c)
+}
+
+/// Text from outside (API errors, health bodies, names) made safe inside one log line: line breaks
+/// and other control characters are shown escaped (`\n`), so the text can never start a line of
+/// its own, where a CI runner would read it as a command (`::add-mask::`, `##[…]`).
+pub fn one_line(text: &str) -> String {
+    if !text.chars().any(is_unsafe_char) {
+        return text.to_string();
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        match c {
+            '\t' => out.push(' '),
+            c if is_unsafe_char(c) => out.extend(c.escape_default()),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// A line that would be read as a CI runner command: GitHub's `::name::` (the runner trims leading
+/// whitespace first), its legacy `##[name]`, and Azure's `##vso[`.
+fn reads_as_command(line: &str) -> bool {
+    let line = line.trim_start();
+    line.starts_with("::") || line.starts_with("##")
+}
+
+/// A message for people, made safe for a CI log: every line of it is kept, but a line that would
+/// read as a runner command is shown behind `> `, and control characters are escaped. shiftgate's
+/// own workflow commands never go through here (see `actions::workflow_command`).
+pub fn neutralise(text: &str) -> String {
+    text.split('\n')
+        .map(|line| {
+            let line = one_line(line.strip_suffix('\r').unwrap_or(line));
+            if reads_as_command(&line) {
+                format!("> {line}")
+            } else {
+                line
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Writes a message for people to stderr through [`neutralise`]. Write errors are ignored: a closed
+/// stderr must never end a rollout half-way (`eprintln!` panics on one).
+pub fn say_line(text: &str) {
+    let mut stderr = std::io::stderr().lock();
+    let _ = writeln!(stderr, "{}", neutralise(text));
+}
+
+/// Writes one of shiftgate's own workflow commands (already escaped by `actions::workflow_command`)
+/// to stderr as it is; write errors are ignored, as in [`say_line`].
+pub fn command_line(text: &str) {
+    let mut stderr = std::io::stderr().lock();
+    let _ = writeln!(stderr, "{text}");
+}
+
+/// `eprintln!` for progress and messages that carry text from outside: see [`say_line`].
+#[macro_export]
+macro_rules! say {
+    ($($arg:tt)*) => {
+        $crate::output::say_line(&format!($($arg)*))
+    };
+}
+
+/// The `tracing` log writer: stderr, one line per event whatever the event's fields hold (a field
+/// may carry an API answer), write errors ignored.
+pub fn log_writer() -> LogWriter {
+    LogWriter
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct LogWriter;
+
+impl std::io::Write for LogWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        // tracing-subscriber formats each event into one buffer ending in a newline and writes it
+        // whole; everything before that newline is the event's own text.
+        let text = String::from_utf8_lossy(buf);
+        let (body, end) = match text.strip_suffix('\n') {
+            Some(body) => (body, "\n"),
+            None => (text.as_ref(), ""),
+        };
+        let safe = body
+            .replace("\r\n", "\\n")
+            .replace('\n', "\\n")
+            .replace('\r', "\\r");
+        let line = if reads_as_command(&safe) {
+            format!("> {safe}")
+        } else {
+            safe
+        };
+        let _ = std::io::stderr()
+            .lock()
+            .write_all(format!("{line}{end}").as_bytes());
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        let _ = std::io::stderr().flush();
+        Ok(())
+    }
 }
 
 /// The closing summary of a rollout: outcome, step table, final traffic.
@@ -101,12 +214,12 @@ pub fn summary(report: &Report) -> String {
         out,
         "\n{}: {} → {} on {}",
         report.outcome.as_str().to_uppercase(),
-        report.stable,
-        report.candidate,
-        report.service
+        one_line(&report.stable),
+        one_line(&report.candidate),
+        one_line(&report.service)
     );
     if let Some(reason) = &report.reason {
-        let _ = writeln!(out, "reason: {reason}");
+        let _ = writeln!(out, "reason: {}", one_line(reason));
     }
     if !report.steps.is_empty() {
         let _ = writeln!(
@@ -131,7 +244,7 @@ pub fn summary(report: &Report) -> String {
     let _ = writeln!(
         out,
         "final traffic: {}{}",
-        describe_traffic(&report.final_traffic),
+        one_line(&describe_traffic(&report.final_traffic)),
         if report.final_traffic_confirmed {
             ""
         } else {
@@ -141,17 +254,18 @@ pub fn summary(report: &Report) -> String {
     out
 }
 
-/// Prints the JSON result on stdout.
+/// Prints the JSON result on stdout. A closed stdout (`shiftgate … | head`) is ignored, never a
+/// panic. JSON escapes every control character, so the result is one line whatever it holds.
 pub fn print_json(value: &Value) {
-    println!(
-        "{}",
-        serde_json::to_string(value).expect("a serde_json::Value always serializes")
-    );
+    let text = serde_json::to_string(value).expect("a serde_json::Value always serializes");
+    let mut stdout = std::io::stdout().lock();
+    let _ = writeln!(stdout, "{text}");
+    let _ = stdout.flush();
 }
 
 pub fn eprint_progress(event: &Event) {
     if let Some(line) = progress_line(event) {
-        eprintln!("{line}");
+        say_line(&line);
     }
 }
 
@@ -163,11 +277,74 @@ pub fn progress_sink() -> Box<dyn Fn(&Event) + Send + Sync> {
     if crate::actions::is_actions() {
         let progress = crate::actions::ActionsProgress::new();
         Box::new(move |event: &Event| {
+            // Lines from `lines` are either shiftgate's own escaped workflow commands or progress
+            // lines that `progress_line` already made single-line; nothing external starts one.
+            let mut stderr = std::io::stderr().lock();
             for line in progress.lines(event) {
-                eprintln!("{line}");
+                let _ = writeln!(stderr, "{line}");
             }
         })
     } else {
         Box::new(eprint_progress)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::health::Verdict;
+    use std::time::SystemTime;
+
+    const HOSTILE: &str = "answered HTTP 503: ok\n::add-mask::x\r::stop-commands::tok\r\n  ::warning::x\n##[error]y\u{1b}[31m @team";
+
+    fn health_event(reason: &str) -> Event {
+        Event {
+            at: SystemTime::UNIX_EPOCH,
+            elapsed_s: 1.0,
+            kind: EventKind::HealthChecked {
+                step: Some(1),
+                url: "https://app-2---svc.a.run.app/health".into(),
+                verdict: Verdict::Fail(reason.into()),
+            },
+        }
+    }
+
+    #[test]
+    fn given_a_health_body_with_workflow_commands_then_the_progress_line_stays_one_line() {
+        let line = progress_line(&health_event(HOSTILE)).unwrap();
+        assert_eq!(line.lines().count(), 1, "{line}");
+        assert!(line.starts_with("[    1.0s] health fail"), "{line}");
+        assert!(
+            line.contains("ok\\n::add-mask::x\\r::stop-commands::tok"),
+            "{line}"
+        );
+        assert!(!line.contains('\u{1b}'), "{line}");
+    }
+
+    #[test]
+    fn given_text_with_line_breaks_then_no_line_of_the_message_reads_as_a_command() {
+        let said = neutralise(&format!("shiftgate status: {HOSTILE}"));
+        for line in said.lines() {
+            let trimmed = line.trim_start();
+            assert!(
+                !trimmed.starts_with("::") && !trimmed.starts_with("##"),
+                "{said}"
+            );
+        }
+        assert!(said.contains("> ::add-mask::x"), "{said}");
+        assert!(said.contains("> ##[error]y"), "{said}");
+        assert_eq!(neutralise("plain\nlines"), "plain\nlines");
+    }
+
+    #[test]
+    fn given_a_log_event_with_line_breaks_then_it_is_written_as_one_line() {
+        // The writer's output goes to stderr; what matters is what it would write.
+        let mut writer = log_writer();
+        let event = b"2026 WARN x: body: a\n::add-mask::x\n";
+        assert_eq!(
+            std::io::Write::write(&mut writer, event).unwrap(),
+            event.len()
+        );
+        assert_eq!(one_line("a\u{2028}b"), "a\\u{2028}b");
     }
 }

@@ -371,11 +371,12 @@ async fn given_a_platform_that_never_applies_changes_when_rollback_gives_up_then
         .unwrap();
     let sim = Sim::start(Clock::new()).await.unwrap();
     sim.set_operation_delay(Duration::from_millis(20));
-    let stable = sim.add_service("p", "us-central1", "app", "registry/app:v1");
+    let stable = sim.add_service("sim-project", "us-central1", "app", "registry/app:v1");
     // Split traffic by hand, then stop the platform from finishing any change.
     let candidate = {
         use shiftgate::rollout::ports::{NewRevision, Platform, TrafficTarget};
-        let platform = shiftgate::sim::SimPlatform::new(sim.model(), "p", "us-central1", "app");
+        let platform =
+            shiftgate::sim::SimPlatform::new(sim.model(), "sim-project", "us-central1", "app");
         let service = platform.read_service().await.unwrap();
         platform
             .create_revision(
@@ -402,7 +403,7 @@ async fn given_a_platform_that_never_applies_changes_when_rollback_gives_up_then
             "rollback",
             "--json",
             "--project",
-            "p",
+            "sim-project",
             "--region",
             "us-central1",
             "--service",

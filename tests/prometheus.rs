@@ -104,7 +104,7 @@ fn rollout(sim: &Sim, prometheus: &Prometheus, service: &str, image: &str) -> Co
             "--json",
             "--no-incident",
             "--project",
-            "p",
+            "sim-project",
             "--region",
             "us-central1",
             "--service",
@@ -147,11 +147,11 @@ async fn given_a_real_prometheus_when_candidates_roll_out_then_the_good_one_is_p
     };
     let sim = Sim::start(Clock::new()).await.unwrap();
     sim.set_operation_delay(Duration::from_millis(50));
-    let good_stable = sim.add_service("p", "us-central1", "good", "registry/app:v1.0.0");
-    let bad_stable = sim.add_service("p", "us-central1", "bad", "registry/app:v1.0.0");
+    let good_stable = sim.add_service("sim-project", "us-central1", "good", "registry/app:v1.0.0");
+    let bad_stable = sim.add_service("sim-project", "us-central1", "bad", "registry/app:v1.0.0");
     sim.register_image("registry/app:v1.1.0-bad", Behavior::erroring("1.1.0", 0.4));
-    let _good_load = sim.start_load("p", "us-central1", "good", 20.0);
-    let _bad_load = sim.start_load("p", "us-central1", "bad", 20.0);
+    let _good_load = sim.start_load("sim-project", "us-central1", "good", 20.0);
+    let _bad_load = sim.start_load("sim-project", "us-central1", "bad", 20.0);
     let prometheus = start_prometheus(binary, &sim.metrics_url()).await;
 
     let (good, bad) = tokio::join!(
@@ -170,7 +170,8 @@ async fn given_a_real_prometheus_when_candidates_roll_out_then_the_good_one_is_p
         assert_eq!(step["candidate_5xx"], 0);
     }
     assert_eq!(
-        sim.model().current_split("p", "us-central1", "good"),
+        sim.model()
+            .current_split("sim-project", "us-central1", "good"),
         vec![(promoted["candidate"].as_str().unwrap().to_string(), 100)]
     );
     assert_ne!(promoted["candidate"], good_stable.as_str());
@@ -183,7 +184,8 @@ async fn given_a_real_prometheus_when_candidates_roll_out_then_the_good_one_is_p
         "{rolled_back}"
     );
     assert_eq!(
-        sim.model().current_split("p", "us-central1", "bad"),
+        sim.model()
+            .current_split("sim-project", "us-central1", "bad"),
         vec![(bad_stable, 100)]
     );
 }

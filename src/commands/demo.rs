@@ -50,17 +50,17 @@ pub async fn run(context: &Context, args: DemoArgs) -> Result<Finished, CommandE
         metrics_delay: Duration::ZERO,
         ..Policy::default()
     };
-    eprintln!(
+    crate::say!(
         "shiftgate demo ({:?} candidate): a simulated Cloud Run on {}",
         args.scenario,
         sim.cloud_run_url()
     );
-    eprintln!(
+    crate::say!(
         "service {SERVICE} serves {stable} at {} with {REQUESTS_PER_SECOND} requests/s; rolling out {CANDIDATE_IMAGE}",
         sim.service_url(PROJECT, REGION, SERVICE)
             .unwrap_or_default()
     );
-    eprintln!(
+    crate::say!(
         "policy: steps {}, bake {} each, check every {}, fail above {} 5xx, at least {} requests per step\n",
         policy.steps,
         humantime::format_duration(policy.bake),

@@ -30,7 +30,7 @@ pub async fn run(context: &Context, args: DispatchArgs) -> Result<Finished, Comm
         cancel_on_timeout: args.cancel_on_timeout,
         cancel_on_interrupt: args.cancel_on_interrupt,
     };
-    let log = |line: &str| eprintln!("{line}");
+    let log = |line: &str| crate::say!("{line}");
     let report = dispatch(&github, &request, &context.interrupt, &log)
         .await
         .map_err(|error| match error {

@@ -108,8 +108,8 @@ async fn probe(endpoint: &dyn HealthEndpoint, target: &Target) -> Value {
     };
     let label = target.environment.as_deref().unwrap_or("url");
     match &verdict {
-        Verdict::Pass => eprintln!("{label:<10} healthy    {url} ({latency_ms} ms)"),
-        other => eprintln!(
+        Verdict::Pass => crate::say!("{label:<10} healthy    {url} ({latency_ms} ms)"),
+        other => crate::say!(
             "{label:<10} UNHEALTHY  {url}: {}",
             other.reason().unwrap_or_default()
         ),

@@ -52,7 +52,7 @@ pub async fn run(_context: &Context, args: IncidentArgs) -> Result<Finished, Com
             )),
             error => CommandError::api(format!("filing the incident failed: {error}")),
         })?;
-    eprintln!("incident {}: #{} {}", filed.action, filed.number, filed.url);
+    crate::say!("incident {}: #{} {}", filed.action, filed.number, filed.url);
     Ok(Finished {
         exit_code: EXIT_OK,
         result: json!({

@@ -241,7 +241,7 @@ pub async fn run(cli: Cli) -> i32 {
             finished.exit_code
         }
         Err(error) => {
-            eprintln!("shiftgate {name}: {}", error.message);
+            crate::say!("shiftgate {name}: {}", error.message);
             let result = json!({
                 "command": name,
                 "outcome": "error",
@@ -252,14 +252,11 @@ pub async fn run(cli: Cli) -> i32 {
                 print_json(&result);
             }
             if in_actions {
-                eprintln!(
-                    "{}",
-                    crate::actions::workflow_command(
-                        "error",
-                        &[("title", &format!("shiftgate {name}"))],
-                        &error.message
-                    )
-                );
+                crate::output::command_line(&crate::actions::workflow_command(
+                    "error",
+                    &[("title", &format!("shiftgate {name}"))],
+                    &error.message,
+                ));
                 crate::actions::finish(&result);
             }
             error.exit_code

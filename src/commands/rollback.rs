@@ -56,7 +56,7 @@ pub async fn roll_back(
 ) -> Result<Finished, CommandError> {
     let give_up = Instant::now() + deadline;
     let unconfirmed = |reason: String, service: &str, target: &str, last: Option<&ServiceState>| {
-        eprintln!("ROLLBACK FAILED, the service needs a person: {reason}");
+        crate::say!("ROLLBACK FAILED, the service needs a person: {reason}");
         Finished {
             exit_code: EXIT_ROLLBACK_FAILED,
             result: json!({
@@ -129,19 +129,19 @@ pub async fn roll_back(
         }
     }
     if let Some(record) = recorded {
-        eprintln!(
+        crate::say!(
             "taking over from the {}",
             crate::rollout::ownership::describe_owner(record)
         );
     }
     let before = service.traffic.clone();
     let wanted = restore_traffic(&service, &target);
-    eprintln!("rolling back {}: 100% to {target}", service.name);
+    crate::say!("rolling back {}: 100% to {target}", service.name);
     let remaining = give_up.saturating_duration_since(Instant::now());
-    let say = |line: &str| eprintln!("rollback: {line}");
+    let say = |line: &str| crate::say!("rollback: {line}");
     match force_traffic(platform, &wanted, remaining, &say).await {
         Ok(after) => {
-            eprintln!("done: traffic {}", describe_traffic(&after.traffic));
+            crate::say!("done: traffic {}", describe_traffic(&after.traffic));
             Ok(Finished {
                 exit_code: EXIT_OK,
                 result: json!({

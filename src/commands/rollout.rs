@@ -49,7 +49,7 @@ pub async fn run(context: &Context, args: RolloutArgs) -> Result<Finished, Comma
     let minute_resolution =
         !(backend == MetricsBackend::Prometheus && args.prometheus_url.is_some());
     if let Some(warning) = short_bake_warning(&policy).filter(|_| minute_resolution) {
-        eprintln!("warning: {warning}");
+        crate::say!("warning: {warning}");
     }
     let candidate = candidate_source(&args);
     let incident_repo = config.incident_repo(args.repo.as_deref());
@@ -58,7 +58,7 @@ pub async fn run(context: &Context, args: RolloutArgs) -> Result<Finished, Comma
     let credentials = crate::gcp::Credentials::from_env();
     if let Some(warning) = crate::gcp::static_token_warning(&credentials, policy.time_to_promote())
     {
-        eprintln!("warning: {warning}");
+        crate::say!("warning: {warning}");
     }
     let platform = endpoints.cloud_run_with(&address, credentials.clone());
     let (metrics, metrics_rest): (Box<dyn Metrics>, GoogleRest) =
@@ -164,9 +164,9 @@ pub async fn run_engine(
         Err(panic) => return Err(recover_after_panic(ports.platform, &id, panic).await),
     };
     if report.outcome == Outcome::DryRun {
-        eprintln!("{}", report.reason.clone().unwrap_or_default());
+        crate::say!("{}", report.reason.clone().unwrap_or_default());
     } else {
-        eprint!("{}", summary(&report));
+        crate::say!("{}", summary(&report).trim_end());
     }
     Ok(report)
 }
@@ -202,7 +202,7 @@ async fn recover_after_panic(
         ));
     };
     let wanted = restore_traffic(&service, &record.stable);
-    let say = |line: &str| eprintln!("restoring stable: {line}");
+    let say = |line: &str| crate::say!("restoring stable: {line}");
     match force_traffic(platform, &wanted, PANIC_RESTORE_DEADLINE, &say).await {
         Ok(after) => CommandError::api(format!(
             "{message}; stable traffic was restored (traffic {})",
@@ -248,7 +248,7 @@ pub async fn file_incident(
         return json!({"filed": false, "reason": "--no-incident"});
     }
     let not_filed = |reason: String| {
-        eprintln!("incident: not filed: {reason}");
+        crate::say!("incident: not filed: {reason}");
         json!({"filed": false, "reason": reason})
     };
     let Some(repo) = repo else {
@@ -273,9 +273,11 @@ pub async fn file_incident(
     .await
     {
         Ok(Ok(filed)) => {
-            eprintln!(
+            crate::say!(
                 "incident {severity} {}: #{} {}",
-                filed.action, filed.number, filed.url
+                filed.action,
+                filed.number,
+                filed.url
             );
             json!({"filed": true, "action": filed.action, "number": filed.number,
                    "url": filed.url, "severity": severity})

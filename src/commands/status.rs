@@ -37,14 +37,14 @@ pub async fn status(platform: &dyn Platform) -> Result<Finished, CommandError> {
         .await
         .map_err(|error| CommandError::api(format!("could not list revisions: {error}")))?;
 
-    eprintln!("service   {}", service.name);
+    crate::say!("service   {}", service.name);
     if let Some(uri) = &service.uri {
-        eprintln!("url       {uri}");
+        crate::say!("url       {uri}");
     }
     if service.reconciling {
-        eprintln!("state     reconciling (a change is still being applied)");
+        crate::say!("state     reconciling (a change is still being applied)");
     }
-    eprintln!("traffic");
+    crate::say!("traffic");
     for target in &service.traffic {
         let tag = target
             .tag
@@ -54,26 +54,29 @@ pub async fn status(platform: &dyn Platform) -> Result<Finished, CommandError> {
                 format!("  tag {tag} {url}")
             })
             .unwrap_or_default();
-        eprintln!("  {:>3}%  {}{tag}", target.percent, target.revision);
+        crate::say!("  {:>3}%  {}{tag}", target.percent, target.revision);
     }
     let rollout = service.rollout.as_ref().filter(|r| r.is_running());
     match rollout {
         Some(record) => {
-            eprintln!(
+            crate::say!(
                 "rollout   in progress: {} → {} at {}% since {}",
-                record.stable, record.candidate, record.percent, record.started_at
+                record.stable,
+                record.candidate,
+                record.percent,
+                record.started_at
             );
-            eprintln!("          owner {} (id {})", record.owner, record.id);
-            eprintln!(
+            crate::say!("          owner {} (id {})", record.owner, record.id);
+            crate::say!(
                 "          if that process is gone: continue with `shiftgate rollout --resume`, \
                  or undo with `shiftgate rollback` (both with the same service flags)"
             );
         }
-        None => eprintln!("rollout   none in progress"),
+        None => crate::say!("rollout   none in progress"),
     }
-    eprintln!("revisions");
+    crate::say!("revisions");
     for revision in &revisions {
-        eprintln!(
+        crate::say!(
             "  {:<40} {:<9} {:>3}%  {}",
             revision.name,
             if revision.ready { "ready" } else { "not ready" },

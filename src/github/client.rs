@@ -30,21 +30,11 @@ pub struct Repo {
 
 impl Repo {
     pub fn parse(text: &str) -> Result<Repo, String> {
-        let valid = |part: &str| {
-            !part.is_empty()
-                && part
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-        };
-        match text.trim().split_once('/') {
-            Some((owner, name)) if valid(owner) && valid(name) => Ok(Repo {
-                owner: owner.into(),
-                name: name.into(),
-            }),
-            _ => Err(format!(
-                "--repo must be OWNER/NAME (e.g. loopcloser/app), got {text:?}"
-            )),
-        }
+        let (owner, name) = crate::names::check_repo(text.trim())?;
+        Ok(Repo {
+            owner: owner.into(),
+            name: name.into(),
+        })
     }
 
     /// `/repos/OWNER/NAME`
@@ -163,7 +153,7 @@ impl GitHub {
             cache: Mutex::new(HashMap::new()),
             stats: Mutex::new(CallStats::default()),
             blocked_until: Mutex::new(None),
-            on_wait: Box::new(|line| eprintln!("{line}")),
+            on_wait: Box::new(|line| crate::output::say_line(line)),
         })
     }
 

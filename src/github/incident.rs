@@ -6,6 +6,7 @@ use std::time::SystemTime;
 use serde_json::{Value, json};
 
 use crate::github::client::{GitHub, GitHubError, Repo};
+use crate::markdown;
 
 /// The runbook's severities.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -95,10 +96,29 @@ pub fn workflow_run_link() -> Option<String> {
     ))
 }
 
-/// The hidden marker that identifies an incident's issue.
+/// The hidden marker that identifies an incident's issue. The key is percent-encoded where it could
+/// end or confuse the HTML comment (`-->`, `--!>`, `<`, `>`, line breaks), one-to-one, so two keys
+/// never share a marker; ordinary keys (titles, service names) read unchanged.
 pub fn marker(key: &str) -> String {
-    let safe = key.replace("--", "- -").replace('>', "");
-    format!("<!-- shiftgate-incident: {} -->", safe.trim())
+    let mut safe = String::with_capacity(key.len());
+    let mut previous = None;
+    for c in key.trim().chars() {
+        match c {
+            '%' | '<' | '>' | '&' => safe.push_str(&format!("%{:02X}", c as u32)),
+            // A second hyphen in a row is encoded, so the text never holds `--`.
+            '-' if previous == Some('-') => safe.push_str("%2D"),
+            c if c.is_control() => {
+                let mut bytes = [0; 4];
+                for byte in c.encode_utf8(&mut bytes).bytes() {
+                    safe.push_str(&format!("%{byte:02X}"));
+                }
+            }
+            c => safe.push(c),
+        }
+        previous = Some(c);
+    }
+    // A key ending in `-` would otherwise meet the closing `-->` as `--->`.
+    format!("<!-- shiftgate-incident: {safe} -->")
 }
 
 fn now_text(at: SystemTime) -> String {
@@ -111,7 +131,7 @@ pub fn render_body(incident: &Incident, run_link: Option<&str>, at: SystemTime) 
     let mut body = format!(
         "{}\n## Incident: {}\n\n| | |\n|---|---|\n| **Severity** | {} — {} |\n| **Status** | open, investigating |\n| **Detected** | {} by shiftgate |\n\n### What happened\n\n{}\n\n### Timeline\n\n",
         marker(&incident.key),
-        incident.title,
+        markdown::text(&incident.title),
         severity.name(),
         severity.meaning(),
         now_text(at),
@@ -124,10 +144,14 @@ pub fn render_body(incident: &Incident, run_link: Option<&str>, at: SystemTime) 
     body.push_str("\n\n### Links\n\n");
     let mut links = Vec::new();
     if let Some(url) = run_link {
-        links.push(format!("- Workflow run: {url}"));
+        links.push(format!("- Workflow run: {}", markdown::link(url)));
     }
     for (text, url) in &incident.links {
-        links.push(format!("- {text}: {url}"));
+        links.push(format!(
+            "- {}: {}",
+            markdown::text(text),
+            markdown::link(url)
+        ));
     }
     if links.is_empty() {
         links.push("- (no workflow run: filed outside GitHub Actions)".into());
@@ -160,7 +184,7 @@ pub fn render_comment(incident: &Incident, run_link: Option<&str>, at: SystemTim
         "{}\n### Happened again at {}: {} ({})\n\n{}\n",
         marker(&incident.key),
         now_text(at),
-        incident.title,
+        markdown::text(&incident.title),
         incident.severity.name(),
         incident.summary.trim()
     );
@@ -168,7 +192,7 @@ pub fn render_comment(incident: &Incident, run_link: Option<&str>, at: SystemTim
         text.push_str(&format!("\n#### Timeline\n\n{}\n", timeline.trim()));
     }
     if let Some(url) = run_link {
-        text.push_str(&format!("\nWorkflow run: {url}\n"));
+        text.push_str(&format!("\nWorkflow run: {}\n", markdown::link(url)));
     }
     text
 }
@@ -196,24 +220,28 @@ pub fn rollout_incident(repo: Repo, report: &crate::rollout::Report) -> Incident
         ),
         (false, None) => format!("Rollout of {} to {service} rolled back", report.candidate),
     };
+    // Everything from the report is quoted: names and reasons come from APIs and health bodies.
     let mut summary = format!(
-        "shiftgate {} the rollout of candidate revision `{}` (image `{}`) to `{}`.\n\n- Stable revision: `{}`\n- Candidate revision: `{}`\n- Reason: {}\n- Final traffic: {}\n",
+        "shiftgate {} the rollout of candidate revision {} (image {}) to {}.\n\n- Stable revision: {}\n- Candidate revision: {}\n- Reason: {}\n- Final traffic: {}\n",
         if report.rollback_failed {
             "could not roll back"
         } else {
             "rolled back"
         },
-        report.candidate,
-        report.image.as_deref().unwrap_or("(existing revision)"),
-        report.service,
-        report.stable,
-        report.candidate,
-        report.reason.as_deref().unwrap_or("(none recorded)"),
-        crate::rollout::timeline::describe_traffic(&report.final_traffic),
+        markdown::code(&report.candidate),
+        markdown::code(report.image.as_deref().unwrap_or("(existing revision)")),
+        markdown::code(&report.service),
+        markdown::code(&report.stable),
+        markdown::code(&report.candidate),
+        markdown::code(report.reason.as_deref().unwrap_or("(none recorded)")),
+        markdown::code(&crate::rollout::timeline::describe_traffic(
+            &report.final_traffic
+        )),
     );
     if let Some(reason) = stable_unhealthy {
         summary.push_str(&format!(
-            "- **Stable is unhealthy too** after the rollback: {reason}\n"
+            "- **Stable is unhealthy too** after the rollback: {}\n",
+            markdown::code(reason)
         ));
     }
     let report_json = serde_json::to_value(report).expect("a report serializes");
@@ -225,9 +253,9 @@ pub fn rollout_incident(repo: Repo, report: &crate::rollout::Report) -> Incident
         .filter_map(|event| {
             let line = crate::output::progress_line(event)?;
             Some(format!(
-                "- {} `{}`",
+                "- {} {}",
                 now_text(event.at),
-                line.replace('`', "'")
+                markdown::code(&line)
             ))
         })
         .collect();
@@ -260,8 +288,12 @@ pub fn failed_rollback_incident(
         key: service.to_string(),
         labels: Vec::new(),
         summary: format!(
-            "`shiftgate rollback` could not send 100% of traffic to `{target}` on `{service}`.\n\n\
-             - Reason: {reason}\n- Traffic as last read: {final_traffic}\n"
+            "`shiftgate rollback` could not send 100% of traffic to {} on {}.\n\n\
+             - Reason: {}\n- Traffic as last read: {}\n",
+            markdown::code(target),
+            markdown::code(service),
+            markdown::code(reason),
+            markdown::code(final_traffic)
         ),
         timeline: None,
         links: Vec::new(),
@@ -500,7 +532,7 @@ mod tests {
             assert!(body.contains(section), "{section}");
         }
         assert!(body.contains("SEV-2 — major"));
-        assert!(body.contains("Workflow run: https://github.com/loopcloser/app/actions/runs/9"));
+        assert!(body.contains("Workflow run: <https://github.com/loopcloser/app/actions/runs/9>"));
     }
 
     fn rolled_back_report() -> crate::rollout::Report {
@@ -547,8 +579,97 @@ mod tests {
         assert_eq!(rollout_incident(repo, &report).severity, Severity::Sev1);
     }
 
+    /// A line with its CommonMark code spans removed: a run of n backticks opens a span that the
+    /// next run of exactly n closes.
+    fn outside_code_spans(line: &str) -> String {
+        let chars: Vec<char> = line.chars().collect();
+        let run_at = |from: usize| chars[from..].iter().take_while(|c| **c == '`').count();
+        let mut out = String::new();
+        let mut i = 0;
+        while i < chars.len() {
+            if chars[i] != '`' {
+                out.push(chars[i]);
+                i += 1;
+                continue;
+            }
+            let n = run_at(i);
+            let mut j = i + n;
+            let mut close = None;
+            while j < chars.len() {
+                if chars[j] == '`' {
+                    let m = run_at(j);
+                    if m == n {
+                        close = Some(j + m);
+                        break;
+                    }
+                    j += m;
+                } else {
+                    j += 1;
+                }
+            }
+            match close {
+                Some(end) => i = end,
+                None => {
+                    out.extend(&chars[i..i + n]);
+                    i += n;
+                }
+            }
+        }
+        out
+    }
+
     #[test]
     fn a_key_cannot_close_the_hidden_comment_early() {
-        assert_eq!(marker("a-->b"), "<!-- shiftgate-incident: a- -b -->");
+        assert_eq!(marker("a-->b"), "<!-- shiftgate-incident: a-%2D%3Eb -->");
+        assert_eq!(
+            marker("projects/p/locations/r/services/app"),
+            "<!-- shiftgate-incident: projects/p/locations/r/services/app -->"
+        );
+        for key in ["-->", "a--!>b", "x-", "a\n-->", "<!-- x -->", "---", "a>b"] {
+            let marker = marker(key);
+            let inner = &marker["<!--".len()..marker.len() - "-->".len()];
+            assert!(!inner.contains("--"), "{key:?}: {marker}");
+            assert!(
+                !inner.contains('>') && !inner.contains('<'),
+                "{key:?}: {marker}"
+            );
+            assert!(!inner.contains('\n'), "{key:?}: {marker}");
+        }
+        assert_ne!(marker("a>b"), marker("ab"), "one key, one marker");
+    }
+
+    #[test]
+    fn given_hostile_text_in_a_rollout_report_then_the_issue_body_mentions_no_one_and_renders_nothing()
+     {
+        let mut report = rolled_back_report();
+        report.reason =
+            Some("answered HTTP 503: ::add-mask::x\n\n@team <img src=x> [c](http://e) ```".into());
+        report.candidate = "app-2`@team".into();
+        report.stable_health = Some(crate::health::Verdict::Fail("@oncall\n# big".into()));
+        let incident = rollout_incident(Repo::parse("loopcloser/app").unwrap(), &report);
+        let body = render_body(
+            &incident,
+            Some("https://x/runs/1 @team"),
+            SystemTime::UNIX_EPOCH,
+        );
+        for line in body.lines() {
+            // Outside code spans, no mention and no HTML survive.
+            let outside = outside_code_spans(line);
+            assert!(!outside.contains("@team"), "{line}");
+            assert!(!outside.contains("@oncall"), "{line}");
+            assert!(!outside.contains("<img"), "{line}");
+        }
+        assert!(!body.contains("@team"), "{body}");
+        assert!(body.contains("``app-2`@\u{2060}team``"), "{body}");
+        assert!(
+            body.contains(
+                "```` answered HTTP 503: ::add-mask::x  @\u{2060}team <img src=x> [c](http://e) ``` ````"
+            ),
+            "{body}"
+        );
+        assert!(
+            body.contains("Workflow run: `https://x/runs/1 @\u{2060}team`"),
+            "{body}"
+        );
     }
 }

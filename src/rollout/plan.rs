@@ -110,7 +110,8 @@ pub fn parse_rate(text: &str) -> Result<f64, String> {
     Ok(rate)
 }
 
-/// A humantime duration (`90s`, `5m`, `1h`); `0s` is allowed.
+/// A humantime duration (`90s`, `5m`, `1h`); `0s` is allowed. Callers bound it with
+/// [`DurationBounds`]: on its own it accepts values that overflow time arithmetic.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     humantime::parse_duration(text.trim())
         .map_err(|error| format!("{text:?} is not a duration ({error}; for example 90s, 5m, 1h)"))
@@ -123,6 +124,132 @@ pub fn parse_positive_duration(text: &str) -> Result<Duration, String> {
         return Err(format!("{text:?} must be longer than zero"));
     }
     Ok(duration)
+}
+
+const SECOND: Duration = Duration::from_secs(1);
+const HOUR: Duration = Duration::from_secs(3600);
+const DAY: Duration = Duration::from_secs(24 * 3600);
+
+/// The sane range of one duration setting, inclusive. Every duration a user gives is bounded, so
+/// that `now + duration` can never overflow once traffic has moved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DurationBounds {
+    pub min: Duration,
+    pub max: Duration,
+}
+
+/// `--bake`: a step may bake for at most a day.
+pub const BAKE: DurationBounds = DurationBounds {
+    min: Duration::ZERO,
+    max: DAY,
+};
+/// `--interval`: sub-second checks are allowed (the simulator and the demo use them), a busy loop
+/// is not.
+pub const INTERVAL: DurationBounds = DurationBounds {
+    min: Duration::from_millis(100),
+    max: HOUR,
+};
+/// `--metrics-delay`: Cloud Monitoring lags about 3 minutes; an hour is already absurd.
+pub const METRICS_DELAY: DurationBounds = DurationBounds {
+    min: Duration::ZERO,
+    max: HOUR,
+};
+/// `--timeout` of every command, and the policy's create and traffic deadlines.
+pub const TIMEOUT: DurationBounds = DurationBounds {
+    min: Duration::from_millis(1),
+    max: DAY,
+};
+/// `dispatch --poll`.
+pub const POLL: DurationBounds = DurationBounds {
+    min: Duration::from_millis(100),
+    max: HOUR,
+};
+/// `--min-requests`.
+pub const MIN_REQUESTS: std::ops::RangeInclusive<u64> = 1..=1_000_000_000;
+
+impl DurationBounds {
+    /// Parses `text` and checks it is in range; the message says the range and repeats the value
+    /// (the caller names the flag or key).
+    pub fn parse(&self, text: &str) -> Result<Duration, String> {
+        let duration = parse_duration(text)?;
+        if self.contains(duration) {
+            Ok(duration)
+        } else {
+            Err(format!(
+                "must be {}, got {}",
+                self.describe(),
+                crate::names::quote(text.trim())
+            ))
+        }
+    }
+
+    /// Checks a duration that did not come from text (a policy built in code).
+    pub fn check(&self, name: &str, duration: Duration) -> Result<(), String> {
+        if self.contains(duration) {
+            Ok(())
+        } else {
+            Err(format!(
+                "{name} must be {}, got {}",
+                self.describe(),
+                short_duration(duration)
+            ))
+        }
+    }
+
+    pub fn contains(&self, duration: Duration) -> bool {
+        (self.min..=self.max).contains(&duration)
+    }
+
+    /// "between 0s and 24h"
+    pub fn describe(&self) -> String {
+        format!(
+            "between {} and {}",
+            short_duration(self.min),
+            short_duration(self.max)
+        )
+    }
+}
+
+/// `86400s` → `24h`, `90s` → `90s`, `0.1s` → `100ms`: the unit people write bounds in.
+fn short_duration(duration: Duration) -> String {
+    if duration.subsec_nanos() != 0 || duration < SECOND {
+        return humantime::format_duration(duration).to_string();
+    }
+    let seconds = duration.as_secs();
+    if seconds.is_multiple_of(3600) && seconds > 0 {
+        format!("{}h", seconds / 3600)
+    } else if seconds.is_multiple_of(60) && seconds > 0 {
+        format!("{}m", seconds / 60)
+    } else {
+        format!("{seconds}s")
+    }
+}
+
+/// `--min-requests`: a whole number in [`MIN_REQUESTS`].
+pub fn parse_min_requests(text: &str) -> Result<u64, String> {
+    let out_of_range = || {
+        format!(
+            "must be a whole number between {} and {}, got {}",
+            MIN_REQUESTS.start(),
+            MIN_REQUESTS.end(),
+            crate::names::quote(text.trim())
+        )
+    };
+    let value: u64 = text.trim().parse().map_err(|_| out_of_range())?;
+    check_min_requests(value).map_err(|_| out_of_range())?;
+    Ok(value)
+}
+
+fn check_min_requests(value: u64) -> Result<(), String> {
+    if MIN_REQUESTS.contains(&value) {
+        Ok(())
+    } else {
+        Err(format!(
+            "--min-requests must be between {} and {}, got {value}",
+            MIN_REQUESTS.start(),
+            MIN_REQUESTS.end()
+        ))
+    }
 }
 
 /// Everything that decides how a rollout moves and when it stops.
@@ -164,20 +291,39 @@ impl Default for Policy {
 
 impl Policy {
     /// An inconclusive step may run this long past its bake before it fails: one more bake.
+    /// Saturating, like every sum of user durations here: a policy that skipped `validate` must
+    /// not panic (or wrap to a short deadline) after traffic moved.
     pub fn step_deadline(&self) -> Duration {
-        self.bake * 2 + self.metrics_delay
+        self.bake
+            .saturating_mul(2)
+            .saturating_add(self.metrics_delay)
     }
 
     /// Flagger's figure users reason with: the least time a healthy rollout takes.
     pub fn time_to_promote(&self) -> Duration {
-        (self.bake + self.metrics_delay) * self.steps.percents().len() as u32
+        let steps = u32::try_from(self.steps.percents().len()).unwrap_or(u32::MAX);
+        self.bake
+            .saturating_add(self.metrics_delay)
+            .saturating_mul(steps)
     }
 
-    /// Checks that combinations of valid values still make sense; names the flag to change.
+    /// Checks every value against its bounds (a policy built in code gets the same checks as one
+    /// from flags or the config file), then that combinations still make sense; names the flag.
     pub fn validate(&self) -> Result<(), String> {
-        if self.interval.is_zero() {
-            return Err("--interval must be longer than zero".into());
+        BAKE.check("--bake", self.bake)?;
+        INTERVAL.check("--interval", self.interval)?;
+        METRICS_DELAY.check("--metrics-delay", self.metrics_delay)?;
+        TIMEOUT.check("the revision create deadline", self.create_deadline)?;
+        TIMEOUT.check("the traffic change deadline", self.traffic_deadline)?;
+        if !(self.max_error_rate.is_finite() && (0.0..=1.0).contains(&self.max_error_rate)) {
+            return Err(format!(
+                "--max-error-rate must be between 0 and 1 (0% and 100%), got {}",
+                self.max_error_rate
+            ));
         }
+        check_min_requests(self.min_requests)?;
+        crate::names::check_health_path(&self.health.path)
+            .map_err(|message| format!("--health-path: {message}"))?;
         if !self.bake.is_zero() && self.interval > self.bake {
             return Err(format!(
                 "--interval ({}) is longer than --bake ({}): each step would get no check within its bake",
@@ -240,5 +386,93 @@ mod tests {
             ..Policy::default()
         };
         assert_eq!(policy.time_to_promote(), Duration::from_secs(20 * 60));
+    }
+
+    #[test]
+    fn given_durations_out_of_their_bounds_then_the_message_says_the_range_and_the_value() {
+        let message = BAKE.parse("9999999999999999999s").unwrap_err();
+        assert_eq!(
+            message,
+            "must be between 0s and 24h, got \"9999999999999999999s\""
+        );
+        assert_eq!(BAKE.parse("24h").unwrap(), DAY);
+        assert_eq!(BAKE.parse("0s").unwrap(), Duration::ZERO);
+        assert!(
+            INTERVAL
+                .parse("0s")
+                .unwrap_err()
+                .contains("between 100ms and 1h")
+        );
+        assert!(METRICS_DELAY.parse("2h").is_err());
+        assert!(TIMEOUT.parse("0s").is_err());
+        assert!(POLL.parse("25h").is_err());
+        assert!(BAKE.parse("soon").unwrap_err().contains("not a duration"));
+    }
+
+    #[test]
+    fn given_min_requests_out_of_range_then_the_message_is_plain() {
+        assert_eq!(
+            parse_min_requests("0").unwrap_err(),
+            "must be a whole number between 1 and 1000000000, got \"0\""
+        );
+        assert!(parse_min_requests("1000000001").is_err());
+        assert!(parse_min_requests("-1").is_err());
+        assert_eq!(parse_min_requests("100").unwrap(), 100);
+    }
+
+    #[test]
+    fn given_a_policy_built_in_code_with_huge_values_then_validate_refuses_it_and_nothing_panics() {
+        let huge = Policy {
+            bake: Duration::MAX,
+            metrics_delay: Duration::MAX,
+            ..Policy::default()
+        };
+        assert_eq!(huge.step_deadline(), Duration::MAX);
+        assert_eq!(huge.time_to_promote(), Duration::MAX);
+        assert!(huge.validate().unwrap_err().contains("--bake"));
+        for (policy, flag) in [
+            (
+                Policy {
+                    metrics_delay: Duration::from_secs(7200),
+                    ..Policy::default()
+                },
+                "--metrics-delay",
+            ),
+            (
+                Policy {
+                    interval: Duration::ZERO,
+                    ..Policy::default()
+                },
+                "--interval",
+            ),
+            (
+                Policy {
+                    max_error_rate: f64::NAN,
+                    ..Policy::default()
+                },
+                "--max-error-rate",
+            ),
+            (
+                Policy {
+                    min_requests: 0,
+                    ..Policy::default()
+                },
+                "--min-requests",
+            ),
+            (
+                Policy {
+                    traffic_deadline: Duration::MAX,
+                    ..Policy::default()
+                },
+                "deadline",
+            ),
+        ] {
+            let message = policy.validate().unwrap_err();
+            assert!(message.contains(flag), "{flag}: {message}");
+        }
+        let mut metadata = Policy::default();
+        metadata.health.path = "http://169.254.169.254/".into();
+        assert!(metadata.validate().unwrap_err().contains("--health-path"));
+        Policy::default().validate().unwrap();
     }
 }

@@ -1,0 +1,165 @@
+//! Text from outside (API errors, health bodies, revision names, URLs from an API) placed in
+//! GitHub Markdown — the step summary and incident issues — so that it shows as written and does
+//! nothing: no `@team` mention, no link, no HTML, no heading or table break.
+//!
+//! Code spans and code blocks are the reliable quote: GitHub renders nothing inside them (no
+//! mentions, no autolinks, no HTML). The fence is made longer than any backtick run in the text, so
+//! the text cannot close it.
+
+/// The longest run of `` ` `` in `text`.
+fn longest_backtick_run(text: &str) -> usize {
+    text.split(|c| c != '`').map(str::len).max().unwrap_or(0)
+}
+
+/// Control characters shown escaped; line breaks become spaces (a code span is one line, and a
+/// blank line inside one would end the paragraph, and the span with it).
+/// `@` gets a word joiner after it even here: GitHub reads no mention inside code, but the text
+/// must not read as one to anything that scans the raw body (notifications, bots, search).
+fn flatten(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '\r' | '\n' | '\t' => out.push(' '),
+            '@' => out.push_str("@\u{2060}"),
+            c if c.is_control() => out.extend(c.escape_default()),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn span(text: &str) -> String {
+    let fence = "`".repeat(longest_backtick_run(text) + 1);
+    // A span's content that starts or ends with a backtick (or is all spaces) needs a space on both
+    // sides, which CommonMark strips again.
+    if text.starts_with('`') || text.ends_with('`') || text.starts_with(' ') || text.ends_with(' ')
+    {
+        format!("{fence} {text} {fence}")
+    } else {
+        format!("{fence}{text}{fence}")
+    }
+}
+
+/// `text` as an inline code span on one line. Empty text gives `(empty)`, as a span can't be.
+pub fn code(text: &str) -> String {
+    let flat = flatten(text);
+    if flat.trim().is_empty() {
+        return "(empty)".to_string();
+    }
+    span(&flat)
+}
+
+/// `text` as an inline code span inside a table cell: as [`code`], with `|` escaped, which GFM
+/// undoes inside the cell before it reads the span.
+pub fn cell_code(text: &str) -> String {
+    code(text).replace('|', "\\|")
+}
+
+/// `text` as a fenced code block of its own (for long or multi-line text), with a newline after.
+pub fn block(text: &str) -> String {
+    let fence = "`".repeat((longest_backtick_run(text) + 1).max(3));
+    let body: String = text
+        .replace("\r\n", "\n")
+        .chars()
+        .map(|c| match c {
+            '\n' => "\n".to_string(),
+            '\r' => "\n".to_string(),
+            '@' => "@\u{2060}".to_string(),
+            c if c.is_control() && c != '\t' => c.escape_default().collect(),
+            c => c.to_string(),
+        })
+        .collect();
+    format!("{fence}text\n{}\n{fence}\n", body.trim_end_matches('\n'))
+}
+
+/// `text` as plain prose on one line (a title, a heading): ASCII punctuation backslash-escaped so
+/// no Markdown or HTML in it takes effect, `<` and `&` as entities, and a word joiner after each
+/// `@` so it mentions no one.
+pub fn text(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in flatten(text).chars() {
+        match c {
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '&' => out.push_str("&amp;"),
+            '@' => out.push_str("@\u{2060}"),
+            c if c.is_ascii_punctuation() => {
+                out.push('\\');
+                out.push(c);
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// A URL an API gave us: an autolink when it is a plain `https://` or `http://` URL (an autolink
+/// cannot hold spaces or `<>`, and mentions are not read inside links), else a code span.
+pub fn link(url: &str) -> String {
+    let plain = (url.starts_with("https://") || url.starts_with("http://"))
+        && url.len() <= 2048
+        && url.bytes().all(|b| {
+            b.is_ascii_alphanumeric()
+                || matches!(
+                    b,
+                    b'-' | b'.'
+                        | b'_'
+                        | b'~'
+                        | b':'
+                        | b'/'
+                        | b'?'
+                        | b'#'
+                        | b'['
+                        | b']'
+                        | b'!'
+                        | b'$'
+                        | b'&'
+                        | b'\''
+                        | b'('
+                        | b')'
+                        | b'*'
+                        | b'+'
+                        | b','
+                        | b';'
+                        | b'='
+                        | b'%'
+                )
+        });
+    if plain { format!("<{url}>") } else { code(url) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn given_backticks_in_the_text_then_the_fence_is_longer_than_any_run() {
+        assert_eq!(code("app-1"), "`app-1`");
+        assert_eq!(code("a ``b`` c"), "```a ``b`` c```");
+        assert_eq!(code("`x"), "`` `x ``");
+        assert_eq!(code(""), "(empty)");
+        assert_eq!(code("a\n\n@team"), "`a  @\u{2060}team`");
+        assert_eq!(cell_code("a|b"), "`a\\|b`");
+        assert_eq!(block("x\n```\ny"), "````text\nx\n```\ny\n````\n");
+    }
+
+    #[test]
+    fn given_markdown_html_and_mentions_in_prose_then_they_are_escaped() {
+        let escaped = text("@team <img src=x> [l](http://e) **b** # h\n- x");
+        assert!(!escaped.contains("@team"), "{escaped}");
+        assert!(!escaped.contains('<'), "{escaped}");
+        assert!(escaped.contains("\\[l\\]\\(http\\:"), "{escaped}");
+        assert!(!escaped.contains('\n'), "{escaped}");
+    }
+
+    #[test]
+    fn given_urls_then_plain_ones_link_and_odd_ones_are_quoted() {
+        assert_eq!(
+            link("https://github.com/o/r/issues/7"),
+            "<https://github.com/o/r/issues/7>"
+        );
+        assert_eq!(link("https://x @team"), "`https://x @\u{2060}team`");
+        assert_eq!(link("javascript:alert(1)"), "`javascript:alert(1)`");
+        assert_eq!(link("https://x/>@team"), "`https://x/>@\u{2060}team`");
+    }
+}
