@@ -72,8 +72,8 @@ pub fn block(text: &str) -> String {
     format!("{fence}text\n{}\n{fence}\n", body.trim_end_matches('\n'))
 }
 
-/// `text` as plain prose on one line (a title, a heading): ASCII punctuation backslash-escaped so
-/// no Markdown or HTML in it takes effect, `<` and `&` as entities, and a word joiner after each
+/// `text` as plain prose on one line (a title, a heading): Markdown's markup characters
+/// backslash-escaped so no Markdown or HTML in it takes effect, `<` and `&` as entities, and a word joiner after each
 /// `@` so it mentions no one.
 pub fn text(text: &str) -> String {
     let mut out = String::with_capacity(text.len() + 8);
@@ -83,7 +83,10 @@ pub fn text(text: &str) -> String {
             '>' => out.push_str("&gt;"),
             '&' => out.push_str("&amp;"),
             '@' => out.push_str("@\u{2060}"),
-            c if c.is_ascii_punctuation() => {
+            // The characters that open emphasis, code, links, images, headings, tables,
+            // strike-through or escapes; the rest of the punctuation (`.`, `:`, `-`, `(`…) stays
+            // as written, so a title such as `v1.4.1` still reads and searches as itself.
+            '\\' | '`' | '*' | '_' | '[' | ']' | '#' | '|' | '~' | '!' => {
                 out.push('\\');
                 out.push(c);
             }
@@ -148,7 +151,9 @@ mod tests {
         let escaped = text("@team <img src=x> [l](http://e) **b** # h\n- x");
         assert!(!escaped.contains("@team"), "{escaped}");
         assert!(!escaped.contains('<'), "{escaped}");
-        assert!(escaped.contains("\\[l\\]\\(http\\:"), "{escaped}");
+        assert!(escaped.contains("\\[l\\](http:"), "{escaped}");
+        assert!(escaped.contains("\\*\\*b\\*\\* \\# h"), "{escaped}");
+        assert_eq!(text("v1.4.1 to prod"), "v1.4.1 to prod");
         assert!(!escaped.contains('\n'), "{escaped}");
     }
 

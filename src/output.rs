@@ -177,27 +177,30 @@ pub fn log_writer() -> LogWriter {
 #[derive(Debug, Clone, Copy)]
 pub struct LogWriter;
 
+/// One formatted `tracing` event as it is written: its text on one line, behind `> ` if it would
+/// read as a runner command, and the event's closing newline kept.
+fn log_line(buf: &[u8]) -> String {
+    // tracing-subscriber formats each event into one buffer ending in a newline and writes it
+    // whole; everything before that newline is the event's own text.
+    let text = String::from_utf8_lossy(buf);
+    let (body, end) = match text.strip_suffix('\n') {
+        Some(body) => (body, "\n"),
+        None => (text.as_ref(), ""),
+    };
+    let safe = body
+        .replace("\r\n", "\\n")
+        .replace('\n', "\\n")
+        .replace('\r', "\\r");
+    if reads_as_command(&safe) {
+        format!("> {safe}{end}")
+    } else {
+        format!("{safe}{end}")
+    }
+}
+
 impl std::io::Write for LogWriter {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        // tracing-subscriber formats each event into one buffer ending in a newline and writes it
-        // whole; everything before that newline is the event's own text.
-        let text = String::from_utf8_lossy(buf);
-        let (body, end) = match text.strip_suffix('\n') {
-            Some(body) => (body, "\n"),
-            None => (text.as_ref(), ""),
-        };
-        let safe = body
-            .replace("\r\n", "\\n")
-            .replace('\n', "\\n")
-            .replace('\r', "\\r");
-        let line = if reads_as_command(&safe) {
-            format!("> {safe}")
-        } else {
-            safe
-        };
-        let _ = std::io::stderr()
-            .lock()
-            .write_all(format!("{line}{end}").as_bytes());
+        let _ = std::io::stderr().lock().write_all(log_line(buf).as_bytes());
         Ok(buf.len())
     }
 
@@ -338,13 +341,11 @@ mod tests {
 
     #[test]
     fn given_a_log_event_with_line_breaks_then_it_is_written_as_one_line() {
-        // The writer's output goes to stderr; what matters is what it would write.
-        let mut writer = log_writer();
-        let event = b"2026 WARN x: body: a\n::add-mask::x\n";
         assert_eq!(
-            std::io::Write::write(&mut writer, event).unwrap(),
-            event.len()
+            log_line(b"2026 WARN x: body: a\n::add-mask::x\r\n"),
+            "2026 WARN x: body: a\\n::add-mask::x\\r\n"
         );
+        assert_eq!(log_line(b"::warning::x\n"), "> ::warning::x\n");
         assert_eq!(one_line("a\u{2028}b"), "a\\u{2028}b");
     }
 }
