@@ -763,3 +763,113 @@ async fn interrupt_timing_sample() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_output_pipe_does_not_stop_the_restore() {
+    let fixture = Fixture::start().await;
+    let _load = fixture.sim.start_load(PROJECT, REGION, SERVICE, 20.0);
+    let mut args = vec!["rollout", "--image", "registry/app:v1.1.0", "--json"];
+    args.extend(fixture.service_args());
+    args.extend(["--bake", "10m", "--interval", "1s", "--metrics-delay", "0s"]);
+    args.push("--no-incident");
+    let mut child = fixture
+        .command(&args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    fixture.wait_for_first_step().await;
+    // As `shiftgate … 2>&1 | head` does once head has its lines: both readers are gone.
+    drop(child.stdout.take());
+    drop(child.stderr.take());
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    signal(&child, libc::SIGINT);
+    let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
+        .await
+        .unwrap();
+
+    assert_eq!(status.code(), Some(130));
+    assert_eq!(fixture.split(), vec![(fixture.stable.clone(), 100)]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_persistent_403_ends_a_rollback_at_once_with_exit_4() {
+    let fixture = Fixture::start().await;
+    let _load = fixture.sim.start_load(PROJECT, REGION, SERVICE, 20.0);
+    let mut args = vec!["rollout", "--image", "registry/app:v1.1.0"];
+    args.extend(fixture.service_args());
+    args.extend(["--bake", "10m", "--interval", "1s", "--metrics-delay", "0s"]);
+    let mut child = fixture
+        .command(&args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    fixture.wait_for_first_step().await;
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let split_before = fixture.split();
+    for _ in 0..50 {
+        fixture.sim.inject(shiftgate::sim::Fault::status(
+            "PATCH",
+            "services/loopcloser-dev",
+            403,
+        ));
+    }
+    let patches_before = fixture.sim.model().api_calls("PATCH");
+
+    let mut rollback_args = vec!["rollback", "--json", "--no-incident"];
+    rollback_args.extend(fixture.service_args());
+    let started = std::time::Instant::now();
+    let output = fixture.run(&rollback_args).await;
+    eprintln!(
+        "rollback refused with 403: exit after {:?}",
+        started.elapsed()
+    );
+
+    assert_eq!(output.status.code(), Some(4), "{}", stderr_of(&output));
+    let result = json_of(&output);
+    assert_eq!(result["outcome"], "failed");
+    assert_eq!(
+        fixture.sim.model().api_calls("PATCH") - patches_before,
+        1,
+        "a refusal is not retried"
+    );
+    assert!(stderr_of(&output).contains("403") || result["reason"].to_string().contains("403"));
+    assert_eq!(
+        fixture.split(),
+        split_before,
+        "the split is reported, unchanged"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rollback_against_an_unreachable_api_ends_within_its_timeout_with_exit_4() {
+    let fixture = Fixture::start().await;
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let mut args = vec![
+        "rollback",
+        "--json",
+        "--no-incident",
+        "--to",
+        "loopcloser-dev-00001-abc",
+    ];
+    args.extend(fixture.service_args());
+    args.extend(["--timeout", "3s"]);
+    let mut command = fixture.command(&args);
+    command.env("SHIFTGATE_CLOUD_RUN_URL", &url);
+    let started = std::time::Instant::now();
+    let output = fixture.run_with(command).await;
+    let took = started.elapsed();
+    eprintln!("rollback --timeout 3s against a closed port: exit after {took:?}");
+
+    assert_eq!(output.status.code(), Some(4), "{}", stderr_of(&output));
+    assert!(
+        stderr_of(&output).contains("retrying"),
+        "each retry is said: {}",
+        stderr_of(&output)
+    );
+    assert_eq!(json_of(&output)["final_traffic_confirmed"], false);
+}
