@@ -278,7 +278,7 @@ impl GoogleRest {
             credentials: credentials.for_endpoint(base),
             calls: Arc::new(AtomicU64::new(0)),
             deadline: Arc::new(Mutex::new(None)),
-            on_retry: Arc::new(|line| crate::output::say_line(line)),
+            on_retry: Arc::new(crate::output::say_line),
         }
     }
 

@@ -281,23 +281,6 @@ fn set_rollout_annotation(service: &mut Map<String, Value>, record: Option<&Roll
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::segment;
-
-    #[test]
-    fn path_segments_cannot_add_segments_or_a_query() {
-        assert_eq!(segment("loopcloser-prod"), "loopcloser-prod");
-        assert_eq!(
-            segment("web?updateMask=traffic"),
-            "web%3FupdateMask%3Dtraffic"
-        );
-        assert_eq!(segment("nope/../web"), "nope%2F..%2Fweb");
-        assert_eq!(segment(".."), "--");
-        assert_eq!(segment(""), "-");
-    }
-}
-
 #[async_trait]
 impl Platform for CloudRunService {
     async fn read_service(&self) -> PortResult<ServiceState> {
@@ -370,5 +353,22 @@ impl Platform for CloudRunService {
             set_rollout_annotation(service, change.rollout.as_ref());
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::segment;
+
+    #[test]
+    fn path_segments_cannot_add_segments_or_a_query() {
+        assert_eq!(segment("loopcloser-prod"), "loopcloser-prod");
+        assert_eq!(
+            segment("web?updateMask=traffic"),
+            "web%3FupdateMask%3Dtraffic"
+        );
+        assert_eq!(segment("nope/../web"), "nope%2F..%2Fweb");
+        assert_eq!(segment(".."), "--");
+        assert_eq!(segment(""), "-");
     }
 }

@@ -153,7 +153,7 @@ impl GitHub {
             cache: Mutex::new(HashMap::new()),
             stats: Mutex::new(CallStats::default()),
             blocked_until: Mutex::new(None),
-            on_wait: Box::new(|line| crate::output::say_line(line)),
+            on_wait: Box::new(crate::output::say_line),
         })
     }
 

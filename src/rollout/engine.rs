@@ -215,7 +215,7 @@ enum Stop {
 /// How a restore attempt ended.
 enum Restore {
     /// Stable serves everything and the record is gone, as read back.
-    Done(ServiceState),
+    Done(Box<ServiceState>),
     /// Someone else changed the service first; it was left as they made it.
     NotOurs(String),
     /// Not confirmed before the deadline, or refused by the platform.
@@ -975,6 +975,7 @@ impl<'a> Engine<'a> {
         self.emit(EventKind::RollbackStarted { reason });
         match self.restore(plan, policy.traffic_deadline).await {
             Restore::Done(service) => {
+                let service = *service;
                 self.emit(EventKind::RolledBack {
                     traffic: service.traffic.clone(),
                 });
@@ -1106,13 +1107,13 @@ impl<'a> Engine<'a> {
                 if current.rollout.is_none() && traffic_matches(&current, &wanted) {
                     // Stable already serves everything: our own restore landed, or nothing of
                     // this rollout ever did.
-                    return Restore::Done(current);
+                    return Restore::Done(Box::new(current));
                 }
                 if self.record.is_none()
                     && current.rollout == plan.service.rollout
                     && traffic_matches(&current, &plan.service.traffic)
                 {
-                    return Restore::Done(current);
+                    return Restore::Done(Box::new(current));
                 }
                 let splits: Vec<&[TrafficTarget]> = Vec::new();
                 let why = still_ours(&current, &self.identity.id, &splits)
@@ -1150,7 +1151,7 @@ impl<'a> Engine<'a> {
                     self.last_seen = Some(service.clone());
                     self.record = None;
                     self.in_flight = None;
-                    return Restore::Done(service);
+                    return Restore::Done(Box::new(service));
                 }
                 Some(Err(error @ (PortError::Rejected { .. } | PortError::NotFound(_)))) => {
                     // Permission or a bad request does not heal by retrying: say so now.
