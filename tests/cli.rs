@@ -88,6 +88,21 @@ impl Fixture {
     fn split(&self) -> Vec<(String, u8)> {
         self.sim.model().current_split(PROJECT, REGION, SERVICE)
     }
+
+    /// A rollout through the binary that stays in its first step (a 10-minute bake, checked every
+    /// second), with `extra` arguments; its output piped, or discarded.
+    fn spawn_long_rollout(&self, extra: &[&str], piped: bool) -> std::process::Child {
+        let mut args = vec!["rollout", "--image", "registry/app:v1.1.0"];
+        args.extend(self.service_args());
+        args.extend(["--bake", "10m", "--interval", "1s", "--metrics-delay", "0s"]);
+        args.extend(extra);
+        let output = || if piped { Stdio::piped() } else { Stdio::null() };
+        self.command(&args)
+            .stdout(output())
+            .stderr(output())
+            .spawn()
+            .unwrap()
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -234,15 +249,7 @@ async fn a_bad_candidate_through_the_binary_exits_1_with_stable_restored() {
 async fn sigint_mid_step_restores_stable_and_exits_130() {
     let fixture = Fixture::start().await;
     let _load = fixture.sim.start_load(PROJECT, REGION, SERVICE, 20.0);
-    let mut args = vec!["rollout", "--image", "registry/app:v1.1.0", "--json"];
-    args.extend(fixture.service_args());
-    args.extend(["--bake", "10m", "--interval", "1s", "--metrics-delay", "0s"]);
-    let child = fixture
-        .command(&args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = fixture.spawn_long_rollout(&["--json"], true);
 
     // Wait for the first step's split to be applied, then signal as a cancelled Actions job would.
     fixture.wait_for_first_step().await;
@@ -338,15 +345,7 @@ async fn workload_identity_credentials_are_exchanged_and_used() {
 async fn a_rollout_killed_outright_is_seen_by_status_refused_again_and_undone_by_rollback() {
     let fixture = Fixture::start().await;
     let _load = fixture.sim.start_load(PROJECT, REGION, SERVICE, 20.0);
-    let mut args = vec!["rollout", "--image", "registry/app:v1.1.0"];
-    args.extend(fixture.service_args());
-    args.extend(["--bake", "10m", "--interval", "1s", "--metrics-delay", "0s"]);
-    let mut child = fixture
-        .command(&args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = fixture.spawn_long_rollout(&[], false);
     fixture.wait_for_first_step().await;
     // SIGKILL: no chance to clean up, as when a runner dies.
     child.kill().unwrap();
@@ -520,15 +519,7 @@ async fn a_rollout_killed_outright_is_continued_by_rollout_resume_and_promoted()
 async fn a_person_rolling_back_during_a_bake_aborts_the_running_rollout() {
     let fixture = Fixture::start().await;
     let _load = fixture.sim.start_load(PROJECT, REGION, SERVICE, 20.0);
-    let mut args = vec!["rollout", "--image", "registry/app:v1.1.0", "--json"];
-    args.extend(fixture.service_args());
-    args.extend(["--bake", "10m", "--interval", "1s", "--metrics-delay", "0s"]);
-    let child = fixture
-        .command(&args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = fixture.spawn_long_rollout(&["--json"], true);
     fixture.wait_for_first_step().await;
 
     let mut rollback_args = vec!["rollback"];
@@ -598,15 +589,7 @@ async fn sighup_or_sigterm_during_a_rollout_restores_stable_like_sigint() {
     for (name, number) in [("SIGHUP", libc::SIGHUP), ("SIGTERM", libc::SIGTERM)] {
         let fixture = Fixture::start().await;
         let _load = fixture.sim.start_load(PROJECT, REGION, SERVICE, 20.0);
-        let mut args = vec!["rollout", "--image", "registry/app:v1.1.0", "--json"];
-        args.extend(fixture.service_args());
-        args.extend(["--bake", "10m", "--interval", "1s", "--metrics-delay", "0s"]);
-        let child = fixture
-            .command(&args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+        let child = fixture.spawn_long_rollout(&["--json"], true);
         fixture.wait_for_first_step().await;
         let signalled = std::time::Instant::now();
         signal(&child, number);
@@ -704,16 +687,7 @@ async fn interrupt_timing_sample() {
             if moment == "during creation" {
                 fixture.sim.set_operation_delay(Duration::from_millis(1500));
             }
-            let mut args = vec!["rollout", "--image", "registry/app:v1.1.0", "--json"];
-            args.extend(fixture.service_args());
-            args.extend(["--bake", "10m", "--interval", "1s", "--metrics-delay", "0s"]);
-            args.push("--no-incident");
-            let child = fixture
-                .command(&args)
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap();
+            let child = fixture.spawn_long_rollout(&["--json", "--no-incident"], true);
             match moment {
                 "during creation" => {
                     while fixture.sim.model().write_count() == 0 {
@@ -768,16 +742,7 @@ async fn interrupt_timing_sample() {
 async fn a_closed_output_pipe_does_not_stop_the_restore() {
     let fixture = Fixture::start().await;
     let _load = fixture.sim.start_load(PROJECT, REGION, SERVICE, 20.0);
-    let mut args = vec!["rollout", "--image", "registry/app:v1.1.0", "--json"];
-    args.extend(fixture.service_args());
-    args.extend(["--bake", "10m", "--interval", "1s", "--metrics-delay", "0s"]);
-    args.push("--no-incident");
-    let mut child = fixture
-        .command(&args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = fixture.spawn_long_rollout(&["--json", "--no-incident"], true);
     fixture.wait_for_first_step().await;
     // As `shiftgate … 2>&1 | head` does once head has its lines: both readers are gone.
     drop(child.stdout.take());
@@ -796,15 +761,7 @@ async fn a_closed_output_pipe_does_not_stop_the_restore() {
 async fn a_persistent_403_ends_a_rollback_at_once_with_exit_4() {
     let fixture = Fixture::start().await;
     let _load = fixture.sim.start_load(PROJECT, REGION, SERVICE, 20.0);
-    let mut args = vec!["rollout", "--image", "registry/app:v1.1.0"];
-    args.extend(fixture.service_args());
-    args.extend(["--bake", "10m", "--interval", "1s", "--metrics-delay", "0s"]);
-    let mut child = fixture
-        .command(&args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = fixture.spawn_long_rollout(&[], false);
     fixture.wait_for_first_step().await;
     child.kill().unwrap();
     child.wait().unwrap();
