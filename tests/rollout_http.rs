@@ -70,6 +70,35 @@ impl Harness {
         (report, platform, metrics)
     }
 
+    /// One rollout of `candidate` through the real Cloud Run, Monitoring and health adapters.
+    async fn try_roll_out(
+        &self,
+        platform: &CloudRunService,
+        candidate: CandidateSource,
+    ) -> Result<Report, shiftgate::rollout::RolloutError> {
+        let metrics = CloudMonitoring::new(
+            GoogleRest::new(&self.sim.monitoring_url(), Credentials::None),
+            PROJECT,
+            SERVICE,
+        );
+        let health = HttpHealthEndpoint::new(Duration::from_secs(5));
+        Engine::new(
+            Ports {
+                platform,
+                metrics: &metrics,
+                health: &health,
+            },
+            self.clock,
+            Interrupt::never(),
+        )
+        .run(&RolloutRequest {
+            policy: quick_policy(),
+            candidate,
+            dry_run: false,
+        })
+        .await
+    }
+
     fn splits(&self) -> Vec<Vec<(String, u8)>> {
         let mut folded: Vec<Vec<(String, u8)>> = Vec::new();
         for split in self.sim.model().traffic_history(PROJECT, REGION, SERVICE) {
@@ -314,28 +343,10 @@ async fn a_bad_candidate_whose_5xx_points_are_unreadable_is_never_promoted() {
         let _load = harness.sim.start_load(PROJECT, REGION, SERVICE, 5.0);
 
         // when it is rolled out with the real Monitoring adapter,
-        let metrics = CloudMonitoring::new(
-            GoogleRest::new(&harness.sim.monitoring_url(), Credentials::None),
-            PROJECT,
-            SERVICE,
-        );
-        let health = HttpHealthEndpoint::new(Duration::from_secs(5));
-        let report = Engine::new(
-            Ports {
-                platform: &platform,
-                metrics: &metrics,
-                health: &health,
-            },
-            harness.clock,
-            Interrupt::never(),
-        )
-        .run(&RolloutRequest {
-            policy: quick_policy(),
-            candidate: CandidateSource::Revision(candidate.clone()),
-            dry_run: false,
-        })
-        .await
-        .expect("the rollout starts");
+        let report = harness
+            .try_roll_out(&platform, CandidateSource::Revision(candidate.clone()))
+            .await
+            .expect("the rollout starts");
 
         // then it is not promoted, stable has everything again,
         assert!(
@@ -483,27 +494,12 @@ async fn fault_cell(call: &Call, fault: Fault) -> Result<String, String> {
         })),
     };
     let platform = harness.platform();
-    let metrics = CloudMonitoring::new(
-        GoogleRest::new(&harness.sim.monitoring_url(), Credentials::None),
-        PROJECT,
-        SERVICE,
-    );
-    let health = HttpHealthEndpoint::new(Duration::from_secs(5));
-    let ran = Engine::new(
-        Ports {
-            platform: &platform,
-            metrics: &metrics,
-            health: &health,
-        },
-        harness.clock,
-        Interrupt::never(),
-    )
-    .run(&RolloutRequest {
-        policy: quick_policy(),
-        candidate: CandidateSource::Image("registry/app:v1.1.0".into()),
-        dry_run: false,
-    })
-    .await;
+    let ran = harness
+        .try_roll_out(
+            &platform,
+            CandidateSource::Image("registry/app:v1.1.0".into()),
+        )
+        .await;
     if let Some(injector) = injector {
         injector.abort();
     }
