@@ -830,3 +830,21 @@ async fn rollback_against_an_unreachable_api_ends_within_its_timeout_with_exit_4
     );
     assert_eq!(json_of(&output)["final_traffic_confirmed"], false);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_signal_during_the_restore_does_not_cut_it_short() {
+    let fixture = Fixture::start().await;
+    let _load = fixture.sim.start_load(PROJECT, REGION, SERVICE, 20.0);
+    // Each change takes a moment to apply, so the restore is still running when SIGTERM follows.
+    fixture.sim.set_operation_delay(Duration::from_millis(800));
+    let child = fixture.spawn_long_rollout(&["--json", "--no-incident"], true);
+    fixture.wait_for_first_step().await;
+    signal(&child, libc::SIGINT);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    signal(&child, libc::SIGTERM);
+    let output = wait_output(child).await;
+
+    assert_eq!(output.status.code(), Some(130), "{}", stderr_of(&output));
+    assert_eq!(json_of(&output)["final_traffic_confirmed"], true);
+    assert_eq!(fixture.split(), vec![(fixture.stable.clone(), 100)]);
+}
