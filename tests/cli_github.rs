@@ -439,3 +439,90 @@ async fn given_a_platform_that_never_applies_changes_when_rollback_gives_up_then
     assert!(issues[0].title.contains("FAILED"), "{}", issues[0].title);
     assert_eq!(issues[0].labels, vec!["incident", "sev-1"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn given_a_rollback_when_filing_its_incident_fails_then_at_most_one_issue_exists_and_the_exit_code_stands()
+ {
+    let cases = [
+        ("search fails", "GET", "/issues", 500, false),
+        ("create refused", "POST", "/issues", 500, false),
+        ("create unavailable", "POST", "/issues", 503, false),
+        ("create applied, answer lost", "POST", "/issues", 502, true),
+        ("label call fails", "POST", "/labels", 500, false),
+    ];
+    for (name, method, path_suffix, status, after_effect) in cases {
+        let github = github().await;
+        github.inject(shiftgate::sim::GitHubFault {
+            method,
+            path_suffix,
+            status,
+            after_effect,
+        });
+        let sim = Sim::start(Clock::new()).await.unwrap();
+        sim.set_operation_delay(Duration::from_millis(50));
+        sim.add_service(
+            "loopcloser",
+            "us-central1",
+            "loopcloser-dev",
+            "registry/app:v1.0.0",
+        );
+        sim.register_image("registry/app:v1.1.0", Behavior::erroring("1.1.0", 0.4));
+        let _load = sim.start_load("loopcloser", "us-central1", "loopcloser-dev", 40.0);
+        let mut command = command(
+            &github,
+            &[
+                "rollout",
+                "--json",
+                "--project",
+                "loopcloser",
+                "--region",
+                "us-central1",
+                "--service",
+                "loopcloser-dev",
+                "--image",
+                "registry/app:v1.1.0",
+                "--repo",
+                "loopcloser/app",
+                "--steps",
+                "50,100",
+                "--bake",
+                "2s",
+                "--interval",
+                "250ms",
+                "--min-requests",
+                "10",
+                "--metrics-delay",
+                "0s",
+            ],
+        );
+        command
+            .env("SHIFTGATE_CLOUD_RUN_URL", sim.cloud_run_url())
+            .env("SHIFTGATE_MONITORING_URL", sim.monitoring_url());
+
+        let output = run(command).await;
+
+        assert_eq!(
+            output.status.code(),
+            Some(1),
+            "{name}: {}",
+            stderr_of(&output)
+        );
+        let result = json_of(&output);
+        assert_eq!(result["outcome"], "rolled_back", "{name}");
+        let issues = github.issues();
+        assert!(issues.len() <= 1, "{name}: {} issues", issues.len());
+        if result["incident"]["filed"] == false {
+            assert!(
+                result["incident"]["reason"]
+                    .as_str()
+                    .is_some_and(|r| !r.is_empty()),
+                "{name}: says why no incident was filed: {result}"
+            );
+        }
+        eprintln!(
+            "incident × {name}: {} issue(s), filed={}",
+            issues.len(),
+            result["incident"]["filed"]
+        );
+    }
+}
