@@ -903,3 +903,59 @@ impl shiftgate::rollout::ports::Platform for SlowFirstWrite {
         self.0.set_traffic(change, etag, deadline).await
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_traffic_change_made_with_gcloud_during_a_bake_aborts_the_rollout() {
+    let world = World::new();
+    let _load = start_inproc_load(&world.model, PROJECT, REGION, SERVICE, 10.0);
+    // `gcloud run services update-traffic` keeps the annotations: the record stays, the split moves.
+    let person = {
+        let platform = world.ports().0;
+        let at_10 = world.when_split(|split| split.iter().any(|(_, percent)| *percent == 10));
+        let model = world.model.clone();
+        async move {
+            at_10.await;
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            let service = platform.read_service().await.unwrap();
+            let mut traffic: Vec<_> = service.traffic.clone();
+            for target in &mut traffic {
+                target.percent = 50;
+            }
+            let change = shiftgate::rollout::ports::TrafficChange {
+                traffic,
+                rollout: service.rollout.clone(),
+            };
+            platform
+                .set_traffic(&change, &service.etag, Duration::from_secs(60))
+                .await
+                .unwrap();
+            model.write_count()
+        }
+    };
+
+    let (report, writes_after_person) =
+        tokio::join!(world.roll_out(image_request(CANDIDATE_IMAGE)), person);
+    let report = report.unwrap();
+
+    assert_eq!(report.outcome, Outcome::Aborted, "{:?}", report.reason);
+    assert!(
+        report
+            .reason
+            .as_deref()
+            .unwrap()
+            .contains("changed outside this rollout"),
+        "{:?}",
+        report.reason
+    );
+    assert_eq!(
+        world.model.write_count(),
+        writes_after_person,
+        "no write after theirs"
+    );
+    let c = report.candidate.as_str();
+    assert_eq!(
+        world.current(),
+        split(&[(&world.stable, 50), (c, 50)]),
+        "the person's split is left as they made it"
+    );
+}
