@@ -171,27 +171,34 @@ fn any_json() -> impl Strategy<Value = Value> {
     })
 }
 
-/// An object built from optional fields, each either of a plausible shape or anything at all,
-/// plus a few unknown keys.
-fn object(fields: Vec<(&'static str, BoxedStrategy<Value>)>) -> BoxedStrategy<Value> {
+/// An object built from optional fields, each either of a plausible shape or (one time in
+/// `junk`) anything at all, plus a few unknown keys.
+fn object_with(
+    junk: u32,
+    fields: Vec<(&'static str, BoxedStrategy<Value>)>,
+) -> BoxedStrategy<Value> {
     let parts: Vec<BoxedStrategy<Option<(String, Value)>>> = fields
         .into_iter()
         .map(|(name, plausible)| {
             prop_oneof![
-                2 => Just(None),
-                5 => plausible.prop_map(move |v| Some((name.to_string(), v))),
+                junk => Just(None),
+                junk * 3 => plausible.prop_map(move |v| Some((name.to_string(), v))),
                 1 => any_json().prop_map(move |v| Some((name.to_string(), v))),
             ]
             .boxed()
         })
         .collect();
-    (parts, btree_map(key(), any_json(), 0..2))
+    (parts, btree_map(any::<String>(), any_json(), 0..2))
         .prop_map(|(parts, extra)| {
             let mut object: Map<String, Value> = extra.into_iter().collect();
             object.extend(parts.into_iter().flatten());
             Value::Object(object)
         })
         .boxed()
+}
+
+fn object(fields: Vec<(&'static str, BoxedStrategy<Value>)>) -> BoxedStrategy<Value> {
+    object_with(2, fields)
 }
 
 fn string_of(strategy: impl Strategy<Value = String> + 'static) -> BoxedStrategy<Value> {
@@ -210,16 +217,19 @@ fn revision_name() -> impl Strategy<Value = String> {
     ]
 }
 
-fn percent() -> BoxedStrategy<Value> {
+/// A share; the rarer `junk` is, the more often a few shares add up to at most 100.
+fn percent(junk: u32) -> BoxedStrategy<Value> {
     prop_oneof![
-        4 => (0u64..=100).prop_map(Value::from),
+        junk * 4 => (0u64..=33).prop_map(Value::from),
+        8 => (0u64..=50).prop_map(Value::from),
+        2 => (0u64..=100).prop_map(Value::from),
         1 => (101u64..=255).prop_map(Value::from),
         1 => number(),
     ]
     .boxed()
 }
 
-fn traffic_entry(with_uri: bool) -> BoxedStrategy<Value> {
+fn traffic_entry_with(with_uri: bool, junk: u32) -> BoxedStrategy<Value> {
     let mut fields = vec![
         (
             "type",
@@ -229,7 +239,7 @@ fn traffic_entry(with_uri: bool) -> BoxedStrategy<Value> {
             ]),
         ),
         ("revision", string_of(revision_name())),
-        ("percent", percent()),
+        ("percent", percent(junk)),
         (
             "tag",
             string_of(prop_oneof![
@@ -247,22 +257,29 @@ fn traffic_entry(with_uri: bool) -> BoxedStrategy<Value> {
             ]),
         ));
     }
-    object(fields)
+    object_with(junk, fields)
 }
 
 fn condition() -> BoxedStrategy<Value> {
-    object(vec![
-        (
-            "type",
-            string_of(prop_oneof![Just("Ready".to_string()), text()]),
-        ),
-        (
-            "state",
-            string_of(prop_oneof![Just("CONDITION_SUCCEEDED".to_string()), text()]),
-        ),
-        ("message", string_of(text())),
-        ("reason", string_of(text())),
-    ])
+    condition_with(2)
+}
+
+fn condition_with(junk: u32) -> BoxedStrategy<Value> {
+    object_with(
+        junk,
+        vec![
+            (
+                "type",
+                string_of(prop_oneof![Just("Ready".to_string()), text()]),
+            ),
+            (
+                "state",
+                string_of(prop_oneof![Just("CONDITION_SUCCEEDED".to_string()), text()]),
+            ),
+            ("message", string_of(text())),
+            ("reason", string_of(text())),
+        ],
+    )
 }
 
 /// A rollout record as the annotation holds it: sometimes well formed, sometimes not JSON,
@@ -288,61 +305,73 @@ fn generation() -> BoxedStrategy<Value> {
     string_of(prop_oneof![(0u64..5).prop_map(|g| g.to_string()), text()])
 }
 
+/// Service answers, mostly well typed (one wrong-typed field refuses the whole answer, which
+/// would leave `to_state` untested), sometimes not.
 fn service_json() -> BoxedStrategy<Value> {
-    object(vec![
-        (
-            "name",
-            string_of(prop_oneof![
-                Just("projects/p/locations/r/services/app".to_string()),
-                text()
-            ]),
-        ),
-        ("uri", string_of(text())),
-        ("etag", string_of(text())),
-        ("generation", generation()),
-        ("observedGeneration", generation()),
-        ("reconciling", any::<bool>().prop_map(Value::Bool).boxed()),
-        (
-            "annotations",
+    prop_oneof![3 => service_json_with(400), 1 => service_json_with(2)].boxed()
+}
+
+fn service_json_with(junk: u32) -> BoxedStrategy<Value> {
+    object_with(
+        junk,
+        vec![
             (
-                rollout_annotation(),
-                btree_map(key(), text().prop_map(Value::String), 0..3),
-            )
-                .prop_map(|(record, others)| {
-                    let mut map: Map<String, Value> = others.into_iter().collect();
-                    map.insert(ROLLOUT_ANNOTATION.to_string(), record);
-                    Value::Object(map)
-                })
-                .boxed(),
-        ),
-        (
-            "traffic",
-            vec(traffic_entry(false), 0..5)
-                .prop_map(Value::Array)
-                .boxed(),
-        ),
-        (
-            "trafficStatuses",
-            vec(traffic_entry(true), 0..5)
-                .prop_map(Value::Array)
-                .boxed(),
-        ),
-        ("latestReadyRevision", string_of(revision_name())),
-        ("latestCreatedRevision", string_of(revision_name())),
-        (
-            "template",
-            object(vec![
-                ("revision", string_of(revision_name())),
+                "name",
+                string_of(prop_oneof![
+                    Just("projects/p/locations/r/services/app".to_string()),
+                    text()
+                ]),
+            ),
+            ("uri", string_of(text())),
+            ("etag", string_of(text())),
+            ("generation", generation()),
+            ("observedGeneration", generation()),
+            ("reconciling", any::<bool>().prop_map(Value::Bool).boxed()),
+            (
+                "annotations",
                 (
-                    "containers",
-                    vec(object(vec![("image", string_of(text()))]), 0..3)
-                        .prop_map(Value::Array)
-                        .boxed(),
+                    rollout_annotation(),
+                    btree_map(key(), text().prop_map(Value::String), 0..3),
+                )
+                    .prop_map(|(record, others)| {
+                        let mut map: Map<String, Value> = others.into_iter().collect();
+                        map.insert(ROLLOUT_ANNOTATION.to_string(), record);
+                        Value::Object(map)
+                    })
+                    .boxed(),
+            ),
+            (
+                "traffic",
+                vec(traffic_entry_with(false, junk), 0..4)
+                    .prop_map(Value::Array)
+                    .boxed(),
+            ),
+            (
+                "trafficStatuses",
+                vec(traffic_entry_with(true, junk), 0..4)
+                    .prop_map(Value::Array)
+                    .boxed(),
+            ),
+            ("latestReadyRevision", string_of(revision_name())),
+            ("latestCreatedRevision", string_of(revision_name())),
+            (
+                "template",
+                object_with(
+                    junk,
+                    vec![
+                        ("revision", string_of(revision_name())),
+                        (
+                            "containers",
+                            vec(object_with(junk, vec![("image", string_of(text()))]), 0..3)
+                                .prop_map(Value::Array)
+                                .boxed(),
+                        ),
+                    ],
                 ),
-            ]),
-        ),
-        ("terminalCondition", condition()),
-    ])
+            ),
+            ("terminalCondition", condition_with(junk)),
+        ],
+    )
 }
 
 fn revision_json() -> BoxedStrategy<Value> {
@@ -611,7 +640,7 @@ struct Series {
 
 fn count() -> impl Strategy<Value = Count> {
     prop_oneof![
-        4 => (0u64..10_000).prop_map(|c| Count::Text(c.to_string())),
+        16 => (0u64..10_000).prop_map(|c| Count::Text(c.to_string())),
         2 => text().prop_map(Count::Text),
         1 => select(vec![
             i64::MAX.to_string(),
@@ -637,7 +666,7 @@ fn point() -> impl Strategy<Value = Point> {
         proptest::option::weighted(0.9, -1000i64..1000),
         proptest::option::weighted(0.9, -1000i64..1000),
     );
-    (prop_oneof![3 => inside, 1 => anywhere], count()).prop_map(|((start, end), count)| Point {
+    (prop_oneof![8 => inside, 1 => anywhere], count()).prop_map(|((start, end), count)| Point {
         start,
         end,
         count,
@@ -1066,5 +1095,136 @@ fn a_status_that_is_not_a_healthy_word_fails_the_default_rule() {
         });
         assert!(verdict.is_fail(), "{body}: {verdict:?}");
         assert!(verdict.reason().unwrap().contains("status"), "{verdict:?}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Google error envelopes and answer bodies, through the real `GoogleRest` client and a loopback
+// server that answers each generated status and body.
+
+mod loopback {
+    use std::net::SocketAddr;
+    use std::sync::{Arc, Mutex, OnceLock};
+
+    use axum::http::StatusCode;
+    use axum::response::IntoResponse;
+
+    /// What the server answers next: status and body bytes.
+    pub type Answer = Arc<Mutex<(u16, Vec<u8>)>>;
+
+    pub struct Server {
+        pub runtime: tokio::runtime::Runtime,
+        pub address: SocketAddr,
+        pub answer: Answer,
+    }
+
+    /// One server for all cases, on 127.0.0.1.
+    pub fn server() -> &'static Server {
+        static SERVER: OnceLock<Server> = OnceLock::new();
+        SERVER.get_or_init(|| {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()
+                .unwrap();
+            let answer: Answer = Arc::new(Mutex::new((200, b"{}".to_vec())));
+            let shared = answer.clone();
+            let app = axum::Router::new().fallback(move || {
+                let shared = shared.clone();
+                async move {
+                    let (status, body) = shared.lock().unwrap().clone();
+                    (StatusCode::from_u16(status).unwrap(), body).into_response()
+                }
+            });
+            let listener = runtime
+                .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+                .unwrap();
+            let address = listener.local_addr().unwrap();
+            runtime.spawn(async move { axum::serve(listener, app).await });
+            Server {
+                runtime,
+                address,
+                answer,
+            }
+        })
+    }
+}
+
+fn google_body() -> impl Strategy<Value = Vec<u8>> {
+    prop_oneof![
+        2 => (number(), text(), text(), any_json()).prop_map(|(code, message, status, details)| {
+            json!({"error": {"code": code, "message": message, "status": status, "details": details}})
+                .to_string()
+                .into_bytes()
+        }),
+        1 => any_json().prop_map(|v| v.to_string().into_bytes()),
+        1 => text().prop_map(String::into_bytes),
+        1 => vec(any::<u8>(), 0..64),
+    ]
+}
+
+fn google_status() -> impl Strategy<Value = u16> {
+    prop_oneof![
+        3 => Just(200u16),
+        1 => select(vec![201u16, 204, 400, 401, 403, 404, 409, 412, 429, 500, 503]),
+        1 => 200u16..600,
+    ]
+}
+
+proptest! {
+    #![proptest_config(cases(64))]
+
+    #[test]
+    fn any_google_answer_is_json_or_a_port_error_never_a_panic(
+        status in google_status(),
+        body in google_body(),
+    ) {
+        use shiftgate::gcp::{Credentials, GoogleRest, Retry};
+        let server = loopback::server();
+        *server.answer.lock().unwrap() = (status, body.clone());
+        let rest = GoogleRest::new(&format!("http://{}", server.address), Credentials::None)
+            .with_retry_log(|_| {});
+        let read = server.runtime.block_on(rest.send(
+            reqwest::Method::GET,
+            "v2/projects/p/locations/r/services/app",
+            &[],
+            None,
+            Retry::Never,
+            Duration::from_secs(10),
+        ));
+        let text = String::from_utf8_lossy(&body);
+        let parsed: Option<Value> = serde_json::from_str(&text).ok();
+        let bodiless = matches!(status, 204 | 205 | 304) || text.trim().is_empty();
+        match read {
+            Ok(value) => {
+                prop_assert!((200..300).contains(&status), "HTTP {} read as an answer", status);
+                if bodiless {
+                    prop_assert_eq!(value, json!({}));
+                } else {
+                    prop_assert_eq!(Some(value), parsed, "the answer is the body as sent");
+                }
+            }
+            Err(error) => {
+                prop_assert!(
+                    !(200..300).contains(&status) || (!bodiless && parsed.is_none()),
+                    "a 2xx JSON answer was refused: {:?}", error
+                );
+                match (status, &error) {
+                    (404, PortError::NotFound(_)) | (409, PortError::Conflict(_)) => {}
+                    (404 | 409, other) => prop_assert!(false, "HTTP {} read as {:?}", status, other),
+                    (400..=599, error) => {
+                        // The server's own message is passed on, so a person can act on it.
+                        if let Some(message) = parsed
+                            .as_ref()
+                            .and_then(|p| p["error"]["message"].as_str())
+                            .filter(|m| !m.is_empty())
+                        {
+                            prop_assert!(error.to_string().contains(message), "{}", error);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
     }
 }
