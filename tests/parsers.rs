@@ -1228,3 +1228,56 @@ proptest! {
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// GitHub: the workflow file read back from the contents API when a dispatch is refused.
+
+fn workflow_line() -> impl Strategy<Value = String> {
+    prop_oneof![
+        select(vec![
+            "on:",
+            "  workflow_dispatch:",
+            "    inputs:",
+            "      environment:",
+            "        type: choice",
+            "      image_tag:",
+            "  push:",
+            "jobs:",
+            "# comment",
+            "",
+            "\t",
+            "inputs:",
+            "workflow_dispatch:",
+        ])
+        .prop_map(str::to_string),
+        text(),
+        ("[ \t]{0,8}", text()).prop_map(|(indent, line)| format!("{indent}{line}:")),
+    ]
+}
+
+proptest! {
+    #![proptest_config(cases(256))]
+
+    #[test]
+    fn any_workflow_file_gives_input_names_it_contains(lines in vec(workflow_line(), 0..16)) {
+        let yaml = lines.join("\n");
+        for name in shiftgate::github::dispatch::workflow_dispatch_inputs(&yaml) {
+            prop_assert!(yaml.contains(name.as_str()), "{:?} is not in the file", name);
+        }
+    }
+
+    #[test]
+    fn the_declared_inputs_of_a_well_formed_workflow_are_read_exactly(
+        names in proptest::collection::btree_set("[a-z][a-z0-9_-]{0,12}", 0..5),
+        indent in 1usize..4,
+    ) {
+        let pad = " ".repeat(indent);
+        let mut yaml = format!("name: Deploy\non:\n{pad}workflow_dispatch:\n{pad}{pad}inputs:\n");
+        for name in &names {
+            yaml.push_str(&format!("{pad}{pad}{pad}{name}:\n{pad}{pad}{pad}{pad}required: true\n"));
+        }
+        yaml.push_str(&format!("{pad}push:\njobs:\n{pad}deploy:\n{pad}{pad}runs-on: ubuntu-latest\n"));
+        let read = shiftgate::github::dispatch::workflow_dispatch_inputs(&yaml);
+        prop_assert_eq!(read, names.into_iter().collect::<Vec<_>>());
+    }
+}
