@@ -159,13 +159,20 @@ impl Expectations {
 
     fn judge_fields(&self, body: Option<&Value>) -> Option<Verdict> {
         if self.fields.is_empty() {
-            let status = body.and_then(|b| b.get("status")).and_then(scalar_text)?;
-            let healthy = HEALTHY_STATUSES
-                .iter()
-                .any(|ok| ok.eq_ignore_ascii_case(&status));
+            // A `status` that is there must be a healthy word: `null`, `[]` or `{}` is not one.
+            let status = body.and_then(|b| b.get("status"))?;
+            let healthy = status.as_str().is_some_and(|status| {
+                HEALTHY_STATUSES
+                    .iter()
+                    .any(|ok| ok.eq_ignore_ascii_case(status))
+            });
             return (!healthy).then(|| {
+                let shown = match scalar_text(status) {
+                    Some(text) => format!("{text:?}"),
+                    None => status.to_string().chars().take(120).collect(),
+                };
                 Verdict::Fail(format!(
-                    "status is {status:?}, expected one of {}",
+                    "status is {shown}, expected one of {}",
                     HEALTHY_STATUSES.join(", ")
                 ))
             });

@@ -3,7 +3,8 @@
 
 use std::collections::BTreeMap;
 
-use serde::Deserialize;
+use serde::de::Error as _;
+use serde::{Deserialize, Deserializer};
 use serde_json::{Value, json};
 
 use crate::rollout::ports::{RevisionInfo, RolloutRecord, ServiceState, TrafficTarget};
@@ -25,7 +26,9 @@ pub struct Service {
     pub reconciling: bool,
     pub annotations: BTreeMap<String, String>,
     pub template: Option<Template>,
+    #[serde(deserialize_with = "traffic")]
     pub traffic: Vec<Traffic>,
+    #[serde(deserialize_with = "traffic_statuses")]
     pub traffic_statuses: Vec<TrafficStatus>,
     pub latest_ready_revision: Option<String>,
     pub latest_created_revision: Option<String>,
@@ -51,6 +54,7 @@ pub struct Traffic {
     #[serde(rename = "type")]
     pub kind: Option<String>,
     pub revision: Option<String>,
+    #[serde(deserialize_with = "percent")]
     pub percent: u8,
     pub tag: Option<String>,
 }
@@ -61,9 +65,53 @@ pub struct TrafficStatus {
     #[serde(rename = "type")]
     pub kind: Option<String>,
     pub revision: Option<String>,
+    #[serde(deserialize_with = "percent")]
     pub percent: u8,
     pub tag: Option<String>,
     pub uri: Option<String>,
+}
+
+/// A share of traffic: 0 to 100, refused (naming the field) otherwise.
+fn percent<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u8, D::Error> {
+    let percent = i64::deserialize(deserializer)
+        .map_err(|error| D::Error::custom(format!("traffic percent: {error}")))?;
+    u8::try_from(percent)
+        .ok()
+        .filter(|p| *p <= 100)
+        .ok_or_else(|| D::Error::custom(format!("traffic percent {percent} is not 0 to 100")))
+}
+
+/// A split whose shares add up to more than 100% is not one Cloud Run can serve: refused rather
+/// than read as a state (where it would overflow sums and mislead every decision).
+fn checked_split<'de, D, T>(
+    deserializer: D,
+    field: &str,
+    share: fn(&T) -> u8,
+) -> Result<Vec<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    let entries = Vec::<T>::deserialize(deserializer)?;
+    let sum: u32 = entries.iter().map(|e| u32::from(share(e))).sum();
+    if sum > 100 {
+        return Err(D::Error::custom(format!(
+            "{field} percents add up to {sum}, more than 100"
+        )));
+    }
+    Ok(entries)
+}
+
+fn traffic<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<Traffic>, D::Error> {
+    checked_split(deserializer, "traffic", |t: &Traffic| t.percent)
+}
+
+fn traffic_statuses<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Vec<TrafficStatus>, D::Error> {
+    checked_split(deserializer, "trafficStatuses", |t: &TrafficStatus| {
+        t.percent
+    })
 }
 
 impl TrafficStatus {

@@ -225,6 +225,28 @@ fn add_page(
     Ok(())
 }
 
+/// Reads one `timeSeries.list` answer to a query for `window` into `counts` and returns the
+/// token of the next page, if any. This is the whole of what shiftgate believes of Monitoring's
+/// answers, public so that it can be tested and fuzzed on its own.
+pub fn read_answer(
+    counts: &mut BTreeMap<String, RequestCounts>,
+    answer: Value,
+    window: Window,
+) -> PortResult<Option<String>> {
+    read_page(counts, answer, &Requested::new(window))
+}
+
+fn read_page(
+    counts: &mut BTreeMap<String, RequestCounts>,
+    answer: Value,
+    requested: &Requested,
+) -> PortResult<Option<String>> {
+    let page: ListTimeSeriesResponse = serde_json::from_value(answer)
+        .map_err(|error| PortError::Unavailable(format!("unexpected timeSeries JSON: {error}")))?;
+    add_page(counts, &page, requested)?;
+    Ok(page.next_page_token.filter(|t| !t.is_empty()))
+}
+
 impl CloudMonitoring {
     pub fn new(rest: GoogleRest, project: &str, service: &str) -> Self {
         Self {
@@ -284,11 +306,7 @@ impl Metrics for CloudMonitoring {
                 .rest
                 .send(Method::GET, &path, &query, None, Retry::Safe, QUERY_BUDGET)
                 .await?;
-            let page: ListTimeSeriesResponse = serde_json::from_value(answer).map_err(|error| {
-                PortError::Unavailable(format!("unexpected timeSeries JSON: {error}"))
-            })?;
-            add_page(&mut counts, &page, &requested)?;
-            match page.next_page_token.filter(|t| !t.is_empty()) {
+            match read_page(&mut counts, answer, &requested)? {
                 Some(token) => page_token = Some(token),
                 None => return Ok(counts),
             }

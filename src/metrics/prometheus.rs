@@ -109,29 +109,39 @@ impl Metrics for PrometheusMetrics {
                 QUERY_BUDGET,
             )
             .await?;
-        let answer: QueryResponse = serde_json::from_value(answer).map_err(|error| {
-            PortError::Unavailable(format!("unexpected Prometheus answer: {error}"))
-        })?;
-        if answer.status != "success" {
-            return Err(PortError::Rejected {
-                status: 400,
-                message: format!(
-                    "Prometheus query failed: {}",
-                    answer.error.unwrap_or(answer.status)
-                ),
-            });
-        }
-        let data = answer.data.ok_or_else(|| {
-            PortError::Unavailable("Prometheus answered success without data".into())
-        })?;
-        if data.result_type != "vector" {
-            return Err(PortError::Unavailable(format!(
-                "Prometheus answered a {} where a vector was expected",
-                data.result_type
-            )));
-        }
-        counts_from(&data.result, window.end)
+        read_answer(answer, window)
     }
+}
+
+/// Reads the answer to the instant query for `window` into counts per revision. This is the
+/// whole of what shiftgate believes of a Prometheus answer, public so that it can be tested and
+/// fuzzed on its own.
+pub fn read_answer(
+    answer: serde_json::Value,
+    window: Window,
+) -> PortResult<BTreeMap<String, RequestCounts>> {
+    let answer: QueryResponse = serde_json::from_value(answer).map_err(|error| {
+        PortError::Unavailable(format!("unexpected Prometheus answer: {error}"))
+    })?;
+    if answer.status != "success" {
+        return Err(PortError::Rejected {
+            status: 400,
+            message: format!(
+                "Prometheus query failed: {}",
+                answer.error.unwrap_or(answer.status)
+            ),
+        });
+    }
+    let data = answer
+        .data
+        .ok_or_else(|| PortError::Unavailable("Prometheus answered success without data".into()))?;
+    if data.result_type != "vector" {
+        return Err(PortError::Unavailable(format!(
+            "Prometheus answered a {} where a vector was expected",
+            data.result_type
+        )));
+    }
+    counts_from(&data.result, window.end)
 }
 
 /// `increase()` over a window cannot legitimately reach this: beyond 2^53 a float no longer

@@ -92,7 +92,10 @@ impl ServiceState {
     pub fn serving(&self) -> Vec<(String, u8)> {
         let mut shares: BTreeMap<&str, u8> = BTreeMap::new();
         for target in self.traffic.iter().filter(|t| t.percent > 0) {
-            *shares.entry(target.revision.as_str()).or_default() += target.percent;
+            // Saturating: a split is at most 100%, but a state built from bad data must not
+            // panic (debug) or wrap (release) here.
+            let share = shares.entry(target.revision.as_str()).or_default();
+            *share = share.saturating_add(target.percent);
         }
         let mut serving: Vec<(String, u8)> = shares
             .into_iter()
@@ -107,8 +110,7 @@ impl ServiceState {
         self.traffic
             .iter()
             .filter(|t| t.revision == revision)
-            .map(|t| t.percent)
-            .sum()
+            .fold(0u8, |sum, t| sum.saturating_add(t.percent))
     }
 
     /// The split as `(revision, percent)` pairs with zero shares left out, in a stable order: what
