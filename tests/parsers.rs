@@ -1194,7 +1194,8 @@ proptest! {
         ));
         let text = String::from_utf8_lossy(&body);
         let parsed: Option<Value> = serde_json::from_str(&text).ok();
-        let bodiless = matches!(status, 204 | 205 | 304) || text.trim().is_empty();
+        // hyper drops the body of a 204 (and of a 304, not a 2xx); a 205 keeps what it was given.
+        let bodiless = status == 204 || text.trim().is_empty();
         match read {
             Ok(value) => {
                 prop_assert!((200..300).contains(&status), "HTTP {} read as an answer", status);
