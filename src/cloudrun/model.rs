@@ -259,10 +259,13 @@ impl Service {
             .filter_map(|s| Some((s.tag.clone()?, s.uri.clone()?)))
             .filter(|(tag, uri)| !tag.is_empty() && !uri.is_empty())
             .collect();
-        let rollout = self
-            .annotations
-            .get(ROLLOUT_ANNOTATION)
-            .and_then(|json| serde_json::from_str::<RolloutRecord>(json).ok());
+        let (rollout, unreadable_rollout) = match self.annotations.get(ROLLOUT_ANNOTATION) {
+            None => (None, None),
+            Some(json) => match serde_json::from_str::<RolloutRecord>(json) {
+                Ok(record) => (Some(record), None),
+                Err(error) => (None, Some(format!("{ROLLOUT_ANNOTATION}: {error}"))),
+            },
+        };
         ServiceState {
             name: self.name.clone(),
             etag: self.etag.clone().unwrap_or_default(),
@@ -277,6 +280,7 @@ impl Service {
                 .and_then(|t| t.containers.first())
                 .and_then(|c| c.image.clone()),
             rollout,
+            unreadable_rollout,
             reconciling: !self.settled(),
         }
     }

@@ -72,7 +72,13 @@ pub async fn status(platform: &dyn Platform) -> Result<Finished, CommandError> {
                  or undo with `shiftgate rollback` (both with the same service flags)"
             );
         }
-        None => crate::say!("rollout   none in progress"),
+        None => match &service.unreadable_rollout {
+            Some(why) => crate::say!(
+                "rollout   a rollout record is on the service but cannot be read ({why}); \
+                 `shiftgate rollback --to REVISION` puts traffic on one revision and clears it"
+            ),
+            None => crate::say!("rollout   none in progress"),
+        },
     }
     crate::say!("revisions");
     for revision in &revisions {
@@ -120,6 +126,7 @@ pub async fn status(platform: &dyn Platform) -> Result<Finished, CommandError> {
             "latest_ready_revision": service.latest_ready_revision,
             "latest_created_revision": service.latest_created_revision,
             "rollout": rollout,
+            "rollout_record_unreadable": service.unreadable_rollout,
             "revisions": revision_list,
             "exit_code": EXIT_OK,
         }),

@@ -83,6 +83,9 @@ pub struct ServiceState {
     /// Image of the current revision template.
     pub image: Option<String>,
     pub rollout: Option<RolloutRecord>,
+    /// Why the `shiftgate.dev/rollout` annotation could not be read, when it is there but is not a
+    /// record: never taken for "no rollout in progress".
+    pub unreadable_rollout: Option<String>,
     /// True while the platform is still applying the last change.
     pub reconciling: bool,
 }
