@@ -4,7 +4,6 @@
 use std::future::Future;
 use std::time::{Duration, SystemTime};
 
-use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::clock::Clock;
@@ -20,6 +19,7 @@ use crate::rollout::timeline::{
     Event, EventKind, Outcome, Report, StepReport, describe_traffic, seconds,
 };
 
+pub use crate::rollout::interrupt::{Interrupt, InterruptTrigger};
 pub use crate::rollout::ownership::traffic_matches;
 
 /// The tag that gives the candidate its own URL for health checks.
@@ -70,44 +70,6 @@ impl RolloutError {
         match self {
             RolloutError::Refused(_) => 2,
             RolloutError::Api(_) => 3,
-        }
-    }
-}
-
-/// Tells the engine that SIGINT/SIGTERM/SIGHUP arrived. Cheap to clone.
-#[derive(Debug, Clone)]
-pub struct Interrupt(watch::Receiver<bool>);
-
-/// Raises the interrupt.
-#[derive(Debug)]
-pub struct InterruptTrigger(watch::Sender<bool>);
-
-impl InterruptTrigger {
-    pub fn trigger(&self) {
-        self.0.send_replace(true);
-    }
-}
-
-impl Interrupt {
-    pub fn channel() -> (InterruptTrigger, Interrupt) {
-        let (sender, receiver) = watch::channel(false);
-        (InterruptTrigger(sender), Interrupt(receiver))
-    }
-
-    /// An interrupt that never fires: its trigger is gone, and `fired` pends on a closed channel.
-    pub fn never() -> Interrupt {
-        Interrupt::channel().1
-    }
-
-    pub fn is_set(&self) -> bool {
-        *self.0.borrow()
-    }
-
-    /// Resolves once the interrupt has been raised.
-    pub async fn fired(&self) {
-        let mut receiver = self.0.clone();
-        if receiver.wait_for(|raised| *raised).await.is_err() {
-            std::future::pending::<()>().await;
         }
     }
 }

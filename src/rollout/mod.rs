@@ -2,6 +2,7 @@
 //! It talks only to the ports in `ports`; adapters for Cloud Run, Monitoring and HTTP live elsewhere.
 
 pub mod engine;
+pub mod interrupt;
 pub mod judge;
 pub mod ownership;
 pub mod plan;
