@@ -8,6 +8,7 @@ pub mod ownership;
 pub mod plan;
 pub mod ports;
 pub mod timeline;
+pub mod traffic;
 
 pub use engine::{
     CandidateSource, Engine, Interrupt, InterruptTrigger, Plan, Ports, RolloutError, RolloutRequest,
