@@ -8,12 +8,11 @@ use tokio::time::Instant;
 
 use crate::clock::Clock;
 use crate::health::{Expectations, Verdict};
-use crate::rollout::judge::{StepPhase, judge_errors};
 use crate::rollout::ownership::{Identity, describe_owner, live_local_owner, still_ours};
 use crate::rollout::plan::Policy;
 use crate::rollout::ports::{
-    HealthEndpoint, Metrics, NewRevision, Platform, PortError, RequestCounts, RolloutRecord,
-    ServiceState, TrafficChange, TrafficTarget, Window,
+    HealthEndpoint, Metrics, NewRevision, Platform, PortError, RolloutRecord, ServiceState,
+    TrafficChange, TrafficTarget,
 };
 use crate::rollout::timeline::{
     Event, EventKind, Outcome, Report, StepReport, describe_traffic, seconds,
@@ -88,7 +87,7 @@ pub struct Ports<'a> {
 pub type ProgressSink<'a> = &'a (dyn Fn(&Event) + Send + Sync);
 
 /// Why a rollout stops before promotion.
-enum Stop {
+pub(super) enum Stop {
     /// A gate failed: the candidate is to blame.
     Failed(String),
     /// An API failed: the platform or metrics backend is to blame, not the candidate (Argo's
@@ -109,7 +108,7 @@ enum Restore {
     Failed(String),
 }
 
-fn later(at: Instant, by: Duration) -> Instant {
+pub(super) fn later(at: Instant, by: Duration) -> Instant {
     // Policies are bounded at parse time; this keeps a Policy built in code from panicking.
     at.checked_add(by)
         .unwrap_or_else(|| at + Duration::from_secs(10 * 365 * 24 * 3600))
@@ -117,23 +116,23 @@ fn later(at: Instant, by: Duration) -> Instant {
 
 /// Runs one rollout. Create one per rollout.
 pub struct Engine<'a> {
-    ports: Ports<'a>,
-    clock: Clock,
-    interrupt: Interrupt,
+    pub(super) ports: Ports<'a>,
+    pub(super) clock: Clock,
+    pub(super) interrupt: Interrupt,
     progress: Option<ProgressSink<'a>>,
     started: Instant,
     timeline: Vec<Event>,
-    identity: Identity,
+    pub(super) identity: Identity,
     /// The service as last read (every write answers with a read-back), for the freshest etag.
-    last_seen: Option<ServiceState>,
+    pub(super) last_seen: Option<ServiceState>,
     /// The record this rollout last wrote; `None` before it owns the service and after promotion.
-    record: Option<RolloutRecord>,
+    pub(super) record: Option<RolloutRecord>,
     /// The split this rollout last saw applied by its own write.
-    confirmed: Vec<TrafficTarget>,
+    pub(super) confirmed: Vec<TrafficTarget>,
     /// A write of this rollout whose outcome is not known yet (its answer may be lost).
-    in_flight: Option<Vec<TrafficTarget>>,
+    pub(super) in_flight: Option<Vec<TrafficTarget>>,
     /// When the interrupt was first seen: the restore must end 6.5 s after it.
-    interrupted_at: Option<Instant>,
+    pub(super) interrupted_at: Option<Instant>,
 }
 
 impl<'a> Engine<'a> {
@@ -621,204 +620,6 @@ impl<'a> Engine<'a> {
             })
     }
 
-    /// One health check at 0% traffic; a refused connection gets two more tries, since a new tag
-    /// URL can take a moment to route. `None`: interrupted.
-    async fn preflight_health(
-        &mut self,
-        url: &str,
-        expectations: &Expectations,
-    ) -> Option<Verdict> {
-        let mut verdict = Verdict::Inconclusive(String::new());
-        for attempt in 0..3 {
-            if attempt > 0 {
-                self.guard(tokio::time::sleep(Duration::from_secs(2)))
-                    .await?;
-            }
-            let (answered, checked) = self.check_health(None, url, expectations).await?;
-            verdict = checked;
-            if answered || verdict.is_pass() {
-                break;
-            }
-        }
-        Some(verdict)
-    }
-
-    /// Returns whether the endpoint answered at all, and the verdict; `None` when interrupted.
-    async fn check_health(
-        &mut self,
-        step: Option<usize>,
-        base: &str,
-        expectations: &Expectations,
-    ) -> Option<(bool, Verdict)> {
-        let url = expectations.url_for(base);
-        let health = self.ports.health;
-        let fetched = self.guard(health.fetch(&url)).await?;
-        let (answered, verdict) = match fetched {
-            Ok(response) => (true, expectations.judge(&response)),
-            Err(reason) => (false, Verdict::Fail(format!("no answer: {reason}"))),
-        };
-        self.emit(EventKind::HealthChecked {
-            step,
-            url,
-            verdict: verdict.clone(),
-        });
-        Some((answered, verdict))
-    }
-
-    /// Between checks, a read of the service tells whether it is still this rollout's: a person's
-    /// `rollback` during a bake stops the rollout at the next check, not at its next write.
-    async fn still_owned(&mut self) -> Result<(), Stop> {
-        let platform = self.ports.platform;
-        match self.guard(platform.read_service()).await {
-            None => Err(Stop::Interrupted),
-            Some(Ok(service)) => {
-                let verdict = still_ours(&service, &self.identity.id, &[&self.confirmed]);
-                self.last_seen = Some(service);
-                verdict.map_err(Stop::Aborted)
-            }
-            // The next write checks again; a read that fails now says nothing about ownership.
-            Some(Err(_)) => Ok(()),
-        }
-    }
-
-    async fn bake_step(
-        &mut self,
-        step: usize,
-        percent: u8,
-        plan: &Plan,
-        policy: &Policy,
-        candidate_url: &str,
-    ) -> (Result<(), Stop>, StepReport) {
-        let started = Instant::now();
-        let window_start = self.clock.wall(started);
-        let judge_at = later(later(started, policy.bake), policy.metrics_delay);
-        let deadline = later(started, policy.step_deadline());
-        let mut report = StepReport {
-            step,
-            percent,
-            verdict: "inconclusive",
-            candidate_requests: 0,
-            candidate_5xx: 0,
-            error_rate: None,
-            stable_requests: 0,
-            stable_5xx: 0,
-            health: "not_checked",
-            checks: 0,
-            duration_s: 0.0,
-            reason: None,
-        };
-        let mut next_check = started;
-        let mut last_inconclusive: String;
-        let mut last_was_api_failure = false;
-        let end = loop {
-            report.checks += 1;
-            if let Err(stop) = self.still_owned().await {
-                break Err(stop);
-            }
-            let Some((_, health)) = self
-                .check_health(Some(step), candidate_url, &policy.health)
-                .await
-            else {
-                break Err(Stop::Interrupted);
-            };
-            if let Verdict::Fail(reason) = health {
-                report.health = "fail";
-                break Err(Stop::Failed(format!(
-                    "candidate health check failed: {reason}"
-                )));
-            }
-            report.health = "pass";
-
-            let now = Instant::now();
-            let phase = if now >= judge_at {
-                StepPhase::Judging
-            } else {
-                StepPhase::Baking
-            };
-            let visible_until = now.checked_sub(policy.metrics_delay).unwrap_or(started);
-            // The first check of a step has no window yet: it only probes health.
-            let nothing_to_read = report.checks == 1 || visible_until <= started;
-            let verdict = if nothing_to_read && phase == StepPhase::Baking {
-                Verdict::Inconclusive("waiting for metrics to arrive".into())
-            } else {
-                let window = Window {
-                    start: window_start,
-                    end: self.clock.wall(visible_until.max(started)),
-                };
-                let Some(counts) = self.guard(self.ports.metrics.request_counts(window)).await
-                else {
-                    break Err(Stop::Interrupted);
-                };
-                match counts {
-                    Ok(by_revision) => {
-                        last_was_api_failure = false;
-                        let candidate = count_of(&by_revision, &plan.candidate);
-                        let stable = count_of(&by_revision, &plan.stable);
-                        report.candidate_requests = candidate.total;
-                        report.candidate_5xx = candidate.server_errors;
-                        report.error_rate = candidate.error_rate();
-                        report.stable_requests = stable.total;
-                        report.stable_5xx = stable.server_errors;
-                        let verdict = judge_errors(
-                            candidate,
-                            policy.max_error_rate,
-                            policy.min_requests,
-                            phase,
-                        );
-                        self.emit(EventKind::ErrorsChecked {
-                            step,
-                            candidate,
-                            stable,
-                            error_rate: candidate.error_rate(),
-                            verdict: verdict.clone(),
-                        });
-                        verdict
-                    }
-                    Err(error) => {
-                        last_was_api_failure = true;
-                        Verdict::Inconclusive(format!("metrics unavailable: {error}"))
-                    }
-                }
-            };
-            match verdict {
-                Verdict::Fail(reason) => break Err(Stop::Failed(reason)),
-                Verdict::Pass => break Ok(()),
-                Verdict::Inconclusive(reason) => last_inconclusive = reason,
-            }
-            if now >= deadline {
-                let reason = format!(
-                    "step {percent}% stayed inconclusive until its deadline ({}): {last_inconclusive}",
-                    humantime::format_duration(policy.step_deadline())
-                );
-                break Err(if last_was_api_failure {
-                    Stop::Error(reason)
-                } else {
-                    Stop::Failed(reason)
-                });
-            }
-            while next_check <= now {
-                next_check = later(next_check, policy.interval);
-            }
-            let mut wake = next_check.min(deadline);
-            if now < judge_at {
-                wake = wake.min(judge_at);
-            }
-            if self.guard(tokio::time::sleep_until(wake)).await.is_none() {
-                break Err(Stop::Interrupted);
-            }
-        };
-        report.duration_s = seconds(started.elapsed());
-        let (verdict, reason) = match &end {
-            Ok(()) => ("pass", None),
-            Err(Stop::Failed(reason) | Stop::Error(reason)) => ("fail", Some(reason.clone())),
-            Err(Stop::Aborted(reason)) => ("aborted", Some(reason.clone())),
-            Err(Stop::Interrupted) => ("interrupted", Some("interrupted".to_string())),
-        };
-        report.verdict = verdict;
-        report.reason = reason;
-        (end, report)
-    }
-
     /// Ends a rollout that stopped before promotion: restores stable traffic when the service is
     /// still this rollout's, then builds the report.
     async fn finish(
@@ -1217,7 +1018,7 @@ impl<'a> Engine<'a> {
     }
 
     /// Runs `future` unless the interrupt fires first (`None`).
-    async fn guard<T>(&mut self, future: impl Future<Output = T>) -> Option<T> {
+    pub(super) async fn guard<T>(&mut self, future: impl Future<Output = T>) -> Option<T> {
         if self.interrupt.is_set() {
             self.interrupted_at.get_or_insert_with(Instant::now);
             return None;
@@ -1234,7 +1035,7 @@ impl<'a> Engine<'a> {
         value
     }
 
-    fn emit(&mut self, kind: EventKind) {
+    pub(super) fn emit(&mut self, kind: EventKind) {
         let event = Event {
             at: self.clock.now(),
             elapsed_s: seconds(self.started.elapsed()),
@@ -1365,11 +1166,4 @@ pub async fn force_traffic(
         tokio::time::sleep(pause).await;
         pause = (pause * 2).min(Duration::from_secs(5));
     }
-}
-
-fn count_of(
-    counts: &std::collections::BTreeMap<String, RequestCounts>,
-    revision: &str,
-) -> RequestCounts {
-    counts.get(revision).copied().unwrap_or_default()
 }

@@ -7,6 +7,7 @@ pub mod judge;
 pub mod ownership;
 pub mod plan;
 pub mod ports;
+mod step;
 pub mod timeline;
 pub mod traffic;
 
