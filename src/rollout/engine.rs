@@ -1,14 +1,11 @@
 //! The rollout state machine: prepare (stable, candidate, plan), take ownership of the service,
 //! shift traffic step by step, judge every step, and restore stable traffic on any failure.
 
-use std::future::Future;
-use std::time::Duration;
-
 use tokio::time::Instant;
 
 use crate::clock::Clock;
 use crate::health::{Expectations, Verdict};
-use crate::rollout::ownership::{Identity, describe_owner, live_local_owner, still_ours};
+use crate::rollout::ownership::{Identity, describe_owner, live_local_owner};
 use crate::rollout::plan::Policy;
 use crate::rollout::ports::{
     HealthEndpoint, Metrics, NewRevision, Platform, PortError, RolloutRecord, ServiceState,
@@ -17,22 +14,15 @@ use crate::rollout::ports::{
 use crate::rollout::timeline::{
     Event, EventKind, Outcome, Report, StepReport, describe_traffic, seconds,
 };
+use crate::rollout::write::{WRITE_ATTEMPTS, WRITE_BACKOFF};
 
 pub use crate::rollout::interrupt::{Interrupt, InterruptTrigger};
 pub use crate::rollout::ownership::traffic_matches;
+pub use crate::rollout::restore::{INTERRUPTED_RESTORE_DEADLINE, force_traffic};
 use crate::rollout::traffic::preserved_tags;
 pub use crate::rollout::traffic::{
     CANDIDATE_TAG, Plan, new_revision_name, restore_traffic, short_name,
 };
-
-/// A restore after SIGINT/SIGTERM/SIGHUP, reading back included, must end well inside the 7.5 s
-/// a cancelled Actions job gets before SIGTERM (and 10 s before SIGKILL).
-pub const INTERRUPTED_RESTORE_DEADLINE: Duration = Duration::from_millis(6500);
-/// How many times a write is sent again after a conflict or a lost answer, each time only after
-/// a fresh read shows the service is still this rollout's and unchanged.
-const WRITE_ATTEMPTS: u32 = 5;
-/// Pause between attempts when the platform is unavailable.
-const WRITE_BACKOFF: Duration = Duration::from_secs(1);
 
 /// Where the candidate revision comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -99,19 +89,13 @@ pub(super) enum Stop {
 }
 
 /// How a restore attempt ended.
-enum Restore {
+pub(super) enum Restore {
     /// Stable serves everything and the record is gone, as read back.
     Done(Box<ServiceState>),
     /// Someone else changed the service first; it was left as they made it.
     NotOurs(String),
     /// Not confirmed before the deadline, or refused by the platform.
     Failed(String),
-}
-
-pub(super) fn later(at: Instant, by: Duration) -> Instant {
-    // Policies are bounded at parse time; this keeps a Policy built in code from panicking.
-    at.checked_add(by)
-        .unwrap_or_else(|| at + Duration::from_secs(10 * 365 * 24 * 3600))
 }
 
 /// Runs one rollout. Create one per rollout.
@@ -722,319 +706,6 @@ impl<'a> Engine<'a> {
         report
     }
 
-    /// Reads the split for the report, within what time is left.
-    async fn read_final(&mut self, report: &mut Report) {
-        let give_up = self.stop_by(later(Instant::now(), Duration::from_secs(20)));
-        let platform = self.ports.platform;
-        match self.bounded(give_up, platform.read_service()).await {
-            Some(Ok(service)) => {
-                report.final_traffic = service.traffic.clone();
-                report.final_traffic_confirmed = true;
-                self.last_seen = Some(service);
-            }
-            _ => {
-                report.final_traffic = self
-                    .last_seen
-                    .as_ref()
-                    .map(|service| service.traffic.clone())
-                    .unwrap_or_default();
-                report.final_traffic_confirmed = false;
-            }
-        }
-    }
-
-    /// Sends 100% to stable and clears the record, but only while the record on the service is
-    /// this rollout's and its split one this rollout wrote; re-reads after every failed or lost
-    /// write; never outlives `budget`, nor 6.5 s after an interrupt. Not interruptible: this is
-    /// what an interruption runs.
-    async fn restore(&mut self, plan: &Plan, budget: Duration) -> Restore {
-        let give_up = later(Instant::now(), budget);
-        let began = Instant::now();
-        let wanted = plan.stable_traffic();
-        let platform = self.ports.platform;
-        let mut last_error = String::from("no answer from the platform in time");
-        let mut pause = Duration::from_millis(250);
-        loop {
-            let read = match self
-                .bounded(self.stop_by(give_up), platform.read_service())
-                .await
-            {
-                Some(read) => read,
-                None => return Restore::Failed(last_error),
-            };
-            let current = match read {
-                Ok(current) => current,
-                Err(error @ (PortError::Rejected { .. } | PortError::NotFound(_))) => {
-                    return Restore::Failed(format!("could not read the service: {error}"));
-                }
-                Err(error) => {
-                    last_error = format!("could not read the service: {error}");
-                    if !self.pause(give_up, &mut pause).await {
-                        return Restore::Failed(last_error);
-                    }
-                    continue;
-                }
-            };
-            self.last_seen = Some(current.clone());
-            let half_time = began + self.stop_by(give_up).saturating_duration_since(began) / 2;
-            let settling = current.reconciling && Instant::now() < half_time;
-            if settling {
-                // A change (perhaps our own lost write) is still being applied: decide on its
-                // result while there is time; past half the budget, act on the record alone.
-                last_error = format!("{} was still applying a change", current.name);
-                if !self.pause(give_up, &mut pause).await {
-                    return Restore::Failed(last_error);
-                }
-                continue;
-            }
-            let ours = current
-                .rollout
-                .as_ref()
-                .is_some_and(|record| record.id == self.identity.id);
-            if !ours {
-                if current.rollout.is_none() && traffic_matches(&current, &wanted) {
-                    // Stable already serves everything: our own restore landed, or nothing of
-                    // this rollout ever did.
-                    return Restore::Done(Box::new(current));
-                }
-                if self.record.is_none()
-                    && current.rollout == plan.service.rollout
-                    && traffic_matches(&current, &plan.service.traffic)
-                {
-                    return Restore::Done(Box::new(current));
-                }
-                let splits: Vec<&[TrafficTarget]> = Vec::new();
-                let why = still_ours(&current, &self.identity.id, &splits)
-                    .err()
-                    .unwrap_or_default();
-                return Restore::NotOurs(why);
-            }
-            let mut splits: Vec<&[TrafficTarget]> = vec![&self.confirmed];
-            if let Some(in_flight) = &self.in_flight {
-                splits.push(in_flight);
-            }
-            if current.reconciling {
-                // What is served mid-change is neither split; the record is what tells.
-                splits.clear();
-            }
-            if let Err(why) = still_ours(&current, &self.identity.id, &splits) {
-                return Restore::NotOurs(why);
-            }
-            let change = TrafficChange {
-                traffic: wanted.clone(),
-                rollout: None,
-            };
-            self.in_flight = Some(wanted.clone());
-            let remaining = self
-                .stop_by(give_up)
-                .saturating_duration_since(Instant::now());
-            let written = self
-                .bounded(
-                    self.stop_by(give_up),
-                    platform.set_traffic(&change, &current.etag, remaining),
-                )
-                .await;
-            match written {
-                Some(Ok(service)) => {
-                    self.last_seen = Some(service.clone());
-                    self.record = None;
-                    self.in_flight = None;
-                    return Restore::Done(Box::new(service));
-                }
-                Some(Err(error @ (PortError::Rejected { .. } | PortError::NotFound(_)))) => {
-                    // Permission or a bad request does not heal by retrying: say so now.
-                    return Restore::Failed(format!("could not set traffic: {error}"));
-                }
-                Some(Err(error)) => last_error = format!("could not set traffic: {error}"),
-                None => return Restore::Failed(last_error),
-            }
-            if !self.pause(give_up, &mut pause).await {
-                return Restore::Failed(last_error);
-            }
-        }
-    }
-
-    /// Waits before the next restore attempt; false when no time is left for one.
-    async fn pause(&mut self, give_up: Instant, pause: &mut Duration) -> bool {
-        let wake = later(Instant::now(), *pause);
-        if wake >= self.stop_by(give_up) {
-            return false;
-        }
-        self.bounded(self.stop_by(give_up), tokio::time::sleep_until(wake))
-            .await
-            .is_some()
-            && {
-                *pause = (*pause * 2).min(Duration::from_secs(2));
-                true
-            }
-    }
-
-    /// `give_up`, or 6.5 s after the interrupt when that is sooner.
-    fn stop_by(&self, give_up: Instant) -> Instant {
-        match self.interrupted_at {
-            Some(at) => give_up.min(later(at, INTERRUPTED_RESTORE_DEADLINE)),
-            None => give_up,
-        }
-    }
-
-    /// Runs `future` until `give_up`, shortening the deadline if an interrupt arrives meanwhile.
-    /// `None`: out of time.
-    async fn bounded<T>(&mut self, give_up: Instant, future: impl Future<Output = T>) -> Option<T> {
-        let interrupt = self.interrupt.clone();
-        tokio::pin!(future);
-        loop {
-            let deadline = self.stop_by(give_up);
-            tokio::select! {
-                biased;
-                value = tokio::time::timeout_at(deadline, &mut future) => return value.ok(),
-                _ = interrupt.fired(), if self.interrupted_at.is_none() => {
-                    self.interrupted_at = Some(Instant::now());
-                }
-            }
-        }
-    }
-
-    /// Applies one traffic change of an owned rollout. Every failed or lost write is followed by
-    /// a fresh read: a write that landed is not sent again, and one is sent again only while the
-    /// service is still this rollout's with the split it last wrote.
-    async fn apply(
-        &mut self,
-        step: Option<usize>,
-        traffic: Vec<TrafficTarget>,
-        record: Option<RolloutRecord>,
-        deadline: Duration,
-    ) -> Result<ServiceState, Stop> {
-        let give_up = later(Instant::now(), deadline);
-        let change = TrafficChange {
-            traffic: traffic.clone(),
-            rollout: record.clone(),
-        };
-        let platform = self.ports.platform;
-        let mut etag = self.last_etag();
-        for attempt in 1..=WRITE_ATTEMPTS {
-            self.in_flight = Some(traffic.clone());
-            let remaining = give_up.saturating_duration_since(Instant::now());
-            let written = self
-                .guard(platform.set_traffic(&change, &etag, remaining))
-                .await
-                .ok_or(Stop::Interrupted)?;
-            let error = match written {
-                Ok(service) => return Ok(self.applied(step, service, record)),
-                Err(error) => error,
-            };
-            let current = self
-                .read_settled(give_up.saturating_duration_since(Instant::now()))
-                .await?;
-            if traffic_matches(&current, &traffic) && current.rollout == record {
-                // It landed; only its answer was lost.
-                return Ok(self.applied(step, current, record));
-            }
-            still_ours(&current, &self.identity.id, &[&self.confirmed]).map_err(Stop::Aborted)?;
-            match error {
-                PortError::Conflict(reason) | PortError::Unavailable(reason)
-                    if attempt < WRITE_ATTEMPTS && Instant::now() < give_up =>
-                {
-                    self.emit(EventKind::Retrying {
-                        what: "set traffic".into(),
-                        reason,
-                    });
-                    self.guard(tokio::time::sleep(WRITE_BACKOFF))
-                        .await
-                        .ok_or(Stop::Interrupted)?;
-                }
-                other => return Err(Stop::Error(format!("could not set traffic: {other}"))),
-            }
-            etag = current.etag;
-        }
-        Err(Stop::Error(format!(
-            "could not set traffic after {WRITE_ATTEMPTS} attempts"
-        )))
-    }
-
-    fn applied(
-        &mut self,
-        step: Option<usize>,
-        service: ServiceState,
-        record: Option<RolloutRecord>,
-    ) -> ServiceState {
-        self.emit(EventKind::TrafficSet {
-            step,
-            traffic: service.traffic.clone(),
-        });
-        self.confirmed = service.traffic.clone();
-        self.in_flight = None;
-        self.record = record;
-        self.last_seen = Some(service.clone());
-        service
-    }
-
-    /// Reads the service once it has finished applying changes, retrying reads that fail for
-    /// reasons that pass.
-    async fn read_settled(&mut self, budget: Duration) -> Result<ServiceState, Stop> {
-        let give_up = later(Instant::now(), budget.max(Duration::from_secs(5)));
-        let platform = self.ports.platform;
-        let mut pause = Duration::from_millis(250);
-        loop {
-            let read = self
-                .guard(platform.read_service())
-                .await
-                .ok_or(Stop::Interrupted)?;
-            match read {
-                Ok(service) => {
-                    self.last_seen = Some(service.clone());
-                    if !service.reconciling {
-                        return Ok(service);
-                    }
-                    if later(Instant::now(), pause) > give_up {
-                        return Err(Stop::Error(format!(
-                            "{} was still applying a change after {}",
-                            service.name,
-                            humantime::format_duration(budget)
-                        )));
-                    }
-                }
-                Err(PortError::Unavailable(reason)) if later(Instant::now(), pause) < give_up => {
-                    self.emit(EventKind::Retrying {
-                        what: "read the service".into(),
-                        reason,
-                    });
-                }
-                Err(error) => {
-                    return Err(Stop::Error(format!("could not read the service: {error}")));
-                }
-            }
-            self.guard(tokio::time::sleep(pause))
-                .await
-                .ok_or(Stop::Interrupted)?;
-            pause = (pause * 2).min(Duration::from_secs(2));
-        }
-    }
-
-    fn last_etag(&self) -> String {
-        self.last_seen
-            .as_ref()
-            .map(|service| service.etag.clone())
-            .unwrap_or_default()
-    }
-
-    /// Runs `future` unless the interrupt fires first (`None`).
-    pub(super) async fn guard<T>(&mut self, future: impl Future<Output = T>) -> Option<T> {
-        if self.interrupt.is_set() {
-            self.interrupted_at.get_or_insert_with(Instant::now);
-            return None;
-        }
-        let interrupt = self.interrupt.clone();
-        let value = tokio::select! {
-            biased;
-            _ = interrupt.fired() => None,
-            value = future => Some(value),
-        };
-        if value.is_none() {
-            self.interrupted_at.get_or_insert_with(Instant::now);
-        }
-        value
-    }
-
     pub(super) fn emit(&mut self, kind: EventKind) {
         let event = Event {
             at: self.clock.now(),
@@ -1092,78 +763,5 @@ fn single_serving_revision(service: &ServiceState) -> Result<String, RolloutErro
                 shares.join(", ")
             )))
         }
-    }
-}
-
-/// Sets `wanted` as the whole traffic split and clears any rollout record (a person's
-/// `rollback`: it overrides any owner). Reads first and after every failed or lost write, so a
-/// write that landed is never sent again; retries through conflicts and outages until the platform
-/// confirms it or `deadline` passes; a refusal (permission, bad request) ends it at once.
-/// `on_retry` hears each retry, for the person waiting.
-pub async fn force_traffic(
-    platform: &dyn Platform,
-    wanted: &[TrafficTarget],
-    deadline: Duration,
-    on_retry: &(dyn Fn(&str) + Send + Sync),
-) -> Result<ServiceState, String> {
-    let give_up = later(Instant::now(), deadline);
-    let change = TrafficChange {
-        traffic: wanted.to_vec(),
-        rollout: None,
-    };
-    let mut last_error = format!(
-        "no answer from the platform within {}",
-        humantime::format_duration(deadline)
-    );
-    let mut pause = Duration::from_millis(250);
-    let mut attempt = 0u32;
-    loop {
-        attempt += 1;
-        let service = match tokio::time::timeout_at(give_up, platform.read_service()).await {
-            Err(_) => return Err(last_error),
-            Ok(Ok(service)) => Some(service),
-            Ok(Err(error @ (PortError::Rejected { .. } | PortError::NotFound(_)))) => {
-                return Err(format!("could not read the service: {error}"));
-            }
-            Ok(Err(error)) => {
-                last_error = format!("could not read the service: {error}");
-                None
-            }
-        };
-        if let Some(service) = service {
-            if traffic_matches(&service, wanted)
-                && service.rollout.is_none()
-                && !service.reconciling
-            {
-                return Ok(service);
-            }
-            if service.reconciling {
-                last_error = format!("{} was still applying a change", service.name);
-            } else {
-                let remaining = give_up.saturating_duration_since(Instant::now());
-                match tokio::time::timeout_at(
-                    give_up,
-                    platform.set_traffic(&change, &service.etag, remaining),
-                )
-                .await
-                {
-                    Err(_) => return Err(last_error),
-                    Ok(Ok(service)) => return Ok(service),
-                    Ok(Err(error @ (PortError::Rejected { .. } | PortError::NotFound(_)))) => {
-                        return Err(format!("could not set traffic: {error}"));
-                    }
-                    Ok(Err(error)) => last_error = format!("could not set traffic: {error}"),
-                }
-            }
-        }
-        if later(Instant::now(), pause) >= give_up {
-            return Err(last_error);
-        }
-        on_retry(&format!(
-            "attempt {attempt} failed ({last_error}); reading the service again in {}",
-            humantime::format_duration(pause)
-        ));
-        tokio::time::sleep(pause).await;
-        pause = (pause * 2).min(Duration::from_secs(5));
     }
 }

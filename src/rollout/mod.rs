@@ -7,9 +7,11 @@ pub mod judge;
 pub mod ownership;
 pub mod plan;
 pub mod ports;
+mod restore;
 mod step;
 pub mod timeline;
 pub mod traffic;
+mod write;
 
 pub use engine::{
     CandidateSource, Engine, Interrupt, InterruptTrigger, Plan, Ports, RolloutError, RolloutRequest,

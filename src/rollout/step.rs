@@ -6,11 +6,12 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::health::{Expectations, Verdict};
-use crate::rollout::engine::{Engine, Stop, later};
+use crate::rollout::engine::{Engine, Stop};
 use crate::rollout::judge::{StepPhase, judge_errors};
 use crate::rollout::ownership::still_ours;
 use crate::rollout::plan::Policy;
 use crate::rollout::ports::{RequestCounts, Window};
+use crate::rollout::restore::later;
 use crate::rollout::timeline::{EventKind, StepReport, seconds};
 use crate::rollout::traffic::Plan;
 
