@@ -5,11 +5,10 @@ use tokio::time::Instant;
 
 use crate::clock::Clock;
 use crate::health::{Expectations, Verdict};
-use crate::rollout::ownership::{Identity, describe_owner, live_local_owner};
+use crate::rollout::ownership::{Identity, describe_owner};
 use crate::rollout::plan::Policy;
 use crate::rollout::ports::{
-    HealthEndpoint, Metrics, NewRevision, Platform, PortError, RolloutRecord, ServiceState,
-    TrafficChange, TrafficTarget,
+    NewRevision, PortError, RolloutRecord, ServiceState, TrafficChange, TrafficTarget,
 };
 use crate::rollout::timeline::{
     Event, EventKind, Outcome, Report, StepReport, describe_traffic, seconds,
@@ -18,63 +17,13 @@ use crate::rollout::write::{WRITE_ATTEMPTS, WRITE_BACKOFF};
 
 pub use crate::rollout::interrupt::{Interrupt, InterruptTrigger};
 pub use crate::rollout::ownership::traffic_matches;
+pub use crate::rollout::request::{
+    CandidateSource, Ports, ProgressSink, RolloutError, RolloutRequest,
+};
 pub use crate::rollout::restore::{INTERRUPTED_RESTORE_DEADLINE, force_traffic};
-use crate::rollout::traffic::preserved_tags;
 pub use crate::rollout::traffic::{
     CANDIDATE_TAG, Plan, new_revision_name, restore_traffic, short_name,
 };
-
-/// Where the candidate revision comes from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CandidateSource {
-    /// Make a new revision from the current template with this image.
-    Image(String),
-    /// An existing revision.
-    Revision(String),
-    /// The latest created revision, when it serves no traffic.
-    LatestCreated,
-    /// The rollout recorded on the service, whose process is gone (`rollout --resume`).
-    Resume,
-}
-
-#[derive(Debug, Clone)]
-pub struct RolloutRequest {
-    pub policy: Policy,
-    pub candidate: CandidateSource,
-    pub dry_run: bool,
-}
-
-/// Why a rollout did not start. Nothing was changed on the service in either case.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum RolloutError {
-    /// Bad input, a service state that needs a person first, or another rollout owns the
-    /// service (exit 2).
-    #[error("{0}")]
-    Refused(String),
-    /// The platform could not be read (exit 3).
-    #[error("{0}")]
-    Api(String),
-}
-
-impl RolloutError {
-    pub fn exit_code(&self) -> i32 {
-        match self {
-            RolloutError::Refused(_) => 2,
-            RolloutError::Api(_) => 3,
-        }
-    }
-}
-
-/// The adapters a rollout runs against.
-#[derive(Clone, Copy)]
-pub struct Ports<'a> {
-    pub platform: &'a dyn Platform,
-    pub metrics: &'a dyn Metrics,
-    pub health: &'a dyn HealthEndpoint,
-}
-
-/// Receives every timeline event as it happens (the progress log).
-pub type ProgressSink<'a> = &'a (dyn Fn(&Event) + Send + Sync);
 
 /// Why a rollout stops before promotion.
 pub(super) enum Stop {
@@ -170,201 +119,6 @@ impl<'a> Engine<'a> {
             return Ok(self.finish(&plan, policy, Vec::new(), end).await);
         }
         Ok(self.execute(&plan, policy).await)
-    }
-
-    /// Reads the service and decides stable and candidate; changes nothing.
-    pub async fn prepare(&mut self, source: &CandidateSource) -> Result<Plan, RolloutError> {
-        let service = self
-            .ports
-            .platform
-            .read_service()
-            .await
-            .map_err(|error| match error {
-                PortError::NotFound(what) => RolloutError::Refused(format!(
-                    "the service was not found ({what}); check --project, --region and --service"
-                )),
-                other => RolloutError::Api(format!("could not read the service: {other}")),
-            })?;
-        self.last_seen = Some(service.clone());
-        if *source == CandidateSource::Resume {
-            return self.prepare_resume(service).await;
-        }
-        if let Some(record) = service.rollout.as_ref().filter(|r| r.is_running()) {
-            return Err(RolloutError::Refused(format!(
-                "a rollout is already in progress on {}: {}; if its process is gone, continue it \
-                 with `shiftgate rollout --resume` or undo it with `shiftgate rollback`",
-                service.name,
-                describe_owner(record)
-            )));
-        }
-        let stable = single_serving_revision(&service)?;
-        let service_short = short_name(&service.name).to_string();
-        let (candidate, image) = match source {
-            CandidateSource::Image(image) => {
-                if image.trim().is_empty() || image.chars().any(char::is_whitespace) {
-                    return Err(RolloutError::Refused(format!(
-                        "--image {image:?} is not an image reference (expected REGISTRY/NAME:TAG)"
-                    )));
-                }
-                (
-                    new_revision_name(&service_short, self.clock.now()),
-                    Some(image.clone()),
-                )
-            }
-            CandidateSource::Revision(revision) => {
-                let revision = short_name(revision).to_string();
-                self.check_existing_candidate(&revision, &stable).await?;
-                (revision, None)
-            }
-            CandidateSource::LatestCreated => {
-                let latest = service.latest_created_revision.clone().ok_or_else(|| {
-                    RolloutError::Refused(
-                        "the service has no revision to roll out; give --image or --revision"
-                            .to_string(),
-                    )
-                })?;
-                if latest == stable || service.percent_of(&latest) > 0 {
-                    return Err(RolloutError::Refused(format!(
-                        "nothing to roll out: the latest revision {latest} already serves traffic; \
-                         give --image IMAGE or --revision NAME"
-                    )));
-                }
-                self.check_existing_candidate(&latest, &stable).await?;
-                (latest, None)
-            }
-            CandidateSource::Resume => unreachable!("handled above"),
-        };
-        Ok(Plan {
-            preserved: preserved_tags(&service),
-            stable,
-            candidate,
-            image,
-            service,
-            resume_at: None,
-            started_at: humantime::format_rfc3339_seconds(self.clock.now()).to_string(),
-        })
-    }
-
-    /// A recorded rollout whose process is gone: its revisions still exist and the split is still
-    /// the one it recorded, else a person must decide (exit 2, nothing changed).
-    async fn prepare_resume(&mut self, service: ServiceState) -> Result<Plan, RolloutError> {
-        let Some(record) = service.rollout.clone().filter(|r| r.is_running()) else {
-            return Err(RolloutError::Refused(format!(
-                "no rollout is recorded on {}, so there is nothing to resume; start one with \
-                 `shiftgate rollout --image IMAGE`",
-                service.name
-            )));
-        };
-        if let Some(pid) = live_local_owner(&record.owner) {
-            return Err(RolloutError::Refused(format!(
-                "the recorded rollout is still run by process {pid} on this host ({}); stop it \
-                 before resuming",
-                describe_owner(&record)
-            )));
-        }
-        for (role, revision) in [("stable", &record.stable), ("candidate", &record.candidate)] {
-            let info = self
-                .ports
-                .platform
-                .read_revision(revision)
-                .await
-                .map_err(|error| match error {
-                    PortError::NotFound(_) => RolloutError::Refused(format!(
-                        "cannot resume: the recorded {role} revision {revision} no longer exists; \
-                         undo the rollout with `shiftgate rollback --to REVISION`"
-                    )),
-                    other => {
-                        RolloutError::Api(format!("could not read revision {revision}: {other}"))
-                    }
-                })?;
-            if !info.ready {
-                return Err(RolloutError::Refused(format!(
-                    "cannot resume: the recorded {role} revision {revision} is not ready ({}); \
-                     undo the rollout with `shiftgate rollback`",
-                    info.reason.unwrap_or_default()
-                )));
-            }
-        }
-        let plan = Plan {
-            preserved: preserved_tags(&service),
-            stable: record.stable.clone(),
-            candidate: record.candidate.clone(),
-            image: None,
-            resume_at: Some(record.percent),
-            started_at: record.started_at.clone(),
-            service,
-        };
-        let expected = plan.traffic(record.percent, true);
-        if !traffic_matches(&plan.service, &expected) {
-            return Err(RolloutError::Refused(format!(
-                "cannot resume: traffic on {} is {}, not the {} the record says; undo the \
-                 rollout with `shiftgate rollback`",
-                plan.service.name,
-                describe_traffic(&plan.service.traffic),
-                describe_traffic(&expected)
-            )));
-        }
-        Ok(plan)
-    }
-
-    async fn check_existing_candidate(
-        &self,
-        revision: &str,
-        stable: &str,
-    ) -> Result<(), RolloutError> {
-        if revision == stable {
-            return Err(RolloutError::Refused(format!(
-                "--revision {revision} is the stable revision already serving 100% of traffic"
-            )));
-        }
-        let info =
-            self.ports
-                .platform
-                .read_revision(revision)
-                .await
-                .map_err(|error| match error {
-                    PortError::NotFound(_) => {
-                        RolloutError::Refused(format!("--revision {revision} does not exist"))
-                    }
-                    other => {
-                        RolloutError::Api(format!("could not read revision {revision}: {other}"))
-                    }
-                })?;
-        if !info.ready {
-            return Err(RolloutError::Refused(format!(
-                "revision {revision} is not ready{}",
-                info.reason
-                    .map(|reason| format!(": {reason}"))
-                    .unwrap_or_default()
-            )));
-        }
-        Ok(())
-    }
-
-    fn dry_run_report(&mut self, plan: &Plan, policy: &Policy) -> Report {
-        self.emit(EventKind::Planned {
-            stable: plan.stable.clone(),
-            candidate: plan.candidate.clone(),
-            steps: policy.steps.percents().to_vec(),
-            creates_revision: plan.image.is_some(),
-        });
-        let mut report = self.report(plan, policy, Outcome::DryRun, Vec::new());
-        report.final_traffic = plan.service.traffic.clone();
-        report.final_traffic_confirmed = true;
-        let action = match plan.resume_at {
-            Some(at) => format!("resume the rollout of {} at {at}%, then", plan.candidate),
-            None => String::new(),
-        };
-        report.reason = Some(format!(
-            "dry run: would {action} move {} from {} to {} in steps {} (bake {} each, at least {} to promote); nothing was changed",
-            short_name(&plan.service.name),
-            plan.stable,
-            plan.candidate,
-            policy.steps,
-            humantime::format_duration(policy.bake),
-            humantime::format_duration(policy.time_to_promote()),
-        ));
-        report
     }
 
     /// The first write: the record (with this rollout's id) goes onto the service in the same
@@ -718,7 +472,7 @@ impl<'a> Engine<'a> {
         self.timeline.push(event);
     }
 
-    fn report(
+    pub(super) fn report(
         &self,
         plan: &Plan,
         policy: &Policy,
@@ -742,26 +496,6 @@ impl<'a> Engine<'a> {
             stable_health: None,
             duration_s: seconds(self.started.elapsed()),
             timeline: self.timeline.clone(),
-        }
-    }
-}
-
-/// The one revision serving all traffic, which a rollout falls back to.
-fn single_serving_revision(service: &ServiceState) -> Result<String, RolloutError> {
-    match service.serving().as_slice() {
-        [(revision, 100)] => Ok(revision.clone()),
-        [] => Err(RolloutError::Refused(format!(
-            "{} serves no traffic, so there is no stable revision to fall back to",
-            service.name
-        ))),
-        split => {
-            let shares: Vec<String> = split.iter().map(|(r, p)| format!("{r} {p}%")).collect();
-            Err(RolloutError::Refused(format!(
-                "traffic on {} is split ({}); put it on one revision first with \
-                 `shiftgate rollback --to REVISION`",
-                service.name,
-                shares.join(", ")
-            )))
         }
     }
 }

@@ -7,6 +7,8 @@ pub mod judge;
 pub mod ownership;
 pub mod plan;
 pub mod ports;
+mod prepare;
+mod request;
 mod restore;
 mod step;
 pub mod timeline;
