@@ -135,37 +135,9 @@ impl<'a> Engine<'a> {
         }
 
         for (step, percent) in plan.schedule(policy) {
-            // A resumed rollout's recorded step already has its traffic; it is only baked again.
-            if plan.resume_at != Some(percent) {
-                let Some(owned) = self.record.clone() else {
-                    let stop = Stop::Error("the rollout record was lost".into());
-                    return self.finish(plan, policy, steps, stop).await;
-                };
-                let record = RolloutRecord { percent, ..owned };
-                let traffic = plan.traffic(percent, true);
-                if let Err(stop) = self
-                    .apply(Some(step), traffic, Some(record), policy.traffic_deadline)
-                    .await
-                {
-                    return self.finish(plan, policy, steps, stop).await;
-                }
-            }
-            let (ended, step_report) = self
-                .bake_step(step, percent, plan, policy, &candidate_url)
-                .await;
-            steps.push(step_report);
-            match ended {
-                Ok(()) => self.emit(EventKind::StepPassed { step, percent }),
-                Err(stop) => {
-                    if let Stop::Failed(reason) = &stop {
-                        self.emit(EventKind::StepFailed {
-                            step,
-                            percent,
-                            reason: reason.clone(),
-                        });
-                    }
-                    return self.finish(plan, policy, steps, stop).await;
-                }
+            let ran = self.run_step(step, percent, plan, policy, &candidate_url, &mut steps);
+            if let Err(stop) = ran.await {
+                return self.finish(plan, policy, steps, stop).await;
             }
         }
 
@@ -189,6 +161,49 @@ impl<'a> Engine<'a> {
         report.final_traffic = promoted.traffic;
         report.final_traffic_confirmed = true;
         report
+    }
+
+    /// Moves traffic to `percent` (unless a resume finds it there already) and bakes the step;
+    /// its report goes into `steps` once baked.
+    async fn run_step(
+        &mut self,
+        step: usize,
+        percent: u8,
+        plan: &Plan,
+        policy: &Policy,
+        candidate_url: &str,
+        steps: &mut Vec<StepReport>,
+    ) -> Result<(), Stop> {
+        // A resumed rollout's recorded step already has its traffic; it is only baked again.
+        if plan.resume_at != Some(percent) {
+            let Some(owned) = self.record.clone() else {
+                return Err(Stop::Error("the rollout record was lost".into()));
+            };
+            let record = RolloutRecord { percent, ..owned };
+            let traffic = plan.traffic(percent, true);
+            self.apply(Some(step), traffic, Some(record), policy.traffic_deadline)
+                .await?;
+        }
+        let (ended, step_report) = self
+            .bake_step(step, percent, plan, policy, candidate_url)
+            .await;
+        steps.push(step_report);
+        match ended {
+            Ok(()) => {
+                self.emit(EventKind::StepPassed { step, percent });
+                Ok(())
+            }
+            Err(stop) => {
+                if let Stop::Failed(reason) = &stop {
+                    self.emit(EventKind::StepFailed {
+                        step,
+                        percent,
+                        reason: reason.clone(),
+                    });
+                }
+                Err(stop)
+            }
+        }
     }
 
     fn candidate_url(&self) -> Result<String, String> {
@@ -245,64 +260,72 @@ impl<'a> Engine<'a> {
         report.reason = Some(reason.clone());
         self.emit(EventKind::RollbackStarted { reason });
         match self.restore(plan, policy.traffic_deadline).await {
-            Restore::Done(service) => {
-                let service = *service;
-                self.emit(EventKind::RolledBack {
-                    traffic: service.traffic.clone(),
-                });
-                report.final_traffic = service.traffic.clone();
-                report.final_traffic_confirmed = true;
-                // A stable revision that is unhealthy too means users are still hurting (SEV-1).
-                // Stable is judged on the basic rule: the candidate's version expectations are
-                // not stable's.
-                if report.outcome != Outcome::Interrupted
-                    && let Some(uri) = &service.uri
-                {
-                    let basic = Expectations {
-                        path: policy.health.path.clone(),
-                        ..Expectations::default()
-                    };
-                    report.stable_health = self
-                        .check_health(None, uri, &basic)
-                        .await
-                        .map(|(_, verdict)| verdict);
-                }
-            }
-            Restore::NotOurs(why) => {
-                self.emit(EventKind::Aborted {
-                    reason: why.clone(),
-                });
-                report.outcome = Outcome::Aborted;
-                report.api_failed = false;
-                report.reason = Some(format!(
-                    "{}; stable was not restored by this rollout: {why}",
-                    report.reason.take().unwrap_or_default()
-                ));
-                self.read_final(&mut report).await;
-            }
-            Restore::Failed(why) => {
-                self.emit(EventKind::RollbackFailed {
-                    reason: why.clone(),
-                });
-                report.rollback_failed = true;
-                if report.outcome != Outcome::Interrupted {
-                    report.outcome = Outcome::Failed;
-                }
-                report.reason = Some(format!(
-                    "{}; then restoring stable traffic was not confirmed: {why}",
-                    report.reason.take().unwrap_or_default()
-                ));
-                // The last split actually read, said to be unconfirmed: never one assumed.
-                report.final_traffic = self
-                    .last_seen
-                    .as_ref()
-                    .map(|service| service.traffic.clone())
-                    .unwrap_or_default();
-                report.final_traffic_confirmed = false;
-            }
+            Restore::Done(service) => self.restored(&mut report, policy, *service).await,
+            Restore::NotOurs(why) => self.left_as_found(&mut report, why).await,
+            Restore::Failed(why) => self.restore_unconfirmed(&mut report, why),
         }
         report.timeline = self.timeline.clone();
         report
+    }
+
+    /// Stable serves everything again, as read back; then stable's own health is checked.
+    async fn restored(&mut self, report: &mut Report, policy: &Policy, service: ServiceState) {
+        self.emit(EventKind::RolledBack {
+            traffic: service.traffic.clone(),
+        });
+        report.final_traffic = service.traffic.clone();
+        report.final_traffic_confirmed = true;
+        // A stable revision that is unhealthy too means users are still hurting (SEV-1).
+        // Stable is judged on the basic rule: the candidate's version expectations are
+        // not stable's.
+        if report.outcome != Outcome::Interrupted
+            && let Some(uri) = &service.uri
+        {
+            let basic = Expectations {
+                path: policy.health.path.clone(),
+                ..Expectations::default()
+            };
+            report.stable_health = self
+                .check_health(None, uri, &basic)
+                .await
+                .map(|(_, verdict)| verdict);
+        }
+    }
+
+    /// Someone else changed the service first: their change stands, and the report says so.
+    async fn left_as_found(&mut self, report: &mut Report, why: String) {
+        self.emit(EventKind::Aborted {
+            reason: why.clone(),
+        });
+        report.outcome = Outcome::Aborted;
+        report.api_failed = false;
+        report.reason = Some(format!(
+            "{}; stable was not restored by this rollout: {why}",
+            report.reason.take().unwrap_or_default()
+        ));
+        self.read_final(report).await;
+    }
+
+    /// The restore was not confirmed in time, or was refused.
+    fn restore_unconfirmed(&mut self, report: &mut Report, why: String) {
+        self.emit(EventKind::RollbackFailed {
+            reason: why.clone(),
+        });
+        report.rollback_failed = true;
+        if report.outcome != Outcome::Interrupted {
+            report.outcome = Outcome::Failed;
+        }
+        report.reason = Some(format!(
+            "{}; then restoring stable traffic was not confirmed: {why}",
+            report.reason.take().unwrap_or_default()
+        ));
+        // The last split actually read, said to be unconfirmed: never one assumed.
+        report.final_traffic = self
+            .last_seen
+            .as_ref()
+            .map(|service| service.traffic.clone())
+            .unwrap_or_default();
+        report.final_traffic_confirmed = false;
     }
 
     pub(super) fn emit(&mut self, kind: EventKind) {

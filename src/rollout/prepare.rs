@@ -36,8 +36,28 @@ impl Engine<'_> {
             )));
         }
         let stable = single_serving_revision(&service)?;
+        let (candidate, image) = self.choose_candidate(source, &service, &stable).await?;
+        Ok(Plan {
+            preserved: preserved_tags(&service),
+            stable,
+            candidate,
+            image,
+            service,
+            resume_at: None,
+            started_at: humantime::format_rfc3339_seconds(self.clock.now()).to_string(),
+        })
+    }
+
+    /// The candidate's name, and the image when it is to be created; an existing one must be
+    /// ready and not stable.
+    async fn choose_candidate(
+        &self,
+        source: &CandidateSource,
+        service: &ServiceState,
+        stable: &str,
+    ) -> Result<(String, Option<String>), RolloutError> {
         let service_short = short_name(&service.name).to_string();
-        let (candidate, image) = match source {
+        let chosen = match source {
             CandidateSource::Image(image) => {
                 if image.trim().is_empty() || image.chars().any(char::is_whitespace) {
                     return Err(RolloutError::Refused(format!(
@@ -51,7 +71,7 @@ impl Engine<'_> {
             }
             CandidateSource::Revision(revision) => {
                 let revision = short_name(revision).to_string();
-                self.check_existing_candidate(&revision, &stable).await?;
+                self.check_existing_candidate(&revision, stable).await?;
                 (revision, None)
             }
             CandidateSource::LatestCreated => {
@@ -61,26 +81,18 @@ impl Engine<'_> {
                             .to_string(),
                     )
                 })?;
-                if latest == stable || service.percent_of(&latest) > 0 {
+                if latest == *stable || service.percent_of(&latest) > 0 {
                     return Err(RolloutError::Refused(format!(
                         "nothing to roll out: the latest revision {latest} already serves traffic; \
                          give --image IMAGE or --revision NAME"
                     )));
                 }
-                self.check_existing_candidate(&latest, &stable).await?;
+                self.check_existing_candidate(&latest, stable).await?;
                 (latest, None)
             }
             CandidateSource::Resume => unreachable!("handled above"),
         };
-        Ok(Plan {
-            preserved: preserved_tags(&service),
-            stable,
-            candidate,
-            image,
-            service,
-            resume_at: None,
-            started_at: humantime::format_rfc3339_seconds(self.clock.now()).to_string(),
-        })
+        Ok(chosen)
     }
 
     /// A recorded rollout whose process is gone: its revisions still exist and the split is still
