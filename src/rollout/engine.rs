@@ -1,207 +1,27 @@
 //! The rollout state machine: prepare (stable, candidate, plan), take ownership of the service,
 //! shift traffic step by step, judge every step, and restore stable traffic on any failure.
 
-use std::future::Future;
-use std::time::{Duration, SystemTime};
-
-use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::clock::Clock;
 use crate::health::{Expectations, Verdict};
-use crate::rollout::judge::{StepPhase, judge_errors};
-use crate::rollout::ownership::{Identity, describe_owner, live_local_owner, still_ours};
+use crate::rollout::ownership::Identity;
 use crate::rollout::plan::Policy;
-use crate::rollout::ports::{
-    HealthEndpoint, Metrics, NewRevision, Platform, PortError, RequestCounts, RolloutRecord,
-    ServiceState, TrafficChange, TrafficTarget, Window,
-};
-use crate::rollout::timeline::{
-    Event, EventKind, Outcome, Report, StepReport, describe_traffic, seconds,
-};
+use crate::rollout::ports::{RolloutRecord, ServiceState, TrafficTarget};
+use crate::rollout::timeline::{Event, EventKind, Outcome, Report, StepReport, seconds};
 
+pub use crate::rollout::interrupt::{Interrupt, InterruptTrigger};
 pub use crate::rollout::ownership::traffic_matches;
-
-/// The tag that gives the candidate its own URL for health checks.
-pub const CANDIDATE_TAG: &str = "candidate";
-/// A restore after SIGINT/SIGTERM/SIGHUP, reading back included, must end well inside the 7.5 s
-/// a cancelled Actions job gets before SIGTERM (and 10 s before SIGKILL).
-pub const INTERRUPTED_RESTORE_DEADLINE: Duration = Duration::from_millis(6500);
-/// How many times a write is sent again after a conflict or a lost answer, each time only after
-/// a fresh read shows the service is still this rollout's and unchanged.
-const WRITE_ATTEMPTS: u32 = 5;
-/// Pause between attempts when the platform is unavailable.
-const WRITE_BACKOFF: Duration = Duration::from_secs(1);
-
-/// Where the candidate revision comes from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CandidateSource {
-    /// Make a new revision from the current template with this image.
-    Image(String),
-    /// An existing revision.
-    Revision(String),
-    /// The latest created revision, when it serves no traffic.
-    LatestCreated,
-    /// The rollout recorded on the service, whose process is gone (`rollout --resume`).
-    Resume,
-}
-
-#[derive(Debug, Clone)]
-pub struct RolloutRequest {
-    pub policy: Policy,
-    pub candidate: CandidateSource,
-    pub dry_run: bool,
-}
-
-/// Why a rollout did not start. Nothing was changed on the service in either case.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum RolloutError {
-    /// Bad input, a service state that needs a person first, or another rollout owns the
-    /// service (exit 2).
-    #[error("{0}")]
-    Refused(String),
-    /// The platform could not be read (exit 3).
-    #[error("{0}")]
-    Api(String),
-}
-
-impl RolloutError {
-    pub fn exit_code(&self) -> i32 {
-        match self {
-            RolloutError::Refused(_) => 2,
-            RolloutError::Api(_) => 3,
-        }
-    }
-}
-
-/// Tells the engine that SIGINT/SIGTERM/SIGHUP arrived. Cheap to clone.
-#[derive(Debug, Clone)]
-pub struct Interrupt(watch::Receiver<bool>);
-
-/// Raises the interrupt.
-#[derive(Debug)]
-pub struct InterruptTrigger(watch::Sender<bool>);
-
-impl InterruptTrigger {
-    pub fn trigger(&self) {
-        self.0.send_replace(true);
-    }
-}
-
-impl Interrupt {
-    pub fn channel() -> (InterruptTrigger, Interrupt) {
-        let (sender, receiver) = watch::channel(false);
-        (InterruptTrigger(sender), Interrupt(receiver))
-    }
-
-    /// An interrupt that never fires: its trigger is gone, and `fired` pends on a closed channel.
-    pub fn never() -> Interrupt {
-        Interrupt::channel().1
-    }
-
-    pub fn is_set(&self) -> bool {
-        *self.0.borrow()
-    }
-
-    /// Resolves once the interrupt has been raised.
-    pub async fn fired(&self) {
-        let mut receiver = self.0.clone();
-        if receiver.wait_for(|raised| *raised).await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    }
-}
-
-/// The adapters a rollout runs against.
-#[derive(Clone, Copy)]
-pub struct Ports<'a> {
-    pub platform: &'a dyn Platform,
-    pub metrics: &'a dyn Metrics,
-    pub health: &'a dyn HealthEndpoint,
-}
-
-/// Receives every timeline event as it happens (the progress log).
-pub type ProgressSink<'a> = &'a (dyn Fn(&Event) + Send + Sync);
-
-/// What `prepare` decided, before anything is changed.
-#[derive(Debug, Clone)]
-pub struct Plan {
-    pub service: ServiceState,
-    pub stable: String,
-    pub candidate: String,
-    /// Set when the candidate is to be created from this image.
-    pub image: Option<String>,
-    /// Tagged zero-percent targets of other revisions, kept through every change.
-    pub preserved: Vec<TrafficTarget>,
-    /// Resuming a recorded rollout: the candidate's share when its process died.
-    pub resume_at: Option<u8>,
-    /// When the rollout started (kept across a resume).
-    pub started_at: String,
-}
-
-impl Plan {
-    /// The traffic for one point of the rollout: `candidate_percent` to the candidate (tagged
-    /// while the rollout runs), the rest to stable, and the preserved tags.
-    pub fn traffic(&self, candidate_percent: u8, tag_candidate: bool) -> Vec<TrafficTarget> {
-        let mut traffic = self.preserved.clone();
-        if candidate_percent < 100 {
-            traffic.push(TrafficTarget::new(&self.stable, 100 - candidate_percent));
-        }
-        if candidate_percent > 0 || tag_candidate {
-            traffic.push(TrafficTarget {
-                revision: self.candidate.clone(),
-                percent: candidate_percent,
-                tag: tag_candidate.then(|| CANDIDATE_TAG.to_string()),
-            });
-        }
-        traffic
-    }
-
-    /// Stable at 100%, the candidate's tag removed, other tags kept.
-    pub fn stable_traffic(&self) -> Vec<TrafficTarget> {
-        self.traffic(0, false)
-    }
-
-    /// The steps still to run: all of them, or on a resume the recorded step (baked again from its
-    /// start) and those after it. Each is (step number in the policy, percent).
-    fn schedule(&self, policy: &Policy) -> Vec<(usize, u8)> {
-        let percents = policy.steps.percents();
-        let numbered = percents.iter().enumerate().map(|(i, &p)| (i + 1, p));
-        match self.resume_at {
-            Some(at) if at > 0 => {
-                let number = percents.iter().position(|&p| p >= at).unwrap_or(0) + 1;
-                std::iter::once((number, at))
-                    .chain(numbered.filter(|&(_, p)| p > at))
-                    .collect()
-            }
-            _ => numbered.collect(),
-        }
-    }
-}
-
-/// Traffic that sends everything to `revision`, keeping the other tagged targets of `service`
-/// except the candidate tag (used by `rollback`).
-pub fn restore_traffic(service: &ServiceState, revision: &str) -> Vec<TrafficTarget> {
-    let mut traffic = preserved_tags(service);
-    traffic.push(TrafficTarget::new(revision, 100));
-    traffic
-}
-
-fn preserved_tags(service: &ServiceState) -> Vec<TrafficTarget> {
-    service
-        .traffic
-        .iter()
-        .filter_map(|target| match &target.tag {
-            Some(tag) if tag != CANDIDATE_TAG => {
-                Some(TrafficTarget::tagged(&target.revision, 0, tag))
-            }
-            _ => None,
-        })
-        .collect()
-}
+pub use crate::rollout::request::{
+    CandidateSource, Ports, ProgressSink, RolloutError, RolloutRequest,
+};
+pub use crate::rollout::restore::{INTERRUPTED_RESTORE_DEADLINE, force_traffic};
+pub use crate::rollout::traffic::{
+    CANDIDATE_TAG, Plan, new_revision_name, restore_traffic, short_name,
+};
 
 /// Why a rollout stops before promotion.
-enum Stop {
+pub(super) enum Stop {
     /// A gate failed: the candidate is to blame.
     Failed(String),
     /// An API failed: the platform or metrics backend is to blame, not the candidate (Argo's
@@ -213,7 +33,7 @@ enum Stop {
 }
 
 /// How a restore attempt ended.
-enum Restore {
+pub(super) enum Restore {
     /// Stable serves everything and the record is gone, as read back.
     Done(Box<ServiceState>),
     /// Someone else changed the service first; it was left as they made it.
@@ -222,31 +42,25 @@ enum Restore {
     Failed(String),
 }
 
-fn later(at: Instant, by: Duration) -> Instant {
-    // Policies are bounded at parse time; this keeps a Policy built in code from panicking.
-    at.checked_add(by)
-        .unwrap_or_else(|| at + Duration::from_secs(10 * 365 * 24 * 3600))
-}
-
 /// Runs one rollout. Create one per rollout.
 pub struct Engine<'a> {
-    ports: Ports<'a>,
-    clock: Clock,
-    interrupt: Interrupt,
+    pub(super) ports: Ports<'a>,
+    pub(super) clock: Clock,
+    pub(super) interrupt: Interrupt,
     progress: Option<ProgressSink<'a>>,
     started: Instant,
     timeline: Vec<Event>,
-    identity: Identity,
+    pub(super) identity: Identity,
     /// The service as last read (every write answers with a read-back), for the freshest etag.
-    last_seen: Option<ServiceState>,
+    pub(super) last_seen: Option<ServiceState>,
     /// The record this rollout last wrote; `None` before it owns the service and after promotion.
-    record: Option<RolloutRecord>,
+    pub(super) record: Option<RolloutRecord>,
     /// The split this rollout last saw applied by its own write.
-    confirmed: Vec<TrafficTarget>,
+    pub(super) confirmed: Vec<TrafficTarget>,
     /// A write of this rollout whose outcome is not known yet (its answer may be lost).
-    in_flight: Option<Vec<TrafficTarget>>,
+    pub(super) in_flight: Option<Vec<TrafficTarget>>,
     /// When the interrupt was first seen: the restore must end 6.5 s after it.
-    interrupted_at: Option<Instant>,
+    pub(super) interrupted_at: Option<Instant>,
 }
 
 impl<'a> Engine<'a> {
@@ -302,351 +116,6 @@ impl<'a> Engine<'a> {
         Ok(self.execute(&plan, policy).await)
     }
 
-    /// Reads the service and decides stable and candidate; changes nothing.
-    pub async fn prepare(&mut self, source: &CandidateSource) -> Result<Plan, RolloutError> {
-        let service = self
-            .ports
-            .platform
-            .read_service()
-            .await
-            .map_err(|error| match error {
-                PortError::NotFound(what) => RolloutError::Refused(format!(
-                    "the service was not found ({what}); check --project, --region and --service"
-                )),
-                other => RolloutError::Api(format!("could not read the service: {other}")),
-            })?;
-        self.last_seen = Some(service.clone());
-        if *source == CandidateSource::Resume {
-            return self.prepare_resume(service).await;
-        }
-        if let Some(record) = service.rollout.as_ref().filter(|r| r.is_running()) {
-            return Err(RolloutError::Refused(format!(
-                "a rollout is already in progress on {}: {}; if its process is gone, continue it \
-                 with `shiftgate rollout --resume` or undo it with `shiftgate rollback`",
-                service.name,
-                describe_owner(record)
-            )));
-        }
-        let stable = single_serving_revision(&service)?;
-        let service_short = short_name(&service.name).to_string();
-        let (candidate, image) = match source {
-            CandidateSource::Image(image) => {
-                if image.trim().is_empty() || image.chars().any(char::is_whitespace) {
-                    return Err(RolloutError::Refused(format!(
-                        "--image {image:?} is not an image reference (expected REGISTRY/NAME:TAG)"
-                    )));
-                }
-                (
-                    new_revision_name(&service_short, self.clock.now()),
-                    Some(image.clone()),
-                )
-            }
-            CandidateSource::Revision(revision) => {
-                let revision = short_name(revision).to_string();
-                self.check_existing_candidate(&revision, &stable).await?;
-                (revision, None)
-            }
-            CandidateSource::LatestCreated => {
-                let latest = service.latest_created_revision.clone().ok_or_else(|| {
-                    RolloutError::Refused(
-                        "the service has no revision to roll out; give --image or --revision"
-                            .to_string(),
-                    )
-                })?;
-                if latest == stable || service.percent_of(&latest) > 0 {
-                    return Err(RolloutError::Refused(format!(
-                        "nothing to roll out: the latest revision {latest} already serves traffic; \
-                         give --image IMAGE or --revision NAME"
-                    )));
-                }
-                self.check_existing_candidate(&latest, &stable).await?;
-                (latest, None)
-            }
-            CandidateSource::Resume => unreachable!("handled above"),
-        };
-        Ok(Plan {
-            preserved: preserved_tags(&service),
-            stable,
-            candidate,
-            image,
-            service,
-            resume_at: None,
-            started_at: humantime::format_rfc3339_seconds(self.clock.now()).to_string(),
-        })
-    }
-
-    /// A recorded rollout whose process is gone: its revisions still exist and the split is still
-    /// the one it recorded, else a person must decide (exit 2, nothing changed).
-    async fn prepare_resume(&mut self, service: ServiceState) -> Result<Plan, RolloutError> {
-        let Some(record) = service.rollout.clone().filter(|r| r.is_running()) else {
-            return Err(RolloutError::Refused(format!(
-                "no rollout is recorded on {}, so there is nothing to resume; start one with \
-                 `shiftgate rollout --image IMAGE`",
-                service.name
-            )));
-        };
-        if let Some(pid) = live_local_owner(&record.owner) {
-            return Err(RolloutError::Refused(format!(
-                "the recorded rollout is still run by process {pid} on this host ({}); stop it \
-                 before resuming",
-                describe_owner(&record)
-            )));
-        }
-        for (role, revision) in [("stable", &record.stable), ("candidate", &record.candidate)] {
-            let info = self
-                .ports
-                .platform
-                .read_revision(revision)
-                .await
-                .map_err(|error| match error {
-                    PortError::NotFound(_) => RolloutError::Refused(format!(
-                        "cannot resume: the recorded {role} revision {revision} no longer exists; \
-                         undo the rollout with `shiftgate rollback --to REVISION`"
-                    )),
-                    other => {
-                        RolloutError::Api(format!("could not read revision {revision}: {other}"))
-                    }
-                })?;
-            if !info.ready {
-                return Err(RolloutError::Refused(format!(
-                    "cannot resume: the recorded {role} revision {revision} is not ready ({}); \
-                     undo the rollout with `shiftgate rollback`",
-                    info.reason.unwrap_or_default()
-                )));
-            }
-        }
-        let plan = Plan {
-            preserved: preserved_tags(&service),
-            stable: record.stable.clone(),
-            candidate: record.candidate.clone(),
-            image: None,
-            resume_at: Some(record.percent),
-            started_at: record.started_at.clone(),
-            service,
-        };
-        let expected = plan.traffic(record.percent, true);
-        if !traffic_matches(&plan.service, &expected) {
-            return Err(RolloutError::Refused(format!(
-                "cannot resume: traffic on {} is {}, not the {} the record says; undo the \
-                 rollout with `shiftgate rollback`",
-                plan.service.name,
-                describe_traffic(&plan.service.traffic),
-                describe_traffic(&expected)
-            )));
-        }
-        Ok(plan)
-    }
-
-    async fn check_existing_candidate(
-        &self,
-        revision: &str,
-        stable: &str,
-    ) -> Result<(), RolloutError> {
-        if revision == stable {
-            return Err(RolloutError::Refused(format!(
-                "--revision {revision} is the stable revision already serving 100% of traffic"
-            )));
-        }
-        let info =
-            self.ports
-                .platform
-                .read_revision(revision)
-                .await
-                .map_err(|error| match error {
-                    PortError::NotFound(_) => {
-                        RolloutError::Refused(format!("--revision {revision} does not exist"))
-                    }
-                    other => {
-                        RolloutError::Api(format!("could not read revision {revision}: {other}"))
-                    }
-                })?;
-        if !info.ready {
-            return Err(RolloutError::Refused(format!(
-                "revision {revision} is not ready{}",
-                info.reason
-                    .map(|reason| format!(": {reason}"))
-                    .unwrap_or_default()
-            )));
-        }
-        Ok(())
-    }
-
-    fn dry_run_report(&mut self, plan: &Plan, policy: &Policy) -> Report {
-        self.emit(EventKind::Planned {
-            stable: plan.stable.clone(),
-            candidate: plan.candidate.clone(),
-            steps: policy.steps.percents().to_vec(),
-            creates_revision: plan.image.is_some(),
-        });
-        let mut report = self.report(plan, policy, Outcome::DryRun, Vec::new());
-        report.final_traffic = plan.service.traffic.clone();
-        report.final_traffic_confirmed = true;
-        let action = match plan.resume_at {
-            Some(at) => format!("resume the rollout of {} at {at}%, then", plan.candidate),
-            None => String::new(),
-        };
-        report.reason = Some(format!(
-            "dry run: would {action} move {} from {} to {} in steps {} (bake {} each, at least {} to promote); nothing was changed",
-            short_name(&plan.service.name),
-            plan.stable,
-            plan.candidate,
-            policy.steps,
-            humantime::format_duration(policy.bake),
-            humantime::format_duration(policy.time_to_promote()),
-        ));
-        report
-    }
-
-    /// The first write: the record (with this rollout's id) goes onto the service in the same
-    /// etag-guarded change that stages the candidate, so of two rollouts started together exactly
-    /// one wins. The loser changes nothing and says who won (exit 2). `Ok(Some(end))`: the write's
-    /// fate is unknown or it failed; the caller restores whatever of it landed.
-    async fn take_ownership(
-        &mut self,
-        plan: &Plan,
-        policy: &Policy,
-    ) -> Result<Option<Stop>, RolloutError> {
-        let percent = plan.resume_at.unwrap_or(0);
-        let record = RolloutRecord {
-            id: self.identity.id.clone(),
-            owner: self.identity.owner.clone(),
-            stable: plan.stable.clone(),
-            candidate: plan.candidate.clone(),
-            percent,
-            state: RolloutRecord::RUNNING.to_string(),
-            started_at: plan.started_at.clone(),
-        };
-        let traffic = plan.traffic(percent, true);
-        let platform = self.ports.platform;
-        let mut etag = plan.service.etag.clone();
-        for attempt in 1..=WRITE_ATTEMPTS {
-            self.in_flight = Some(traffic.clone());
-            let written = match (&plan.image, plan.resume_at) {
-                (Some(image), None) => {
-                    let spec = NewRevision {
-                        revision: plan.candidate.clone(),
-                        image: image.clone(),
-                        traffic: traffic.clone(),
-                        rollout: Some(record.clone()),
-                    };
-                    self.guard(platform.create_revision(&spec, &etag, policy.create_deadline))
-                        .await
-                }
-                _ => {
-                    let change = TrafficChange {
-                        traffic: traffic.clone(),
-                        rollout: Some(record.clone()),
-                    };
-                    self.guard(platform.set_traffic(&change, &etag, policy.traffic_deadline))
-                        .await
-                }
-            };
-            let Some(written) = written else {
-                return Ok(Some(Stop::Interrupted));
-            };
-            let error = match written {
-                Ok(service) => {
-                    self.took_ownership(plan, service, record);
-                    return Ok(None);
-                }
-                Err(error) => error,
-            };
-            // A conflict, a lost answer or a failure: only a fresh read tells what happened.
-            let current = match self.read_settled(policy.traffic_deadline).await {
-                Ok(current) => current,
-                Err(end) => return Ok(Some(end)),
-            };
-            match &current.rollout {
-                Some(theirs) if theirs.id == record.id => {
-                    // Ours went through: either only its answer was lost, or the platform took
-                    // the change but could not start the new revision. The revision says which.
-                    self.took_ownership(plan, current, record);
-                    return Ok(match plan.image {
-                        Some(_) if plan.resume_at.is_none() => self.candidate_started(plan).await,
-                        _ => None,
-                    });
-                }
-                Some(theirs) if plan.service.rollout.as_ref() != Some(theirs) => {
-                    return Err(RolloutError::Refused(format!(
-                        "another rollout took {} first: {}",
-                        current.name,
-                        describe_owner(theirs)
-                    )));
-                }
-                _ => {}
-            }
-            // Nothing of ours landed. Try again only while the service is still as prepared.
-            if current.rollout != plan.service.rollout
-                || !traffic_matches(&current, &plan.service.traffic)
-            {
-                return Err(RolloutError::Refused(format!(
-                    "{} changed while this rollout was starting (traffic now {}); look with \
-                     `shiftgate status` and start again",
-                    current.name,
-                    describe_traffic(&current.traffic)
-                )));
-            }
-            match error {
-                PortError::Conflict(reason) | PortError::Unavailable(reason)
-                    if attempt < WRITE_ATTEMPTS =>
-                {
-                    self.emit(EventKind::Retrying {
-                        what: "take ownership of the service".into(),
-                        reason,
-                    });
-                    if self
-                        .guard(tokio::time::sleep(WRITE_BACKOFF))
-                        .await
-                        .is_none()
-                    {
-                        return Ok(Some(Stop::Interrupted));
-                    }
-                }
-                other => {
-                    return Ok(Some(Stop::Error(format!(
-                        "could not stage the candidate: {other}"
-                    ))));
-                }
-            }
-            etag = current.etag;
-        }
-        Ok(Some(Stop::Error(
-            "the service kept changing while the candidate was being staged".into(),
-        )))
-    }
-
-    /// After a creation whose answer was an error although it landed: did the revision start?
-    /// `None`: it is ready and the rollout goes on.
-    async fn candidate_started(&mut self, plan: &Plan) -> Option<Stop> {
-        let platform = self.ports.platform;
-        match self.guard(platform.read_revision(&plan.candidate)).await {
-            None => Some(Stop::Interrupted),
-            Some(Ok(info)) if info.ready => None,
-            Some(Ok(info)) => Some(Stop::Failed(format!(
-                "candidate revision {} did not become ready: {}",
-                plan.candidate,
-                info.reason.unwrap_or_else(|| "no reason given".into())
-            ))),
-            Some(Err(error)) => Some(Stop::Error(format!(
-                "could not read candidate revision {}: {error}",
-                plan.candidate
-            ))),
-        }
-    }
-
-    fn took_ownership(&mut self, plan: &Plan, service: ServiceState, record: RolloutRecord) {
-        if let (Some(image), None) = (&plan.image, plan.resume_at) {
-            self.emit(EventKind::CandidateCreated {
-                revision: plan.candidate.clone(),
-                image: image.clone(),
-            });
-        }
-        self.confirmed = service.traffic.clone();
-        self.in_flight = None;
-        self.record = Some(record);
-        self.last_seen = Some(service);
-    }
-
     /// Runs the owned rollout to promotion, or restores stable traffic and says why.
     async fn execute(&mut self, plan: &Plan, policy: &Policy) -> Report {
         let mut steps: Vec<StepReport> = Vec::new();
@@ -666,37 +135,9 @@ impl<'a> Engine<'a> {
         }
 
         for (step, percent) in plan.schedule(policy) {
-            // A resumed rollout's recorded step already has its traffic; it is only baked again.
-            if plan.resume_at != Some(percent) {
-                let Some(owned) = self.record.clone() else {
-                    let stop = Stop::Error("the rollout record was lost".into());
-                    return self.finish(plan, policy, steps, stop).await;
-                };
-                let record = RolloutRecord { percent, ..owned };
-                let traffic = plan.traffic(percent, true);
-                if let Err(stop) = self
-                    .apply(Some(step), traffic, Some(record), policy.traffic_deadline)
-                    .await
-                {
-                    return self.finish(plan, policy, steps, stop).await;
-                }
-            }
-            let (ended, step_report) = self
-                .bake_step(step, percent, plan, policy, &candidate_url)
-                .await;
-            steps.push(step_report);
-            match ended {
-                Ok(()) => self.emit(EventKind::StepPassed { step, percent }),
-                Err(stop) => {
-                    if let Stop::Failed(reason) = &stop {
-                        self.emit(EventKind::StepFailed {
-                            step,
-                            percent,
-                            reason: reason.clone(),
-                        });
-                    }
-                    return self.finish(plan, policy, steps, stop).await;
-                }
+            let ran = self.run_step(step, percent, plan, policy, &candidate_url, &mut steps);
+            if let Err(stop) = ran.await {
+                return self.finish(plan, policy, steps, stop).await;
             }
         }
 
@@ -722,6 +163,49 @@ impl<'a> Engine<'a> {
         report
     }
 
+    /// Moves traffic to `percent` (unless a resume finds it there already) and bakes the step;
+    /// its report goes into `steps` once baked.
+    async fn run_step(
+        &mut self,
+        step: usize,
+        percent: u8,
+        plan: &Plan,
+        policy: &Policy,
+        candidate_url: &str,
+        steps: &mut Vec<StepReport>,
+    ) -> Result<(), Stop> {
+        // A resumed rollout's recorded step already has its traffic; it is only baked again.
+        if plan.resume_at != Some(percent) {
+            let Some(owned) = self.record.clone() else {
+                return Err(Stop::Error("the rollout record was lost".into()));
+            };
+            let record = RolloutRecord { percent, ..owned };
+            let traffic = plan.traffic(percent, true);
+            self.apply(Some(step), traffic, Some(record), policy.traffic_deadline)
+                .await?;
+        }
+        let (ended, step_report) = self
+            .bake_step(step, percent, plan, policy, candidate_url)
+            .await;
+        steps.push(step_report);
+        match ended {
+            Ok(()) => {
+                self.emit(EventKind::StepPassed { step, percent });
+                Ok(())
+            }
+            Err(stop) => {
+                if let Stop::Failed(reason) = &stop {
+                    self.emit(EventKind::StepFailed {
+                        step,
+                        percent,
+                        reason: reason.clone(),
+                    });
+                }
+                Err(stop)
+            }
+        }
+    }
+
     fn candidate_url(&self) -> Result<String, String> {
         self.last_seen
             .as_ref()
@@ -732,204 +216,6 @@ impl<'a> Engine<'a> {
                      health cannot be checked"
                 )
             })
-    }
-
-    /// One health check at 0% traffic; a refused connection gets two more tries, since a new tag
-    /// URL can take a moment to route. `None`: interrupted.
-    async fn preflight_health(
-        &mut self,
-        url: &str,
-        expectations: &Expectations,
-    ) -> Option<Verdict> {
-        let mut verdict = Verdict::Inconclusive(String::new());
-        for attempt in 0..3 {
-            if attempt > 0 {
-                self.guard(tokio::time::sleep(Duration::from_secs(2)))
-                    .await?;
-            }
-            let (answered, checked) = self.check_health(None, url, expectations).await?;
-            verdict = checked;
-            if answered || verdict.is_pass() {
-                break;
-            }
-        }
-        Some(verdict)
-    }
-
-    /// Returns whether the endpoint answered at all, and the verdict; `None` when interrupted.
-    async fn check_health(
-        &mut self,
-        step: Option<usize>,
-        base: &str,
-        expectations: &Expectations,
-    ) -> Option<(bool, Verdict)> {
-        let url = expectations.url_for(base);
-        let health = self.ports.health;
-        let fetched = self.guard(health.fetch(&url)).await?;
-        let (answered, verdict) = match fetched {
-            Ok(response) => (true, expectations.judge(&response)),
-            Err(reason) => (false, Verdict::Fail(format!("no answer: {reason}"))),
-        };
-        self.emit(EventKind::HealthChecked {
-            step,
-            url,
-            verdict: verdict.clone(),
-        });
-        Some((answered, verdict))
-    }
-
-    /// Between checks, a read of the service tells whether it is still this rollout's: a person's
-    /// `rollback` during a bake stops the rollout at the next check, not at its next write.
-    async fn still_owned(&mut self) -> Result<(), Stop> {
-        let platform = self.ports.platform;
-        match self.guard(platform.read_service()).await {
-            None => Err(Stop::Interrupted),
-            Some(Ok(service)) => {
-                let verdict = still_ours(&service, &self.identity.id, &[&self.confirmed]);
-                self.last_seen = Some(service);
-                verdict.map_err(Stop::Aborted)
-            }
-            // The next write checks again; a read that fails now says nothing about ownership.
-            Some(Err(_)) => Ok(()),
-        }
-    }
-
-    async fn bake_step(
-        &mut self,
-        step: usize,
-        percent: u8,
-        plan: &Plan,
-        policy: &Policy,
-        candidate_url: &str,
-    ) -> (Result<(), Stop>, StepReport) {
-        let started = Instant::now();
-        let window_start = self.clock.wall(started);
-        let judge_at = later(later(started, policy.bake), policy.metrics_delay);
-        let deadline = later(started, policy.step_deadline());
-        let mut report = StepReport {
-            step,
-            percent,
-            verdict: "inconclusive",
-            candidate_requests: 0,
-            candidate_5xx: 0,
-            error_rate: None,
-            stable_requests: 0,
-            stable_5xx: 0,
-            health: "not_checked",
-            checks: 0,
-            duration_s: 0.0,
-            reason: None,
-        };
-        let mut next_check = started;
-        let mut last_inconclusive: String;
-        let mut last_was_api_failure = false;
-        let end = loop {
-            report.checks += 1;
-            if let Err(stop) = self.still_owned().await {
-                break Err(stop);
-            }
-            let Some((_, health)) = self
-                .check_health(Some(step), candidate_url, &policy.health)
-                .await
-            else {
-                break Err(Stop::Interrupted);
-            };
-            if let Verdict::Fail(reason) = health {
-                report.health = "fail";
-                break Err(Stop::Failed(format!(
-                    "candidate health check failed: {reason}"
-                )));
-            }
-            report.health = "pass";
-
-            let now = Instant::now();
-            let phase = if now >= judge_at {
-                StepPhase::Judging
-            } else {
-                StepPhase::Baking
-            };
-            let visible_until = now.checked_sub(policy.metrics_delay).unwrap_or(started);
-            // The first check of a step has no window yet: it only probes health.
-            let nothing_to_read = report.checks == 1 || visible_until <= started;
-            let verdict = if nothing_to_read && phase == StepPhase::Baking {
-                Verdict::Inconclusive("waiting for metrics to arrive".into())
-            } else {
-                let window = Window {
-                    start: window_start,
-                    end: self.clock.wall(visible_until.max(started)),
-                };
-                let Some(counts) = self.guard(self.ports.metrics.request_counts(window)).await
-                else {
-                    break Err(Stop::Interrupted);
-                };
-                match counts {
-                    Ok(by_revision) => {
-                        last_was_api_failure = false;
-                        let candidate = count_of(&by_revision, &plan.candidate);
-                        let stable = count_of(&by_revision, &plan.stable);
-                        report.candidate_requests = candidate.total;
-                        report.candidate_5xx = candidate.server_errors;
-                        report.error_rate = candidate.error_rate();
-                        report.stable_requests = stable.total;
-                        report.stable_5xx = stable.server_errors;
-                        let verdict = judge_errors(
-                            candidate,
-                            policy.max_error_rate,
-                            policy.min_requests,
-                            phase,
-                        );
-                        self.emit(EventKind::ErrorsChecked {
-                            step,
-                            candidate,
-                            stable,
-                            error_rate: candidate.error_rate(),
-                            verdict: verdict.clone(),
-                        });
-                        verdict
-                    }
-                    Err(error) => {
-                        last_was_api_failure = true;
-                        Verdict::Inconclusive(format!("metrics unavailable: {error}"))
-                    }
-                }
-            };
-            match verdict {
-                Verdict::Fail(reason) => break Err(Stop::Failed(reason)),
-                Verdict::Pass => break Ok(()),
-                Verdict::Inconclusive(reason) => last_inconclusive = reason,
-            }
-            if now >= deadline {
-                let reason = format!(
-                    "step {percent}% stayed inconclusive until its deadline ({}): {last_inconclusive}",
-                    humantime::format_duration(policy.step_deadline())
-                );
-                break Err(if last_was_api_failure {
-                    Stop::Error(reason)
-                } else {
-                    Stop::Failed(reason)
-                });
-            }
-            while next_check <= now {
-                next_check = later(next_check, policy.interval);
-            }
-            let mut wake = next_check.min(deadline);
-            if now < judge_at {
-                wake = wake.min(judge_at);
-            }
-            if self.guard(tokio::time::sleep_until(wake)).await.is_none() {
-                break Err(Stop::Interrupted);
-            }
-        };
-        report.duration_s = seconds(started.elapsed());
-        let (verdict, reason) = match &end {
-            Ok(()) => ("pass", None),
-            Err(Stop::Failed(reason) | Stop::Error(reason)) => ("fail", Some(reason.clone())),
-            Err(Stop::Aborted(reason)) => ("aborted", Some(reason.clone())),
-            Err(Stop::Interrupted) => ("interrupted", Some("interrupted".to_string())),
-        };
-        report.verdict = verdict;
-        report.reason = reason;
-        (end, report)
     }
 
     /// Ends a rollout that stopped before promotion: restores stable traffic when the service is
@@ -974,380 +260,75 @@ impl<'a> Engine<'a> {
         report.reason = Some(reason.clone());
         self.emit(EventKind::RollbackStarted { reason });
         match self.restore(plan, policy.traffic_deadline).await {
-            Restore::Done(service) => {
-                let service = *service;
-                self.emit(EventKind::RolledBack {
-                    traffic: service.traffic.clone(),
-                });
-                report.final_traffic = service.traffic.clone();
-                report.final_traffic_confirmed = true;
-                // A stable revision that is unhealthy too means users are still hurting (SEV-1).
-                // Stable is judged on the basic rule: the candidate's version expectations are
-                // not stable's.
-                if report.outcome != Outcome::Interrupted
-                    && let Some(uri) = &service.uri
-                {
-                    let basic = Expectations {
-                        path: policy.health.path.clone(),
-                        ..Expectations::default()
-                    };
-                    report.stable_health = self
-                        .check_health(None, uri, &basic)
-                        .await
-                        .map(|(_, verdict)| verdict);
-                }
-            }
-            Restore::NotOurs(why) => {
-                self.emit(EventKind::Aborted {
-                    reason: why.clone(),
-                });
-                report.outcome = Outcome::Aborted;
-                report.api_failed = false;
-                report.reason = Some(format!(
-                    "{}; stable was not restored by this rollout: {why}",
-                    report.reason.take().unwrap_or_default()
-                ));
-                self.read_final(&mut report).await;
-            }
-            Restore::Failed(why) => {
-                self.emit(EventKind::RollbackFailed {
-                    reason: why.clone(),
-                });
-                report.rollback_failed = true;
-                if report.outcome != Outcome::Interrupted {
-                    report.outcome = Outcome::Failed;
-                }
-                report.reason = Some(format!(
-                    "{}; then restoring stable traffic was not confirmed: {why}",
-                    report.reason.take().unwrap_or_default()
-                ));
-                // The last split actually read, said to be unconfirmed: never one assumed.
-                report.final_traffic = self
-                    .last_seen
-                    .as_ref()
-                    .map(|service| service.traffic.clone())
-                    .unwrap_or_default();
-                report.final_traffic_confirmed = false;
-            }
+            Restore::Done(service) => self.restored(&mut report, policy, *service).await,
+            Restore::NotOurs(why) => self.left_as_found(&mut report, why).await,
+            Restore::Failed(why) => self.restore_unconfirmed(&mut report, why),
         }
         report.timeline = self.timeline.clone();
         report
     }
 
-    /// Reads the split for the report, within what time is left.
-    async fn read_final(&mut self, report: &mut Report) {
-        let give_up = self.stop_by(later(Instant::now(), Duration::from_secs(20)));
-        let platform = self.ports.platform;
-        match self.bounded(give_up, platform.read_service()).await {
-            Some(Ok(service)) => {
-                report.final_traffic = service.traffic.clone();
-                report.final_traffic_confirmed = true;
-                self.last_seen = Some(service);
-            }
-            _ => {
-                report.final_traffic = self
-                    .last_seen
-                    .as_ref()
-                    .map(|service| service.traffic.clone())
-                    .unwrap_or_default();
-                report.final_traffic_confirmed = false;
-            }
-        }
-    }
-
-    /// Sends 100% to stable and clears the record, but only while the record on the service is
-    /// this rollout's and its split one this rollout wrote; re-reads after every failed or lost
-    /// write; never outlives `budget`, nor 6.5 s after an interrupt. Not interruptible: this is
-    /// what an interruption runs.
-    async fn restore(&mut self, plan: &Plan, budget: Duration) -> Restore {
-        let give_up = later(Instant::now(), budget);
-        let began = Instant::now();
-        let wanted = plan.stable_traffic();
-        let platform = self.ports.platform;
-        let mut last_error = String::from("no answer from the platform in time");
-        let mut pause = Duration::from_millis(250);
-        loop {
-            let read = match self
-                .bounded(self.stop_by(give_up), platform.read_service())
-                .await
-            {
-                Some(read) => read,
-                None => return Restore::Failed(last_error),
-            };
-            let current = match read {
-                Ok(current) => current,
-                Err(error @ (PortError::Rejected { .. } | PortError::NotFound(_))) => {
-                    return Restore::Failed(format!("could not read the service: {error}"));
-                }
-                Err(error) => {
-                    last_error = format!("could not read the service: {error}");
-                    if !self.pause(give_up, &mut pause).await {
-                        return Restore::Failed(last_error);
-                    }
-                    continue;
-                }
-            };
-            self.last_seen = Some(current.clone());
-            let half_time = began + self.stop_by(give_up).saturating_duration_since(began) / 2;
-            let settling = current.reconciling && Instant::now() < half_time;
-            if settling {
-                // A change (perhaps our own lost write) is still being applied: decide on its
-                // result while there is time; past half the budget, act on the record alone.
-                last_error = format!("{} was still applying a change", current.name);
-                if !self.pause(give_up, &mut pause).await {
-                    return Restore::Failed(last_error);
-                }
-                continue;
-            }
-            let ours = current
-                .rollout
-                .as_ref()
-                .is_some_and(|record| record.id == self.identity.id);
-            if !ours {
-                if current.rollout.is_none() && traffic_matches(&current, &wanted) {
-                    // Stable already serves everything: our own restore landed, or nothing of
-                    // this rollout ever did.
-                    return Restore::Done(Box::new(current));
-                }
-                if self.record.is_none()
-                    && current.rollout == plan.service.rollout
-                    && traffic_matches(&current, &plan.service.traffic)
-                {
-                    return Restore::Done(Box::new(current));
-                }
-                let splits: Vec<&[TrafficTarget]> = Vec::new();
-                let why = still_ours(&current, &self.identity.id, &splits)
-                    .err()
-                    .unwrap_or_default();
-                return Restore::NotOurs(why);
-            }
-            let mut splits: Vec<&[TrafficTarget]> = vec![&self.confirmed];
-            if let Some(in_flight) = &self.in_flight {
-                splits.push(in_flight);
-            }
-            if current.reconciling {
-                // What is served mid-change is neither split; the record is what tells.
-                splits.clear();
-            }
-            if let Err(why) = still_ours(&current, &self.identity.id, &splits) {
-                return Restore::NotOurs(why);
-            }
-            let change = TrafficChange {
-                traffic: wanted.clone(),
-                rollout: None,
-            };
-            self.in_flight = Some(wanted.clone());
-            let remaining = self
-                .stop_by(give_up)
-                .saturating_duration_since(Instant::now());
-            let written = self
-                .bounded(
-                    self.stop_by(give_up),
-                    platform.set_traffic(&change, &current.etag, remaining),
-                )
-                .await;
-            match written {
-                Some(Ok(service)) => {
-                    self.last_seen = Some(service.clone());
-                    self.record = None;
-                    self.in_flight = None;
-                    return Restore::Done(Box::new(service));
-                }
-                Some(Err(error @ (PortError::Rejected { .. } | PortError::NotFound(_)))) => {
-                    // Permission or a bad request does not heal by retrying: say so now.
-                    return Restore::Failed(format!("could not set traffic: {error}"));
-                }
-                Some(Err(error)) => last_error = format!("could not set traffic: {error}"),
-                None => return Restore::Failed(last_error),
-            }
-            if !self.pause(give_up, &mut pause).await {
-                return Restore::Failed(last_error);
-            }
-        }
-    }
-
-    /// Waits before the next restore attempt; false when no time is left for one.
-    async fn pause(&mut self, give_up: Instant, pause: &mut Duration) -> bool {
-        let wake = later(Instant::now(), *pause);
-        if wake >= self.stop_by(give_up) {
-            return false;
-        }
-        self.bounded(self.stop_by(give_up), tokio::time::sleep_until(wake))
-            .await
-            .is_some()
-            && {
-                *pause = (*pause * 2).min(Duration::from_secs(2));
-                true
-            }
-    }
-
-    /// `give_up`, or 6.5 s after the interrupt when that is sooner.
-    fn stop_by(&self, give_up: Instant) -> Instant {
-        match self.interrupted_at {
-            Some(at) => give_up.min(later(at, INTERRUPTED_RESTORE_DEADLINE)),
-            None => give_up,
-        }
-    }
-
-    /// Runs `future` until `give_up`, shortening the deadline if an interrupt arrives meanwhile.
-    /// `None`: out of time.
-    async fn bounded<T>(&mut self, give_up: Instant, future: impl Future<Output = T>) -> Option<T> {
-        let interrupt = self.interrupt.clone();
-        tokio::pin!(future);
-        loop {
-            let deadline = self.stop_by(give_up);
-            tokio::select! {
-                biased;
-                value = tokio::time::timeout_at(deadline, &mut future) => return value.ok(),
-                _ = interrupt.fired(), if self.interrupted_at.is_none() => {
-                    self.interrupted_at = Some(Instant::now());
-                }
-            }
-        }
-    }
-
-    /// Applies one traffic change of an owned rollout. Every failed or lost write is followed by
-    /// a fresh read: a write that landed is not sent again, and one is sent again only while the
-    /// service is still this rollout's with the split it last wrote.
-    async fn apply(
-        &mut self,
-        step: Option<usize>,
-        traffic: Vec<TrafficTarget>,
-        record: Option<RolloutRecord>,
-        deadline: Duration,
-    ) -> Result<ServiceState, Stop> {
-        let give_up = later(Instant::now(), deadline);
-        let change = TrafficChange {
-            traffic: traffic.clone(),
-            rollout: record.clone(),
-        };
-        let platform = self.ports.platform;
-        let mut etag = self.last_etag();
-        for attempt in 1..=WRITE_ATTEMPTS {
-            self.in_flight = Some(traffic.clone());
-            let remaining = give_up.saturating_duration_since(Instant::now());
-            let written = self
-                .guard(platform.set_traffic(&change, &etag, remaining))
-                .await
-                .ok_or(Stop::Interrupted)?;
-            let error = match written {
-                Ok(service) => return Ok(self.applied(step, service, record)),
-                Err(error) => error,
-            };
-            let current = self
-                .read_settled(give_up.saturating_duration_since(Instant::now()))
-                .await?;
-            if traffic_matches(&current, &traffic) && current.rollout == record {
-                // It landed; only its answer was lost.
-                return Ok(self.applied(step, current, record));
-            }
-            still_ours(&current, &self.identity.id, &[&self.confirmed]).map_err(Stop::Aborted)?;
-            match error {
-                PortError::Conflict(reason) | PortError::Unavailable(reason)
-                    if attempt < WRITE_ATTEMPTS && Instant::now() < give_up =>
-                {
-                    self.emit(EventKind::Retrying {
-                        what: "set traffic".into(),
-                        reason,
-                    });
-                    self.guard(tokio::time::sleep(WRITE_BACKOFF))
-                        .await
-                        .ok_or(Stop::Interrupted)?;
-                }
-                other => return Err(Stop::Error(format!("could not set traffic: {other}"))),
-            }
-            etag = current.etag;
-        }
-        Err(Stop::Error(format!(
-            "could not set traffic after {WRITE_ATTEMPTS} attempts"
-        )))
-    }
-
-    fn applied(
-        &mut self,
-        step: Option<usize>,
-        service: ServiceState,
-        record: Option<RolloutRecord>,
-    ) -> ServiceState {
-        self.emit(EventKind::TrafficSet {
-            step,
+    /// Stable serves everything again, as read back; then stable's own health is checked.
+    async fn restored(&mut self, report: &mut Report, policy: &Policy, service: ServiceState) {
+        self.emit(EventKind::RolledBack {
             traffic: service.traffic.clone(),
         });
-        self.confirmed = service.traffic.clone();
-        self.in_flight = None;
-        self.record = record;
-        self.last_seen = Some(service.clone());
-        service
-    }
-
-    /// Reads the service once it has finished applying changes, retrying reads that fail for
-    /// reasons that pass.
-    async fn read_settled(&mut self, budget: Duration) -> Result<ServiceState, Stop> {
-        let give_up = later(Instant::now(), budget.max(Duration::from_secs(5)));
-        let platform = self.ports.platform;
-        let mut pause = Duration::from_millis(250);
-        loop {
-            let read = self
-                .guard(platform.read_service())
+        report.final_traffic = service.traffic.clone();
+        report.final_traffic_confirmed = true;
+        // A stable revision that is unhealthy too means users are still hurting (SEV-1).
+        // Stable is judged on the basic rule: the candidate's version expectations are
+        // not stable's.
+        if report.outcome != Outcome::Interrupted
+            && let Some(uri) = &service.uri
+        {
+            let basic = Expectations {
+                path: policy.health.path.clone(),
+                ..Expectations::default()
+            };
+            report.stable_health = self
+                .check_health(None, uri, &basic)
                 .await
-                .ok_or(Stop::Interrupted)?;
-            match read {
-                Ok(service) => {
-                    self.last_seen = Some(service.clone());
-                    if !service.reconciling {
-                        return Ok(service);
-                    }
-                    if later(Instant::now(), pause) > give_up {
-                        return Err(Stop::Error(format!(
-                            "{} was still applying a change after {}",
-                            service.name,
-                            humantime::format_duration(budget)
-                        )));
-                    }
-                }
-                Err(PortError::Unavailable(reason)) if later(Instant::now(), pause) < give_up => {
-                    self.emit(EventKind::Retrying {
-                        what: "read the service".into(),
-                        reason,
-                    });
-                }
-                Err(error) => {
-                    return Err(Stop::Error(format!("could not read the service: {error}")));
-                }
-            }
-            self.guard(tokio::time::sleep(pause))
-                .await
-                .ok_or(Stop::Interrupted)?;
-            pause = (pause * 2).min(Duration::from_secs(2));
+                .map(|(_, verdict)| verdict);
         }
     }
 
-    fn last_etag(&self) -> String {
-        self.last_seen
+    /// Someone else changed the service first: their change stands, and the report says so.
+    async fn left_as_found(&mut self, report: &mut Report, why: String) {
+        self.emit(EventKind::Aborted {
+            reason: why.clone(),
+        });
+        report.outcome = Outcome::Aborted;
+        report.api_failed = false;
+        report.reason = Some(format!(
+            "{}; stable was not restored by this rollout: {why}",
+            report.reason.take().unwrap_or_default()
+        ));
+        self.read_final(report).await;
+    }
+
+    /// The restore was not confirmed in time, or was refused.
+    fn restore_unconfirmed(&mut self, report: &mut Report, why: String) {
+        self.emit(EventKind::RollbackFailed {
+            reason: why.clone(),
+        });
+        report.rollback_failed = true;
+        if report.outcome != Outcome::Interrupted {
+            report.outcome = Outcome::Failed;
+        }
+        report.reason = Some(format!(
+            "{}; then restoring stable traffic was not confirmed: {why}",
+            report.reason.take().unwrap_or_default()
+        ));
+        // The last split actually read, said to be unconfirmed: never one assumed.
+        report.final_traffic = self
+            .last_seen
             .as_ref()
-            .map(|service| service.etag.clone())
-            .unwrap_or_default()
+            .map(|service| service.traffic.clone())
+            .unwrap_or_default();
+        report.final_traffic_confirmed = false;
     }
 
-    /// Runs `future` unless the interrupt fires first (`None`).
-    async fn guard<T>(&mut self, future: impl Future<Output = T>) -> Option<T> {
-        if self.interrupt.is_set() {
-            self.interrupted_at.get_or_insert_with(Instant::now);
-            return None;
-        }
-        let interrupt = self.interrupt.clone();
-        let value = tokio::select! {
-            biased;
-            _ = interrupt.fired() => None,
-            value = future => Some(value),
-        };
-        if value.is_none() {
-            self.interrupted_at.get_or_insert_with(Instant::now);
-        }
-        value
-    }
-
-    fn emit(&mut self, kind: EventKind) {
+    pub(super) fn emit(&mut self, kind: EventKind) {
         let event = Event {
             at: self.clock.now(),
             elapsed_s: seconds(self.started.elapsed()),
@@ -1359,7 +340,7 @@ impl<'a> Engine<'a> {
         self.timeline.push(event);
     }
 
-    fn report(
+    pub(super) fn report(
         &self,
         plan: &Plan,
         policy: &Policy,
@@ -1384,190 +365,5 @@ impl<'a> Engine<'a> {
             duration_s: seconds(self.started.elapsed()),
             timeline: self.timeline.clone(),
         }
-    }
-}
-
-/// The one revision serving all traffic, which a rollout falls back to.
-fn single_serving_revision(service: &ServiceState) -> Result<String, RolloutError> {
-    match service.serving().as_slice() {
-        [(revision, 100)] => Ok(revision.clone()),
-        [] => Err(RolloutError::Refused(format!(
-            "{} serves no traffic, so there is no stable revision to fall back to",
-            service.name
-        ))),
-        split => {
-            let shares: Vec<String> = split.iter().map(|(r, p)| format!("{r} {p}%")).collect();
-            Err(RolloutError::Refused(format!(
-                "traffic on {} is split ({}); put it on one revision first with \
-                 `shiftgate rollback --to REVISION`",
-                service.name,
-                shares.join(", ")
-            )))
-        }
-    }
-}
-
-/// Sets `wanted` as the whole traffic split and clears any rollout record (a person's
-/// `rollback`: it overrides any owner). Reads first and after every failed or lost write, so a
-/// write that landed is never sent again; retries through conflicts and outages until the platform
-/// confirms it or `deadline` passes; a refusal (permission, bad request) ends it at once.
-/// `on_retry` hears each retry, for the person waiting.
-pub async fn force_traffic(
-    platform: &dyn Platform,
-    wanted: &[TrafficTarget],
-    deadline: Duration,
-    on_retry: &(dyn Fn(&str) + Send + Sync),
-) -> Result<ServiceState, String> {
-    let give_up = later(Instant::now(), deadline);
-    let change = TrafficChange {
-        traffic: wanted.to_vec(),
-        rollout: None,
-    };
-    let mut last_error = format!(
-        "no answer from the platform within {}",
-        humantime::format_duration(deadline)
-    );
-    let mut pause = Duration::from_millis(250);
-    let mut attempt = 0u32;
-    loop {
-        attempt += 1;
-        let service = match tokio::time::timeout_at(give_up, platform.read_service()).await {
-            Err(_) => return Err(last_error),
-            Ok(Ok(service)) => Some(service),
-            Ok(Err(error @ (PortError::Rejected { .. } | PortError::NotFound(_)))) => {
-                return Err(format!("could not read the service: {error}"));
-            }
-            Ok(Err(error)) => {
-                last_error = format!("could not read the service: {error}");
-                None
-            }
-        };
-        if let Some(service) = service {
-            if traffic_matches(&service, wanted)
-                && service.rollout.is_none()
-                && !service.reconciling
-            {
-                return Ok(service);
-            }
-            if service.reconciling {
-                last_error = format!("{} was still applying a change", service.name);
-            } else {
-                let remaining = give_up.saturating_duration_since(Instant::now());
-                match tokio::time::timeout_at(
-                    give_up,
-                    platform.set_traffic(&change, &service.etag, remaining),
-                )
-                .await
-                {
-                    Err(_) => return Err(last_error),
-                    Ok(Ok(service)) => return Ok(service),
-                    Ok(Err(error @ (PortError::Rejected { .. } | PortError::NotFound(_)))) => {
-                        return Err(format!("could not set traffic: {error}"));
-                    }
-                    Ok(Err(error)) => last_error = format!("could not set traffic: {error}"),
-                }
-            }
-        }
-        if later(Instant::now(), pause) >= give_up {
-            return Err(last_error);
-        }
-        on_retry(&format!(
-            "attempt {attempt} failed ({last_error}); reading the service again in {}",
-            humantime::format_duration(pause)
-        ));
-        tokio::time::sleep(pause).await;
-        pause = (pause * 2).min(Duration::from_secs(5));
-    }
-}
-
-fn count_of(
-    counts: &std::collections::BTreeMap<String, RequestCounts>,
-    revision: &str,
-) -> RequestCounts {
-    counts.get(revision).copied().unwrap_or_default()
-}
-
-/// The last path segment of a resource name (`projects/p/…/services/s` → `s`).
-pub fn short_name(name: &str) -> &str {
-    name.rsplit('/').next().unwrap_or(name)
-}
-
-/// A revision name Cloud Run accepts (`<service>-sg-<7 base-36 chars>`, at most 63 characters),
-/// unique per millisecond, so a retried create is recognisable as ours.
-pub fn new_revision_name(service: &str, now: SystemTime) -> String {
-    const DIGITS: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyz";
-    let mut millis = now
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map(|since| since.as_millis())
-        .unwrap_or_default();
-    let mut suffix = [b'0'; 7];
-    for slot in suffix.iter_mut().rev() {
-        *slot = DIGITS[(millis % 36) as usize];
-        millis /= 36;
-    }
-    let suffix = std::str::from_utf8(&suffix).expect("base-36 digits are ASCII");
-    let prefix: String = service.chars().take(63 - 11).collect();
-    format!("{prefix}-sg-{suffix}")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn revision_names_are_valid_and_prefixed_by_the_service() {
-        let name = new_revision_name(
-            "loopcloser-prod",
-            SystemTime::UNIX_EPOCH + Duration::from_millis(1_764_000_000_123),
-        );
-        assert!(name.starts_with("loopcloser-prod-sg-"), "{name}");
-        assert!(name.len() <= 63);
-        assert!(
-            name.chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-        );
-    }
-
-    #[test]
-    fn plan_traffic_keeps_other_tags_and_moves_the_candidate_tag() {
-        let service = ServiceState {
-            traffic: vec![
-                TrafficTarget::new("svc-1", 100),
-                TrafficTarget::tagged("svc-0", 0, "old"),
-                TrafficTarget::tagged("svc-x", 0, CANDIDATE_TAG),
-            ],
-            ..ServiceState::default()
-        };
-        let plan = Plan {
-            preserved: preserved_tags(&service),
-            service,
-            stable: "svc-1".into(),
-            candidate: "svc-2".into(),
-            image: None,
-            resume_at: None,
-            started_at: String::new(),
-        };
-        assert_eq!(
-            plan.traffic(10, true),
-            vec![
-                TrafficTarget::tagged("svc-0", 0, "old"),
-                TrafficTarget::new("svc-1", 90),
-                TrafficTarget::tagged("svc-2", 10, CANDIDATE_TAG),
-            ]
-        );
-        assert_eq!(
-            plan.traffic(100, false),
-            vec![
-                TrafficTarget::tagged("svc-0", 0, "old"),
-                TrafficTarget::new("svc-2", 100)
-            ]
-        );
-        assert_eq!(
-            plan.stable_traffic(),
-            vec![
-                TrafficTarget::tagged("svc-0", 0, "old"),
-                TrafficTarget::new("svc-1", 100)
-            ]
-        );
     }
 }

@@ -2,11 +2,19 @@
 //! It talks only to the ports in `ports`; adapters for Cloud Run, Monitoring and HTTP live elsewhere.
 
 pub mod engine;
+pub mod interrupt;
 pub mod judge;
 pub mod ownership;
 pub mod plan;
 pub mod ports;
+mod prepare;
+mod request;
+mod restore;
+mod start;
+mod step;
 pub mod timeline;
+pub mod traffic;
+mod write;
 
 pub use engine::{
     CandidateSource, Engine, Interrupt, InterruptTrigger, Plan, Ports, RolloutError, RolloutRequest,

@@ -1,0 +1,324 @@
+//! Putting stable back: the engine's restore (only while the service is still this rollout's),
+//! a person's `force_traffic` (overrides any owner), and the deadlines that bound both.
+
+use std::future::Future;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::rollout::engine::{Engine, Restore};
+use crate::rollout::ownership::{still_ours, traffic_matches};
+use crate::rollout::ports::{Platform, PortError, ServiceState, TrafficChange, TrafficTarget};
+use crate::rollout::timeline::Report;
+use crate::rollout::traffic::Plan;
+
+/// A restore after SIGINT/SIGTERM/SIGHUP, reading back included, must end well inside the 7.5 s
+/// a cancelled Actions job gets before SIGTERM (and 10 s before SIGKILL).
+pub const INTERRUPTED_RESTORE_DEADLINE: Duration = Duration::from_millis(6500);
+
+pub(super) fn later(at: Instant, by: Duration) -> Instant {
+    // Policies are bounded at parse time; this keeps a Policy built in code from panicking.
+    at.checked_add(by)
+        .unwrap_or_else(|| at + Duration::from_secs(10 * 365 * 24 * 3600))
+}
+
+impl Engine<'_> {
+    /// Sends 100% to stable and clears the record, but only while the record on the service is
+    /// this rollout's and its split one this rollout wrote; re-reads after every failed or lost
+    /// write; never outlives `budget`, nor 6.5 s after an interrupt. Not interruptible: this is
+    /// what an interruption runs.
+    pub(super) async fn restore(&mut self, plan: &Plan, budget: Duration) -> Restore {
+        let give_up = later(Instant::now(), budget);
+        let began = Instant::now();
+        let wanted = plan.stable_traffic();
+        let mut last_error = String::from("no answer from the platform in time");
+        let mut pause = Duration::from_millis(250);
+        loop {
+            let attempt = self.restore_once(plan, &wanted, began, give_up, &mut last_error);
+            if let Some(end) = attempt.await {
+                return end;
+            }
+            if !self.pause(give_up, &mut pause).await {
+                return Restore::Failed(last_error);
+            }
+        }
+    }
+
+    /// One read and, when the service is still ours, one write. `None`: try again after a pause
+    /// (`last_error` says why).
+    async fn restore_once(
+        &mut self,
+        plan: &Plan,
+        wanted: &[TrafficTarget],
+        began: Instant,
+        give_up: Instant,
+        last_error: &mut String,
+    ) -> Option<Restore> {
+        let platform = self.ports.platform;
+        let Some(read) = self
+            .bounded(self.stop_by(give_up), platform.read_service())
+            .await
+        else {
+            return Some(Restore::Failed(std::mem::take(last_error)));
+        };
+        let current = match read {
+            Ok(current) => current,
+            Err(error @ (PortError::Rejected { .. } | PortError::NotFound(_))) => {
+                return Some(Restore::Failed(format!(
+                    "could not read the service: {error}"
+                )));
+            }
+            Err(error) => {
+                *last_error = format!("could not read the service: {error}");
+                return None;
+            }
+        };
+        self.last_seen = Some(current.clone());
+        let half_time = began + self.stop_by(give_up).saturating_duration_since(began) / 2;
+        if current.reconciling && Instant::now() < half_time {
+            // A change (perhaps our own lost write) is still being applied: decide on its
+            // result while there is time; past half the budget, act on the record alone.
+            *last_error = format!("{} was still applying a change", current.name);
+            return None;
+        }
+        if let Some(end) = self.restore_needs_no_write(plan, wanted, current.clone()) {
+            return Some(end);
+        }
+        self.write_stable(wanted, &current, give_up, last_error)
+            .await
+    }
+
+    /// `Some` when the restore ends without a write: stable already serves everything, or the
+    /// service is no longer this rollout's. `None`: it is ours, with a split we wrote.
+    fn restore_needs_no_write(
+        &self,
+        plan: &Plan,
+        wanted: &[TrafficTarget],
+        current: ServiceState,
+    ) -> Option<Restore> {
+        let ours = current
+            .rollout
+            .as_ref()
+            .is_some_and(|record| record.id == self.identity.id);
+        if !ours {
+            if current.rollout.is_none() && traffic_matches(&current, wanted) {
+                // Stable already serves everything: our own restore landed, or nothing of
+                // this rollout ever did.
+                return Some(Restore::Done(Box::new(current)));
+            }
+            if self.record.is_none()
+                && current.rollout == plan.service.rollout
+                && traffic_matches(&current, &plan.service.traffic)
+            {
+                return Some(Restore::Done(Box::new(current)));
+            }
+            let splits: Vec<&[TrafficTarget]> = Vec::new();
+            let why = still_ours(&current, &self.identity.id, &splits)
+                .err()
+                .unwrap_or_default();
+            return Some(Restore::NotOurs(why));
+        }
+        let mut splits: Vec<&[TrafficTarget]> = vec![&self.confirmed];
+        if let Some(in_flight) = &self.in_flight {
+            splits.push(in_flight);
+        }
+        if current.reconciling {
+            // What is served mid-change is neither split; the record is what tells.
+            splits.clear();
+        }
+        still_ours(&current, &self.identity.id, &splits)
+            .err()
+            .map(Restore::NotOurs)
+    }
+
+    /// Writes stable over `current`'s etag. `None`: the write failed in a way worth retrying.
+    async fn write_stable(
+        &mut self,
+        wanted: &[TrafficTarget],
+        current: &ServiceState,
+        give_up: Instant,
+        last_error: &mut String,
+    ) -> Option<Restore> {
+        let change = TrafficChange {
+            traffic: wanted.to_vec(),
+            rollout: None,
+        };
+        self.in_flight = Some(wanted.to_vec());
+        let remaining = self
+            .stop_by(give_up)
+            .saturating_duration_since(Instant::now());
+        let platform = self.ports.platform;
+        let written = self
+            .bounded(
+                self.stop_by(give_up),
+                platform.set_traffic(&change, &current.etag, remaining),
+            )
+            .await;
+        match written {
+            Some(Ok(service)) => {
+                self.last_seen = Some(service.clone());
+                self.record = None;
+                self.in_flight = None;
+                Some(Restore::Done(Box::new(service)))
+            }
+            Some(Err(error @ (PortError::Rejected { .. } | PortError::NotFound(_)))) => {
+                // Permission or a bad request does not heal by retrying: say so now.
+                Some(Restore::Failed(format!("could not set traffic: {error}")))
+            }
+            Some(Err(error)) => {
+                *last_error = format!("could not set traffic: {error}");
+                None
+            }
+            None => Some(Restore::Failed(std::mem::take(last_error))),
+        }
+    }
+
+    /// Reads the split for the report, within what time is left.
+    pub(super) async fn read_final(&mut self, report: &mut Report) {
+        let give_up = self.stop_by(later(Instant::now(), Duration::from_secs(20)));
+        let platform = self.ports.platform;
+        match self.bounded(give_up, platform.read_service()).await {
+            Some(Ok(service)) => {
+                report.final_traffic = service.traffic.clone();
+                report.final_traffic_confirmed = true;
+                self.last_seen = Some(service);
+            }
+            _ => {
+                report.final_traffic = self
+                    .last_seen
+                    .as_ref()
+                    .map(|service| service.traffic.clone())
+                    .unwrap_or_default();
+                report.final_traffic_confirmed = false;
+            }
+        }
+    }
+
+    /// Waits before the next restore attempt; false when no time is left for one.
+    async fn pause(&mut self, give_up: Instant, pause: &mut Duration) -> bool {
+        let wake = later(Instant::now(), *pause);
+        if wake >= self.stop_by(give_up) {
+            return false;
+        }
+        self.bounded(self.stop_by(give_up), tokio::time::sleep_until(wake))
+            .await
+            .is_some()
+            && {
+                *pause = (*pause * 2).min(Duration::from_secs(2));
+                true
+            }
+    }
+
+    /// `give_up`, or 6.5 s after the interrupt when that is sooner.
+    pub(super) fn stop_by(&self, give_up: Instant) -> Instant {
+        match self.interrupted_at {
+            Some(at) => give_up.min(later(at, INTERRUPTED_RESTORE_DEADLINE)),
+            None => give_up,
+        }
+    }
+
+    /// Runs `future` until `give_up`, shortening the deadline if an interrupt arrives meanwhile.
+    /// `None`: out of time.
+    pub(super) async fn bounded<T>(
+        &mut self,
+        give_up: Instant,
+        future: impl Future<Output = T>,
+    ) -> Option<T> {
+        let interrupt = self.interrupt.clone();
+        tokio::pin!(future);
+        loop {
+            let deadline = self.stop_by(give_up);
+            tokio::select! {
+                biased;
+                value = tokio::time::timeout_at(deadline, &mut future) => return value.ok(),
+                _ = interrupt.fired(), if self.interrupted_at.is_none() => {
+                    self.interrupted_at = Some(Instant::now());
+                }
+            }
+        }
+    }
+}
+
+/// Sets `wanted` as the whole traffic split and clears any rollout record (a person's
+/// `rollback`: it overrides any owner). Reads first and after every failed or lost write, so a
+/// write that landed is never sent again; retries through conflicts and outages until the platform
+/// confirms it or `deadline` passes; a refusal (permission, bad request) ends it at once.
+/// `on_retry` hears each retry, for the person waiting.
+pub async fn force_traffic(
+    platform: &dyn Platform,
+    wanted: &[TrafficTarget],
+    deadline: Duration,
+    on_retry: &(dyn Fn(&str) + Send + Sync),
+) -> Result<ServiceState, String> {
+    let give_up = later(Instant::now(), deadline);
+    let mut last_error = format!(
+        "no answer from the platform within {}",
+        humantime::format_duration(deadline)
+    );
+    let mut pause = Duration::from_millis(250);
+    let mut attempt = 0u32;
+    loop {
+        attempt += 1;
+        if let Some(end) = force_once(platform, wanted, give_up, &mut last_error).await {
+            return end;
+        }
+        if later(Instant::now(), pause) >= give_up {
+            return Err(last_error);
+        }
+        on_retry(&format!(
+            "attempt {attempt} failed ({last_error}); reading the service again in {}",
+            humantime::format_duration(pause)
+        ));
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_secs(5));
+    }
+}
+
+/// One read and, unless `wanted` is already confirmed or a change is still being applied, one
+/// write over the etag just read. `None`: try again after a pause (`last_error` says why).
+async fn force_once(
+    platform: &dyn Platform,
+    wanted: &[TrafficTarget],
+    give_up: Instant,
+    last_error: &mut String,
+) -> Option<Result<ServiceState, String>> {
+    let service = match tokio::time::timeout_at(give_up, platform.read_service()).await {
+        Err(_) => return Some(Err(last_error.clone())),
+        Ok(Ok(service)) => service,
+        Ok(Err(error @ (PortError::Rejected { .. } | PortError::NotFound(_)))) => {
+            return Some(Err(format!("could not read the service: {error}")));
+        }
+        Ok(Err(error)) => {
+            *last_error = format!("could not read the service: {error}");
+            return None;
+        }
+    };
+    if traffic_matches(&service, wanted) && service.rollout.is_none() && !service.reconciling {
+        return Some(Ok(service));
+    }
+    if service.reconciling {
+        *last_error = format!("{} was still applying a change", service.name);
+        return None;
+    }
+    let change = TrafficChange {
+        traffic: wanted.to_vec(),
+        rollout: None,
+    };
+    let remaining = give_up.saturating_duration_since(Instant::now());
+    match tokio::time::timeout_at(
+        give_up,
+        platform.set_traffic(&change, &service.etag, remaining),
+    )
+    .await
+    {
+        Err(_) => Some(Err(last_error.clone())),
+        Ok(Ok(service)) => Some(Ok(service)),
+        Ok(Err(error @ (PortError::Rejected { .. } | PortError::NotFound(_)))) => {
+            Some(Err(format!("could not set traffic: {error}")))
+        }
+        Ok(Err(error)) => {
+            *last_error = format!("could not set traffic: {error}");
+            None
+        }
+    }
+}
