@@ -660,3 +660,45 @@ async fn a_second_rollout_of_a_service_starts_under_either_reading_of_a_maskless
         );
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_rollout_record_that_cannot_be_read_is_never_taken_for_no_rollout() {
+    let harness = Harness::start().await;
+    // Someone (or an older tool) left garbage in the record annotation.
+    let url = format!(
+        "{}/v2/projects/{PROJECT}/locations/{REGION}/services/{SERVICE}",
+        harness.sim.cloud_run_url()
+    );
+    let answer = reqwest::Client::new()
+        .patch(&url)
+        .query(&[("updateMask", "annotations")])
+        .json(&serde_json::json!({"annotations": {"shiftgate.dev/rollout": "{not json"}}))
+        .send()
+        .await
+        .unwrap();
+    assert!(answer.status().is_success(), "{:?}", answer.text().await);
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let platform = harness.platform();
+
+    let refused = harness
+        .try_roll_out(
+            &platform,
+            CandidateSource::Image("registry/app:v1.1.0".into()),
+        )
+        .await
+        .unwrap_err();
+
+    assert_eq!(refused.exit_code(), 2);
+    assert!(refused.to_string().contains("cannot be read"), "{refused}");
+    let cleared = shiftgate::commands::rollback::roll_back(
+        &platform,
+        Some(&harness.stable),
+        Duration::from_secs(60),
+    )
+    .await
+    .unwrap();
+    assert_eq!(cleared.exit_code, 0, "{}", cleared.result);
+    use shiftgate::rollout::ports::Platform;
+    let after = platform.read_service().await.unwrap();
+    assert!(after.unreadable_rollout.is_none() && after.rollout.is_none());
+}

@@ -27,6 +27,14 @@ impl Engine<'_> {
         if *source == CandidateSource::Resume {
             return self.prepare_resume(service).await;
         }
+        if let Some(why) = &service.unreadable_rollout {
+            return Err(RolloutError::Refused(format!(
+                "{} carries a rollout record that cannot be read ({why}), so another rollout may \
+                 own it; put traffic on one revision and clear it with \
+                 `shiftgate rollback --to REVISION`",
+                service.name
+            )));
+        }
         if let Some(record) = service.rollout.as_ref().filter(|r| r.is_running()) {
             return Err(RolloutError::Refused(format!(
                 "a rollout is already in progress on {}: {}; if its process is gone, continue it \

@@ -293,7 +293,11 @@ async fn force_once(
             return None;
         }
     };
-    if traffic_matches(&service, wanted) && service.rollout.is_none() && !service.reconciling {
+    if traffic_matches(&service, wanted)
+        && service.rollout.is_none()
+        && service.unreadable_rollout.is_none()
+        && !service.reconciling
+    {
         return Some(Ok(service));
     }
     if service.reconciling {
