@@ -262,6 +262,13 @@ impl Service {
         let (rollout, unreadable_rollout) = match self.annotations.get(ROLLOUT_ANNOTATION) {
             None => (None, None),
             Some(json) => match serde_json::from_str::<RolloutRecord>(json) {
+                Ok(record) if record.percent > 100 => (
+                    None,
+                    Some(format!(
+                        "{ROLLOUT_ANNOTATION}: percent {} is not 0 to 100",
+                        record.percent
+                    )),
+                ),
                 Ok(record) => (Some(record), None),
                 Err(error) => (None, Some(format!("{ROLLOUT_ANNOTATION}: {error}"))),
             },
@@ -370,6 +377,22 @@ mod tests {
             ]
         );
         assert!(state.reconciling);
+    }
+
+    #[test]
+    fn a_record_that_does_not_parse_or_is_out_of_range_is_unreadable_not_absent() {
+        for annotation in [
+            r#"{not json"#,
+            r#"{"id":"x","stable":"a","candidate":"b","percent":150,"started_at":"t"}"#,
+        ] {
+            let service = Service {
+                annotations: [(ROLLOUT_ANNOTATION.to_string(), annotation.to_string())].into(),
+                ..Service::default()
+            };
+            let state = service.to_state();
+            assert!(state.rollout.is_none(), "{annotation}");
+            assert!(state.unreadable_rollout.is_some(), "{annotation}");
+        }
     }
 
     #[test]
