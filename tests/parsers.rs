@@ -448,9 +448,21 @@ proptest! {
         let state = service.to_state();
         check_state(&state);
         prop_assert_eq!(state.reconciling, !service.settled());
-        // A record is only ever what the annotation says, never invented.
-        let parsed = annotation.and_then(|a| serde_json::from_str::<RolloutRecord>(&a).ok());
-        prop_assert_eq!(state.rollout, parsed);
+        // A record is only ever what the annotation says, never invented; one that is there but
+        // cannot be read (or names a share over 100%) is said to be unreadable, never absent.
+        let parsed = annotation
+            .as_deref()
+            .map(serde_json::from_str::<RolloutRecord>);
+        match parsed {
+            None => prop_assert!(state.rollout.is_none() && state.unreadable_rollout.is_none()),
+            Some(Ok(record)) if record.percent <= 100 => {
+                prop_assert_eq!(state.rollout, Some(record));
+            }
+            Some(_) => {
+                prop_assert!(state.rollout.is_none());
+                prop_assert!(state.unreadable_rollout.is_some());
+            }
+        }
     }
 
     #[test]
