@@ -44,6 +44,57 @@ fn command(github: &GitHubSim, args: &[&str]) -> Command {
     command
 }
 
+/// The rollout arguments every bad-candidate scenario here shares (a short two-step policy).
+const BAD_CANDIDATE_ROLLOUT: &[&str] = &[
+    "rollout",
+    "--json",
+    "--project",
+    "loopcloser",
+    "--region",
+    "us-central1",
+    "--service",
+    "loopcloser-dev",
+    "--image",
+    "registry/app:v1.1.0",
+    "--steps",
+    "50,100",
+    "--bake",
+    "2s",
+    "--interval",
+    "250ms",
+    "--min-requests",
+    "10",
+    "--metrics-delay",
+    "0s",
+];
+
+/// A simulated loopcloser-dev with traffic flowing, whose v1.1.0 answers 40% 5xx; returns the
+/// simulator, the stable revision and the load (kept alive by the caller).
+async fn bad_candidate_service() -> (Sim, String, shiftgate::sim::LoadHandle) {
+    let sim = Sim::start(Clock::new()).await.unwrap();
+    sim.set_operation_delay(Duration::from_millis(50));
+    let stable = sim.add_service(
+        "loopcloser",
+        "us-central1",
+        "loopcloser-dev",
+        "registry/app:v1.0.0",
+    );
+    sim.register_image("registry/app:v1.1.0", Behavior::erroring("1.1.0", 0.4));
+    let load = sim.start_load("loopcloser", "us-central1", "loopcloser-dev", 40.0);
+    (sim, stable, load)
+}
+
+/// The binary on the bad-candidate rollout against `sim`, with `extra` arguments.
+fn bad_candidate_rollout(github: &GitHubSim, sim: &Sim, extra: &[&str]) -> Command {
+    let mut args = BAD_CANDIDATE_ROLLOUT.to_vec();
+    args.extend(extra);
+    let mut command = command(github, &args);
+    command
+        .env("SHIFTGATE_CLOUD_RUN_URL", sim.cloud_run_url())
+        .env("SHIFTGATE_MONITORING_URL", sim.monitoring_url());
+    command
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn given_the_fake_github_when_dispatch_runs_then_it_prints_one_json_result_and_exits_0() {
     let github = github().await;
@@ -231,47 +282,9 @@ async fn given_bad_input_when_dispatch_or_incident_runs_then_exit_2_naming_the_f
 async fn given_a_bad_candidate_when_rollout_rolls_back_then_it_files_a_sev2_incident_with_its_timeline()
  {
     let github = github().await;
-    let sim = Sim::start(Clock::new()).await.unwrap();
-    sim.set_operation_delay(Duration::from_millis(50));
-    let stable = sim.add_service(
-        "loopcloser",
-        "us-central1",
-        "loopcloser-dev",
-        "registry/app:v1.0.0",
-    );
-    sim.register_image("registry/app:v1.1.0", Behavior::erroring("1.1.0", 0.4));
-    let _load = sim.start_load("loopcloser", "us-central1", "loopcloser-dev", 40.0);
-    let args = [
-        "rollout",
-        "--json",
-        "--project",
-        "loopcloser",
-        "--region",
-        "us-central1",
-        "--service",
-        "loopcloser-dev",
-        "--image",
-        "registry/app:v1.1.0",
-        "--repo",
-        "loopcloser/app",
-        "--steps",
-        "50,100",
-        "--bake",
-        "2s",
-        "--interval",
-        "250ms",
-        "--min-requests",
-        "10",
-        "--metrics-delay",
-        "0s",
-    ];
-    let rollout = |github: &GitHubSim| {
-        let mut command = command(github, &args);
-        command
-            .env("SHIFTGATE_CLOUD_RUN_URL", sim.cloud_run_url())
-            .env("SHIFTGATE_MONITORING_URL", sim.monitoring_url());
-        command
-    };
+    let (sim, stable, _load) = bad_candidate_service().await;
+    let rollout =
+        |github: &GitHubSim| bad_candidate_rollout(github, &sim, &["--repo", "loopcloser/app"]);
 
     let first = run(rollout(&github)).await;
     let second = run(rollout(&github)).await;
@@ -309,44 +322,8 @@ async fn given_a_bad_candidate_when_rollout_rolls_back_then_it_files_a_sev2_inci
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn given_no_repository_when_rollout_rolls_back_then_it_says_once_why_no_incident_was_filed() {
     let github = github().await;
-    let sim = Sim::start(Clock::new()).await.unwrap();
-    sim.set_operation_delay(Duration::from_millis(50));
-    sim.add_service(
-        "loopcloser",
-        "us-central1",
-        "loopcloser-dev",
-        "registry/app:v1.0.0",
-    );
-    sim.register_image("registry/app:v1.1.0", Behavior::erroring("1.1.0", 0.4));
-    let _load = sim.start_load("loopcloser", "us-central1", "loopcloser-dev", 40.0);
-    let mut command = command(
-        &github,
-        &[
-            "rollout",
-            "--json",
-            "--project",
-            "loopcloser",
-            "--region",
-            "us-central1",
-            "--service",
-            "loopcloser-dev",
-            "--image",
-            "registry/app:v1.1.0",
-            "--steps",
-            "50,100",
-            "--bake",
-            "2s",
-            "--interval",
-            "250ms",
-            "--min-requests",
-            "10",
-            "--metrics-delay",
-            "0s",
-        ],
-    );
-    command
-        .env("SHIFTGATE_CLOUD_RUN_URL", sim.cloud_run_url())
-        .env("SHIFTGATE_MONITORING_URL", sim.monitoring_url());
+    let (sim, _, _load) = bad_candidate_service().await;
+    let command = bad_candidate_rollout(&github, &sim, &[]);
 
     let output = run(command).await;
 
@@ -458,46 +435,8 @@ async fn given_a_rollback_when_filing_its_incident_fails_then_at_most_one_issue_
             status,
             after_effect,
         });
-        let sim = Sim::start(Clock::new()).await.unwrap();
-        sim.set_operation_delay(Duration::from_millis(50));
-        sim.add_service(
-            "loopcloser",
-            "us-central1",
-            "loopcloser-dev",
-            "registry/app:v1.0.0",
-        );
-        sim.register_image("registry/app:v1.1.0", Behavior::erroring("1.1.0", 0.4));
-        let _load = sim.start_load("loopcloser", "us-central1", "loopcloser-dev", 40.0);
-        let mut command = command(
-            &github,
-            &[
-                "rollout",
-                "--json",
-                "--project",
-                "loopcloser",
-                "--region",
-                "us-central1",
-                "--service",
-                "loopcloser-dev",
-                "--image",
-                "registry/app:v1.1.0",
-                "--repo",
-                "loopcloser/app",
-                "--steps",
-                "50,100",
-                "--bake",
-                "2s",
-                "--interval",
-                "250ms",
-                "--min-requests",
-                "10",
-                "--metrics-delay",
-                "0s",
-            ],
-        );
-        command
-            .env("SHIFTGATE_CLOUD_RUN_URL", sim.cloud_run_url())
-            .env("SHIFTGATE_MONITORING_URL", sim.monitoring_url());
+        let (sim, _, _load) = bad_candidate_service().await;
+        let command = bad_candidate_rollout(&github, &sim, &["--repo", "loopcloser/app"]);
 
         let output = run(command).await;
 
