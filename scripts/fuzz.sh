@@ -21,7 +21,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 
 if ! cargo fuzz --version >/dev/null 2>&1; then
   echo "cargo-fuzz is not installed: running the property tests with PROPTEST_CASES=100000 instead" >&2
-  cd "$root" && PROPTEST_CASES=100000 exec cargo test --test parsers -- --nocapture
+  cd "$root" && PROPTEST_CASES=100000 exec cargo test --test scenarios -- --nocapture parsers::
 fi
 
 toolchain=()

@@ -4,5 +4,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export SHIFTGATE_TIMING_RUNS="${1:-10}"
-cargo test --test cli -- --ignored --nocapture interrupt_timing_sample 2>&1 |
+cargo test --test scenarios -- --ignored --nocapture cli::interrupt_timing_sample 2>&1 |
   grep -E '^SIGINT|test result'

@@ -3,7 +3,6 @@
 
 pub mod actions;
 pub mod cli;
-pub mod clock;
 pub mod cloudrun;
 pub mod commands;
 pub mod config;
@@ -15,4 +14,6 @@ pub mod metrics;
 pub mod names;
 pub mod output;
 pub mod rollout;
-pub mod sim;
+
+/// Wall-clock time as tokio sees it (its own crate, shared with the simulator).
+pub use shiftgate_clock as clock;

@@ -13,7 +13,7 @@ use axum::extract::{Path as UrlPath, State};
 use axum::http::StatusCode;
 use axum::routing::get;
 use shiftgate::clock::Clock;
-use shiftgate::sim::Sim;
+use shiftgate_sim::Sim;
 
 const PROJECT: &str = "loopcloser";
 const REGION: &str = "us-central1";

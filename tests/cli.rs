@@ -1,8 +1,7 @@
 //! Black-box tests of the `shiftgate` binary against the simulator on loopback, through the
 //! endpoint variables in DESIGN.md: exit codes, `--json` results, signals and credentials.
 
-#[path = "support/binary.rs"]
-mod binary;
+use crate::support::binary;
 
 use binary::{json_of, stderr_of};
 
@@ -11,7 +10,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use shiftgate::clock::Clock;
-use shiftgate::sim::{Behavior, Sim};
+use shiftgate_sim::{Behavior, Sim};
 
 const PROJECT: &str = "loopcloser";
 const REGION: &str = "us-central1";
@@ -767,7 +766,7 @@ async fn a_persistent_403_ends_a_rollback_at_once_with_exit_4() {
     child.wait().unwrap();
     let split_before = fixture.split();
     for _ in 0..50 {
-        fixture.sim.inject(shiftgate::sim::Fault::status(
+        fixture.sim.inject(shiftgate_sim::Fault::status(
             "PATCH",
             "services/loopcloser-dev",
             403,

@@ -1,8 +1,7 @@
 //! Black-box tests of `shiftgate dispatch`, `shiftgate incident` and rollout's automatic incident,
 //! with `GITHUB_API_URL` pointing at the fake GitHub (and the Cloud Run simulator for rollout).
 
-#[path = "support/binary.rs"]
-mod binary;
+use crate::support::binary;
 
 use binary::{json_of, run, stderr_of};
 
@@ -10,7 +9,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use shiftgate::clock::Clock;
-use shiftgate::sim::{Behavior, GitHubSim, JobSpec, Sim, WorkflowSpec};
+use shiftgate_sim::{Behavior, GitHubSim, JobSpec, Sim, WorkflowSpec};
 
 const MS: Duration = Duration::from_millis(1);
 
@@ -70,7 +69,7 @@ const BAD_CANDIDATE_ROLLOUT: &[&str] = &[
 
 /// A simulated loopcloser-dev with traffic flowing, whose v1.1.0 answers 40% 5xx; returns the
 /// simulator, the stable revision and the load (kept alive by the caller).
-async fn bad_candidate_service() -> (Sim, String, shiftgate::sim::LoadHandle) {
+async fn bad_candidate_service() -> (Sim, String, shiftgate_sim::LoadHandle) {
     let sim = Sim::start(Clock::new()).await.unwrap();
     sim.set_operation_delay(Duration::from_millis(50));
     let stable = sim.add_service(
@@ -352,8 +351,12 @@ async fn given_a_platform_that_never_applies_changes_when_rollback_gives_up_then
     // Split traffic by hand, then stop the platform from finishing any change.
     let candidate = {
         use shiftgate::rollout::ports::{NewRevision, Platform, TrafficTarget};
-        let platform =
-            shiftgate::sim::SimPlatform::new(sim.model(), "sim-project", "us-central1", "app");
+        let platform = crate::support::inproc::SimPlatform::new(
+            sim.model(),
+            "sim-project",
+            "us-central1",
+            "app",
+        );
         let service = platform.read_service().await.unwrap();
         platform
             .create_revision(
@@ -429,7 +432,7 @@ async fn given_a_rollback_when_filing_its_incident_fails_then_at_most_one_issue_
     ];
     for (name, method, path_suffix, status, after_effect) in cases {
         let github = github().await;
-        github.inject(shiftgate::sim::GitHubFault {
+        github.inject(shiftgate_sim::GitHubFault {
             method,
             path_suffix,
             status,

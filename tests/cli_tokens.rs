@@ -2,8 +2,7 @@
 //! anything it prints, Workload Identity tokens that expire mid-rollout are replaced, and a refused
 //! static token is called what it is.
 
-#[path = "support/binary.rs"]
-mod binary;
+use crate::support::binary;
 
 use binary::{json_of, stderr_of};
 
@@ -12,7 +11,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use shiftgate::clock::Clock;
-use shiftgate::sim::Sim;
+use shiftgate_sim::Sim;
 
 const PROJECT: &str = "loopcloser";
 const REGION: &str = "us-central1";
@@ -197,5 +196,5 @@ async fn a_rollout_outliving_its_workload_identity_tokens_promotes_and_prints_no
             "{token} printed"
         );
     }
-    assert!(!printed(&output).contains(shiftgate::sim::auth::SUBJECT_TOKEN));
+    assert!(!printed(&output).contains(shiftgate_sim::auth::SUBJECT_TOKEN));
 }

@@ -1,8 +1,7 @@
 //! Tests for the discovery-schema validator in `tests/support/discovery.rs`,
 //! against the pinned contracts in `tests/contracts/`.
 
-#[path = "support/discovery.rs"]
-mod discovery;
+use crate::support::discovery;
 
 use discovery::Discovery;
 use serde_json::{Value, json};

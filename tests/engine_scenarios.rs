@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use crate::support::inproc::{SimHealth, SimMetrics, SimPlatform, start_inproc_load};
 use shiftgate::clock::Clock;
 use shiftgate::health::Expectations;
 use shiftgate::rollout::plan::{Policy, Steps};
@@ -10,7 +11,7 @@ use shiftgate::rollout::ports::{Platform, RevisionInfo, ServiceState};
 use shiftgate::rollout::{
     CandidateSource, Engine, Interrupt, Outcome, Ports, Report, RolloutError, RolloutRequest,
 };
-use shiftgate::sim::{Behavior, SimHealth, SimMetrics, SimModel, SimPlatform, start_inproc_load};
+use shiftgate_sim::{Behavior, SimModel};
 
 const PROJECT: &str = "loopcloser";
 const REGION: &str = "us-central1";

@@ -1,8 +1,7 @@
 //! Scenarios of `dispatch` and `incident` against the fake GitHub over loopback, under a paused
 //! tokio clock; every response the fake gives is checked against GitHub's OpenAPI description.
 
-#[path = "support/openapi.rs"]
-mod openapi;
+use crate::support::openapi;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -14,7 +13,7 @@ use shiftgate::github::client::Repo;
 use shiftgate::github::dispatch::{DispatchError, DispatchRequest, WatchEnd, dispatch};
 use shiftgate::github::incident::{Incident, Severity, file, marker};
 use shiftgate::rollout::Interrupt;
-use shiftgate::sim::{Approval, DispatchMode, GitHubFault, GitHubSim, JobSpec, WorkflowSpec};
+use shiftgate_sim::{Approval, DispatchMode, GitHubFault, GitHubSim, JobSpec, WorkflowSpec};
 
 const MIN: Duration = Duration::from_secs(60);
 

@@ -4,8 +4,7 @@
 //! health body or an API error running under GITHUB_ACTIONS=true without becoming a workflow
 //! command, a mention or Markdown.
 
-#[path = "support/binary.rs"]
-mod binary;
+use crate::support::binary;
 
 use binary::{json_of, run, stderr_of};
 
@@ -18,7 +17,7 @@ use proptest::prelude::*;
 use shiftgate::cli::{Cli, Command as Sub};
 use shiftgate::clock::Clock;
 use shiftgate::config::Config;
-use shiftgate::sim::{Behavior, GitHubSim, Sim};
+use shiftgate_sim::{Behavior, GitHubSim, Sim};
 
 const PROJECT: &str = "loopcloser";
 const REGION: &str = "us-central1";

@@ -1,8 +1,7 @@
 //! The Prometheus metrics backend end to end: a real Prometheus server (Debian's `prometheus`
 //! package) scrapes the simulator's counters, and the binary gates a rollout on PromQL answers.
 
-#[path = "support/binary.rs"]
-mod binary;
+use crate::support::binary;
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -10,7 +9,7 @@ use std::time::Duration;
 
 use binary::{json_of, run, stderr_of};
 use shiftgate::clock::Clock;
-use shiftgate::sim::{Behavior, Sim};
+use shiftgate_sim::{Behavior, Sim};
 
 /// A Prometheus server on loopback with its own data directory; killed on drop.
 struct Prometheus {

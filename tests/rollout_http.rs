@@ -12,7 +12,7 @@ use shiftgate::rollout::plan::Policy;
 use shiftgate::rollout::{
     CandidateSource, Engine, Interrupt, Outcome, Ports, Report, RolloutRequest,
 };
-use shiftgate::sim::{BadPoint, Fault, Sim};
+use shiftgate_sim::{BadPoint, Fault, Sim};
 
 const PROJECT: &str = "loopcloser";
 const REGION: &str = "us-central1";
@@ -194,7 +194,7 @@ async fn a_failing_candidate_over_http_is_rolled_back_and_the_record_cleared() {
     let harness = Harness::start().await;
     harness.sim.register_image(
         "registry/app:v1.1.0",
-        shiftgate::sim::Behavior::erroring("1.1.0", 0.5),
+        shiftgate_sim::Behavior::erroring("1.1.0", 0.5),
     );
     let _load = harness.sim.start_load(PROJECT, REGION, SERVICE, 5.0);
 
@@ -317,7 +317,7 @@ async fn a_bad_candidate_whose_5xx_points_are_unreadable_is_never_promoted() {
         let harness = Harness::start().await;
         harness.sim.register_image(
             "registry/app:v1.1.0",
-            shiftgate::sim::Behavior::erroring("1.1.0", 0.5),
+            shiftgate_sim::Behavior::erroring("1.1.0", 0.5),
         );
         let platform = harness.platform();
         let before = platform.read_service().await.unwrap();
@@ -476,7 +476,7 @@ async fn fault_cell(call: &Call, fault: Fault) -> Result<String, String> {
     if call.bad_candidate {
         harness.sim.register_image(
             "registry/app:v1.1.0",
-            shiftgate::sim::Behavior::erroring("1.1.0", 0.5),
+            shiftgate_sim::Behavior::erroring("1.1.0", 0.5),
         );
     }
     let _load = harness.sim.start_load(PROJECT, REGION, SERVICE, 5.0);
@@ -625,8 +625,8 @@ async fn fault_matrix_of_the_calls_during_and_after_the_steps() {
 #[tokio::test(start_paused = true)]
 async fn a_second_rollout_of_a_service_starts_under_either_reading_of_a_maskless_patch() {
     for mode in [
-        shiftgate::sim::PatchMode::FieldMask,
-        shiftgate::sim::PatchMode::FullReplace,
+        shiftgate_sim::PatchMode::FieldMask,
+        shiftgate_sim::PatchMode::FullReplace,
     ] {
         let harness = Harness::start().await;
         harness.sim.set_patch_mode(mode);

@@ -19,7 +19,7 @@ use shiftgate::metrics::CloudMonitoring;
 use shiftgate::rollout::plan::Policy;
 use shiftgate::rollout::ports::{HealthEndpoint, Platform, PortError};
 use shiftgate::rollout::{CandidateSource, Engine, Interrupt, Outcome, Ports, RolloutRequest};
-use shiftgate::sim::Sim;
+use shiftgate_sim::Sim;
 
 const PROJECT: &str = "loopcloser";
 const REGION: &str = "us-central1";

@@ -15,7 +15,7 @@ use crate::health::HttpHealthEndpoint;
 use crate::metrics::CloudMonitoring;
 use crate::rollout::plan::{Policy, Steps};
 use crate::rollout::{CandidateSource, Ports, RolloutRequest};
-use crate::sim::{Behavior, Sim};
+use shiftgate_sim::{Behavior, Sim};
 
 const PROJECT: &str = "demo-project";
 const REGION: &str = "us-central1";

@@ -1,6 +1,7 @@
 //! Runs one parsed command: loads config, builds the adapters from the endpoint variables, wires
 //! signals to the engine's interrupt, and turns the result into output and an exit code.
 
+#[cfg(feature = "demo")]
 pub mod demo;
 pub mod dispatch;
 pub mod health;
@@ -212,7 +213,13 @@ pub async fn run(cli: Cli) -> i32 {
             Command::Rollback(args) => rollback::run(&context, args).await,
             Command::Status(args) => status::run(&context, args).await,
             Command::Health(args) => health::run(&context, args).await,
+            #[cfg(feature = "demo")]
             Command::Demo(args) => demo::run(&context, args).await,
+            #[cfg(not(feature = "demo"))]
+            Command::Demo(_) => Err(CommandError::bad_input(
+                "this shiftgate was built without the `demo` feature; build it with default features \
+                 (cargo build --release) to run the simulated rollout",
+            )),
             Command::Dispatch(args) => dispatch::run(&context, args).await,
             Command::Incident(args) => incident::run(&context, args).await,
         }

@@ -1,6 +1,5 @@
 //! Helpers for black-box tests of the `shiftgate` binary: run it off the async runtime, and read
 //! its one JSON result and its progress log.
-#![allow(dead_code)]
 
 use std::process::{Command, Output};
 

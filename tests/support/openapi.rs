@@ -4,8 +4,6 @@
 //! `oneOf` is checked like `anyOf` (at least one branch matches): GitHub's `oneOf`s are not
 //! always mutually exclusive (e.g. a content file also matches the symlink schema's shape).
 
-#![allow(dead_code)]
-
 use std::path::Path;
 
 use serde_json::Value;

@@ -1,18 +1,18 @@
 //! A simulated Cloud Run (control plane, data plane, Cloud Monitoring, STS) and a fake GitHub on
-//! loopback, used by `demo` and the tests; `inproc` offers the Cloud Run model without sockets.
+//! loopback, used by `demo` and the tests; [`call`] reaches the same API code in process, without sockets.
 
 pub mod auth;
 pub mod control;
 pub mod dataplane;
+pub mod error;
 pub mod faults;
 pub mod github;
-pub mod inproc;
 pub mod model;
 pub mod monitoring;
 pub mod prometheus;
-
-#[cfg(test)]
-mod tests;
+pub mod state;
+mod tokens;
+pub mod wire;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,18 +22,20 @@ use axum::body::Bytes;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 
+pub use control::{ApiRequest, ApiResponse, Caller, call};
 pub use dataplane::LoadHandle;
+pub use error::ApiError;
 pub use faults::{Answer, BadPoint, BadSeries, Fault, HANG, MALFORMED_JSON, PointAt};
 pub use github::{
     Approval, DispatchMode, GitHubExchange, GitHubFault, GitHubSim, JobSpec, WorkflowSpec,
 };
-pub use inproc::{SimHealth, SimMetrics, SimPlatform, port_error, start_inproc_load};
-pub use model::{ApiCall, ApiError, Behavior, PATCH_MODE_ENV, PatchMode, ServiceKey, SimModel};
+pub use model::{ApiCall, Behavior, PATCH_MODE_ENV, PatchMode, SimModel};
+pub use state::ServiceKey;
 
-use crate::clock::Clock;
 use auth::Sts;
-use control::{ApiRequest, Caller, Delivery};
+use control::Delivery;
 use dataplane::DataPlane;
+use shiftgate_clock::Clock;
 
 /// The whole simulator on 127.0.0.1. Its servers stop when it is dropped.
 pub struct Sim {

@@ -5,12 +5,14 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use super::control::{ApiRequest, ApiResponse, Caller, call};
-use super::*;
-use crate::rollout::ports::{
+use shiftgate::clock::Clock;
+use shiftgate::rollout::ports::{
     HealthEndpoint, Metrics, NewRevision, Platform, PortError, RolloutRecord, TrafficChange,
     TrafficTarget, Window,
 };
+use shiftgate_sim::*;
+
+use crate::support::inproc::{SimHealth, SimMetrics, SimPlatform, start_inproc_load};
 
 const P: &str = "proj";
 const R: &str = "us-central1";

@@ -5,13 +5,16 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
-use serde_json::Value;
+use crate::error::{ApiError, not_found_service, status_error};
+use crate::faults::{Answer, BadPoint, BadSeries, Fault, RESET_MESSAGE};
+use crate::state::{
+    Hit, Operation, RevState, RevStats, Revision, Service, ServiceKey, ServicePatch, TYPE_LATEST,
+    TYPE_REVISION, Target,
+};
+use crate::tokens::TokenLedger;
+use crate::wire::typed_service;
+use shiftgate_clock::Clock;
 
-use super::faults::{Answer, BadPoint, BadSeries, Fault};
-use crate::clock::Clock;
-
-pub const TYPE_LATEST: &str = "TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST";
-pub const TYPE_REVISION: &str = "TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION";
 pub const HEALTH_PATH: &str = "/health";
 
 /// How revisions made from one image behave.
@@ -80,111 +83,6 @@ impl Behavior {
     }
 }
 
-/// A service's address.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ServiceKey {
-    pub project: String,
-    pub region: String,
-    pub service: String,
-}
-
-impl ServiceKey {
-    pub fn new(project: &str, region: &str, service: &str) -> Self {
-        Self {
-            project: project.to_string(),
-            region: region.to_string(),
-            service: service.to_string(),
-        }
-    }
-
-    /// `projects/P/locations/R/services/S`
-    pub fn name(&self) -> String {
-        format!(
-            "projects/{}/locations/{}/services/{}",
-            self.project, self.region, self.service
-        )
-    }
-
-    pub fn revision_name(&self, revision: &str) -> String {
-        format!("{}/revisions/{revision}", self.name())
-    }
-}
-
-/// One `traffic[]` entry as configured.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Target {
-    pub latest: bool,
-    pub revision: Option<String>,
-    pub percent: u8,
-    pub tag: Option<String>,
-}
-
-impl Target {
-    pub fn latest(percent: u8) -> Self {
-        Self {
-            latest: true,
-            revision: None,
-            percent,
-            tag: None,
-        }
-    }
-
-    pub fn revision(revision: &str, percent: u8, tag: Option<&str>) -> Self {
-        Self {
-            latest: false,
-            revision: Some(revision.to_string()),
-            percent,
-            tag: tag.map(str::to_string),
-        }
-    }
-}
-
-/// An error in the Google API sense: HTTP code, canonical status name, message.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ApiError {
-    pub code: u16,
-    pub status: String,
-    pub message: String,
-    /// Seconds, for a `retry-after` header.
-    pub retry_after: Option<u64>,
-}
-
-impl ApiError {
-    pub fn new(code: u16, message: impl Into<String>) -> Self {
-        Self {
-            code,
-            status: status_name(code).to_string(),
-            message: message.into(),
-            retry_after: None,
-        }
-    }
-
-    pub fn invalid(message: impl Into<String>) -> Self {
-        Self::new(400, message)
-    }
-
-    pub fn to_json(&self) -> Value {
-        serde_json::json!({"error": {"code": self.code, "message": self.message, "status": self.status}})
-    }
-}
-
-/// The canonical status Google APIs pair with an HTTP code.
-pub fn status_name(code: u16) -> &'static str {
-    match code {
-        400 => "INVALID_ARGUMENT",
-        401 => "UNAUTHENTICATED",
-        403 => "PERMISSION_DENIED",
-        404 => "NOT_FOUND",
-        409 => "ABORTED",
-        412 => "FAILED_PRECONDITION",
-        429 => "RESOURCE_EXHAUSTED",
-        501 => "UNIMPLEMENTED",
-        503 => "UNAVAILABLE",
-        504 => "DEADLINE_EXCEEDED",
-        _ => "INTERNAL",
-    }
-}
-
 /// Hands out the URLs of services and tags. The HTTP simulator binds a listener per URL; in process
 /// the URLs only need to be unique and look like Cloud Run's.
 pub trait Endpoints: Send + Sync {
@@ -223,200 +121,12 @@ fn project_hash(key: &ServiceKey) -> String {
 
 const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum RevState {
-    Pending,
-    Ready,
-    Failed(String),
-}
-
-#[derive(Debug, Clone)]
-pub(crate) struct Revision {
-    pub name: String,
-    pub uid: String,
-    pub image: String,
-    pub created: SystemTime,
-    pub updated: SystemTime,
-    pub state: RevState,
-}
-
-#[derive(Debug, Clone)]
-pub(crate) struct Service {
-    pub key: ServiceKey,
-    pub uid: String,
-    pub generation: i64,
-    pub observed_generation: i64,
-    pub etag: String,
-    pub uri: String,
-    pub created: SystemTime,
-    pub updated: SystemTime,
-    pub template_revision: Option<String>,
-    pub image: String,
-    /// `traffic[]` as last written.
-    pub traffic: Vec<Target>,
-    /// The split actually in effect (`trafficStatuses[]`).
-    pub applied: Vec<Target>,
-    pub annotations: BTreeMap<String, String>,
-    pub labels: BTreeMap<String, String>,
-    pub description: Option<String>,
-    pub revisions: Vec<Revision>,
-    next_index: u32,
-    pub tag_uris: BTreeMap<String, String>,
-    pub history: Vec<Vec<(String, u8)>>,
-    pub pending: usize,
-    pub failure: Option<String>,
-    pub transition: SystemTime,
-    wrr: Vec<(String, i64)>,
-}
-
-impl Service {
-    pub fn revision(&self, name: &str) -> Option<&Revision> {
-        self.revisions.iter().find(|r| r.name == name)
-    }
-
-    pub fn latest_ready(&self) -> Option<&str> {
-        self.revisions
-            .iter()
-            .rev()
-            .find(|r| r.state == RevState::Ready)
-            .map(|r| r.name.as_str())
-    }
-
-    pub fn latest_created(&self) -> Option<&str> {
-        self.revisions.last().map(|r| r.name.as_str())
-    }
-
-    pub fn reconciling(&self) -> bool {
-        self.pending > 0
-    }
-
-    /// The split in effect, LATEST resolved, shares of one revision merged, zeros dropped, largest first.
-    pub fn resolved_split(&self) -> Vec<(String, u8)> {
-        let mut shares: BTreeMap<String, u8> = BTreeMap::new();
-        for t in self.applied.iter().filter(|t| t.percent > 0) {
-            let name = if t.latest {
-                self.latest_ready().map(str::to_string)
-            } else {
-                t.revision.clone()
-            };
-            if let Some(name) = name {
-                *shares.entry(name).or_default() += t.percent;
-            }
-        }
-        let mut split: Vec<(String, u8)> = shares.into_iter().collect();
-        split.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-        split
-    }
-
-    /// The revision a tag points at, in the split in effect.
-    pub fn tag_revision(&self, tag: &str) -> Option<String> {
-        let target = self
-            .applied
-            .iter()
-            .find(|t| t.tag.as_deref() == Some(tag))?;
-        if target.latest {
-            self.latest_ready().map(str::to_string)
-        } else {
-            target.revision.clone()
-        }
-    }
-
-    fn record_split(&mut self) {
-        let split = self.resolved_split();
-        if self.history.last() != Some(&split) {
-            self.history.push(split);
-            self.wrr.clear();
-        }
-    }
-
-    /// Smooth weighted round-robin (nginx's): over any 100 consecutive picks each revision gets
-    /// exactly its percent, spread evenly.
-    fn pick(&mut self) -> Option<String> {
-        let split = self.resolved_split();
-        if split.is_empty() {
-            return None;
-        }
-        if self.wrr.len() != split.len() || self.wrr.iter().zip(&split).any(|(a, b)| a.0 != b.0) {
-            self.wrr = split.iter().map(|(n, _)| (n.clone(), 0)).collect();
-        }
-        let total: i64 = split.iter().map(|(_, p)| *p as i64).sum();
-        let mut best = 0;
-        for (i, (_, p)) in split.iter().enumerate() {
-            self.wrr[i].1 += *p as i64;
-            if self.wrr[i].1 > self.wrr[best].1 {
-                best = i;
-            }
-        }
-        self.wrr[best].1 -= total;
-        Some(self.wrr[best].0.clone())
-    }
-}
-
-#[derive(Debug, Clone)]
-pub(crate) struct Operation {
-    pub id: String,
-    /// Acceptance order: operations due at the same instant finish in the order they were accepted.
-    pub seq: u64,
-    pub key: ServiceKey,
-    pub generation: i64,
-    pub new_revision: Option<String>,
-    pub traffic: Vec<Target>,
-    pub due: SystemTime,
-    pub injected_failure: Option<String>,
-    pub done: bool,
-    pub error: Option<(i32, String)>,
-    pub metadata: Value,
-    pub response: Option<Value>,
-}
-
-impl Operation {
-    pub fn name(&self) -> String {
-        format!(
-            "projects/{}/locations/{}/operations/{}",
-            self.key.project, self.key.region, self.id
-        )
-    }
-}
-
-/// One request the revision answered.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Hit {
-    pub at: SystemTime,
-    pub code: u16,
-}
-
-#[derive(Debug, Default, Clone)]
-pub(crate) struct RevStats {
-    pub hits: Vec<Hit>,
-    /// Non-health requests answered, for the deterministic error pattern.
-    pub served: u64,
-}
-
 /// A control-plane or monitoring call, as the simulator received it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiCall {
     pub method: String,
     pub path: String,
     pub at: SystemTime,
-}
-
-/// What a PATCH asks for, after the update mask has been applied: `None` leaves a field as is.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct ServicePatch {
-    pub etag: Option<String>,
-    pub template: Option<TemplateSpec>,
-    pub traffic: Option<Vec<Target>>,
-    pub annotations: Option<BTreeMap<String, String>>,
-    pub labels: Option<BTreeMap<String, String>>,
-    pub description: Option<Option<String>>,
-    pub validate_only: bool,
-    pub force_new_revision: bool,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct TemplateSpec {
-    pub revision: Option<String>,
-    pub image: String,
 }
 
 /// How the simulator reads a PATCH that carries no `updateMask`. With a mask both modes are the
@@ -477,7 +187,7 @@ pub(crate) struct Inner {
     pub log: Vec<ApiCall>,
     pub bearer: Option<Vec<String>>,
     pub seen_tokens: Vec<String>,
-    pub tokens: super::auth::TokenLedger,
+    pub tokens: TokenLedger,
     urls: HashMap<String, (ServiceKey, Option<String>)>,
     endpoints: Arc<dyn Endpoints>,
 }
@@ -506,17 +216,13 @@ impl std::fmt::Debug for SimModel {
     }
 }
 
-pub(crate) fn rfc3339(t: SystemTime) -> String {
-    humantime::format_rfc3339_nanos(t).to_string()
-}
-
 impl SimModel {
     /// A model in the PATCH mode [`PATCH_MODE_ENV`] names, else the documented field-mask rule.
     ///
     /// # Panics
     ///
     /// When [`PATCH_MODE_ENV`] holds something other than a mode name: a typo must not silently
-    /// test the other mode. [`Sim::start`](super::Sim::start) checks it first and returns an error.
+    /// test the other mode. [`Sim::start`](crate::Sim::start) checks it first and returns an error.
     pub fn new(clock: Clock) -> Self {
         let patch_mode = PatchMode::from_env().unwrap_or_else(|message| panic!("{message}"));
         Self {
@@ -738,6 +444,23 @@ impl SimModel {
             .iter()
             .filter(|c| c.method.eq_ignore_ascii_case(method))
             .count()
+    }
+
+    /// A service's annotations as stored, read without an API call (for in-process adapters, which
+    /// then write under the service's etag).
+    pub fn service_annotations(&self, key: &ServiceKey) -> Option<BTreeMap<String, String>> {
+        self.state()
+            .services
+            .get(key)
+            .map(|s| s.annotations.clone())
+    }
+
+    /// Logs a call an in-process adapter makes outside [`crate::call`] and answers it with the first
+    /// matching call fault, if any (see [`Inner::take_status_fault`]).
+    pub fn admit_in_process_call(&self, method: &str, path: &str) -> Result<(), ApiError> {
+        let mut state = self.state();
+        state.log_call(method, path);
+        state.take_status_fault(method, path).map_or(Ok(()), Err)
     }
 
     /// Requests a revision answered, and how many of them were 5xx.
@@ -972,9 +695,9 @@ impl Inner {
             Answer::Status {
                 status,
                 retry_after,
-            } => super::faults::status_error(status, retry_after),
-            Answer::Hang => super::faults::status_error(504, None),
-            Answer::Reset => ApiError::new(503, super::faults::RESET_MESSAGE),
+            } => status_error(status, retry_after),
+            Answer::Hang => status_error(504, None),
+            Answer::Reset => ApiError::new(503, RESET_MESSAGE),
             Answer::MalformedJson | Answer::TruncatedJson => {
                 ApiError::new(502, "The answer was not valid JSON (simulated).")
             }
@@ -1110,12 +833,12 @@ impl Inner {
                 svc.record_split();
             }
         }
-        let response = super::control::service_json(svc);
+        let response = typed_service(svc);
         let op = self.ops.get_mut(id).expect("operation exists");
         op.done = true;
         match error {
             Some(msg) => op.error = Some((9, msg)),
-            None => op.response = Some(with_type(response)),
+            None => op.response = Some(response),
         }
     }
 
@@ -1255,39 +978,12 @@ impl Inner {
             injected_failure,
             done: false,
             error: None,
-            metadata: with_type(super::control::service_json(svc)),
+            metadata: typed_service(svc),
             response: None,
         };
         self.ops.insert(op_id.clone(), op);
         Ok(Some(op_id))
     }
-}
-
-impl ApiError {
-    pub fn with_status(mut self, status: &str) -> Self {
-        self.status = status.to_string();
-        self
-    }
-}
-
-fn with_type(mut service: Value) -> Value {
-    if let Value::Object(map) = &mut service {
-        map.insert(
-            "@type".to_string(),
-            Value::String("type.googleapis.com/google.cloud.run.v2.Service".to_string()),
-        );
-    }
-    service
-}
-
-pub(crate) fn not_found_service(key: &ServiceKey) -> ApiError {
-    ApiError::new(
-        404,
-        format!(
-            "Resource '{}' of kind 'SERVICE' in region '{}' in project '{}' does not exist.",
-            key.service, key.region, key.project
-        ),
-    )
 }
 
 fn is_dns_label(s: &str) -> bool {

@@ -2,26 +2,30 @@
 //! request parsing and validation, JSON in the real wire format, and the dispatcher HTTP and in-process callers share.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
-use super::faults::{Answer, HANG, MALFORMED_JSON, RESET_MESSAGE, status_error};
-use super::model::{
-    ApiError, Operation, PatchMode, RevState, Revision, Service, ServiceKey, ServicePatch,
-    SimModel, TYPE_LATEST, TYPE_REVISION, Target, TemplateSpec, rfc3339,
+use crate::error::{ApiError, status_error};
+use crate::faults::{Answer, HANG, MALFORMED_JSON, RESET_MESSAGE};
+use crate::model::{PatchMode, SimModel};
+use crate::state::{
+    Operation, ServiceKey, ServicePatch, TYPE_LATEST, TYPE_REVISION, Target, TemplateSpec,
+};
+use crate::wire::{
+    operation_json, parse_google_duration, revision_json, service_json, typed_service,
 };
 
 /// Who is calling: an HTTP client (its `Authorization` header) or in-process code, which needs none.
 #[derive(Debug, Clone)]
-pub(crate) enum Caller {
+pub enum Caller {
     Http(Option<String>),
     InProcess,
 }
 
 /// One API call, independent of transport.
 #[derive(Debug, Clone)]
-pub(crate) struct ApiRequest {
+pub struct ApiRequest {
     pub method: String,
     pub path: String,
     pub query: Vec<(String, String)>,
@@ -30,7 +34,7 @@ pub(crate) struct ApiRequest {
 }
 
 #[derive(Debug, Clone)]
-pub(crate) struct ApiResponse {
+pub struct ApiResponse {
     pub status: u16,
     pub retry_after: Option<u64>,
     /// The answer; for [`Delivery::Raw`] the raw text as a JSON string, which an in-process
@@ -41,7 +45,7 @@ pub(crate) struct ApiResponse {
 
 /// How the HTTP layer sends an answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Delivery {
+pub enum Delivery {
     /// `body` as JSON.
     Json,
     /// This text as the body, whatever it is.
@@ -119,7 +123,7 @@ const SYSTEM_PARAMS: &[&str] = &[
 ];
 
 /// Handles one control-plane or monitoring call: auth, faults, then the method itself.
-pub(crate) async fn call(model: &SimModel, req: ApiRequest) -> ApiResponse {
+pub async fn call(model: &SimModel, req: ApiRequest) -> ApiResponse {
     let fault = {
         let mut s = model.state();
         s.log_call(&req.method, &req.path);
@@ -212,7 +216,7 @@ async fn dispatch(model: &SimModel, req: &ApiRequest) -> Result<Value, ApiError>
     let segments: Vec<&str> = req.path.trim_matches('/').split('/').collect();
     match segments.as_slice() {
         ["v3", "projects", project, "timeSeries"] if req.method == "GET" => {
-            super::monitoring::list_time_series(model, project, &req.query)
+            crate::monitoring::list_time_series(model, project, &req.query)
         }
         ["v2", "projects", p, "locations", r, "services", s] => {
             let key = ServiceKey::new(p, r, s);
@@ -337,16 +341,6 @@ fn wait_timeout(body: &[u8]) -> Result<Duration, ApiError> {
             "Invalid value at 'timeout' (type.googleapis.com/google.protobuf.Duration), {other}"
         ))),
     }
-}
-
-/// A protobuf JSON duration: decimal seconds with an `s` suffix (`"10s"`, `"1.5s"`).
-pub(crate) fn parse_google_duration(s: &str) -> Option<Duration> {
-    let secs = s.strip_suffix('s')?;
-    if secs.is_empty() || !secs.chars().all(|c| c.is_ascii_digit() || c == '.') {
-        return None;
-    }
-    let value: f64 = secs.parse().ok()?;
-    Some(Duration::from_secs_f64(value))
 }
 
 fn unknown_name(name: &str) -> ApiError {
@@ -595,7 +589,7 @@ fn patch_service(model: &SimModel, key: &ServiceKey, req: &ApiRequest) -> Result
             Ok(json!({
                 "name": format!("projects/{}/locations/{}/operations/validate-only", key.project, key.region),
                 "done": true,
-                "response": typed(service_json(svc)),
+                "response": typed_service(svc),
             }))
         }
     }
@@ -724,196 +718,4 @@ fn parse_string_map(field: &str, v: Option<&Value>) -> Result<BTreeMap<String, S
         }
     }
     Ok(out)
-}
-
-fn typed(mut service: Value) -> Value {
-    if let Value::Object(map) = &mut service {
-        map.insert(
-            "@type".to_string(),
-            Value::String("type.googleapis.com/google.cloud.run.v2.Service".to_string()),
-        );
-    }
-    service
-}
-
-fn target_json(t: &Target, uri: Option<&String>) -> Value {
-    let mut m = Map::new();
-    m.insert(
-        "type".into(),
-        Value::String(if t.latest { TYPE_LATEST } else { TYPE_REVISION }.into()),
-    );
-    if let Some(r) = &t.revision {
-        m.insert("revision".into(), Value::String(r.clone()));
-    }
-    if t.percent > 0 {
-        m.insert("percent".into(), json!(t.percent));
-    }
-    if let Some(tag) = &t.tag {
-        m.insert("tag".into(), Value::String(tag.clone()));
-        if let Some(uri) = uri {
-            m.insert("uri".into(), Value::String(uri.clone()));
-        }
-    }
-    Value::Object(m)
-}
-
-fn condition(kind: &str, state: &str, message: Option<&str>, at: SystemTime) -> Value {
-    let mut m = Map::new();
-    m.insert("type".into(), Value::String(kind.into()));
-    m.insert("state".into(), Value::String(state.into()));
-    if let Some(msg) = message {
-        m.insert("message".into(), Value::String(msg.into()));
-    }
-    m.insert("lastTransitionTime".into(), Value::String(rfc3339(at)));
-    Value::Object(m)
-}
-
-/// A `GoogleCloudRunV2Service`, with default-valued fields left out like the real API does.
-pub(crate) fn service_json(svc: &Service) -> Value {
-    let key = &svc.key;
-    let (state, message) = if svc.reconciling() {
-        ("CONDITION_RECONCILING", None)
-    } else if let Some(f) = &svc.failure {
-        ("CONDITION_FAILED", Some(f.as_str()))
-    } else {
-        ("CONDITION_SUCCEEDED", None)
-    };
-    let mut template = Map::new();
-    if let Some(r) = &svc.template_revision {
-        template.insert("revision".into(), Value::String(r.clone()));
-    }
-    template.insert("containers".into(), json!([{ "image": svc.image }]));
-    let mut m = Map::new();
-    m.insert("name".into(), Value::String(key.name()));
-    m.insert("uid".into(), Value::String(svc.uid.clone()));
-    m.insert(
-        "generation".into(),
-        Value::String(svc.generation.to_string()),
-    );
-    if !svc.labels.is_empty() {
-        m.insert("labels".into(), json!(svc.labels));
-    }
-    if !svc.annotations.is_empty() {
-        m.insert("annotations".into(), json!(svc.annotations));
-    }
-    if let Some(d) = &svc.description {
-        m.insert("description".into(), Value::String(d.clone()));
-    }
-    m.insert("createTime".into(), Value::String(rfc3339(svc.created)));
-    m.insert("updateTime".into(), Value::String(rfc3339(svc.updated)));
-    m.insert(
-        "ingress".into(),
-        Value::String("INGRESS_TRAFFIC_ALL".into()),
-    );
-    m.insert("launchStage".into(), Value::String("GA".into()));
-    m.insert("template".into(), Value::Object(template));
-    m.insert(
-        "traffic".into(),
-        Value::Array(svc.traffic.iter().map(|t| target_json(t, None)).collect()),
-    );
-    m.insert(
-        "observedGeneration".into(),
-        Value::String(svc.observed_generation.to_string()),
-    );
-    m.insert(
-        "terminalCondition".into(),
-        condition("Ready", state, message, svc.transition),
-    );
-    m.insert(
-        "conditions".into(),
-        json!([
-            condition("RoutesReady", state, message, svc.transition),
-            condition("ConfigurationsReady", state, message, svc.transition),
-        ]),
-    );
-    if let Some(r) = svc.latest_ready() {
-        m.insert(
-            "latestReadyRevision".into(),
-            Value::String(key.revision_name(r)),
-        );
-    }
-    if let Some(r) = svc.latest_created() {
-        m.insert(
-            "latestCreatedRevision".into(),
-            Value::String(key.revision_name(r)),
-        );
-    }
-    m.insert(
-        "trafficStatuses".into(),
-        Value::Array(
-            svc.applied
-                .iter()
-                .map(|t| target_json(t, t.tag.as_ref().and_then(|tag| svc.tag_uris.get(tag))))
-                .collect(),
-        ),
-    );
-    m.insert("uri".into(), Value::String(svc.uri.clone()));
-    m.insert("urls".into(), json!([svc.uri]));
-    if svc.reconciling() {
-        m.insert("reconciling".into(), Value::Bool(true));
-    }
-    m.insert("etag".into(), Value::String(svc.etag.clone()));
-    Value::Object(m)
-}
-
-/// A `GoogleCloudRunV2Revision`.
-pub(crate) fn revision_json(svc: &Service, rev: &Revision) -> Value {
-    let (state, message) = match &rev.state {
-        RevState::Pending => ("CONDITION_RECONCILING", None),
-        RevState::Ready => ("CONDITION_SUCCEEDED", None),
-        RevState::Failed(m) => ("CONDITION_FAILED", Some(m.as_str())),
-    };
-    let mut m = Map::new();
-    m.insert(
-        "name".into(),
-        Value::String(svc.key.revision_name(&rev.name)),
-    );
-    m.insert("uid".into(), Value::String(rev.uid.clone()));
-    m.insert("generation".into(), Value::String("1".into()));
-    m.insert("createTime".into(), Value::String(rfc3339(rev.created)));
-    m.insert("updateTime".into(), Value::String(rfc3339(rev.updated)));
-    m.insert("launchStage".into(), Value::String("GA".into()));
-    m.insert("service".into(), Value::String(svc.key.name()));
-    m.insert("maxInstanceRequestConcurrency".into(), json!(80));
-    m.insert("timeout".into(), Value::String("300s".into()));
-    m.insert("containers".into(), json!([{ "image": rev.image }]));
-    m.insert(
-        "executionEnvironment".into(),
-        Value::String("EXECUTION_ENVIRONMENT_GEN2".into()),
-    );
-    if rev.state == RevState::Pending {
-        m.insert("reconciling".into(), Value::Bool(true));
-    }
-    // A Revision has no terminalCondition in v2: readiness is its `Ready` condition.
-    m.insert(
-        "conditions".into(),
-        json!([
-            condition("Ready", state, message, rev.updated),
-            condition("ResourcesAvailable", state, message, rev.updated),
-            condition("ContainerHealthy", state, message, rev.updated),
-        ]),
-    );
-    m.insert("observedGeneration".into(), Value::String("1".into()));
-    m.insert(
-        "etag".into(),
-        Value::String(format!("\"{}\"", &rev.uid[..8])),
-    );
-    Value::Object(m)
-}
-
-/// A `GoogleLongrunningOperation`; `done` only when true.
-pub(crate) fn operation_json(op: &Operation) -> Value {
-    let mut m = Map::new();
-    m.insert("name".into(), Value::String(op.name()));
-    m.insert("metadata".into(), op.metadata.clone());
-    if op.done {
-        m.insert("done".into(), Value::Bool(true));
-    }
-    if let Some((code, message)) = &op.error {
-        m.insert("error".into(), json!({ "code": code, "message": message }));
-    }
-    if let Some(r) = &op.response {
-        m.insert("response".into(), r.clone());
-    }
-    Value::Object(m)
 }

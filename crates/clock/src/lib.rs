@@ -44,3 +44,23 @@ impl Default for Clock {
         Self::new()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn wall_time_moves_with_the_paused_tokio_clock() {
+        let clock = Clock::new();
+        let before = Instant::now();
+        let start = clock.now();
+        tokio::time::advance(Duration::from_secs(90)).await;
+        assert_eq!(
+            clock.now().duration_since(start).unwrap(),
+            Duration::from_secs(90)
+        );
+        assert_eq!(clock.elapsed(), Duration::from_secs(90));
+        assert_eq!(clock.wall(Instant::now()), clock.now());
+        assert!(clock.wall(before) <= start);
+    }
+}

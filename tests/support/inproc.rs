@@ -7,17 +7,15 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde_json::{Value, json};
 
-use super::control::{ApiRequest, Caller, call};
-use super::dataplane::LoadHandle;
-use super::model::{ServiceKey, SimModel};
-use crate::cloudrun::model::{
+use shiftgate::cloudrun::model::{
     ListRevisionsResponse, ROLLOUT_ANNOTATION, Revision, Service, rpc_code_to_http,
     traffic_targets_json,
 };
-use crate::rollout::ports::{
+use shiftgate::rollout::ports::{
     HealthEndpoint, HealthResponse, Metrics, NewRevision, Platform, PortError, PortResult,
     RequestCounts, RevisionInfo, RolloutRecord, ServiceState, TrafficChange, Window,
 };
+use shiftgate_sim::{ApiRequest, Caller, LoadHandle, ServiceKey, SimModel, call};
 
 /// Maps an API error status to what the engine decides on.
 pub fn port_error(status: u16, message: String) -> PortError {
@@ -103,10 +101,7 @@ impl SimPlatform {
     fn annotations_with(&self, rollout: &Option<RolloutRecord>) -> BTreeMap<String, String> {
         let mut annotations = self
             .model
-            .state()
-            .services
-            .get(&self.key())
-            .map(|s| s.annotations.clone())
+            .service_annotations(&self.key())
             .unwrap_or_default();
         match rollout {
             Some(r) => {
@@ -277,14 +272,10 @@ impl SimMetrics {
 #[async_trait]
 impl Metrics for SimMetrics {
     async fn request_counts(&self, window: Window) -> PortResult<BTreeMap<String, RequestCounts>> {
-        {
-            let path = format!("/v3/projects/{}/timeSeries", self.project);
-            let mut s = self.model.state();
-            s.log_call("GET", &path);
-            if let Some(e) = s.take_status_fault("GET", &path) {
-                return Err(port_error(e.code, e.message));
-            }
-        }
+        let path = format!("/v3/projects/{}/timeSeries", self.project);
+        self.model
+            .admit_in_process_call("GET", &path)
+            .map_err(|e| port_error(e.code, e.message))?;
         let key = ServiceKey::new(&self.project, &self.region, &self.service);
         Ok(self
             .model

@@ -6,9 +6,11 @@ use std::time::{Duration, SystemTime};
 
 use serde_json::{Value, json};
 
-use super::control::parse_google_duration;
-use super::faults::{BadPoint, PointAt};
-use super::model::{ApiError, ServiceKey, SimModel, rfc3339};
+use crate::error::ApiError;
+use crate::faults::{BadPoint, PointAt};
+use crate::model::SimModel;
+use crate::state::ServiceKey;
+use crate::wire::{parse_google_duration, rfc3339};
 
 pub const REQUEST_COUNT: &str = "run.googleapis.com/request_count";
 const RESOURCE_TYPE: &str = "cloud_run_revision";

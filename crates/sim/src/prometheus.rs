@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use super::model::SimModel;
+use crate::model::SimModel;
 
 pub const METRIC: &str = "run_googleapis_com:request_count";
 
@@ -46,7 +46,7 @@ pub fn exposition(model: &SimModel) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::clock::Clock;
+    use shiftgate_clock::Clock;
 
     #[test]
     fn counters_are_labelled_like_managed_prometheus() {

@@ -4,14 +4,12 @@
 //! A call fault names an HTTP method and a path substring, and says what the caller gets instead
 //! of the real answer ([`Answer`]) and whether the call took effect first (`applied`: the answer
 //! was lost on the way back, the case idempotency has to survive). Over HTTP every answer is what
-//! a client on the wire would see; in process (the shared [`control::call`](super::control)),
+//! a client on the wire would see; in process (the shared [`call`](crate::call)),
 //! where there is no connection, a reset is a 503 and a hang a long tokio sleep.
 
 use std::time::Duration;
 
 use serde_json::{Value, json};
-
-use super::model::ApiError;
 
 /// How long a hung call keeps its caller waiting: far beyond any client timeout, and over at once
 /// under a paused tokio clock when nothing else is left to run.
@@ -74,7 +72,7 @@ pub enum Fault {
     FailOperation(String),
     /// The next `timeSeries.list` answer carries these points for one revision's series of one
     /// response class, in place of the recorded ones (see also
-    /// [`SimModel::override_points`](super::SimModel::override_points), which lasts).
+    /// [`SimModel::override_points`](crate::SimModel::override_points), which lasts).
     MetricPoints(BadSeries),
 }
 
@@ -194,26 +192,6 @@ impl Fault {
         let applied = applied || matches!(answer, Answer::MalformedJson | Answer::TruncatedJson);
         Some((answer, applied))
     }
-}
-
-/// The Google error a refused or lost call is answered with.
-pub(crate) fn status_error(status: u16, retry_after: Option<u64>) -> ApiError {
-    let message = match status {
-        401 => {
-            "Request had invalid authentication credentials. Expected OAuth 2 access token, login cookie or other valid authentication credential."
-        }
-        403 => "The caller does not have permission",
-        429 => {
-            "Quota exceeded for quota metric 'Read requests' and limit 'Read requests per minute per region'."
-        }
-        503 => "The service is currently unavailable.",
-        504 => "The request timed out.",
-        409 => "Conflict: the resource was modified concurrently. Retry the request.",
-        _ => "Internal error encountered.",
-    };
-    let mut error = ApiError::new(status, message);
-    error.retry_after = retry_after;
-    error
 }
 
 /// One revision's series of one response class, as a `timeSeries.list` answer should not carry it.

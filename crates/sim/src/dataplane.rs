@@ -12,7 +12,8 @@ use axum::response::{IntoResponse, Response};
 use tokio::task::JoinHandle;
 use tokio::time::MissedTickBehavior;
 
-use super::model::{Endpoints, HEALTH_PATH, ServiceKey, SimModel, WeakModel};
+use crate::model::{Endpoints, HEALTH_PATH, SimModel, WeakModel};
+use crate::state::ServiceKey;
 
 /// Binds 127.0.0.1 on a free port. Synchronous on purpose: URLs are handed out while the model
 /// assigns them, and a std bind needs no await.
@@ -213,7 +214,7 @@ impl LoadHandle {
     }
 
     /// Runs `request` at `rps` per second of tokio time; late ticks are delayed, never bunched.
-    pub(crate) fn spawn<F, Fut>(rps: f64, mut request: F) -> Self
+    pub fn spawn<F, Fut>(rps: f64, mut request: F) -> Self
     where
         F: FnMut() -> Fut + Send + 'static,
         Fut: Future<Output = ()> + Send,

@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 use tokio::task::JoinHandle;
 
-use crate::clock::Clock;
+use shiftgate_clock::Clock;
 
 /// How the fake answers a workflow dispatch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

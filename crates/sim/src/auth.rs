@@ -1,12 +1,9 @@
 //! A fake of Google's STS token exchange and of a URL-sourced subject token, so the
 //! `external_account` (Workload Identity Federation) credential path can run offline.
 
-use std::collections::HashMap;
-use std::time::{Duration, SystemTime};
-
 use serde_json::json;
 
-use super::model::SimModel;
+use crate::model::SimModel;
 
 pub const SUBJECT_TOKEN: &str = "sim-subject-token";
 pub const SUBJECT_TOKEN_PATH: &str = "/subject-token";
@@ -16,86 +13,9 @@ const ACCESS_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:access_token";
 
 /// Decodes `application/x-www-form-urlencoded` (also a URL's query string); repeated keys stay.
 pub(crate) fn parse_form(input: &str) -> Vec<(String, String)> {
-    input
-        .split('&')
-        .filter(|pair| !pair.is_empty())
-        .map(|pair| {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            (percent_decode(k), percent_decode(v))
-        })
+    form_urlencoded::parse(input.as_bytes())
+        .map(|(key, value)| (key.into_owned(), value.into_owned()))
         .collect()
-}
-
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < bytes.len() => {
-                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("");
-                match u8::from_str_radix(hex, 16) {
-                    Ok(b) => {
-                        out.push(b);
-                        i += 2;
-                    }
-                    Err(_) => out.push(b'%'),
-                }
-            }
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-/// Access tokens the STS has issued, each with its expiry on the simulator's clock, so the
-/// simulated APIs can refuse an expired one as Google does (401 UNAUTHENTICATED).
-#[derive(Debug)]
-pub(crate) struct TokenLedger {
-    /// `expires_in` of the tokens issued from now on (Google's default is an hour).
-    pub lifetime: Duration,
-    expiry: HashMap<String, SystemTime>,
-}
-
-impl Default for TokenLedger {
-    fn default() -> Self {
-        Self {
-            lifetime: Duration::from_secs(3600),
-            expiry: HashMap::new(),
-        }
-    }
-}
-
-impl TokenLedger {
-    /// A new token valid for `lifetime` from `now`.
-    pub fn issue(&mut self, now: SystemTime) -> (String, Duration) {
-        let token = format!("sim-exchanged-token-{}", self.expiry.len() + 1);
-        self.expiry.insert(token.clone(), now + self.lifetime);
-        (token, self.lifetime)
-    }
-
-    /// Ends every token issued so far at `now`, as a revocation or a client clock running
-    /// behind would: the client still believes them valid.
-    pub fn revoke_all(&mut self, now: SystemTime) {
-        for expiry in self.expiry.values_mut() {
-            *expiry = (*expiry).min(now);
-        }
-    }
-
-    pub fn issued(&self) -> usize {
-        self.expiry.len()
-    }
-
-    pub fn is_issued(&self, token: &str) -> bool {
-        self.expiry.contains_key(token)
-    }
-
-    /// An issued token past its expiry; a token the STS never issued is not judged here.
-    pub fn is_expired(&self, token: &str, now: SystemTime) -> bool {
-        self.expiry.get(token).is_some_and(|expiry| now >= *expiry)
-    }
 }
 
 /// The STS endpoint; the tokens it issues are kept in the model's [`TokenLedger`].
@@ -207,28 +127,9 @@ mod tests {
     }
 
     #[test]
-    fn an_issued_token_expires_after_its_lifetime() {
-        let mut ledger = TokenLedger {
-            lifetime: Duration::from_secs(3),
-            ..TokenLedger::default()
-        };
-        let start = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
-        let (token, lifetime) = ledger.issue(start);
-        assert_eq!(lifetime, Duration::from_secs(3));
-        assert!(!ledger.is_expired(&token, start + Duration::from_secs(2)));
-        assert!(ledger.is_expired(&token, start + Duration::from_secs(3)));
-        assert!(!ledger.is_expired("not-issued-here", start + Duration::from_secs(9)));
-        assert_ne!(
-            ledger.issue(start).0,
-            token,
-            "every exchange issues a new token"
-        );
-    }
-
-    #[test]
     fn exchange_checks_the_subject_token() {
         let sts = Sts;
-        let model = SimModel::new(crate::clock::Clock::new());
+        let model = SimModel::new(shiftgate_clock::Clock::new());
         let form = "application/x-www-form-urlencoded";
         let good = format!(
             "grant_type={}&subject_token={SUBJECT_TOKEN}&subject_token_type=urn%3Aietf%3Aparams%3Aoauth%3Atoken-type%3Ajwt",

@@ -1,0 +1,18 @@
+//! shiftgate's integration tests, linked into one binary: each module is one area's scenarios,
+//! and `support` holds what they share (binary runner, API contracts, in-process ports).
+
+mod action;
+mod cli;
+mod cli_github;
+mod cli_tokens;
+mod contracts;
+mod discovery_validator;
+mod engine_scenarios;
+mod github;
+mod input;
+mod parsers;
+mod prometheus;
+mod rollout_http;
+mod simulator;
+mod support;
+mod transport;

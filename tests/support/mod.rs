@@ -1,0 +1,7 @@
+//! What the scenario modules share: running the binary, the published API contracts, and the
+//! engine's ports implemented on the simulator in process.
+
+pub mod binary;
+pub mod discovery;
+pub mod inproc;
+pub mod openapi;
