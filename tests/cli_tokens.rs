@@ -196,5 +196,5 @@ async fn a_rollout_outliving_its_workload_identity_tokens_promotes_and_prints_no
             "{token} printed"
         );
     }
-    assert!(!printed(&output).contains(shiftgate_sim::auth::SUBJECT_TOKEN));
+    assert!(!printed(&output).contains(shiftgate_sim::SUBJECT_TOKEN));
 }

@@ -1,18 +1,18 @@
 //! A simulated Cloud Run (control plane, data plane, Cloud Monitoring, STS) and a fake GitHub on
 //! loopback, used by `demo` and the tests; [`call`] reaches the same API code in process, without sockets.
 
-pub mod auth;
-pub mod control;
-pub mod dataplane;
-pub mod error;
-pub mod faults;
-pub mod github;
-pub mod model;
-pub mod monitoring;
-pub mod prometheus;
-pub mod state;
+mod auth;
+mod control;
+mod dataplane;
+mod error;
+mod faults;
+mod github;
+mod model;
+mod monitoring;
+mod prometheus;
+mod state;
 mod tokens;
-pub mod wire;
+mod wire;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,6 +22,7 @@ use axum::body::Bytes;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 
+pub use auth::SUBJECT_TOKEN;
 pub use control::{ApiRequest, ApiResponse, Caller, call};
 pub use dataplane::LoadHandle;
 pub use error::ApiError;

@@ -58,15 +58,6 @@ impl Target {
             tag: None,
         }
     }
-
-    pub fn revision(revision: &str, percent: u8, tag: Option<&str>) -> Self {
-        Self {
-            latest: false,
-            revision: Some(revision.to_string()),
-            percent,
-            tag: tag.map(str::to_string),
-        }
-    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
