@@ -10,6 +10,7 @@ pub mod ports;
 mod prepare;
 mod request;
 mod restore;
+pub mod sequential;
 mod start;
 mod step;
 pub mod timeline;

@@ -10,7 +10,6 @@
 //! `readOnly` is ignored: the simulator's bodies are responses, where
 //! output-only fields are expected.
 
-
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
