@@ -94,7 +94,7 @@ pub fn ln_evidence_below(trials: Trials, q: f64) -> f64 {
 fn mean_exp(terms: impl Iterator<Item = f64>) -> f64 {
     let terms: Vec<f64> = terms.collect();
     let top = terms.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    if top == f64::NEG_INFINITY || top == f64::INFINITY {
+    if top.is_infinite() {
         return top;
     }
     let sum: f64 = terms.iter().map(|t| (t - top).exp()).sum();
