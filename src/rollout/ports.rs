@@ -213,6 +213,14 @@ impl RequestCounts {
     pub fn error_rate(&self) -> Option<f64> {
         (self.total > 0).then(|| self.server_errors as f64 / self.total as f64)
     }
+
+    /// Both windows' counts together (saturating: counts only ever add up).
+    pub fn plus(self, other: RequestCounts) -> RequestCounts {
+        RequestCounts {
+            total: self.total.saturating_add(other.total),
+            server_errors: self.server_errors.saturating_add(other.server_errors),
+        }
+    }
 }
 
 /// Request and 5xx counts per revision of the service under rollout.
