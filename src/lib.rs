@@ -16,3 +16,4 @@ pub mod names;
 pub mod output;
 pub mod rollout;
 pub mod sim;
+pub mod tls;

@@ -52,7 +52,7 @@ pub(crate) struct DataPlane {
 
 impl DataPlane {
     pub fn new(model: &SimModel) -> Arc<Self> {
-        let client = reqwest::Client::builder()
+        let client = crate::tls::client_builder()
             .no_proxy()
             .timeout(Duration::from_secs(10))
             .connect_timeout(Duration::from_secs(2))
