@@ -82,6 +82,9 @@ impl Refreshing {
     }
 
     fn build(&self) -> Result<AccessTokenCredentials, PortError> {
+        // google-cloud-auth looks up the process-wide provider when it signs or exchanges a
+        // token, and every such use comes after this build.
+        crate::tls::ensure_crypto_provider();
         let built = match &self.source {
             Source::Environment => CredentialsBuilder::default()
                 .with_scopes([CLOUD_PLATFORM_SCOPE])
@@ -266,7 +269,7 @@ struct ErrorBody {
 
 impl GoogleRest {
     pub fn new(base: &str, credentials: Credentials) -> Self {
-        let http = reqwest::Client::builder()
+        let http = crate::tls::client_builder()
             .timeout(REQUEST_TIMEOUT)
             .connect_timeout(Duration::from_secs(10))
             .user_agent(concat!("shiftgate/", env!("CARGO_PKG_VERSION")))

@@ -237,7 +237,7 @@ pub struct HttpHealthEndpoint {
 
 impl HttpHealthEndpoint {
     pub fn new(timeout: Duration) -> Self {
-        let client = reqwest::Client::builder()
+        let client = crate::tls::client_builder()
             .timeout(timeout)
             .connect_timeout(timeout.min(Duration::from_secs(5)))
             .redirect(reqwest::redirect::Policy::none())

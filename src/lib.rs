@@ -14,6 +14,7 @@ pub mod metrics;
 pub mod names;
 pub mod output;
 pub mod rollout;
+pub mod tls;
 
 /// Wall-clock time as tokio sees it (its own crate, shared with the simulator).
 pub use shiftgate_clock as clock;

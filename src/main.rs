@@ -33,6 +33,9 @@ fn main() {
         )
         .with_writer(shiftgate::output::log_writer)
         .init();
+    // Before anything can open a connection; the library also does this where it builds
+    // clients, for callers that never come through here.
+    shiftgate::tls::ensure_crypto_provider();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

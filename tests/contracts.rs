@@ -94,7 +94,7 @@ async fn start_recorder(upstream: String) -> (String, Arc<Mutex<Vec<Exchange>>>)
     let log = Arc::new(Mutex::new(Vec::new()));
     let recorder = Recorder {
         upstream,
-        client: reqwest::Client::new(),
+        client: shiftgate::tls::client_builder().build().unwrap(),
         log: log.clone(),
     };
     let app = axum::Router::new().fallback(forward).with_state(recorder);

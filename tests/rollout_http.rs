@@ -669,7 +669,9 @@ async fn a_rollout_record_that_cannot_be_read_is_never_taken_for_no_rollout() {
         "{}/v2/projects/{PROJECT}/locations/{REGION}/services/{SERVICE}",
         harness.sim.cloud_run_url()
     );
-    let answer = reqwest::Client::new()
+    let answer = shiftgate::tls::client_builder()
+        .build()
+        .unwrap()
         .patch(&url)
         .query(&[("updateMask", "annotations")])
         .json(&serde_json::json!({"annotations": {"shiftgate.dev/rollout": "{not json"}}))

@@ -927,7 +927,7 @@ async fn over_http_on_loopback() {
     let stable = sim.add_service(P, R, S, "gcr.io/proj/app:v1.0.0");
     sim.set_operation_delay(Duration::from_millis(50));
     sim.require_bearer(Some(vec!["tok".into()]));
-    let http = reqwest::Client::builder()
+    let http = shiftgate::tls::client_builder()
         .no_proxy()
         .timeout(Duration::from_secs(10))
         .build()
@@ -1074,7 +1074,7 @@ async fn over_http_on_loopback() {
 async fn http_sim() -> (Sim, String, reqwest::Client) {
     let sim = Sim::start(Clock::new()).await.unwrap();
     let stable = sim.add_service(P, R, S, "gcr.io/proj/app:v1.0.0");
-    let http = reqwest::Client::builder()
+    let http = shiftgate::tls::client_builder()
         .no_proxy()
         .timeout(Duration::from_secs(30))
         .build()

@@ -140,11 +140,20 @@ impl GitHub {
     /// octocrab is built without its retry layer: nothing is ever re-sent behind our back.
     pub fn new(base: &str, token: &str, clock: Clock) -> Result<GitHub, String> {
         let base = base.trim_end_matches('/').to_string();
+        // octocrab sends through the program's one reqwest/rustls stack rather than its own
+        // hyper-rustls connector. The settings keep what that connector did: no redirects
+        // followed, no proxy from the environment, HTTP/1.1 only.
+        let http = crate::tls::client_builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
+            .http1_only()
+            .build()
+            .map_err(|e| format!("cannot set up the GitHub client: {e}"))?;
         let octocrab = Octocrab::builder()
             .base_uri(base.as_str())
             .map_err(|e| format!("GITHUB_API_URL {base:?} is not a URL: {e}"))?
             .personal_token(token.to_string())
-            .build()
+            .build_with_reqwest(http)
             .map_err(|e| format!("cannot set up the GitHub client: {e}"))?;
         Ok(GitHub {
             octocrab,

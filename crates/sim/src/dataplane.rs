@@ -53,6 +53,9 @@ pub(crate) struct DataPlane {
 
 impl DataPlane {
     pub fn new(model: &SimModel) -> Arc<Self> {
+        // reqwest is built without a crypto provider of its own (shiftgate installs ring); the
+        // load generator only speaks plain HTTP to loopback, but building a client still asks.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let client = reqwest::Client::builder()
             .no_proxy()
             .timeout(Duration::from_secs(10))
