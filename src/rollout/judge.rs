@@ -158,6 +158,197 @@ fn rate_text(counts: RequestCounts) -> String {
         .unwrap_or_else(|| "n/a".to_string())
 }
 
+/// Which rule judges a step's error counts (`--judge`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JudgeKind {
+    /// The candidate against stable, anytime-valid ([`compare`]): the default.
+    #[default]
+    Sequential,
+    /// The step's own 5xx share against `--max-error-rate` once the bake is over (the rule before
+    /// the sequential test).
+    Threshold,
+    /// Flagger's: each check reads the last interval; two checks above the limit (or without
+    /// data) roll back.
+    Counter,
+}
+
+impl JudgeKind {
+    pub const NAMES: [&'static str; 3] = ["sequential", "threshold", "counter"];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            JudgeKind::Sequential => "sequential",
+            JudgeKind::Threshold => "threshold",
+            JudgeKind::Counter => "counter",
+        }
+    }
+}
+
+impl std::str::FromStr for JudgeKind {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text.trim() {
+            "sequential" => Ok(JudgeKind::Sequential),
+            "threshold" => Ok(JudgeKind::Threshold),
+            "counter" => Ok(JudgeKind::Counter),
+            other => Err(format!(
+                "unknown judge {other:?}: use {}",
+                JudgeKind::NAMES.join(", ")
+            )),
+        }
+    }
+}
+
+/// The counts visible at one look (each window ends where the metrics delay allows).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Counts {
+    /// The candidate since this step started.
+    pub step_candidate: RequestCounts,
+    /// The candidate since the rollout started.
+    pub rollout_candidate: RequestCounts,
+    /// Stable since the rollout started, plus its baseline before it.
+    pub stable: RequestCounts,
+    /// The candidate over the last interval (the counter's window).
+    pub last_interval_candidate: RequestCounts,
+}
+
+/// The judge's settings, from the policy.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct JudgeSettings {
+    pub kind: JudgeKind,
+    pub max_error_rate: f64,
+    pub min_requests: u64,
+    pub relative_margin: f64,
+    /// Failed checks that roll back under [`JudgeKind::Counter`].
+    pub failed_checks_allowed: u32,
+}
+
+/// How a step's look came out, with what the judge saw.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Judged {
+    pub verdict: Verdict,
+    /// The sequential test's look, when that judge ran.
+    pub comparison: Option<Comparison>,
+    /// Inconclusive only for want of requests: what a quiet service gets.
+    pub lacking_traffic: bool,
+}
+
+impl Judged {
+    fn plain(verdict: Verdict) -> Self {
+        Judged {
+            verdict,
+            comparison: None,
+            lacking_traffic: false,
+        }
+    }
+}
+
+/// A step may pass before its bake is over once the test shows the candidate not worse, but not
+/// before it has run this long: a fresh revision's first minute is when cold starts fail.
+pub const EARLY_PASS_AFTER: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Judges one look at a step. `failed_checks` is the counter judge's tally over the rollout.
+pub fn judge_step(
+    settings: &JudgeSettings,
+    counts: &Counts,
+    phase: StepPhase,
+    since_step_start: std::time::Duration,
+    last_step: bool,
+    failed_checks: &mut u32,
+) -> Judged {
+    match settings.kind {
+        JudgeKind::Threshold => Judged::plain(judge_errors(
+            counts.step_candidate,
+            settings.max_error_rate,
+            settings.min_requests,
+            phase,
+        )),
+        JudgeKind::Counter => judge_counter(settings, counts, phase, failed_checks),
+        JudgeKind::Sequential => {
+            judge_sequential(settings, counts, phase, since_step_start, last_step)
+        }
+    }
+}
+
+fn judge_sequential(
+    settings: &JudgeSettings,
+    counts: &Counts,
+    phase: StepPhase,
+    since_step_start: std::time::Duration,
+    last_step: bool,
+) -> Judged {
+    let comparison = compare(
+        counts.rollout_candidate,
+        counts.stable,
+        settings.max_error_rate,
+        settings.relative_margin,
+    );
+    let explained = comparison.explain(settings.max_error_rate);
+    let seen = counts.rollout_candidate.total;
+    let short = last_step && seen < settings.min_requests.max(1);
+    let (verdict, lacking_traffic) = match (comparison.finding, phase) {
+        (Finding::Worse | Finding::AboveCap, _) => (Verdict::Fail(explained), false),
+        (Finding::NotWorse, StepPhase::Baking)
+            if since_step_start >= EARLY_PASS_AFTER && !short =>
+        {
+            (Verdict::Pass, false)
+        }
+        (_, StepPhase::Judging) if short => (
+            Verdict::Inconclusive(format!(
+                "not enough traffic to judge: {seen} candidate requests since the rollout \
+                 started, {} needed (--min-requests); {explained}",
+                settings.min_requests
+            )),
+            true,
+        ),
+        (_, StepPhase::Judging) => (Verdict::Pass, false),
+        (_, StepPhase::Baking) => (Verdict::Inconclusive(format!("baking: {explained}")), false),
+    };
+    Judged {
+        verdict,
+        comparison: Some(comparison),
+        lacking_traffic,
+    }
+}
+
+fn judge_counter(
+    settings: &JudgeSettings,
+    counts: &Counts,
+    phase: StepPhase,
+    failed_checks: &mut u32,
+) -> Judged {
+    let window = counts.last_interval_candidate;
+    let failed = match window.error_rate() {
+        None => Some("no candidate requests in the last interval".to_string()),
+        Some(rate) if rate > settings.max_error_rate => Some(format!(
+            "candidate 5xx rate {} over the last interval is above the limit {}",
+            percent(rate),
+            percent(settings.max_error_rate)
+        )),
+        Some(_) => None,
+    };
+    let Some(reason) = failed else {
+        return Judged::plain(match phase {
+            StepPhase::Judging => Verdict::Pass,
+            StepPhase::Baking => {
+                Verdict::Inconclusive(format!("baking: {failed_checks} failed checks so far"))
+            }
+        });
+    };
+    *failed_checks += 1;
+    let allowed = settings.failed_checks_allowed.max(1);
+    // Like Flagger, a failed check holds the step; the limit of them rolls back.
+    Judged::plain(if *failed_checks >= allowed {
+        Verdict::Fail(format!("{failed_checks} failed checks: {reason}"))
+    } else {
+        Verdict::Inconclusive(format!(
+            "failed check {failed_checks} of {allowed}: {reason}"
+        ))
+    })
+}
+
 /// Where in its step a check happens, which decides what "not enough data" means.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StepPhase {
