@@ -275,3 +275,6 @@ fn command_name(command: &Command) -> &'static str {
         Command::Incident(_) => "incident",
     }
 }
+
+#[cfg(test)]
+mod pinned;
