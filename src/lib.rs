@@ -7,6 +7,7 @@ pub mod clock;
 pub mod cloudrun;
 pub mod commands;
 pub mod config;
+pub mod exit;
 pub mod gcp;
 pub mod github;
 pub mod health;

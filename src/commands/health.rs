@@ -6,8 +6,9 @@ use std::time::Instant;
 use serde_json::{Value, json};
 
 use crate::cli::HealthArgs;
-use crate::commands::{CommandError, Context, EXIT_CHECK_FAILED, EXIT_OK, Endpoints, Finished};
+use crate::commands::{CommandError, Context, Endpoints, Finished};
 use crate::config::Config;
+use crate::exit::ExitCode;
 use crate::health::{Expectations, HttpHealthEndpoint, Verdict};
 use crate::rollout::ports::{HealthEndpoint, Platform};
 
@@ -29,9 +30,9 @@ pub async fn run(context: &Context, args: HealthArgs) -> Result<Finished, Comman
         results.push(result);
     }
     let exit_code = if all_healthy {
-        EXIT_OK
+        ExitCode::Ok
     } else {
-        EXIT_CHECK_FAILED
+        ExitCode::CheckFailed
     };
     Ok(Finished {
         exit_code,

@@ -12,6 +12,7 @@ use crate::cli::MetricsBackend;
 use crate::cli::RolloutArgs;
 use crate::clock::Clock;
 use crate::commands::{CommandError, Context, Endpoints, Finished, traffic_json};
+use crate::exit::ExitCode;
 use crate::gcp::GoogleRest;
 use crate::health::HttpHealthEndpoint;
 use crate::metrics::{CloudMonitoring, PrometheusMetrics};
@@ -188,7 +189,7 @@ async fn recover_after_panic(
         Ok(Ok(service)) => service,
         _ => {
             return CommandError {
-                exit_code: crate::commands::EXIT_ROLLBACK_FAILED,
+                exit_code: ExitCode::RollbackFailed,
                 message: format!(
                     "{message}; the service could not be read to restore stable traffic: it needs a person"
                 ),
@@ -209,7 +210,7 @@ async fn recover_after_panic(
             describe_traffic(&after.traffic)
         )),
         Err(why) => CommandError {
-            exit_code: crate::commands::EXIT_ROLLBACK_FAILED,
+            exit_code: ExitCode::RollbackFailed,
             message: format!(
                 "{message}; restoring stable traffic failed ({why}): the service needs a person"
             ),
