@@ -10,10 +10,10 @@ use std::sync::Mutex;
 
 use serde_json::Value;
 
-use crate::health::Verdict;
 use crate::markdown;
 use crate::output::progress_line;
 use crate::rollout::timeline::{Event, EventKind, describe_traffic};
+use crate::rollout::verdict::Verdict;
 
 /// Variables holding tokens shiftgate reads; their values are masked in the job log.
 pub const TOKEN_VARIABLES: [&str; 3] = ["GITHUB_TOKEN", "GH_TOKEN", "GOOGLE_OAUTH_ACCESS_TOKEN"];

@@ -7,8 +7,8 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use semver::VersionReq;
 
-use crate::health::FieldRule;
 use crate::names::arg as name;
+use crate::rollout::health_judge::FieldRule;
 use crate::rollout::plan::{self, Steps, parse_rate};
 
 // Bounded value parsers, one per kind of setting: clap names the flag and the value, these say the

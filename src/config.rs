@@ -8,8 +8,8 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::cli::{HealthCheckArgs, RolloutArgs, ServiceArgs};
-use crate::health::{Expectations, FieldRule};
 use crate::names;
+use crate::rollout::health_judge::{Expectations, FieldRule};
 use crate::rollout::plan::{self, Policy, Steps, parse_rate};
 
 pub const DEFAULT_PATHS: [&str; 2] = ["shiftgate.toml", ".github/shiftgate.toml"];

@@ -6,9 +6,9 @@ use std::io::Write as _;
 
 use serde_json::Value;
 
-use crate::health::Verdict;
 use crate::rollout::judge::percent;
 use crate::rollout::timeline::{Event, EventKind, Report, describe_traffic};
+use crate::rollout::verdict::Verdict;
 
 /// The progress line for an event, or `None` for events too frequent to print (passing checks
 /// while baking are summarised by the errors line).
@@ -295,7 +295,7 @@ pub fn progress_sink() -> Box<dyn Fn(&Event) + Send + Sync> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::health::Verdict;
+    use crate::rollout::verdict::Verdict;
     use std::time::SystemTime;
 
     const HOSTILE: &str = "answered HTTP 503: ok\n::add-mask::x\r::stop-commands::tok\r\n  ::warning::x\n##[error]y\u{1b}[31m @team";

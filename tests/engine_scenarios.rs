@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use shiftgate::clock::Clock;
-use shiftgate::health::Expectations;
+use shiftgate::rollout::health_judge::Expectations;
 use shiftgate::rollout::plan::{Policy, Steps};
 use shiftgate::rollout::ports::{Platform, RevisionInfo, ServiceState};
 use shiftgate::rollout::{
@@ -624,7 +624,10 @@ async fn after_a_rollback_the_stable_revision_is_health_checked() {
         .unwrap();
 
     assert_eq!(report.outcome, Outcome::RolledBack);
-    assert_eq!(report.stable_health, Some(shiftgate::health::Verdict::Pass));
+    assert_eq!(
+        report.stable_health,
+        Some(shiftgate::rollout::verdict::Verdict::Pass)
+    );
 }
 
 // ---- Trust under real conditions: the people and processes around a rollout ----
@@ -862,7 +865,7 @@ async fn stable_is_judged_on_the_basic_health_rule_after_a_rollback() {
     assert_eq!(report.outcome, Outcome::RolledBack, "{:?}", report.reason);
     assert_eq!(
         report.stable_health,
-        Some(shiftgate::health::Verdict::Pass),
+        Some(shiftgate::rollout::verdict::Verdict::Pass),
         "stable (1.3.0) is not held to the candidate's version requirement"
     );
 }

@@ -9,8 +9,10 @@ use crate::cli::HealthArgs;
 use crate::commands::{CommandError, Context, Endpoints, Finished};
 use crate::config::Config;
 use crate::exit::ExitCode;
-use crate::health::{Expectations, HttpHealthEndpoint, Verdict};
+use crate::health::HttpHealthEndpoint;
+use crate::rollout::health_judge::Expectations;
 use crate::rollout::ports::{HealthEndpoint, Platform};
+use crate::rollout::verdict::Verdict;
 
 struct Target {
     environment: Option<String>,

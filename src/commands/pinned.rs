@@ -8,12 +8,12 @@ use async_trait::async_trait;
 use serde_json::{Value, json};
 
 use crate::github::dispatch::{DispatchReport, WatchEnd};
-use crate::health::Verdict;
 use crate::rollout::ports::{
     NewRevision, Platform, PortError, PortResult, RequestCounts, RevisionInfo, RolloutRecord,
     ServiceState, TrafficChange, TrafficTarget,
 };
 use crate::rollout::timeline::{Event, EventKind, StepReport};
+use crate::rollout::verdict::Verdict;
 use crate::rollout::{Outcome, Policy, Report, Steps};
 
 /// A service that answers from memory; writes are applied, or refused with a 403.

@@ -1,8 +1,8 @@
 //! The error-rate gate: turns a step's request counts into Pass, Fail or Inconclusive.
 //! Pure functions, so the rules people rely on are tested without any clock or network.
 
-use crate::health::Verdict;
 use crate::rollout::ports::RequestCounts;
+use crate::rollout::verdict::Verdict;
 
 /// Where in its step a check happens, which decides what "not enough data" means.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

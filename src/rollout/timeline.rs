@@ -6,8 +6,8 @@ use std::time::{Duration, SystemTime};
 use serde::Serialize;
 
 use crate::exit::ExitCode;
-use crate::health::Verdict;
 use crate::rollout::ports::{RequestCounts, TrafficTarget};
+use crate::rollout::verdict::Verdict;
 
 /// How a rollout ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
