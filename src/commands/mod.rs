@@ -190,9 +190,9 @@ pub fn watch_signals(trigger: InterruptTrigger) {
 pub async fn run(cli: Cli) -> ExitCode {
     let (trigger, interrupt) = Interrupt::channel();
     watch_signals(trigger);
-    let in_actions = crate::actions::is_actions();
+    let in_actions = crate::workflow_command::is_actions();
     if in_actions {
-        crate::actions::mask_tokens_from_env();
+        crate::mask::mask_tokens_from_env();
     }
     let context = Context {
         json: cli.json,
@@ -246,7 +246,7 @@ pub async fn run(cli: Cli) -> ExitCode {
                 print_json(&result);
             }
             if in_actions {
-                crate::output::command_line(&crate::actions::workflow_command(
+                crate::workflow_command::emit(&crate::workflow_command::workflow_command(
                     "error",
                     &[("title", &format!("shiftgate {name}"))],
                     &error.message,

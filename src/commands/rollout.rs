@@ -8,6 +8,7 @@ use std::panic::AssertUnwindSafe;
 use futures_util::FutureExt;
 use serde_json::{Value, json};
 
+use crate::actions::progress_sink;
 use crate::cli::MetricsBackend;
 use crate::cli::RolloutArgs;
 use crate::clock::Clock;
@@ -16,7 +17,7 @@ use crate::exit::ExitCode;
 use crate::gcp::GoogleRest;
 use crate::health::HttpHealthEndpoint;
 use crate::metrics::{CloudMonitoring, PrometheusMetrics};
-use crate::output::{progress_sink, summary};
+use crate::output::summary;
 use crate::rollout::engine::{force_traffic, restore_traffic};
 use crate::rollout::ownership::Identity;
 use crate::rollout::plan::DEFAULT_MONITORING_DELAY;
