@@ -52,8 +52,10 @@ async fn targets(config: &Config, args: &HealthArgs) -> Result<Vec<Target>, Comm
         return Ok(vec![Target {
             environment: args.service.environment.clone(),
             base_url: url.clone(),
-            expectations: config
-                .resolve_health(args.service.environment.as_deref(), &args.health)?,
+            expectations: config.resolve_health(
+                args.service.environment.as_deref(),
+                &args.health.overrides(),
+            )?,
         }]);
     }
     let explicit_service = args.service.project.is_some() || args.service.service.is_some();
@@ -73,7 +75,8 @@ async fn targets(config: &Config, args: &HealthArgs) -> Result<Vec<Target>, Comm
             }
         };
         return Ok(vec![Target {
-            expectations: config.resolve_health(address.environment.as_deref(), &args.health)?,
+            expectations: config
+                .resolve_health(address.environment.as_deref(), &args.health.overrides())?,
             environment: address.environment,
             base_url,
         }]);
@@ -94,7 +97,7 @@ async fn targets(config: &Config, args: &HealthArgs) -> Result<Vec<Target>, Comm
         all.push(Target {
             environment: Some(name.clone()),
             base_url: url.clone(),
-            expectations: config.resolve_health(Some(name), &args.health)?,
+            expectations: config.resolve_health(Some(name), &args.health.overrides())?,
         });
     }
     Ok(all)

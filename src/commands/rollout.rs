@@ -47,7 +47,11 @@ pub async fn run(context: &Context, args: RolloutArgs) -> Result<Finished, Comma
         (MetricsBackend::Prometheus, Some(_)) => Duration::ZERO,
         _ => DEFAULT_MONITORING_DELAY,
     };
-    let policy = config.resolve_policy(address.environment.as_deref(), &args, default_delay)?;
+    let policy = config.resolve_policy(
+        address.environment.as_deref(),
+        &args.policy_overrides(),
+        default_delay,
+    )?;
     let minute_resolution =
         !(backend == MetricsBackend::Prometheus && args.prometheus_url.is_some());
     if let Some(warning) = short_bake_warning(&policy).filter(|_| minute_resolution) {
