@@ -1,5 +1,5 @@
-//! The GitHub Actions runtime (when `GITHUB_ACTIONS=true`): escaped workflow commands, token masks,
-//! a log group per step with gate annotations, `$GITHUB_OUTPUT` outputs and the step summary.
+//! The GitHub Actions runtime (when `GITHUB_ACTIONS=true`): a log group per step with gate
+//! annotations, `$GITHUB_OUTPUT` outputs and the step summary.
 
 use std::collections::hash_map::RandomState;
 use std::fmt::Write as _;
@@ -10,79 +10,11 @@ use std::sync::Mutex;
 
 use serde_json::Value;
 
-use crate::health::Verdict;
 use crate::markdown;
-use crate::output::progress_line;
+use crate::output::{eprint_progress, progress_line};
 use crate::rollout::timeline::{Event, EventKind, describe_traffic};
-
-/// Variables holding tokens shiftgate reads; their values are masked in the job log.
-pub const TOKEN_VARIABLES: [&str; 3] = ["GITHUB_TOKEN", "GH_TOKEN", "GOOGLE_OAUTH_ACCESS_TOKEN"];
-
-/// True inside a GitHub Actions job.
-pub fn is_actions() -> bool {
-    std::env::var("GITHUB_ACTIONS").is_ok_and(|value| value == "true")
-}
-
-/// Escapes a workflow command's message: `%`, `\r`, `\n`.
-pub fn escape_data(text: &str) -> String {
-    text.replace('%', "%25")
-        .replace('\r', "%0D")
-        .replace('\n', "%0A")
-}
-
-/// Escapes a workflow command's property value: the data rules plus `:` and `,`.
-pub fn escape_property(text: &str) -> String {
-    escape_data(text).replace(':', "%3A").replace(',', "%2C")
-}
-
-/// One workflow command line: `::name key=value,key=value::message`.
-pub fn workflow_command(name: &str, properties: &[(&str, &str)], message: &str) -> String {
-    let properties = properties
-        .iter()
-        .map(|(key, value)| format!("{key}={}", escape_property(value)))
-        .collect::<Vec<_>>()
-        .join(",");
-    let separator = if properties.is_empty() { "" } else { " " };
-    format!("::{name}{separator}{properties}::{}", escape_data(message))
-}
-
-/// `::add-mask::` lines for every token variable that is set (each line of a multi-line value is
-/// masked on its own, as the runner matches masks line by line).
-pub fn mask_commands(lookup: impl Fn(&str) -> Option<String>) -> Vec<String> {
-    let mut lines = Vec::new();
-    for name in TOKEN_VARIABLES {
-        let Some(value) = lookup(name) else { continue };
-        for part in value.lines().map(str::trim).filter(|part| !part.is_empty()) {
-            let line = workflow_command("add-mask", &[], part);
-            if !lines.contains(&line) {
-                lines.push(line);
-            }
-        }
-    }
-    lines
-}
-
-/// Masks the tokens in the environment (on stderr: the runner reads workflow commands from both
-/// streams, and stdout carries the `--json` result).
-pub fn mask_tokens_from_env() {
-    for line in mask_commands(|name| std::env::var(name).ok()) {
-        crate::output::command_line(&line);
-    }
-}
-
-/// Masks a token obtained at run time (Application Default Credentials) the first time it is seen,
-/// inside a GitHub Actions job.
-pub fn mask_once(token: &str) {
-    static SEEN: Mutex<Vec<String>> = Mutex::new(Vec::new());
-    if token.is_empty() || !is_actions() {
-        return;
-    }
-    let mut seen = SEEN.lock().unwrap_or_else(|e| e.into_inner());
-    if !seen.iter().any(|t| t == token) {
-        seen.push(token.to_string());
-        crate::output::command_line(&workflow_command("add-mask", &[], token));
-    }
-}
+use crate::rollout::verdict::Verdict;
+use crate::workflow_command::{emit, is_actions, workflow_command};
 
 /// A heredoc delimiter for `$GITHUB_OUTPUT` that no one can guess: `ghadelimiter_<32 hex>`.
 pub fn output_delimiter() -> String {
@@ -167,7 +99,7 @@ fn append(path: &Path, text: &str) -> std::io::Result<()> {
 /// `$GITHUB_STEP_SUMMARY`. A file that cannot be written is a warning, never a failed deploy.
 pub fn finish(result: &Value) {
     let warn = |file: &str, error: std::io::Error| {
-        crate::output::command_line(&workflow_command(
+        emit(&workflow_command(
             "warning",
             &[],
             &format!("shiftgate: could not write ${file}: {error}"),
@@ -530,6 +462,25 @@ fn code(text: &str) -> String {
     markdown::code(text)
 }
 
+/// The progress sink for this run: in a GitHub Actions job, the progress lines with a log group per
+/// step and annotations for failed and inconclusive gates; elsewhere the plain progress lines.
+/// Workflow commands go to stderr with the rest of the progress: the runner reads them from both
+/// streams, and stdout is kept for the `--json` result.
+pub fn progress_sink() -> Box<dyn Fn(&Event) + Send + Sync> {
+    if !is_actions() {
+        return Box::new(eprint_progress);
+    }
+    let progress = ActionsProgress::new();
+    Box::new(move |event: &Event| {
+        // Lines from `lines` are either shiftgate's own escaped workflow commands or progress
+        // lines that `progress_line` already made single-line; nothing external starts one.
+        let mut stderr = std::io::stderr().lock();
+        for line in progress.lines(event) {
+            let _ = writeln!(stderr, "{line}");
+        }
+    })
+}
+
 /// Turns timeline events into log lines with workflow commands: a `::group::` per step, and
 /// `::error::`/`::warning::` annotations for failed and inconclusive gates (one of each per step).
 #[derive(Debug, Default)]
@@ -656,40 +607,6 @@ mod tests {
     use crate::rollout::ports::{RequestCounts, TrafficTarget};
     use serde_json::json;
     use std::time::SystemTime;
-
-    #[test]
-    fn data_and_properties_are_escaped_per_the_workflow_command_rules() {
-        assert_eq!(escape_data("50% done\r\nnext"), "50%25 done%0D%0Anext");
-        assert_eq!(escape_property("a:b,c%\n"), "a%3Ab%2Cc%25%0A");
-        assert_eq!(
-            workflow_command(
-                "error",
-                &[("title", "step 1: gate, failed")],
-                "5% > 1%\nrolled"
-            ),
-            "::error title=step 1%3A gate%2C failed::5%25 > 1%25%0Arolled"
-        );
-        assert_eq!(workflow_command("endgroup", &[], ""), "::endgroup::");
-    }
-
-    #[test]
-    fn every_token_variable_that_is_set_is_masked_line_by_line() {
-        let lines = mask_commands(|name| match name {
-            "GITHUB_TOKEN" => Some("ghs_abc".into()),
-            "GH_TOKEN" => Some("ghs_abc".into()),
-            "GOOGLE_OAUTH_ACCESS_TOKEN" => Some("ya29.x\nsecond%".into()),
-            _ => None,
-        });
-        assert_eq!(
-            lines,
-            vec![
-                "::add-mask::ghs_abc",
-                "::add-mask::ya29.x",
-                "::add-mask::second%25"
-            ]
-        );
-        assert!(mask_commands(|_| None).is_empty());
-    }
 
     #[test]
     fn outputs_use_a_random_heredoc_delimiter_and_survive_newlines() {

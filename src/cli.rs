@@ -7,8 +7,9 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use semver::VersionReq;
 
-use crate::health::FieldRule;
+use crate::config::{HealthOverrides, PolicyOverrides, ServiceSelector};
 use crate::names::arg as name;
+use crate::rollout::health_judge::FieldRule;
 use crate::rollout::plan::{self, Steps, parse_rate};
 
 // Bounded value parsers, one per kind of setting: clap names the flag and the value, these say the
@@ -190,6 +191,17 @@ pub struct ServiceArgs {
     pub service: Option<String>,
 }
 
+impl From<&ServiceArgs> for ServiceSelector {
+    fn from(args: &ServiceArgs) -> Self {
+        ServiceSelector {
+            environment: args.environment.clone(),
+            project: args.project.clone(),
+            region: args.region.clone(),
+            service: args.service.clone(),
+        }
+    }
+}
+
 /// What a healthy answer looks like.
 #[derive(Debug, Clone, Default, Args)]
 pub struct HealthCheckArgs {
@@ -207,6 +219,17 @@ pub struct HealthCheckArgs {
     /// Semver requirement on the health body's `version`, e.g. ">=1.4.0" or "=1.4.0".
     #[arg(long, env = "SHIFTGATE_EXPECT_VERSION", value_name = "REQ")]
     pub expect_version: Option<VersionReq>,
+}
+
+impl HealthCheckArgs {
+    /// The expectations given on the command line, for the config to layer.
+    pub fn overrides(&self) -> HealthOverrides {
+        HealthOverrides {
+            path: self.health_path.clone(),
+            expect: self.health_expect.clone(),
+            version: self.expect_version.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Args)]
@@ -263,6 +286,21 @@ pub struct RolloutArgs {
     /// Print the plan and change nothing.
     #[arg(long, env = "SHIFTGATE_DRY_RUN")]
     pub dry_run: bool,
+}
+
+impl RolloutArgs {
+    /// The policy values given on the command line, for the config to layer.
+    pub fn policy_overrides(&self) -> PolicyOverrides {
+        PolicyOverrides {
+            steps: self.steps.clone(),
+            bake: self.bake,
+            interval: self.interval,
+            max_error_rate: self.max_error_rate,
+            min_requests: self.min_requests,
+            metrics_delay: self.metrics_delay,
+            health: self.health.overrides(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Args)]

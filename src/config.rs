@@ -5,11 +5,11 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use semver::VersionReq;
 use serde::Deserialize;
 
-use crate::cli::{HealthCheckArgs, RolloutArgs, ServiceArgs};
-use crate::health::{Expectations, FieldRule};
 use crate::names;
+use crate::rollout::health_judge::{Expectations, FieldRule};
 use crate::rollout::plan::{self, Policy, Steps, parse_rate};
 
 pub const DEFAULT_PATHS: [&str; 2] = ["shiftgate.toml", ".github/shiftgate.toml"];
@@ -66,6 +66,37 @@ pub struct PolicyFile {
     pub health_path: Option<String>,
     pub health_expect: Option<Vec<String>>,
     pub expect_version: Option<String>,
+}
+
+/// Which service to work on, as a command names it: an environment of the config file, and
+/// coordinates that override the environment's.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ServiceSelector {
+    pub environment: Option<String>,
+    pub project: Option<String>,
+    pub region: Option<String>,
+    pub service: Option<String>,
+}
+
+/// Policy values given for one run (on the command line); each overrides the config's.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PolicyOverrides {
+    pub steps: Option<Steps>,
+    pub bake: Option<Duration>,
+    pub interval: Option<Duration>,
+    pub max_error_rate: Option<f64>,
+    pub min_requests: Option<u64>,
+    pub metrics_delay: Option<Duration>,
+    pub health: HealthOverrides,
+}
+
+/// Health expectations given for one run; each overrides the config's.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HealthOverrides {
+    pub path: Option<String>,
+    /// Replaces the config's field rules (and the default status rule) when not empty.
+    pub expect: Vec<FieldRule>,
+    pub version: Option<VersionReq>,
 }
 
 /// The service a command works on.
@@ -176,8 +207,12 @@ impl Config {
     }
 
     /// Command-line coordinates win over the environment's.
-    pub fn resolve_service(&self, args: &ServiceArgs) -> Result<ServiceAddress, ConfigError> {
-        let environment = match &args.environment {
+    pub fn resolve_service(
+        &self,
+        wanted: impl Into<ServiceSelector>,
+    ) -> Result<ServiceAddress, ConfigError> {
+        let wanted: ServiceSelector = wanted.into();
+        let environment = match &wanted.environment {
             Some(name) => Some(self.environment(name)?),
             None => None,
         };
@@ -187,9 +222,17 @@ impl Config {
                 .filter(|value| !value.trim().is_empty())
                 .ok_or_else(|| name.to_string())
         };
-        let project = pick(&args.project, environment.map(|e| &e.project), "--project");
-        let region = pick(&args.region, environment.map(|e| &e.region), "--region");
-        let service = pick(&args.service, environment.map(|e| &e.service), "--service");
+        let project = pick(
+            &wanted.project,
+            environment.map(|e| &e.project),
+            "--project",
+        );
+        let region = pick(&wanted.region, environment.map(|e| &e.region), "--region");
+        let service = pick(
+            &wanted.service,
+            environment.map(|e| &e.service),
+            "--service",
+        );
         match (project, region, service) {
             (Ok(project), Ok(region), Ok(service)) => {
                 // Flags were checked by the parser and the file at load; this also covers
@@ -202,7 +245,7 @@ impl Config {
                     rule(value).map_err(|message| ConfigError(format!("{flag}: {message}")))?;
                 }
                 Ok(ServiceAddress {
-                    environment: args.environment.clone(),
+                    environment: wanted.environment.clone(),
                     project,
                     region,
                     service,
@@ -214,26 +257,31 @@ impl Config {
                     .into_iter()
                     .filter_map(Result::err)
                     .collect();
-                Err(ConfigError(match &args.environment {
-                    Some(name) => format!(
-                        "environment {name} in {} does not give {}; add it there or pass it on the command line",
-                        self.describe(),
-                        missing.join(", ")
-                    ),
-                    None => format!(
-                        "missing {}: give --project, --region and --service, or --env NAME with a config file",
-                        missing.join(", ")
-                    ),
-                }))
+                Err(self.missing_coordinates(wanted.environment.as_deref(), &missing))
             }
         }
+    }
+
+    /// Says which of `--project`, `--region` and `--service` are missing, and where to give them.
+    fn missing_coordinates(&self, environment: Option<&str>, missing: &[String]) -> ConfigError {
+        ConfigError(match environment {
+            Some(name) => format!(
+                "environment {name} in {} does not give {}; add it there or pass it on the command line",
+                self.describe(),
+                missing.join(", ")
+            ),
+            None => format!(
+                "missing {}: give --project, --region and --service, or --env NAME with a config file",
+                missing.join(", ")
+            ),
+        })
     }
 
     /// Built-in defaults, then `[policy]`, then the environment's policy, then the command line.
     pub fn resolve_policy(
         &self,
         environment: Option<&str>,
-        args: &RolloutArgs,
+        overrides: &PolicyOverrides,
         default_metrics_delay: Duration,
     ) -> Result<Policy, ConfigError> {
         let mut policy = Policy {
@@ -249,25 +297,25 @@ impl Config {
                 .apply(&mut policy, &format!("environments.{name}.policy"))
                 .map_err(ConfigError)?;
         }
-        if let Some(steps) = &args.steps {
+        if let Some(steps) = &overrides.steps {
             policy.steps = steps.clone();
         }
-        if let Some(bake) = args.bake {
+        if let Some(bake) = overrides.bake {
             policy.bake = bake;
         }
-        if let Some(interval) = args.interval {
+        if let Some(interval) = overrides.interval {
             policy.interval = interval;
         }
-        if let Some(rate) = args.max_error_rate {
+        if let Some(rate) = overrides.max_error_rate {
             policy.max_error_rate = rate;
         }
-        if let Some(min) = args.min_requests {
+        if let Some(min) = overrides.min_requests {
             policy.min_requests = min;
         }
-        if let Some(delay) = args.metrics_delay {
+        if let Some(delay) = overrides.metrics_delay {
             policy.metrics_delay = delay;
         }
-        apply_health_args(&mut policy.health, &args.health);
+        apply_health_overrides(&mut policy.health, &overrides.health);
         policy.validate().map_err(ConfigError)?;
         Ok(policy)
     }
@@ -276,7 +324,7 @@ impl Config {
     pub fn resolve_health(
         &self,
         environment: Option<&str>,
-        args: &HealthCheckArgs,
+        overrides: &HealthOverrides,
     ) -> Result<Expectations, ConfigError> {
         let mut policy = Policy::default();
         self.policy
@@ -289,19 +337,19 @@ impl Config {
                 .apply(&mut policy, &format!("environments.{name}.policy"))
                 .map_err(ConfigError)?;
         }
-        apply_health_args(&mut policy.health, args);
+        apply_health_overrides(&mut policy.health, overrides);
         Ok(policy.health)
     }
 }
 
-fn apply_health_args(expectations: &mut Expectations, args: &HealthCheckArgs) {
-    if let Some(path) = &args.health_path {
+fn apply_health_overrides(expectations: &mut Expectations, overrides: &HealthOverrides) {
+    if let Some(path) = &overrides.path {
         expectations.path = path.clone();
     }
-    if !args.health_expect.is_empty() {
-        expectations.fields = args.health_expect.clone();
+    if !overrides.expect.is_empty() {
+        expectations.fields = overrides.expect.clone();
     }
-    if let Some(requirement) = &args.expect_version {
+    if let Some(requirement) = &overrides.version {
         expectations.version = Some(requirement.clone());
     }
 }
@@ -390,28 +438,28 @@ region = "us-central1"
 service = "loopcloser-dev"
 "#;
 
-    fn rollout_args(extra: &[&str]) -> RolloutArgs {
-        use clap::Parser;
-        let mut argv = vec!["shiftgate", "rollout"];
-        argv.extend_from_slice(extra);
-        match crate::cli::Cli::parse_from(argv).command {
-            crate::cli::Command::Rollout(args) => args,
-            _ => unreachable!(),
+    fn environment(name: &str) -> ServiceSelector {
+        ServiceSelector {
+            environment: Some(name.into()),
+            ..ServiceSelector::default()
         }
     }
 
     #[test]
     fn an_environment_names_its_service_and_layers_its_policy() {
         let config = Config::parse(EXAMPLE).unwrap();
-        let args = rollout_args(&["--env", "prod", "--min-requests", "50"]);
-        let address = config.resolve_service(&args.service).unwrap();
+        let address = config.resolve_service(environment("prod")).unwrap();
         assert_eq!(address.service, "loopcloser-prod");
         assert_eq!(
             address.url.as_deref(),
             Some("https://app.loopcloser.example")
         );
+        let overrides = PolicyOverrides {
+            min_requests: Some(50),
+            ..PolicyOverrides::default()
+        };
         let policy = config
-            .resolve_policy(Some("prod"), &args, Duration::from_secs(180))
+            .resolve_policy(Some("prod"), &overrides, Duration::from_secs(180))
             .unwrap();
         assert_eq!(
             policy.bake,
@@ -428,8 +476,7 @@ service = "loopcloser-dev"
     #[test]
     fn unknown_environments_and_keys_are_named() {
         let config = Config::parse(EXAMPLE).unwrap();
-        let args = rollout_args(&["--env", "qa"]);
-        let error = config.resolve_service(&args.service).unwrap_err().0;
+        let error = config.resolve_service(environment("qa")).unwrap_err().0;
         assert!(
             error.contains("--env qa") && error.contains("dev, prod"),
             "{error}"
@@ -445,8 +492,11 @@ service = "loopcloser-dev"
     #[test]
     fn without_an_environment_all_three_coordinates_are_required() {
         let config = Config::default();
-        let args = rollout_args(&["--project", "loopcloser"]);
-        let error = config.resolve_service(&args.service).unwrap_err().0;
+        let coordinates = ServiceSelector {
+            project: Some("loopcloser".into()),
+            ..ServiceSelector::default()
+        };
+        let error = config.resolve_service(coordinates).unwrap_err().0;
         assert!(
             error.contains("--region") && error.contains("--service"),
             "{error}"
@@ -493,13 +543,13 @@ service = "loopcloser-dev"
 
     #[test]
     fn given_service_args_built_in_code_with_a_bad_name_then_resolving_refuses_them() {
-        let args = ServiceArgs {
+        let args = ServiceSelector {
             environment: None,
             project: Some("loopcloser".into()),
             region: Some("us-central1".into()),
             service: Some("nope/../web".into()),
         };
-        let message = Config::default().resolve_service(&args).unwrap_err().0;
+        let message = Config::default().resolve_service(args).unwrap_err().0;
         assert!(message.starts_with("--service"), "{message}");
     }
 }

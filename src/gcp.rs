@@ -115,7 +115,7 @@ impl Refreshing {
         let token = credentials.1.access_token().await.map_err(|error| {
             PortError::Unavailable(format!("could not obtain a Google access token: {error}"))
         })?;
-        crate::actions::mask_once(&token.token);
+        crate::mask::mask_once(&token.token);
         Ok((credentials.0, token.token))
     }
 

@@ -2,15 +2,17 @@
 //! runtime, exit with its code.
 
 use clap::Parser;
+use shiftgate::exit::ExitCode;
 use tracing_subscriber::EnvFilter;
 
-fn main() {
+fn main() -> std::process::ExitCode {
     let cli = match shiftgate::cli::Cli::try_parse() {
         Ok(cli) => cli,
         Err(error) => {
+            // `--help` and `--version` "fail" to parse too, onto stdout.
             if !error.use_stderr() {
                 let _ = error.print();
-                std::process::exit(0);
+                return ExitCode::Ok.into();
             }
             // The message quotes the refused value, which may hold a line break and a
             // workflow command (from a SHIFTGATE_* variable, say): print it neutralised.
@@ -21,10 +23,10 @@ fn main() {
                 shiftgate::output::print_json(&serde_json::json!({
                     "outcome": "error",
                     "error": first_line.trim_start_matches("error: "),
-                    "exit_code": 2,
+                    "exit_code": ExitCode::BadInput,
                 }));
             }
-            std::process::exit(2);
+            return ExitCode::BadInput.into();
         }
     };
     tracing_subscriber::fmt()
@@ -43,7 +45,7 @@ fn main() {
     let code = runtime.block_on(shiftgate::commands::run(cli));
     // Leave in-flight background tasks behind rather than wait for them.
     runtime.shutdown_timeout(std::time::Duration::from_millis(200));
-    std::process::exit(code);
+    code.into()
 }
 
 /// `--json` anywhere on the command line, or `SHIFTGATE_JSON` set to a true value: even a

@@ -6,9 +6,9 @@ use std::io::Write as _;
 
 use serde_json::Value;
 
-use crate::health::Verdict;
 use crate::rollout::judge::percent;
 use crate::rollout::timeline::{Event, EventKind, Report, describe_traffic};
+use crate::rollout::verdict::Verdict;
 
 /// The progress line for an event, or `None` for events too frequent to print (passing checks
 /// while baking are summarised by the errors line).
@@ -131,7 +131,7 @@ fn reads_as_command(line: &str) -> bool {
 
 /// A message for people, made safe for a CI log: every line of it is kept, but a line that would
 /// read as a runner command is shown behind `> `, and control characters are escaped. shiftgate's
-/// own workflow commands never go through here (see `actions::workflow_command`).
+/// own workflow commands never go through here (see `workflow_command`).
 pub fn neutralise(text: &str) -> String {
     text.split('\n')
         .map(|line| {
@@ -151,13 +151,6 @@ pub fn neutralise(text: &str) -> String {
 pub fn say_line(text: &str) {
     let mut stderr = std::io::stderr().lock();
     let _ = writeln!(stderr, "{}", neutralise(text));
-}
-
-/// Writes one of shiftgate's own workflow commands (already escaped by `actions::workflow_command`)
-/// to stderr as it is; write errors are ignored, as in [`say_line`].
-pub fn command_line(text: &str) {
-    let mut stderr = std::io::stderr().lock();
-    let _ = writeln!(stderr, "{text}");
 }
 
 /// `eprintln!` for progress and messages that carry text from outside: see [`say_line`].
@@ -272,30 +265,10 @@ pub fn eprint_progress(event: &Event) {
     }
 }
 
-/// The progress sink for this run: in a GitHub Actions job, the progress lines with a log group per
-/// step and annotations for failed and inconclusive gates; elsewhere the plain progress lines.
-/// Workflow commands go to stderr with the rest of the progress: the runner reads them from both
-/// streams, and stdout is kept for the `--json` result.
-pub fn progress_sink() -> Box<dyn Fn(&Event) + Send + Sync> {
-    if crate::actions::is_actions() {
-        let progress = crate::actions::ActionsProgress::new();
-        Box::new(move |event: &Event| {
-            // Lines from `lines` are either shiftgate's own escaped workflow commands or progress
-            // lines that `progress_line` already made single-line; nothing external starts one.
-            let mut stderr = std::io::stderr().lock();
-            for line in progress.lines(event) {
-                let _ = writeln!(stderr, "{line}");
-            }
-        })
-    } else {
-        Box::new(eprint_progress)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::health::Verdict;
+    use crate::rollout::verdict::Verdict;
     use std::time::SystemTime;
 
     const HOSTILE: &str = "answered HTTP 503: ok\n::add-mask::x\r::stop-commands::tok\r\n  ::warning::x\n##[error]y\u{1b}[31m @team";

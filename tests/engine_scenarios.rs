@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use crate::support::inproc::{SimHealth, SimMetrics, SimPlatform, start_inproc_load};
 use shiftgate::clock::Clock;
-use shiftgate::health::Expectations;
+use shiftgate::rollout::health_judge::Expectations;
 use shiftgate::rollout::plan::{Policy, Steps};
 use shiftgate::rollout::ports::{Platform, RevisionInfo, ServiceState};
 use shiftgate::rollout::{
@@ -625,7 +625,10 @@ async fn after_a_rollback_the_stable_revision_is_health_checked() {
         .unwrap();
 
     assert_eq!(report.outcome, Outcome::RolledBack);
-    assert_eq!(report.stable_health, Some(shiftgate::health::Verdict::Pass));
+    assert_eq!(
+        report.stable_health,
+        Some(shiftgate::rollout::verdict::Verdict::Pass)
+    );
 }
 
 // ---- Trust under real conditions: the people and processes around a rollout ----
@@ -863,7 +866,7 @@ async fn stable_is_judged_on_the_basic_health_rule_after_a_rollback() {
     assert_eq!(report.outcome, Outcome::RolledBack, "{:?}", report.reason);
     assert_eq!(
         report.stable_health,
-        Some(shiftgate::health::Verdict::Pass),
+        Some(shiftgate::rollout::verdict::Verdict::Pass),
         "stable (1.3.0) is not held to the candidate's version requirement"
     );
 }

@@ -18,11 +18,12 @@ use shiftgate::cloudrun::model::{
     ListRevisionsResponse, Operation, ROLLOUT_ANNOTATION, Revision, Service, TYPE_LATEST,
     TYPE_REVISION,
 };
-use shiftgate::health::{Expectations, HEALTHY_STATUSES, Verdict};
 use shiftgate::metrics::{monitoring, prometheus};
+use shiftgate::rollout::health_judge::{Expectations, HEALTHY_STATUSES};
 use shiftgate::rollout::ports::{
     HealthResponse, PortError, RequestCounts, RolloutRecord, ServiceState, TrafficTarget, Window,
 };
+use shiftgate::rollout::verdict::Verdict;
 
 /// `cases` unless `PROPTEST_CASES` says otherwise. No regression files are written: inputs that
 /// once failed are kept below as named tests instead.

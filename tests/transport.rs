@@ -14,10 +14,12 @@ use tokio::time::Instant;
 use shiftgate::clock::Clock;
 use shiftgate::cloudrun::CloudRunService;
 use shiftgate::gcp::{Credentials, GoogleRest, Retry};
-use shiftgate::health::{Expectations, HttpHealthEndpoint, Verdict};
+use shiftgate::health::HttpHealthEndpoint;
 use shiftgate::metrics::CloudMonitoring;
+use shiftgate::rollout::health_judge::Expectations;
 use shiftgate::rollout::plan::Policy;
 use shiftgate::rollout::ports::{HealthEndpoint, Platform, PortError};
+use shiftgate::rollout::verdict::Verdict;
 use shiftgate::rollout::{CandidateSource, Engine, Interrupt, Outcome, Ports, RolloutRequest};
 use shiftgate_sim::Sim;
 

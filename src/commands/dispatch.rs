@@ -2,7 +2,7 @@
 //! progress on stderr and the run's conclusion as the exit code.
 
 use crate::cli::DispatchArgs;
-use crate::commands::{CommandError, Context, EXIT_BAD_INPUT, Finished, github_from_env, repo_arg};
+use crate::commands::{CommandError, Context, Finished, github_from_env, repo_arg};
 use crate::github::dispatch::{DispatchError, DispatchRequest, dispatch};
 
 pub async fn run(context: &Context, args: DispatchArgs) -> Result<Finished, CommandError> {
@@ -34,10 +34,7 @@ pub async fn run(context: &Context, args: DispatchArgs) -> Result<Finished, Comm
     let report = dispatch(&github, &request, &context.interrupt, &log)
         .await
         .map_err(|error| match error {
-            DispatchError::BadInput(message) => CommandError {
-                exit_code: EXIT_BAD_INPUT,
-                message,
-            },
+            DispatchError::BadInput(message) => CommandError::bad_input(message),
             DispatchError::Api(message) => CommandError::api(message),
         })?;
     let stats = github.stats();

@@ -6,10 +6,13 @@ use std::time::Instant;
 use serde_json::{Value, json};
 
 use crate::cli::HealthArgs;
-use crate::commands::{CommandError, Context, EXIT_CHECK_FAILED, EXIT_OK, Endpoints, Finished};
+use crate::commands::{CommandError, Context, Endpoints, Finished};
 use crate::config::Config;
-use crate::health::{Expectations, HttpHealthEndpoint, Verdict};
+use crate::exit::ExitCode;
+use crate::health::HttpHealthEndpoint;
+use crate::rollout::health_judge::Expectations;
 use crate::rollout::ports::{HealthEndpoint, Platform};
+use crate::rollout::verdict::Verdict;
 
 struct Target {
     environment: Option<String>,
@@ -29,9 +32,9 @@ pub async fn run(context: &Context, args: HealthArgs) -> Result<Finished, Comman
         results.push(result);
     }
     let exit_code = if all_healthy {
-        EXIT_OK
+        ExitCode::Ok
     } else {
-        EXIT_CHECK_FAILED
+        ExitCode::CheckFailed
     };
     Ok(Finished {
         exit_code,
@@ -49,8 +52,10 @@ async fn targets(config: &Config, args: &HealthArgs) -> Result<Vec<Target>, Comm
         return Ok(vec![Target {
             environment: args.service.environment.clone(),
             base_url: url.clone(),
-            expectations: config
-                .resolve_health(args.service.environment.as_deref(), &args.health)?,
+            expectations: config.resolve_health(
+                args.service.environment.as_deref(),
+                &args.health.overrides(),
+            )?,
         }]);
     }
     let explicit_service = args.service.project.is_some() || args.service.service.is_some();
@@ -70,7 +75,8 @@ async fn targets(config: &Config, args: &HealthArgs) -> Result<Vec<Target>, Comm
             }
         };
         return Ok(vec![Target {
-            expectations: config.resolve_health(address.environment.as_deref(), &args.health)?,
+            expectations: config
+                .resolve_health(address.environment.as_deref(), &args.health.overrides())?,
             environment: address.environment,
             base_url,
         }]);
@@ -91,7 +97,7 @@ async fn targets(config: &Config, args: &HealthArgs) -> Result<Vec<Target>, Comm
         all.push(Target {
             environment: Some(name.clone()),
             base_url: url.clone(),
-            expectations: config.resolve_health(Some(name), &args.health)?,
+            expectations: config.resolve_health(Some(name), &args.health.overrides())?,
         });
     }
     Ok(all)

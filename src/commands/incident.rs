@@ -4,7 +4,8 @@
 use serde_json::json;
 
 use crate::cli::IncidentArgs;
-use crate::commands::{CommandError, Context, EXIT_OK, Finished, github_from_env, repo_arg};
+use crate::commands::{CommandError, Context, Finished, github_from_env, repo_arg};
+use crate::exit::ExitCode;
 use crate::github::GitHubError;
 use crate::github::incident::{Incident, Severity, file};
 
@@ -54,14 +55,14 @@ pub async fn run(_context: &Context, args: IncidentArgs) -> Result<Finished, Com
         })?;
     crate::say!("incident {}: #{} {}", filed.action, filed.number, filed.url);
     Ok(Finished {
-        exit_code: EXIT_OK,
+        exit_code: ExitCode::Ok,
         result: json!({
             "command": "incident",
             "outcome": filed.action,
             "number": filed.number,
             "url": filed.url,
             "key": key,
-            "exit_code": EXIT_OK,
+            "exit_code": ExitCode::Ok,
         }),
     })
 }

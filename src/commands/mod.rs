@@ -17,17 +17,11 @@ use serde_json::{Value, json};
 use crate::cli::{Cli, Command};
 use crate::cloudrun::CloudRunService;
 use crate::config::{Config, ConfigError, ServiceAddress};
+use crate::exit::ExitCode;
 use crate::gcp::{Credentials, GoogleRest};
 use crate::output::print_json;
 use crate::rollout::engine::{Interrupt, InterruptTrigger};
 use crate::rollout::ports::TrafficTarget;
-
-pub const EXIT_OK: i32 = 0;
-pub const EXIT_CHECK_FAILED: i32 = 1;
-pub const EXIT_BAD_INPUT: i32 = 2;
-pub const EXIT_API_FAILED: i32 = 3;
-pub const EXIT_ROLLBACK_FAILED: i32 = 4;
-pub const EXIT_INTERRUPTED: i32 = 130;
 
 /// What every command shares.
 #[derive(Debug, Clone)]
@@ -46,28 +40,28 @@ impl Context {
 /// A command's result: its exit code and the JSON object `--json` prints.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Finished {
-    pub exit_code: i32,
+    pub exit_code: ExitCode,
     pub result: Value,
 }
 
 /// A command that could not do its job, with the exit code that says why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CommandError {
-    pub exit_code: i32,
+    pub exit_code: ExitCode,
     pub message: String,
 }
 
 impl CommandError {
     pub fn bad_input(message: impl Into<String>) -> Self {
         Self {
-            exit_code: EXIT_BAD_INPUT,
+            exit_code: ExitCode::BadInput,
             message: message.into(),
         }
     }
 
     pub fn api(message: impl Into<String>) -> Self {
         Self {
-            exit_code: EXIT_API_FAILED,
+            exit_code: ExitCode::ApiFailed,
             message: message.into(),
         }
     }
@@ -194,12 +188,12 @@ pub fn watch_signals(trigger: InterruptTrigger) {
 }
 
 /// Runs the command and prints its result; returns the exit code.
-pub async fn run(cli: Cli) -> i32 {
+pub async fn run(cli: Cli) -> ExitCode {
     let (trigger, interrupt) = Interrupt::channel();
     watch_signals(trigger);
-    let in_actions = crate::actions::is_actions();
+    let in_actions = crate::workflow_command::is_actions();
     if in_actions {
-        crate::actions::mask_tokens_from_env();
+        crate::mask::mask_tokens_from_env();
     }
     let context = Context {
         json: cli.json,
@@ -232,7 +226,7 @@ pub async fn run(cli: Cli) -> i32 {
         tokio::select! {
             finished = work => finished,
             _ = interrupt.fired() => Err(CommandError {
-                exit_code: EXIT_INTERRUPTED,
+                exit_code: ExitCode::Interrupted,
                 message: "interrupted".into(),
             }),
         }
@@ -259,7 +253,7 @@ pub async fn run(cli: Cli) -> i32 {
                 print_json(&result);
             }
             if in_actions {
-                crate::output::command_line(&crate::actions::workflow_command(
+                crate::workflow_command::emit(&crate::workflow_command::workflow_command(
                     "error",
                     &[("title", &format!("shiftgate {name}"))],
                     &error.message,
@@ -282,3 +276,6 @@ fn command_name(command: &Command) -> &'static str {
         Command::Incident(_) => "incident",
     }
 }
+
+#[cfg(test)]
+mod pinned;

@@ -9,9 +9,8 @@ use serde_json::json;
 
 use crate::cli::RollbackArgs;
 use crate::commands::rollout::file_incident;
-use crate::commands::{
-    CommandError, Context, EXIT_OK, EXIT_ROLLBACK_FAILED, Endpoints, Finished, traffic_json,
-};
+use crate::commands::{CommandError, Context, Endpoints, Finished, traffic_json};
+use crate::exit::ExitCode;
 use crate::github::incident::failed_rollback_incident;
 use crate::rollout::engine::{force_traffic, restore_traffic, short_name};
 use crate::rollout::ports::{Platform, PortError, ServiceState};
@@ -27,7 +26,7 @@ pub async fn run(context: &Context, args: RollbackArgs) -> Result<Finished, Comm
         .rest()
         .set_deadline(Some(Instant::now() + args.timeout));
     let mut finished = roll_back(&platform, args.to.as_deref(), args.timeout).await?;
-    if finished.exit_code == EXIT_ROLLBACK_FAILED {
+    if finished.exit_code == ExitCode::RollbackFailed {
         let result = finished.result.clone();
         let text = |key: &str| result[key].as_str().unwrap_or_default().to_string();
         let final_traffic = result["final_traffic"].to_string();
@@ -58,7 +57,7 @@ pub async fn roll_back(
     let unconfirmed = |reason: String, service: &str, target: &str, last: Option<&ServiceState>| {
         crate::say!("ROLLBACK FAILED, the service needs a person: {reason}");
         Finished {
-            exit_code: EXIT_ROLLBACK_FAILED,
+            exit_code: ExitCode::RollbackFailed,
             result: json!({
                 "command": "rollback",
                 "outcome": "failed",
@@ -67,7 +66,7 @@ pub async fn roll_back(
                 "reason": reason,
                 "final_traffic": last.map(|s| traffic_json(&s.traffic)).unwrap_or_else(|| json!([])),
                 "final_traffic_confirmed": false,
-                "exit_code": EXIT_ROLLBACK_FAILED,
+                "exit_code": ExitCode::RollbackFailed,
             }),
         }
     };
@@ -143,7 +142,7 @@ pub async fn roll_back(
         Ok(after) => {
             crate::say!("done: traffic {}", describe_traffic(&after.traffic));
             Ok(Finished {
-                exit_code: EXIT_OK,
+                exit_code: ExitCode::Ok,
                 result: json!({
                     "command": "rollback",
                     "outcome": "rolled_back",
@@ -152,7 +151,7 @@ pub async fn roll_back(
                     "previous_traffic": traffic_json(&before),
                     "final_traffic": traffic_json(&after.traffic),
                     "final_traffic_confirmed": true,
-                    "exit_code": EXIT_OK,
+                    "exit_code": ExitCode::Ok,
                 }),
             })
         }

@@ -8,14 +8,16 @@ use std::panic::AssertUnwindSafe;
 use futures_util::FutureExt;
 use serde_json::{Value, json};
 
+use crate::actions::progress_sink;
 use crate::cli::MetricsBackend;
 use crate::cli::RolloutArgs;
 use crate::clock::Clock;
 use crate::commands::{CommandError, Context, Endpoints, Finished, traffic_json};
+use crate::exit::ExitCode;
 use crate::gcp::GoogleRest;
 use crate::health::HttpHealthEndpoint;
 use crate::metrics::{CloudMonitoring, PrometheusMetrics};
-use crate::output::{progress_sink, summary};
+use crate::output::summary;
 use crate::rollout::engine::{force_traffic, restore_traffic};
 use crate::rollout::ownership::Identity;
 use crate::rollout::plan::DEFAULT_MONITORING_DELAY;
@@ -45,7 +47,11 @@ pub async fn run(context: &Context, args: RolloutArgs) -> Result<Finished, Comma
         (MetricsBackend::Prometheus, Some(_)) => Duration::ZERO,
         _ => DEFAULT_MONITORING_DELAY,
     };
-    let policy = config.resolve_policy(address.environment.as_deref(), &args, default_delay)?;
+    let policy = config.resolve_policy(
+        address.environment.as_deref(),
+        &args.policy_overrides(),
+        default_delay,
+    )?;
     let minute_resolution =
         !(backend == MetricsBackend::Prometheus && args.prometheus_url.is_some());
     if let Some(warning) = short_bake_warning(&policy).filter(|_| minute_resolution) {
@@ -188,7 +194,7 @@ async fn recover_after_panic(
         Ok(Ok(service)) => service,
         _ => {
             return CommandError {
-                exit_code: crate::commands::EXIT_ROLLBACK_FAILED,
+                exit_code: ExitCode::RollbackFailed,
                 message: format!(
                     "{message}; the service could not be read to restore stable traffic: it needs a person"
                 ),
@@ -209,7 +215,7 @@ async fn recover_after_panic(
             describe_traffic(&after.traffic)
         )),
         Err(why) => CommandError {
-            exit_code: crate::commands::EXIT_ROLLBACK_FAILED,
+            exit_code: ExitCode::RollbackFailed,
             message: format!(
                 "{message}; restoring stable traffic failed ({why}): the service needs a person"
             ),

@@ -4,7 +4,8 @@
 use serde_json::json;
 
 use crate::cli::StatusArgs;
-use crate::commands::{CommandError, Context, EXIT_OK, Endpoints, Finished, traffic_json};
+use crate::commands::{CommandError, Context, Endpoints, Finished, traffic_json};
+use crate::exit::ExitCode;
 use crate::rollout::ports::{Platform, PortError};
 
 pub async fn run(context: &Context, args: StatusArgs) -> Result<Finished, CommandError> {
@@ -113,7 +114,7 @@ pub async fn status(platform: &dyn Platform) -> Result<Finished, CommandError> {
         })
         .collect();
     Ok(Finished {
-        exit_code: EXIT_OK,
+        exit_code: ExitCode::Ok,
         result: json!({
             "command": "status",
             "outcome": "ok",
@@ -128,7 +129,7 @@ pub async fn status(platform: &dyn Platform) -> Result<Finished, CommandError> {
             "rollout": rollout,
             "rollout_record_unreadable": service.unreadable_rollout,
             "revisions": revision_list,
-            "exit_code": EXIT_OK,
+            "exit_code": ExitCode::Ok,
         }),
     })
 }

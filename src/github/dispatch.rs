@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
+use crate::exit::ExitCode;
 use crate::github::client::{GitHub, GitHubError, Repo, encode};
 use crate::rollout::Interrupt;
 
@@ -55,12 +56,12 @@ impl DispatchReport {
         }
     }
 
-    pub fn exit_code(&self) -> i32 {
+    pub fn exit_code(&self) -> ExitCode {
         match &self.end {
-            WatchEnd::Concluded(c) if c == "success" => 0,
-            WatchEnd::Dispatched => 0,
-            WatchEnd::Interrupted => 130,
-            _ => 1,
+            WatchEnd::Concluded(c) if c == "success" => ExitCode::Ok,
+            WatchEnd::Dispatched => ExitCode::Ok,
+            WatchEnd::Interrupted => ExitCode::Interrupted,
+            _ => ExitCode::CheckFailed,
         }
     }
 

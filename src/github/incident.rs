@@ -550,7 +550,7 @@ mod tests {
             reason: Some("candidate 5xx rate 30%".into()),
             rollback_failed: false,
             api_failed: false,
-            stable_health: Some(crate::health::Verdict::Pass),
+            stable_health: Some(crate::rollout::verdict::Verdict::Pass),
             duration_s: 1.0,
             timeline: Vec::new(),
         }
@@ -564,7 +564,9 @@ mod tests {
         assert_eq!(healthy.key, "projects/p/locations/r/services/app");
 
         let mut report = rolled_back_report();
-        report.stable_health = Some(crate::health::Verdict::Fail("answered HTTP 503".into()));
+        report.stable_health = Some(crate::rollout::verdict::Verdict::Fail(
+            "answered HTTP 503".into(),
+        ));
         let unhealthy = rollout_incident(repo.clone(), &report);
         assert_eq!(unhealthy.severity, Severity::Sev1);
         assert!(
@@ -645,7 +647,9 @@ mod tests {
         report.reason =
             Some("answered HTTP 503: ::add-mask::x\n\n@team <img src=x> [c](http://e) ```".into());
         report.candidate = "app-2`@team".into();
-        report.stable_health = Some(crate::health::Verdict::Fail("@oncall\n# big".into()));
+        report.stable_health = Some(crate::rollout::verdict::Verdict::Fail(
+            "@oncall\n# big".into(),
+        ));
         let incident = rollout_incident(Repo::parse("loopcloser/app").unwrap(), &report);
         let body = render_body(
             &incident,

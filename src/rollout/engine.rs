@@ -4,11 +4,12 @@
 use tokio::time::Instant;
 
 use crate::clock::Clock;
-use crate::health::{Expectations, Verdict};
+use crate::rollout::health_judge::Expectations;
 use crate::rollout::ownership::Identity;
 use crate::rollout::plan::Policy;
 use crate::rollout::ports::{RolloutRecord, ServiceState, TrafficTarget};
 use crate::rollout::timeline::{Event, EventKind, Outcome, Report, StepReport, seconds};
+use crate::rollout::verdict::Verdict;
 
 pub use crate::rollout::interrupt::{Interrupt, InterruptTrigger};
 pub use crate::rollout::ownership::traffic_matches;

@@ -3,9 +3,9 @@
 
 use serde::Serialize;
 
-use crate::health::Verdict;
 use crate::rollout::ports::RequestCounts;
 use crate::rollout::sequential::{Bounds, bounds, ln_evidence_above, ln_evidence_below};
+use crate::rollout::verdict::Verdict;
 
 /// Each of the sequential test's claims (stable's bounds, "worse", "above the cap", "not worse")
 /// is wrong with probability at most this, however often it is looked at.

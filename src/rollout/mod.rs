@@ -2,6 +2,7 @@
 //! It talks only to the ports in `ports`; adapters for Cloud Run, Monitoring and HTTP live elsewhere.
 
 pub mod engine;
+pub mod health_judge;
 pub mod interrupt;
 pub mod judge;
 pub mod ownership;
@@ -15,6 +16,7 @@ mod start;
 mod step;
 pub mod timeline;
 pub mod traffic;
+pub mod verdict;
 mod write;
 
 pub use engine::{

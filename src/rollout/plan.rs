@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::health::Expectations;
+use crate::rollout::health_judge::Expectations;
 
 pub const DEFAULT_STEPS: [u8; 4] = [10, 25, 50, 100];
 pub const DEFAULT_BAKE: Duration = Duration::from_secs(5 * 60);

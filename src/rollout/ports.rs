@@ -238,7 +238,8 @@ pub struct HealthResponse {
     pub body: String,
 }
 
-/// Fetches a health endpoint. Judging the answer is the engine's job (see `health::Expectations`).
+/// Fetches a health endpoint. Judging the answer is the engine's job (see
+/// `health_judge::Expectations`).
 #[async_trait]
 pub trait HealthEndpoint: Send + Sync {
     /// GET `url`; `Err` carries why no HTTP answer came (refused, timeout, …).

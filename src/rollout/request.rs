@@ -1,6 +1,7 @@
 //! What a rollout is asked to do and the adapters it runs against, and why it can refuse to
 //! start (refused: exit 2; the platform unreadable: exit 3).
 
+use crate::exit::ExitCode;
 use crate::rollout::plan::Policy;
 use crate::rollout::ports::{HealthEndpoint, Metrics, Platform};
 use crate::rollout::timeline::Event;
@@ -38,10 +39,10 @@ pub enum RolloutError {
 }
 
 impl RolloutError {
-    pub fn exit_code(&self) -> i32 {
+    pub fn exit_code(&self) -> ExitCode {
         match self {
-            RolloutError::Refused(_) => 2,
-            RolloutError::Api(_) => 3,
+            RolloutError::Refused(_) => ExitCode::BadInput,
+            RolloutError::Api(_) => ExitCode::ApiFailed,
         }
     }
 }

@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::health::{Expectations, Verdict};
 use crate::rollout::engine::{Engine, Stop};
+use crate::rollout::health_judge::Expectations;
 use crate::rollout::judge::{StepPhase, judge_errors};
 use crate::rollout::ownership::still_ours;
 use crate::rollout::plan::Policy;
@@ -14,6 +14,7 @@ use crate::rollout::ports::{RequestCounts, Window};
 use crate::rollout::restore::later;
 use crate::rollout::timeline::{EventKind, StepReport, seconds};
 use crate::rollout::traffic::Plan;
+use crate::rollout::verdict::Verdict;
 
 /// What the error-rate side of one check found.
 #[derive(Debug, Clone, PartialEq)]

@@ -5,8 +5,9 @@ use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 
-use crate::health::Verdict;
+use crate::exit::ExitCode;
 use crate::rollout::ports::{RequestCounts, TrafficTarget};
+use crate::rollout::verdict::Verdict;
 
 /// How a rollout ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -165,16 +166,14 @@ pub struct Report {
 
 impl Report {
     /// The process exit code DESIGN.md gives this result.
-    pub fn exit_code(&self) -> i32 {
+    pub fn exit_code(&self) -> ExitCode {
         match self.outcome {
-            Outcome::Promoted | Outcome::DryRun => 0,
-            _ if self.rollback_failed => 4,
-            Outcome::Interrupted => 130,
-            Outcome::Failed if self.api_failed => 3,
-            Outcome::Failed => 3,
-            Outcome::RolledBack if self.api_failed => 3,
-            Outcome::RolledBack => 1,
-            Outcome::Aborted => 1,
+            Outcome::Promoted | Outcome::DryRun => ExitCode::Ok,
+            _ if self.rollback_failed => ExitCode::RollbackFailed,
+            Outcome::Interrupted => ExitCode::Interrupted,
+            Outcome::Failed => ExitCode::ApiFailed,
+            Outcome::RolledBack if self.api_failed => ExitCode::ApiFailed,
+            Outcome::RolledBack | Outcome::Aborted => ExitCode::CheckFailed,
         }
     }
 }
