@@ -10,6 +10,7 @@ use semver::VersionReq;
 use crate::config::{HealthOverrides, PolicyOverrides, ServiceSelector};
 use crate::names::arg as name;
 use crate::rollout::health_judge::FieldRule;
+use crate::rollout::judge::JudgeKind;
 use crate::rollout::plan::{self, Steps, parse_rate};
 
 // Bounded value parsers, one per kind of setting: clap names the flag and the value, these say the
@@ -264,6 +265,16 @@ pub struct RolloutArgs {
     /// Fewer candidate requests than this in a step is inconclusive, never a pass [default: 100].
     #[arg(long, env = "SHIFTGATE_MIN_REQUESTS", value_parser = plan::parse_min_requests, value_name = "N")]
     pub min_requests: Option<u64>,
+    /// How the error counts are judged: `sequential` (the candidate against stable, valid however
+    /// often it looks) or `threshold` (the step's 5xx share against --max-error-rate) [default: sequential].
+    #[arg(long, env = "SHIFTGATE_JUDGE", value_parser = plan::parse_judge, value_name = "RULE")]
+    pub judge: Option<JudgeKind>,
+    /// How much worse than stable the candidate may be before it is "worse", as 25% or 0.25 (never less than 0.25 points) [default: 25%].
+    #[arg(long, env = "SHIFTGATE_MARGIN", value_parser = plan::parse_margin, value_name = "RATIO")]
+    pub margin: Option<f64>,
+    /// Let a step end before its bake once the candidate is shown not worse than stable (never in its first minute).
+    #[arg(long, env = "SHIFTGATE_EARLY_PASS")]
+    pub early_pass: bool,
     /// Where request counts come from [default: cloud-monitoring; prometheus when --prometheus-url is given].
     #[arg(long, env = "SHIFTGATE_METRICS", value_enum, value_name = "BACKEND")]
     pub metrics: Option<MetricsBackend>,
@@ -298,6 +309,9 @@ impl RolloutArgs {
             max_error_rate: self.max_error_rate,
             min_requests: self.min_requests,
             metrics_delay: self.metrics_delay,
+            judge: self.judge,
+            margin: self.margin,
+            early_pass: self.early_pass.then_some(true),
             health: self.health.overrides(),
         }
     }

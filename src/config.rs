@@ -10,6 +10,7 @@ use serde::Deserialize;
 
 use crate::names;
 use crate::rollout::health_judge::{Expectations, FieldRule};
+use crate::rollout::judge::JudgeKind;
 use crate::rollout::plan::{self, Policy, Steps, parse_rate};
 
 pub const DEFAULT_PATHS: [&str; 2] = ["shiftgate.toml", ".github/shiftgate.toml"];
@@ -63,6 +64,9 @@ pub struct PolicyFile {
     pub max_error_rate: Option<RateValue>,
     pub min_requests: Option<u64>,
     pub metrics_delay: Option<String>,
+    pub judge: Option<String>,
+    pub margin: Option<RateValue>,
+    pub early_pass: Option<bool>,
     pub health_path: Option<String>,
     pub health_expect: Option<Vec<String>>,
     pub expect_version: Option<String>,
@@ -87,6 +91,9 @@ pub struct PolicyOverrides {
     pub max_error_rate: Option<f64>,
     pub min_requests: Option<u64>,
     pub metrics_delay: Option<Duration>,
+    pub judge: Option<JudgeKind>,
+    pub margin: Option<f64>,
+    pub early_pass: Option<bool>,
     pub health: HealthOverrides,
 }
 
@@ -315,6 +322,15 @@ impl Config {
         if let Some(delay) = overrides.metrics_delay {
             policy.metrics_delay = delay;
         }
+        if let Some(judge) = overrides.judge {
+            policy.judge = judge;
+        }
+        if let Some(margin) = overrides.margin {
+            policy.margin = margin;
+        }
+        if let Some(early) = overrides.early_pass {
+            policy.early_pass = early;
+        }
         apply_health_overrides(&mut policy.health, &overrides.health);
         policy.validate().map_err(ConfigError)?;
         Ok(policy)
@@ -388,6 +404,19 @@ impl PolicyFile {
             policy.metrics_delay = plan::METRICS_DELAY
                 .parse(delay)
                 .map_err(|m| at("metrics_delay", m))?;
+        }
+        if let Some(judge) = &self.judge {
+            policy.judge = plan::parse_judge(judge).map_err(|m| at("judge", m))?;
+        }
+        if let Some(margin) = &self.margin {
+            policy.margin = match margin {
+                RateValue::Number(value) => plan::parse_margin(&value.to_string()),
+                RateValue::Text(text) => plan::parse_margin(text),
+            }
+            .map_err(|m| at("margin", m))?;
+        }
+        if let Some(early) = self.early_pass {
+            policy.early_pass = early;
         }
         if let Some(path) = &self.health_path {
             names::check_health_path(path).map_err(|m| at("health_path", m))?;

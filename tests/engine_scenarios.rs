@@ -6,6 +6,7 @@ use std::time::Duration;
 use crate::support::inproc::{SimHealth, SimMetrics, SimPlatform, start_inproc_load};
 use shiftgate::clock::Clock;
 use shiftgate::rollout::health_judge::Expectations;
+use shiftgate::rollout::judge::JudgeKind;
 use shiftgate::rollout::plan::{Policy, Steps};
 use shiftgate::rollout::ports::{Platform, RevisionInfo, ServiceState};
 use shiftgate::rollout::{
@@ -257,7 +258,7 @@ async fn a_5xx_burst_rolls_back_from_the_step_where_it_shows() {
         (2, 25, "fail")
     );
     assert!(
-        report.reason.as_deref().unwrap().contains("5xx rate"),
+        report.reason.as_deref().unwrap().contains("candidate 5xx"),
         "{:?}",
         report.reason
     );
@@ -325,7 +326,8 @@ async fn a_candidate_that_turns_unhealthy_in_the_first_step_never_exceeds_it() {
 #[tokio::test(start_paused = true)]
 async fn zero_traffic_is_never_promoted() {
     let world = World::new();
-    // No load at all: every step is inconclusive until its deadline, which fails it.
+    // No load at all: nothing shows the candidate worse, so the steps pass at their bakes, but the
+    // whole rollout never reaches --min-requests: the last step waits one more bake, then fails.
 
     let report = world
         .roll_out(image_request(CANDIDATE_IMAGE))
@@ -334,6 +336,43 @@ async fn zero_traffic_is_never_promoted() {
 
     assert_eq!(report.outcome, Outcome::RolledBack);
     assert_eq!(report.exit_code(), 1);
+    let candidate = report.candidate.clone();
+    let (s, c) = (world.stable.as_str(), candidate.as_str());
+    assert_eq!(
+        world.splits(),
+        vec![
+            split(&[(s, 100)]),
+            split(&[(s, 90), (c, 10)]),
+            split(&[(s, 75), (c, 25)]),
+            split(&[(s, 50), (c, 50)]),
+            split(&[(c, 100)]),
+            split(&[(s, 100)]),
+        ]
+    );
+    let last = report.steps.last().unwrap();
+    assert_eq!((last.percent, last.verdict), (100, "fail"));
+    assert!(
+        last.reason
+            .as_deref()
+            .unwrap()
+            .contains("not enough traffic to judge"),
+        "{last:?}"
+    );
+    assert!(
+        last.duration_s >= 600.0,
+        "the last step waited one more bake for traffic before failing: {last:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn zero_traffic_under_the_threshold_rule_fails_the_first_step() {
+    let world = World::new();
+    let mut request = image_request(CANDIDATE_IMAGE);
+    request.policy.judge = JudgeKind::Threshold;
+
+    let report = world.roll_out(request).await.unwrap();
+
+    assert_eq!(report.outcome, Outcome::RolledBack);
     let candidate = report.candidate.clone();
     assert_eq!(
         world.splits(),
@@ -522,13 +561,16 @@ async fn metrics_arriving_late_are_waited_for_not_judged_early() {
     let report = world.roll_out(request).await.unwrap();
 
     assert_eq!(report.outcome, Outcome::Promoted, "{:?}", report.reason);
-    for step in &report.steps {
-        assert!(
-            step.duration_s >= 480.0,
-            "each step waits bake + metrics delay before its verdict: {step:?}"
-        );
-        assert!(step.candidate_requests >= 100);
+    let (last, earlier) = report.steps.split_last().unwrap();
+    for step in earlier {
+        // The sequential test judges a step's late requests with the next step.
+        assert!(step.duration_s >= 300.0, "a step bakes fully: {step:?}");
     }
+    assert!(
+        last.duration_s >= 480.0,
+        "the last step waits bake + metrics delay for its own requests: {last:?}"
+    );
+    assert!(last.candidate_requests >= 100);
 }
 
 #[tokio::test(start_paused = true)]

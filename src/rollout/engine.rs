@@ -8,6 +8,7 @@ use crate::rollout::health_judge::Expectations;
 use crate::rollout::ownership::Identity;
 use crate::rollout::plan::Policy;
 use crate::rollout::ports::{RolloutRecord, ServiceState, TrafficTarget};
+use crate::rollout::step::JudgeRun;
 use crate::rollout::timeline::{Event, EventKind, Outcome, Report, StepReport, seconds};
 use crate::rollout::verdict::Verdict;
 
@@ -62,6 +63,8 @@ pub struct Engine<'a> {
     pub(super) in_flight: Option<Vec<TrafficTarget>>,
     /// When the interrupt was first seen: the restore must end 6.5 s after it.
     pub(super) interrupted_at: Option<Instant>,
+    /// The judge's state across steps (baseline, start of counting, tallies).
+    pub(super) judge: JudgeRun,
 }
 
 impl<'a> Engine<'a> {
@@ -79,6 +82,7 @@ impl<'a> Engine<'a> {
             confirmed: Vec::new(),
             in_flight: None,
             interrupted_at: None,
+            judge: JudgeRun::default(),
         }
     }
 
@@ -133,6 +137,9 @@ impl<'a> Engine<'a> {
                 return self.finish(plan, policy, steps, stop).await;
             }
             Some(_) => {}
+        }
+        if self.read_baseline(plan, policy).await.is_none() {
+            return self.finish(plan, policy, steps, Stop::Interrupted).await;
         }
 
         for (step, percent) in plan.schedule(policy) {

@@ -223,6 +223,8 @@ pub struct JudgeSettings {
     pub relative_margin: f64,
     /// Failed checks that roll back under [`JudgeKind::Counter`].
     pub failed_checks_allowed: u32,
+    /// The sequential judge may pass a step before its bake is over.
+    pub early_pass: bool,
 }
 
 /// How a step's look came out, with what the judge saw.
@@ -291,7 +293,7 @@ fn judge_sequential(
     let (verdict, lacking_traffic) = match (comparison.finding, phase) {
         (Finding::Worse | Finding::AboveCap, _) => (Verdict::Fail(explained), false),
         (Finding::NotWorse, StepPhase::Baking)
-            if since_step_start >= EARLY_PASS_AFTER && !short =>
+            if settings.early_pass && since_step_start >= EARLY_PASS_AFTER && !short =>
         {
             (Verdict::Pass, false)
         }

@@ -6,12 +6,15 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::rollout::health_judge::Expectations;
+use crate::rollout::judge::{JudgeKind, JudgeSettings};
 
 pub const DEFAULT_STEPS: [u8; 4] = [10, 25, 50, 100];
 pub const DEFAULT_BAKE: Duration = Duration::from_secs(5 * 60);
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(30);
 pub const DEFAULT_MAX_ERROR_RATE: f64 = 0.05;
 pub const DEFAULT_MIN_REQUESTS: u64 = 100;
+/// The candidate may be a quarter worse than stable before it is "worse".
+pub const DEFAULT_MARGIN: f64 = 0.25;
 /// Cloud Run's request counts reach Cloud Monitoring up to ~3 minutes late.
 pub const DEFAULT_MONITORING_DELAY: Duration = Duration::from_secs(3 * 60);
 
@@ -112,6 +115,35 @@ pub fn parse_rate(text: &str) -> Result<f64, String> {
 
 /// A humantime duration (`90s`, `5m`, `1h`); `0s` is allowed. Callers bound it with
 /// [`DurationBounds`]: on its own it accepts values that overflow time arithmetic.
+/// `--margin`: how much worse than stable the candidate may be, relatively, as `25%` or `0.25`
+/// (0% to 1000%).
+pub fn parse_margin(text: &str) -> Result<f64, String> {
+    let trimmed = text.trim();
+    let value = match trimmed.strip_suffix('%') {
+        Some(number) => number.trim().parse::<f64>().map(|v| v / 100.0),
+        None => trimmed.parse::<f64>(),
+    };
+    match value {
+        Ok(margin) if margin.is_finite() && (0.0..=10.0).contains(&margin) => Ok(margin),
+        _ => Err(format!(
+            "expected how much worse than stable the candidate may be, as 25% or 0.25 (0% to \
+             1000%), got {}",
+            crate::names::quote(trimmed)
+        )),
+    }
+}
+
+/// `--judge`: the rules a rollout can be judged by (the counter rule is only for `simulate`).
+pub fn parse_judge(text: &str) -> Result<JudgeKind, String> {
+    match text.trim().parse::<JudgeKind>() {
+        Ok(JudgeKind::Counter) | Err(_) => Err(format!(
+            "expected sequential or threshold, got {}",
+            crate::names::quote(text.trim())
+        )),
+        Ok(kind) => Ok(kind),
+    }
+}
+
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     humantime::parse_duration(text.trim())
         .map_err(|error| format!("{text:?} is not a duration ({error}; for example 90s, 5m, 1h)"))
@@ -266,6 +298,13 @@ pub struct Policy {
     pub min_requests: u64,
     /// How long the metrics backend takes to show a request.
     pub metrics_delay: Duration,
+    /// Which rule judges the error counts (`--judge`).
+    pub judge: JudgeKind,
+    /// The candidate may be this much worse than stable, relatively (`--margin`; never less
+    /// than 0.25 percentage points).
+    pub margin: f64,
+    /// A step may end before its bake once the candidate is shown not worse (`--early-pass`).
+    pub early_pass: bool,
     pub health: Expectations,
     /// How long to wait for a new revision to become ready.
     pub create_deadline: Duration,
@@ -282,6 +321,9 @@ impl Default for Policy {
             max_error_rate: DEFAULT_MAX_ERROR_RATE,
             min_requests: DEFAULT_MIN_REQUESTS,
             metrics_delay: DEFAULT_MONITORING_DELAY,
+            judge: JudgeKind::default(),
+            margin: DEFAULT_MARGIN,
+            early_pass: false,
             health: Expectations::default(),
             create_deadline: Duration::from_secs(10 * 60),
             traffic_deadline: Duration::from_secs(3 * 60),
@@ -297,6 +339,18 @@ impl Policy {
         self.bake
             .saturating_mul(2)
             .saturating_add(self.metrics_delay)
+    }
+
+    /// What the judge needs of the policy.
+    pub fn judge_settings(&self) -> JudgeSettings {
+        JudgeSettings {
+            kind: self.judge,
+            max_error_rate: self.max_error_rate,
+            min_requests: self.min_requests,
+            relative_margin: self.margin,
+            failed_checks_allowed: 2,
+            early_pass: self.early_pass,
+        }
     }
 
     /// Flagger's figure users reason with: the least time a healthy rollout takes.
@@ -322,6 +376,13 @@ impl Policy {
             ));
         }
         check_min_requests(self.min_requests)?;
+        if !(self.margin.is_finite() && (0.0..=10.0).contains(&self.margin)) {
+            return Err(format!(
+                "--margin must be between 0% and 1000% (how much worse than stable the candidate \
+                 may be), got {}",
+                self.margin
+            ));
+        }
         crate::names::check_health_path(&self.health.path)
             .map_err(|message| format!("--health-path: {message}"))?;
         if !self.bake.is_zero() && self.interval > self.bake {

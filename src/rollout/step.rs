@@ -7,7 +7,7 @@ use tokio::time::Instant;
 
 use crate::rollout::engine::{Engine, Stop};
 use crate::rollout::health_judge::Expectations;
-use crate::rollout::judge::{StepPhase, judge_errors};
+use crate::rollout::judge::{Counts, JudgeKind, StepPhase, judge_step};
 use crate::rollout::ownership::still_ours;
 use crate::rollout::plan::Policy;
 use crate::rollout::ports::{RequestCounts, Window};
@@ -18,7 +18,7 @@ use crate::rollout::verdict::Verdict;
 
 /// What the error-rate side of one check found.
 #[derive(Debug, Clone, PartialEq)]
-pub(super) enum Errors {
+pub enum Errors {
     /// No window to read yet (the first check, or metrics still delayed) while baking.
     Waiting,
     /// The counts were read and judged.
@@ -29,7 +29,7 @@ pub(super) enum Errors {
 
 /// What one check decides.
 #[derive(Debug, Clone, PartialEq)]
-pub(super) enum Decision {
+pub enum Decision {
     Pass,
     /// The candidate is to blame.
     Fail(String),
@@ -39,12 +39,18 @@ pub(super) enum Decision {
     KeepBaking,
 }
 
+/// Metrics queries that may fail in a row before the step ends as an API failure (Argo's
+/// consecutive error limit): a backend down for two minutes says nothing about the candidate.
+pub const METRICS_ERROR_LIMIT: u32 = 4;
+
 /// Decides one check from what it measured. `errors` is not looked at when health failed (it was
-/// not measured); `out_of_time` says whether the step's deadline has passed.
-pub(super) fn decide(
+/// not measured); `out_of_time` says whether the step's deadline has passed; `errors_in_a_row`
+/// counts this check's failed metrics query with the ones just before it.
+pub fn decide(
     health: &Verdict,
     errors: &Errors,
     out_of_time: bool,
+    errors_in_a_row: u32,
     percent: u8,
     step_deadline: Duration,
 ) -> Decision {
@@ -56,6 +62,11 @@ pub(super) fn decide(
         Errors::Judged(Verdict::Pass) => return Decision::Pass,
         Errors::Judged(Verdict::Inconclusive(reason)) => reason.clone(),
         Errors::Waiting => "waiting for metrics to arrive".to_string(),
+        Errors::Unavailable(error) if errors_in_a_row >= METRICS_ERROR_LIMIT => {
+            return Decision::Error(format!(
+                "the metrics query failed {errors_in_a_row} times in a row: {error}"
+            ));
+        }
         Errors::Unavailable(error) => format!("metrics unavailable: {error}"),
     };
     if !out_of_time {
@@ -71,12 +82,83 @@ pub(super) fn decide(
     }
 }
 
-/// The fixed instants of one step.
-struct StepTimes {
-    started: Instant,
-    /// Past it, the step is judged rather than baked (bake plus the metrics delay).
-    judge_at: Instant,
-    deadline: Instant,
+/// When a step looks and decides, as offsets from its start: the same for the engine and for
+/// `simulate`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StepSchedule {
+    interval: Duration,
+    /// From here on the step is judged rather than baked.
+    judge_after: Duration,
+    deadline: Duration,
+    metrics_delay: Duration,
+}
+
+impl StepSchedule {
+    pub fn new(policy: &Policy, last_step: bool) -> Self {
+        // The sequential test counts from the rollout's start, so requests still in the metrics
+        // pipeline at the end of a step are judged with the next one; the last step has no next
+        // one, and the threshold rule judges each step's own window: both wait for it.
+        let judge_after = match policy.judge {
+            JudgeKind::Sequential if !last_step => policy.bake,
+            _ => policy.bake.saturating_add(policy.metrics_delay),
+        };
+        StepSchedule {
+            interval: policy.interval,
+            judge_after,
+            deadline: policy.step_deadline(),
+            metrics_delay: policy.metrics_delay,
+        }
+    }
+
+    pub fn phase(&self, since_start: Duration) -> StepPhase {
+        if since_start >= self.judge_after {
+            StepPhase::Judging
+        } else {
+            StepPhase::Baking
+        }
+    }
+
+    pub fn out_of_time(&self, since_start: Duration) -> bool {
+        since_start >= self.deadline
+    }
+
+    /// How far into the step the metrics can show requests at `since_start`, or `None` when
+    /// there is nothing to read yet (a step's first look only probes health).
+    pub fn visible_until(&self, look: u32, since_start: Duration) -> Option<Duration> {
+        let visible = since_start.saturating_sub(self.metrics_delay);
+        (look > 1 && !visible.is_zero()).then_some(visible)
+    }
+
+    /// The next look after one at `since_start`: the next interval tick (advancing `tick` past
+    /// it), or sooner the instant judging starts, never past the deadline.
+    pub fn next_look(&self, since_start: Duration, tick: &mut Duration) -> Duration {
+        while *tick <= since_start {
+            *tick = tick.saturating_add(self.interval.max(Duration::from_millis(1)));
+        }
+        let mut wake = (*tick).min(self.deadline);
+        if since_start < self.judge_after {
+            wake = wake.min(self.judge_after);
+        }
+        wake
+    }
+}
+
+/// A failed health probe is probed again this many times, this far apart, before it counts: one
+/// blip never rolls back, a candidate that is down still fails within the interval.
+const HEALTH_RECHECKS: u32 = 2;
+const HEALTH_RECHECK_GAP: Duration = Duration::from_secs(2);
+
+/// The judge's state across the steps of one rollout.
+#[derive(Debug, Clone, Default)]
+pub(super) struct JudgeRun {
+    /// Stable's counts over the hour before the rollout (none when that query failed).
+    pub baseline: RequestCounts,
+    /// When the first step started: the sequential test counts from here.
+    pub started: Option<Instant>,
+    /// The counter rule's failed checks.
+    pub failed_checks: u32,
+    /// Failed metrics queries in a row.
+    pub errors_in_a_row: u32,
 }
 
 impl Engine<'_> {
@@ -151,17 +233,23 @@ impl Engine<'_> {
         candidate_url: &str,
     ) -> (Result<(), Stop>, StepReport) {
         let started = Instant::now();
-        let times = StepTimes {
-            started,
-            judge_at: later(later(started, policy.bake), policy.metrics_delay),
-            deadline: later(started, policy.step_deadline()),
+        let rollout_started = *self.judge.started.get_or_insert(started);
+        // Steps are numbered from 1 in the policy's list, whose last is the 100% step.
+        let last_step = step == policy.steps.percents().len();
+        let schedule = StepSchedule::new(policy, last_step);
+        let mut look = Look {
+            step_started: started,
+            rollout_started,
+            last_step,
+            number: 0,
         };
         let mut report = new_step_report(step, percent);
-        let mut next_check = started;
+        let mut tick = Duration::ZERO;
         let end = loop {
-            report.checks += 1;
-            let (now, decision) = match self
-                .check_step(&times, plan, policy, candidate_url, &mut report)
+            look.number += 1;
+            report.checks = look.number;
+            let (since, decision) = match self
+                .check_step(&look, &schedule, plan, policy, candidate_url, &mut report)
                 .await
             {
                 Ok(checked) => checked,
@@ -173,13 +261,7 @@ impl Engine<'_> {
                 Decision::Error(reason) => break Err(Stop::Error(reason)),
                 Decision::KeepBaking => {}
             }
-            while next_check <= now {
-                next_check = later(next_check, policy.interval);
-            }
-            let mut wake = next_check.min(times.deadline);
-            if now < times.judge_at {
-                wake = wake.min(times.judge_at);
-            }
+            let wake = later(started, schedule.next_look(since, &mut tick));
             if self.guard(tokio::time::sleep_until(wake)).await.is_none() {
                 break Err(Stop::Interrupted);
             }
@@ -197,71 +279,99 @@ impl Engine<'_> {
     }
 
     /// One check: still ours, candidate health, then (when there is a window) the error counts.
-    /// Returns when it was measured and the decision; `Err` when interrupted or no longer owned.
+    /// Returns how far into the step it was measured and the decision; `Err` when interrupted or
+    /// no longer owned.
     async fn check_step(
         &mut self,
-        times: &StepTimes,
+        look: &Look,
+        schedule: &StepSchedule,
         plan: &Plan,
         policy: &Policy,
         candidate_url: &str,
         report: &mut StepReport,
-    ) -> Result<(Instant, Decision), Stop> {
+    ) -> Result<(Duration, Decision), Stop> {
         self.still_owned().await?;
-        let (_, health) = self
-            .check_health(Some(report.step), candidate_url, &policy.health)
+        let health = self
+            .probe_with_rechecks(report.step, candidate_url, &policy.health)
             .await
             .ok_or(Stop::Interrupted)?;
-        let now = Instant::now();
-        let out_of_time = now >= times.deadline;
+        let since = look.step_started.elapsed();
         let percent = report.percent;
-        let decision = |errors: &Errors| {
+        let judge = &mut self.judge;
+        let decision = |errors: &Errors, errors_in_a_row: u32| {
             decide(
                 &health,
                 errors,
-                out_of_time,
+                schedule.out_of_time(since),
+                errors_in_a_row,
                 percent,
                 policy.step_deadline(),
             )
         };
         if health.is_fail() {
             report.health = "fail";
-            return Ok((now, decision(&Errors::Waiting)));
+            return Ok((since, decision(&Errors::Waiting, judge.errors_in_a_row)));
         }
         report.health = "pass";
-        let phase = if now >= times.judge_at {
-            StepPhase::Judging
-        } else {
-            StepPhase::Baking
+        let phase = schedule.phase(since);
+        let errors = match schedule.visible_until(look.number, since) {
+            None if phase == StepPhase::Baking => Errors::Waiting,
+            visible => {
+                let until = later(look.step_started, visible.unwrap_or_default());
+                self.measure_errors(look, until, since, phase, plan, policy, report)
+                    .await
+                    .ok_or(Stop::Interrupted)?
+            }
         };
-        let visible_until = now
-            .checked_sub(policy.metrics_delay)
-            .unwrap_or(times.started);
-        // The first check of a step has no window yet: it only probes health.
-        let nothing_to_read = report.checks == 1 || visible_until <= times.started;
-        let errors = if nothing_to_read && phase == StepPhase::Baking {
-            Errors::Waiting
-        } else {
-            let window = Window {
-                start: self.clock.wall(times.started),
-                end: self.clock.wall(visible_until.max(times.started)),
-            };
-            self.measure_errors(window, phase, plan, policy, report)
-                .await
-                .ok_or(Stop::Interrupted)?
+        let judge = &mut self.judge;
+        judge.errors_in_a_row = match errors {
+            Errors::Unavailable(_) => judge.errors_in_a_row + 1,
+            _ => 0,
         };
-        Ok((now, decision(&errors)))
+        Ok((since, decision(&errors, judge.errors_in_a_row)))
     }
 
-    /// Reads and judges the counts of one window, recording them in the report and the
+    /// A health probe, probed again after a failure ([`HEALTH_RECHECKS`] times) before the
+    /// failure counts. `None`: interrupted.
+    async fn probe_with_rechecks(
+        &mut self,
+        step: usize,
+        url: &str,
+        expectations: &Expectations,
+    ) -> Option<Verdict> {
+        let (_, mut verdict) = self.check_health(Some(step), url, expectations).await?;
+        for _ in 0..HEALTH_RECHECKS {
+            if !verdict.is_fail() {
+                break;
+            }
+            self.guard(tokio::time::sleep(HEALTH_RECHECK_GAP)).await?;
+            verdict = self.check_health(Some(step), url, expectations).await?.1;
+        }
+        Some(verdict)
+    }
+
+    /// Reads and judges the counts visible up to `until`, recording them in the report and the
     /// timeline. `None`: interrupted.
+    #[allow(clippy::too_many_arguments)]
     async fn measure_errors(
         &mut self,
-        window: Window,
+        look: &Look,
+        until: Instant,
+        since: Duration,
         phase: StepPhase,
         plan: &Plan,
         policy: &Policy,
         report: &mut StepReport,
     ) -> Option<Errors> {
+        // The sequential test counts from the rollout's start, the other rules from the step's.
+        let from = match policy.judge {
+            JudgeKind::Sequential => look.rollout_started,
+            JudgeKind::Threshold | JudgeKind::Counter => look.step_started,
+        };
+        let window = Window {
+            start: self.clock.wall(from),
+            end: self.clock.wall(until.max(from)),
+        };
         let counts = self
             .guard(self.ports.metrics.request_counts(window))
             .await?;
@@ -271,21 +381,69 @@ impl Engine<'_> {
         };
         let candidate = count_of(&by_revision, &plan.candidate);
         let stable = count_of(&by_revision, &plan.stable);
+        let counts = Counts {
+            step_candidate: candidate,
+            rollout_candidate: candidate,
+            stable: stable.plus(self.judge.baseline),
+            last_interval_candidate: candidate,
+        };
         report.candidate_requests = candidate.total;
         report.candidate_5xx = candidate.server_errors;
         report.error_rate = candidate.error_rate();
         report.stable_requests = stable.total;
         report.stable_5xx = stable.server_errors;
-        let verdict = judge_errors(candidate, policy.max_error_rate, policy.min_requests, phase);
+        let judged = judge_step(
+            &policy.judge_settings(),
+            &counts,
+            phase,
+            since,
+            look.last_step,
+            &mut self.judge.failed_checks,
+        );
         self.emit(EventKind::ErrorsChecked {
             step: report.step,
             candidate,
             stable,
             error_rate: candidate.error_rate(),
-            verdict: verdict.clone(),
+            verdict: judged.verdict.clone(),
         });
-        Some(Errors::Judged(verdict))
+        Some(Errors::Judged(judged.verdict))
     }
+
+    /// Stable's counts over the hour before the rollout, the sequential test's baseline; a
+    /// failed query leaves none (the test then only has what the rollout itself sees).
+    pub(super) async fn read_baseline(&mut self, plan: &Plan, policy: &Policy) -> Option<()> {
+        if policy.judge != JudgeKind::Sequential {
+            return Some(());
+        }
+        let now = Instant::now();
+        let visible = now.checked_sub(policy.metrics_delay).unwrap_or(now);
+        let window = Window {
+            start: self
+                .clock
+                .wall(visible.checked_sub(STABLE_HISTORY).unwrap_or(visible)),
+            end: self.clock.wall(visible),
+        };
+        let counts = self
+            .guard(self.ports.metrics.request_counts(window))
+            .await?;
+        if let Ok(by_revision) = counts {
+            self.judge.baseline = count_of(&by_revision, &plan.stable);
+        }
+        Some(())
+    }
+}
+
+/// How much of stable's past the sequential test starts from.
+pub const STABLE_HISTORY: Duration = Duration::from_secs(60 * 60);
+
+/// One look's place in its step and rollout.
+struct Look {
+    step_started: Instant,
+    rollout_started: Instant,
+    last_step: bool,
+    /// 1 for a step's first look.
+    number: u32,
 }
 
 fn new_step_report(step: usize, percent: u8) -> StepReport {
@@ -319,7 +477,7 @@ mod tests {
     const DEADLINE: Duration = Duration::from_secs(600);
 
     fn decide_at(health: Verdict, errors: Errors, out_of_time: bool) -> Decision {
-        decide(&health, &errors, out_of_time, 10, DEADLINE)
+        decide(&health, &errors, out_of_time, 1, 10, DEADLINE)
     }
 
     #[test]
