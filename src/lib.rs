@@ -16,6 +16,7 @@ pub mod metrics;
 pub mod names;
 pub mod output;
 pub mod rollout;
+pub mod simulate;
 pub mod tls;
 pub mod workflow_command;
 
