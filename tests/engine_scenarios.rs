@@ -11,7 +11,7 @@ use shiftgate::rollout::ports::{Platform, RevisionInfo, ServiceState};
 use shiftgate::rollout::{
     CandidateSource, Engine, Interrupt, Outcome, Ports, Report, RolloutError, RolloutRequest,
 };
-use shiftgate_sim::{Behavior, SimModel};
+use shiftgate_sim::{Behavior, LoadHandle, SimModel};
 
 const PROJECT: &str = "loopcloser";
 const REGION: &str = "us-central1";
@@ -24,6 +24,8 @@ struct World {
     model: SimModel,
     stable: String,
     clock: Clock,
+    /// Requests sent to the service for as long as the world lives, when it is under load.
+    _load: Option<LoadHandle>,
 }
 
 impl World {
@@ -36,7 +38,57 @@ impl World {
             model,
             stable,
             clock,
+            _load: None,
         }
+    }
+
+    /// The service with 10 requests a second sent to it, enough for every step to be judged.
+    fn under_load() -> Self {
+        let world = Self::new();
+        let load = start_inproc_load(&world.model, PROJECT, REGION, SERVICE, 10.0);
+        Self {
+            _load: Some(load),
+            ..world
+        }
+    }
+
+    /// From now on the candidate image behaves so.
+    fn candidate_behaves(&self, behavior: Behavior) {
+        self.model.register_image(CANDIDATE_IMAGE, behavior);
+    }
+
+    /// Rolls the candidate image out under the 30-minute policy; the rollout must start.
+    async fn roll_out_candidate(&self) -> Report {
+        self.roll_out(image_request(CANDIDATE_IMAGE)).await.unwrap()
+    }
+
+    /// The same rollout, with `other` running alongside it until both are done.
+    async fn roll_out_candidate_alongside<T>(
+        &self,
+        other: impl std::future::Future<Output = T>,
+    ) -> (Report, T) {
+        let (report, other) = tokio::join!(self.roll_out(image_request(CANDIDATE_IMAGE)), other);
+        (report.unwrap(), other)
+    }
+
+    /// The same rollout, until it ends or `interrupt` fires.
+    async fn roll_out_candidate_with(&self, interrupt: Interrupt) -> Report {
+        self.roll_out_with(image_request(CANDIDATE_IMAGE), interrupt)
+            .await
+            .unwrap()
+    }
+
+    /// The rollout was rolled back (exit 1) without the candidate ever carrying traffic.
+    #[track_caller]
+    fn expect_rolled_back_before_any_traffic(&self, report: &Report) {
+        assert_eq!(report.outcome, Outcome::RolledBack, "{:?}", report.reason);
+        assert_eq!(report.exit_code(), 1);
+        assert_eq!(self.splits(), vec![self.stable_only()]);
+    }
+
+    /// The split with all traffic on the stable revision.
+    fn stable_only(&self) -> Vec<(String, u8)> {
+        split(&[(&self.stable, 100)])
     }
 
     fn ports(&self) -> (SimPlatform, SimMetrics, SimHealth) {
@@ -82,6 +134,19 @@ impl World {
         self.model.current_split(PROJECT, REGION, SERVICE)
     }
 
+    /// Resolves once some revision carries exactly `percent`% of the traffic.
+    fn when_a_revision_has(
+        &self,
+        percent: u8,
+    ) -> impl std::future::Future<Output = ()> + Send + 'static {
+        self.when_split(move |split| split.iter().any(|(_, share)| *share == percent))
+    }
+
+    /// Resolves once traffic is split between two revisions (the first step is live).
+    fn when_traffic_is_split(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        self.when_split(|split| split.len() == 2)
+    }
+
     /// Resolves, in virtual time, once the service's split satisfies `reached`.
     fn when_split(
         &self,
@@ -100,6 +165,18 @@ fn split(entries: &[(&str, u8)]) -> Vec<(String, u8)> {
     entries.iter().map(|(r, p)| (r.to_string(), *p)).collect()
 }
 
+/// The splits of a promotion from `stable` to `candidate` through the default steps.
+fn every_default_step(stable: &str, candidate: &str) -> Vec<Vec<(String, u8)>> {
+    let (s, c) = (stable, candidate);
+    vec![
+        split(&[(s, 100)]),
+        split(&[(s, 90), (c, 10)]),
+        split(&[(s, 75), (c, 25)]),
+        split(&[(s, 50), (c, 50)]),
+        split(&[(c, 100)]),
+    ]
+}
+
 /// The 30-minute policy: 4 steps × 5 min bake, checks every 30 s.
 fn thirty_minute_policy() -> Policy {
     Policy {
@@ -114,24 +191,25 @@ fn thirty_minute_policy() -> Policy {
     }
 }
 
-fn image_request(image: &str) -> RolloutRequest {
+/// A rollout of `candidate` under the 30-minute policy, not a dry run.
+fn request_for(candidate: CandidateSource) -> RolloutRequest {
     RolloutRequest {
         policy: thirty_minute_policy(),
-        candidate: CandidateSource::Image(image.to_string()),
+        candidate,
         dry_run: false,
     }
 }
 
+fn image_request(image: &str) -> RolloutRequest {
+    request_for(CandidateSource::Image(image.to_string()))
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_good_candidate_is_promoted_through_every_step() {
-    let world = World::new();
-    let _load = start_inproc_load(&world.model, PROJECT, REGION, SERVICE, 10.0);
+    let world = World::under_load();
     let wall = std::time::Instant::now();
 
-    let report = world
-        .roll_out(image_request(CANDIDATE_IMAGE))
-        .await
-        .unwrap();
+    let report = world.roll_out_candidate().await;
 
     eprintln!(
         "30-minute policy took {:?} of wall time ({}s virtual)",
@@ -142,16 +220,7 @@ async fn a_good_candidate_is_promoted_through_every_step() {
     let (s, c) = (world.stable.as_str(), candidate.as_str());
     assert_eq!(report.outcome, Outcome::Promoted, "{:?}", report.reason);
     assert_eq!(report.exit_code(), 0);
-    assert_eq!(
-        world.splits(),
-        vec![
-            split(&[(s, 100)]),
-            split(&[(s, 90), (c, 10)]),
-            split(&[(s, 75), (c, 25)]),
-            split(&[(s, 50), (c, 50)]),
-            split(&[(c, 100)]),
-        ]
-    );
+    assert_eq!(world.splits(), every_default_step(s, c));
     assert_eq!(report.steps.len(), 4);
     assert!(report.steps.iter().all(|step| step.verdict == "pass"));
     assert!(
@@ -169,8 +238,7 @@ async fn a_good_candidate_is_promoted_through_every_step() {
 
 #[tokio::test(start_paused = true)]
 async fn a_candidate_made_from_an_image_starts_with_no_traffic_and_its_own_tag() {
-    let world = World::new();
-    let _load = start_inproc_load(&world.model, PROJECT, REGION, SERVICE, 10.0);
+    let world = World::under_load();
     let (platform, _, _) = world.ports();
     let watcher = {
         let model = world.model.clone();
@@ -184,12 +252,9 @@ async fn a_candidate_made_from_an_image_starts_with_no_traffic_and_its_own_tag()
             }
         })
     };
-    let report = world
-        .roll_out(image_request(CANDIDATE_IMAGE))
-        .await
-        .unwrap();
+    let report = world.roll_out_candidate().await;
     let split_when_created = watcher.await.unwrap();
-    assert_eq!(split_when_created, split(&[(&world.stable, 100)]));
+    assert_eq!(split_when_created, world.stable_only());
     assert!(report.candidate.starts_with("loopcloser-prod-sg-"));
     let created = report
         .timeline
@@ -220,22 +285,18 @@ async fn a_candidate_made_from_an_image_starts_with_no_traffic_and_its_own_tag()
 
 #[tokio::test(start_paused = true)]
 async fn a_5xx_burst_rolls_back_from_the_step_where_it_shows() {
-    let world = World::new();
-    let _load = start_inproc_load(&world.model, PROJECT, REGION, SERVICE, 10.0);
+    let world = World::under_load();
     // The candidate turns bad once it carries 25% of traffic.
     let saboteur = {
         let model = world.model.clone();
-        let at_25 = world.when_split(|split| split.iter().any(|(_, percent)| *percent == 25));
+        let at_25 = world.when_a_revision_has(25);
         tokio::spawn(async move {
             at_25.await;
             model.register_image(CANDIDATE_IMAGE, Behavior::erroring("1.4.0", 0.3));
         })
     };
 
-    let report = world
-        .roll_out(image_request(CANDIDATE_IMAGE))
-        .await
-        .unwrap();
+    let report = world.roll_out_candidate().await;
     saboteur.await.unwrap();
 
     let candidate = report.candidate.clone();
@@ -266,20 +327,12 @@ async fn a_5xx_burst_rolls_back_from_the_step_where_it_shows() {
 
 #[tokio::test(start_paused = true)]
 async fn an_unhealthy_candidate_never_gets_traffic() {
-    let world = World::new();
-    let _load = start_inproc_load(&world.model, PROJECT, REGION, SERVICE, 10.0);
-    world
-        .model
-        .register_image(CANDIDATE_IMAGE, Behavior::unhealthy("1.4.0"));
+    let world = World::under_load();
+    world.candidate_behaves(Behavior::unhealthy("1.4.0"));
 
-    let report = world
-        .roll_out(image_request(CANDIDATE_IMAGE))
-        .await
-        .unwrap();
+    let report = world.roll_out_candidate().await;
 
-    assert_eq!(report.outcome, Outcome::RolledBack, "{:?}", report.reason);
-    assert_eq!(report.exit_code(), 1);
-    assert_eq!(world.splits(), vec![split(&[(&world.stable, 100)])]);
+    world.expect_rolled_back_before_any_traffic(&report);
     assert!(
         report
             .reason
@@ -290,8 +343,7 @@ async fn an_unhealthy_candidate_never_gets_traffic() {
 
 #[tokio::test(start_paused = true)]
 async fn a_candidate_that_turns_unhealthy_in_the_first_step_never_exceeds_it() {
-    let world = World::new();
-    let _load = start_inproc_load(&world.model, PROJECT, REGION, SERVICE, 10.0);
+    let world = World::under_load();
     let saboteur = {
         let model = world.model.clone();
         tokio::spawn(async move {
@@ -300,10 +352,7 @@ async fn a_candidate_that_turns_unhealthy_in_the_first_step_never_exceeds_it() {
         })
     };
 
-    let report = world
-        .roll_out(image_request(CANDIDATE_IMAGE))
-        .await
-        .unwrap();
+    let report = world.roll_out_candidate().await;
     saboteur.await.unwrap();
 
     let most = world
@@ -319,7 +368,7 @@ async fn a_candidate_that_turns_unhealthy_in_the_first_step_never_exceeds_it() {
     assert_eq!(most, 10);
     assert_eq!(report.outcome, Outcome::RolledBack);
     assert!(report.reason.unwrap().contains("health check failed"));
-    assert_eq!(world.current(), split(&[(&world.stable, 100)]));
+    assert_eq!(world.current(), world.stable_only());
 }
 
 #[tokio::test(start_paused = true)]
@@ -327,10 +376,7 @@ async fn zero_traffic_is_never_promoted() {
     let world = World::new();
     // No load at all: every step is inconclusive until its deadline, which fails it.
 
-    let report = world
-        .roll_out(image_request(CANDIDATE_IMAGE))
-        .await
-        .unwrap();
+    let report = world.roll_out_candidate().await;
 
     assert_eq!(report.outcome, Outcome::RolledBack);
     assert_eq!(report.exit_code(), 1);
@@ -338,9 +384,9 @@ async fn zero_traffic_is_never_promoted() {
     assert_eq!(
         world.splits(),
         vec![
-            split(&[(&world.stable, 100)]),
+            world.stable_only(),
             split(&[(&world.stable, 90), (&candidate, 10)]),
-            split(&[(&world.stable, 100)]),
+            world.stable_only(),
         ]
     );
     let step = &report.steps[0];
@@ -357,11 +403,10 @@ async fn zero_traffic_is_never_promoted() {
 
 #[tokio::test(start_paused = true)]
 async fn a_service_split_between_revisions_is_refused_without_a_write() {
-    let world = World::new();
-    let _load = start_inproc_load(&world.model, PROJECT, REGION, SERVICE, 10.0);
+    let world = World::under_load();
     // A first rollout is interrupted in its first step and restores stable…
     let (trigger, interrupt) = Interrupt::channel();
-    let half = tokio::spawn(world.when_split(|split| split.len() == 2));
+    let half = tokio::spawn(world.when_traffic_is_split());
     let mut request = image_request(CANDIDATE_IMAGE);
     request.policy.steps = "50,100".parse().unwrap();
     let run = world.roll_out_with(request, interrupt);
@@ -370,7 +415,7 @@ async fn a_service_split_between_revisions_is_refused_without_a_write() {
         trigger.trigger();
     });
     assert_eq!(report.unwrap().outcome, Outcome::Interrupted);
-    assert_eq!(world.current(), split(&[(&world.stable, 100)]));
+    assert_eq!(world.current(), world.stable_only());
 
     // …then a person splits traffic by hand, and a rollout of a split service is refused.
     let writes = world.model.write_count();
@@ -404,11 +449,10 @@ async fn a_service_split_between_revisions_is_refused_without_a_write() {
 
 #[tokio::test(start_paused = true)]
 async fn an_interrupt_mid_step_restores_stable_at_once() {
-    let world = World::new();
-    let _load = start_inproc_load(&world.model, PROJECT, REGION, SERVICE, 10.0);
+    let world = World::under_load();
     let (trigger, interrupt) = Interrupt::channel();
     let signaller = {
-        let at_25 = world.when_split(|split| split.iter().any(|(_, percent)| *percent == 25));
+        let at_25 = world.when_a_revision_has(25);
         tokio::spawn(async move {
             at_25.await;
             tokio::time::sleep(Duration::from_secs(90)).await;
@@ -417,15 +461,12 @@ async fn an_interrupt_mid_step_restores_stable_at_once() {
         })
     };
 
-    let report = world
-        .roll_out_with(image_request(CANDIDATE_IMAGE), interrupt)
-        .await
-        .unwrap();
+    let report = world.roll_out_candidate_with(interrupt).await;
     let signalled_at = signaller.await.unwrap();
 
     assert_eq!(report.outcome, Outcome::Interrupted);
     assert_eq!(report.exit_code(), 130);
-    assert_eq!(world.current(), split(&[(&world.stable, 100)]));
+    assert_eq!(world.current(), world.stable_only());
     assert!(
         signalled_at.elapsed() < Duration::from_secs(6),
         "stable was restored within the interrupt budget, took {:?}",
@@ -462,26 +503,19 @@ async fn an_existing_revision_can_be_the_candidate_and_a_dry_run_changes_nothing
     assert_eq!(platform.read_service().await.unwrap().etag, before.etag);
 
     let refused = world
-        .roll_out(RolloutRequest {
-            candidate: CandidateSource::Revision(world.stable.clone()),
-            ..image_request(CANDIDATE_IMAGE)
-        })
+        .roll_out(request_for(CandidateSource::Revision(world.stable.clone())))
         .await
         .unwrap_err();
     assert_eq!(refused.exit_code(), 2);
     let missing = world
-        .roll_out(RolloutRequest {
-            candidate: CandidateSource::Revision("loopcloser-prod-nope".into()),
-            ..image_request(CANDIDATE_IMAGE)
-        })
+        .roll_out(request_for(CandidateSource::Revision(
+            "loopcloser-prod-nope".into(),
+        )))
         .await
         .unwrap_err();
     assert!(missing.to_string().contains("does not exist"), "{missing}");
     let nothing_new = world
-        .roll_out(RolloutRequest {
-            candidate: CandidateSource::LatestCreated,
-            ..image_request(CANDIDATE_IMAGE)
-        })
+        .roll_out(request_for(CandidateSource::LatestCreated))
         .await
         .unwrap_err();
     assert!(
@@ -493,27 +527,18 @@ async fn an_existing_revision_can_be_the_candidate_and_a_dry_run_changes_nothing
 
 #[tokio::test(start_paused = true)]
 async fn a_candidate_that_fails_to_start_leaves_stable_serving() {
-    let world = World::new();
-    let _load = start_inproc_load(&world.model, PROJECT, REGION, SERVICE, 10.0);
-    world
-        .model
-        .register_image(CANDIDATE_IMAGE, Behavior::failing_to_start("1.4.0"));
+    let world = World::under_load();
+    world.candidate_behaves(Behavior::failing_to_start("1.4.0"));
 
-    let report = world
-        .roll_out(image_request(CANDIDATE_IMAGE))
-        .await
-        .unwrap();
+    let report = world.roll_out_candidate().await;
 
-    assert_eq!(report.outcome, Outcome::RolledBack, "{:?}", report.reason);
-    assert_eq!(report.exit_code(), 1);
-    assert_eq!(world.splits(), vec![split(&[(&world.stable, 100)])]);
+    world.expect_rolled_back_before_any_traffic(&report);
     assert!(report.reason.unwrap().contains("did not become ready"));
 }
 
 #[tokio::test(start_paused = true)]
 async fn metrics_arriving_late_are_waited_for_not_judged_early() {
-    let world = World::new();
-    let _load = start_inproc_load(&world.model, PROJECT, REGION, SERVICE, 10.0);
+    let world = World::under_load();
     world.model.set_ingestion_lag(Duration::from_secs(120));
     let mut request = image_request(CANDIDATE_IMAGE);
     request.policy.metrics_delay = Duration::from_secs(180);
@@ -533,8 +558,7 @@ async fn metrics_arriving_late_are_waited_for_not_judged_early() {
 
 #[tokio::test(start_paused = true)]
 async fn an_existing_revision_with_no_traffic_is_rolled_out_by_name_or_as_the_latest() {
-    let world = World::new();
-    let _load = start_inproc_load(&world.model, PROJECT, REGION, SERVICE, 10.0);
+    let world = World::under_load();
     let (platform, _, _) = world.ports();
     use shiftgate::rollout::ports::{NewRevision, Platform, TrafficTarget};
     // Deployed with --no-traffic, as the runbook's blue-green step does.
@@ -563,7 +587,7 @@ async fn an_existing_revision_with_no_traffic_is_rolled_out_by_name_or_as_the_la
     assert_eq!(
         world.splits(),
         vec![
-            split(&[(&world.stable, 100)]),
+            world.stable_only(),
             split(&[(&world.stable, 50), (&report.candidate, 50)]),
             split(&[(&report.candidate, 100)]),
         ]
@@ -577,15 +601,12 @@ async fn an_existing_revision_with_no_traffic_is_rolled_out_by_name_or_as_the_la
 
 #[tokio::test(start_paused = true)]
 async fn when_the_rollback_itself_cannot_complete_the_rollout_says_a_person_is_needed() {
-    let world = World::new();
-    let _load = start_inproc_load(&world.model, PROJECT, REGION, SERVICE, 10.0);
-    world
-        .model
-        .register_image(CANDIDATE_IMAGE, Behavior::erroring("1.4.0", 0.5));
+    let world = World::under_load();
+    world.candidate_behaves(Behavior::erroring("1.4.0", 0.5));
     // Once the first step is live, the platform stops finishing operations.
     let freezer = {
         let model = world.model.clone();
-        let first_step = world.when_split(|split| split.len() == 2);
+        let first_step = world.when_traffic_is_split();
         tokio::spawn(async move {
             first_step.await;
             model.hold_operations(true);
@@ -613,16 +634,10 @@ async fn when_the_rollback_itself_cannot_complete_the_rollout_says_a_person_is_n
 
 #[tokio::test(start_paused = true)]
 async fn after_a_rollback_the_stable_revision_is_health_checked() {
-    let world = World::new();
-    let _load = start_inproc_load(&world.model, PROJECT, REGION, SERVICE, 10.0);
-    world
-        .model
-        .register_image(CANDIDATE_IMAGE, Behavior::erroring("1.4.0", 0.5));
+    let world = World::under_load();
+    world.candidate_behaves(Behavior::erroring("1.4.0", 0.5));
 
-    let report = world
-        .roll_out(image_request(CANDIDATE_IMAGE))
-        .await
-        .unwrap();
+    let report = world.roll_out_candidate().await;
 
     assert_eq!(report.outcome, Outcome::RolledBack);
     assert_eq!(report.stable_health, Some(shiftgate::health::Verdict::Pass));
@@ -632,11 +647,10 @@ async fn after_a_rollback_the_stable_revision_is_health_checked() {
 
 #[tokio::test(start_paused = true)]
 async fn a_person_rolling_back_during_a_bake_stops_the_rollout_without_another_write() {
-    let world = World::new();
-    let _load = start_inproc_load(&world.model, PROJECT, REGION, SERVICE, 10.0);
+    let world = World::under_load();
     let person = {
         let platform = world.ports().0;
-        let at_10 = world.when_split(|split| split.iter().any(|(_, percent)| *percent == 10));
+        let at_10 = world.when_a_revision_has(10);
         let model = world.model.clone();
         async move {
             at_10.await;
@@ -650,9 +664,7 @@ async fn a_person_rolling_back_during_a_bake_stops_the_rollout_without_another_w
         }
     };
 
-    let (report, writes_after_person) =
-        tokio::join!(world.roll_out(image_request(CANDIDATE_IMAGE)), person);
-    let report = report.unwrap();
+    let (report, writes_after_person) = world.roll_out_candidate_alongside(person).await;
 
     assert_eq!(report.outcome, Outcome::Aborted, "{:?}", report.reason);
     assert_eq!(report.exit_code(), 1);
@@ -670,7 +682,7 @@ async fn a_person_rolling_back_during_a_bake_stops_the_rollout_without_another_w
         writes_after_person,
         "the rollout wrote nothing after the person's rollback"
     );
-    assert_eq!(world.current(), split(&[(&world.stable, 100)]));
+    assert_eq!(world.current(), world.stable_only());
     let c = report.candidate.as_str();
     assert!(
         world
@@ -685,8 +697,7 @@ async fn a_person_rolling_back_during_a_bake_stops_the_rollout_without_another_w
 
 #[tokio::test(start_paused = true)]
 async fn two_rollouts_started_together_one_owns_the_service_and_the_other_changes_nothing() {
-    let world = World::new();
-    let _load = start_inproc_load(&world.model, PROJECT, REGION, SERVICE, 10.0);
+    let world = World::under_load();
     let other_image = "registry/loopcloser-app:v1.5.0";
     world
         .model
@@ -734,8 +745,7 @@ async fn two_rollouts_started_together_one_owns_the_service_and_the_other_change
 
 #[tokio::test(start_paused = true)]
 async fn a_rollout_whose_process_died_is_resumed_from_its_recorded_step() {
-    let world = World::new();
-    let _load = start_inproc_load(&world.model, PROJECT, REGION, SERVICE, 10.0);
+    let world = World::under_load();
     // The runner is lost during the second step's bake: no restore runs, the record stays.
     let killed = tokio::time::timeout(
         Duration::from_secs(7 * 60),
@@ -754,10 +764,7 @@ async fn a_rollout_whose_process_died_is_resumed_from_its_recorded_step() {
     assert!(another.to_string().contains("--resume"), "{another}");
 
     let resumed = world
-        .roll_out(RolloutRequest {
-            candidate: CandidateSource::Resume,
-            ..image_request(CANDIDATE_IMAGE)
-        })
+        .roll_out(request_for(CandidateSource::Resume))
         .await
         .unwrap();
 
@@ -771,13 +778,7 @@ async fn a_rollout_whose_process_died_is_resumed_from_its_recorded_step() {
     let s = world.stable.as_str();
     assert_eq!(
         world.splits(),
-        vec![
-            split(&[(s, 100)]),
-            split(&[(s, 90), (c, 10)]),
-            split(&[(s, 75), (c, 25)]),
-            split(&[(s, 50), (c, 50)]),
-            split(&[(c, 100)]),
-        ],
+        every_default_step(s, c),
         "the resumed run went on from 25%, never back"
     );
     assert_eq!(resumed.steps.first().map(|s| s.percent), Some(25));
@@ -790,10 +791,7 @@ async fn resume_without_a_recorded_rollout_is_refused_and_changes_nothing() {
     let writes = world.model.write_count();
 
     let refused = world
-        .roll_out(RolloutRequest {
-            candidate: CandidateSource::Resume,
-            ..image_request(CANDIDATE_IMAGE)
-        })
+        .roll_out(request_for(CandidateSource::Resume))
         .await
         .unwrap_err();
 
@@ -807,14 +805,13 @@ async fn resume_without_a_recorded_rollout_is_refused_and_changes_nothing() {
 
 #[tokio::test(start_paused = true)]
 async fn an_interrupt_while_the_platform_hangs_ends_in_time_with_the_last_split_read() {
-    let world = World::new();
-    let _load = start_inproc_load(&world.model, PROJECT, REGION, SERVICE, 10.0);
+    let world = World::under_load();
     let (trigger, interrupt) = Interrupt::channel();
     // Once the first step is live the platform stops finishing operations; then SIGINT arrives
     // while the next write hangs.
     let signaller = {
         let model = world.model.clone();
-        let first_step = world.when_split(|split| split.len() == 2);
+        let first_step = world.when_traffic_is_split();
         tokio::spawn(async move {
             first_step.await;
             model.hold_operations(true);
@@ -824,10 +821,7 @@ async fn an_interrupt_while_the_platform_hangs_ends_in_time_with_the_last_split_
         })
     };
 
-    let report = world
-        .roll_out_with(image_request(CANDIDATE_IMAGE), interrupt)
-        .await
-        .unwrap();
+    let report = world.roll_out_candidate_with(interrupt).await;
     let signalled_at = signaller.await.unwrap();
 
     let took = signalled_at.elapsed();
@@ -850,11 +844,8 @@ async fn an_interrupt_while_the_platform_hangs_ends_in_time_with_the_last_split_
 
 #[tokio::test(start_paused = true)]
 async fn stable_is_judged_on_the_basic_health_rule_after_a_rollback() {
-    let world = World::new();
-    let _load = start_inproc_load(&world.model, PROJECT, REGION, SERVICE, 10.0);
-    world
-        .model
-        .register_image(CANDIDATE_IMAGE, Behavior::erroring("1.4.0", 0.5));
+    let world = World::under_load();
+    world.candidate_behaves(Behavior::erroring("1.4.0", 0.5));
     let mut request = image_request(CANDIDATE_IMAGE);
     request.policy.health.version = Some(">=1.4.0".parse().unwrap());
 
@@ -907,12 +898,11 @@ impl shiftgate::rollout::ports::Platform for SlowFirstWrite {
 
 #[tokio::test(start_paused = true)]
 async fn a_traffic_change_made_with_gcloud_during_a_bake_aborts_the_rollout() {
-    let world = World::new();
-    let _load = start_inproc_load(&world.model, PROJECT, REGION, SERVICE, 10.0);
+    let world = World::under_load();
     // `gcloud run services update-traffic` keeps the annotations: the record stays, the split moves.
     let person = {
         let platform = world.ports().0;
-        let at_10 = world.when_split(|split| split.iter().any(|(_, percent)| *percent == 10));
+        let at_10 = world.when_a_revision_has(10);
         let model = world.model.clone();
         async move {
             at_10.await;
@@ -934,9 +924,7 @@ async fn a_traffic_change_made_with_gcloud_during_a_bake_aborts_the_rollout() {
         }
     };
 
-    let (report, writes_after_person) =
-        tokio::join!(world.roll_out(image_request(CANDIDATE_IMAGE)), person);
-    let report = report.unwrap();
+    let (report, writes_after_person) = world.roll_out_candidate_alongside(person).await;
 
     assert_eq!(report.outcome, Outcome::Aborted, "{:?}", report.reason);
     assert!(
