@@ -21,6 +21,8 @@ use shiftgate::rollout::ports::{HealthEndpoint, Platform, PortError};
 use shiftgate::rollout::{CandidateSource, Engine, Interrupt, Outcome, Ports, RolloutRequest};
 use shiftgate_sim::Sim;
 
+use crate::support::world::{closed_port_url, external_account};
+
 const PROJECT: &str = "loopcloser";
 const REGION: &str = "us-central1";
 const SERVICE: &str = "loopcloser-staging";
@@ -177,14 +179,6 @@ async fn an_endless_google_api_answer_is_refused_after_16_mib() {
     assert!(sent.load(Ordering::Relaxed) < 64 * 1024 * 1024);
 }
 
-/// A loopback port nothing listens on: connections are refused at once.
-async fn refused_base() -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
-    drop(listener);
-    format!("http://{address}")
-}
-
 fn logged(rest: GoogleRest) -> (GoogleRest, Arc<Mutex<Vec<String>>>) {
     let lines = Arc::new(Mutex::new(Vec::new()));
     let sink = lines.clone();
@@ -195,7 +189,7 @@ fn logged(rest: GoogleRest) -> (GoogleRest, Arc<Mutex<Vec<String>>>) {
 #[tokio::test(start_paused = true)]
 async fn retries_against_an_unreachable_api_are_announced_one_line_each_and_end_at_the_deadline() {
     // Given an API nobody answers and a command limited to 10 seconds.
-    let (rest, lines) = logged(GoogleRest::new(&refused_base().await, Credentials::None));
+    let (rest, lines) = logged(GoogleRest::new(&closed_port_url(), Credentials::None));
     let started = Instant::now();
     rest.set_deadline(Some(started + Duration::from_secs(10)));
 
@@ -377,16 +371,6 @@ async fn a_permission_error_is_not_retried() {
     assert!(lines.lock().unwrap().is_empty());
 }
 
-fn external_account(sim: &Sim) -> serde_json::Value {
-    serde_json::json!({
-        "type": "external_account",
-        "audience": "//iam.googleapis.com/projects/1/locations/global/workloadIdentityPools/github/providers/github",
-        "subject_token_type": "urn:ietf:params:oauth:token-type:jwt",
-        "token_url": sim.sts_url(),
-        "credential_source": {"url": sim.subject_token_url(), "format": {"type": "text"}}
-    })
-}
-
 fn distinct(tokens: Vec<String>) -> usize {
     let mut tokens = tokens;
     tokens.sort();
@@ -516,7 +500,7 @@ fn github(base: &str) -> (shiftgate::github::GitHub, Arc<Mutex<Vec<String>>>) {
 
 #[tokio::test(start_paused = true)]
 async fn github_reads_against_an_unreachable_api_announce_each_retry() {
-    let (github, lines) = github(&refused_base().await);
+    let (github, lines) = github(&closed_port_url());
 
     let error = github.get("/repos/loopcloser/app").await.unwrap_err();
 
