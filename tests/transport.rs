@@ -18,9 +18,10 @@ use shiftgate::health::{Expectations, HttpHealthEndpoint, Verdict};
 use shiftgate::metrics::CloudMonitoring;
 use shiftgate::rollout::plan::Policy;
 use shiftgate::rollout::ports::{HealthEndpoint, Platform, PortError};
-use shiftgate::rollout::{CandidateSource, Engine, Interrupt, Outcome, Ports, RolloutRequest};
+use shiftgate::rollout::{CandidateSource, Outcome};
 use shiftgate_sim::Sim;
 
+use crate::support::adapters::roll_out_over_http;
 use crate::support::world::{closed_port_url, external_account};
 
 const PROJECT: &str = "loopcloser";
@@ -66,6 +67,19 @@ async fn send_endlessly(
     while socket.write_all(&piece).await.is_ok() {
         counter.fetch_add(piece.len() as u64, Ordering::Relaxed);
     }
+}
+
+/// Reads a service (a GET that is safe to retry) within `budget`.
+async fn get_service(rest: &GoogleRest, budget: Duration) -> Result<serde_json::Value, PortError> {
+    rest.send(
+        Method::GET,
+        "v2/projects/p/locations/r/services/web",
+        &[],
+        None,
+        Retry::Safe,
+        budget,
+    )
+    .await
 }
 
 const FOUR_HUNDRED_MB: &str =
@@ -155,15 +169,7 @@ async fn an_endless_google_api_answer_is_refused_after_16_mib() {
     let (base, sent) = endless_body_server(FOUR_HUNDRED_MB, r#"{"name":""#).await;
     let rest = GoogleRest::new(&base, Credentials::None);
 
-    let error = rest
-        .send(
-            Method::GET,
-            "v2/projects/p/locations/r/services/web",
-            &[],
-            None,
-            Retry::Safe,
-            Duration::from_secs(30),
-        )
+    let error = get_service(&rest, Duration::from_secs(30))
         .await
         .unwrap_err();
 
@@ -194,15 +200,7 @@ async fn retries_against_an_unreachable_api_are_announced_one_line_each_and_end_
     rest.set_deadline(Some(started + Duration::from_secs(10)));
 
     // When a read with a minute's retry budget is sent.
-    let error = rest
-        .send(
-            Method::GET,
-            "v2/projects/p/locations/r/services/web",
-            &[],
-            None,
-            Retry::Safe,
-            Duration::from_secs(60),
-        )
+    let error = get_service(&rest, Duration::from_secs(60))
         .await
         .unwrap_err();
 
@@ -248,15 +246,7 @@ async fn no_attempt_outlives_the_deadline_even_against_a_server_that_never_answe
     let started = Instant::now();
     rest.set_deadline(Some(started + Duration::from_secs(4)));
 
-    let error = rest
-        .send(
-            Method::GET,
-            "v2/projects/p/locations/r/services/web",
-            &[],
-            None,
-            Retry::Safe,
-            Duration::from_secs(60),
-        )
+    let error = get_service(&rest, Duration::from_secs(60))
         .await
         .unwrap_err();
 
@@ -292,18 +282,6 @@ async fn answering(status: u16, retry_after: Option<&'static str>) -> (String, A
     let base = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     (base, count)
-}
-
-async fn get_service(rest: &GoogleRest, budget: Duration) -> Result<serde_json::Value, PortError> {
-    rest.send(
-        Method::GET,
-        "v2/projects/p/locations/r/services/web",
-        &[],
-        None,
-        Retry::Safe,
-        budget,
-    )
-    .await
 }
 
 #[tokio::test(start_paused = true)]
@@ -399,7 +377,6 @@ async fn a_rollout_much_longer_than_its_tokens_live_still_promotes_on_workload_i
         PROJECT,
         SERVICE,
     );
-    let health = HttpHealthEndpoint::new(Duration::from_secs(5));
     let policy = Policy {
         steps: "10,50,100".parse().unwrap(),
         bake: Duration::from_secs(120),
@@ -411,22 +388,10 @@ async fn a_rollout_much_longer_than_its_tokens_live_still_promotes_on_workload_i
     let started = Instant::now();
 
     // When a rollout lasting minutes runs on those credentials.
-    let report = Engine::new(
-        Ports {
-            platform: &platform,
-            metrics: &metrics,
-            health: &health,
-        },
-        clock,
-        Interrupt::never(),
-    )
-    .run(&RolloutRequest {
-        policy,
-        candidate: CandidateSource::Image("registry/app:v1.1.0".into()),
-        dry_run: false,
-    })
-    .await
-    .expect("the rollout starts");
+    let candidate = CandidateSource::Image("registry/app:v1.1.0".into());
+    let report = roll_out_over_http(&platform, &metrics, clock, policy, candidate)
+        .await
+        .expect("the rollout starts");
 
     // Then it promotes, having used many successive tokens.
     assert_eq!(report.outcome, Outcome::Promoted, "{:?}", report.reason);
