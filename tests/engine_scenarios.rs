@@ -62,6 +62,11 @@ impl World {
         self.roll_out(image_request(CANDIDATE_IMAGE)).await.unwrap()
     }
 
+    /// A rollout that must be refused before it starts; why.
+    async fn roll_out_refused(&self, request: RolloutRequest) -> RolloutError {
+        self.roll_out(request).await.unwrap_err()
+    }
+
     /// The same rollout, with `other` running alongside it until both are done.
     async fn roll_out_candidate_alongside<T>(
         &self,
@@ -439,9 +444,8 @@ async fn a_service_split_between_revisions_is_refused_without_a_write() {
         .unwrap();
     let writes = writes + 1;
     let refused = world
-        .roll_out(image_request("registry/loopcloser-app:v1.5.0"))
-        .await
-        .unwrap_err();
+        .roll_out_refused(image_request("registry/loopcloser-app:v1.5.0"))
+        .await;
     assert_eq!(refused.exit_code(), 2);
     assert!(refused.to_string().contains("rollback --to"), "{refused}");
     assert_eq!(world.model.write_count(), writes, "nothing was written");
@@ -503,21 +507,18 @@ async fn an_existing_revision_can_be_the_candidate_and_a_dry_run_changes_nothing
     assert_eq!(platform.read_service().await.unwrap().etag, before.etag);
 
     let refused = world
-        .roll_out(request_for(CandidateSource::Revision(world.stable.clone())))
-        .await
-        .unwrap_err();
+        .roll_out_refused(request_for(CandidateSource::Revision(world.stable.clone())))
+        .await;
     assert_eq!(refused.exit_code(), 2);
     let missing = world
-        .roll_out(request_for(CandidateSource::Revision(
+        .roll_out_refused(request_for(CandidateSource::Revision(
             "loopcloser-prod-nope".into(),
         )))
-        .await
-        .unwrap_err();
+        .await;
     assert!(missing.to_string().contains("does not exist"), "{missing}");
     let nothing_new = world
-        .roll_out(request_for(CandidateSource::LatestCreated))
-        .await
-        .unwrap_err();
+        .roll_out_refused(request_for(CandidateSource::LatestCreated))
+        .await;
     assert!(
         nothing_new.to_string().contains("nothing to roll out"),
         "{nothing_new}"
@@ -757,9 +758,8 @@ async fn a_rollout_whose_process_died_is_resumed_from_its_recorded_step() {
     let dead = platform.read_service().await.unwrap().rollout.unwrap();
     assert_eq!(dead.percent, 25);
     let another = world
-        .roll_out(image_request("registry/loopcloser-app:v9.9.9"))
-        .await
-        .unwrap_err();
+        .roll_out_refused(image_request("registry/loopcloser-app:v9.9.9"))
+        .await;
     assert_eq!(another.exit_code(), 2);
     assert!(another.to_string().contains("--resume"), "{another}");
 
@@ -791,9 +791,8 @@ async fn resume_without_a_recorded_rollout_is_refused_and_changes_nothing() {
     let writes = world.model.write_count();
 
     let refused = world
-        .roll_out(request_for(CandidateSource::Resume))
-        .await
-        .unwrap_err();
+        .roll_out_refused(request_for(CandidateSource::Resume))
+        .await;
 
     assert_eq!(refused.exit_code(), 2);
     assert!(
