@@ -1,112 +1,64 @@
 //! Black-box tests of the `shiftgate` binary against the simulator on loopback, through the
 //! endpoint variables in DESIGN.md: exit codes, `--json` results, signals and credentials.
 
-use crate::support::binary;
-
-use binary::{json_of, stderr_of};
-
-use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
-use shiftgate::clock::Clock;
-use shiftgate_sim::{Behavior, Sim};
+use shiftgate_sim::Behavior;
 
-const PROJECT: &str = "loopcloser";
-const REGION: &str = "us-central1";
-const SERVICE: &str = "loopcloser-dev";
+use crate::support::binary::{self, json_of, stderr_of};
+use crate::support::world::{
+    BAD_CANDIDATE_ROLLOUT, BinaryWorld, CANDIDATE_IMAGE, PROJECT, QUICK_ROLLOUT, REGION, SERVICE,
+    closed_port_url, expect_refused_naming,
+};
 
-struct Fixture {
-    sim: Sim,
-    stable: String,
-    workdir: PathBuf,
+/// A rollout through the binary that stays in its first step (a 10-minute bake, checked every
+/// second), with `extra` arguments; its output piped, or discarded.
+fn spawn_long_rollout(world: &BinaryWorld, extra: &[&str], piped: bool) -> Child {
+    let mut args = vec!["rollout", "--image", CANDIDATE_IMAGE];
+    args.extend(["--bake", "10m", "--interval", "1s", "--metrics-delay", "0s"]);
+    args.extend(extra);
+    let output = || if piped { Stdio::piped() } else { Stdio::null() };
+    world
+        .service_command(&args)
+        .stdout(output())
+        .stderr(output())
+        .spawn()
+        .unwrap()
 }
 
-impl Fixture {
-    async fn start() -> Self {
-        let sim = Sim::start(Clock::new()).await.unwrap();
-        sim.set_operation_delay(Duration::from_millis(50));
-        let stable = sim.add_service(PROJECT, REGION, SERVICE, "registry/app:v1.0.0");
-        let workdir = std::env::temp_dir().join(format!(
-            "shiftgate-cli-{}-{}",
-            std::process::id(),
-            sim.cloud_run_url().rsplit(':').next().unwrap()
-        ));
-        std::fs::create_dir_all(&workdir).unwrap();
-        Self {
-            sim,
-            stable,
-            workdir,
-        }
-    }
+/// Starts a long rollout with `extra` arguments and SIGKILLs it once its first step is live: no
+/// chance to clean up, as when a runner dies.
+async fn kill_in_its_first_step(world: &BinaryWorld, extra: &[&str]) {
+    let mut child = spawn_long_rollout(world, extra, false);
+    world.wait_for_first_step().await;
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
 
-    fn command(&self, args: &[&str]) -> Command {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_shiftgate"));
-        command
-            .args(args)
-            .env_clear()
-            .env("SHIFTGATE_CLOUD_RUN_URL", self.sim.cloud_run_url())
-            .env("SHIFTGATE_MONITORING_URL", self.sim.monitoring_url())
-            .current_dir(&self.workdir)
-            .stdin(Stdio::null());
-        command
-    }
+fn spawn_piped(mut command: Command) -> Child {
+    command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
 
-    async fn run(&self, args: &[&str]) -> Output {
-        self.run_with(self.command(args)).await
+fn signal(child: &Child, signal: i32) {
+    unsafe {
+        libc::kill(child.id() as i32, signal);
     }
+}
 
-    async fn run_with(&self, command: Command) -> Output {
-        binary::run(command).await
-    }
-
-    /// Waits until a rollout run by the binary has applied its first step's split.
-    async fn wait_for_first_step(&self) {
-        let mut waited = Duration::ZERO;
-        while self.split().len() < 2 {
-            assert!(
-                waited < Duration::from_secs(30),
-                "the rollout never reached its first step"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            waited += Duration::from_millis(50);
-        }
-    }
-
-    fn service_args(&self) -> Vec<&'static str> {
-        vec![
-            "--project",
-            PROJECT,
-            "--region",
-            REGION,
-            "--service",
-            SERVICE,
-        ]
-    }
-
-    fn split(&self) -> Vec<(String, u8)> {
-        self.sim.model().current_split(PROJECT, REGION, SERVICE)
-    }
-
-    /// A rollout through the binary that stays in its first step (a 10-minute bake, checked every
-    /// second), with `extra` arguments; its output piped, or discarded.
-    fn spawn_long_rollout(&self, extra: &[&str], piped: bool) -> std::process::Child {
-        let mut args = vec!["rollout", "--image", "registry/app:v1.1.0"];
-        args.extend(self.service_args());
-        args.extend(["--bake", "10m", "--interval", "1s", "--metrics-delay", "0s"]);
-        args.extend(extra);
-        let output = || if piped { Stdio::piped() } else { Stdio::null() };
-        self.command(&args)
-            .stdout(output())
-            .stderr(output())
-            .spawn()
-            .unwrap()
-    }
+async fn wait_output(child: Child) -> Output {
+    tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_exits_2_naming_the_flag_and_changes_nothing() {
-    let fixture = Fixture::start().await;
+    let world = BinaryWorld::start("cli").await;
     let cases: Vec<(Vec<&str>, &str)> = vec![
         (vec!["--steps", "50,10"], "--steps"),
         (vec!["--steps", "10,50"], "--steps"),
@@ -129,22 +81,11 @@ async fn bad_input_exits_2_naming_the_flag_and_changes_nothing() {
     ];
     for (extra, flag) in cases {
         let mut args = vec!["rollout", "--image", "registry/app:v2"];
-        args.extend(fixture.service_args());
         args.extend(extra.iter());
-        let output = fixture.run(&args).await;
-        assert_eq!(
-            output.status.code(),
-            Some(2),
-            "{extra:?}: {}",
-            stderr_of(&output)
-        );
-        assert!(
-            stderr_of(&output).contains(flag),
-            "{extra:?}: {}",
-            stderr_of(&output)
-        );
+        let output = world.run_on_service(&args).await;
+        expect_refused_naming(&output, flag, &extra);
     }
-    let as_json = fixture
+    let as_json = world
         .run(&["--json", "rollout", "--steps", "50,10", "--image", "x"])
         .await;
     assert_eq!(as_json.status.code(), Some(2));
@@ -154,37 +95,24 @@ async fn bad_input_exits_2_naming_the_flag_and_changes_nothing() {
         error["error"].as_str().unwrap().contains("--steps"),
         "{error}"
     );
-    let missing = fixture.run(&["rollout", "--project", PROJECT]).await;
+    let missing = world.run(&["rollout", "--project", PROJECT]).await;
     assert_eq!(missing.status.code(), Some(2));
     assert!(stderr_of(&missing).contains("--service"));
-    let unknown_env = fixture.run(&["status", "--env", "prod", "--json"]).await;
+    let unknown_env = world.run(&["status", "--env", "prod", "--json"]).await;
     assert_eq!(unknown_env.status.code(), Some(2));
     assert_eq!(json_of(&unknown_env)["outcome"], "error");
-    assert_eq!(fixture.sim.model().write_count(), 0, "nothing was written");
+    assert_eq!(world.sim.model().write_count(), 0, "nothing was written");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rollout_through_the_binary_prints_one_json_result() {
-    let fixture = Fixture::start().await;
-    let _load = fixture.sim.start_load(PROJECT, REGION, SERVICE, 40.0);
-    let mut args = vec!["--json", "rollout", "--image", "registry/app:v1.1.0"];
-    args.extend(fixture.service_args());
-    args.extend([
-        "--steps",
-        "50,100",
-        "--bake",
-        "1s",
-        "--interval",
-        "250ms",
-        "--min-requests",
-        "5",
-        "--metrics-delay",
-        "0s",
-        "--expect-version",
-        ">=1.1.0",
-    ]);
+    let world = BinaryWorld::start("cli").await;
+    let _load = world.start_load(40.0);
+    let mut args = vec!["--json"];
+    args.extend(QUICK_ROLLOUT);
+    args.extend(["--expect-version", ">=1.1.0"]);
 
-    let output = fixture.run(&args).await;
+    let output = world.run_on_service(&args).await;
 
     assert_eq!(output.status.code(), Some(0), "{}", stderr_of(&output));
     assert!(
@@ -198,68 +126,44 @@ async fn a_rollout_through_the_binary_prints_one_json_result() {
         result["final_traffic"],
         serde_json::json!([{"revision": candidate, "percent": 100}])
     );
-    assert_eq!(result["stable"], fixture.stable.as_str());
+    assert_eq!(result["stable"], world.stable.as_str());
     assert_eq!(result["steps"].as_array().unwrap().len(), 2);
     assert!(result["steps"][0]["candidate_requests"].as_u64().unwrap() >= 5);
-    assert_eq!(fixture.split(), vec![(candidate, 100)]);
+    assert_eq!(world.split(), vec![(candidate, 100)]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bad_candidate_through_the_binary_exits_1_with_stable_restored() {
-    let fixture = Fixture::start().await;
-    fixture
-        .sim
-        .register_image("registry/app:v1.1.0", Behavior::erroring("1.1.0", 0.4));
-    let _load = fixture.sim.start_load(PROJECT, REGION, SERVICE, 40.0);
-    let mut args = vec![
-        "rollout",
-        "--image",
-        "registry/app:v1.1.0",
-        "--json",
-        "--no-incident",
-    ];
-    args.extend(fixture.service_args());
-    args.extend([
-        "--steps",
-        "50,100",
-        "--bake",
-        "2s",
-        "--interval",
-        "250ms",
-        "--min-requests",
-        "10",
-        "--metrics-delay",
-        "0s",
-    ]);
+    let world = BinaryWorld::start("cli").await;
+    world.candidate_fails(0.4);
+    let _load = world.start_load(40.0);
+    let mut args = BAD_CANDIDATE_ROLLOUT.to_vec();
+    args.push("--no-incident");
 
-    let output = fixture.run(&args).await;
+    let output = world.run_on_service(&args).await;
 
     assert_eq!(output.status.code(), Some(1), "{}", stderr_of(&output));
     let result = json_of(&output);
     assert_eq!(result["outcome"], "rolled_back");
     assert_eq!(
         result["final_traffic"],
-        serde_json::json!([{"revision": fixture.stable, "percent": 100}])
+        serde_json::json!([{"revision": world.stable, "percent": 100}])
     );
-    assert_eq!(fixture.split(), vec![(fixture.stable.clone(), 100)]);
+    assert_eq!(world.split(), world.stable_only());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigint_mid_step_restores_stable_and_exits_130() {
-    let fixture = Fixture::start().await;
-    let _load = fixture.sim.start_load(PROJECT, REGION, SERVICE, 20.0);
-    let child = fixture.spawn_long_rollout(&["--json"], true);
+    let world = BinaryWorld::start("cli").await;
+    let _load = world.start_load(20.0);
+    let child = spawn_long_rollout(&world, &["--json"], true);
 
     // Wait for the first step's split to be applied, then signal as a cancelled Actions job would.
-    fixture.wait_for_first_step().await;
-    assert_eq!(fixture.split().iter().map(|(_, p)| *p).max(), Some(90));
+    world.wait_for_first_step().await;
+    assert_eq!(world.split().iter().map(|(_, p)| *p).max(), Some(90));
     let signalled = std::time::Instant::now();
-    unsafe {
-        libc::kill(child.id() as i32, libc::SIGINT);
-    }
-    let output = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
-        .await
-        .unwrap();
+    signal(&child, libc::SIGINT);
+    let output = wait_output(child).await;
     // A figure for the notes, not an assertion: shared 2-core machines make timings noisy.
     eprintln!(
         "SIGINT to exit with stable restored: {:?}",
@@ -268,99 +172,72 @@ async fn sigint_mid_step_restores_stable_and_exits_130() {
 
     assert_eq!(output.status.code(), Some(130), "{}", stderr_of(&output));
     assert_eq!(json_of(&output)["outcome"], "interrupted");
-    assert_eq!(fixture.split(), vec![(fixture.stable.clone(), 100)]);
+    assert_eq!(world.split(), world.stable_only());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_and_rollback_work_on_the_same_service() {
-    let fixture = Fixture::start().await;
-    let mut status_args = vec!["status", "--json"];
-    status_args.extend(fixture.service_args());
-    let status = fixture.run(&status_args).await;
+    let world = BinaryWorld::start("cli").await;
+    let status = world.run_on_service(&["status", "--json"]).await;
     assert_eq!(status.status.code(), Some(0), "{}", stderr_of(&status));
     let status = json_of(&status);
     assert_eq!(
         status["traffic"],
-        serde_json::json!([{"revision": fixture.stable, "percent": 100}])
+        serde_json::json!([{"revision": world.stable, "percent": 100}])
     );
     assert!(status["rollout"].is_null());
 
-    let mut rollback_args = vec!["rollback", "--json"];
-    rollback_args.extend(fixture.service_args());
-    let refused = fixture.run(&rollback_args).await;
+    let refused = world.run_on_service(&["rollback", "--json"]).await;
     assert_eq!(refused.status.code(), Some(2));
     assert!(stderr_of(&refused).contains("--to"));
 
-    rollback_args.extend(["--to", "no-such-revision"]);
-    let unknown = fixture.run(&rollback_args).await;
+    let unknown = world
+        .run_on_service(&["rollback", "--json", "--to", "no-such-revision"])
+        .await;
     assert_eq!(unknown.status.code(), Some(2), "{}", stderr_of(&unknown));
-    assert_eq!(fixture.sim.model().write_count(), 0);
+    assert_eq!(world.sim.model().write_count(), 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn workload_identity_credentials_are_exchanged_and_used() {
-    let fixture = Fixture::start().await;
-    fixture
+    let world = BinaryWorld::start("cli").await;
+    world
         .sim
         .require_bearer(Some(vec!["sim-exchanged-token-1".to_string()]));
-    let credentials = fixture.workdir.join("external_account.json");
-    std::fs::write(
-        &credentials,
-        serde_json::json!({
-            "type": "external_account",
-            "audience": "//iam.googleapis.com/projects/1/locations/global/workloadIdentityPools/github/providers/github",
-            "subject_token_type": "urn:ietf:params:oauth:token-type:jwt",
-            "token_url": fixture.sim.sts_url(),
-            "credential_source": {
-                "url": fixture.sim.subject_token_url(),
-                "format": {"type": "text"}
-            }
-        })
-        .to_string(),
-    )
-    .unwrap();
-    let mut args = vec!["status", "--json"];
-    args.extend(fixture.service_args());
-    let mut command = fixture.command(&args);
+    let credentials = world.write_external_account();
+    let mut command = world.service_command(&["status", "--json"]);
     command.env("GOOGLE_APPLICATION_CREDENTIALS", &credentials);
 
-    let output = fixture.run_with(command).await;
+    let output = binary::run(command).await;
 
     assert_eq!(output.status.code(), Some(0), "{}", stderr_of(&output));
     assert!(
-        fixture
+        world
             .sim
             .seen_tokens()
             .contains(&"sim-exchanged-token-1".to_string())
     );
 
     // Without credentials the same call is refused by the API, and the binary says so.
-    let rejected = fixture.run(&args).await;
+    let rejected = world.run_on_service(&["status", "--json"]).await;
     assert_eq!(rejected.status.code(), Some(3), "{}", stderr_of(&rejected));
     assert!(stderr_of(&rejected).contains("credentials"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rollout_killed_outright_is_seen_by_status_refused_again_and_undone_by_rollback() {
-    let fixture = Fixture::start().await;
-    let _load = fixture.sim.start_load(PROJECT, REGION, SERVICE, 20.0);
-    let mut child = fixture.spawn_long_rollout(&[], false);
-    fixture.wait_for_first_step().await;
-    // SIGKILL: no chance to clean up, as when a runner dies.
-    child.kill().unwrap();
-    child.wait().unwrap();
-    let half_done = fixture.split();
+    let world = BinaryWorld::start("cli").await;
+    let _load = world.start_load(20.0);
+    kill_in_its_first_step(&world, &[]).await;
+    let half_done = world.split();
     assert_eq!(half_done.len(), 2, "traffic is left split: {half_done:?}");
 
-    let mut status_args = vec!["status", "--json"];
-    status_args.extend(fixture.service_args());
-    let status = json_of(&fixture.run(&status_args).await);
-    assert_eq!(status["rollout"]["stable"], fixture.stable.as_str());
+    let status = json_of(&world.run_on_service(&["status", "--json"]).await);
+    assert_eq!(status["rollout"]["stable"], world.stable.as_str());
     assert_eq!(status["rollout"]["percent"], 10);
 
-    let mut again = vec!["rollout", "--image", "registry/app:v1.2.0"];
-    again.extend(fixture.service_args());
-    let refused = fixture.run(&again).await;
+    let again = ["rollout", "--image", "registry/app:v1.2.0"];
+    let refused = world.run_on_service(&again).await;
     assert_eq!(refused.status.code(), Some(2));
     assert!(
         stderr_of(&refused).contains("shiftgate rollback"),
@@ -368,9 +245,7 @@ async fn a_rollout_killed_outright_is_seen_by_status_refused_again_and_undone_by
         stderr_of(&refused)
     );
 
-    let mut rollback_args = vec!["rollback", "--json"];
-    rollback_args.extend(fixture.service_args());
-    let rolled_back = fixture.run(&rollback_args).await;
+    let rolled_back = world.run_on_service(&["rollback", "--json"]).await;
     assert_eq!(
         rolled_back.status.code(),
         Some(0),
@@ -381,10 +256,10 @@ async fn a_rollout_killed_outright_is_seen_by_status_refused_again_and_undone_by
     assert_eq!(result["outcome"], "rolled_back");
     assert_eq!(
         result["final_traffic"],
-        serde_json::json!([{"revision": fixture.stable, "percent": 100}])
+        serde_json::json!([{"revision": world.stable, "percent": 100}])
     );
-    assert_eq!(fixture.split(), vec![(fixture.stable.clone(), 100)]);
-    let status = json_of(&fixture.run(&status_args).await);
+    assert_eq!(world.split(), world.stable_only());
+    let status = json_of(&world.run_on_service(&["status", "--json"]).await);
     assert!(
         status["rollout"].is_null(),
         "the record is cleared: {status}"
@@ -393,20 +268,20 @@ async fn a_rollout_killed_outright_is_seen_by_status_refused_again_and_undone_by
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_probes_every_environment_in_the_config_and_fails_on_any_unhealthy_one() {
-    let fixture = Fixture::start().await;
-    fixture
+    let world = BinaryWorld::start("cli").await;
+    world
         .sim
         .register_image("registry/app:broken", Behavior::unhealthy("0.9.0"));
-    fixture
+    world
         .sim
         .add_service(PROJECT, REGION, "loopcloser-staging", "registry/app:broken");
-    let dev_url = fixture.sim.service_url(PROJECT, REGION, SERVICE).unwrap();
-    let staging_url = fixture
+    let dev_url = world.sim.service_url(PROJECT, REGION, SERVICE).unwrap();
+    let staging_url = world
         .sim
         .service_url(PROJECT, REGION, "loopcloser-staging")
         .unwrap();
     std::fs::write(
-        fixture.workdir.join("shiftgate.toml"),
+        world.workdir.join("shiftgate.toml"),
         format!(
             "[environments.dev]\nproject = \"{PROJECT}\"\nregion = \"{REGION}\"\nservice = \"{SERVICE}\"\nurl = \"{dev_url}\"\n\n\
              [environments.staging]\nproject = \"{PROJECT}\"\nregion = \"{REGION}\"\nservice = \"loopcloser-staging\"\nurl = \"{staging_url}\"\n"
@@ -414,7 +289,7 @@ async fn health_probes_every_environment_in_the_config_and_fails_on_any_unhealth
     )
     .unwrap();
 
-    let all = fixture.run(&["health", "--json"]).await;
+    let all = world.run(&["health", "--json"]).await;
     assert_eq!(all.status.code(), Some(1), "{}", stderr_of(&all));
     let result = json_of(&all);
     assert_eq!(result["outcome"], "unhealthy");
@@ -437,11 +312,11 @@ async fn health_probes_every_environment_in_the_config_and_fails_on_any_unhealth
         ]
     );
 
-    let dev = fixture
+    let dev = world
         .run(&["health", "--env", "dev", "--expect-version", "^1.0"])
         .await;
     assert_eq!(dev.status.code(), Some(0), "{}", stderr_of(&dev));
-    let wrong_version = fixture
+    let wrong_version = world
         .run(&["health", "--env", "dev", "--expect-version", ">=2"])
         .await;
     assert_eq!(wrong_version.status.code(), Some(1));
@@ -450,45 +325,19 @@ async fn health_probes_every_environment_in_the_config_and_fails_on_any_unhealth
 
 // ---- The people and processes around a rollout, through the binary ----
 
-fn signal(child: &std::process::Child, signal: i32) {
-    unsafe {
-        libc::kill(child.id() as i32, signal);
-    }
-}
-
-async fn wait_output(child: std::process::Child) -> Output {
-    tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
-        .await
-        .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rollout_killed_outright_is_continued_by_rollout_resume_and_promoted() {
-    let fixture = Fixture::start().await;
-    let _load = fixture.sim.start_load(PROJECT, REGION, SERVICE, 40.0);
-    let mut args = vec!["rollout", "--image", "registry/app:v1.1.0"];
-    args.extend(fixture.service_args());
-    args.extend(["--steps", "10,100", "--bake", "10m", "--interval", "1s"]);
-    args.extend(["--metrics-delay", "0s", "--no-incident"]);
-    let mut child = fixture
-        .command(&args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    fixture.wait_for_first_step().await;
-    child.kill().unwrap();
-    child.wait().unwrap();
-    let candidate = fixture
+    let world = BinaryWorld::start("cli").await;
+    let _load = world.start_load(40.0);
+    kill_in_its_first_step(&world, &["--steps", "10,100", "--no-incident"]).await;
+    let candidate = world
         .split()
         .into_iter()
-        .find(|(revision, _)| revision != &fixture.stable)
+        .find(|(revision, _)| revision != &world.stable)
         .unwrap()
         .0;
 
-    let mut status_args = vec!["status"];
-    status_args.extend(fixture.service_args());
-    let status = fixture.run(&status_args).await;
+    let status = world.run_on_service(&["status"]).await;
     assert!(
         stderr_of(&status).contains("rollout --resume"),
         "status says how to resume: {}",
@@ -496,7 +345,6 @@ async fn a_rollout_killed_outright_is_continued_by_rollout_resume_and_promoted()
     );
 
     let mut resume = vec!["rollout", "--resume", "--json"];
-    resume.extend(fixture.service_args());
     resume.extend(["--steps", "10,100", "--bake", "3s", "--interval", "1s"]);
     resume.extend([
         "--metrics-delay",
@@ -505,27 +353,25 @@ async fn a_rollout_killed_outright_is_continued_by_rollout_resume_and_promoted()
         "5",
         "--no-incident",
     ]);
-    let resumed = fixture.run(&resume).await;
+    let resumed = world.run_on_service(&resume).await;
 
     assert_eq!(resumed.status.code(), Some(0), "{}", stderr_of(&resumed));
     let result = json_of(&resumed);
     assert_eq!(result["outcome"], "promoted");
     assert_eq!(result["candidate"], candidate.as_str());
-    assert_eq!(fixture.split(), vec![(candidate, 100)]);
+    assert_eq!(world.split(), vec![(candidate, 100)]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_person_rolling_back_during_a_bake_aborts_the_running_rollout() {
-    let fixture = Fixture::start().await;
-    let _load = fixture.sim.start_load(PROJECT, REGION, SERVICE, 20.0);
-    let child = fixture.spawn_long_rollout(&["--json"], true);
-    fixture.wait_for_first_step().await;
+    let world = BinaryWorld::start("cli").await;
+    let _load = world.start_load(20.0);
+    let child = spawn_long_rollout(&world, &["--json"], true);
+    world.wait_for_first_step().await;
 
-    let mut rollback_args = vec!["rollback"];
-    rollback_args.extend(fixture.service_args());
-    let person = fixture.run(&rollback_args).await;
+    let person = world.run_on_service(&["rollback"]).await;
     assert_eq!(person.status.code(), Some(0), "{}", stderr_of(&person));
-    let writes_after_person = fixture.sim.model().write_count();
+    let writes_after_person = world.sim.model().write_count();
     let output = wait_output(child).await;
 
     assert_eq!(output.status.code(), Some(1), "{}", stderr_of(&output));
@@ -535,17 +381,16 @@ async fn a_person_rolling_back_during_a_bake_aborts_the_running_rollout() {
         result["incident"].is_null(),
         "no incident blames the candidate: {result}"
     );
-    assert_eq!(fixture.sim.model().write_count(), writes_after_person);
-    assert_eq!(fixture.split(), vec![(fixture.stable.clone(), 100)]);
+    assert_eq!(world.sim.model().write_count(), writes_after_person);
+    assert_eq!(world.split(), world.stable_only());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_binaries_racing_on_one_service_leave_one_owner() {
-    let fixture = Fixture::start().await;
-    let _load = fixture.sim.start_load(PROJECT, REGION, SERVICE, 40.0);
+    let world = BinaryWorld::start("cli").await;
+    let _load = world.start_load(40.0);
     let spawn = |image: &str| {
         let mut args = vec!["rollout", "--image", image, "--json"];
-        args.extend(fixture.service_args());
         args.extend(["--steps", "50,100", "--bake", "2s", "--interval", "1s"]);
         args.extend([
             "--metrics-delay",
@@ -554,12 +399,7 @@ async fn two_binaries_racing_on_one_service_leave_one_owner() {
             "5",
             "--no-incident",
         ]);
-        fixture
-            .command(&args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap()
+        spawn_piped(world.service_command(&args))
     };
     let (a, b) = (spawn("registry/app:v1.1.0"), spawn("registry/app:v1.2.0"));
     let (a, b) = (wait_output(a).await, wait_output(b).await);
@@ -580,16 +420,16 @@ async fn two_binaries_racing_on_one_service_leave_one_owner() {
     assert!(loser_says.contains("pid"), "names the owner: {loser_says}");
     assert!(loser_says.contains("nothing was changed"), "{loser_says}");
     let promoted = json_of(&winner)["candidate"].as_str().unwrap().to_string();
-    assert_eq!(fixture.split(), vec![(promoted, 100)]);
+    assert_eq!(world.split(), vec![(promoted, 100)]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sighup_or_sigterm_during_a_rollout_restores_stable_like_sigint() {
     for (name, number) in [("SIGHUP", libc::SIGHUP), ("SIGTERM", libc::SIGTERM)] {
-        let fixture = Fixture::start().await;
-        let _load = fixture.sim.start_load(PROJECT, REGION, SERVICE, 20.0);
-        let child = fixture.spawn_long_rollout(&["--json"], true);
-        fixture.wait_for_first_step().await;
+        let world = BinaryWorld::start("cli").await;
+        let _load = world.start_load(20.0);
+        let child = spawn_long_rollout(&world, &["--json"], true);
+        world.wait_for_first_step().await;
         let signalled = std::time::Instant::now();
         signal(&child, number);
         let output = wait_output(child).await;
@@ -606,29 +446,19 @@ async fn sighup_or_sigterm_during_a_rollout_restores_stable_like_sigint() {
         );
         assert_eq!(json_of(&output)["outcome"], "interrupted");
         assert_eq!(json_of(&output)["final_traffic_confirmed"], true);
-        assert_eq!(
-            fixture.split(),
-            vec![(fixture.stable.clone(), 100)],
-            "{name}"
-        );
+        assert_eq!(world.split(), world.stable_only(), "{name}");
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigint_while_the_candidate_is_being_created_leaves_no_trace() {
-    let fixture = Fixture::start().await;
+    let world = BinaryWorld::start("cli").await;
     // Creating the revision takes a while: the signal lands while its operation is awaited.
-    fixture.sim.set_operation_delay(Duration::from_secs(2));
-    let mut args = vec!["rollout", "--image", "registry/app:v1.1.0", "--json"];
-    args.extend(fixture.service_args());
-    let child = fixture
-        .command(&args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    world.sim.set_operation_delay(Duration::from_secs(2));
+    let args = ["rollout", "--image", CANDIDATE_IMAGE, "--json"];
+    let child = spawn_piped(world.service_command(&args));
     let mut waited = Duration::ZERO;
-    while fixture.sim.model().write_count() == 0 {
+    while world.sim.model().write_count() == 0 {
         assert!(waited < Duration::from_secs(30), "no write was ever made");
         tokio::time::sleep(Duration::from_millis(20)).await;
         waited += Duration::from_millis(20);
@@ -646,9 +476,7 @@ async fn sigint_while_the_candidate_is_being_created_leaves_no_trace() {
         stderr_of(&output)
     );
     if output.status.code() == Some(130) {
-        let mut status_args = vec!["status", "--json"];
-        status_args.extend(fixture.service_args());
-        let status = json_of(&fixture.run(&status_args).await);
+        let status = json_of(&world.run_on_service(&["status", "--json"]).await);
         assert!(status["rollout"].is_null(), "the record is gone: {status}");
         assert!(
             status["tags"]
@@ -658,7 +486,7 @@ async fn sigint_while_the_candidate_is_being_created_leaves_no_trace() {
                 .all(|t| t["tag"] != "candidate"),
             "the candidate tag is gone: {status}"
         );
-        assert_eq!(fixture.split(), vec![(fixture.stable.clone(), 100)]);
+        assert_eq!(world.split(), world.stable_only());
     } else {
         assert_eq!(result["final_traffic_confirmed"], false, "{result}");
     }
@@ -681,27 +509,27 @@ async fn interrupt_timing_sample() {
             "during a bake",
             "while the platform hangs",
         ] {
-            let fixture = Fixture::start().await;
-            let _load = fixture.sim.start_load(PROJECT, REGION, SERVICE, 20.0);
+            let world = BinaryWorld::start("cli").await;
+            let _load = world.start_load(20.0);
             if moment == "during creation" {
-                fixture.sim.set_operation_delay(Duration::from_millis(1500));
+                world.sim.set_operation_delay(Duration::from_millis(1500));
             }
-            let child = fixture.spawn_long_rollout(&["--json", "--no-incident"], true);
+            let child = spawn_long_rollout(&world, &["--json", "--no-incident"], true);
             match moment {
                 "during creation" => {
-                    while fixture.sim.model().write_count() == 0 {
+                    while world.sim.model().write_count() == 0 {
                         tokio::time::sleep(Duration::from_millis(5)).await;
                     }
                     // Somewhere inside the creation's operation wait.
                     tokio::time::sleep(Duration::from_millis(100 * (run as u64 % 10))).await;
                 }
                 "during a bake" => {
-                    fixture.wait_for_first_step().await;
+                    world.wait_for_first_step().await;
                     tokio::time::sleep(Duration::from_millis(200 * (run as u64 % 10))).await;
                 }
                 _ => {
-                    fixture.wait_for_first_step().await;
-                    fixture.sim.model().hold_operations(true);
+                    world.wait_for_first_step().await;
+                    world.sim.model().hold_operations(true);
                 }
             }
             let signalled = std::time::Instant::now();
@@ -721,7 +549,7 @@ async fn interrupt_timing_sample() {
                 }
             } else {
                 assert_eq!(code, Some(130), "{moment}: {}", stderr_of(&output));
-                assert_eq!(fixture.split(), vec![(fixture.stable.clone(), 100)]);
+                assert_eq!(world.split(), world.stable_only());
             }
             by_moment.entry(moment).or_default().push(took);
         }
@@ -739,10 +567,10 @@ async fn interrupt_timing_sample() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_closed_output_pipe_does_not_stop_the_restore() {
-    let fixture = Fixture::start().await;
-    let _load = fixture.sim.start_load(PROJECT, REGION, SERVICE, 20.0);
-    let mut child = fixture.spawn_long_rollout(&["--json", "--no-incident"], true);
-    fixture.wait_for_first_step().await;
+    let world = BinaryWorld::start("cli").await;
+    let _load = world.start_load(20.0);
+    let mut child = spawn_long_rollout(&world, &["--json", "--no-incident"], true);
+    world.wait_for_first_step().await;
     // As `shiftgate … 2>&1 | head` does once head has its lines: both readers are gone.
     drop(child.stdout.take());
     drop(child.stderr.take());
@@ -753,31 +581,28 @@ async fn a_closed_output_pipe_does_not_stop_the_restore() {
         .unwrap();
 
     assert_eq!(status.code(), Some(130));
-    assert_eq!(fixture.split(), vec![(fixture.stable.clone(), 100)]);
+    assert_eq!(world.split(), world.stable_only());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_persistent_403_ends_a_rollback_at_once_with_exit_4() {
-    let fixture = Fixture::start().await;
-    let _load = fixture.sim.start_load(PROJECT, REGION, SERVICE, 20.0);
-    let mut child = fixture.spawn_long_rollout(&[], false);
-    fixture.wait_for_first_step().await;
-    child.kill().unwrap();
-    child.wait().unwrap();
-    let split_before = fixture.split();
+    let world = BinaryWorld::start("cli").await;
+    let _load = world.start_load(20.0);
+    kill_in_its_first_step(&world, &[]).await;
+    let split_before = world.split();
     for _ in 0..50 {
-        fixture.sim.inject(shiftgate_sim::Fault::status(
+        world.sim.inject(shiftgate_sim::Fault::status(
             "PATCH",
             "services/loopcloser-dev",
             403,
         ));
     }
-    let patches_before = fixture.sim.model().api_calls("PATCH");
+    let patches_before = world.sim.model().api_calls("PATCH");
 
-    let mut rollback_args = vec!["rollback", "--json", "--no-incident"];
-    rollback_args.extend(fixture.service_args());
     let started = std::time::Instant::now();
-    let output = fixture.run(&rollback_args).await;
+    let output = world
+        .run_on_service(&["rollback", "--json", "--no-incident"])
+        .await;
     eprintln!(
         "rollback refused with 403: exit after {:?}",
         started.elapsed()
@@ -787,13 +612,13 @@ async fn a_persistent_403_ends_a_rollback_at_once_with_exit_4() {
     let result = json_of(&output);
     assert_eq!(result["outcome"], "failed");
     assert_eq!(
-        fixture.sim.model().api_calls("PATCH") - patches_before,
+        world.sim.model().api_calls("PATCH") - patches_before,
         1,
         "a refusal is not retried"
     );
     assert!(stderr_of(&output).contains("403") || result["reason"].to_string().contains("403"));
     assert_eq!(
-        fixture.split(),
+        world.split(),
         split_before,
         "the split is reported, unchanged"
     );
@@ -801,23 +626,20 @@ async fn a_persistent_403_ends_a_rollback_at_once_with_exit_4() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rollback_against_an_unreachable_api_ends_within_its_timeout_with_exit_4() {
-    let fixture = Fixture::start().await;
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}", closed.local_addr().unwrap());
-    drop(closed);
-    let mut args = vec![
+    let world = BinaryWorld::start("cli").await;
+    let url = closed_port_url();
+    let mut command = world.service_command(&[
         "rollback",
         "--json",
         "--no-incident",
         "--to",
         "loopcloser-dev-00001-abc",
-    ];
-    args.extend(fixture.service_args());
-    args.extend(["--timeout", "3s"]);
-    let mut command = fixture.command(&args);
+        "--timeout",
+        "3s",
+    ]);
     command.env("SHIFTGATE_CLOUD_RUN_URL", &url);
     let started = std::time::Instant::now();
-    let output = fixture.run_with(command).await;
+    let output = binary::run(command).await;
     let took = started.elapsed();
     eprintln!("rollback --timeout 3s against a closed port: exit after {took:?}");
 
@@ -832,12 +654,12 @@ async fn rollback_against_an_unreachable_api_ends_within_its_timeout_with_exit_4
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_signal_during_the_restore_does_not_cut_it_short() {
-    let fixture = Fixture::start().await;
-    let _load = fixture.sim.start_load(PROJECT, REGION, SERVICE, 20.0);
+    let world = BinaryWorld::start("cli").await;
+    let _load = world.start_load(20.0);
     // Each change takes a moment to apply, so the restore is still running when SIGTERM follows.
-    fixture.sim.set_operation_delay(Duration::from_millis(800));
-    let child = fixture.spawn_long_rollout(&["--json", "--no-incident"], true);
-    fixture.wait_for_first_step().await;
+    world.sim.set_operation_delay(Duration::from_millis(800));
+    let child = spawn_long_rollout(&world, &["--json", "--no-incident"], true);
+    world.wait_for_first_step().await;
     signal(&child, libc::SIGINT);
     tokio::time::sleep(Duration::from_millis(300)).await;
     signal(&child, libc::SIGTERM);
@@ -845,5 +667,5 @@ async fn a_second_signal_during_the_restore_does_not_cut_it_short() {
 
     assert_eq!(output.status.code(), Some(130), "{}", stderr_of(&output));
     assert_eq!(json_of(&output)["final_traffic_confirmed"], true);
-    assert_eq!(fixture.split(), vec![(fixture.stable.clone(), 100)]);
+    assert_eq!(world.split(), world.stable_only());
 }

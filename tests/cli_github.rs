@@ -1,15 +1,16 @@
 //! Black-box tests of `shiftgate dispatch`, `shiftgate incident` and rollout's automatic incident,
 //! with `GITHUB_API_URL` pointing at the fake GitHub (and the Cloud Run simulator for rollout).
 
-use crate::support::binary;
-
-use binary::{json_of, run, stderr_of};
-
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use shiftgate::clock::Clock;
-use shiftgate_sim::{Behavior, GitHubSim, JobSpec, Sim, WorkflowSpec};
+use shiftgate_sim::{GitHubSim, JobSpec, LoadHandle, Sim, WorkflowSpec};
+
+use crate::support::binary::{json_of, run, stderr_of};
+use crate::support::world::{
+    BAD_CANDIDATE_ROLLOUT, BinaryWorld, expect_refused_naming, shiftgate, with_github,
+};
 
 const MS: Duration = Duration::from_millis(1);
 
@@ -31,66 +32,28 @@ async fn github() -> GitHubSim {
     sim
 }
 
+/// The binary talking to `github` (and to no Cloud Run).
 fn command(github: &GitHubSim, args: &[&str]) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_shiftgate"));
-    command
-        .args(args)
-        .env_clear()
-        .env("GITHUB_API_URL", github.api_url())
-        .env("GITHUB_TOKEN", "test-token")
-        .current_dir(std::env::temp_dir())
-        .stdin(Stdio::null());
+    let mut command = shiftgate(&std::env::temp_dir(), args);
+    with_github(&mut command, github);
     command
 }
-
-/// The rollout arguments every bad-candidate scenario here shares (a short two-step policy).
-const BAD_CANDIDATE_ROLLOUT: &[&str] = &[
-    "rollout",
-    "--json",
-    "--project",
-    "loopcloser",
-    "--region",
-    "us-central1",
-    "--service",
-    "loopcloser-dev",
-    "--image",
-    "registry/app:v1.1.0",
-    "--steps",
-    "50,100",
-    "--bake",
-    "2s",
-    "--interval",
-    "250ms",
-    "--min-requests",
-    "10",
-    "--metrics-delay",
-    "0s",
-];
 
 /// A simulated loopcloser-dev with traffic flowing, whose v1.1.0 answers 40% 5xx; returns the
-/// simulator, the stable revision and the load (kept alive by the caller).
-async fn bad_candidate_service() -> (Sim, String, shiftgate_sim::LoadHandle) {
-    let sim = Sim::start(Clock::new()).await.unwrap();
-    sim.set_operation_delay(Duration::from_millis(50));
-    let stable = sim.add_service(
-        "loopcloser",
-        "us-central1",
-        "loopcloser-dev",
-        "registry/app:v1.0.0",
-    );
-    sim.register_image("registry/app:v1.1.0", Behavior::erroring("1.1.0", 0.4));
-    let load = sim.start_load("loopcloser", "us-central1", "loopcloser-dev", 40.0);
-    (sim, stable, load)
+/// world and the load (kept alive by the caller).
+async fn bad_candidate_service() -> (BinaryWorld, LoadHandle) {
+    let world = BinaryWorld::start("github").await;
+    world.candidate_fails(0.4);
+    let load = world.start_load(40.0);
+    (world, load)
 }
 
-/// The binary on the bad-candidate rollout against `sim`, with `extra` arguments.
-fn bad_candidate_rollout(github: &GitHubSim, sim: &Sim, extra: &[&str]) -> Command {
+/// The binary on the bad-candidate rollout against the world's service, with `extra` arguments.
+fn bad_candidate_rollout(github: &GitHubSim, world: &BinaryWorld, extra: &[&str]) -> Command {
     let mut args = BAD_CANDIDATE_ROLLOUT.to_vec();
     args.extend(extra);
-    let mut command = command(github, &args);
-    command
-        .env("SHIFTGATE_CLOUD_RUN_URL", sim.cloud_run_url())
-        .env("SHIFTGATE_MONITORING_URL", sim.monitoring_url());
+    let mut command = world.service_command(&args);
+    with_github(&mut command, github);
     command
 }
 
@@ -253,17 +216,7 @@ async fn given_bad_input_when_dispatch_or_incident_runs_then_exit_2_naming_the_f
     ];
     for (args, flag) in cases {
         let output = run(command(&github, &args)).await;
-        assert_eq!(
-            output.status.code(),
-            Some(2),
-            "{args:?}: {}",
-            stderr_of(&output)
-        );
-        assert!(
-            stderr_of(&output).contains(flag),
-            "{args:?}: {}",
-            stderr_of(&output)
-        );
+        expect_refused_naming(&output, flag, &args);
     }
     let mut no_token = command(&github, &["incident", "--repo", "a/b", "--title", "t"]);
     no_token.env_remove("GITHUB_TOKEN");
@@ -281,9 +234,9 @@ async fn given_bad_input_when_dispatch_or_incident_runs_then_exit_2_naming_the_f
 async fn given_a_bad_candidate_when_rollout_rolls_back_then_it_files_a_sev2_incident_with_its_timeline()
  {
     let github = github().await;
-    let (sim, stable, _load) = bad_candidate_service().await;
+    let (world, _load) = bad_candidate_service().await;
     let rollout =
-        |github: &GitHubSim| bad_candidate_rollout(github, &sim, &["--repo", "loopcloser/app"]);
+        |github: &GitHubSim| bad_candidate_rollout(github, &world, &["--repo", "loopcloser/app"]);
 
     let first = run(rollout(&github)).await;
     let second = run(rollout(&github)).await;
@@ -312,7 +265,7 @@ async fn given_a_bad_candidate_when_rollout_rolls_back_then_it_files_a_sev2_inci
         body.contains("```mermaid\nxychart-beta"),
         "the step summary's chart: {body}"
     );
-    assert!(body.contains(&stable), "{body}");
+    assert!(body.contains(&world.stable), "{body}");
     assert!(body.contains("rolling back to stable"), "{body}");
     assert_eq!(issues[0].labels, vec!["incident", "sev-2"]);
     assert_eq!(issues[0].comments.len(), 1);
@@ -321,8 +274,8 @@ async fn given_a_bad_candidate_when_rollout_rolls_back_then_it_files_a_sev2_inci
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn given_no_repository_when_rollout_rolls_back_then_it_says_once_why_no_incident_was_filed() {
     let github = github().await;
-    let (sim, _, _load) = bad_candidate_service().await;
-    let command = bad_candidate_rollout(&github, &sim, &[]);
+    let (world, _load) = bad_candidate_service().await;
+    let command = bad_candidate_rollout(&github, &world, &[]);
 
     let output = run(command).await;
 
@@ -438,8 +391,8 @@ async fn given_a_rollback_when_filing_its_incident_fails_then_at_most_one_issue_
             status,
             after_effect,
         });
-        let (sim, _, _load) = bad_candidate_service().await;
-        let command = bad_candidate_rollout(&github, &sim, &["--repo", "loopcloser/app"]);
+        let (world, _load) = bad_candidate_service().await;
+        let command = bad_candidate_rollout(&github, &world, &["--repo", "loopcloser/app"]);
 
         let output = run(command).await;
 

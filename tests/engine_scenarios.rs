@@ -12,7 +12,7 @@ use shiftgate::rollout::ports::{Platform, RevisionInfo, ServiceState};
 use shiftgate::rollout::{
     CandidateSource, Engine, Interrupt, Outcome, Ports, Report, RolloutError, RolloutRequest,
 };
-use shiftgate_sim::{Behavior, SimModel};
+use shiftgate_sim::{Behavior, LoadHandle, SimModel};
 
 const PROJECT: &str = "loopcloser";
 const REGION: &str = "us-central1";
@@ -25,6 +25,8 @@ struct World {
     model: SimModel,
     stable: String,
     clock: Clock,
+    /// Requests sent to the service for as long as the world lives, when it is under load.
+    _load: Option<LoadHandle>,
 }
 
 impl World {
@@ -37,7 +39,62 @@ impl World {
             model,
             stable,
             clock,
+            _load: None,
         }
+    }
+
+    /// The service with 10 requests a second sent to it, enough for every step to be judged.
+    fn under_load() -> Self {
+        let world = Self::new();
+        let load = start_inproc_load(&world.model, PROJECT, REGION, SERVICE, 10.0);
+        Self {
+            _load: Some(load),
+            ..world
+        }
+    }
+
+    /// From now on the candidate image behaves so.
+    fn candidate_behaves(&self, behavior: Behavior) {
+        self.model.register_image(CANDIDATE_IMAGE, behavior);
+    }
+
+    /// Rolls the candidate image out under the 30-minute policy; the rollout must start.
+    async fn roll_out_candidate(&self) -> Report {
+        self.roll_out(image_request(CANDIDATE_IMAGE)).await.unwrap()
+    }
+
+    /// A rollout that must be refused before it starts; why.
+    async fn roll_out_refused(&self, request: RolloutRequest) -> RolloutError {
+        self.roll_out(request).await.unwrap_err()
+    }
+
+    /// The same rollout, with `other` running alongside it until both are done.
+    async fn roll_out_candidate_alongside<T>(
+        &self,
+        other: impl std::future::Future<Output = T>,
+    ) -> (Report, T) {
+        let (report, other) = tokio::join!(self.roll_out(image_request(CANDIDATE_IMAGE)), other);
+        (report.unwrap(), other)
+    }
+
+    /// The same rollout, until it ends or `interrupt` fires.
+    async fn roll_out_candidate_with(&self, interrupt: Interrupt) -> Report {
+        self.roll_out_with(image_request(CANDIDATE_IMAGE), interrupt)
+            .await
+            .unwrap()
+    }
+
+    /// The rollout was rolled back (exit 1) without the candidate ever carrying traffic.
+    #[track_caller]
+    fn expect_rolled_back_before_any_traffic(&self, report: &Report) {
+        assert_eq!(report.outcome, Outcome::RolledBack, "{:?}", report.reason);
+        assert_eq!(report.exit_code(), 1);
+        assert_eq!(self.splits(), vec![self.stable_only()]);
+    }
+
+    /// The split with all traffic on the stable revision.
+    fn stable_only(&self) -> Vec<(String, u8)> {
+        split(&[(&self.stable, 100)])
     }
 
     fn ports(&self) -> (SimPlatform, SimMetrics, SimHealth) {
@@ -83,6 +140,19 @@ impl World {
         self.model.current_split(PROJECT, REGION, SERVICE)
     }
 
+    /// Resolves once some revision carries exactly `percent`% of the traffic.
+    fn when_a_revision_has(
+        &self,
+        percent: u8,
+    ) -> impl std::future::Future<Output = ()> + Send + 'static {
+        self.when_split(move |split| split.iter().any(|(_, share)| *share == percent))
+    }
+
+    /// Resolves once traffic is split between two revisions (the first step is live).
+    fn when_traffic_is_split(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        self.when_split(|split| split.len() == 2)
+    }
+
     /// Resolves, in virtual time, once the service's split satisfies `reached`.
     fn when_split(
         &self,
@@ -101,6 +171,18 @@ fn split(entries: &[(&str, u8)]) -> Vec<(String, u8)> {
     entries.iter().map(|(r, p)| (r.to_string(), *p)).collect()
 }
 
+/// The splits of a promotion from `stable` to `candidate` through the default steps.
+fn every_default_step(stable: &str, candidate: &str) -> Vec<Vec<(String, u8)>> {
+    let (s, c) = (stable, candidate);
+    vec![
+        split(&[(s, 100)]),
+        split(&[(s, 90), (c, 10)]),
+        split(&[(s, 75), (c, 25)]),
+        split(&[(s, 50), (c, 50)]),
+        split(&[(c, 100)]),
+    ]
+}
+
 /// The 30-minute policy: 4 steps × 5 min bake, checks every 30 s.
 fn thirty_minute_policy() -> Policy {
     Policy {
@@ -115,24 +197,25 @@ fn thirty_minute_policy() -> Policy {
     }
 }
 
-fn image_request(image: &str) -> RolloutRequest {
+/// A rollout of `candidate` under the 30-minute policy, not a dry run.
+fn request_for(candidate: CandidateSource) -> RolloutRequest {
     RolloutRequest {
         policy: thirty_minute_policy(),
-        candidate: CandidateSource::Image(image.to_string()),
+        candidate,
         dry_run: false,
     }
 }
 
+fn image_request(image: &str) -> RolloutRequest {
+    request_for(CandidateSource::Image(image.to_string()))
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_good_candidate_is_promoted_through_every_step() {
-    let world = World::new();
-    let _load = start_inproc_load(&world.model, PROJECT, REGION, SERVICE, 10.0);
+    let world = World::under_load();
     let wall = std::time::Instant::now();
 
-    let report = world
-        .roll_out(image_request(CANDIDATE_IMAGE))
-        .await
-        .unwrap();
+    let report = world.roll_out_candidate().await;
 
     eprintln!(
         "30-minute policy took {:?} of wall time ({}s virtual)",
@@ -143,16 +226,7 @@ async fn a_good_candidate_is_promoted_through_every_step() {
     let (s, c) = (world.stable.as_str(), candidate.as_str());
     assert_eq!(report.outcome, Outcome::Promoted, "{:?}", report.reason);
     assert_eq!(report.exit_code(), 0);
-    assert_eq!(
-        world.splits(),
-        vec![
-            split(&[(s, 100)]),
-            split(&[(s, 90), (c, 10)]),
-            split(&[(s, 75), (c, 25)]),
-            split(&[(s, 50), (c, 50)]),
-            split(&[(c, 100)]),
-        ]
-    );
+    assert_eq!(world.splits(), every_default_step(s, c));
     assert_eq!(report.steps.len(), 4);
     assert!(report.steps.iter().all(|step| step.verdict == "pass"));
     assert!(
@@ -170,8 +244,7 @@ async fn a_good_candidate_is_promoted_through_every_step() {
 
 #[tokio::test(start_paused = true)]
 async fn a_candidate_made_from_an_image_starts_with_no_traffic_and_its_own_tag() {
-    let world = World::new();
-    let _load = start_inproc_load(&world.model, PROJECT, REGION, SERVICE, 10.0);
+    let world = World::under_load();
     let (platform, _, _) = world.ports();
     let watcher = {
         let model = world.model.clone();
@@ -185,12 +258,9 @@ async fn a_candidate_made_from_an_image_starts_with_no_traffic_and_its_own_tag()
             }
         })
     };
-    let report = world
-        .roll_out(image_request(CANDIDATE_IMAGE))
-        .await
-        .unwrap();
+    let report = world.roll_out_candidate().await;
     let split_when_created = watcher.await.unwrap();
-    assert_eq!(split_when_created, split(&[(&world.stable, 100)]));
+    assert_eq!(split_when_created, world.stable_only());
     assert!(report.candidate.starts_with("loopcloser-prod-sg-"));
     let created = report
         .timeline
@@ -221,22 +291,18 @@ async fn a_candidate_made_from_an_image_starts_with_no_traffic_and_its_own_tag()
 
 #[tokio::test(start_paused = true)]
 async fn a_5xx_burst_rolls_back_from_the_step_where_it_shows() {
-    let world = World::new();
-    let _load = start_inproc_load(&world.model, PROJECT, REGION, SERVICE, 10.0);
+    let world = World::under_load();
     // The candidate turns bad once it carries 25% of traffic.
     let saboteur = {
         let model = world.model.clone();
-        let at_25 = world.when_split(|split| split.iter().any(|(_, percent)| *percent == 25));
+        let at_25 = world.when_a_revision_has(25);
         tokio::spawn(async move {
             at_25.await;
             model.register_image(CANDIDATE_IMAGE, Behavior::erroring("1.4.0", 0.3));
         })
     };
 
-    let report = world
-        .roll_out(image_request(CANDIDATE_IMAGE))
-        .await
-        .unwrap();
+    let report = world.roll_out_candidate().await;
     saboteur.await.unwrap();
 
     let candidate = report.candidate.clone();
@@ -267,20 +333,12 @@ async fn a_5xx_burst_rolls_back_from_the_step_where_it_shows() {
 
 #[tokio::test(start_paused = true)]
 async fn an_unhealthy_candidate_never_gets_traffic() {
-    let world = World::new();
-    let _load = start_inproc_load(&world.model, PROJECT, REGION, SERVICE, 10.0);
-    world
-        .model
-        .register_image(CANDIDATE_IMAGE, Behavior::unhealthy("1.4.0"));
+    let world = World::under_load();
+    world.candidate_behaves(Behavior::unhealthy("1.4.0"));
 
-    let report = world
-        .roll_out(image_request(CANDIDATE_IMAGE))
-        .await
-        .unwrap();
+    let report = world.roll_out_candidate().await;
 
-    assert_eq!(report.outcome, Outcome::RolledBack, "{:?}", report.reason);
-    assert_eq!(report.exit_code(), 1);
-    assert_eq!(world.splits(), vec![split(&[(&world.stable, 100)])]);
+    world.expect_rolled_back_before_any_traffic(&report);
     assert!(
         report
             .reason
@@ -291,8 +349,7 @@ async fn an_unhealthy_candidate_never_gets_traffic() {
 
 #[tokio::test(start_paused = true)]
 async fn a_candidate_that_turns_unhealthy_in_the_first_step_never_exceeds_it() {
-    let world = World::new();
-    let _load = start_inproc_load(&world.model, PROJECT, REGION, SERVICE, 10.0);
+    let world = World::under_load();
     let saboteur = {
         let model = world.model.clone();
         tokio::spawn(async move {
@@ -301,10 +358,7 @@ async fn a_candidate_that_turns_unhealthy_in_the_first_step_never_exceeds_it() {
         })
     };
 
-    let report = world
-        .roll_out(image_request(CANDIDATE_IMAGE))
-        .await
-        .unwrap();
+    let report = world.roll_out_candidate().await;
     saboteur.await.unwrap();
 
     let most = world
@@ -320,7 +374,7 @@ async fn a_candidate_that_turns_unhealthy_in_the_first_step_never_exceeds_it() {
     assert_eq!(most, 10);
     assert_eq!(report.outcome, Outcome::RolledBack);
     assert!(report.reason.unwrap().contains("health check failed"));
-    assert_eq!(world.current(), split(&[(&world.stable, 100)]));
+    assert_eq!(world.current(), world.stable_only());
 }
 
 #[tokio::test(start_paused = true)]
@@ -329,10 +383,7 @@ async fn zero_traffic_is_never_promoted() {
     // No load at all: nothing shows the candidate worse, so the steps pass at their bakes, but the
     // whole rollout never reaches --min-requests: the last step waits one more bake, then fails.
 
-    let report = world
-        .roll_out(image_request(CANDIDATE_IMAGE))
-        .await
-        .unwrap();
+    let report = world.roll_out_candidate().await;
 
     assert_eq!(report.outcome, Outcome::RolledBack);
     assert_eq!(report.exit_code(), 1);
@@ -377,9 +428,9 @@ async fn zero_traffic_under_the_threshold_rule_fails_the_first_step() {
     assert_eq!(
         world.splits(),
         vec![
-            split(&[(&world.stable, 100)]),
+            world.stable_only(),
             split(&[(&world.stable, 90), (&candidate, 10)]),
-            split(&[(&world.stable, 100)]),
+            world.stable_only(),
         ]
     );
     let step = &report.steps[0];
@@ -396,11 +447,10 @@ async fn zero_traffic_under_the_threshold_rule_fails_the_first_step() {
 
 #[tokio::test(start_paused = true)]
 async fn a_service_split_between_revisions_is_refused_without_a_write() {
-    let world = World::new();
-    let _load = start_inproc_load(&world.model, PROJECT, REGION, SERVICE, 10.0);
+    let world = World::under_load();
     // A first rollout is interrupted in its first step and restores stable…
     let (trigger, interrupt) = Interrupt::channel();
-    let half = tokio::spawn(world.when_split(|split| split.len() == 2));
+    let half = tokio::spawn(world.when_traffic_is_split());
     let mut request = image_request(CANDIDATE_IMAGE);
     request.policy.steps = "50,100".parse().unwrap();
     let run = world.roll_out_with(request, interrupt);
@@ -409,7 +459,7 @@ async fn a_service_split_between_revisions_is_refused_without_a_write() {
         trigger.trigger();
     });
     assert_eq!(report.unwrap().outcome, Outcome::Interrupted);
-    assert_eq!(world.current(), split(&[(&world.stable, 100)]));
+    assert_eq!(world.current(), world.stable_only());
 
     // …then a person splits traffic by hand, and a rollout of a split service is refused.
     let writes = world.model.write_count();
@@ -433,9 +483,8 @@ async fn a_service_split_between_revisions_is_refused_without_a_write() {
         .unwrap();
     let writes = writes + 1;
     let refused = world
-        .roll_out(image_request("registry/loopcloser-app:v1.5.0"))
-        .await
-        .unwrap_err();
+        .roll_out_refused(image_request("registry/loopcloser-app:v1.5.0"))
+        .await;
     assert_eq!(refused.exit_code(), 2);
     assert!(refused.to_string().contains("rollback --to"), "{refused}");
     assert_eq!(world.model.write_count(), writes, "nothing was written");
@@ -443,11 +492,10 @@ async fn a_service_split_between_revisions_is_refused_without_a_write() {
 
 #[tokio::test(start_paused = true)]
 async fn an_interrupt_mid_step_restores_stable_at_once() {
-    let world = World::new();
-    let _load = start_inproc_load(&world.model, PROJECT, REGION, SERVICE, 10.0);
+    let world = World::under_load();
     let (trigger, interrupt) = Interrupt::channel();
     let signaller = {
-        let at_25 = world.when_split(|split| split.iter().any(|(_, percent)| *percent == 25));
+        let at_25 = world.when_a_revision_has(25);
         tokio::spawn(async move {
             at_25.await;
             tokio::time::sleep(Duration::from_secs(90)).await;
@@ -456,15 +504,12 @@ async fn an_interrupt_mid_step_restores_stable_at_once() {
         })
     };
 
-    let report = world
-        .roll_out_with(image_request(CANDIDATE_IMAGE), interrupt)
-        .await
-        .unwrap();
+    let report = world.roll_out_candidate_with(interrupt).await;
     let signalled_at = signaller.await.unwrap();
 
     assert_eq!(report.outcome, Outcome::Interrupted);
     assert_eq!(report.exit_code(), 130);
-    assert_eq!(world.current(), split(&[(&world.stable, 100)]));
+    assert_eq!(world.current(), world.stable_only());
     assert!(
         signalled_at.elapsed() < Duration::from_secs(6),
         "stable was restored within the interrupt budget, took {:?}",
@@ -501,28 +546,18 @@ async fn an_existing_revision_can_be_the_candidate_and_a_dry_run_changes_nothing
     assert_eq!(platform.read_service().await.unwrap().etag, before.etag);
 
     let refused = world
-        .roll_out(RolloutRequest {
-            candidate: CandidateSource::Revision(world.stable.clone()),
-            ..image_request(CANDIDATE_IMAGE)
-        })
-        .await
-        .unwrap_err();
+        .roll_out_refused(request_for(CandidateSource::Revision(world.stable.clone())))
+        .await;
     assert_eq!(refused.exit_code(), 2);
     let missing = world
-        .roll_out(RolloutRequest {
-            candidate: CandidateSource::Revision("loopcloser-prod-nope".into()),
-            ..image_request(CANDIDATE_IMAGE)
-        })
-        .await
-        .unwrap_err();
+        .roll_out_refused(request_for(CandidateSource::Revision(
+            "loopcloser-prod-nope".into(),
+        )))
+        .await;
     assert!(missing.to_string().contains("does not exist"), "{missing}");
     let nothing_new = world
-        .roll_out(RolloutRequest {
-            candidate: CandidateSource::LatestCreated,
-            ..image_request(CANDIDATE_IMAGE)
-        })
-        .await
-        .unwrap_err();
+        .roll_out_refused(request_for(CandidateSource::LatestCreated))
+        .await;
     assert!(
         nothing_new.to_string().contains("nothing to roll out"),
         "{nothing_new}"
@@ -532,27 +567,18 @@ async fn an_existing_revision_can_be_the_candidate_and_a_dry_run_changes_nothing
 
 #[tokio::test(start_paused = true)]
 async fn a_candidate_that_fails_to_start_leaves_stable_serving() {
-    let world = World::new();
-    let _load = start_inproc_load(&world.model, PROJECT, REGION, SERVICE, 10.0);
-    world
-        .model
-        .register_image(CANDIDATE_IMAGE, Behavior::failing_to_start("1.4.0"));
+    let world = World::under_load();
+    world.candidate_behaves(Behavior::failing_to_start("1.4.0"));
 
-    let report = world
-        .roll_out(image_request(CANDIDATE_IMAGE))
-        .await
-        .unwrap();
+    let report = world.roll_out_candidate().await;
 
-    assert_eq!(report.outcome, Outcome::RolledBack, "{:?}", report.reason);
-    assert_eq!(report.exit_code(), 1);
-    assert_eq!(world.splits(), vec![split(&[(&world.stable, 100)])]);
+    world.expect_rolled_back_before_any_traffic(&report);
     assert!(report.reason.unwrap().contains("did not become ready"));
 }
 
 #[tokio::test(start_paused = true)]
 async fn metrics_arriving_late_are_waited_for_not_judged_early() {
-    let world = World::new();
-    let _load = start_inproc_load(&world.model, PROJECT, REGION, SERVICE, 10.0);
+    let world = World::under_load();
     world.model.set_ingestion_lag(Duration::from_secs(120));
     let mut request = image_request(CANDIDATE_IMAGE);
     request.policy.metrics_delay = Duration::from_secs(180);
@@ -575,8 +601,7 @@ async fn metrics_arriving_late_are_waited_for_not_judged_early() {
 
 #[tokio::test(start_paused = true)]
 async fn an_existing_revision_with_no_traffic_is_rolled_out_by_name_or_as_the_latest() {
-    let world = World::new();
-    let _load = start_inproc_load(&world.model, PROJECT, REGION, SERVICE, 10.0);
+    let world = World::under_load();
     let (platform, _, _) = world.ports();
     use shiftgate::rollout::ports::{NewRevision, Platform, TrafficTarget};
     // Deployed with --no-traffic, as the runbook's blue-green step does.
@@ -605,7 +630,7 @@ async fn an_existing_revision_with_no_traffic_is_rolled_out_by_name_or_as_the_la
     assert_eq!(
         world.splits(),
         vec![
-            split(&[(&world.stable, 100)]),
+            world.stable_only(),
             split(&[(&world.stable, 50), (&report.candidate, 50)]),
             split(&[(&report.candidate, 100)]),
         ]
@@ -619,15 +644,12 @@ async fn an_existing_revision_with_no_traffic_is_rolled_out_by_name_or_as_the_la
 
 #[tokio::test(start_paused = true)]
 async fn when_the_rollback_itself_cannot_complete_the_rollout_says_a_person_is_needed() {
-    let world = World::new();
-    let _load = start_inproc_load(&world.model, PROJECT, REGION, SERVICE, 10.0);
-    world
-        .model
-        .register_image(CANDIDATE_IMAGE, Behavior::erroring("1.4.0", 0.5));
+    let world = World::under_load();
+    world.candidate_behaves(Behavior::erroring("1.4.0", 0.5));
     // Once the first step is live, the platform stops finishing operations.
     let freezer = {
         let model = world.model.clone();
-        let first_step = world.when_split(|split| split.len() == 2);
+        let first_step = world.when_traffic_is_split();
         tokio::spawn(async move {
             first_step.await;
             model.hold_operations(true);
@@ -655,16 +677,10 @@ async fn when_the_rollback_itself_cannot_complete_the_rollout_says_a_person_is_n
 
 #[tokio::test(start_paused = true)]
 async fn after_a_rollback_the_stable_revision_is_health_checked() {
-    let world = World::new();
-    let _load = start_inproc_load(&world.model, PROJECT, REGION, SERVICE, 10.0);
-    world
-        .model
-        .register_image(CANDIDATE_IMAGE, Behavior::erroring("1.4.0", 0.5));
+    let world = World::under_load();
+    world.candidate_behaves(Behavior::erroring("1.4.0", 0.5));
 
-    let report = world
-        .roll_out(image_request(CANDIDATE_IMAGE))
-        .await
-        .unwrap();
+    let report = world.roll_out_candidate().await;
 
     assert_eq!(report.outcome, Outcome::RolledBack);
     assert_eq!(
@@ -677,11 +693,10 @@ async fn after_a_rollback_the_stable_revision_is_health_checked() {
 
 #[tokio::test(start_paused = true)]
 async fn a_person_rolling_back_during_a_bake_stops_the_rollout_without_another_write() {
-    let world = World::new();
-    let _load = start_inproc_load(&world.model, PROJECT, REGION, SERVICE, 10.0);
+    let world = World::under_load();
     let person = {
         let platform = world.ports().0;
-        let at_10 = world.when_split(|split| split.iter().any(|(_, percent)| *percent == 10));
+        let at_10 = world.when_a_revision_has(10);
         let model = world.model.clone();
         async move {
             at_10.await;
@@ -695,9 +710,7 @@ async fn a_person_rolling_back_during_a_bake_stops_the_rollout_without_another_w
         }
     };
 
-    let (report, writes_after_person) =
-        tokio::join!(world.roll_out(image_request(CANDIDATE_IMAGE)), person);
-    let report = report.unwrap();
+    let (report, writes_after_person) = world.roll_out_candidate_alongside(person).await;
 
     assert_eq!(report.outcome, Outcome::Aborted, "{:?}", report.reason);
     assert_eq!(report.exit_code(), 1);
@@ -715,7 +728,7 @@ async fn a_person_rolling_back_during_a_bake_stops_the_rollout_without_another_w
         writes_after_person,
         "the rollout wrote nothing after the person's rollback"
     );
-    assert_eq!(world.current(), split(&[(&world.stable, 100)]));
+    assert_eq!(world.current(), world.stable_only());
     let c = report.candidate.as_str();
     assert!(
         world
@@ -730,8 +743,7 @@ async fn a_person_rolling_back_during_a_bake_stops_the_rollout_without_another_w
 
 #[tokio::test(start_paused = true)]
 async fn two_rollouts_started_together_one_owns_the_service_and_the_other_changes_nothing() {
-    let world = World::new();
-    let _load = start_inproc_load(&world.model, PROJECT, REGION, SERVICE, 10.0);
+    let world = World::under_load();
     let other_image = "registry/loopcloser-app:v1.5.0";
     world
         .model
@@ -779,8 +791,7 @@ async fn two_rollouts_started_together_one_owns_the_service_and_the_other_change
 
 #[tokio::test(start_paused = true)]
 async fn a_rollout_whose_process_died_is_resumed_from_its_recorded_step() {
-    let world = World::new();
-    let _load = start_inproc_load(&world.model, PROJECT, REGION, SERVICE, 10.0);
+    let world = World::under_load();
     // The runner is lost during the second step's bake: no restore runs, the record stays.
     let killed = tokio::time::timeout(
         Duration::from_secs(7 * 60),
@@ -792,17 +803,13 @@ async fn a_rollout_whose_process_died_is_resumed_from_its_recorded_step() {
     let dead = platform.read_service().await.unwrap().rollout.unwrap();
     assert_eq!(dead.percent, 25);
     let another = world
-        .roll_out(image_request("registry/loopcloser-app:v9.9.9"))
-        .await
-        .unwrap_err();
+        .roll_out_refused(image_request("registry/loopcloser-app:v9.9.9"))
+        .await;
     assert_eq!(another.exit_code(), 2);
     assert!(another.to_string().contains("--resume"), "{another}");
 
     let resumed = world
-        .roll_out(RolloutRequest {
-            candidate: CandidateSource::Resume,
-            ..image_request(CANDIDATE_IMAGE)
-        })
+        .roll_out(request_for(CandidateSource::Resume))
         .await
         .unwrap();
 
@@ -816,13 +823,7 @@ async fn a_rollout_whose_process_died_is_resumed_from_its_recorded_step() {
     let s = world.stable.as_str();
     assert_eq!(
         world.splits(),
-        vec![
-            split(&[(s, 100)]),
-            split(&[(s, 90), (c, 10)]),
-            split(&[(s, 75), (c, 25)]),
-            split(&[(s, 50), (c, 50)]),
-            split(&[(c, 100)]),
-        ],
+        every_default_step(s, c),
         "the resumed run went on from 25%, never back"
     );
     assert_eq!(resumed.steps.first().map(|s| s.percent), Some(25));
@@ -835,12 +836,8 @@ async fn resume_without_a_recorded_rollout_is_refused_and_changes_nothing() {
     let writes = world.model.write_count();
 
     let refused = world
-        .roll_out(RolloutRequest {
-            candidate: CandidateSource::Resume,
-            ..image_request(CANDIDATE_IMAGE)
-        })
-        .await
-        .unwrap_err();
+        .roll_out_refused(request_for(CandidateSource::Resume))
+        .await;
 
     assert_eq!(refused.exit_code(), 2);
     assert!(
@@ -852,14 +849,13 @@ async fn resume_without_a_recorded_rollout_is_refused_and_changes_nothing() {
 
 #[tokio::test(start_paused = true)]
 async fn an_interrupt_while_the_platform_hangs_ends_in_time_with_the_last_split_read() {
-    let world = World::new();
-    let _load = start_inproc_load(&world.model, PROJECT, REGION, SERVICE, 10.0);
+    let world = World::under_load();
     let (trigger, interrupt) = Interrupt::channel();
     // Once the first step is live the platform stops finishing operations; then SIGINT arrives
     // while the next write hangs.
     let signaller = {
         let model = world.model.clone();
-        let first_step = world.when_split(|split| split.len() == 2);
+        let first_step = world.when_traffic_is_split();
         tokio::spawn(async move {
             first_step.await;
             model.hold_operations(true);
@@ -869,10 +865,7 @@ async fn an_interrupt_while_the_platform_hangs_ends_in_time_with_the_last_split_
         })
     };
 
-    let report = world
-        .roll_out_with(image_request(CANDIDATE_IMAGE), interrupt)
-        .await
-        .unwrap();
+    let report = world.roll_out_candidate_with(interrupt).await;
     let signalled_at = signaller.await.unwrap();
 
     let took = signalled_at.elapsed();
@@ -895,11 +888,8 @@ async fn an_interrupt_while_the_platform_hangs_ends_in_time_with_the_last_split_
 
 #[tokio::test(start_paused = true)]
 async fn stable_is_judged_on_the_basic_health_rule_after_a_rollback() {
-    let world = World::new();
-    let _load = start_inproc_load(&world.model, PROJECT, REGION, SERVICE, 10.0);
-    world
-        .model
-        .register_image(CANDIDATE_IMAGE, Behavior::erroring("1.4.0", 0.5));
+    let world = World::under_load();
+    world.candidate_behaves(Behavior::erroring("1.4.0", 0.5));
     let mut request = image_request(CANDIDATE_IMAGE);
     request.policy.health.version = Some(">=1.4.0".parse().unwrap());
 
@@ -952,12 +942,11 @@ impl shiftgate::rollout::ports::Platform for SlowFirstWrite {
 
 #[tokio::test(start_paused = true)]
 async fn a_traffic_change_made_with_gcloud_during_a_bake_aborts_the_rollout() {
-    let world = World::new();
-    let _load = start_inproc_load(&world.model, PROJECT, REGION, SERVICE, 10.0);
+    let world = World::under_load();
     // `gcloud run services update-traffic` keeps the annotations: the record stays, the split moves.
     let person = {
         let platform = world.ports().0;
-        let at_10 = world.when_split(|split| split.iter().any(|(_, percent)| *percent == 10));
+        let at_10 = world.when_a_revision_has(10);
         let model = world.model.clone();
         async move {
             at_10.await;
@@ -979,9 +968,7 @@ async fn a_traffic_change_made_with_gcloud_during_a_bake_aborts_the_rollout() {
         }
     };
 
-    let (report, writes_after_person) =
-        tokio::join!(world.roll_out(image_request(CANDIDATE_IMAGE)), person);
-    let report = report.unwrap();
+    let (report, writes_after_person) = world.roll_out_candidate_alongside(person).await;
 
     assert_eq!(report.outcome, Outcome::Aborted, "{:?}", report.reason);
     assert!(

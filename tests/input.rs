@@ -4,12 +4,8 @@
 //! health body or an API error running under GITHUB_ACTIONS=true without becoming a workflow
 //! command, a mention or Markdown.
 
-use crate::support::binary;
-
-use binary::{json_of, run, stderr_of};
-
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::Duration;
 
 use clap::Parser;
@@ -17,11 +13,13 @@ use proptest::prelude::*;
 use shiftgate::cli::{Cli, Command as Sub};
 use shiftgate::clock::Clock;
 use shiftgate::config::Config;
-use shiftgate_sim::{Behavior, GitHubSim, Sim};
+use shiftgate_sim::{Behavior, GitHubSim};
 
-const PROJECT: &str = "loopcloser";
-const REGION: &str = "us-central1";
-const SERVICE: &str = "loopcloser-dev";
+use crate::support::binary::{json_of, run, stderr_of};
+use crate::support::world::{
+    BinaryWorld, CANDIDATE_IMAGE, PROJECT, REGION, SERVICE, SERVICE_ARGS, STABLE_IMAGE,
+    closed_port_url, expect_refused_naming, shiftgate, with_github, workdir,
+};
 
 // ---------------------------------------------------------------------------------------------
 // Properties of the parsers.
@@ -219,29 +217,16 @@ fn toml_string(text: &str) -> String {
 // ---------------------------------------------------------------------------------------------
 // The binary.
 
-fn shiftgate(workdir: &Path, args: &[&str]) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_shiftgate"));
+/// Gives the binary a Google access token, which under Actions it masks.
+fn with_google_token(mut command: Command) -> Command {
+    command.env("GOOGLE_OAUTH_ACCESS_TOKEN", "test-google-token");
     command
-        .args(args)
-        .env_clear()
-        .env("GOOGLE_OAUTH_ACCESS_TOKEN", "test-google-token")
-        .current_dir(workdir)
-        .stdin(Stdio::null());
-    command
-}
-
-fn workdir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("shiftgate-input-{name}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn given_smuggled_names_or_unbounded_durations_then_the_binary_exits_2_before_any_request() {
-    let sim = Sim::start(Clock::new()).await.unwrap();
-    sim.add_service(PROJECT, REGION, SERVICE, "registry/app:v1.0.0");
-    sim.add_service(PROJECT, REGION, "web", "registry/app:v1.0.0");
-    let dir = workdir("refused");
+    let world = BinaryWorld::start("input-refused").await;
+    world.sim.add_service(PROJECT, REGION, "web", STABLE_IMAGE);
     let huge = "9999999999999999999s";
     let cases: Vec<(Vec<&str>, &str)> = vec![
         (vec!["--service", "web?updateMask=traffic"], "--service"),
@@ -282,41 +267,26 @@ async fn given_smuggled_names_or_unbounded_durations_then_the_binary_exits_2_bef
             .filter(|a| !(extra.contains(&"--region") && (*a == "--region" || *a == REGION)))
             .chain(extra.iter().copied())
             .collect();
-        let mut command = shiftgate(&dir, &args);
-        command.env("SHIFTGATE_CLOUD_RUN_URL", sim.cloud_run_url());
-        command.env("SHIFTGATE_MONITORING_URL", sim.monitoring_url());
-        let output = run(command).await;
-        assert_eq!(
-            output.status.code(),
-            Some(2),
-            "{args:?}: {}",
-            stderr_of(&output)
-        );
-        assert!(
-            stderr_of(&output).contains(flag),
-            "{args:?}: {}",
-            stderr_of(&output)
-        );
+        let output = run(with_google_token(world.command(&args))).await;
+        expect_refused_naming(&output, flag, &args);
         assert_eq!(json_of(&output)["exit_code"], 2, "{args:?}");
     }
 
     // The same rules hold for SHIFTGATE_* variables and for the config file.
-    let mut from_env = shiftgate(&dir, &["status", "--project", PROJECT, "--region", REGION]);
-    from_env
-        .env("SHIFTGATE_SERVICE", "web?updateMask=traffic")
-        .env("SHIFTGATE_CLOUD_RUN_URL", sim.cloud_run_url());
+    let mut from_env =
+        with_google_token(world.command(&["status", "--project", PROJECT, "--region", REGION]));
+    from_env.env("SHIFTGATE_SERVICE", "web?updateMask=traffic");
     let output = run(from_env).await;
     assert_eq!(output.status.code(), Some(2), "{}", stderr_of(&output));
     assert!(stderr_of(&output).contains("--service"));
 
     std::fs::write(
-        dir.join("shiftgate.toml"),
+        world.workdir.join("shiftgate.toml"),
         "[environments.prod]\nproject = \"loopcloser\"\nregion = \"us-central1\"\nservice = \"nope/../web\"\n",
     )
     .unwrap();
-    let mut from_file = shiftgate(&dir, &["rollback", "--env", "prod", "--to", "web-00001"]);
-    from_file.env("SHIFTGATE_CLOUD_RUN_URL", sim.cloud_run_url());
-    let output = run(from_file).await;
+    let from_file = world.command(&["rollback", "--env", "prod", "--to", "web-00001"]);
+    let output = run(with_google_token(from_file)).await;
     assert_eq!(output.status.code(), Some(2), "{}", stderr_of(&output));
     assert!(
         stderr_of(&output).contains("environments.prod.service"),
@@ -324,19 +294,20 @@ async fn given_smuggled_names_or_unbounded_durations_then_the_binary_exits_2_bef
         stderr_of(&output)
     );
 
-    assert!(sim.model().request_log().is_empty(), "no request at all");
-    assert_eq!(sim.model().write_count(), 0);
+    assert!(
+        world.sim.model().request_log().is_empty(),
+        "no request at all"
+    );
+    assert_eq!(world.sim.model().write_count(), 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn given_a_bad_name_and_no_api_listening_then_the_exit_is_2_not_3() {
     // A closed port: had a request been tried, the answer would be an API failure (3).
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}", closed.local_addr().unwrap());
-    drop(closed);
-    let dir = workdir("closed");
+    let url = closed_port_url();
+    let dir = workdir("input-closed");
     for service in ["web?updateMask=traffic", "nope/../web"] {
-        let mut command = shiftgate(
+        let mut command = with_google_token(shiftgate(
             &dir,
             &[
                 "rollback",
@@ -349,7 +320,7 @@ async fn given_a_bad_name_and_no_api_listening_then_the_exit_is_2_not_3() {
                 "--to",
                 "web-1",
             ],
-        );
+        ));
         command.env("SHIFTGATE_CLOUD_RUN_URL", &url);
         let output = run(command).await;
         assert_eq!(output.status.code(), Some(2), "{}", stderr_of(&output));
@@ -424,56 +395,37 @@ async fn given_a_health_body_with_workflow_commands_and_mentions_when_a_rollout_
     let github = GitHubSim::start(Clock::new(), "loopcloser", "app")
         .await
         .unwrap();
-    let sim = Sim::start(Clock::new()).await.unwrap();
-    sim.set_operation_delay(Duration::from_millis(50));
-    let stable = sim.add_service(PROJECT, REGION, SERVICE, "registry/app:v1.0.0");
-    sim.register_image(
-        "registry/app:v1.1.0",
+    let world = BinaryWorld::start("input-hostile-health").await;
+    world.sim.register_image(
+        CANDIDATE_IMAGE,
         Behavior::unhealthy("1.1.0").with_health_body(HOSTILE),
     );
-    let dir = workdir("hostile-health");
-    let mut command = shiftgate(
-        &dir,
-        &[
-            "rollout",
-            "--json",
-            "--project",
-            PROJECT,
-            "--region",
-            REGION,
-            "--service",
-            SERVICE,
-            "--image",
-            "registry/app:v1.1.0",
-            "--repo",
-            "loopcloser/app",
-            "--steps",
-            "50,100",
-            "--bake",
-            "1s",
-            "--interval",
-            "250ms",
-            "--min-requests",
-            "1",
-            "--metrics-delay",
-            "0s",
-        ],
-    );
-    command
-        .env("SHIFTGATE_CLOUD_RUN_URL", sim.cloud_run_url())
-        .env("SHIFTGATE_MONITORING_URL", sim.monitoring_url())
-        .env("GITHUB_API_URL", github.api_url())
-        .env("GITHUB_TOKEN", "test-token");
-    let (outputs, summary) = actions_env(&mut command, &dir);
+    let mut command = with_google_token(world.service_command(&[
+        "rollout",
+        "--json",
+        "--image",
+        CANDIDATE_IMAGE,
+        "--repo",
+        "loopcloser/app",
+        "--steps",
+        "50,100",
+        "--bake",
+        "1s",
+        "--interval",
+        "250ms",
+        "--min-requests",
+        "1",
+        "--metrics-delay",
+        "0s",
+    ]));
+    with_github(&mut command, &github);
+    let (outputs, summary) = actions_env(&mut command, &world.workdir);
 
     let output = run(command).await;
 
     let stderr = stderr_of(&output);
     assert!(matches!(output.status.code(), Some(1 | 3)), "{stderr}");
-    assert_eq!(
-        sim.model().current_split(PROJECT, REGION, SERVICE),
-        vec![(stable, 100)]
-    );
+    assert_eq!(world.split(), world.stable_only());
     assert!(
         stderr.contains("::add-mask::x"),
         "the body is shown, escaped: {stderr}"
@@ -523,20 +475,10 @@ async fn given_an_api_error_with_workflow_commands_when_status_runs_under_action
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    let dir = workdir("hostile-api");
-    let mut command = shiftgate(
-        &dir,
-        &[
-            "status",
-            "--project",
-            PROJECT,
-            "--region",
-            REGION,
-            "--service",
-            SERVICE,
-        ],
-    );
+    let dir = workdir("input-hostile-api");
+    let mut command = with_google_token(shiftgate(&dir, &["status"]));
     command
+        .args(SERVICE_ARGS)
         .env("SHIFTGATE_CLOUD_RUN_URL", &url)
         .env("SHIFTGATE_LOG", "debug");
     let (_, summary) = actions_env(&mut command, &dir);

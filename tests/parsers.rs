@@ -686,29 +686,36 @@ fn point() -> impl Strategy<Value = Point> {
     })
 }
 
-fn series() -> impl Strategy<Value = Series> {
-    (
-        proptest::option::weighted(
-            0.9,
-            prop_oneof![
-                4 => select(vec!["app-1", "app-2"]).prop_map(str::to_string),
-                1 => text()
-            ],
-        ),
-        proptest::option::weighted(
-            0.9,
-            prop_oneof![
-                4 => select(vec!["2xx", "4xx", "5xx"]).prop_map(str::to_string),
-                1 => text()
-            ],
-        ),
-        vec(point(), 0..4),
+/// A series' revision label: mostly one of the service's, sometimes any text, sometimes absent.
+fn revision_label() -> impl Strategy<Value = Option<String>> {
+    proptest::option::weighted(
+        0.9,
+        prop_oneof![
+            4 => select(vec!["app-1", "app-2"]).prop_map(str::to_string),
+            1 => text()
+        ],
     )
-        .prop_map(|(revision, class, points)| Series {
+}
+
+/// A series' response code class label, likewise.
+fn class_label() -> impl Strategy<Value = Option<String>> {
+    proptest::option::weighted(
+        0.9,
+        prop_oneof![
+            4 => select(vec!["2xx", "4xx", "5xx"]).prop_map(str::to_string),
+            1 => text()
+        ],
+    )
+}
+
+fn series() -> impl Strategy<Value = Series> {
+    (revision_label(), class_label(), vec(point(), 0..4)).prop_map(|(revision, class, points)| {
+        Series {
             revision,
             class,
             points,
-        })
+        }
+    })
 }
 
 fn series_json(series: &Series) -> Value {
@@ -874,20 +881,8 @@ struct Sample {
 
 fn sample() -> impl Strategy<Value = Sample> {
     (
-        proptest::option::weighted(
-            0.9,
-            prop_oneof![
-                4 => select(vec!["app-1", "app-2"]).prop_map(str::to_string),
-                1 => text()
-            ],
-        ),
-        proptest::option::weighted(
-            0.9,
-            prop_oneof![
-                4 => select(vec!["2xx", "4xx", "5xx"]).prop_map(str::to_string),
-                1 => text()
-            ],
-        ),
+        revision_label(),
+        class_label(),
         prop_oneof![
             6 => Just(json!(EVALUATED)),
             1 => Just(json!(EVALUATED - 600.0)),

@@ -6,13 +6,12 @@ use std::time::Duration;
 use shiftgate::clock::Clock;
 use shiftgate::cloudrun::CloudRunService;
 use shiftgate::gcp::{Credentials, GoogleRest};
-use shiftgate::health::HttpHealthEndpoint;
 use shiftgate::metrics::CloudMonitoring;
 use shiftgate::rollout::plan::Policy;
-use shiftgate::rollout::{
-    CandidateSource, Engine, Interrupt, Outcome, Ports, Report, RolloutRequest,
-};
-use shiftgate_sim::{BadPoint, Fault, Sim};
+use shiftgate::rollout::{CandidateSource, Outcome, Report};
+use shiftgate_sim::{BadPoint, Fault, LoadHandle, Sim};
+
+use crate::support::adapters::roll_out_over_http;
 
 const PROJECT: &str = "loopcloser";
 const REGION: &str = "us-central1";
@@ -43,60 +42,37 @@ impl Harness {
         )
     }
 
-    async fn roll_out(&self, policy: Policy) -> (Report, CloudRunService, CloudMonitoring) {
-        let platform = self.platform();
-        let metrics = CloudMonitoring::new(
+    fn metrics(&self) -> CloudMonitoring {
+        CloudMonitoring::new(
             GoogleRest::new(&self.sim.monitoring_url(), Credentials::None),
             PROJECT,
             SERVICE,
-        );
-        let health = HttpHealthEndpoint::new(Duration::from_secs(5));
-        let report = Engine::new(
-            Ports {
-                platform: &platform,
-                metrics: &metrics,
-                health: &health,
-            },
-            self.clock,
-            Interrupt::never(),
         )
-        .run(&RolloutRequest {
-            policy,
-            candidate: CandidateSource::Image("registry/app:v1.1.0".into()),
-            dry_run: false,
-        })
-        .await
-        .expect("the rollout starts");
+    }
+
+    /// A rollout of v1.1.0 under `policy`, which must start; with the adapters it went through.
+    async fn roll_out(&self, policy: Policy) -> (Report, CloudRunService, CloudMonitoring) {
+        let (platform, metrics) = (self.platform(), self.metrics());
+        let candidate = CandidateSource::Image("registry/app:v1.1.0".into());
+        let report = roll_out_over_http(&platform, &metrics, self.clock, policy, candidate)
+            .await
+            .expect("the rollout starts");
         (report, platform, metrics)
     }
 
-    /// One rollout of `candidate` through the real Cloud Run, Monitoring and health adapters.
+    /// One rollout of `candidate` under the quick policy, through `platform`.
     async fn try_roll_out(
         &self,
         platform: &CloudRunService,
         candidate: CandidateSource,
     ) -> Result<Report, shiftgate::rollout::RolloutError> {
-        let metrics = CloudMonitoring::new(
-            GoogleRest::new(&self.sim.monitoring_url(), Credentials::None),
-            PROJECT,
-            SERVICE,
-        );
-        let health = HttpHealthEndpoint::new(Duration::from_secs(5));
-        Engine::new(
-            Ports {
-                platform,
-                metrics: &metrics,
-                health: &health,
-            },
-            self.clock,
-            Interrupt::never(),
-        )
-        .run(&RolloutRequest {
-            policy: quick_policy(),
-            candidate,
-            dry_run: false,
-        })
-        .await
+        let metrics = self.metrics();
+        roll_out_over_http(platform, &metrics, self.clock, quick_policy(), candidate).await
+    }
+
+    /// Sends 5 requests a second to the service until the handle is dropped.
+    fn start_load(&self) -> LoadHandle {
+        self.sim.start_load(PROJECT, REGION, SERVICE, 5.0)
     }
 
     fn splits(&self) -> Vec<Vec<(String, u8)>> {
@@ -121,6 +97,15 @@ fn quick_policy() -> Policy {
     }
 }
 
+/// The splits of a promotion from `stable` to `candidate` under the quick policy.
+fn promoted_in_two_steps(stable: &str, candidate: &str) -> Vec<Vec<(String, u8)>> {
+    vec![
+        split(&[(stable, 100)]),
+        split(&[(stable, 80), (candidate, 20)]),
+        split(&[(candidate, 100)]),
+    ]
+}
+
 fn split(entries: &[(&str, u8)]) -> Vec<(String, u8)> {
     entries.iter().map(|(r, p)| (r.to_string(), *p)).collect()
 }
@@ -128,21 +113,14 @@ fn split(entries: &[(&str, u8)]) -> Vec<(String, u8)> {
 #[tokio::test(start_paused = true)]
 async fn a_rollout_over_http_promotes_and_counts_its_api_calls() {
     let harness = Harness::start().await;
-    let _load = harness.sim.start_load(PROJECT, REGION, SERVICE, 5.0);
+    let _load = harness.start_load();
 
     let (report, platform, metrics) = harness.roll_out(quick_policy()).await;
 
     assert_eq!(report.outcome, Outcome::Promoted, "{:?}", report.reason);
     let c = report.candidate.as_str();
     let s = harness.stable.as_str();
-    assert_eq!(
-        harness.splits(),
-        vec![
-            split(&[(s, 100)]),
-            split(&[(s, 80), (c, 20)]),
-            split(&[(c, 100)])
-        ]
-    );
+    assert_eq!(harness.splits(), promoted_in_two_steps(s, c));
     eprintln!(
         "API calls for a 2-step rollout: cloud run {}, monitoring {}, checks per step {:?}",
         platform.rest().calls(),
@@ -155,7 +133,7 @@ async fn a_rollout_over_http_promotes_and_counts_its_api_calls() {
 #[tokio::test(start_paused = true)]
 async fn unavailable_and_throttled_reads_and_a_conflicting_write_are_survived() {
     let harness = Harness::start().await;
-    let _load = harness.sim.start_load(PROJECT, REGION, SERVICE, 5.0);
+    let _load = harness.start_load();
     let service_path = format!("services/{SERVICE}");
     harness.sim.inject(Fault::status("GET", &service_path, 503));
     harness
@@ -180,11 +158,7 @@ async fn unavailable_and_throttled_reads_and_a_conflicting_write_are_survived() 
     let s = harness.stable.as_str();
     assert_eq!(
         harness.splits(),
-        vec![
-            split(&[(s, 100)]),
-            split(&[(s, 80), (c, 20)]),
-            split(&[(c, 100)])
-        ],
+        promoted_in_two_steps(s, c),
         "no unplanned split"
     );
 }
@@ -196,7 +170,7 @@ async fn a_failing_candidate_over_http_is_rolled_back_and_the_record_cleared() {
         "registry/app:v1.1.0",
         shiftgate_sim::Behavior::erroring("1.1.0", 0.5),
     );
-    let _load = harness.sim.start_load(PROJECT, REGION, SERVICE, 5.0);
+    let _load = harness.start_load();
 
     let (report, platform, _) = harness.roll_out(quick_policy()).await;
 
@@ -340,7 +314,7 @@ async fn a_bad_candidate_whose_5xx_points_are_unreadable_is_never_promoted() {
             .sim
             .model()
             .override_points(&candidate, "5xx", points);
-        let _load = harness.sim.start_load(PROJECT, REGION, SERVICE, 5.0);
+        let _load = harness.start_load();
 
         // when it is rolled out with the real Monitoring adapter,
         let report = harness
@@ -479,7 +453,7 @@ async fn fault_cell(call: &Call, fault: Fault) -> Result<String, String> {
             shiftgate_sim::Behavior::erroring("1.1.0", 0.5),
         );
     }
-    let _load = harness.sim.start_load(PROJECT, REGION, SERVICE, 5.0);
+    let _load = harness.start_load();
     let model = harness.sim.model().clone();
     let injector = match call.when {
         When::AtStart => {
@@ -583,10 +557,11 @@ async fn fault_cell(call: &Call, fault: Fault) -> Result<String, String> {
     ))
 }
 
-async fn run_fault_matrix(calls: &[&Call]) {
+/// Every fault in every call made `when`, one rollout each.
+async fn run_fault_matrix(when: When) {
     let mut failures = Vec::new();
     let mut cells = 0;
-    for call in calls {
+    for call in CALLS.iter().filter(|call| call.when == when) {
         for (fault_name, fault) in faults_for(call.method, call.path) {
             cells += 1;
             let verdict = fault_cell(call, fault).await;
@@ -602,24 +577,12 @@ async fn run_fault_matrix(calls: &[&Call]) {
 
 #[tokio::test(start_paused = true)]
 async fn fault_matrix_of_the_calls_that_start_a_rollout() {
-    run_fault_matrix(
-        &CALLS
-            .iter()
-            .filter(|c| c.when == When::AtStart)
-            .collect::<Vec<_>>(),
-    )
-    .await;
+    run_fault_matrix(When::AtStart).await;
 }
 
 #[tokio::test(start_paused = true)]
 async fn fault_matrix_of_the_calls_during_and_after_the_steps() {
-    run_fault_matrix(
-        &CALLS
-            .iter()
-            .filter(|c| c.when == When::AfterFirstStep)
-            .collect::<Vec<_>>(),
-    )
-    .await;
+    run_fault_matrix(When::AfterFirstStep).await;
 }
 
 #[tokio::test(start_paused = true)]
@@ -630,7 +593,7 @@ async fn a_second_rollout_of_a_service_starts_under_either_reading_of_a_maskless
     ] {
         let harness = Harness::start().await;
         harness.sim.set_patch_mode(mode);
-        let _load = harness.sim.start_load(PROJECT, REGION, SERVICE, 5.0);
+        let _load = harness.start_load();
 
         let (first, platform, _) = harness.roll_out(quick_policy()).await;
         assert_eq!(

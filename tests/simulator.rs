@@ -12,40 +12,72 @@ use shiftgate::rollout::ports::{
 };
 use shiftgate_sim::*;
 
-use crate::support::inproc::{SimHealth, SimMetrics, SimPlatform, start_inproc_load};
+use crate::support::inproc::{
+    SimHealth, SimMetrics, SimPlatform, call_in_process, start_inproc_load,
+};
 
 const P: &str = "proj";
 const R: &str = "us-central1";
 const S: &str = "app";
 const SVC: &str = "/v2/projects/proj/locations/us-central1/services/app";
 
-async fn api(
-    model: &SimModel,
-    method: &str,
-    path: &str,
-    query: &[(&str, &str)],
-    body: Option<Value>,
-) -> ApiResponse {
-    call(
-        model,
-        ApiRequest {
-            method: method.to_string(),
-            path: path.to_string(),
-            query: query
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-            caller: Caller::InProcess,
-            body: body.map(|b| b.to_string().into_bytes()).unwrap_or_default(),
-        },
-    )
-    .await
+async fn get(model: &SimModel, path: &str) -> ApiResponse {
+    call_in_process(model, "GET", path, &[], None).await
 }
 
 async fn get_service(model: &SimModel) -> Value {
-    let r = api(model, "GET", SVC, &[], None).await;
-    assert_eq!(r.status, 200, "{}", r.body);
+    let r = get(model, SVC).await;
+    expect_ok(&r);
     r.body
+}
+
+/// PATCHes the service with `?updateMask={mask}`.
+async fn patch_service(model: &SimModel, mask: &str, body: Value) -> ApiResponse {
+    call_in_process(model, "PATCH", SVC, &[("updateMask", mask)], Some(body)).await
+}
+
+/// PATCHes the service with no `updateMask`, which the model's patch mode decides how to read.
+async fn patch_service_without_mask(model: &SimModel, body: Value) -> ApiResponse {
+    call_in_process(model, "PATCH", SVC, &[], Some(body)).await
+}
+
+/// A new revision of the service from `image`, as `gcloud run deploy --image` asks for it.
+async fn deploy(model: &SimModel, image: &str) -> ApiResponse {
+    let body = json!({"template": {"containers": [{"image": image}]}});
+    patch_service(model, "template", body).await
+}
+
+/// `POST /v2/{operation}:wait` with `timeout` (e.g. `"10s"`).
+async fn wait_for(model: &SimModel, operation: &str, timeout: &str) -> ApiResponse {
+    let path = format!("/v2/{operation}:wait");
+    let body = json!({ "timeout": timeout });
+    call_in_process(model, "POST", &path, &[], Some(body)).await
+}
+
+/// The name of the long-running operation a PATCH answered with.
+fn operation_name(r: &ApiResponse) -> String {
+    r.body["name"].as_str().unwrap().to_string()
+}
+
+async fn list_time_series(model: &SimModel, query: &[(&str, &str)]) -> ApiResponse {
+    call_in_process(model, "GET", "/v3/projects/proj/timeSeries", query, None).await
+}
+
+#[track_caller]
+fn expect_ok(r: &ApiResponse) {
+    assert_eq!(r.status, 200, "{}", r.body);
+}
+
+/// The answer is Google's error with this HTTP status and `error.status`.
+#[track_caller]
+fn expect_error(r: &ApiResponse, status: u16, code: &str) {
+    assert_eq!(r.status, status, "{}", r.body);
+    assert_eq!(r.body["error"]["status"], code);
+}
+
+/// Lets a second of virtual time pass: the simulator finishes an operation well within it.
+async fn operations_finish() {
+    tokio::time::sleep(Duration::from_secs(1)).await;
 }
 
 fn setup() -> (SimModel, String) {
@@ -90,32 +122,20 @@ async fn a_new_service_looks_like_gcloud_run_deploy_left_it() {
         model.traffic_history(P, R, S),
         vec![split(&[(&stable, 100)])]
     );
-    let missing = api(
+    let missing = get(
         &model,
-        "GET",
         "/v2/projects/proj/locations/us-central1/services/nope",
-        &[],
-        None,
     )
     .await;
-    assert_eq!(missing.status, 404);
-    assert_eq!(missing.body["error"]["status"], "NOT_FOUND");
+    expect_error(&missing, 404, "NOT_FOUND");
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_stale_etag_is_aborted_and_changes_nothing() {
     let (model, _) = setup();
     let body = json!({"etag": "\"stale\"", "traffic": [{"type": "TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST", "percent": 100}]});
-    let r = api(
-        &model,
-        "PATCH",
-        SVC,
-        &[("updateMask", "traffic")],
-        Some(body),
-    )
-    .await;
-    assert_eq!(r.status, 409);
-    assert_eq!(r.body["error"]["status"], "ABORTED");
+    let r = patch_service(&model, "traffic", body).await;
+    expect_error(&r, 409, "ABORTED");
     assert_eq!(model.write_count(), 0);
     assert_eq!(get_service(&model).await["generation"], "1");
 }
@@ -124,30 +144,15 @@ async fn a_stale_etag_is_aborted_and_changes_nothing() {
 async fn keeping_template_revision_with_a_new_image_is_already_exists() {
     let (model, stable) = setup();
     let body = json!({"template": {"revision": stable, "containers": [{"image": "gcr.io/proj/app:v2.0.0"}]}});
-    let r = api(
-        &model,
-        "PATCH",
-        SVC,
-        &[("updateMask", "template")],
-        Some(body),
-    )
-    .await;
-    assert_eq!(r.status, 409);
-    assert_eq!(r.body["error"]["status"], "ALREADY_EXISTS");
+    let r = patch_service(&model, "template", body).await;
+    expect_error(&r, 409, "ALREADY_EXISTS");
     assert_eq!(
         r.body["error"]["message"],
         format!("Revision named '{stable}' already exists.")
     );
     let bad_prefix =
         json!({"template": {"revision": "other-v2", "containers": [{"image": "x:2"}]}});
-    let r = api(
-        &model,
-        "PATCH",
-        SVC,
-        &[("updateMask", "template")],
-        Some(bad_prefix),
-    )
-    .await;
+    let r = patch_service(&model, "template", bad_prefix).await;
     assert_eq!(r.status, 400);
 }
 
@@ -165,54 +170,27 @@ async fn traffic_is_validated_like_the_real_api() {
         json!({"trafic": []}),
     ];
     for body in cases {
-        let r = api(
-            &model,
-            "PATCH",
-            SVC,
-            &[("updateMask", "traffic")],
-            Some(body.clone()),
-        )
-        .await;
+        let r = patch_service(&model, "traffic", body.clone()).await;
         assert_eq!(r.status, 400, "{body} -> {}", r.body);
         assert_eq!(r.body["error"]["status"], "INVALID_ARGUMENT");
     }
-    let r = api(
-        &model,
-        "PATCH",
-        SVC,
-        &[("updateMask", "uri")],
-        Some(json!({})),
-    )
-    .await;
+    let r = patch_service(&model, "uri", json!({})).await;
     assert_eq!(r.status, 400);
-    let r = api(
-        &model,
-        "PATCH",
-        SVC,
-        &[("updateMsk", "traffic")],
-        Some(json!({})),
-    )
-    .await;
+    let misspelt_mask = [("updateMsk", "traffic")];
+    let r = call_in_process(&model, "PATCH", SVC, &misspelt_mask, Some(json!({}))).await;
     assert_eq!(r.status, 400);
     // Read as a full replace, a mask-less body must carry the template a service needs.
     model.set_patch_mode(PatchMode::FullReplace);
-    let r = api(&model, "PATCH", SVC, &[], Some(json!({"traffic": []}))).await;
+    let r = patch_service_without_mask(&model, json!({"traffic": []})).await;
     assert_eq!(r.status, 400);
     assert_eq!(model.write_count(), 0);
 }
 
 /// Sets the service's annotations through an explicit mask, and lets the operation finish.
 async fn annotate(model: &SimModel, annotations: Value) {
-    let r = api(
-        model,
-        "PATCH",
-        SVC,
-        &[("updateMask", "annotations")],
-        Some(json!({ "annotations": annotations })),
-    )
-    .await;
-    assert_eq!(r.status, 200, "{}", r.body);
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    let r = patch_service(model, "annotations", json!({ "annotations": annotations })).await;
+    expect_ok(&r);
+    operations_finish().await;
 }
 
 fn pinned(revision: &str) -> Value {
@@ -236,16 +214,9 @@ async fn a_maskless_patch_changes_only_the_fields_in_its_body_by_default() {
     .await;
 
     // When a PATCH without updateMask carries traffic and no annotations,
-    let r = api(
-        &model,
-        "PATCH",
-        SVC,
-        &[],
-        Some(json!({ "traffic": pinned(&stable) })),
-    )
-    .await;
-    assert_eq!(r.status, 200, "{}", r.body);
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    let r = patch_service_without_mask(&model, json!({ "traffic": pinned(&stable) })).await;
+    expect_ok(&r);
+    operations_finish().await;
 
     // then the traffic changes and the annotations stay as they were.
     let svc = get_service(&model).await;
@@ -255,16 +226,9 @@ async fn a_maskless_patch_changes_only_the_fields_in_its_body_by_default() {
         json!({"shiftgate.dev/rollout": "{\"percent\":100}", "team": "web"})
     );
     // An empty map present in the body is a field present: it clears them.
-    let r = api(
-        &model,
-        "PATCH",
-        SVC,
-        &[],
-        Some(json!({ "annotations": {} })),
-    )
-    .await;
-    assert_eq!(r.status, 200, "{}", r.body);
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    let r = patch_service_without_mask(&model, json!({ "annotations": {} })).await;
+    expect_ok(&r);
+    operations_finish().await;
     let svc = get_service(&model).await;
     assert!(svc.get("annotations").is_none(), "{svc}");
     assert_eq!(svc["traffic"], pinned(&stable), "traffic untouched");
@@ -285,9 +249,9 @@ async fn a_maskless_patch_read_as_a_full_replace_clears_what_the_body_leaves_out
         "template": {"revision": stable, "containers": [{"image": "gcr.io/proj/app:v1.0.0"}]},
         "traffic": pinned(&stable),
     });
-    let r = api(&model, "PATCH", SVC, &[], Some(body)).await;
-    assert_eq!(r.status, 200, "{}", r.body);
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    let r = patch_service_without_mask(&model, body).await;
+    expect_ok(&r);
+    operations_finish().await;
 
     // then the annotations are gone, and no revision was made from the unchanged template.
     let svc = get_service(&model).await;
@@ -304,31 +268,18 @@ async fn with_an_update_mask_both_modes_change_exactly_the_named_fields() {
         annotate(&model, json!({"team": "web"})).await;
 
         // A field the mask does not name is left alone even when the body carries it,
-        let r = api(
-            &model,
-            "PATCH",
-            SVC,
-            &[("updateMask", "traffic")],
-            Some(json!({"traffic": pinned(&stable), "annotations": {"team": "other"}})),
-        )
-        .await;
+        let body = json!({"traffic": pinned(&stable), "annotations": {"team": "other"}});
+        let r = patch_service(&model, "traffic", body).await;
         assert_eq!(r.status, 200, "{mode:?}: {}", r.body);
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        operations_finish().await;
         let svc = get_service(&model).await;
         assert_eq!(svc["annotations"], json!({"team": "web"}), "{mode:?}");
         assert_eq!(svc["traffic"], pinned(&stable), "{mode:?}");
 
         // and a named field absent from the body is cleared.
-        let r = api(
-            &model,
-            "PATCH",
-            SVC,
-            &[("updateMask", "annotations")],
-            Some(json!({})),
-        )
-        .await;
+        let r = patch_service(&model, "annotations", json!({})).await;
         assert_eq!(r.status, 200, "{mode:?}: {}", r.body);
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        operations_finish().await;
         let svc = get_service(&model).await;
         assert!(svc.get("annotations").is_none(), "{mode:?}: {svc}");
         assert_eq!(svc["traffic"], pinned(&stable), "{mode:?}");
@@ -348,22 +299,14 @@ fn patch_modes_are_named_like_the_environment_variable_takes_them() {
 #[tokio::test(start_paused = true)]
 async fn latest_follows_the_newest_ready_revision_once_the_operation_is_done() {
     let (model, stable) = setup();
-    let body = json!({"template": {"containers": [{"image": "gcr.io/proj/app:v2.0.0"}]}});
-    let r = api(
-        &model,
-        "PATCH",
-        SVC,
-        &[("updateMask", "template")],
-        Some(body),
-    )
-    .await;
-    assert_eq!(r.status, 200, "{}", r.body);
+    let r = deploy(&model, "gcr.io/proj/app:v2.0.0").await;
+    expect_ok(&r);
     assert!(r.body.get("done").is_none());
     assert_eq!(
         r.body["metadata"]["@type"],
         "type.googleapis.com/google.cloud.run.v2.Service"
     );
-    let op_name = r.body["name"].as_str().unwrap().to_string();
+    let op_name = operation_name(&r);
     assert!(op_name.starts_with("projects/proj/locations/us-central1/operations/"));
     let svc = get_service(&model).await;
     assert_eq!(svc["reconciling"], true);
@@ -374,7 +317,7 @@ async fn latest_follows_the_newest_ready_revision_once_the_operation_is_done() {
     // Still serving the old revision while the operation runs.
     assert_eq!(model.route(P, R, S, None).as_deref(), Some(stable.as_str()));
     tokio::time::sleep(Duration::from_millis(150)).await;
-    let op = api(&model, "GET", &format!("/v2/{op_name}"), &[], None).await;
+    let op = get(&model, &format!("/v2/{op_name}")).await;
     assert_eq!(op.body["done"], true);
     assert_eq!(
         op.body["response"]["@type"],
@@ -404,24 +347,9 @@ async fn a_candidate_with_pinned_traffic_gets_none_and_a_tag_url() {
             {"type": "TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION", "revision": "app-v2", "tag": "candidate"},
         ],
     });
-    let r = api(
-        &model,
-        "PATCH",
-        SVC,
-        &[("updateMask", "template,traffic")],
-        Some(body),
-    )
-    .await;
-    assert_eq!(r.status, 200, "{}", r.body);
-    let op = r.body["name"].as_str().unwrap().to_string();
-    let waited = api(
-        &model,
-        "POST",
-        &format!("/v2/{op}:wait"),
-        &[],
-        Some(json!({"timeout": "10s"})),
-    )
-    .await;
+    let r = patch_service(&model, "template,traffic", body).await;
+    expect_ok(&r);
+    let waited = wait_for(&model, &operation_name(&r), "10s").await;
     assert_eq!(waited.body["done"], true, "{}", waited.body);
     let svc = get_service(&model).await;
     let statuses = svc["trafficStatuses"].as_array().unwrap();
@@ -450,24 +378,8 @@ async fn a_revision_that_fails_to_start_leaves_traffic_alone() {
         "gcr.io/proj/app:broken",
         Behavior::failing_to_start("2.0.0"),
     );
-    let body = json!({"template": {"containers": [{"image": "gcr.io/proj/app:broken"}]}});
-    let r = api(
-        &model,
-        "PATCH",
-        SVC,
-        &[("updateMask", "template")],
-        Some(body),
-    )
-    .await;
-    let op = r.body["name"].as_str().unwrap().to_string();
-    let waited = api(
-        &model,
-        "POST",
-        &format!("/v2/{op}:wait"),
-        &[],
-        Some(json!({"timeout": "5s"})),
-    )
-    .await;
+    let r = deploy(&model, "gcr.io/proj/app:broken").await;
+    let waited = wait_for(&model, &operation_name(&r), "5s").await;
     assert_eq!(waited.body["done"], true);
     assert_eq!(waited.body["error"]["code"], 9);
     assert!(
@@ -497,14 +409,7 @@ async fn a_revision_that_fails_to_start_leaves_traffic_alone() {
     );
     assert_eq!(model.route(P, R, S, None).as_deref(), Some(stable.as_str()));
     let broken = model.revisions(P, R, S)[1].clone();
-    let rev = api(
-        &model,
-        "GET",
-        &format!("{SVC}/revisions/{broken}"),
-        &[],
-        None,
-    )
-    .await;
+    let rev = get(&model, &format!("{SVC}/revisions/{broken}")).await;
     assert_eq!(rev.body["conditions"][0]["state"], "CONDITION_FAILED");
 }
 
@@ -512,28 +417,12 @@ async fn a_revision_that_fails_to_start_leaves_traffic_alone() {
 async fn held_operations_stay_pending_and_wait_times_out() {
     let (model, _) = setup();
     model.hold_operations(true);
-    let body = json!({"template": {"containers": [{"image": "x:2"}]}});
-    let r = api(
-        &model,
-        "PATCH",
-        SVC,
-        &[("updateMask", "template")],
-        Some(body),
-    )
-    .await;
-    let op = r.body["name"].as_str().unwrap().to_string();
-    let waited = api(
-        &model,
-        "POST",
-        &format!("/v2/{op}:wait"),
-        &[],
-        Some(json!({"timeout": "30s"})),
-    )
-    .await;
+    let op = operation_name(&deploy(&model, "x:2").await);
+    let waited = wait_for(&model, &op, "30s").await;
     assert_eq!(waited.status, 200);
     assert!(waited.body.get("done").is_none());
     model.hold_operations(false);
-    let op_now = api(&model, "GET", &format!("/v2/{op}"), &[], None).await;
+    let op_now = get(&model, &format!("/v2/{op}")).await;
     assert_eq!(op_now.body["done"], true);
 }
 
@@ -541,11 +430,10 @@ async fn held_operations_stay_pending_and_wait_times_out() {
 async fn status_faults_are_used_once() {
     let (model, _) = setup();
     model.inject(Fault::status_retry_after("GET", "/services/app", 429, 7));
-    let r = api(&model, "GET", SVC, &[], None).await;
-    assert_eq!(r.status, 429);
+    let r = get(&model, SVC).await;
+    expect_error(&r, 429, "RESOURCE_EXHAUSTED");
     assert_eq!(r.retry_after, Some(7));
-    assert_eq!(r.body["error"]["status"], "RESOURCE_EXHAUSTED");
-    assert_eq!(api(&model, "GET", SVC, &[], None).await.status, 200);
+    assert_eq!(get(&model, SVC).await.status, 200);
     assert_eq!(model.api_calls("GET"), 2);
 }
 
@@ -553,16 +441,8 @@ async fn status_faults_are_used_once() {
 async fn error_rate_is_exact_and_health_follows_behavior() {
     let (model, stable) = setup();
     model.register_image("bad:1", Behavior::erroring("1.0.0", 0.1));
-    let body = json!({"template": {"containers": [{"image": "bad:1"}]}});
-    api(
-        &model,
-        "PATCH",
-        SVC,
-        &[("updateMask", "template")],
-        Some(body),
-    )
-    .await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    deploy(&model, "bad:1").await;
+    operations_finish().await;
     let bad = model.revisions(P, R, S)[1].clone();
     let failures = (0..100)
         .filter(|_| model.respond(&bad, "/").0 == 500)
@@ -575,16 +455,8 @@ async fn error_rate_is_exact_and_health_follows_behavior() {
         (200, r#"{"ready":true,"status":"ok","version":"1.0.0"}"#)
     );
     model.register_image("sick:1", Behavior::unhealthy("1.0.0"));
-    let body = json!({"template": {"containers": [{"image": "sick:1"}]}});
-    api(
-        &model,
-        "PATCH",
-        SVC,
-        &[("updateMask", "template")],
-        Some(body),
-    )
-    .await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    deploy(&model, "sick:1").await;
+    operations_finish().await;
     let sick = model.revisions(P, R, S)[2].clone();
     assert_eq!(
         model.respond(&sick, "/health"),
@@ -597,29 +469,15 @@ async fn weighted_round_robin_is_exact() {
     let (model, stable) = setup();
     let body = json!({"template": {"revision": "app-two", "containers": [{"image": "x:2"}]},
         "traffic": [{"type": "TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION", "revision": stable, "percent": 100}]});
-    api(
-        &model,
-        "PATCH",
-        SVC,
-        &[("updateMask", "template,traffic")],
-        Some(body),
-    )
-    .await;
+    patch_service(&model, "template,traffic", body).await;
     for (percent, every) in [(10u8, 10usize), (25, 4)] {
         let etag = get_service(&model).await["etag"].clone();
         let body = json!({"etag": etag, "traffic": [
             {"type": "TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION", "revision": stable, "percent": 100 - percent},
             {"type": "TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION", "revision": "app-two", "percent": percent}]});
-        let r = api(
-            &model,
-            "PATCH",
-            SVC,
-            &[("updateMask", "traffic")],
-            Some(body),
-        )
-        .await;
-        assert_eq!(r.status, 200, "{}", r.body);
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        let r = patch_service(&model, "traffic", body).await;
+        expect_ok(&r);
+        operations_finish().await;
         let picks: Vec<bool> = (0..100)
             .map(|_| model.route(P, R, S, None).as_deref() == Some("app-two"))
             .collect();
@@ -681,7 +539,7 @@ async fn time_series_are_aligned_backwards_from_the_end() {
             "metric.labels.response_code_class",
         ),
     ];
-    let r = api(&model, "GET", "/v3/projects/proj/timeSeries", &query, None).await;
+    let r = list_time_series(&model, &query).await;
     assert_eq!(r.status, 200, "{}", r.body);
     let series = r.body["timeSeries"].as_array().unwrap();
     assert_eq!(series.len(), 2);
@@ -709,29 +567,19 @@ async fn time_series_are_aligned_backwards_from_the_end() {
 
     let mut bad = query.to_vec();
     bad[3] = ("aggregation.alignmentPeriod", "30s");
-    assert_eq!(
-        api(&model, "GET", "/v3/projects/proj/timeSeries", &bad, None)
-            .await
-            .status,
-        400
-    );
+    assert_eq!(list_time_series(&model, &bad).await.status, 400);
     let mut bad = query.to_vec();
     bad[0] = (
         "filter",
         "metric.type=\"run.googleapis.com/request_latencies\"",
     );
-    assert_eq!(
-        api(&model, "GET", "/v3/projects/proj/timeSeries", &bad, None)
-            .await
-            .status,
-        400
-    );
+    assert_eq!(list_time_series(&model, &bad).await.status, 400);
     let mut bad = query.to_vec();
     bad[0] = (
         "filter",
         "metric.type=\"run.googleapis.com/request_count\" AND resource.labels.zone=\"a\"",
     );
-    let r = api(&model, "GET", "/v3/projects/proj/timeSeries", &bad, None).await;
+    let r = list_time_series(&model, &bad).await;
     assert!(
         r.body["error"]["message"]
             .as_str()
@@ -741,23 +589,13 @@ async fn time_series_are_aligned_backwards_from_the_end() {
     let mut bad = query.to_vec();
     bad[1] = ("interval.startTime", end.as_str());
     bad[2] = ("interval.endTime", start.as_str());
-    assert_eq!(
-        api(&model, "GET", "/v3/projects/proj/timeSeries", &bad, None)
-            .await
-            .status,
-        400
-    );
+    assert_eq!(list_time_series(&model, &bad).await.status, 400);
     let mut none = query.to_vec();
     none[0] = (
         "filter",
         "metric.type=\"run.googleapis.com/request_count\" AND resource.labels.service_name=\"other\"",
     );
-    assert_eq!(
-        api(&model, "GET", "/v3/projects/proj/timeSeries", &none, None)
-            .await
-            .body,
-        json!({})
-    );
+    assert_eq!(list_time_series(&model, &none).await.body, json!({}));
 }
 
 #[tokio::test(start_paused = true)]
@@ -936,15 +774,7 @@ async fn over_http_on_loopback() {
 
     let unauthenticated = http.get(format!("{base}{SVC}")).send().await.unwrap();
     assert_eq!(unauthenticated.status(), 401);
-    let svc: Value = http
-        .get(format!("{base}{SVC}"))
-        .bearer_auth("tok")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let svc = answer_json(http.get(format!("{base}{SVC}")).bearer_auth("tok")).await;
     let uri = svc["uri"].as_str().unwrap().to_string();
     assert_eq!(Some(uri.clone()), sim.service_url(P, R, S));
 
@@ -957,29 +787,17 @@ async fn over_http_on_loopback() {
         ],
         "annotations": {"shiftgate.dev/rollout": "{}"},
     });
-    let op: Value = http
-        .patch(format!("{base}{SVC}"))
-        .query(&[("updateMask", "template,traffic,annotations")])
-        .bearer_auth("tok")
-        .json(&body)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let op = answer_json(
+        http.patch(format!("{base}{SVC}"))
+            .query(&[("updateMask", "template,traffic,annotations")])
+            .bearer_auth("tok")
+            .json(&body),
+    )
+    .await;
     let name = op["name"].as_str().unwrap().to_string();
     let mut done = false;
     for _ in 0..100 {
-        let op: Value = http
-            .get(format!("{base}/v2/{name}"))
-            .bearer_auth("tok")
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let op = answer_json(http.get(format!("{base}/v2/{name}")).bearer_auth("tok")).await;
         if op["done"] == true {
             assert!(op.get("error").is_none(), "{op}");
             done = true;
@@ -988,15 +806,7 @@ async fn over_http_on_loopback() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(done);
-    let svc: Value = http
-        .get(format!("{base}{SVC}"))
-        .bearer_auth("tok")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let svc = answer_json(http.get(format!("{base}{SVC}")).bearer_auth("tok")).await;
     assert_eq!(svc["annotations"]["shiftgate.dev/rollout"], "{}");
     let tag_uri = svc["trafficStatuses"][1]["uri"]
         .as_str()
@@ -1017,7 +827,7 @@ async fn over_http_on_loopback() {
         humantime::format_rfc3339(sim.model().clock().now() + Duration::from_secs(1)).to_string();
     let start =
         humantime::format_rfc3339(sim.model().clock().now() - Duration::from_secs(600)).to_string();
-    let series: Value = http
+    let list_series = http
         .get(format!("{}/v3/projects/{P}/timeSeries", sim.monitoring_url()))
         .query(&[
             ("filter", format!("metric.type=\"run.googleapis.com/request_count\" AND resource.labels.service_name=\"{S}\"").as_str()),
@@ -1028,13 +838,8 @@ async fn over_http_on_loopback() {
             ("aggregation.crossSeriesReducer", "REDUCE_SUM"),
             ("aggregation.groupByFields", "resource.labels.revision_name"),
         ])
-        .bearer_auth("tok")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .bearer_auth("tok");
+    let series = answer_json(list_series).await;
     assert_eq!(
         series["timeSeries"].as_array().map(Vec::len),
         Some(2),
@@ -1054,18 +859,13 @@ async fn over_http_on_loopback() {
         .text()
         .await
         .unwrap();
-    let token: Value = http
+    let exchange = http
         .post(sim.sts_url())
         .header("content-type", "application/x-www-form-urlencoded")
         .body(format!(
             "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Atoken-exchange&subject_token={subject}&subject_token_type=urn%3Aietf%3Aparams%3Aoauth%3Atoken-type%3Ajwt"
-        ))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        ));
+    let token = answer_json(exchange).await;
     assert_eq!(token["access_token"], "sim-exchanged-token-1");
     assert!(sim.seen_tokens().iter().all(|t| t == "tok"));
 }
@@ -1082,8 +882,21 @@ async fn http_sim() -> (Sim, String, reqwest::Client) {
     (sim, stable, http)
 }
 
-fn pin_body(etag: &Value, revision: &str) -> Value {
-    json!({"etag": etag, "traffic": pinned(revision)})
+/// Sends `request` and reads its answer as JSON.
+async fn answer_json(request: reqwest::RequestBuilder) -> Value {
+    request.send().await.unwrap().json().await.unwrap()
+}
+
+/// The PATCH that pins all traffic to `revision`, guarded by `etag`, ready to send.
+fn pin_traffic(
+    http: &reqwest::Client,
+    url: &str,
+    etag: &Value,
+    revision: &str,
+) -> reqwest::RequestBuilder {
+    http.patch(url)
+        .query(&[("updateMask", "traffic")])
+        .json(&json!({"etag": etag, "traffic": pinned(revision)}))
 }
 
 #[tokio::test(start_paused = true)]
@@ -1116,14 +929,11 @@ async fn status_faults_over_http_carry_googles_error_and_retry_after() {
 async fn a_hung_call_is_ended_by_the_clients_timeout_and_nothing_is_applied() {
     let (sim, stable, http) = http_sim().await;
     let url = format!("{}{SVC}", sim.cloud_run_url());
-    let svc: Value = http.get(&url).send().await.unwrap().json().await.unwrap();
+    let svc = answer_json(http.get(&url)).await;
     sim.inject(Fault::hang("PATCH", "/services/app"));
 
     let started = tokio::time::Instant::now();
-    let err = http
-        .patch(&url)
-        .query(&[("updateMask", "traffic")])
-        .json(&pin_body(&svc["etag"], &stable))
+    let err = pin_traffic(&http, &url, &svc["etag"], &stable)
         .send()
         .await
         .unwrap_err();
@@ -1136,10 +946,7 @@ async fn a_hung_call_is_ended_by_the_clients_timeout_and_nothing_is_applied() {
     );
     assert_eq!(sim.model().write_count(), 0);
     // The same PATCH goes through once the fault is used up.
-    let r = http
-        .patch(&url)
-        .query(&[("updateMask", "traffic")])
-        .json(&pin_body(&svc["etag"], &stable))
+    let r = pin_traffic(&http, &url, &svc["etag"], &stable)
         .send()
         .await
         .unwrap();
@@ -1151,13 +958,10 @@ async fn a_hung_call_is_ended_by_the_clients_timeout_and_nothing_is_applied() {
 async fn a_reset_closes_the_connection_without_an_answer() {
     let (sim, stable, http) = http_sim().await;
     let url = format!("{}{SVC}", sim.cloud_run_url());
-    let svc: Value = http.get(&url).send().await.unwrap().json().await.unwrap();
+    let svc = answer_json(http.get(&url)).await;
     sim.inject(Fault::reset("PATCH", "/services/app"));
 
-    let err = http
-        .patch(&url)
-        .query(&[("updateMask", "traffic")])
-        .json(&pin_body(&svc["etag"], &stable))
+    let err = pin_traffic(&http, &url, &svc["etag"], &stable)
         .send()
         .await
         .unwrap_err();
@@ -1214,14 +1018,11 @@ async fn a_lost_answer_hides_a_write_that_took_effect() {
         Fault::lost_answer_hang("PATCH", "/services/app"),
         Fault::malformed_json("PATCH", "/services/app"),
     ] {
-        let before: Value = http.get(&url).send().await.unwrap().json().await.unwrap();
+        let before = answer_json(http.get(&url)).await;
         let writes = sim.model().write_count();
         sim.inject(fault.clone());
 
-        let sent = http
-            .patch(&url)
-            .query(&[("updateMask", "traffic")])
-            .json(&pin_body(&before["etag"], &stable))
+        let sent = pin_traffic(&http, &url, &before["etag"], &stable)
             .send()
             .await;
 
@@ -1234,13 +1035,10 @@ async fn a_lost_answer_hides_a_write_that_took_effect() {
         // yet the PATCH was accepted: the etag moved and the same PATCH again is a conflict.
         assert_eq!(sim.model().write_count(), writes + 1, "{fault:?}");
         tokio::time::sleep(Duration::from_secs(1)).await;
-        let after: Value = http.get(&url).send().await.unwrap().json().await.unwrap();
+        let after = answer_json(http.get(&url)).await;
         assert_ne!(after["etag"], before["etag"], "{fault:?}");
         assert_eq!(after["traffic"], pinned(&stable), "{fault:?}");
-        let again = http
-            .patch(&url)
-            .query(&[("updateMask", "traffic")])
-            .json(&pin_body(&before["etag"], &stable))
+        let again = pin_traffic(&http, &url, &before["etag"], &stable)
             .send()
             .await
             .unwrap();
@@ -1253,17 +1051,8 @@ async fn operations_and_time_series_take_faults_too() {
     let (sim, stable, http) = http_sim().await;
     sim.set_operation_delay(Duration::from_secs(5));
     let url = format!("{}{SVC}", sim.cloud_run_url());
-    let svc: Value = http.get(&url).send().await.unwrap().json().await.unwrap();
-    let op: Value = http
-        .patch(&url)
-        .query(&[("updateMask", "traffic")])
-        .json(&pin_body(&svc["etag"], &stable))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let svc = answer_json(http.get(&url)).await;
+    let op = answer_json(pin_traffic(&http, &url, &svc["etag"], &stable)).await;
     let op_url = format!(
         "{}/v2/{}",
         sim.cloud_run_url(),
@@ -1284,14 +1073,7 @@ async fn operations_and_time_series_take_faults_too() {
         .await
         .unwrap_err();
     assert!(err.is_request(), "{err:?}");
-    let done: Value = http
-        .get(&op_url)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let done = answer_json(http.get(&op_url)).await;
     assert_eq!(done["done"], true);
 
     // timeSeries: malformed JSON, then a hang.
@@ -1326,18 +1108,17 @@ async fn in_process_callers_see_resets_hangs_and_mangled_bodies_as_results() {
     let (model, _) = setup();
 
     model.inject(Fault::reset("GET", "/services/app"));
-    let r = api(&model, "GET", SVC, &[], None).await;
-    assert_eq!(r.status, 503);
-    assert_eq!(r.body["error"]["status"], "UNAVAILABLE");
+    let r = get(&model, SVC).await;
+    expect_error(&r, 503, "UNAVAILABLE");
 
     model.inject(Fault::hang("GET", "/services/app"));
     let started = tokio::time::Instant::now();
-    let r = api(&model, "GET", SVC, &[], None).await;
+    let r = get(&model, SVC).await;
     assert_eq!(started.elapsed(), HANG);
     assert_eq!(r.status, 504);
 
     model.inject(Fault::malformed_json("GET", "/services/app"));
-    let r = api(&model, "GET", SVC, &[], None).await;
+    let r = get(&model, SVC).await;
     assert_eq!((r.status, r.body), (200, json!(MALFORMED_JSON)));
     let platform = SimPlatform::new(&model, P, R, S);
     model.inject(Fault::truncated_json("GET", "/services/app"));
@@ -1385,8 +1166,8 @@ fn revision_query(start: &str, end: &str) -> Vec<(&'static str, String)> {
 
 async fn series_of(model: &SimModel, query: &[(&str, String)]) -> Vec<Value> {
     let query: Vec<(&str, &str)> = query.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let r = api(model, "GET", "/v3/projects/proj/timeSeries", &query, None).await;
-    assert_eq!(r.status, 200, "{}", r.body);
+    let r = list_time_series(model, &query).await;
+    expect_ok(&r);
     r.body["timeSeries"].as_array().cloned().unwrap_or_default()
 }
 

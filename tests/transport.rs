@@ -20,8 +20,11 @@ use shiftgate::rollout::health_judge::Expectations;
 use shiftgate::rollout::plan::Policy;
 use shiftgate::rollout::ports::{HealthEndpoint, Platform, PortError};
 use shiftgate::rollout::verdict::Verdict;
-use shiftgate::rollout::{CandidateSource, Engine, Interrupt, Outcome, Ports, RolloutRequest};
+use shiftgate::rollout::{CandidateSource, Outcome};
 use shiftgate_sim::Sim;
+
+use crate::support::adapters::roll_out_over_http;
+use crate::support::world::{closed_port_url, external_account};
 
 const PROJECT: &str = "loopcloser";
 const REGION: &str = "us-central1";
@@ -66,6 +69,19 @@ async fn send_endlessly(
     while socket.write_all(&piece).await.is_ok() {
         counter.fetch_add(piece.len() as u64, Ordering::Relaxed);
     }
+}
+
+/// Reads a service (a GET that is safe to retry) within `budget`.
+async fn get_service(rest: &GoogleRest, budget: Duration) -> Result<serde_json::Value, PortError> {
+    rest.send(
+        Method::GET,
+        "v2/projects/p/locations/r/services/web",
+        &[],
+        None,
+        Retry::Safe,
+        budget,
+    )
+    .await
 }
 
 const FOUR_HUNDRED_MB: &str =
@@ -155,15 +171,7 @@ async fn an_endless_google_api_answer_is_refused_after_16_mib() {
     let (base, sent) = endless_body_server(FOUR_HUNDRED_MB, r#"{"name":""#).await;
     let rest = GoogleRest::new(&base, Credentials::None);
 
-    let error = rest
-        .send(
-            Method::GET,
-            "v2/projects/p/locations/r/services/web",
-            &[],
-            None,
-            Retry::Safe,
-            Duration::from_secs(30),
-        )
+    let error = get_service(&rest, Duration::from_secs(30))
         .await
         .unwrap_err();
 
@@ -179,14 +187,6 @@ async fn an_endless_google_api_answer_is_refused_after_16_mib() {
     assert!(sent.load(Ordering::Relaxed) < 64 * 1024 * 1024);
 }
 
-/// A loopback port nothing listens on: connections are refused at once.
-async fn refused_base() -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
-    drop(listener);
-    format!("http://{address}")
-}
-
 fn logged(rest: GoogleRest) -> (GoogleRest, Arc<Mutex<Vec<String>>>) {
     let lines = Arc::new(Mutex::new(Vec::new()));
     let sink = lines.clone();
@@ -197,20 +197,12 @@ fn logged(rest: GoogleRest) -> (GoogleRest, Arc<Mutex<Vec<String>>>) {
 #[tokio::test(start_paused = true)]
 async fn retries_against_an_unreachable_api_are_announced_one_line_each_and_end_at_the_deadline() {
     // Given an API nobody answers and a command limited to 10 seconds.
-    let (rest, lines) = logged(GoogleRest::new(&refused_base().await, Credentials::None));
+    let (rest, lines) = logged(GoogleRest::new(&closed_port_url(), Credentials::None));
     let started = Instant::now();
     rest.set_deadline(Some(started + Duration::from_secs(10)));
 
     // When a read with a minute's retry budget is sent.
-    let error = rest
-        .send(
-            Method::GET,
-            "v2/projects/p/locations/r/services/web",
-            &[],
-            None,
-            Retry::Safe,
-            Duration::from_secs(60),
-        )
+    let error = get_service(&rest, Duration::from_secs(60))
         .await
         .unwrap_err();
 
@@ -256,15 +248,7 @@ async fn no_attempt_outlives_the_deadline_even_against_a_server_that_never_answe
     let started = Instant::now();
     rest.set_deadline(Some(started + Duration::from_secs(4)));
 
-    let error = rest
-        .send(
-            Method::GET,
-            "v2/projects/p/locations/r/services/web",
-            &[],
-            None,
-            Retry::Safe,
-            Duration::from_secs(60),
-        )
+    let error = get_service(&rest, Duration::from_secs(60))
         .await
         .unwrap_err();
 
@@ -300,18 +284,6 @@ async fn answering(status: u16, retry_after: Option<&'static str>) -> (String, A
     let base = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     (base, count)
-}
-
-async fn get_service(rest: &GoogleRest, budget: Duration) -> Result<serde_json::Value, PortError> {
-    rest.send(
-        Method::GET,
-        "v2/projects/p/locations/r/services/web",
-        &[],
-        None,
-        Retry::Safe,
-        budget,
-    )
-    .await
 }
 
 #[tokio::test(start_paused = true)]
@@ -379,16 +351,6 @@ async fn a_permission_error_is_not_retried() {
     assert!(lines.lock().unwrap().is_empty());
 }
 
-fn external_account(sim: &Sim) -> serde_json::Value {
-    serde_json::json!({
-        "type": "external_account",
-        "audience": "//iam.googleapis.com/projects/1/locations/global/workloadIdentityPools/github/providers/github",
-        "subject_token_type": "urn:ietf:params:oauth:token-type:jwt",
-        "token_url": sim.sts_url(),
-        "credential_source": {"url": sim.subject_token_url(), "format": {"type": "text"}}
-    })
-}
-
 fn distinct(tokens: Vec<String>) -> usize {
     let mut tokens = tokens;
     tokens.sort();
@@ -417,7 +379,6 @@ async fn a_rollout_much_longer_than_its_tokens_live_still_promotes_on_workload_i
         PROJECT,
         SERVICE,
     );
-    let health = HttpHealthEndpoint::new(Duration::from_secs(5));
     let policy = Policy {
         steps: "10,50,100".parse().unwrap(),
         bake: Duration::from_secs(120),
@@ -429,22 +390,10 @@ async fn a_rollout_much_longer_than_its_tokens_live_still_promotes_on_workload_i
     let started = Instant::now();
 
     // When a rollout lasting minutes runs on those credentials.
-    let report = Engine::new(
-        Ports {
-            platform: &platform,
-            metrics: &metrics,
-            health: &health,
-        },
-        clock,
-        Interrupt::never(),
-    )
-    .run(&RolloutRequest {
-        policy,
-        candidate: CandidateSource::Image("registry/app:v1.1.0".into()),
-        dry_run: false,
-    })
-    .await
-    .expect("the rollout starts");
+    let candidate = CandidateSource::Image("registry/app:v1.1.0".into());
+    let report = roll_out_over_http(&platform, &metrics, clock, policy, candidate)
+        .await
+        .expect("the rollout starts");
 
     // Then it promotes, having used many successive tokens.
     assert_eq!(report.outcome, Outcome::Promoted, "{:?}", report.reason);
@@ -518,7 +467,7 @@ fn github(base: &str) -> (shiftgate::github::GitHub, Arc<Mutex<Vec<String>>>) {
 
 #[tokio::test(start_paused = true)]
 async fn github_reads_against_an_unreachable_api_announce_each_retry() {
-    let (github, lines) = github(&refused_base().await);
+    let (github, lines) = github(&closed_port_url());
 
     let error = github.get("/repos/loopcloser/app").await.unwrap_err();
 

@@ -15,7 +15,7 @@ use shiftgate::rollout::ports::{
     HealthEndpoint, HealthResponse, Metrics, NewRevision, Platform, PortError, PortResult,
     RequestCounts, RevisionInfo, RolloutRecord, ServiceState, TrafficChange, Window,
 };
-use shiftgate_sim::{ApiRequest, Caller, LoadHandle, ServiceKey, SimModel, call};
+use shiftgate_sim::{ApiRequest, ApiResponse, Caller, LoadHandle, ServiceKey, SimModel, call};
 
 /// Maps an API error status to what the engine decides on.
 pub fn port_error(status: u16, message: String) -> PortError {
@@ -40,27 +40,45 @@ fn revision_info(value: Value) -> PortResult<RevisionInfo> {
         .map_err(|error| PortError::Unavailable(format!("unexpected revision JSON: {error}")))
 }
 
+/// One call to the simulated APIs as an in-process caller: the answer as the HTTP layer would
+/// have sent it, status and body, for tests to read or for the ports to turn into results.
+pub async fn call_in_process(
+    model: &SimModel,
+    method: &str,
+    path: &str,
+    query: &[(&str, &str)],
+    body: Option<Value>,
+) -> ApiResponse {
+    call(
+        model,
+        ApiRequest {
+            method: method.to_string(),
+            path: path.to_string(),
+            query: query
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            caller: Caller::InProcess,
+            body: body.map(|b| b.to_string().into_bytes()).unwrap_or_default(),
+        },
+    )
+    .await
+}
+
 /// The platform port for one simulated service.
 #[derive(Debug, Clone)]
 pub struct SimPlatform {
     pub model: SimModel,
-    pub project: String,
-    pub region: String,
-    pub service: String,
+    key: ServiceKey,
 }
 
 impl SimPlatform {
     pub fn new(model: &SimModel, project: &str, region: &str, service: &str) -> Self {
+        let key = ServiceKey::new(project, region, service);
         Self {
             model: model.clone(),
-            project: project.to_string(),
-            region: region.to_string(),
-            service: service.to_string(),
+            key,
         }
-    }
-
-    fn key(&self) -> ServiceKey {
-        ServiceKey::new(&self.project, &self.region, &self.service)
     }
 
     async fn api(
@@ -70,20 +88,7 @@ impl SimPlatform {
         query: &[(&str, &str)],
         body: Option<Value>,
     ) -> PortResult<Value> {
-        let response = call(
-            &self.model,
-            ApiRequest {
-                method: method.to_string(),
-                path,
-                query: query
-                    .iter()
-                    .map(|(k, v)| (k.to_string(), v.to_string()))
-                    .collect(),
-                caller: Caller::InProcess,
-                body: body.map(|b| b.to_string().into_bytes()).unwrap_or_default(),
-            },
-        )
-        .await;
+        let response = call_in_process(&self.model, method, &path, query, body).await;
         if response.status == 200 {
             return Ok(response.body);
         }
@@ -101,7 +106,7 @@ impl SimPlatform {
     fn annotations_with(&self, rollout: &Option<RolloutRecord>) -> BTreeMap<String, String> {
         let mut annotations = self
             .model
-            .service_annotations(&self.key())
+            .service_annotations(&self.key)
             .unwrap_or_default();
         match rollout {
             Some(r) => {
@@ -128,7 +133,7 @@ impl SimPlatform {
         let op = self
             .api(
                 "PATCH",
-                format!("/v2/{}", self.key().name()),
+                format!("/v2/{}", self.key.name()),
                 &[("updateMask", mask)],
                 Some(body),
             )
@@ -182,7 +187,7 @@ impl SimPlatform {
 impl Platform for SimPlatform {
     async fn read_service(&self) -> PortResult<ServiceState> {
         let v = self
-            .api("GET", format!("/v2/{}", self.key().name()), &[], None)
+            .api("GET", format!("/v2/{}", self.key.name()), &[], None)
             .await?;
         service_state(v)
     }
@@ -191,7 +196,7 @@ impl Platform for SimPlatform {
         let v = self
             .api(
                 "GET",
-                format!("/v2/{}", self.key().revision_name(revision)),
+                format!("/v2/{}", self.key.revision_name(revision)),
                 &[],
                 None,
             )
@@ -203,7 +208,7 @@ impl Platform for SimPlatform {
         let v = self
             .api(
                 "GET",
-                format!("/v2/{}/revisions", self.key().name()),
+                format!("/v2/{}/revisions", self.key.name()),
                 &[],
                 None,
             )
@@ -253,18 +258,15 @@ impl Platform for SimPlatform {
 #[derive(Debug, Clone)]
 pub struct SimMetrics {
     pub model: SimModel,
-    pub project: String,
-    pub region: String,
-    pub service: String,
+    key: ServiceKey,
 }
 
 impl SimMetrics {
     pub fn new(model: &SimModel, project: &str, region: &str, service: &str) -> Self {
+        let key = ServiceKey::new(project, region, service);
         Self {
             model: model.clone(),
-            project: project.to_string(),
-            region: region.to_string(),
-            service: service.to_string(),
+            key,
         }
     }
 }
@@ -272,14 +274,13 @@ impl SimMetrics {
 #[async_trait]
 impl Metrics for SimMetrics {
     async fn request_counts(&self, window: Window) -> PortResult<BTreeMap<String, RequestCounts>> {
-        let path = format!("/v3/projects/{}/timeSeries", self.project);
+        let path = format!("/v3/projects/{}/timeSeries", self.key.project);
         self.model
             .admit_in_process_call("GET", &path)
             .map_err(|e| port_error(e.code, e.message))?;
-        let key = ServiceKey::new(&self.project, &self.region, &self.service);
         Ok(self
             .model
-            .counts_between(&key, window.start, window.end)
+            .counts_between(&self.key, window.start, window.end)
             .into_iter()
             .map(|(rev, (total, server_errors))| {
                 (
