@@ -16,6 +16,7 @@ pub mod mask;
 pub mod metrics;
 pub mod names;
 pub mod output;
+pub mod report_markdown;
 pub mod rollout;
 pub mod sim;
 pub mod workflow_command;

@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 use std::io::Write as _;
 
-use serde_json::Value;
+use serde::Serialize;
 
 use crate::rollout::judge::percent;
 use crate::rollout::timeline::{Event, EventKind, Report, describe_traffic};
@@ -250,10 +250,13 @@ pub fn summary(report: &Report) -> String {
     out
 }
 
-/// Prints the JSON result on stdout. A closed stdout (`shiftgate … | head`) is ignored, never a
-/// panic. JSON escapes every control character, so the result is one line whatever it holds.
-pub fn print_json(value: &Value) {
-    let text = serde_json::to_string(value).expect("a serde_json::Value always serializes");
+/// Prints the JSON result on stdout, its keys sorted as they have always been printed. A closed
+/// stdout (`shiftgate … | head`) is ignored, never a panic. JSON escapes every control character,
+/// so the result is one line whatever it holds.
+pub fn print_json(result: &impl Serialize) {
+    let mut value = serde_json::to_value(result).expect("results serialize to JSON");
+    value.sort_all_objects();
+    let text = value.to_string();
     let mut stdout = std::io::stdout().lock();
     let _ = writeln!(stdout, "{text}");
     let _ = stdout.flush();
