@@ -12,6 +12,7 @@ use crate::exit::ExitCode;
 use crate::markdown;
 use crate::output::{eprint_progress, progress_line};
 use crate::report_markdown::{plan_line, steps_and_chart};
+use crate::rollout::judge::StepPhase;
 use crate::rollout::timeline::{
     Event, EventKind, TrafficShare, describe_traffic, traffic_json_text,
 };
@@ -291,33 +292,28 @@ struct GroupState {
     warned: bool,
 }
 
-impl ActionsProgress {
-    pub fn new() -> Self {
-        Self::default()
+impl GroupState {
+    fn close(&mut self, lines: &mut Vec<String>) {
+        if self.open {
+            lines.push("::endgroup::".to_string());
+            self.open = false;
+        }
     }
 
-    /// The lines to print for one event, in order.
-    pub fn lines(&self, event: &Event) -> Vec<String> {
-        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        let mut lines = Vec::new();
-        let close = |state: &mut GroupState, lines: &mut Vec<String>| {
-            if state.open {
-                lines.push("::endgroup::".to_string());
-                state.open = false;
-            }
-        };
+    /// Opens a step's group (closing the one before), or closes the group at an end.
+    fn group(&mut self, event: &Event, lines: &mut Vec<String>) {
         match &event.kind {
             EventKind::TrafficSet {
                 step: Some(step),
                 traffic,
             } => {
-                close(&mut state, &mut lines);
+                self.close(lines);
                 lines.push(workflow_command(
                     "group",
                     &[],
                     &format!("step {step}: traffic {}", describe_traffic(traffic)),
                 ));
-                *state = GroupState {
+                *self = GroupState {
                     open: true,
                     errored: false,
                     warned: false,
@@ -327,39 +323,44 @@ impl ActionsProgress {
             | EventKind::Interrupted
             | EventKind::Promoted { .. }
             | EventKind::ApiFailed { .. }
-            | EventKind::TrafficSet { step: None, .. } => close(&mut state, &mut lines),
+            | EventKind::TrafficSet { step: None, .. } => self.close(lines),
             _ => {}
         }
-        if let Some(line) = progress_line(event) {
-            lines.push(line);
-        }
-        let title = |step: Option<usize>| match step {
-            Some(step) => format!("shiftgate: step {step} gate"),
-            None => "shiftgate: health gate".to_string(),
-        };
+    }
+
+    /// The annotations an event is worth, and the end of its step's group.
+    fn annotate(&mut self, event: &Event, lines: &mut Vec<String>) {
         match &event.kind {
-            EventKind::ErrorsChecked { step, verdict, .. } => {
-                annotate(&mut state, &mut lines, &title(Some(*step)), verdict)
+            EventKind::ErrorsChecked {
+                step,
+                verdict,
+                phase,
+                ..
+            } => {
+                // Checks while a step bakes are inconclusive by design; only a judgement is
+                // worth a warning.
+                let judged = *phase == StepPhase::Judging;
+                self.gate(&gate_title(Some(*step)), verdict, judged, lines);
             }
             EventKind::HealthChecked { step, verdict, .. } => {
-                annotate(&mut state, &mut lines, &title(*step), verdict)
+                self.gate(&gate_title(*step), verdict, true, lines);
             }
             EventKind::StepFailed {
                 step,
                 percent,
                 reason,
             } => {
-                if !state.errored {
-                    state.errored = true;
+                if !self.errored {
+                    self.errored = true;
                     lines.push(workflow_command(
                         "error",
-                        &[("title", &title(Some(*step)))],
+                        &[("title", &gate_title(Some(*step)))],
                         &format!("step {step} ({percent}%) failed: {reason}"),
                     ));
                 }
-                close(&mut state, &mut lines);
+                self.close(lines);
             }
-            EventKind::StepPassed { .. } => close(&mut state, &mut lines),
+            EventKind::StepPassed { .. } => self.close(lines),
             EventKind::RollbackFailed { reason } => lines.push(workflow_command(
                 "error",
                 &[("title", "shiftgate: rollback failed")],
@@ -372,6 +373,45 @@ impl ActionsProgress {
             )),
             _ => {}
         }
+    }
+
+    /// One error per step for a failed gate, one warning per step for an inconclusive judgement.
+    fn gate(&mut self, title: &str, verdict: &Verdict, judged: bool, lines: &mut Vec<String>) {
+        match verdict {
+            Verdict::Fail(reason) if !self.errored => {
+                self.errored = true;
+                lines.push(workflow_command("error", &[("title", title)], reason));
+            }
+            Verdict::Inconclusive(reason) if judged && !self.warned => {
+                self.warned = true;
+                lines.push(workflow_command("warning", &[("title", title)], reason));
+            }
+            _ => {}
+        }
+    }
+}
+
+fn gate_title(step: Option<usize>) -> String {
+    match step {
+        Some(step) => format!("shiftgate: step {step} gate"),
+        None => "shiftgate: health gate".to_string(),
+    }
+}
+
+impl ActionsProgress {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The lines to print for one event, in order.
+    pub fn lines(&self, event: &Event) -> Vec<String> {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut lines = Vec::new();
+        state.group(event, &mut lines);
+        if let Some(line) = progress_line(event) {
+            lines.push(line);
+        }
+        state.annotate(event, &mut lines);
         lines
     }
 
@@ -379,21 +419,6 @@ impl ActionsProgress {
     pub fn close(&self) -> Option<String> {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         std::mem::take(&mut state.open).then(|| "::endgroup::".to_string())
-    }
-}
-
-fn annotate(state: &mut GroupState, lines: &mut Vec<String>, title: &str, verdict: &Verdict) {
-    match verdict {
-        Verdict::Fail(reason) if !state.errored => {
-            state.errored = true;
-            lines.push(workflow_command("error", &[("title", title)], reason));
-        }
-        // Checks while a step bakes are inconclusive by design; only a judgement is worth a warning.
-        Verdict::Inconclusive(reason) if !state.warned && !reason.starts_with("baking:") => {
-            state.warned = true;
-            lines.push(workflow_command("warning", &[("title", title)], reason));
-        }
-        _ => {}
     }
 }
 
@@ -567,7 +592,7 @@ mod tests {
         ]
     }
 
-    fn errors(step: usize, total: u64, bad: u64, verdict: Verdict) -> EventKind {
+    fn errors(step: usize, total: u64, bad: u64, phase: StepPhase, verdict: Verdict) -> EventKind {
         let candidate = RequestCounts {
             total,
             server_errors: bad,
@@ -578,6 +603,7 @@ mod tests {
             stable: RequestCounts::default(),
             error_rate: candidate.error_rate(),
             verdict,
+            phase,
         }
     }
 
@@ -594,18 +620,21 @@ mod tests {
                 1,
                 3,
                 0,
+                StepPhase::Baking,
                 Verdict::Inconclusive("baking: 3 candidate requests so far, 0 5xx".into()),
             ),
             errors(
                 1,
                 3,
                 0,
+                StepPhase::Judging,
                 Verdict::Inconclusive("only 3 candidate requests, 100 needed".into()),
             ),
             errors(
                 1,
                 4,
                 0,
+                StepPhase::Judging,
                 Verdict::Inconclusive("only 4 candidate requests, 100 needed".into()),
             ),
             EventKind::StepPassed {
@@ -616,7 +645,13 @@ mod tests {
                 step: Some(2),
                 traffic: split(50, 50),
             },
-            errors(2, 200, 30, Verdict::Fail("5xx rate 15%, above 5%".into())),
+            errors(
+                2,
+                200,
+                30,
+                StepPhase::Judging,
+                Verdict::Fail("5xx rate 15%, above 5%".into()),
+            ),
             EventKind::StepFailed {
                 step: 2,
                 percent: 50,

@@ -54,6 +54,7 @@ pub fn progress_line(event: &Event) -> Option<String> {
             stable,
             error_rate,
             verdict,
+            ..
         } => format!(
             "step {step}: candidate {} requests, {} 5xx ({}); stable {} requests, {} 5xx — {}",
             candidate.total,

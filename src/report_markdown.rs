@@ -267,6 +267,7 @@ pub(crate) mod tests {
 
     use super::*;
     use crate::rollout::Outcome;
+    use crate::rollout::judge::StepPhase;
     use crate::rollout::plan::Steps;
     use crate::rollout::ports::{RequestCounts, TrafficTarget};
     use crate::rollout::timeline::Event;
@@ -298,6 +299,7 @@ pub(crate) mod tests {
             stable: RequestCounts::default(),
             error_rate: candidate.error_rate(),
             verdict,
+            phase: StepPhase::Judging,
         }
     }
 

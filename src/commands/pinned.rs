@@ -23,6 +23,7 @@ use crate::exit::ExitCode;
 use crate::github::client::CallStats;
 use crate::github::dispatch::{DispatchReport, WatchEnd};
 use crate::github::incident::{Severity, failed_rollback_incident, rollout_incident};
+use crate::rollout::judge::StepPhase;
 use crate::rollout::ports::{
     NewRevision, Platform, PortError, PortResult, RequestCounts, RevisionInfo, RolloutRecord,
     ServiceState, TrafficChange, TrafficTarget,
@@ -166,6 +167,7 @@ fn errors_checked(
     step: usize,
     candidate: (u64, u64),
     stable: (u64, u64),
+    phase: StepPhase,
     verdict: Verdict,
 ) -> EventKind {
     let counts = |(total, server_errors)| RequestCounts {
@@ -178,6 +180,7 @@ fn errors_checked(
         stable: counts(stable),
         error_rate: counts(candidate).error_rate(),
         verdict,
+        phase,
     }
 }
 
@@ -222,10 +225,14 @@ fn timeline() -> Vec<Event> {
                 1,
                 (30, 0),
                 (300, 1),
+                StepPhase::Baking,
                 Verdict::Inconclusive("baking: 30 candidate requests so far, 0 5xx".into()),
             ),
         ),
-        event(300, errors_checked(1, (120, 1), (1000, 2), Verdict::Pass)),
+        event(
+            300,
+            errors_checked(1, (120, 1), (1000, 2), StepPhase::Judging, Verdict::Pass),
+        ),
         event(
             301,
             EventKind::StepPassed {
@@ -249,7 +256,13 @@ fn timeline() -> Vec<Event> {
         ),
         event(
             360,
-            errors_checked(2, (400, 60), (400, 1), Verdict::Fail(FAILED_GATE.into())),
+            errors_checked(
+                2,
+                (400, 60),
+                (400, 1),
+                StepPhase::Judging,
+                Verdict::Fail(FAILED_GATE.into()),
+            ),
         ),
         event(
             361,

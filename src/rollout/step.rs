@@ -283,6 +283,7 @@ impl Engine<'_> {
             stable,
             error_rate: candidate.error_rate(),
             verdict: verdict.clone(),
+            phase,
         });
         Some(Errors::Judged(verdict))
     }

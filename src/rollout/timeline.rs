@@ -6,6 +6,7 @@ use std::time::{Duration, SystemTime};
 use serde::{Serialize, Serializer};
 
 use crate::exit::ExitCode;
+use crate::rollout::judge::StepPhase;
 use crate::rollout::ports::{RequestCounts, TrafficTarget};
 use crate::rollout::verdict::Verdict;
 
@@ -67,6 +68,10 @@ pub enum EventKind {
         error_rate: Option<f64>,
         #[serde(flatten)]
         verdict: Verdict,
+        /// Whether the step was still baking (an inconclusive verdict is then expected, not a
+        /// judgement). Not in the JSON result, which predates it.
+        #[serde(skip)]
+        phase: StepPhase,
     },
     StepPassed {
         step: usize,
