@@ -1,5 +1,5 @@
 //! The GitHub Actions runtime (when `GITHUB_ACTIONS=true`): a log group per step with gate
-//! annotations, `$GITHUB_OUTPUT` outputs and the step summary.
+//! annotations, `$GITHUB_OUTPUT` outputs and the step summary, from a command's typed result.
 
 use std::collections::hash_map::RandomState;
 use std::fmt::Write as _;
@@ -8,13 +8,78 @@ use std::io::Write as _;
 use std::path::Path;
 use std::sync::Mutex;
 
-use serde_json::Value;
-
+use crate::exit::ExitCode;
 use crate::markdown;
 use crate::output::{eprint_progress, progress_line};
-use crate::rollout::timeline::{Event, EventKind, describe_traffic};
+use crate::report_markdown::{plan_line, steps_and_chart};
+use crate::rollout::judge::StepPhase;
+use crate::rollout::timeline::{
+    Event, EventKind, TrafficShare, describe_traffic, traffic_json_text,
+};
 use crate::rollout::verdict::Verdict;
+use crate::rollout::{Policy, Report};
 use crate::workflow_command::{emit, is_actions, workflow_command};
+
+/// What a finished command tells the job: the facts its outputs and its step summary are made
+/// of. Each command's result fills one in; what it leaves at `None` is not shown.
+#[derive(Debug, Clone)]
+pub struct ResultFacts<'a> {
+    pub command: &'a str,
+    /// The result's `outcome`: `promoted`, `rolled_back`, `success`, `error`, …
+    pub outcome: &'a str,
+    pub exit_code: ExitCode,
+    /// The service the command worked on.
+    pub service: Option<ServiceFacts<'a>>,
+    /// A rollout's report and the policy it ran under: the plan, the step table and the chart.
+    pub rollout: Option<(&'a Report, &'a Policy)>,
+    /// Why the command ended the way it did.
+    pub reason: Option<&'a str>,
+    /// Why the command could not do its job.
+    pub error: Option<&'a str>,
+    /// The split read back from the service at the end.
+    pub final_traffic: Option<Vec<TrafficShare>>,
+    /// The workflow run a dispatch started: its id and URL.
+    pub run: Option<(u64, &'a str)>,
+    pub incident_url: Option<&'a str>,
+}
+
+impl<'a> ResultFacts<'a> {
+    /// The facts every result has; the rest start out unknown.
+    pub fn new(command: &'a str, outcome: &'a str, exit_code: ExitCode) -> Self {
+        Self {
+            command,
+            outcome,
+            exit_code,
+            service: None,
+            rollout: None,
+            reason: None,
+            error: None,
+            final_traffic: None,
+            run: None,
+            incident_url: None,
+        }
+    }
+}
+
+/// The service a command worked on, and what it did to it.
+#[derive(Debug, Clone, Copy)]
+pub struct ServiceFacts<'a> {
+    pub name: &'a str,
+    pub change: ServiceChange<'a>,
+    /// The image a new candidate revision was made from.
+    pub image: Option<&'a str>,
+}
+
+/// What a command did to a service's traffic.
+#[derive(Debug, Clone, Copy)]
+pub enum ServiceChange<'a> {
+    /// Nothing: it was only read.
+    Read,
+    /// A rollout from the stable revision to the candidate.
+    Rollout { stable: &'a str, candidate: &'a str },
+    /// All traffic to one revision.
+    Restore { revision: &'a str },
+}
 
 /// A heredoc delimiter for `$GITHUB_OUTPUT` that no one can guess: `ghadelimiter_<32 hex>`.
 pub fn output_delimiter() -> String {
@@ -40,38 +105,32 @@ pub fn format_output(name: &str, value: &str, delimiter: &str) -> String {
     format!("{name}<<{delimiter}\n{value}\n{delimiter}\n")
 }
 
-/// The action's outputs from a command's JSON result; outputs the result has no value for are left
-/// out (the action reports them as empty strings).
-pub fn outputs_for(result: &Value) -> Vec<(&'static str, String)> {
-    let mut outputs = Vec::new();
-    let mut put = |name: &'static str, value: &Value| {
-        if let Some(text) = output_text(value) {
-            outputs.push((name, text));
-        }
-    };
-    put("outcome", &result["outcome"]);
+/// The action's outputs from a command's result; outputs it has no value for (or an empty one)
+/// are left out (the action reports them as empty strings).
+pub fn outputs_for(facts: &ResultFacts) -> Vec<(&'static str, String)> {
     // A rollout's revision is its candidate; a rollback's is the revision it restored.
-    if result["candidate"].is_null() {
-        put("revision", &result["revision"]);
-    } else {
-        put("revision", &result["candidate"]);
-    }
-    put("stable-revision", &result["stable"]);
-    put("traffic", &result["final_traffic"]);
-    put("run-id", &result["run_id"]);
-    put("run-url", &result["run_url"]);
-    put("incident-url", &result["incident"]["url"]);
-    put("exit-code", &result["exit_code"]);
-    outputs
-}
-
-fn output_text(value: &Value) -> Option<String> {
-    match value {
-        Value::Null => None,
-        Value::String(text) if text.is_empty() => None,
-        Value::String(text) => Some(text.clone()),
-        other => Some(other.to_string()),
-    }
+    let (revision, stable) = match facts.service.map(|service| service.change) {
+        Some(ServiceChange::Rollout { stable, candidate }) => (Some(candidate), Some(stable)),
+        Some(ServiceChange::Restore { revision }) => (Some(revision), None),
+        Some(ServiceChange::Read) | None => (None, None),
+    };
+    let values = [
+        ("outcome", Some(facts.outcome.to_string())),
+        ("revision", revision.map(str::to_string)),
+        ("stable-revision", stable.map(str::to_string)),
+        (
+            "traffic",
+            facts.final_traffic.as_deref().map(traffic_json_text),
+        ),
+        ("run-id", facts.run.map(|(id, _)| id.to_string())),
+        ("run-url", facts.run.map(|(_, url)| url.to_string())),
+        ("incident-url", facts.incident_url.map(str::to_string)),
+        ("exit-code", Some(facts.exit_code.to_string())),
+    ];
+    values
+        .into_iter()
+        .filter_map(|(name, value)| Some((name, value.filter(|text| !text.is_empty())?)))
+        .collect()
 }
 
 /// Appends the outputs to the `$GITHUB_OUTPUT` file.
@@ -97,7 +156,7 @@ fn append(path: &Path, text: &str) -> std::io::Result<()> {
 
 /// Called once a command has finished: outputs to `$GITHUB_OUTPUT`, the step summary to
 /// `$GITHUB_STEP_SUMMARY`. A file that cannot be written is a warning, never a failed deploy.
-pub fn finish(result: &Value) {
+pub fn finish(facts: &ResultFacts) {
     let warn = |file: &str, error: std::io::Error| {
         emit(&workflow_command(
             "warning",
@@ -106,332 +165,89 @@ pub fn finish(result: &Value) {
         ));
     };
     if let Some(path) = std::env::var_os("GITHUB_OUTPUT").filter(|p| !p.is_empty())
-        && let Err(error) = write_outputs(Path::new(&path), &outputs_for(result))
+        && let Err(error) = write_outputs(Path::new(&path), &outputs_for(facts))
     {
         warn("GITHUB_OUTPUT", error);
     }
     if let Some(path) = std::env::var_os("GITHUB_STEP_SUMMARY").filter(|p| !p.is_empty())
-        && let Err(error) = append(Path::new(&path), &step_summary(result))
+        && let Err(error) = append(Path::new(&path), &step_summary(facts))
     {
         warn("GITHUB_STEP_SUMMARY", error);
     }
 }
 
-/// The Markdown step summary for a command's result: for a rollout the plan, the step table and the
-/// chart; for anything else the outcome and final traffic.
-pub fn step_summary(result: &Value) -> String {
+/// The Markdown step summary of a command's result: for a rollout the plan, the step table and
+/// the chart; for anything else the outcome and what it did.
+pub fn step_summary(facts: &ResultFacts) -> String {
     let mut out = String::new();
-    let command = result["command"].as_str().unwrap_or("shiftgate");
-    let outcome = result["outcome"].as_str().unwrap_or("unknown");
     let _ = writeln!(
         out,
         "### shiftgate {}: {} {}\n",
-        markdown::text(command),
-        outcome_icon(outcome),
-        markdown::text(&outcome.replace('_', " "))
+        markdown::text(facts.command),
+        outcome_icon(facts.outcome),
+        markdown::text(&facts.outcome.replace('_', " "))
     );
-    if let Some(service) = result["service"].as_str() {
-        let _ = write!(out, "Service {}", code(service));
-        if let (Some(stable), Some(candidate)) =
-            (result["stable"].as_str(), result["candidate"].as_str())
-        {
-            let _ = write!(out, ": {} (stable) → {}", code(stable), code(candidate));
-        } else if let Some(revision) = result["revision"].as_str() {
-            let _ = write!(out, ": 100% to {}", code(revision));
-        }
-        if let Some(image) = result["image"].as_str() {
-            let _ = write!(out, " from image {}", code(image));
-        }
-        out.push_str("\n\n");
+    if let Some(service) = &facts.service {
+        let _ = writeln!(out, "{}\n", service_line(service));
     }
-    if let Some(plan) = plan_line(result) {
-        let _ = writeln!(out, "{plan}\n");
+    if let Some((_, policy)) = facts.rollout {
+        let _ = writeln!(out, "{}\n", plan_line(policy));
     }
-    for key in ["reason", "error"] {
-        if let Some(reason) = result[key].as_str() {
-            let _ = writeln!(out, "**{key}:** {}\n", code(reason));
+    for (label, text) in [("reason", facts.reason), ("error", facts.error)] {
+        if let Some(text) = text {
+            let _ = writeln!(out, "**{label}:** {}\n", markdown::code(text));
         }
     }
-    out.push_str(&steps_markdown(result));
-    if let Some(traffic) = result["final_traffic"].as_array() {
-        let split = traffic
-            .iter()
-            .map(|t| {
-                format!(
-                    "{} {}%",
-                    code(t["revision"].as_str().unwrap_or("?")),
-                    t["percent"]
-                )
-            })
-            .collect::<Vec<_>>()
-            .join(", ");
+    if let Some((report, policy)) = facts.rollout {
+        out.push_str(&steps_and_chart(report, policy));
+    }
+    if let Some(traffic) = &facts.final_traffic {
         let _ = writeln!(
             out,
             "Final traffic (read back from the service): {}\n",
-            if split.is_empty() {
-                "unknown".to_string()
-            } else {
-                split
-            }
+            split_text(traffic)
         );
     }
-    if let Some(url) = result["run_url"].as_str() {
+    if let Some((_, url)) = facts.run {
         let _ = writeln!(out, "Run: {}\n", markdown::link(url));
     }
-    if let Some(url) = result["incident"]["url"].as_str() {
+    if let Some(url) = facts.incident_url {
         let _ = writeln!(out, "Incident: {}\n", markdown::link(url));
     }
     out
 }
 
-/// The step table and the traffic/error-rate chart of a rollout result, in Markdown: shared by the
-/// step summary and the incident issue, so both show the same picture.
-pub fn steps_markdown(result: &Value) -> String {
-    let mut out = String::new();
-    if let Some(steps) = result["steps"].as_array().filter(|s| !s.is_empty()) {
-        out.push_str(
-            "| step | traffic | candidate requests | 5xx | 5xx rate | health | verdict | time |\n",
-        );
-        out.push_str("|---:|---:|---:|---:|---:|---|---|---:|\n");
-        for step in steps {
-            let verdict = step["verdict"].as_str().unwrap_or("");
-            let verdict = match step["reason"].as_str() {
-                Some(reason) => format!(
-                    "{} {}: {}",
-                    verdict_icon(verdict),
-                    cell(verdict),
-                    markdown::cell_code(reason)
-                ),
-                None => format!("{} {}", verdict_icon(verdict), cell(verdict)),
-            };
-            let _ = writeln!(
-                out,
-                "| {} | {}% | {} | {} | {} | {} | {} | {} |",
-                step["step"],
-                step["percent"],
-                step["candidate_requests"],
-                step["candidate_5xx"],
-                step["error_rate"]
-                    .as_f64()
-                    .map(percent_text)
-                    .unwrap_or_else(|| "n/a".into()),
-                cell(step["health"].as_str().unwrap_or("")),
-                verdict,
-                step["duration_s"]
-                    .as_f64()
-                    .map(duration_text)
-                    .unwrap_or_default(),
+fn service_line(service: &ServiceFacts) -> String {
+    let mut line = format!("Service {}", markdown::code(service.name));
+    match service.change {
+        ServiceChange::Rollout { stable, candidate } => {
+            let _ = write!(
+                line,
+                ": {} (stable) → {}",
+                markdown::code(stable),
+                markdown::code(candidate)
             );
         }
-        out.push('\n');
+        ServiceChange::Restore { revision } => {
+            let _ = write!(line, ": 100% to {}", markdown::code(revision));
+        }
+        ServiceChange::Read => {}
     }
-    if result["timeline"].as_array().is_some_and(|t| !t.is_empty()) {
-        let _ = writeln!(out, "```mermaid\n{}```\n", mermaid_chart(result));
-        out.push_str(
-            "Lines, in order: candidate traffic share (%), candidate 5xx rate (%), the 5xx limit (%).\n\n",
-        );
+    if let Some(image) = service.image {
+        let _ = write!(line, " from image {}", markdown::code(image));
     }
-    out
+    line
 }
 
-fn plan_line(result: &Value) -> Option<String> {
-    let policy = result.get("policy")?;
-    let steps = policy["steps"]
-        .as_array()?
+fn split_text(traffic: &[TrafficShare]) -> String {
+    if traffic.is_empty() {
+        return "unknown".to_string();
+    }
+    traffic
         .iter()
-        .map(|s| format!("{s}%"))
+        .map(|share| format!("{} {}%", markdown::code(&share.revision), share.percent))
         .collect::<Vec<_>>()
-        .join(" → ");
-    let duration = |key: &str| {
-        policy[key]
-            .as_f64()
-            .map(duration_text)
-            .unwrap_or_else(|| "?".into())
-    };
-    Some(format!(
-        "**Plan:** steps {steps}; bake {} per step, checks every {}; a step fails above {} 5xx and \
-         needs {} candidate requests; metrics delay {}; health {}.",
-        duration("bake_s"),
-        duration("interval_s"),
-        policy["max_error_rate"]
-            .as_f64()
-            .map(percent_text)
-            .unwrap_or_else(|| "?".into()),
-        policy["min_requests"],
-        duration("metrics_delay_s"),
-        code(policy["health_path"].as_str().unwrap_or("/health")),
-    ))
-}
-
-/// At most this many points on the chart; longer rollouts keep every traffic change and thin out
-/// the checks in between.
-const MAX_CHART_POINTS: usize = 48;
-
-/// A Mermaid `xychart-beta` chart of the candidate's traffic share and 5xx rate over the rollout,
-/// from a rollout's JSON result (its `timeline`, `candidate` and `policy`). GitHub renders it as a
-/// picture in step summaries and issues.
-pub fn mermaid_chart(report_json: &Value) -> String {
-    let candidate = report_json["candidate"].as_str().unwrap_or_default();
-    let mut points: Vec<Point> = Vec::new();
-    let (mut traffic, mut rate) = (0.0_f64, 0.0_f64);
-    for event in report_json["timeline"].as_array().into_iter().flatten() {
-        let elapsed = event["elapsed_s"].as_f64().unwrap_or(0.0);
-        match event["kind"].as_str() {
-            Some("traffic_set" | "rolled_back") => {
-                traffic = event["traffic"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter(|t| t["revision"].as_str() == Some(candidate))
-                    .filter_map(|t| t["percent"].as_f64())
-                    .sum();
-                points.push(Point::new(elapsed, traffic, rate, true));
-            }
-            Some("promoted") => {
-                traffic = 100.0;
-                points.push(Point::new(elapsed, traffic, rate, true));
-            }
-            Some("errors_checked") => {
-                if let Some(r) = event["error_rate"].as_f64() {
-                    rate = r * 100.0;
-                }
-                points.push(Point::new(elapsed, traffic, rate, false));
-            }
-            _ => {}
-        }
-    }
-    if points.is_empty() {
-        points.push(Point::new(0.0, 0.0, 0.0, true));
-    }
-    // Category labels must be unique: of points in the same tenth of a second, the last one wins.
-    let mut points = thin(points, MAX_CHART_POINTS);
-    points.dedup_by(|later, earlier| {
-        let same = duration_text(later.elapsed) == duration_text(earlier.elapsed);
-        if same {
-            *earlier = *later;
-        }
-        same
-    });
-    let limit = report_json["policy"]["max_error_rate"]
-        .as_f64()
-        .map(|r| r * 100.0);
-    let labels = points
-        .iter()
-        .map(|p| format!("\"{}\"", duration_text(p.elapsed)))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let series = |pick: fn(&Point, f64) -> f64| {
-        points
-            .iter()
-            .map(|p| number(pick(p, limit.unwrap_or_default())))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    let mut chart = String::new();
-    let _ = writeln!(chart, "xychart-beta");
-    let _ = writeln!(
-        chart,
-        "    title \"{}: candidate traffic and 5xx rate\"",
-        mermaid_text(candidate)
-    );
-    let _ = writeln!(chart, "    x-axis \"time since start\" [{labels}]");
-    let _ = writeln!(chart, "    y-axis \"percent\" 0 --> 100");
-    let _ = writeln!(chart, "    line [{}]", series(|p, _| p.traffic));
-    let _ = writeln!(chart, "    line [{}]", series(|p, _| p.rate));
-    if limit.is_some() {
-        let _ = writeln!(chart, "    line [{}]", series(|_, limit| limit));
-    }
-    chart
-}
-
-/// One point of the chart: seconds since the start, candidate traffic %, candidate 5xx %, and
-/// whether the traffic changed there (such points are never thinned out).
-#[derive(Debug, Clone, Copy)]
-struct Point {
-    elapsed: f64,
-    traffic: f64,
-    rate: f64,
-    change: bool,
-}
-
-impl Point {
-    fn new(elapsed: f64, traffic: f64, rate: f64, change: bool) -> Self {
-        Self {
-            elapsed,
-            traffic,
-            rate,
-            change,
-        }
-    }
-}
-
-fn thin(points: Vec<Point>, max: usize) -> Vec<Point> {
-    if points.len() <= max {
-        return points;
-    }
-    let changes = points.iter().filter(|p| p.change).count();
-    let room = max.saturating_sub(changes).max(1);
-    let others = points.len() - changes;
-    let stride = others.div_ceil(room);
-    let mut kept = Vec::new();
-    let mut seen = 0;
-    let last = points.len() - 1;
-    for (index, point) in points.into_iter().enumerate() {
-        if point.change || index == last {
-            kept.push(point);
-        } else {
-            if seen % stride == 0 {
-                kept.push(point);
-            }
-            seen += 1;
-        }
-    }
-    kept
-}
-
-fn number(value: f64) -> String {
-    let rounded = (value * 100.0).round() / 100.0;
-    if rounded.fract() == 0.0 {
-        format!("{}", rounded as i64)
-    } else {
-        format!("{rounded}")
-    }
-}
-
-/// Text inside a quoted Mermaid label, which sits inside a Markdown code fence: only characters
-/// that can close neither.
-fn mermaid_text(text: &str) -> String {
-    text.chars()
-        .map(|c| {
-            if c.is_alphanumeric() || matches!(c, '-' | '_' | '.' | ' ' | ':' | '/') {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
-}
-
-fn percent_text(rate: f64) -> String {
-    format!("{}%", number(rate * 100.0))
-}
-
-/// `75.5` → `1m15s`, `3600` → `1h0m`, `8.25` → `8.2s`.
-pub fn duration_text(seconds: f64) -> String {
-    if seconds < 60.0 {
-        let tenths = (seconds * 10.0).round() / 10.0;
-        return if tenths.fract() == 0.0 {
-            format!("{}s", tenths as i64)
-        } else {
-            format!("{tenths:.1}s")
-        };
-    }
-    let whole = seconds.round() as u64;
-    if whole < 3600 {
-        format!("{}m{}s", whole / 60, whole % 60)
-    } else {
-        format!("{}h{}m", whole / 3600, (whole % 3600) / 60)
-    }
+        .join(", ")
 }
 
 fn outcome_icon(outcome: &str) -> &'static str {
@@ -441,25 +257,6 @@ fn outcome_icon(outcome: &str) -> &'static str {
         "interrupted" | "cancelled" => "⏹️",
         _ => "❌",
     }
-}
-
-fn verdict_icon(verdict: &str) -> &'static str {
-    match verdict {
-        "pass" | "passed" => "✅",
-        "fail" | "failed" => "❌",
-        _ => "⚠️",
-    }
-}
-
-/// Our own short words (verdicts, health labels) in a table cell; anything that might come from
-/// outside goes through `markdown::cell_code` instead.
-fn cell(text: &str) -> String {
-    markdown::text(text)
-}
-
-/// External text (names, reasons) in running text: a code span, where GitHub renders nothing.
-fn code(text: &str) -> String {
-    markdown::code(text)
 }
 
 /// The progress sink for this run: in a GitHub Actions job, the progress lines with a log group per
@@ -495,33 +292,28 @@ struct GroupState {
     warned: bool,
 }
 
-impl ActionsProgress {
-    pub fn new() -> Self {
-        Self::default()
+impl GroupState {
+    fn close(&mut self, lines: &mut Vec<String>) {
+        if self.open {
+            lines.push("::endgroup::".to_string());
+            self.open = false;
+        }
     }
 
-    /// The lines to print for one event, in order.
-    pub fn lines(&self, event: &Event) -> Vec<String> {
-        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        let mut lines = Vec::new();
-        let close = |state: &mut GroupState, lines: &mut Vec<String>| {
-            if state.open {
-                lines.push("::endgroup::".to_string());
-                state.open = false;
-            }
-        };
+    /// Opens a step's group (closing the one before), or closes the group at an end.
+    fn group(&mut self, event: &Event, lines: &mut Vec<String>) {
         match &event.kind {
             EventKind::TrafficSet {
                 step: Some(step),
                 traffic,
             } => {
-                close(&mut state, &mut lines);
+                self.close(lines);
                 lines.push(workflow_command(
                     "group",
                     &[],
                     &format!("step {step}: traffic {}", describe_traffic(traffic)),
                 ));
-                *state = GroupState {
+                *self = GroupState {
                     open: true,
                     errored: false,
                     warned: false,
@@ -531,39 +323,44 @@ impl ActionsProgress {
             | EventKind::Interrupted
             | EventKind::Promoted { .. }
             | EventKind::ApiFailed { .. }
-            | EventKind::TrafficSet { step: None, .. } => close(&mut state, &mut lines),
+            | EventKind::TrafficSet { step: None, .. } => self.close(lines),
             _ => {}
         }
-        if let Some(line) = progress_line(event) {
-            lines.push(line);
-        }
-        let title = |step: Option<usize>| match step {
-            Some(step) => format!("shiftgate: step {step} gate"),
-            None => "shiftgate: health gate".to_string(),
-        };
+    }
+
+    /// The annotations an event is worth, and the end of its step's group.
+    fn annotate(&mut self, event: &Event, lines: &mut Vec<String>) {
         match &event.kind {
-            EventKind::ErrorsChecked { step, verdict, .. } => {
-                annotate(&mut state, &mut lines, &title(Some(*step)), verdict)
+            EventKind::ErrorsChecked {
+                step,
+                verdict,
+                phase,
+                ..
+            } => {
+                // Checks while a step bakes are inconclusive by design; only a judgement is
+                // worth a warning.
+                let judged = *phase == StepPhase::Judging;
+                self.gate(&gate_title(Some(*step)), verdict, judged, lines);
             }
             EventKind::HealthChecked { step, verdict, .. } => {
-                annotate(&mut state, &mut lines, &title(*step), verdict)
+                self.gate(&gate_title(*step), verdict, true, lines);
             }
             EventKind::StepFailed {
                 step,
                 percent,
                 reason,
             } => {
-                if !state.errored {
-                    state.errored = true;
+                if !self.errored {
+                    self.errored = true;
                     lines.push(workflow_command(
                         "error",
-                        &[("title", &title(Some(*step)))],
+                        &[("title", &gate_title(Some(*step)))],
                         &format!("step {step} ({percent}%) failed: {reason}"),
                     ));
                 }
-                close(&mut state, &mut lines);
+                self.close(lines);
             }
-            EventKind::StepPassed { .. } => close(&mut state, &mut lines),
+            EventKind::StepPassed { .. } => self.close(lines),
             EventKind::RollbackFailed { reason } => lines.push(workflow_command(
                 "error",
                 &[("title", "shiftgate: rollback failed")],
@@ -576,6 +373,45 @@ impl ActionsProgress {
             )),
             _ => {}
         }
+    }
+
+    /// One error per step for a failed gate, one warning per step for an inconclusive judgement.
+    fn gate(&mut self, title: &str, verdict: &Verdict, judged: bool, lines: &mut Vec<String>) {
+        match verdict {
+            Verdict::Fail(reason) if !self.errored => {
+                self.errored = true;
+                lines.push(workflow_command("error", &[("title", title)], reason));
+            }
+            Verdict::Inconclusive(reason) if judged && !self.warned => {
+                self.warned = true;
+                lines.push(workflow_command("warning", &[("title", title)], reason));
+            }
+            _ => {}
+        }
+    }
+}
+
+fn gate_title(step: Option<usize>) -> String {
+    match step {
+        Some(step) => format!("shiftgate: step {step} gate"),
+        None => "shiftgate: health gate".to_string(),
+    }
+}
+
+impl ActionsProgress {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The lines to print for one event, in order.
+    pub fn lines(&self, event: &Event) -> Vec<String> {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut lines = Vec::new();
+        state.group(event, &mut lines);
+        if let Some(line) = progress_line(event) {
+            lines.push(line);
+        }
+        state.annotate(event, &mut lines);
         lines
     }
 
@@ -586,26 +422,11 @@ impl ActionsProgress {
     }
 }
 
-fn annotate(state: &mut GroupState, lines: &mut Vec<String>, title: &str, verdict: &Verdict) {
-    match verdict {
-        Verdict::Fail(reason) if !state.errored => {
-            state.errored = true;
-            lines.push(workflow_command("error", &[("title", title)], reason));
-        }
-        // Checks while a step bakes are inconclusive by design; only a judgement is worth a warning.
-        Verdict::Inconclusive(reason) if !state.warned && !reason.starts_with("baking:") => {
-            state.warned = true;
-            lines.push(workflow_command("warning", &[("title", title)], reason));
-        }
-        _ => {}
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::report_markdown::tests::{policy, rolled_back_report};
     use crate::rollout::ports::{RequestCounts, TrafficTarget};
-    use serde_json::json;
     use std::time::SystemTime;
 
     #[test]
@@ -635,190 +456,100 @@ mod tests {
         assert_eq!(&lines[4..6], ["a", "b"]);
     }
 
+    fn output<'a>(outputs: &'a [(&str, String)], name: &str) -> Option<&'a str> {
+        outputs
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
     #[test]
-    fn outputs_map_the_json_result_of_each_command() {
-        let rollout = json!({
-            "command": "rollout", "outcome": "rolled_back", "candidate": "app-00002",
-            "stable": "app-00001", "final_traffic": [{"revision": "app-00001", "percent": 100}],
-            "incident": {"filed": true, "url": "https://github.com/o/r/issues/7"}, "exit_code": 1,
-        });
-        let outputs = outputs_for(&rollout);
-        let get = |name: &str| {
-            outputs
-                .iter()
-                .find(|(n, _)| *n == name)
-                .map(|(_, v)| v.clone())
+    fn outputs_map_the_facts_of_each_command() {
+        let shares = vec![TrafficShare {
+            revision: "app-00001".into(),
+            percent: 100,
+        }];
+        let rollout = ResultFacts {
+            service: Some(ServiceFacts {
+                name: "svc",
+                change: ServiceChange::Rollout {
+                    stable: "app-00001",
+                    candidate: "app-00002",
+                },
+                image: None,
+            }),
+            final_traffic: Some(shares.clone()),
+            incident_url: Some("https://github.com/o/r/issues/7"),
+            ..ResultFacts::new("rollout", "rolled_back", ExitCode::CheckFailed)
         };
-        assert_eq!(get("outcome").as_deref(), Some("rolled_back"));
-        assert_eq!(get("revision").as_deref(), Some("app-00002"));
-        assert_eq!(get("stable-revision").as_deref(), Some("app-00001"));
+        let outputs = outputs_for(&rollout);
+        assert_eq!(output(&outputs, "outcome"), Some("rolled_back"));
+        assert_eq!(output(&outputs, "revision"), Some("app-00002"));
+        assert_eq!(output(&outputs, "stable-revision"), Some("app-00001"));
         assert_eq!(
-            get("traffic").as_deref(),
+            output(&outputs, "traffic"),
             Some(r#"[{"percent":100,"revision":"app-00001"}]"#)
         );
         assert_eq!(
-            get("incident-url").as_deref(),
+            output(&outputs, "incident-url"),
             Some("https://github.com/o/r/issues/7")
         );
-        assert_eq!(get("run-id"), None);
+        assert_eq!(output(&outputs, "exit-code"), Some("1"));
+        assert_eq!(output(&outputs, "run-id"), None);
 
-        let rollback = outputs_for(&json!({"outcome": "rolled_back", "revision": "app-00001"}));
-        assert!(rollback.contains(&("revision", "app-00001".into())));
-        let dispatch = outputs_for(&json!({"outcome": "success", "run_id": 42, "run_url": "u"}));
-        assert!(dispatch.contains(&("run-id", "42".into())));
-        assert!(dispatch.contains(&("run-url", "u".into())));
-    }
-
-    fn event(elapsed_s: f64, kind: EventKind) -> Event {
-        Event {
-            at: SystemTime::UNIX_EPOCH,
-            elapsed_s,
-            kind,
-        }
-    }
-
-    fn split(stable: u8, candidate: u8) -> Vec<TrafficTarget> {
-        vec![
-            TrafficTarget::new("app-1", stable),
-            TrafficTarget::new("app-2", candidate),
-        ]
-    }
-
-    fn errors(step: usize, total: u64, bad: u64, verdict: Verdict) -> EventKind {
-        EventKind::ErrorsChecked {
-            step,
-            candidate: RequestCounts {
-                total,
-                server_errors: bad,
-            },
-            stable: RequestCounts::default(),
-            error_rate: RequestCounts {
-                total,
-                server_errors: bad,
-            }
-            .error_rate(),
-            verdict,
-        }
-    }
-
-    fn rolled_back_report() -> Value {
-        let timeline = vec![
-            event(
-                0.0,
-                EventKind::TrafficSet {
-                    step: Some(1),
-                    traffic: split(90, 10),
+        let rollback = ResultFacts {
+            service: Some(ServiceFacts {
+                name: "svc",
+                change: ServiceChange::Restore {
+                    revision: "app-00001",
                 },
-            ),
-            event(30.0, errors(1, 100, 1, Verdict::Pass)),
-            event(
-                60.0,
-                EventKind::TrafficSet {
-                    step: Some(2),
-                    traffic: split(50, 50),
-                },
-            ),
-            event(
-                90.0,
-                errors(2, 200, 30, Verdict::Fail("candidate 5xx rate 15%".into())),
-            ),
-            event(
-                91.0,
-                EventKind::RolledBack {
-                    traffic: vec![TrafficTarget::new("app-1", 100)],
-                },
-            ),
-        ];
-        json!({
-            "command": "rollout", "outcome": "rolled_back", "service": "svc",
-            "stable": "app-1", "candidate": "app-2", "reason": "step 2 failed | badly",
-            "policy": {"steps": [50, 100], "bake_s": 60.0, "interval_s": 30.0,
-                       "max_error_rate": 0.05, "min_requests": 100, "metrics_delay_s": 0.0,
-                       "health_path": "/health"},
-            "steps": [
-                {"step": 1, "percent": 10, "verdict": "passed", "candidate_requests": 100,
-                 "candidate_5xx": 1, "error_rate": 0.01, "health": "pass", "duration_s": 60.0},
-                {"step": 2, "percent": 50, "verdict": "failed", "candidate_requests": 200,
-                 "candidate_5xx": 30, "error_rate": 0.15, "health": "pass", "duration_s": 30.5,
-                 "reason": "candidate 5xx rate 15%"},
-            ],
-            "final_traffic": [{"revision": "app-1", "percent": 100}],
-            "timeline": serde_json::to_value(&timeline).unwrap(),
-        })
-    }
-
-    #[test]
-    fn the_chart_plots_traffic_share_error_rate_and_the_limit_over_time() {
-        let chart = mermaid_chart(&rolled_back_report());
-        assert!(chart.starts_with("xychart-beta\n"), "{chart}");
-        assert!(
-            chart.contains(r#"x-axis "time since start" ["0s", "30s", "1m0s", "1m30s", "1m31s"]"#),
-            "{chart}"
+                image: None,
+            }),
+            ..ResultFacts::new("rollback", "rolled_back", ExitCode::Ok)
+        };
+        let outputs = outputs_for(&rollback);
+        assert_eq!(output(&outputs, "revision"), Some("app-00001"));
+        assert_eq!(output(&outputs, "stable-revision"), None);
+        let dispatch = ResultFacts {
+            run: Some((42, "u")),
+            ..ResultFacts::new("dispatch", "success", ExitCode::Ok)
+        };
+        let outputs = outputs_for(&dispatch);
+        assert_eq!(output(&outputs, "run-id"), Some("42"));
+        assert_eq!(output(&outputs, "run-url"), Some("u"));
+        let unnamed = ResultFacts {
+            run: Some((42, "")),
+            ..ResultFacts::new("dispatch", "success", ExitCode::Ok)
+        };
+        assert_eq!(
+            output(&outputs_for(&unnamed), "run-url"),
+            None,
+            "empty is absent"
         );
-        assert!(chart.contains("y-axis \"percent\" 0 --> 100"), "{chart}");
-        assert!(chart.contains("    line [10, 10, 50, 50, 0]\n"), "{chart}");
-        assert!(chart.contains("    line [0, 1, 1, 15, 15]\n"), "{chart}");
-        assert!(chart.contains("    line [5, 5, 5, 5, 5]\n"), "{chart}");
-
-        let mut report = rolled_back_report();
-        let promoted = event(
-            91.0,
-            EventKind::Promoted {
-                revision: "app-2".into(),
-            },
-        );
-        report["timeline"]
-            .as_array_mut()
-            .unwrap()
-            .push(serde_json::to_value(promoted).unwrap());
-        let chart = mermaid_chart(&report);
-        assert!(
-            chart.contains(r#""1m30s", "1m31s"]"#),
-            "labels stay unique: {chart}"
-        );
-        assert!(
-            chart.contains("    line [10, 10, 50, 50, 100]\n"),
-            "{chart}"
-        );
-    }
-
-    #[test]
-    fn long_rollouts_are_thinned_but_keep_every_traffic_change() {
-        let mut timeline = Vec::new();
-        for step in 1..=4usize {
-            let at = (step - 1) as f64 * 1000.0;
-            timeline.push(event(
-                at,
-                EventKind::TrafficSet {
-                    step: Some(step),
-                    traffic: split(100 - 20 * step as u8, 20 * step as u8),
-                },
-            ));
-            for check in 1..=40 {
-                timeline.push(event(
-                    at + check as f64 * 20.0,
-                    errors(step, 10 * check, 0, Verdict::Pass),
-                ));
-            }
-        }
-        let report =
-            json!({"candidate": "app-2", "timeline": serde_json::to_value(&timeline).unwrap()});
-        let chart = mermaid_chart(&report);
-        let traffic_line = chart.lines().find(|l| l.contains("line [")).unwrap();
-        let values: Vec<&str> = traffic_line
-            .trim_start_matches("    line [")
-            .trim_end_matches(']')
-            .split(", ")
-            .collect();
-        assert!(values.len() <= MAX_CHART_POINTS, "{}", values.len());
-        for percent in ["20", "40", "60", "80"] {
-            assert!(values.contains(&percent), "{traffic_line}");
-        }
     }
 
     #[test]
     fn the_step_summary_has_the_plan_a_table_and_the_chart() {
-        let summary = step_summary(&rolled_back_report());
+        let report = rolled_back_report();
+        let policy = policy();
+        let facts = ResultFacts {
+            service: Some(ServiceFacts {
+                name: &report.service,
+                change: ServiceChange::Rollout {
+                    stable: &report.stable,
+                    candidate: &report.candidate,
+                },
+                image: None,
+            }),
+            rollout: Some((&report, &policy)),
+            reason: report.reason.as_deref(),
+            final_traffic: Some(vec![TrafficShare {
+                revision: "app-1".into(),
+                percent: 100,
+            }]),
+            ..ResultFacts::new("rollout", "rolled_back", ExitCode::CheckFailed)
+        };
+        let summary = step_summary(&facts);
         assert!(summary.starts_with("### shiftgate rollout: ↩️ rolled back"));
         assert!(summary.contains("`app-1` (stable) → `app-2`"), "{summary}");
         assert!(
@@ -846,6 +577,36 @@ mod tests {
         assert!(summary.contains("Final traffic (read back from the service): `app-1` 100%"));
     }
 
+    fn event(elapsed_s: f64, kind: EventKind) -> Event {
+        Event {
+            at: SystemTime::UNIX_EPOCH,
+            elapsed_s,
+            kind,
+        }
+    }
+
+    fn split(stable: u8, candidate: u8) -> Vec<TrafficTarget> {
+        vec![
+            TrafficTarget::new("app-1", stable),
+            TrafficTarget::new("app-2", candidate),
+        ]
+    }
+
+    fn errors(step: usize, total: u64, bad: u64, phase: StepPhase, verdict: Verdict) -> EventKind {
+        let candidate = RequestCounts {
+            total,
+            server_errors: bad,
+        };
+        EventKind::ErrorsChecked {
+            step,
+            candidate,
+            stable: RequestCounts::default(),
+            error_rate: candidate.error_rate(),
+            verdict,
+            phase,
+        }
+    }
+
     #[test]
     fn steps_are_grouped_and_failed_or_inconclusive_gates_annotated_once() {
         let progress = ActionsProgress::new();
@@ -859,18 +620,21 @@ mod tests {
                 1,
                 3,
                 0,
+                StepPhase::Baking,
                 Verdict::Inconclusive("baking: 3 candidate requests so far, 0 5xx".into()),
             ),
             errors(
                 1,
                 3,
                 0,
+                StepPhase::Judging,
                 Verdict::Inconclusive("only 3 candidate requests, 100 needed".into()),
             ),
             errors(
                 1,
                 4,
                 0,
+                StepPhase::Judging,
                 Verdict::Inconclusive("only 4 candidate requests, 100 needed".into()),
             ),
             EventKind::StepPassed {
@@ -881,7 +645,13 @@ mod tests {
                 step: Some(2),
                 traffic: split(50, 50),
             },
-            errors(2, 200, 30, Verdict::Fail("5xx rate 15%, above 5%".into())),
+            errors(
+                2,
+                200,
+                30,
+                StepPhase::Judging,
+                Verdict::Fail("5xx rate 15%, above 5%".into()),
+            ),
             EventKind::StepFailed {
                 step: 2,
                 percent: 50,

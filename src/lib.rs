@@ -15,6 +15,7 @@ pub mod mask;
 pub mod metrics;
 pub mod names;
 pub mod output;
+pub mod report_markdown;
 pub mod rollout;
 pub mod simulate;
 pub mod tls;

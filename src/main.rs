@@ -2,6 +2,7 @@
 //! runtime, exit with its code.
 
 use clap::Parser;
+use shiftgate::commands::result::ErrorResult;
 use shiftgate::exit::ExitCode;
 use tracing_subscriber::EnvFilter;
 
@@ -20,11 +21,8 @@ fn main() -> std::process::ExitCode {
             if json_requested() {
                 let message = error.render().to_string();
                 let first_line = message.lines().next().unwrap_or_default();
-                shiftgate::output::print_json(&serde_json::json!({
-                    "outcome": "error",
-                    "error": first_line.trim_start_matches("error: "),
-                    "exit_code": ExitCode::BadInput,
-                }));
+                let error = first_line.trim_start_matches("error: ");
+                shiftgate::output::print_json(&ErrorResult::new(None, error, ExitCode::BadInput));
             }
             return ExitCode::BadInput.into();
         }

@@ -4,9 +4,10 @@
 use std::fmt::Write as _;
 use std::io::Write as _;
 
-use serde_json::Value;
+use serde::Serialize;
 
 use crate::rollout::judge::percent;
+use crate::rollout::ports::RequestCounts;
 use crate::rollout::timeline::{Event, EventKind, Report, describe_traffic};
 use crate::rollout::verdict::Verdict;
 
@@ -19,19 +20,7 @@ pub fn progress_line(event: &Event) -> Option<String> {
             candidate,
             steps,
             creates_revision,
-        } => format!(
-            "plan: {stable} (stable) → {candidate}{} in steps {}",
-            if *creates_revision {
-                " (new revision)"
-            } else {
-                ""
-            },
-            steps
-                .iter()
-                .map(|s| format!("{s}%"))
-                .collect::<Vec<_>>()
-                .join(" → ")
-        ),
+        } => plan_text(stable, candidate, steps, *creates_revision),
         EventKind::CandidateCreated { revision, image } => {
             format!("created candidate {revision} from {image}, with no traffic")
         }
@@ -54,19 +43,8 @@ pub fn progress_line(event: &Event) -> Option<String> {
             stable,
             error_rate,
             verdict,
-        } => format!(
-            "step {step}: candidate {} requests, {} 5xx ({}); stable {} requests, {} 5xx — {}",
-            candidate.total,
-            candidate.server_errors,
-            error_rate.map(percent).unwrap_or_else(|| "n/a".into()),
-            stable.total,
-            stable.server_errors,
-            match verdict {
-                Verdict::Pass => "pass".to_string(),
-                Verdict::Fail(reason) => format!("FAIL: {reason}"),
-                Verdict::Inconclusive(reason) => reason.clone(),
-            }
-        ),
+            ..
+        } => errors_text(*step, candidate, stable, *error_rate, verdict),
         EventKind::StepPassed { step, percent } => format!("step {step} ({percent}%) passed"),
         EventKind::StepFailed {
             step,
@@ -94,6 +72,44 @@ pub fn progress_line(event: &Event) -> Option<String> {
     };
     // Reasons and names in events come from APIs and health bodies: one event stays one line.
     Some(format!("[{:>7.1}s] {}", event.elapsed_s, one_line(&text)))
+}
+
+fn plan_text(stable: &str, candidate: &str, steps: &[u8], creates_revision: bool) -> String {
+    format!(
+        "plan: {stable} (stable) → {candidate}{} in steps {}",
+        if creates_revision {
+            " (new revision)"
+        } else {
+            ""
+        },
+        steps
+            .iter()
+            .map(|s| format!("{s}%"))
+            .collect::<Vec<_>>()
+            .join(" → ")
+    )
+}
+
+fn errors_text(
+    step: usize,
+    candidate: &RequestCounts,
+    stable: &RequestCounts,
+    error_rate: Option<f64>,
+    verdict: &Verdict,
+) -> String {
+    format!(
+        "step {step}: candidate {} requests, {} 5xx ({}); stable {} requests, {} 5xx — {}",
+        candidate.total,
+        candidate.server_errors,
+        error_rate.map(percent).unwrap_or_else(|| "n/a".into()),
+        stable.total,
+        stable.server_errors,
+        match verdict {
+            Verdict::Pass => "pass".to_string(),
+            Verdict::Fail(reason) => format!("FAIL: {reason}"),
+            Verdict::Inconclusive(reason) => reason.clone(),
+        }
+    )
 }
 
 /// Characters that end a line for some reader of the log, or reorder or hide what follows.
@@ -250,10 +266,13 @@ pub fn summary(report: &Report) -> String {
     out
 }
 
-/// Prints the JSON result on stdout. A closed stdout (`shiftgate … | head`) is ignored, never a
-/// panic. JSON escapes every control character, so the result is one line whatever it holds.
-pub fn print_json(value: &Value) {
-    let text = serde_json::to_string(value).expect("a serde_json::Value always serializes");
+/// Prints the JSON result on stdout, its keys sorted as they have always been printed. A closed
+/// stdout (`shiftgate … | head`) is ignored, never a panic. JSON escapes every control character,
+/// so the result is one line whatever it holds.
+pub fn print_json(result: &impl Serialize) {
+    let mut value = serde_json::to_value(result).expect("results serialize to JSON");
+    value.sort_all_objects();
+    let text = value.to_string();
     let mut stdout = std::io::stdout().lock();
     let _ = writeln!(stdout, "{text}");
     let _ = stdout.flush();

@@ -705,7 +705,7 @@ async fn a_person_rolling_back_during_a_bake_stops_the_rollout_without_another_w
                 shiftgate::commands::rollback::roll_back(&platform, None, Duration::from_secs(120))
                     .await
                     .expect("the person's rollback runs");
-            assert_eq!(finished.exit_code, 0, "{}", finished.result);
+            assert_eq!(finished.exit_code, 0, "{finished:?}");
             model.write_count()
         }
     };

@@ -662,7 +662,7 @@ async fn a_rollout_record_that_cannot_be_read_is_never_taken_for_no_rollout() {
     )
     .await
     .unwrap();
-    assert_eq!(cleared.exit_code, 0, "{}", cleared.result);
+    assert_eq!(cleared.exit_code, 0, "{cleared:?}");
     use shiftgate::rollout::ports::Platform;
     let after = platform.read_service().await.unwrap();
     assert!(after.unreadable_rollout.is_none() && after.rollout.is_none());

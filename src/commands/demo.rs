@@ -3,13 +3,15 @@
 
 use std::time::Duration;
 
-use serde_json::json;
+use serde::Serialize;
 
+use crate::actions::ResultFacts;
 use crate::cli::{DemoArgs, Scenario};
 use crate::clock::Clock;
 use crate::cloudrun::CloudRunService;
-use crate::commands::rollout::{report_json, run_engine};
-use crate::commands::{CommandError, Context, Finished};
+use crate::commands::result::CommandResult;
+use crate::commands::rollout::{GoogleApiCalls, RolloutRun, run_engine};
+use crate::commands::{CommandError, Context};
 use crate::gcp::{Credentials, GoogleRest};
 use crate::health::HttpHealthEndpoint;
 use crate::metrics::CloudMonitoring;
@@ -26,9 +28,31 @@ const CANDIDATE_IMAGE: &str =
 /// Enough traffic that a 10% step sees dozens of candidate requests in a short bake.
 const REQUESTS_PER_SECOND: f64 = 50.0;
 
-pub async fn run(context: &Context, args: DemoArgs) -> Result<Finished, CommandError> {
-    let clock = Clock::new();
-    let sim = Sim::start(clock)
+/// `shiftgate demo --json`: the rollout against the simulator, and which candidate it was.
+#[derive(Debug, Clone, Serialize)]
+pub struct DemoResult {
+    #[serde(flatten)]
+    pub run: RolloutRun,
+    /// `good`, `bad` or `unhealthy`.
+    pub scenario: &'static str,
+}
+
+impl DemoResult {
+    pub fn facts<'a>(&'a self, command: &'a str) -> ResultFacts<'a> {
+        self.run.facts(command)
+    }
+}
+
+fn scenario_name(scenario: Scenario) -> &'static str {
+    match scenario {
+        Scenario::Good => "good",
+        Scenario::Bad => "bad",
+        Scenario::Unhealthy => "unhealthy",
+    }
+}
+
+pub async fn run(context: &Context, args: DemoArgs) -> Result<CommandResult, CommandError> {
+    let sim = Sim::start(Clock::new())
         .await
         .map_err(|error| CommandError::api(format!("could not start the simulator: {error}")))?;
     sim.set_operation_delay(Duration::from_millis(400));
@@ -40,34 +64,8 @@ pub async fn run(context: &Context, args: DemoArgs) -> Result<Finished, CommandE
     };
     sim.register_image(CANDIDATE_IMAGE, behavior);
     let _load = sim.start_load(PROJECT, REGION, SERVICE, REQUESTS_PER_SECOND);
-
-    let policy = Policy {
-        steps: Steps::default(),
-        bake: args.bake,
-        interval: (args.bake / 4).max(Duration::from_millis(500)),
-        max_error_rate: 0.05,
-        min_requests: 20,
-        metrics_delay: Duration::ZERO,
-        ..Policy::default()
-    };
-    crate::say!(
-        "shiftgate demo ({:?} candidate): a simulated Cloud Run on {}",
-        args.scenario,
-        sim.cloud_run_url()
-    );
-    crate::say!(
-        "service {SERVICE} serves {stable} at {} with {REQUESTS_PER_SECOND} requests/s; rolling out {CANDIDATE_IMAGE}",
-        sim.service_url(PROJECT, REGION, SERVICE)
-            .unwrap_or_default()
-    );
-    crate::say!(
-        "policy: steps {}, bake {} each, check every {}, fail above {} 5xx, at least {} requests per step\n",
-        policy.steps,
-        humantime::format_duration(policy.bake),
-        humantime::format_duration(policy.interval),
-        crate::rollout::judge::percent(policy.max_error_rate),
-        policy.min_requests
-    );
+    let policy = demo_policy(args.bake);
+    introduce(&sim, &stable, args.scenario, &policy);
 
     let platform = CloudRunService::new(
         GoogleRest::new(&sim.cloud_run_url(), Credentials::None),
@@ -92,15 +90,46 @@ pub async fn run(context: &Context, args: DemoArgs) -> Result<Finished, CommandE
         health: &health,
     };
     let report = run_engine(context, ports, &request).await?;
-    let mut result = report_json(&report, &request.policy);
-    result["command"] = json!("demo");
-    result["scenario"] = json!(format!("{:?}", args.scenario).to_lowercase());
-    result["api_calls"] = json!({
-        "cloud_run": platform.rest().calls(),
-        "monitoring": metrics.rest().calls(),
-    });
-    Ok(Finished {
-        exit_code: report.exit_code(),
-        result,
-    })
+    let api_calls = GoogleApiCalls {
+        cloud_run: platform.rest().calls(),
+        monitoring: metrics.rest().calls(),
+    };
+    Ok(CommandResult::Demo(DemoResult {
+        run: RolloutRun::new(report, request.policy, api_calls),
+        scenario: scenario_name(args.scenario),
+    }))
+}
+
+/// The default steps with a short bake, and little enough traffic to judge on.
+fn demo_policy(bake: Duration) -> Policy {
+    Policy {
+        steps: Steps::default(),
+        bake,
+        interval: (bake / 4).max(Duration::from_millis(500)),
+        max_error_rate: 0.05,
+        min_requests: 20,
+        metrics_delay: Duration::ZERO,
+        ..Policy::default()
+    }
+}
+
+/// Says what the demo is about to do.
+fn introduce(sim: &Sim, stable: &str, scenario: Scenario, policy: &Policy) {
+    crate::say!(
+        "shiftgate demo ({scenario:?} candidate): a simulated Cloud Run on {}",
+        sim.cloud_run_url()
+    );
+    crate::say!(
+        "service {SERVICE} serves {stable} at {} with {REQUESTS_PER_SECOND} requests/s; rolling out {CANDIDATE_IMAGE}",
+        sim.service_url(PROJECT, REGION, SERVICE)
+            .unwrap_or_default()
+    );
+    crate::say!(
+        "policy: steps {}, bake {} each, check every {}, fail above {} 5xx, at least {} requests per step\n",
+        policy.steps,
+        humantime::format_duration(policy.bake),
+        humantime::format_duration(policy.interval),
+        crate::rollout::judge::percent(policy.max_error_rate),
+        policy.min_requests
+    );
 }

@@ -1,11 +1,33 @@
 //! `shiftgate dispatch`: checks the arguments, dispatches the workflow and watches its run, with
 //! progress on stderr and the run's conclusion as the exit code.
 
-use crate::cli::DispatchArgs;
-use crate::commands::{CommandError, Context, Finished, github_from_env, repo_arg};
-use crate::github::dispatch::{DispatchError, DispatchRequest, dispatch};
+use serde::Serialize;
 
-pub async fn run(context: &Context, args: DispatchArgs) -> Result<Finished, CommandError> {
+use crate::actions::ResultFacts;
+use crate::cli::DispatchArgs;
+use crate::commands::result::CommandResult;
+use crate::commands::{CommandError, Context, github_from_env, repo_arg};
+use crate::github::client::CallStats;
+use crate::github::dispatch::{DispatchError, DispatchRequest, RunResult, dispatch};
+
+/// `shiftgate dispatch --json`: the run, and the GitHub requests watching it took.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DispatchResult {
+    #[serde(flatten)]
+    pub run: RunResult,
+    pub api_calls: CallStats,
+}
+
+impl DispatchResult {
+    pub fn facts<'a>(&'a self, command: &'a str) -> ResultFacts<'a> {
+        ResultFacts {
+            run: Some((self.run.run_id, &self.run.run_url)),
+            ..ResultFacts::new(command, &self.run.outcome, self.run.exit_code)
+        }
+    }
+}
+
+pub async fn run(context: &Context, args: DispatchArgs) -> Result<CommandResult, CommandError> {
     let repo = repo_arg(args.repo.as_deref())?;
     if args.workflow.trim().is_empty() {
         return Err(CommandError::bad_input(
@@ -37,15 +59,8 @@ pub async fn run(context: &Context, args: DispatchArgs) -> Result<Finished, Comm
             DispatchError::BadInput(message) => CommandError::bad_input(message),
             DispatchError::Api(message) => CommandError::api(message),
         })?;
-    let stats = github.stats();
-    let mut result = report.json();
-    result["api_calls"] = serde_json::json!({
-        "requests": stats.requests,
-        "not_modified": stats.not_modified,
-        "rate_limit_waits": stats.rate_limit_waits,
-    });
-    Ok(Finished {
-        exit_code: report.exit_code(),
-        result,
-    })
+    Ok(CommandResult::Dispatch(DispatchResult {
+        run: report.result(),
+        api_calls: github.stats(),
+    }))
 }

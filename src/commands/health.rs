@@ -3,10 +3,12 @@
 
 use std::time::Instant;
 
-use serde_json::{Value, json};
+use serde::Serialize;
 
+use crate::actions::ResultFacts;
 use crate::cli::HealthArgs;
-use crate::commands::{CommandError, Context, Endpoints, Finished};
+use crate::commands::result::CommandResult;
+use crate::commands::{CommandError, Context, Endpoints};
 use crate::config::Config;
 use crate::exit::ExitCode;
 use crate::health::HttpHealthEndpoint;
@@ -20,31 +22,57 @@ struct Target {
     expectations: Expectations,
 }
 
-pub async fn run(context: &Context, args: HealthArgs) -> Result<Finished, CommandError> {
+/// `shiftgate health --json`: one probe per endpoint; healthy only when every one passed.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HealthResult {
+    /// `healthy` or `unhealthy`.
+    pub outcome: &'static str,
+    pub results: Vec<ProbeResult>,
+    pub exit_code: ExitCode,
+}
+
+/// One endpoint's answer and its verdict.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ProbeResult {
+    pub environment: Option<String>,
+    pub url: String,
+    /// The HTTP status, when an answer came.
+    pub status: Option<u16>,
+    /// `pass`, `fail` or `inconclusive`.
+    pub verdict: &'static str,
+    pub reason: Option<String>,
+    pub latency_ms: u64,
+}
+
+impl HealthResult {
+    pub fn new(results: Vec<ProbeResult>) -> Self {
+        let all_healthy = results.iter().all(|probe| probe.verdict == "pass");
+        let (outcome, exit_code) = if all_healthy {
+            ("healthy", ExitCode::Ok)
+        } else {
+            ("unhealthy", ExitCode::CheckFailed)
+        };
+        Self {
+            outcome,
+            results,
+            exit_code,
+        }
+    }
+
+    pub fn facts<'a>(&'a self, command: &'a str) -> ResultFacts<'a> {
+        ResultFacts::new(command, self.outcome, self.exit_code)
+    }
+}
+
+pub async fn run(context: &Context, args: HealthArgs) -> Result<CommandResult, CommandError> {
     let config = context.config()?;
     let targets = targets(&config, &args).await?;
     let endpoint = HttpHealthEndpoint::new(args.timeout);
     let mut results = Vec::new();
-    let mut all_healthy = true;
     for target in targets {
-        let result = probe(&endpoint, &target).await;
-        all_healthy &= result["verdict"] == "pass";
-        results.push(result);
+        results.push(probe(&endpoint, &target).await);
     }
-    let exit_code = if all_healthy {
-        ExitCode::Ok
-    } else {
-        ExitCode::CheckFailed
-    };
-    Ok(Finished {
-        exit_code,
-        result: json!({
-            "command": "health",
-            "outcome": if all_healthy { "healthy" } else { "unhealthy" },
-            "results": results,
-            "exit_code": exit_code,
-        }),
-    })
+    Ok(CommandResult::Health(HealthResult::new(results)))
 }
 
 async fn targets(config: &Config, args: &HealthArgs) -> Result<Vec<Target>, CommandError> {
@@ -103,7 +131,7 @@ async fn targets(config: &Config, args: &HealthArgs) -> Result<Vec<Target>, Comm
     Ok(all)
 }
 
-async fn probe(endpoint: &dyn HealthEndpoint, target: &Target) -> Value {
+async fn probe(endpoint: &dyn HealthEndpoint, target: &Target) -> ProbeResult {
     let url = target.expectations.url_for(&target.base_url);
     let started = Instant::now();
     let fetched = endpoint.fetch(&url).await;
@@ -120,12 +148,12 @@ async fn probe(endpoint: &dyn HealthEndpoint, target: &Target) -> Value {
             other.reason().unwrap_or_default()
         ),
     }
-    json!({
-        "environment": target.environment,
-        "url": url,
-        "status": status,
-        "verdict": verdict.label(),
-        "reason": verdict.reason(),
-        "latency_ms": latency_ms,
-    })
+    ProbeResult {
+        environment: target.environment.clone(),
+        status,
+        verdict: verdict.label(),
+        reason: verdict.reason().map(str::to_string),
+        latency_ms,
+        url,
+    }
 }

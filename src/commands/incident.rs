@@ -1,15 +1,34 @@
 //! `shiftgate incident`: checks the arguments, then opens an incident issue or comments on the open
 //! one with the same key.
 
-use serde_json::json;
+use serde::Serialize;
 
+use crate::actions::ResultFacts;
 use crate::cli::IncidentArgs;
-use crate::commands::{CommandError, Context, Finished, github_from_env, repo_arg};
+use crate::commands::result::CommandResult;
+use crate::commands::{CommandError, Context, github_from_env, repo_arg};
 use crate::exit::ExitCode;
 use crate::github::GitHubError;
 use crate::github::incident::{Incident, Severity, file};
 
-pub async fn run(_context: &Context, args: IncidentArgs) -> Result<Finished, CommandError> {
+/// `shiftgate incident --json`: the issue filed, or commented on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct IncidentResult {
+    /// `created` or `commented`.
+    pub outcome: &'static str,
+    pub number: u64,
+    pub url: String,
+    pub key: String,
+    pub exit_code: ExitCode,
+}
+
+impl IncidentResult {
+    pub fn facts<'a>(&'a self, command: &'a str) -> ResultFacts<'a> {
+        ResultFacts::new(command, self.outcome, self.exit_code)
+    }
+}
+
+pub async fn run(_context: &Context, args: IncidentArgs) -> Result<CommandResult, CommandError> {
     let repo = repo_arg(args.repo.as_deref())?;
     let severity = Severity::parse(&args.severity).map_err(CommandError::bad_input)?;
     if args.title.trim().is_empty() {
@@ -54,15 +73,11 @@ pub async fn run(_context: &Context, args: IncidentArgs) -> Result<Finished, Com
             error => CommandError::api(format!("filing the incident failed: {error}")),
         })?;
     crate::say!("incident {}: #{} {}", filed.action, filed.number, filed.url);
-    Ok(Finished {
+    Ok(CommandResult::Incident(IncidentResult {
+        outcome: filed.action,
+        number: filed.number,
+        url: filed.url,
+        key,
         exit_code: ExitCode::Ok,
-        result: json!({
-            "command": "incident",
-            "outcome": filed.action,
-            "number": filed.number,
-            "url": filed.url,
-            "key": key,
-            "exit_code": ExitCode::Ok,
-        }),
-    })
+    }))
 }

@@ -6,22 +6,22 @@ pub mod demo;
 pub mod dispatch;
 pub mod health;
 pub mod incident;
+pub mod result;
 pub mod rollback;
 pub mod rollout;
 pub mod status;
 
 use std::path::PathBuf;
 
-use serde_json::{Value, json};
-
 use crate::cli::{Cli, Command};
 use crate::cloudrun::CloudRunService;
+use crate::commands::result::ErrorResult;
 use crate::config::{Config, ConfigError, ServiceAddress};
 use crate::exit::ExitCode;
 use crate::gcp::{Credentials, GoogleRest};
 use crate::output::print_json;
 use crate::rollout::engine::{Interrupt, InterruptTrigger};
-use crate::rollout::ports::TrafficTarget;
+use crate::workflow_command::{emit, is_actions, workflow_command};
 
 /// What every command shares.
 #[derive(Debug, Clone)]
@@ -35,13 +35,6 @@ impl Context {
     pub fn config(&self) -> Result<Config, CommandError> {
         Config::load(self.config_path.as_deref()).map_err(CommandError::from)
     }
-}
-
-/// A command's result: its exit code and the JSON object `--json` prints.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Finished {
-    pub exit_code: ExitCode,
-    pub result: Value,
 }
 
 /// A command that could not do its job, with the exit code that says why.
@@ -143,17 +136,6 @@ pub fn repo_arg(repo: Option<&str>) -> Result<crate::github::Repo, CommandError>
     crate::github::Repo::parse(&text).map_err(CommandError::bad_input)
 }
 
-/// The JSON form of a traffic split.
-pub fn traffic_json(traffic: &[TrafficTarget]) -> Value {
-    Value::Array(
-        traffic
-            .iter()
-            .filter(|t| t.percent > 0)
-            .map(|t| json!({"revision": t.revision, "percent": t.percent}))
-            .collect(),
-    )
-}
-
 /// Raises the interrupt on SIGINT or SIGTERM (a cancelled Actions job sends both) and on SIGHUP
 /// (a closed terminal or ssh session), so each of them restores stable traffic before exiting.
 pub fn watch_signals(trigger: InterruptTrigger) {
@@ -191,7 +173,7 @@ pub fn watch_signals(trigger: InterruptTrigger) {
 pub async fn run(cli: Cli) -> ExitCode {
     let (trigger, interrupt) = Interrupt::channel();
     watch_signals(trigger);
-    let in_actions = crate::workflow_command::is_actions();
+    let in_actions = is_actions();
     if in_actions {
         crate::mask::mask_tokens_from_env();
     }
@@ -232,37 +214,35 @@ pub async fn run(cli: Cli) -> ExitCode {
         }
     };
     match finished {
-        Ok(finished) => {
-            if context.json {
-                print_json(&finished.result);
-            }
-            if in_actions {
-                crate::actions::finish(&finished.result);
-            }
-            finished.exit_code
-        }
-        Err(error) => {
-            crate::say!("shiftgate {name}: {}", error.message);
-            let result = json!({
-                "command": name,
-                "outcome": "error",
-                "error": error.message,
-                "exit_code": error.exit_code,
-            });
+        Ok(result) => {
             if context.json {
                 print_json(&result);
             }
             if in_actions {
-                crate::workflow_command::emit(&crate::workflow_command::workflow_command(
-                    "error",
-                    &[("title", &format!("shiftgate {name}"))],
-                    &error.message,
-                ));
-                crate::actions::finish(&result);
+                crate::actions::finish(&result.facts());
             }
-            error.exit_code
+            result.exit_code()
         }
+        Err(error) => report_error(name, error, context.json, in_actions),
     }
+}
+
+/// Says why the command could not do its job: on stderr, as the `--json` result, and in the job.
+fn report_error(name: &'static str, error: CommandError, json: bool, in_actions: bool) -> ExitCode {
+    crate::say!("shiftgate {name}: {}", error.message);
+    let result = ErrorResult::new(Some(name), error.message, error.exit_code);
+    if json {
+        print_json(&result);
+    }
+    if in_actions {
+        emit(&workflow_command(
+            "error",
+            &[("title", &format!("shiftgate {name}"))],
+            &result.error,
+        ));
+        crate::actions::finish(&result.facts());
+    }
+    result.exit_code
 }
 
 fn command_name(command: &Command) -> &'static str {

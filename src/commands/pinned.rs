@@ -5,14 +5,30 @@ use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde_json::Value;
 
+use crate::actions::{outputs_for, step_summary};
+use crate::commands::demo::DemoResult;
+use crate::commands::dispatch::DispatchResult;
+use crate::commands::health::{HealthResult, ProbeResult};
+use crate::commands::incident::IncidentResult;
+use crate::commands::result::{CommandResult, ErrorResult};
+use crate::commands::rollback::roll_back;
+use crate::commands::rollout::{
+    GoogleApiCalls, IncidentFiling, RolloutResult, RolloutRun, file_incident,
+};
+use crate::commands::status::status;
+use crate::exit::ExitCode;
+use crate::github::client::CallStats;
 use crate::github::dispatch::{DispatchReport, WatchEnd};
+use crate::github::incident::{Severity, failed_rollback_incident, rollout_incident};
+use crate::rollout::judge::StepPhase;
 use crate::rollout::ports::{
     NewRevision, Platform, PortError, PortResult, RequestCounts, RevisionInfo, RolloutRecord,
     ServiceState, TrafficChange, TrafficTarget,
 };
-use crate::rollout::timeline::{Event, EventKind, StepReport};
+use crate::rollout::timeline::{Event, EventKind, StepReport, traffic_json_text};
 use crate::rollout::verdict::Verdict;
 use crate::rollout::{Outcome, Policy, Report, Steps};
 
@@ -151,6 +167,7 @@ fn errors_checked(
     step: usize,
     candidate: (u64, u64),
     stable: (u64, u64),
+    phase: StepPhase,
     verdict: Verdict,
 ) -> EventKind {
     let counts = |(total, server_errors)| RequestCounts {
@@ -163,6 +180,7 @@ fn errors_checked(
         stable: counts(stable),
         error_rate: counts(candidate).error_rate(),
         verdict,
+        phase,
     }
 }
 
@@ -207,10 +225,14 @@ fn timeline() -> Vec<Event> {
                 1,
                 (30, 0),
                 (300, 1),
+                StepPhase::Baking,
                 Verdict::Inconclusive("baking: 30 candidate requests so far, 0 5xx".into()),
             ),
         ),
-        event(300, errors_checked(1, (120, 1), (1000, 2), Verdict::Pass)),
+        event(
+            300,
+            errors_checked(1, (120, 1), (1000, 2), StepPhase::Judging, Verdict::Pass),
+        ),
         event(
             301,
             EventKind::StepPassed {
@@ -234,7 +256,13 @@ fn timeline() -> Vec<Event> {
         ),
         event(
             360,
-            errors_checked(2, (400, 60), (400, 1), Verdict::Fail(FAILED_GATE.into())),
+            errors_checked(
+                2,
+                (400, 60),
+                (400, 1),
+                StepPhase::Judging,
+                Verdict::Fail(FAILED_GATE.into()),
+            ),
         ),
         event(
             361,
@@ -380,40 +408,53 @@ fn assert_shown(shown: &Shown, json: &str, summary: &str, outputs: &[(&str, &str
 }
 
 #[track_caller]
-fn assert_json(value: &Value, json: &str) {
+fn assert_json(result: &impl Serialize, json: &str) {
     let pinned: Value = serde_json::from_str(json).unwrap();
     assert_eq!(
-        serde_json::to_string(value).unwrap(),
+        serde_json::to_string(&serde_json::to_value(result).unwrap()).unwrap(),
         serde_json::to_string(&pinned).unwrap()
     );
 }
 
-fn shown(json: Value) -> Shown {
+fn shown(result: CommandResult) -> Shown {
+    let facts = result.facts();
     Shown {
-        summary: crate::actions::step_summary(&json),
-        outputs: crate::actions::outputs_for(&json),
-        json,
+        json: serde_json::to_value(&result).unwrap(),
+        summary: step_summary(&facts),
+        outputs: outputs_for(&facts),
     }
 }
 
-async fn rollout_shown(report: Report, cloud_run: u64, monitoring: u64) -> Shown {
-    use crate::commands::rollout::{file_incident, report_json};
-    let rolled_back = report.outcome == Outcome::RolledBack;
-    let mut json = report_json(&report, &policy());
-    json["api_calls"] = json!({"cloud_run": cloud_run, "monitoring": monitoring});
-    if rolled_back {
-        json["incident"] = file_incident(true, None, |_| unreachable!()).await;
-    }
-    shown(json)
+fn rollout_run(report: Report, cloud_run: u64, monitoring: u64) -> RolloutRun {
+    RolloutRun::new(
+        report,
+        policy(),
+        GoogleApiCalls {
+            cloud_run,
+            monitoring,
+        },
+    )
 }
 
 #[tokio::test]
 async fn a_rollout_result_is_pinned() {
-    let shown = rollout_shown(report(), 12, 7).await;
-    assert_shown(&shown, ROLLOUT_JSON, ROLLOUT_SUMMARY, ROLLOUT_OUTPUTS);
-    let shown = rollout_shown(promoted_report(), 3, 0).await;
+    let incident = file_incident(true, None, |_| unreachable!()).await;
+    let rolled_back = CommandResult::Rollout(RolloutResult {
+        run: rollout_run(report(), 12, 7),
+        incident: Some(incident),
+    });
     assert_shown(
-        &shown,
+        &shown(rolled_back),
+        ROLLOUT_JSON,
+        ROLLOUT_SUMMARY,
+        ROLLOUT_OUTPUTS,
+    );
+    let promoted = CommandResult::Rollout(RolloutResult {
+        run: rollout_run(promoted_report(), 3, 0),
+        incident: None,
+    });
+    assert_shown(
+        &shown(promoted),
         ROLLOUT_PROMOTED_JSON,
         ROLLOUT_PROMOTED_SUMMARY,
         ROLLOUT_PROMOTED_OUTPUTS,
@@ -422,21 +463,20 @@ async fn a_rollout_result_is_pinned() {
 
 #[test]
 fn a_demo_result_is_pinned() {
-    let mut json = crate::commands::rollout::report_json(&report(), &policy());
-    json["command"] = json!("demo");
-    json["scenario"] = json!("bad");
-    json["api_calls"] = json!({"cloud_run": 12, "monitoring": 7});
-    assert_shown(&shown(json), DEMO_JSON, DEMO_SUMMARY, DEMO_OUTPUTS);
+    let demo = CommandResult::Demo(DemoResult {
+        run: rollout_run(report(), 12, 7),
+        scenario: "bad",
+    });
+    assert_shown(&shown(demo), DEMO_JSON, DEMO_SUMMARY, DEMO_OUTPUTS);
 }
 
 #[tokio::test]
 async fn a_rollback_result_is_pinned() {
-    use crate::commands::rollback::roll_back;
     let done = roll_back(&platform(false), Some("app-00001"), Duration::from_secs(5))
         .await
         .unwrap();
     assert_shown(
-        &shown(done.result),
+        &shown(CommandResult::Rollback(done)),
         ROLLBACK_JSON,
         ROLLBACK_SUMMARY,
         ROLLBACK_OUTPUTS,
@@ -444,10 +484,9 @@ async fn a_rollback_result_is_pinned() {
     let mut failed = roll_back(&platform(true), None, Duration::from_secs(5))
         .await
         .unwrap();
-    failed.result["incident"] =
-        crate::commands::rollout::file_incident(false, None, |_| unreachable!()).await;
+    failed.incident = Some(file_incident(false, None, |_| unreachable!()).await);
     assert_shown(
-        &shown(failed.result),
+        &shown(CommandResult::Rollback(failed)),
         ROLLBACK_FAILED_JSON,
         ROLLBACK_FAILED_SUMMARY,
         ROLLBACK_FAILED_OUTPUTS,
@@ -456,11 +495,9 @@ async fn a_rollback_result_is_pinned() {
 
 #[tokio::test]
 async fn a_status_result_is_pinned() {
-    let status = crate::commands::status::status(&platform(false))
-        .await
-        .unwrap();
+    let result = status(&platform(false)).await.unwrap();
     assert_shown(
-        &shown(status.result),
+        &shown(CommandResult::Status(result)),
         STATUS_JSON,
         STATUS_SUMMARY,
         STATUS_OUTPUTS,
@@ -479,26 +516,29 @@ async fn a_status_result_is_pinned() {
         revisions: Vec::new(),
         refuse_writes: false,
     };
-    let status = crate::commands::status::status(&bare).await.unwrap();
-    assert_json(&status.result, STATUS_BARE_JSON);
+    let result = status(&bare).await.unwrap();
+    assert_json(&CommandResult::Status(result), STATUS_BARE_JSON);
+}
+
+fn probe(
+    environment: Option<&str>,
+    url: &str,
+    status: Option<u16>,
+    verdict: &Verdict,
+    latency_ms: u64,
+) -> ProbeResult {
+    ProbeResult {
+        environment: environment.map(str::to_string),
+        url: url.into(),
+        status,
+        verdict: verdict.label(),
+        reason: verdict.reason().map(str::to_string),
+        latency_ms,
+    }
 }
 
 #[test]
 fn a_health_result_is_pinned() {
-    let probe = |environment: Option<&str>,
-                 url: &str,
-                 status: Option<u16>,
-                 verdict: &Verdict,
-                 latency_ms: u64| {
-        json!({
-            "environment": environment,
-            "url": url,
-            "status": status,
-            "verdict": verdict.label(),
-            "reason": verdict.reason(),
-            "latency_ms": latency_ms,
-        })
-    };
     let ok = probe(
         Some("prod"),
         "https://app/health",
@@ -506,7 +546,7 @@ fn a_health_result_is_pinned() {
         &Verdict::Pass,
         12,
     );
-    let results = vec![
+    let unhealthy = HealthResult::new(vec![
         ok.clone(),
         probe(
             None,
@@ -522,20 +562,29 @@ fn a_health_result_is_pinned() {
             &Verdict::Fail("answered HTTP 503: down".into()),
             40,
         ),
-    ];
-    let json =
-        json!({"command": "health", "outcome": "unhealthy", "results": results, "exit_code": 1});
-    assert_shown(&shown(json), HEALTH_JSON, HEALTH_SUMMARY, HEALTH_OUTPUTS);
-    let json = json!({"command": "health", "outcome": "healthy", "results": [ok], "exit_code": 0});
-    assert_json(&json, HEALTH_OK_JSON);
+    ]);
+    assert_shown(
+        &shown(CommandResult::Health(unhealthy)),
+        HEALTH_JSON,
+        HEALTH_SUMMARY,
+        HEALTH_OUTPUTS,
+    );
+    let healthy = HealthResult::new(vec![ok]);
+    assert_json(&CommandResult::Health(healthy), HEALTH_OK_JSON);
 }
 
 #[test]
 fn a_dispatch_result_is_pinned() {
-    let mut json = dispatch_report().json();
-    json["api_calls"] = json!({"requests": 9, "not_modified": 4, "rate_limit_waits": 0});
+    let dispatch = CommandResult::Dispatch(DispatchResult {
+        run: dispatch_report().result(),
+        api_calls: CallStats {
+            requests: 9,
+            not_modified: 4,
+            rate_limit_waits: 0,
+        },
+    });
     assert_shown(
-        &shown(json),
+        &shown(dispatch),
         DISPATCH_JSON,
         DISPATCH_SUMMARY,
         DISPATCH_OUTPUTS,
@@ -545,55 +594,69 @@ fn a_dispatch_result_is_pinned() {
         cancelled: true,
         ..dispatch_report()
     };
-    assert_json(&timed_out.json(), DISPATCH_TIMED_OUT_JSON);
+    // The run's own JSON has no `command` and no `api_calls`: `dispatch --json` adds those.
+    let mut pinned: Value = serde_json::from_str(DISPATCH_TIMED_OUT_JSON).unwrap();
+    pinned.as_object_mut().unwrap().remove("command");
+    assert_eq!(timed_out.json(), pinned);
 }
 
 #[test]
 fn an_incident_result_is_pinned() {
-    let json = json!({
-        "command": "incident", "outcome": "commented", "number": 17,
-        "url": "https://github.com/o/r/issues/17", "key": "Deploy failed", "exit_code": 0,
+    let incident = CommandResult::Incident(IncidentResult {
+        outcome: "commented",
+        number: 17,
+        url: "https://github.com/o/r/issues/17".into(),
+        key: "Deploy failed".into(),
+        exit_code: ExitCode::Ok,
     });
     assert_shown(
-        &shown(json),
+        &shown(incident),
         INCIDENT_JSON,
         INCIDENT_SUMMARY,
         INCIDENT_OUTPUTS,
     );
-    let filed = json!({"filed": true, "action": "created", "number": 7,
-                       "url": "https://github.com/o/r/issues/7", "severity": "SEV-2"});
+    let filed = IncidentFiling::Filed {
+        action: "created",
+        number: 7,
+        url: "https://github.com/o/r/issues/7".into(),
+        severity: Severity::Sev2,
+    };
     assert_json(&filed, INCIDENT_FILED_JSON);
 }
 
 #[test]
 fn an_error_result_is_pinned() {
-    let json = json!({"command": "rollout", "outcome": "error", "error": "--env qa: unknown", "exit_code": 2});
-    assert_shown(&shown(json), ERROR_JSON, ERROR_SUMMARY, ERROR_OUTPUTS);
-    let unparsed = json!({"outcome": "error", "error": "invalid value", "exit_code": 2});
+    let error = ErrorResult::new(Some("rollout"), "--env qa: unknown", ExitCode::BadInput);
+    let facts = error.facts();
+    let shown = Shown {
+        json: serde_json::to_value(&error).unwrap(),
+        summary: step_summary(&facts),
+        outputs: outputs_for(&facts),
+    };
+    assert_shown(&shown, ERROR_JSON, ERROR_SUMMARY, ERROR_OUTPUTS);
+    let unparsed = ErrorResult::new(None, "invalid value", ExitCode::BadInput);
     assert_json(&unparsed, PARSE_ERROR_JSON);
 }
 
 #[tokio::test]
 async fn the_incident_bodies_are_pinned() {
     let repo = crate::github::Repo::parse("o/r").unwrap();
-    let incident = crate::github::incident::rollout_incident(repo.clone(), &report());
+    let incident = rollout_incident(repo.clone(), &report(), &policy());
     assert_eq!(incident.title, ROLLOUT_INCIDENT_TITLE);
     assert_eq!(incident.summary, ROLLOUT_INCIDENT_SUMMARY);
     assert_eq!(
         incident.timeline.as_deref(),
         Some(ROLLOUT_INCIDENT_TIMELINE)
     );
-    let failed =
-        crate::commands::rollback::roll_back(&platform(true), None, Duration::from_secs(5))
-            .await
-            .unwrap();
-    let text = |key: &str| failed.result[key].as_str().unwrap().to_string();
-    let incident = crate::github::incident::failed_rollback_incident(
+    let failed = roll_back(&platform(true), None, Duration::from_secs(5))
+        .await
+        .unwrap();
+    let incident = failed_rollback_incident(
         repo,
-        &text("service"),
-        &text("revision"),
-        &text("reason"),
-        &failed.result["final_traffic"].to_string(),
+        &failed.service,
+        &failed.revision,
+        failed.reason.as_deref().unwrap(),
+        &traffic_json_text(&failed.final_traffic),
     );
     assert_eq!(incident.title, ROLLBACK_INCIDENT_TITLE);
     assert_eq!(incident.summary, ROLLBACK_INCIDENT_SUMMARY);
@@ -1263,6 +1326,7 @@ xychart-beta
     y-axis "percent" 0 --> 100
     line [10, 10, 10, 50, 50, 0]
     line [0, 0, 0.83, 0.83, 15, 15]
+    line [5, 5, 5, 5, 5, 5]
 ```
 
 Lines, in order: candidate traffic share (%), candidate 5xx rate (%), the 5xx limit (%).

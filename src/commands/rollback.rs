@@ -3,20 +3,74 @@
 
 use std::time::Duration;
 
+use serde::Serialize;
 use tokio::time::Instant;
 
-use serde_json::json;
-
+use crate::actions::{ResultFacts, ServiceChange, ServiceFacts};
 use crate::cli::RollbackArgs;
-use crate::commands::rollout::file_incident;
-use crate::commands::{CommandError, Context, Endpoints, Finished, traffic_json};
+use crate::commands::result::CommandResult;
+use crate::commands::rollout::{IncidentFiling, file_incident};
+use crate::commands::{CommandError, Context, Endpoints};
 use crate::exit::ExitCode;
 use crate::github::incident::failed_rollback_incident;
 use crate::rollout::engine::{force_traffic, restore_traffic, short_name};
 use crate::rollout::ports::{Platform, PortError, ServiceState};
-use crate::rollout::timeline::describe_traffic;
+use crate::rollout::timeline::{TrafficShare, describe_traffic, traffic_json_text, traffic_shares};
 
-pub async fn run(context: &Context, args: RollbackArgs) -> Result<Finished, CommandError> {
+/// `shiftgate rollback --json`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RollbackResult {
+    pub outcome: RollbackOutcome,
+    /// The service's full name; empty when it could not be read.
+    pub service: String,
+    /// The revision traffic was sent to.
+    pub revision: String,
+    /// Why the rollback could not be confirmed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The split before the rollback, when the service was read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub previous_traffic: Option<Vec<TrafficShare>>,
+    /// The split as last read: after the rollback when confirmed, else the last one read.
+    pub final_traffic: Vec<TrafficShare>,
+    pub final_traffic_confirmed: bool,
+    pub exit_code: ExitCode,
+    /// The SEV-1 incident of a rollback that failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub incident: Option<IncidentFiling>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RollbackOutcome {
+    RolledBack,
+    /// Not confirmed: the service needs a person.
+    Failed,
+}
+
+impl RollbackResult {
+    pub fn facts<'a>(&'a self, command: &'a str) -> ResultFacts<'a> {
+        let outcome = match self.outcome {
+            RollbackOutcome::RolledBack => "rolled_back",
+            RollbackOutcome::Failed => "failed",
+        };
+        ResultFacts {
+            service: Some(ServiceFacts {
+                name: &self.service,
+                change: ServiceChange::Restore {
+                    revision: &self.revision,
+                },
+                image: None,
+            }),
+            reason: self.reason.as_deref(),
+            final_traffic: Some(self.final_traffic.clone()),
+            incident_url: self.incident.as_ref().and_then(IncidentFiling::url),
+            ..ResultFacts::new(command, outcome, self.exit_code)
+        }
+    }
+}
+
+pub async fn run(context: &Context, args: RollbackArgs) -> Result<CommandResult, CommandError> {
     let config = context.config()?;
     let address = config.resolve_service(&args.service)?;
     let endpoints = Endpoints::from_env();
@@ -25,24 +79,22 @@ pub async fn run(context: &Context, args: RollbackArgs) -> Result<Finished, Comm
     platform
         .rest()
         .set_deadline(Some(Instant::now() + args.timeout));
-    let mut finished = roll_back(&platform, args.to.as_deref(), args.timeout).await?;
-    if finished.exit_code == ExitCode::RollbackFailed {
-        let result = finished.result.clone();
-        let text = |key: &str| result[key].as_str().unwrap_or_default().to_string();
-        let final_traffic = result["final_traffic"].to_string();
+    let mut result = roll_back(&platform, args.to.as_deref(), args.timeout).await?;
+    if result.exit_code == ExitCode::RollbackFailed {
         let repo = config.incident_repo(args.repo.as_deref());
-        finished.result["incident"] = file_incident(args.no_incident, repo.as_deref(), |repo| {
+        let incident = file_incident(args.no_incident, repo.as_deref(), |repo| {
             failed_rollback_incident(
                 repo,
-                &text("service"),
-                &text("revision"),
-                &text("reason"),
-                &final_traffic,
+                &result.service,
+                &result.revision,
+                result.reason.as_deref().unwrap_or_default(),
+                &traffic_json_text(&result.final_traffic),
             )
         })
         .await;
+        result.incident = Some(incident);
     }
-    Ok(finished)
+    Ok(CommandResult::Rollback(result))
 }
 
 /// The rollback itself, on any platform: sends 100% to `to` (or the recorded stable revision).
@@ -52,88 +104,121 @@ pub async fn roll_back(
     platform: &dyn Platform,
     to: Option<&str>,
     deadline: Duration,
-) -> Result<Finished, CommandError> {
+) -> Result<RollbackResult, CommandError> {
     let give_up = Instant::now() + deadline;
-    let unconfirmed = |reason: String, service: &str, target: &str, last: Option<&ServiceState>| {
-        crate::say!("ROLLBACK FAILED, the service needs a person: {reason}");
-        Finished {
-            exit_code: ExitCode::RollbackFailed,
-            result: json!({
-                "command": "rollback",
-                "outcome": "failed",
-                "service": service,
-                "revision": target,
-                "reason": reason,
-                "final_traffic": last.map(|s| traffic_json(&s.traffic)).unwrap_or_else(|| json!([])),
-                "final_traffic_confirmed": false,
-                "exit_code": ExitCode::RollbackFailed,
-            }),
+    let prepared = async {
+        let service = read_service(platform, to, give_up, deadline).await?;
+        let target = choose_target(&service, to).map_err(Ended::Refused)?;
+        if to.is_some() {
+            check_revision(platform, &service, &target, give_up).await?;
         }
+        Ok((service, target))
     };
-    let service = match tokio::time::timeout_at(give_up, platform.read_service()).await {
-        Ok(Ok(service)) => service,
-        Ok(Err(PortError::NotFound(what))) => {
-            return Err(CommandError::bad_input(format!(
-                "the service was not found ({what}); check --project, --region and --service"
-            )));
-        }
+    match prepared.await {
+        Ok((service, target)) => Ok(restore(platform, service, target, give_up).await),
+        Err(Ended::Refused(error)) => Err(error),
+        Err(Ended::Unconfirmed(result)) => Ok(result),
+    }
+}
+
+/// Why a rollback ends before it sends traffic anywhere.
+enum Ended {
+    /// Bad input: nothing was changed (exit 2).
+    Refused(CommandError),
+    /// The platform could not be read: the service needs a person (exit 4).
+    Unconfirmed(RollbackResult),
+}
+
+async fn read_service(
+    platform: &dyn Platform,
+    to: Option<&str>,
+    give_up: Instant,
+    deadline: Duration,
+) -> Result<ServiceState, Ended> {
+    let target = to.unwrap_or_default();
+    match tokio::time::timeout_at(give_up, platform.read_service()).await {
+        Ok(Ok(service)) => Ok(service),
+        Ok(Err(PortError::NotFound(what))) => Err(Ended::Refused(CommandError::bad_input(
+            format!("the service was not found ({what}); check --project, --region and --service"),
+        ))),
         Ok(Err(error)) => {
             let reason = format!("could not read the service: {error}");
-            return Ok(unconfirmed(reason, "", to.unwrap_or_default(), None));
+            Err(Ended::Unconfirmed(unconfirmed(reason, "", target, None)))
         }
         Err(_) => {
             let reason = format!(
                 "could not read the service within --timeout {}",
                 humantime::format_duration(deadline)
             );
-            return Ok(unconfirmed(reason, "", to.unwrap_or_default(), None));
+            Err(Ended::Unconfirmed(unconfirmed(reason, "", target, None)))
         }
-    };
+    }
+}
+
+/// `--to`, else the stable revision of the rollout recorded on the service.
+fn choose_target(service: &ServiceState, to: Option<&str>) -> Result<String, CommandError> {
     let recorded = service.rollout.as_ref().filter(|r| r.is_running());
-    let target = match (to, recorded) {
-        (Some(revision), _) => short_name(revision).to_string(),
-        (None, Some(record)) => record.stable.clone(),
+    match (to, recorded) {
+        (Some(revision), _) => Ok(short_name(revision).to_string()),
+        (None, Some(record)) => Ok(record.stable.clone()),
         (None, None) => {
             let serving = describe_traffic(&service.traffic);
-            return Err(CommandError::bad_input(format!(
+            Err(CommandError::bad_input(format!(
                 "no rollout is recorded on {}, so there is no stable revision to go back to; \
                  give --to REVISION (traffic now: {serving}; `shiftgate status` lists revisions)",
                 service.name
+            )))
+        }
+    }
+}
+
+/// A revision named by `--to` must exist and be ready.
+async fn check_revision(
+    platform: &dyn Platform,
+    service: &ServiceState,
+    target: &str,
+    give_up: Instant,
+) -> Result<(), Ended> {
+    let unread = |reason: String| {
+        Ended::Unconfirmed(unconfirmed(reason, &service.name, target, Some(service)))
+    };
+    let revision = match tokio::time::timeout_at(give_up, platform.read_revision(target)).await {
+        Ok(Ok(revision)) => revision,
+        Ok(Err(PortError::NotFound(_))) => {
+            return Err(Ended::Refused(CommandError::bad_input(format!(
+                "--to {target}: no such revision"
+            ))));
+        }
+        Ok(Err(other)) => return Err(unread(format!("could not read revision {target}: {other}"))),
+        Err(_) => {
+            return Err(unread(format!(
+                "could not read revision {target} within --timeout"
             )));
         }
     };
-    if to.is_some() {
-        let revision = match tokio::time::timeout_at(give_up, platform.read_revision(&target)).await
-        {
-            Ok(Ok(revision)) => revision,
-            Ok(Err(PortError::NotFound(_))) => {
-                return Err(CommandError::bad_input(format!(
-                    "--to {target}: no such revision"
-                )));
-            }
-            Ok(Err(other)) => {
-                let reason = format!("could not read revision {target}: {other}");
-                return Ok(unconfirmed(reason, &service.name, &target, Some(&service)));
-            }
-            Err(_) => {
-                let reason = format!("could not read revision {target} within --timeout");
-                return Ok(unconfirmed(reason, &service.name, &target, Some(&service)));
-            }
-        };
-        if !revision.ready {
-            return Err(CommandError::bad_input(format!(
-                "--to {target}: the revision is not ready ({}); pick a ready one",
-                revision.reason.unwrap_or_default()
-            )));
-        }
+    if !revision.ready {
+        return Err(Ended::Refused(CommandError::bad_input(format!(
+            "--to {target}: the revision is not ready ({}); pick a ready one",
+            revision.reason.unwrap_or_default()
+        ))));
     }
-    if let Some(record) = recorded {
+    Ok(())
+}
+
+/// Sends 100% to `target`, taking over from any rollout in progress, and reads the split back.
+async fn restore(
+    platform: &dyn Platform,
+    service: ServiceState,
+    target: String,
+    give_up: Instant,
+) -> RollbackResult {
+    if let Some(record) = service.rollout.as_ref().filter(|r| r.is_running()) {
         crate::say!(
             "taking over from the {}",
             crate::rollout::ownership::describe_owner(record)
         );
     }
-    let before = service.traffic.clone();
+    let previous = traffic_shares(&service.traffic);
     let wanted = restore_traffic(&service, &target);
     crate::say!("rolling back {}: 100% to {target}", service.name);
     let remaining = give_up.saturating_duration_since(Instant::now());
@@ -141,19 +226,17 @@ pub async fn roll_back(
     match force_traffic(platform, &wanted, remaining, &say).await {
         Ok(after) => {
             crate::say!("done: traffic {}", describe_traffic(&after.traffic));
-            Ok(Finished {
+            RollbackResult {
+                outcome: RollbackOutcome::RolledBack,
+                service: after.name,
+                revision: target,
+                reason: None,
+                previous_traffic: Some(previous),
+                final_traffic: traffic_shares(&after.traffic),
+                final_traffic_confirmed: true,
                 exit_code: ExitCode::Ok,
-                result: json!({
-                    "command": "rollback",
-                    "outcome": "rolled_back",
-                    "service": after.name,
-                    "revision": target,
-                    "previous_traffic": traffic_json(&before),
-                    "final_traffic": traffic_json(&after.traffic),
-                    "final_traffic_confirmed": true,
-                    "exit_code": ExitCode::Ok,
-                }),
-            })
+                incident: None,
+            }
         }
         Err(reason) => {
             // One last read, only if time is left: the result never reports a split not read.
@@ -161,9 +244,31 @@ pub async fn roll_back(
                 Ok(Ok(now)) => now,
                 _ => service.clone(),
             };
-            let mut finished = unconfirmed(reason, &service.name, &target, Some(&last));
-            finished.result["previous_traffic"] = traffic_json(&before);
-            Ok(finished)
+            RollbackResult {
+                previous_traffic: Some(previous),
+                ..unconfirmed(reason, &service.name, &target, Some(&last))
+            }
         }
+    }
+}
+
+/// A rollback that could not be confirmed: the service needs a person (exit 4).
+fn unconfirmed(
+    reason: String,
+    service: &str,
+    target: &str,
+    last: Option<&ServiceState>,
+) -> RollbackResult {
+    crate::say!("ROLLBACK FAILED, the service needs a person: {reason}");
+    RollbackResult {
+        outcome: RollbackOutcome::Failed,
+        service: service.to_string(),
+        revision: target.to_string(),
+        reason: Some(reason),
+        previous_traffic: None,
+        final_traffic: last.map(|s| traffic_shares(&s.traffic)).unwrap_or_default(),
+        final_traffic_confirmed: false,
+        exit_code: ExitCode::RollbackFailed,
+        incident: None,
     }
 }

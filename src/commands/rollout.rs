@@ -1,20 +1,20 @@
 //! `shiftgate rollout`: resolves service and policy, runs the engine against Cloud Run and Cloud
-//! Monitoring, and reports the outcome.
-
-use std::time::Duration;
+//! Monitoring (or Prometheus), files the incident of a rollback, and reports the outcome.
 
 use std::panic::AssertUnwindSafe;
+use std::time::Duration;
 
 use futures_util::FutureExt;
-use serde_json::{Value, json};
+use serde::{Serialize, Serializer};
 
-use crate::actions::progress_sink;
-use crate::cli::MetricsBackend;
-use crate::cli::RolloutArgs;
+use crate::actions::{ResultFacts, ServiceChange, ServiceFacts, progress_sink};
+use crate::cli::{MetricsBackend, RolloutArgs};
 use crate::clock::Clock;
-use crate::commands::{CommandError, Context, Endpoints, Finished, traffic_json};
+use crate::commands::result::CommandResult;
+use crate::commands::{CommandError, Context, Endpoints};
 use crate::exit::ExitCode;
-use crate::gcp::GoogleRest;
+use crate::gcp::{Credentials, GoogleRest};
+use crate::github::incident::Severity;
 use crate::health::HttpHealthEndpoint;
 use crate::metrics::{CloudMonitoring, PrometheusMetrics};
 use crate::output::summary;
@@ -22,78 +22,181 @@ use crate::rollout::engine::{force_traffic, restore_traffic};
 use crate::rollout::ownership::Identity;
 use crate::rollout::plan::DEFAULT_MONITORING_DELAY;
 use crate::rollout::ports::{Metrics, Platform};
-use crate::rollout::timeline::describe_traffic;
+use crate::rollout::timeline::{describe_traffic, traffic_shares};
 use crate::rollout::{
-    CandidateSource, Engine, Outcome, Policy, Ports, Report, RolloutError, RolloutRequest,
+    CandidateSource, Engine, Outcome, Policy, Ports, Report, RolloutError, RolloutRequest, Steps,
 };
 
 pub const HEALTH_TIMEOUT: Duration = Duration::from_secs(10);
 
-pub async fn run(context: &Context, args: RolloutArgs) -> Result<Finished, CommandError> {
+/// A rollout as `--json` shows it, for `rollout` and `demo`: the engine's report, the policy it
+/// ran under, the API calls it took, and its exit code.
+#[derive(Debug, Clone, Serialize)]
+pub struct RolloutRun {
+    #[serde(flatten)]
+    pub report: Report,
+    #[serde(serialize_with = "serialize_policy")]
+    pub policy: Policy,
+    pub api_calls: GoogleApiCalls,
+    pub exit_code: ExitCode,
+}
+
+impl RolloutRun {
+    pub fn new(report: Report, policy: Policy, api_calls: GoogleApiCalls) -> Self {
+        let exit_code = report.exit_code();
+        Self {
+            report,
+            policy,
+            api_calls,
+            exit_code,
+        }
+    }
+
+    pub fn facts<'a>(&'a self, command: &'a str) -> ResultFacts<'a> {
+        let report = &self.report;
+        ResultFacts {
+            service: Some(ServiceFacts {
+                name: &report.service,
+                change: ServiceChange::Rollout {
+                    stable: &report.stable,
+                    candidate: &report.candidate,
+                },
+                image: report.image.as_deref(),
+            }),
+            rollout: Some((report, &self.policy)),
+            reason: report.reason.as_deref(),
+            final_traffic: Some(traffic_shares(&report.final_traffic)),
+            ..ResultFacts::new(command, report.outcome.as_str(), self.exit_code)
+        }
+    }
+}
+
+/// Requests made to the Google APIs during one rollout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct GoogleApiCalls {
+    pub cloud_run: u64,
+    pub monitoring: u64,
+}
+
+/// The policy as results show it: durations in seconds.
+fn serialize_policy<S: Serializer>(policy: &Policy, serializer: S) -> Result<S::Ok, S::Error> {
+    #[derive(Serialize)]
+    struct Shown<'a> {
+        steps: &'a Steps,
+        bake_s: f64,
+        interval_s: f64,
+        max_error_rate: f64,
+        min_requests: u64,
+        metrics_delay_s: f64,
+        health_path: &'a str,
+    }
+    Shown {
+        steps: &policy.steps,
+        bake_s: policy.bake.as_secs_f64(),
+        interval_s: policy.interval.as_secs_f64(),
+        max_error_rate: policy.max_error_rate,
+        min_requests: policy.min_requests,
+        metrics_delay_s: policy.metrics_delay.as_secs_f64(),
+        health_path: &policy.health.path,
+    }
+    .serialize(serializer)
+}
+
+/// `shiftgate rollout --json`: the rollout, and the incident filed when it rolled back.
+#[derive(Debug, Clone, Serialize)]
+pub struct RolloutResult {
+    #[serde(flatten)]
+    pub run: RolloutRun,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub incident: Option<IncidentFiling>,
+}
+
+impl RolloutResult {
+    pub fn facts<'a>(&'a self, command: &'a str) -> ResultFacts<'a> {
+        ResultFacts {
+            incident_url: self.incident.as_ref().and_then(IncidentFiling::url),
+            ..self.run.facts(command)
+        }
+    }
+}
+
+/// What became of an automatic incident: filed (created or commented on), or why not.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IncidentFiling {
+    Filed {
+        /// `created` or `commented`.
+        action: &'static str,
+        number: u64,
+        url: String,
+        severity: Severity,
+    },
+    NotFiled {
+        reason: String,
+    },
+}
+
+impl IncidentFiling {
+    pub fn url(&self) -> Option<&str> {
+        match self {
+            IncidentFiling::Filed { url, .. } => Some(url),
+            IncidentFiling::NotFiled { .. } => None,
+        }
+    }
+}
+
+/// `{"filed": true, "action", "number", "url", "severity"}` or `{"filed": false, "reason"}`.
+impl Serialize for IncidentFiling {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        match self {
+            IncidentFiling::Filed {
+                action,
+                number,
+                url,
+                severity,
+            } => {
+                let mut map = serializer.serialize_map(Some(5))?;
+                map.serialize_entry("filed", &true)?;
+                map.serialize_entry("action", action)?;
+                map.serialize_entry("number", number)?;
+                map.serialize_entry("url", url)?;
+                map.serialize_entry("severity", &severity.name())?;
+                map.end()
+            }
+            IncidentFiling::NotFiled { reason } => {
+                let mut map = serializer.serialize_map(Some(2))?;
+                map.serialize_entry("filed", &false)?;
+                map.serialize_entry("reason", reason)?;
+                map.end()
+            }
+        }
+    }
+}
+
+pub async fn run(context: &Context, args: RolloutArgs) -> Result<CommandResult, CommandError> {
     let config = context.config()?;
     let address = config.resolve_service(&args.service)?;
-    let backend = match (args.metrics, &args.prometheus_url) {
-        (Some(MetricsBackend::CloudMonitoring), Some(_)) => {
-            return Err(CommandError::bad_input(
-                "--prometheus-url goes with --metrics prometheus, not --metrics cloud-monitoring",
-            ));
-        }
-        (Some(backend), _) => backend,
-        (None, Some(_)) => MetricsBackend::Prometheus,
-        (None, None) => MetricsBackend::CloudMonitoring,
-    };
-    // A Prometheus server scraping the service sees requests at once; Google's backends lag.
-    let default_delay = match (backend, &args.prometheus_url) {
-        (MetricsBackend::Prometheus, Some(_)) => Duration::ZERO,
-        _ => DEFAULT_MONITORING_DELAY,
-    };
+    let backend = metrics_backend(&args)?;
     let policy = config.resolve_policy(
         address.environment.as_deref(),
         &args.policy_overrides(),
-        default_delay,
+        default_metrics_delay(backend, &args),
     )?;
     let minute_resolution =
         !(backend == MetricsBackend::Prometheus && args.prometheus_url.is_some());
     if let Some(warning) = short_bake_warning(&policy).filter(|_| minute_resolution) {
         crate::say!("warning: {warning}");
     }
-    let candidate = candidate_source(&args);
     let incident_repo = config.incident_repo(args.repo.as_deref());
-
     let endpoints = Endpoints::from_env();
-    let credentials = crate::gcp::Credentials::from_env();
+    let credentials = Credentials::from_env();
     if let Some(warning) = crate::gcp::static_token_warning(&credentials, policy.time_to_promote())
     {
         crate::say!("warning: {warning}");
     }
     let platform = endpoints.cloud_run_with(&address, credentials.clone());
-    let (metrics, metrics_rest): (Box<dyn Metrics>, GoogleRest) =
-        match (backend, &args.prometheus_url) {
-            (MetricsBackend::CloudMonitoring, _) => {
-                let monitoring = CloudMonitoring::new(
-                    GoogleRest::new(&endpoints.monitoring, credentials),
-                    &address.project,
-                    &address.service,
-                );
-                let rest = monitoring.rest().clone();
-                (Box::new(monitoring), rest)
-            }
-            (MetricsBackend::Prometheus, Some(url)) => {
-                let prometheus = PrometheusMetrics::server(url, credentials, &address.service);
-                let rest = prometheus.rest().clone();
-                (Box::new(prometheus), rest)
-            }
-            (MetricsBackend::Prometheus, None) => {
-                let prometheus = PrometheusMetrics::managed(
-                    &endpoints.monitoring,
-                    credentials,
-                    &address.project,
-                    &address.service,
-                );
-                let rest = prometheus.rest().clone();
-                (Box::new(prometheus), rest)
-            }
-        };
+    let (metrics, metrics_rest) =
+        metrics_adapter(backend, &args, &endpoints, credentials, &address);
     let health = HttpHealthEndpoint::new(HEALTH_TIMEOUT);
     let ports = Ports {
         platform: &platform,
@@ -102,25 +205,83 @@ pub async fn run(context: &Context, args: RolloutArgs) -> Result<Finished, Comma
     };
     let request = RolloutRequest {
         policy,
-        candidate,
+        candidate: candidate_source(&args),
         dry_run: args.dry_run,
     };
     let report = run_engine(context, ports, &request).await?;
-    let mut result = report_json(&report, &request.policy);
-    result["api_calls"] = json!({
-        "cloud_run": platform.rest().calls(),
-        "monitoring": metrics_rest.calls(),
-    });
-    if matches!(report.outcome, Outcome::RolledBack | Outcome::Failed) {
-        result["incident"] = file_incident(args.no_incident, incident_repo.as_deref(), |repo| {
-            crate::github::incident::rollout_incident(repo, &report)
-        })
-        .await;
+    let api_calls = GoogleApiCalls {
+        cloud_run: platform.rest().calls(),
+        monitoring: metrics_rest.calls(),
+    };
+    let incident = match report.outcome {
+        Outcome::RolledBack | Outcome::Failed => Some(
+            file_incident(args.no_incident, incident_repo.as_deref(), |repo| {
+                crate::github::incident::rollout_incident(repo, &report, &request.policy)
+            })
+            .await,
+        ),
+        _ => None,
+    };
+    Ok(CommandResult::Rollout(RolloutResult {
+        run: RolloutRun::new(report, request.policy, api_calls),
+        incident,
+    }))
+}
+
+/// `--metrics`, or Prometheus when only `--prometheus-url` is given.
+fn metrics_backend(args: &RolloutArgs) -> Result<MetricsBackend, CommandError> {
+    match (args.metrics, &args.prometheus_url) {
+        (Some(MetricsBackend::CloudMonitoring), Some(_)) => Err(CommandError::bad_input(
+            "--prometheus-url goes with --metrics prometheus, not --metrics cloud-monitoring",
+        )),
+        (Some(backend), _) => Ok(backend),
+        (None, Some(_)) => Ok(MetricsBackend::Prometheus),
+        (None, None) => Ok(MetricsBackend::CloudMonitoring),
     }
-    Ok(Finished {
-        exit_code: report.exit_code(),
-        result,
-    })
+}
+
+/// A Prometheus server scraping the service sees requests at once; Google's backends lag.
+fn default_metrics_delay(backend: MetricsBackend, args: &RolloutArgs) -> Duration {
+    match (backend, &args.prometheus_url) {
+        (MetricsBackend::Prometheus, Some(_)) => Duration::ZERO,
+        _ => DEFAULT_MONITORING_DELAY,
+    }
+}
+
+/// The metrics adapter for the backend, and its REST client (which counts the calls made).
+fn metrics_adapter(
+    backend: MetricsBackend,
+    args: &RolloutArgs,
+    endpoints: &Endpoints,
+    credentials: Credentials,
+    address: &crate::config::ServiceAddress,
+) -> (Box<dyn Metrics>, GoogleRest) {
+    match (backend, &args.prometheus_url) {
+        (MetricsBackend::CloudMonitoring, _) => {
+            let monitoring = CloudMonitoring::new(
+                GoogleRest::new(&endpoints.monitoring, credentials),
+                &address.project,
+                &address.service,
+            );
+            let rest = monitoring.rest().clone();
+            (Box::new(monitoring), rest)
+        }
+        (MetricsBackend::Prometheus, Some(url)) => {
+            let prometheus = PrometheusMetrics::server(url, credentials, &address.service);
+            let rest = prometheus.rest().clone();
+            (Box::new(prometheus), rest)
+        }
+        (MetricsBackend::Prometheus, None) => {
+            let prometheus = PrometheusMetrics::managed(
+                &endpoints.monitoring,
+                credentials,
+                &address.project,
+                &address.service,
+            );
+            let rest = prometheus.rest().clone();
+            (Box::new(prometheus), rest)
+        }
+    }
 }
 
 /// Cloud Monitoring (and Managed Prometheus, which reads it) counts requests per whole minute, so a
@@ -225,37 +386,21 @@ async fn recover_after_panic(
 
 const PANIC_RESTORE_DEADLINE: Duration = Duration::from_secs(60);
 
-/// The `--json` result of a rollout.
-pub fn report_json(report: &Report, policy: &Policy) -> Value {
-    let mut value = serde_json::to_value(report).expect("a report serializes");
-    value["command"] = json!("rollout");
-    value["final_traffic"] = traffic_json(&report.final_traffic);
-    value["exit_code"] = json!(report.exit_code());
-    value["policy"] = json!({
-        "steps": policy.steps,
-        "bake_s": policy.bake.as_secs_f64(),
-        "interval_s": policy.interval.as_secs_f64(),
-        "max_error_rate": policy.max_error_rate,
-        "min_requests": policy.min_requests,
-        "metrics_delay_s": policy.metrics_delay.as_secs_f64(),
-        "health_path": policy.health.path,
-    });
-    value
-}
-
 /// Files an automatic incident (a rollback, or a rollback that failed), or says once why not.
 /// Never changes the command's exit code: a failure to file is logged and reported in the result.
 pub async fn file_incident(
     no_incident: bool,
     repo: Option<&str>,
     build: impl FnOnce(crate::github::Repo) -> crate::github::incident::Incident,
-) -> Value {
+) -> IncidentFiling {
     if no_incident {
-        return json!({"filed": false, "reason": "--no-incident"});
+        return IncidentFiling::NotFiled {
+            reason: "--no-incident".into(),
+        };
     }
     let not_filed = |reason: String| {
         crate::say!("incident: not filed: {reason}");
-        json!({"filed": false, "reason": reason})
+        IncidentFiling::NotFiled { reason }
     };
     let Some(repo) = repo else {
         return not_filed(
@@ -271,7 +416,7 @@ pub async fn file_incident(
         Err(error) => return not_filed(error.message),
     };
     let incident = build(repo);
-    let severity = incident.severity.name();
+    let severity = incident.severity;
     match tokio::time::timeout(
         INCIDENT_TIMEOUT,
         crate::github::incident::file(&github, &incident),
@@ -280,13 +425,18 @@ pub async fn file_incident(
     {
         Ok(Ok(filed)) => {
             crate::say!(
-                "incident {severity} {}: #{} {}",
+                "incident {} {}: #{} {}",
+                severity.name(),
                 filed.action,
                 filed.number,
                 filed.url
             );
-            json!({"filed": true, "action": filed.action, "number": filed.number,
-                   "url": filed.url, "severity": severity})
+            IncidentFiling::Filed {
+                action: filed.action,
+                number: filed.number,
+                url: filed.url,
+                severity,
+            }
         }
         Ok(Err(error)) => not_filed(format!("filing the incident failed: {error}")),
         Err(_) => not_filed(format!(

@@ -1,14 +1,113 @@
 //! `shiftgate status`: revisions, the traffic split, tag URLs and any rollout in progress, read
 //! from the service; changes nothing.
 
-use serde_json::json;
+use serde::Serialize;
 
+use crate::actions::{ResultFacts, ServiceChange, ServiceFacts};
 use crate::cli::StatusArgs;
-use crate::commands::{CommandError, Context, Endpoints, Finished, traffic_json};
+use crate::commands::result::CommandResult;
+use crate::commands::{CommandError, Context, Endpoints};
 use crate::exit::ExitCode;
-use crate::rollout::ports::{Platform, PortError};
+use crate::rollout::ports::{Platform, PortError, RevisionInfo, RolloutRecord, ServiceState};
+use crate::rollout::timeline::{TrafficShare, traffic_shares};
 
-pub async fn run(context: &Context, args: StatusArgs) -> Result<Finished, CommandError> {
+/// `shiftgate status --json`: the service as read, nothing changed.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StatusResult {
+    /// Always `ok`: a service that could not be read is an error result instead.
+    pub outcome: &'static str,
+    pub service: String,
+    pub uri: Option<String>,
+    pub reconciling: bool,
+    pub traffic: Vec<TrafficShare>,
+    /// The same split as `traffic`, under the key every traffic-touching command has.
+    pub final_traffic: Vec<TrafficShare>,
+    pub tags: Vec<TagUrl>,
+    pub latest_ready_revision: Option<String>,
+    pub latest_created_revision: Option<String>,
+    /// The rollout in progress; `null` when none is.
+    pub rollout: Option<RolloutRecord>,
+    /// Why a rollout record on the service cannot be read.
+    pub rollout_record_unreadable: Option<String>,
+    pub revisions: Vec<RevisionRow>,
+    pub exit_code: ExitCode,
+}
+
+/// A traffic tag, the revision it names and its own URL.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TagUrl {
+    pub tag: String,
+    pub revision: String,
+    pub url: Option<String>,
+}
+
+/// One revision of the service and its share of traffic.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RevisionRow {
+    pub name: String,
+    pub ready: bool,
+    pub reason: Option<String>,
+    pub image: Option<String>,
+    pub create_time: Option<String>,
+    pub percent: u8,
+}
+
+impl StatusResult {
+    pub fn new(service: &ServiceState, revisions: &[RevisionInfo]) -> Self {
+        let tags = service
+            .traffic
+            .iter()
+            .filter_map(|t| {
+                let tag = t.tag.as_ref()?;
+                Some(TagUrl {
+                    tag: tag.clone(),
+                    revision: t.revision.clone(),
+                    url: service.tag_uris.get(tag).cloned(),
+                })
+            })
+            .collect();
+        let revisions = revisions
+            .iter()
+            .map(|r| RevisionRow {
+                name: r.name.clone(),
+                ready: r.ready,
+                reason: r.reason.clone(),
+                image: r.image.clone(),
+                create_time: r.create_time.clone(),
+                percent: service.percent_of(&r.name),
+            })
+            .collect();
+        Self {
+            outcome: "ok",
+            service: service.name.clone(),
+            uri: service.uri.clone(),
+            reconciling: service.reconciling,
+            traffic: traffic_shares(&service.traffic),
+            final_traffic: traffic_shares(&service.traffic),
+            tags,
+            latest_ready_revision: service.latest_ready_revision.clone(),
+            latest_created_revision: service.latest_created_revision.clone(),
+            rollout: service.rollout.clone().filter(|r| r.is_running()),
+            rollout_record_unreadable: service.unreadable_rollout.clone(),
+            revisions,
+            exit_code: ExitCode::Ok,
+        }
+    }
+
+    pub fn facts<'a>(&'a self, command: &'a str) -> ResultFacts<'a> {
+        ResultFacts {
+            service: Some(ServiceFacts {
+                name: &self.service,
+                change: ServiceChange::Read,
+                image: None,
+            }),
+            final_traffic: Some(self.final_traffic.clone()),
+            ..ResultFacts::new(command, self.outcome, self.exit_code)
+        }
+    }
+}
+
+pub async fn run(context: &Context, args: StatusArgs) -> Result<CommandResult, CommandError> {
     let config = context.config()?;
     let address = config.resolve_service(&args.service)?;
     let endpoints = Endpoints::from_env();
@@ -16,17 +115,19 @@ pub async fn run(context: &Context, args: StatusArgs) -> Result<Finished, Comman
     platform
         .rest()
         .set_deadline(Some(tokio::time::Instant::now() + args.timeout));
-    tokio::time::timeout(args.timeout, status(&platform))
+    let result = tokio::time::timeout(args.timeout, status(&platform))
         .await
         .unwrap_or_else(|_| {
             Err(CommandError::api(format!(
                 "could not read the service within --timeout {}",
                 humantime::format_duration(args.timeout)
             )))
-        })
+        })?;
+    Ok(CommandResult::Status(result))
 }
 
-pub async fn status(platform: &dyn Platform) -> Result<Finished, CommandError> {
+/// Reads the service and its revisions, and shows them on stderr.
+pub async fn status(platform: &dyn Platform) -> Result<StatusResult, CommandError> {
     let service = platform.read_service().await.map_err(|error| match error {
         PortError::NotFound(what) => CommandError::bad_input(format!(
             "the service was not found ({what}); check --project, --region and --service"
@@ -37,7 +138,12 @@ pub async fn status(platform: &dyn Platform) -> Result<Finished, CommandError> {
         .list_revisions()
         .await
         .map_err(|error| CommandError::api(format!("could not list revisions: {error}")))?;
+    show(&service, &revisions);
+    Ok(StatusResult::new(&service, &revisions))
+}
 
+/// The service for people, on stderr.
+fn show(service: &ServiceState, revisions: &[RevisionInfo]) {
     crate::say!("service   {}", service.name);
     if let Some(uri) = &service.uri {
         crate::say!("url       {uri}");
@@ -82,7 +188,7 @@ pub async fn status(platform: &dyn Platform) -> Result<Finished, CommandError> {
         },
     }
     crate::say!("revisions");
-    for revision in &revisions {
+    for revision in revisions {
         crate::say!(
             "  {:<40} {:<9} {:>3}%  {}",
             revision.name,
@@ -91,45 +197,4 @@ pub async fn status(platform: &dyn Platform) -> Result<Finished, CommandError> {
             revision.image.as_deref().unwrap_or("")
         );
     }
-
-    let tags: Vec<_> = service
-        .traffic
-        .iter()
-        .filter_map(|t| {
-            let tag = t.tag.as_ref()?;
-            Some(json!({"tag": tag, "revision": t.revision, "url": service.tag_uris.get(tag)}))
-        })
-        .collect();
-    let revision_list: Vec<_> = revisions
-        .iter()
-        .map(|r| {
-            json!({
-                "name": r.name,
-                "ready": r.ready,
-                "reason": r.reason,
-                "image": r.image,
-                "create_time": r.create_time,
-                "percent": service.percent_of(&r.name),
-            })
-        })
-        .collect();
-    Ok(Finished {
-        exit_code: ExitCode::Ok,
-        result: json!({
-            "command": "status",
-            "outcome": "ok",
-            "service": service.name,
-            "uri": service.uri,
-            "reconciling": service.reconciling,
-            "traffic": traffic_json(&service.traffic),
-            "final_traffic": traffic_json(&service.traffic),
-            "tags": tags,
-            "latest_ready_revision": service.latest_ready_revision,
-            "latest_created_revision": service.latest_created_revision,
-            "rollout": rollout,
-            "rollout_record_unreadable": service.unreadable_rollout,
-            "revisions": revision_list,
-            "exit_code": ExitCode::Ok,
-        }),
-    })
 }

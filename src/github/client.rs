@@ -110,7 +110,7 @@ pub struct Answer {
 }
 
 /// Requests made, for the rate-limit budget.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct CallStats {
     pub requests: u64,
     pub not_modified: u64,

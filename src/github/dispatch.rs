@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::exit::ExitCode;
@@ -65,19 +66,56 @@ impl DispatchReport {
         }
     }
 
-    pub fn json(&self) -> Value {
-        json!({
-            "command": "dispatch",
-            "outcome": self.outcome(),
-            "run_id": self.run_id,
-            "run_url": self.run_url,
-            "conclusion": match &self.end { WatchEnd::Concluded(c) => json!(c), _ => Value::Null },
-            "jobs": self.jobs.iter().map(|(name, conclusion)| json!({"name": name, "conclusion": conclusion})).collect::<Vec<_>>(),
-            "duration_s": (self.duration.as_secs_f64() * 10.0).round() / 10.0,
-            "cancelled": self.cancelled,
-            "exit_code": self.exit_code(),
-        })
+    /// The run as the `dispatch --json` result shows it.
+    pub fn result(&self) -> RunResult {
+        RunResult {
+            outcome: self.outcome(),
+            run_id: self.run_id,
+            run_url: self.run_url.clone(),
+            conclusion: match &self.end {
+                WatchEnd::Concluded(conclusion) => Some(conclusion.clone()),
+                _ => None,
+            },
+            jobs: self
+                .jobs
+                .iter()
+                .map(|(name, conclusion)| JobResult {
+                    name: name.clone(),
+                    conclusion: conclusion.clone(),
+                })
+                .collect(),
+            duration_s: (self.duration.as_secs_f64() * 10.0).round() / 10.0,
+            cancelled: self.cancelled,
+            exit_code: self.exit_code(),
+        }
     }
+
+    /// [`Self::result`] as JSON.
+    pub fn json(&self) -> Value {
+        serde_json::to_value(self.result()).expect("a run result serializes")
+    }
+}
+
+/// A dispatched run as results show it: how the watch ended, the run, and each job's conclusion.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RunResult {
+    /// The run's conclusion, or `timed_out`, `interrupted`, `dispatched`.
+    pub outcome: String,
+    pub run_id: u64,
+    pub run_url: String,
+    pub conclusion: Option<String>,
+    pub jobs: Vec<JobResult>,
+    /// Seconds, to a tenth.
+    pub duration_s: f64,
+    pub cancelled: bool,
+    pub exit_code: ExitCode,
+}
+
+/// One job of a run and its conclusion (`None` while it had none).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct JobResult {
+    pub name: String,
+    pub conclusion: Option<String>,
 }
 
 /// Why a dispatch could not be done.

@@ -7,6 +7,9 @@ use serde_json::{Value, json};
 
 use crate::github::client::{GitHub, GitHubError, Repo};
 use crate::markdown;
+use crate::report_markdown::steps_and_chart;
+use crate::rollout::timeline::describe_traffic;
+use crate::rollout::{Policy, Report};
 
 /// The runbook's severities.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -197,10 +200,11 @@ pub fn render_comment(incident: &Incident, run_link: Option<&str>, at: SystemTim
     text
 }
 
-/// The incident a rollout files when it rolls back: SEV-2 with the step table and the timeline,
-/// SEV-1 when the rollback itself failed or stable is unhealthy after it. The key is the service,
-/// so a flapping service gets one issue with a comment per rollback.
-pub fn rollout_incident(repo: Repo, report: &crate::rollout::Report) -> Incident {
+/// The incident a rollout files when it rolls back: SEV-2 with the step table, the chart against
+/// the policy's limit and the timeline, SEV-1 when the rollback itself failed or stable is
+/// unhealthy after it. The key is the service, so a flapping service gets one issue with a comment
+/// per rollback.
+pub fn rollout_incident(repo: Repo, report: &Report, policy: &Policy) -> Incident {
     let stable_unhealthy = report.stable_health.as_ref().and_then(|verdict| {
         verdict
             .is_fail()
@@ -220,8 +224,25 @@ pub fn rollout_incident(repo: Repo, report: &crate::rollout::Report) -> Incident
         ),
         (false, None) => format!("Rollout of {} to {service} rolled back", report.candidate),
     };
-    // Everything from the report is quoted: names and reasons come from APIs and health bodies.
-    let mut summary = format!(
+    let mut summary = rollout_facts(report, stable_unhealthy);
+    summary.push('\n');
+    summary.push_str(&steps_and_chart(report, policy));
+    Incident {
+        repo,
+        title,
+        severity,
+        key: report.service.clone(),
+        labels: Vec::new(),
+        summary,
+        timeline: Some(timeline_lines(report)),
+        links: Vec::new(),
+    }
+}
+
+/// What happened, as a list. Everything from the report is quoted: names and reasons come from
+/// APIs and health bodies.
+fn rollout_facts(report: &Report, stable_unhealthy: Option<&str>) -> String {
+    let mut facts = format!(
         "shiftgate {} the rollout of candidate revision {} (image {}) to {}.\n\n- Stable revision: {}\n- Candidate revision: {}\n- Reason: {}\n- Final traffic: {}\n",
         if report.rollback_failed {
             "could not roll back"
@@ -234,20 +255,20 @@ pub fn rollout_incident(repo: Repo, report: &crate::rollout::Report) -> Incident
         markdown::code(&report.stable),
         markdown::code(&report.candidate),
         markdown::code(report.reason.as_deref().unwrap_or("(none recorded)")),
-        markdown::code(&crate::rollout::timeline::describe_traffic(
-            &report.final_traffic
-        )),
+        markdown::code(&describe_traffic(&report.final_traffic)),
     );
     if let Some(reason) = stable_unhealthy {
-        summary.push_str(&format!(
+        facts.push_str(&format!(
             "- **Stable is unhealthy too** after the rollback: {}\n",
             markdown::code(reason)
         ));
     }
-    let report_json = serde_json::to_value(report).expect("a report serializes");
-    summary.push('\n');
-    summary.push_str(&crate::actions::steps_markdown(&report_json));
-    let timeline: Vec<String> = report
+    facts
+}
+
+/// The progress log as a list, each line with its time.
+fn timeline_lines(report: &Report) -> String {
+    let lines: Vec<String> = report
         .timeline
         .iter()
         .filter_map(|event| {
@@ -259,16 +280,7 @@ pub fn rollout_incident(repo: Repo, report: &crate::rollout::Report) -> Incident
             ))
         })
         .collect();
-    Incident {
-        repo,
-        title,
-        severity,
-        key: report.service.clone(),
-        labels: Vec::new(),
-        summary,
-        timeline: Some(timeline.join("\n")),
-        links: Vec::new(),
-    }
+    lines.join("\n")
 }
 
 /// The SEV-1 incident `shiftgate rollback` files when it cannot put traffic back: same key as the
@@ -559,7 +571,7 @@ mod tests {
     #[test]
     fn a_rollback_to_a_healthy_stable_is_sev2_and_an_unhealthy_stable_is_sev1() {
         let repo = Repo::parse("loopcloser/app").unwrap();
-        let healthy = rollout_incident(repo.clone(), &rolled_back_report());
+        let healthy = rollout_incident(repo.clone(), &rolled_back_report(), &Policy::default());
         assert_eq!(healthy.severity, Severity::Sev2);
         assert_eq!(healthy.key, "projects/p/locations/r/services/app");
 
@@ -567,7 +579,7 @@ mod tests {
         report.stable_health = Some(crate::rollout::verdict::Verdict::Fail(
             "answered HTTP 503".into(),
         ));
-        let unhealthy = rollout_incident(repo.clone(), &report);
+        let unhealthy = rollout_incident(repo.clone(), &report, &Policy::default());
         assert_eq!(unhealthy.severity, Severity::Sev1);
         assert!(
             unhealthy
@@ -578,7 +590,10 @@ mod tests {
 
         let mut report = rolled_back_report();
         report.rollback_failed = true;
-        assert_eq!(rollout_incident(repo, &report).severity, Severity::Sev1);
+        assert_eq!(
+            rollout_incident(repo, &report, &Policy::default()).severity,
+            Severity::Sev1
+        );
     }
 
     /// A line with its CommonMark code spans removed: a run of n backticks opens a span that the
@@ -650,7 +665,11 @@ mod tests {
         report.stable_health = Some(crate::rollout::verdict::Verdict::Fail(
             "@oncall\n# big".into(),
         ));
-        let incident = rollout_incident(Repo::parse("loopcloser/app").unwrap(), &report);
+        let incident = rollout_incident(
+            Repo::parse("loopcloser/app").unwrap(),
+            &report,
+            &Policy::default(),
+        );
         let body = render_body(
             &incident,
             Some("https://x/runs/1 @team"),

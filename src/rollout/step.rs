@@ -406,6 +406,7 @@ impl Engine<'_> {
             stable,
             error_rate: candidate.error_rate(),
             verdict: judged.verdict.clone(),
+            phase,
         });
         Some(Errors::Judged(judged.verdict))
     }

@@ -3,9 +3,10 @@
 
 use std::time::{Duration, SystemTime};
 
-use serde::Serialize;
+use serde::{Serialize, Serializer};
 
 use crate::exit::ExitCode;
+use crate::rollout::judge::StepPhase;
 use crate::rollout::ports::{RequestCounts, TrafficTarget};
 use crate::rollout::verdict::Verdict;
 
@@ -67,6 +68,10 @@ pub enum EventKind {
         error_rate: Option<f64>,
         #[serde(flatten)]
         verdict: Verdict,
+        /// Whether the step was still baking (an inconclusive verdict is then expected, not a
+        /// judgement). Not in the JSON result, which predates it.
+        #[serde(skip)]
+        phase: StepPhase,
     },
     StepPassed {
         step: usize,
@@ -146,6 +151,7 @@ pub struct Report {
     pub planned_steps: Vec<u8>,
     pub steps: Vec<StepReport>,
     /// The split read back from the service at the end (empty only when it could not be read).
+    #[serde(serialize_with = "serialize_shares")]
     pub final_traffic: Vec<TrafficTarget>,
     /// False when the last read of the split is older than the end of the rollout (the restore
     /// could not be confirmed): `final_traffic` is then the last split actually read.
@@ -180,6 +186,41 @@ impl Report {
 
 fn rfc3339<S: serde::Serializer>(at: &SystemTime, serializer: S) -> Result<S::Ok, S::Error> {
     serializer.collect_str(&humantime::format_rfc3339_millis(*at))
+}
+
+/// One revision's share of traffic as results show a split (DESIGN.md's
+/// `[{"revision": NAME, "percent": N}]`): serving revisions only, without tags.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TrafficShare {
+    pub revision: String,
+    pub percent: u8,
+}
+
+/// The shares of a split that serve traffic.
+pub fn traffic_shares(traffic: &[TrafficTarget]) -> Vec<TrafficShare> {
+    traffic
+        .iter()
+        .filter(|t| t.percent > 0)
+        .map(|t| TrafficShare {
+            revision: t.revision.clone(),
+            percent: t.percent,
+        })
+        .collect()
+}
+
+fn serialize_shares<S: Serializer>(
+    traffic: &[TrafficTarget],
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    traffic_shares(traffic).serialize(serializer)
+}
+
+/// A split as one line of JSON with its keys sorted, as `--json` prints it (the action's
+/// `traffic` output, a failed rollback's incident).
+pub fn traffic_json_text(shares: &[TrafficShare]) -> String {
+    let mut value = serde_json::to_value(shares).expect("traffic shares serialize");
+    value.sort_all_objects();
+    value.to_string()
 }
 
 /// Formats a traffic split the way people write it: `rev-a=90 rev-b=10 (tag candidate)`.
