@@ -12,6 +12,7 @@ use crate::names::arg as name;
 use crate::rollout::health_judge::FieldRule;
 use crate::rollout::judge::JudgeKind;
 use crate::rollout::plan::{self, Steps, parse_rate};
+use crate::simulate::traffic::{ColdStart, Traffic};
 
 // Bounded value parsers, one per kind of setting: clap names the flag and the value, these say the
 // valid range (see `plan::DurationBounds`).
@@ -88,10 +89,55 @@ pub enum Command {
     Health(HealthArgs),
     /// Run a full rollout against the built-in simulated Cloud Run on this machine.
     Demo(DemoArgs),
+    /// Run a rollout policy over seeded synthetic traffic: false rollbacks, detection, time to
+    /// decision and exposure, per judge.
+    Simulate(SimulateArgs),
     /// Trigger a workflow_dispatch workflow and watch the run to its conclusion.
     Dispatch(DispatchArgs),
     /// Open an incident issue, or comment on the open one with the same key.
     Incident(IncidentArgs),
+}
+
+/// `RATE:STABLE:CANDIDATE` for `simulate --scenario`: requests per second, then stable's and the
+/// candidate's 5xx shares (`50:1%:2%`).
+pub fn parse_scenario(text: &str) -> Result<Traffic, String> {
+    let parts: Vec<&str> = text.split(':').map(str::trim).collect();
+    let [rate, stable, candidate] = parts[..] else {
+        return Err(format!(
+            "expected RATE:STABLE:CANDIDATE (requests per second, stable's and the candidate's \
+             5xx share), e.g. 50:1%:2%, got {text:?}"
+        ));
+    };
+    let rate = match rate.parse::<f64>() {
+        Ok(rate) if rate.is_finite() && (0.0..=100_000.0).contains(&rate) => rate,
+        _ => {
+            return Err(format!(
+                "the request rate must be 0 to 100000 per second, got {rate:?}"
+            ));
+        }
+    };
+    Ok(Traffic {
+        rate,
+        stable_errors: parse_rate(stable).map_err(|m| format!("stable's 5xx share: {m}"))?,
+        candidate_errors: parse_rate(candidate)
+            .map_err(|m| format!("the candidate's 5xx share: {m}"))?,
+        cold_start: None,
+    })
+}
+
+/// `DURATION:RATE` for `simulate --cold-start`: after each traffic increase the candidate fails
+/// RATE more often for DURATION.
+pub fn parse_cold_start(text: &str) -> Result<ColdStart, String> {
+    let Some((duration, rate)) = text.split_once(':') else {
+        return Err(format!(
+            "expected DURATION:RATE, e.g. 60s:10%, got {text:?}"
+        ));
+    };
+    let seconds = plan::BAKE.parse(duration)?.as_secs();
+    Ok(ColdStart {
+        seconds,
+        extra_errors: parse_rate(rate)?,
+    })
 }
 
 /// `KEY=VALUE` for `--input`.
@@ -250,6 +296,42 @@ pub struct RolloutArgs {
     #[arg(long, env = "SHIFTGATE_RESUME", conflicts_with_all = ["image", "revision"])]
     pub resume: bool,
 
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+
+    /// Where request counts come from [default: cloud-monitoring; prometheus when --prometheus-url is given].
+    #[arg(long, env = "SHIFTGATE_METRICS", value_enum, value_name = "BACKEND")]
+    pub metrics: Option<MetricsBackend>,
+    /// Prometheus API root holding `run_googleapis_com:request_count` [default with --metrics prometheus: Google Managed Prometheus of --project].
+    #[arg(long, env = "SHIFTGATE_PROMETHEUS_URL", value_name = "URL")]
+    pub prometheus_url: Option<String>,
+    #[command(flatten)]
+    pub health: HealthCheckArgs,
+
+    /// Repository for incident issues, OWNER/NAME [default: $GITHUB_REPOSITORY].
+    #[arg(long, env = "SHIFTGATE_REPO", value_name = "OWNER/NAME", value_parser = name::repo)]
+    pub repo: Option<String>,
+    /// Do not file an incident issue when the rollout rolls back.
+    #[arg(long, env = "SHIFTGATE_NO_INCIDENT")]
+    pub no_incident: bool,
+    /// Print the plan and change nothing.
+    #[arg(long, env = "SHIFTGATE_DRY_RUN")]
+    pub dry_run: bool,
+}
+
+impl RolloutArgs {
+    /// The policy values given on the command line, for the config to layer.
+    pub fn policy_overrides(&self) -> PolicyOverrides {
+        PolicyOverrides {
+            health: self.health.overrides(),
+            ..self.policy.overrides()
+        }
+    }
+}
+
+/// How a rollout moves and is judged: shared by `rollout` and `simulate`.
+#[derive(Debug, Clone, Args)]
+pub struct PolicyArgs {
     /// Candidate traffic percentages: strictly increasing, 1-100, ending at 100 [default: 10,25,50,100].
     #[arg(long, env = "SHIFTGATE_STEPS", value_name = "LIST")]
     pub steps: Option<Steps>,
@@ -275,33 +357,14 @@ pub struct RolloutArgs {
     /// Let a step end before its bake once the candidate is shown not worse than stable (never in its first minute).
     #[arg(long, env = "SHIFTGATE_EARLY_PASS")]
     pub early_pass: bool,
-    /// Where request counts come from [default: cloud-monitoring; prometheus when --prometheus-url is given].
-    #[arg(long, env = "SHIFTGATE_METRICS", value_enum, value_name = "BACKEND")]
-    pub metrics: Option<MetricsBackend>,
-    /// Prometheus API root holding `run_googleapis_com:request_count` [default with --metrics prometheus: Google Managed Prometheus of --project].
-    #[arg(long, env = "SHIFTGATE_PROMETHEUS_URL", value_name = "URL")]
-    pub prometheus_url: Option<String>,
     /// How long the metrics backend takes to show a request [default: 3m for Cloud Monitoring and Managed Prometheus, 0s for a Prometheus server].
     #[arg(long, env = "SHIFTGATE_METRICS_DELAY", value_parser = metrics_delay, value_name = "DURATION")]
     pub metrics_delay: Option<Duration>,
-
-    #[command(flatten)]
-    pub health: HealthCheckArgs,
-
-    /// Repository for incident issues, OWNER/NAME [default: $GITHUB_REPOSITORY].
-    #[arg(long, env = "SHIFTGATE_REPO", value_name = "OWNER/NAME", value_parser = name::repo)]
-    pub repo: Option<String>,
-    /// Do not file an incident issue when the rollout rolls back.
-    #[arg(long, env = "SHIFTGATE_NO_INCIDENT")]
-    pub no_incident: bool,
-    /// Print the plan and change nothing.
-    #[arg(long, env = "SHIFTGATE_DRY_RUN")]
-    pub dry_run: bool,
 }
 
-impl RolloutArgs {
-    /// The policy values given on the command line, for the config to layer.
-    pub fn policy_overrides(&self) -> PolicyOverrides {
+impl PolicyArgs {
+    /// The values given, for the config to layer (health expectations are the caller's).
+    pub fn overrides(&self) -> PolicyOverrides {
         PolicyOverrides {
             steps: self.steps.clone(),
             bake: self.bake,
@@ -312,7 +375,7 @@ impl RolloutArgs {
             judge: self.judge,
             margin: self.margin,
             early_pass: self.early_pass.then_some(true),
-            health: self.health.overrides(),
+            health: HealthOverrides::default(),
         }
     }
 }
@@ -375,6 +438,39 @@ pub enum Scenario {
     Bad,
     /// A candidate whose /health fails: never gets traffic.
     Unhealthy,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct SimulateArgs {
+    /// Use the policy of this environment of the config file (flags still override it).
+    #[arg(long = "env", env = "SHIFTGATE_ENV", value_name = "NAME")]
+    pub environment: Option<String>,
+    /// A traffic scenario, RATE:STABLE:CANDIDATE (requests per second, stable's and the
+    /// candidate's 5xx share), e.g. 50:1%:2%; repeatable [default: the built-in matrix A1-A15].
+    #[arg(long = "scenario", value_name = "R:STABLE:CANDIDATE", value_parser = parse_scenario)]
+    pub scenarios: Vec<Traffic>,
+    /// Rollouts per scenario (and per judge).
+    #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub runs: u64,
+    /// Seed of the synthetic traffic: the same seed draws the same traffic.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Stable's traffic before the rollout that the sequential judge starts from.
+    #[arg(long, value_parser = bake, default_value = "60m", value_name = "DURATION")]
+    pub history: Duration,
+    /// After each traffic increase the candidate fails RATE more often for DURATION, e.g. 60s:10%.
+    #[arg(long, value_parser = parse_cold_start, value_name = "DURATION:RATE")]
+    pub cold_start: Option<ColdStart>,
+    /// Run the sequential judge, the threshold rule and a Flagger-style counter (two failed
+    /// checks) side by side on the same draws.
+    #[arg(long)]
+    pub compare: bool,
+    /// Also draw exposure against false-rollback rate per judge as an SVG file.
+    #[arg(long, value_name = "FILE")]
+    pub svg: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub policy: PolicyArgs,
 }
 
 #[derive(Debug, Clone, Args)]

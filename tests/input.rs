@@ -66,9 +66,9 @@ proptest! {
                 Ok(cli) => {
                     let Sub::Rollout(args) = cli.command else { unreachable!() };
                     let value = match flag {
-                        "--bake" => args.bake,
-                        "--interval" => args.interval,
-                        _ => args.metrics_delay,
+                        "--bake" => args.policy.bake,
+                        "--interval" => args.policy.interval,
+                        _ => args.policy.metrics_delay,
                     }
                     .unwrap();
                     prop_assert!(value >= min && value <= max, "{} {:?}", flag, value);
@@ -103,7 +103,7 @@ proptest! {
         match parse(&["rollout", &format!("--max-error-rate={text}")]) {
             Ok(cli) => {
                 let Sub::Rollout(args) = cli.command else { unreachable!() };
-                let rate = args.max_error_rate.unwrap();
+                let rate = args.policy.max_error_rate.unwrap();
                 prop_assert!(rate.is_finite() && (0.0..=1.0).contains(&rate));
             }
             Err(error) => refused_naming(&error, "--max-error-rate")?,
@@ -111,7 +111,7 @@ proptest! {
         match parse(&["rollout", &format!("--steps={text}")]) {
             Ok(cli) => {
                 let Sub::Rollout(args) = cli.command else { unreachable!() };
-                let steps = args.steps.unwrap();
+                let steps = args.policy.steps.unwrap();
                 let percents = steps.percents();
                 prop_assert_eq!(percents.last(), Some(&100));
                 prop_assert!(percents.windows(2).all(|w| w[0] < w[1]) && percents[0] >= 1);
@@ -121,7 +121,7 @@ proptest! {
         match parse(&["rollout", &format!("--min-requests={text}")]) {
             Ok(cli) => {
                 let Sub::Rollout(args) = cli.command else { unreachable!() };
-                prop_assert!((1..=1_000_000_000).contains(&args.min_requests.unwrap()));
+                prop_assert!((1..=1_000_000_000).contains(&args.policy.min_requests.unwrap()));
             }
             Err(error) => refused_naming(&error, "--min-requests")?,
         }

@@ -9,6 +9,7 @@ pub mod incident;
 pub mod result;
 pub mod rollback;
 pub mod rollout;
+pub mod simulate;
 pub mod status;
 
 use std::path::PathBuf;
@@ -198,6 +199,7 @@ pub async fn run(cli: Cli) -> ExitCode {
             )),
             Command::Dispatch(args) => dispatch::run(&context, args).await,
             Command::Incident(args) => incident::run(&context, args).await,
+            Command::Simulate(args) => simulate::run(&context, args).await,
         }
     };
     // Rollout and rollback handle the interrupt themselves (they must leave traffic known);
@@ -254,6 +256,7 @@ fn command_name(command: &Command) -> &'static str {
         Command::Demo(_) => "demo",
         Command::Dispatch(_) => "dispatch",
         Command::Incident(_) => "incident",
+        Command::Simulate(_) => "simulate",
     }
 }
 

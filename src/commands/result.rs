@@ -10,6 +10,7 @@ use crate::commands::health::HealthResult;
 use crate::commands::incident::IncidentResult;
 use crate::commands::rollback::RollbackResult;
 use crate::commands::rollout::RolloutResult;
+use crate::commands::simulate::SimulateResult;
 use crate::commands::status::StatusResult;
 use crate::exit::ExitCode;
 
@@ -24,6 +25,7 @@ pub enum CommandResult {
     Demo(DemoResult),
     Dispatch(DispatchResult),
     Incident(IncidentResult),
+    Simulate(SimulateResult),
 }
 
 impl CommandResult {
@@ -37,6 +39,7 @@ impl CommandResult {
             CommandResult::Demo(_) => "demo",
             CommandResult::Dispatch(_) => "dispatch",
             CommandResult::Incident(_) => "incident",
+            CommandResult::Simulate(_) => "simulate",
         }
     }
 
@@ -49,6 +52,7 @@ impl CommandResult {
             CommandResult::Demo(result) => result.run.exit_code,
             CommandResult::Dispatch(result) => result.run.exit_code,
             CommandResult::Incident(result) => result.exit_code,
+            CommandResult::Simulate(result) => result.exit_code,
         }
     }
 
@@ -63,6 +67,7 @@ impl CommandResult {
             CommandResult::Demo(result) => result.facts(command),
             CommandResult::Dispatch(result) => result.facts(command),
             CommandResult::Incident(result) => result.facts(command),
+            CommandResult::Simulate(result) => result.facts(command),
         }
     }
 }

@@ -261,12 +261,22 @@ pub fn judge_step(
     failed_checks: &mut u32,
 ) -> Judged {
     match settings.kind {
-        JudgeKind::Threshold => Judged::plain(judge_errors(
-            counts.step_candidate,
-            settings.max_error_rate,
-            settings.min_requests,
-            phase,
-        )),
+        JudgeKind::Threshold => {
+            let verdict = judge_errors(
+                counts.step_candidate,
+                settings.max_error_rate,
+                settings.min_requests,
+                phase,
+            );
+            let lacking_traffic = phase == StepPhase::Judging
+                && counts.step_candidate.total < settings.min_requests.max(1)
+                && !verdict.is_fail();
+            Judged {
+                verdict,
+                comparison: None,
+                lacking_traffic,
+            }
+        }
         JudgeKind::Counter => judge_counter(settings, counts, phase, failed_checks),
         JudgeKind::Sequential => {
             judge_sequential(settings, counts, phase, since_step_start, last_step)
@@ -342,13 +352,17 @@ fn judge_counter(
     *failed_checks += 1;
     let allowed = settings.failed_checks_allowed.max(1);
     // Like Flagger, a failed check holds the step; the limit of them rolls back.
-    Judged::plain(if *failed_checks >= allowed {
-        Verdict::Fail(format!("{failed_checks} failed checks: {reason}"))
-    } else {
-        Verdict::Inconclusive(format!(
-            "failed check {failed_checks} of {allowed}: {reason}"
-        ))
-    })
+    Judged {
+        verdict: if *failed_checks >= allowed {
+            Verdict::Fail(format!("{failed_checks} failed checks: {reason}"))
+        } else {
+            Verdict::Inconclusive(format!(
+                "failed check {failed_checks} of {allowed}: {reason}"
+            ))
+        },
+        comparison: None,
+        lacking_traffic: window.total == 0,
+    }
 }
 
 /// Where in its step a check happens, which decides what "not enough data" means.

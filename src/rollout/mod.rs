@@ -13,7 +13,7 @@ mod request;
 mod restore;
 pub mod sequential;
 mod start;
-mod step;
+pub(crate) mod step;
 pub mod timeline;
 pub mod traffic;
 pub mod verdict;
