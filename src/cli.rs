@@ -352,7 +352,7 @@ pub struct PolicyArgs {
     #[arg(long, env = "SHIFTGATE_JUDGE", value_parser = plan::parse_judge, value_name = "RULE")]
     pub judge: Option<JudgeKind>,
     /// How much worse than stable the candidate may be before it is "worse", as 25% or 0.25 (never less than 0.25 points) [default: 25%].
-    #[arg(long, env = "SHIFTGATE_MARGIN", value_parser = plan::parse_margin, value_name = "RATIO")]
+    #[arg(long, env = "SHIFTGATE_MARGIN", value_parser = plan::parse_margin, value_name = "RATIO", allow_hyphen_values = true)]
     pub margin: Option<f64>,
     /// Let a step end before its bake once the candidate is shown not worse than stable (never in its first minute).
     #[arg(long, env = "SHIFTGATE_EARLY_PASS")]

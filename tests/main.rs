@@ -13,6 +13,7 @@ mod input;
 mod parsers;
 mod prometheus;
 mod rollout_http;
+mod simulate;
 mod simulator;
 mod support;
 mod transport;

@@ -418,6 +418,102 @@ pub fn percent(rate: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    /// Worse or above the cap, then undecided, then not worse: the order of favour.
+    fn favour(finding: Finding) -> u8 {
+        match finding {
+            Finding::Worse | Finding::AboveCap => 0,
+            Finding::Undecided => 1,
+            Finding::NotWorse => 2,
+        }
+    }
+
+    fn counts_strategy() -> impl Strategy<Value = (u64, u64)> {
+        (0u64..5_000).prop_flat_map(|total| (Just(total), 0..=total))
+    }
+
+    proptest! {
+        #[test]
+        fn one_more_candidate_error_never_helps_the_candidate(
+            (total, errors) in counts_strategy(),
+            (stable_total, stable_errors) in counts_strategy(),
+            cap in 0.005f64..0.5,
+            margin in 0.0f64..1.0,
+        ) {
+            prop_assume!(errors < total);
+            let stable = counts(stable_total * 10, stable_errors * 10);
+            let before = compare(counts(total, errors), stable, cap, margin);
+            let after = compare(counts(total, errors + 1), stable, cap, margin);
+            prop_assert!(favour(after.finding) <= favour(before.finding), "{before:?} {after:?}");
+            prop_assert!(after.evidence_worse >= before.evidence_worse);
+            prop_assert!(after.evidence_above_cap >= before.evidence_above_cap);
+            prop_assert!(after.evidence_not_worse <= before.evidence_not_worse);
+        }
+
+        #[test]
+        fn one_more_stable_error_never_hurts_the_candidate(
+            (total, errors) in counts_strategy(),
+            (stable_total, stable_errors) in counts_strategy(),
+            cap in 0.005f64..0.5,
+            margin in 0.0f64..1.0,
+        ) {
+            prop_assume!(stable_errors < stable_total);
+            let candidate = counts(total, errors);
+            let before = compare(candidate, counts(stable_total, stable_errors), cap, margin);
+            let after = compare(candidate, counts(stable_total, stable_errors + 1), cap, margin);
+            prop_assert!(favour(after.finding) >= favour(before.finding), "{before:?} {after:?}");
+            prop_assert!(after.stable_bounds.upper >= before.stable_bounds.upper);
+            prop_assert!(after.stable_bounds.lower >= before.stable_bounds.lower);
+        }
+
+        #[test]
+        fn the_threshold_rule_is_monotone_too(
+            (total, errors) in counts_strategy(),
+            min_requests in 1u64..500,
+        ) {
+            prop_assume!(errors < total);
+            for phase in [StepPhase::Baking, StepPhase::Judging] {
+                let before = judge_errors(counts(total, errors), 0.05, min_requests, phase);
+                let after = judge_errors(counts(total, errors + 1), 0.05, min_requests, phase);
+                prop_assert!(!(before.is_fail() && !after.is_fail()));
+                prop_assert!(!(after.is_pass() && !before.is_pass()));
+            }
+        }
+    }
+
+    #[test]
+    fn a_clearly_worse_candidate_is_worse_and_a_matching_one_is_not() {
+        let stable = counts(180_000, 1_800);
+        let worse = compare(counts(2_000, 100), stable, 0.05, 0.25);
+        assert_eq!(worse.finding, Finding::Worse, "{worse:?}");
+        assert!(
+            worse
+                .explain(0.05)
+                .contains("worse than stable beyond the margin")
+        );
+        let same = compare(counts(60_000, 600), stable, 0.05, 0.25);
+        assert_ne!(same.finding, Finding::Worse);
+        assert_ne!(same.finding, Finding::AboveCap);
+        let none = compare(counts(0, 0), counts(0, 0), 0.05, 0.25);
+        assert_eq!(none.finding, Finding::Undecided);
+        assert!(none.explain(0.05).contains("n/a"));
+    }
+
+    #[test]
+    fn the_cap_must_be_proven_exceeded_not_crossed_by_noise() {
+        // 6 of 100 is above 5%, but far from proof.
+        let noisy = compare(counts(100, 6), counts(0, 0), 0.05, 0.25);
+        assert_eq!(noisy.finding, Finding::Undecided, "{noisy:?}");
+        let proven = compare(counts(2_000, 200), counts(0, 0), 0.05, 0.25);
+        assert_eq!(proven.finding, Finding::AboveCap, "{proven:?}");
+    }
+
+    #[test]
+    fn the_margin_never_goes_below_a_quarter_point() {
+        assert!((tolerated(0.0, 0.25) - 0.0025).abs() < 1e-12);
+        assert!((tolerated(0.04, 0.25) - 0.05).abs() < 1e-12);
+    }
 
     fn counts(total: u64, server_errors: u64) -> RequestCounts {
         RequestCounts {

@@ -481,6 +481,80 @@ mod tests {
         decide(&health, &errors, out_of_time, 1, 10, DEADLINE)
     }
 
+    fn policy(judge: JudgeKind) -> Policy {
+        Policy {
+            judge,
+            bake: Duration::from_secs(300),
+            interval: Duration::from_secs(30),
+            metrics_delay: Duration::from_secs(180),
+            ..Policy::default()
+        }
+    }
+
+    #[test]
+    fn the_sequential_judge_ends_a_step_at_its_bake_but_the_last_one_waits_for_its_requests() {
+        let middle = StepSchedule::new(&policy(JudgeKind::Sequential), false);
+        let last = StepSchedule::new(&policy(JudgeKind::Sequential), true);
+        let threshold = StepSchedule::new(&policy(JudgeKind::Threshold), false);
+        let at = Duration::from_secs;
+        assert_eq!(middle.phase(at(300)), StepPhase::Judging);
+        assert_eq!(last.phase(at(300)), StepPhase::Baking);
+        assert_eq!(last.phase(at(480)), StepPhase::Judging);
+        assert_eq!(threshold.phase(at(479)), StepPhase::Baking);
+        assert!(!middle.out_of_time(at(779)) && middle.out_of_time(at(780)));
+    }
+
+    #[test]
+    fn looks_come_every_interval_and_at_the_instant_judging_starts() {
+        let schedule = StepSchedule::new(&policy(JudgeKind::Threshold), false);
+        let mut tick = Duration::ZERO;
+        let mut since = Duration::ZERO;
+        let mut looks = Vec::new();
+        while since < Duration::from_secs(800) && looks.len() < 40 {
+            since = schedule.next_look(since, &mut tick);
+            looks.push(since.as_secs());
+            if schedule.out_of_time(since) {
+                break;
+            }
+        }
+        assert_eq!(&looks[..3], &[30, 60, 90]);
+        assert!(looks.contains(&480), "the judging instant: {looks:?}");
+        assert_eq!(looks.last(), Some(&780), "the deadline ends it: {looks:?}");
+    }
+
+    #[test]
+    fn the_first_look_and_delayed_metrics_have_nothing_to_read() {
+        let schedule = StepSchedule::new(&policy(JudgeKind::Sequential), false);
+        let at = Duration::from_secs;
+        assert_eq!(schedule.visible_until(1, at(0)), None);
+        assert_eq!(
+            schedule.visible_until(3, at(60)),
+            None,
+            "still inside the delay"
+        );
+        assert_eq!(schedule.visible_until(8, at(210)), Some(at(30)));
+    }
+
+    #[test]
+    fn a_run_of_failed_metrics_queries_ends_the_step_as_an_api_failure() {
+        let unavailable = Errors::Unavailable("HTTP 503".into());
+        assert_eq!(
+            decide(
+                &Verdict::Pass,
+                &unavailable,
+                false,
+                METRICS_ERROR_LIMIT - 1,
+                10,
+                DEADLINE
+            ),
+            Decision::KeepBaking
+        );
+        assert!(matches!(
+            decide(&Verdict::Pass, &unavailable, false, METRICS_ERROR_LIMIT, 10, DEADLINE),
+            Decision::Error(reason) if reason.contains("4 times in a row")
+        ));
+    }
+
     #[test]
     fn a_failed_health_check_fails_the_step_whatever_the_metrics() {
         let failed = decide_at(

@@ -193,3 +193,93 @@ pub fn summarise(
         exposure: results.iter().map(|r| r.exposure).sum::<f64>() / runs.max(1) as f64,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use traffic::ColdStart;
+
+    fn traffic(rate: f64, stable: f64, candidate: f64) -> Traffic {
+        Traffic {
+            rate,
+            stable_errors: stable,
+            candidate_errors: candidate,
+            cold_start: None,
+        }
+    }
+
+    fn policy(judge: JudgeKind) -> Policy {
+        Policy {
+            judge,
+            metrics_delay: Duration::ZERO,
+            ..Policy::default()
+        }
+    }
+
+    const HOUR: Duration = Duration::from_secs(3600);
+
+    #[test]
+    fn a_healthy_candidate_is_promoted_after_every_bake() {
+        let result = run_once(
+            &policy(JudgeKind::Sequential),
+            traffic(50.0, 0.01, 0.01),
+            1,
+            0,
+            HOUR,
+        );
+        assert_eq!(result.ending, Ending::Promoted);
+        assert_eq!(result.seconds, 1200.0, "four bakes of 5 minutes");
+    }
+
+    #[test]
+    fn a_five_fold_regression_is_rolled_back_in_the_first_step() {
+        let result = run_once(
+            &policy(JudgeKind::Sequential),
+            traffic(50.0, 0.01, 0.05),
+            1,
+            0,
+            HOUR,
+        );
+        assert_eq!(result.ending, Ending::RolledBack);
+        assert!(result.seconds <= 300.0, "{result:?}");
+        assert!(result.exposure > 0.0);
+    }
+
+    #[test]
+    fn a_silent_service_ends_for_want_of_data_after_one_more_bake() {
+        let result = run_once(
+            &policy(JudgeKind::Sequential),
+            traffic(0.0, 0.01, 0.01),
+            1,
+            0,
+            HOUR,
+        );
+        assert_eq!(result.ending, Ending::NoData);
+        assert_eq!(result.seconds, 1500.0);
+    }
+
+    #[test]
+    fn the_same_seed_gives_the_same_summary_and_judges_share_draws() {
+        let scenario = traffic(5.0, 0.03, 0.06);
+        let a = summarise(&policy(JudgeKind::Sequential), scenario, 40, 9, HOUR);
+        let b = summarise(&policy(JudgeKind::Sequential), scenario, 40, 9, HOUR);
+        assert_eq!(a, b);
+        let threshold = summarise(&policy(JudgeKind::Threshold), scenario, 40, 9, HOUR);
+        assert_eq!(threshold.judge, JudgeKind::Threshold);
+        assert!((a.p_rollback + a.p_promote + a.p_no_data - 1.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn cold_start_bursts_cost_exposure_but_not_a_rollback_of_a_good_candidate_by_themselves() {
+        let bursty = Traffic {
+            cold_start: Some(ColdStart {
+                seconds: 20,
+                extra_errors: 0.02,
+            }),
+            ..traffic(50.0, 0.01, 0.01)
+        };
+        let summary = summarise(&policy(JudgeKind::Sequential), bursty, 40, 3, HOUR);
+        assert!(summary.exposure > 0.0, "{summary:?}");
+        assert!(summary.p_rollback <= 0.1, "{summary:?}");
+    }
+}
