@@ -335,6 +335,7 @@ impl GroupState {
                 step,
                 verdict,
                 phase,
+                comparison: None,
                 ..
             } => {
                 // Checks while a step bakes are inconclusive by design; only a judgement is
@@ -604,6 +605,7 @@ mod tests {
             error_rate: candidate.error_rate(),
             verdict,
             phase,
+            comparison: None,
         }
     }
 

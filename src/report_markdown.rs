@@ -300,6 +300,7 @@ pub(crate) mod tests {
             error_rate: candidate.error_rate(),
             verdict,
             phase: StepPhase::Judging,
+            comparison: None,
         }
     }
 

@@ -181,6 +181,7 @@ fn errors_checked(
         error_rate: counts(candidate).error_rate(),
         verdict,
         phase,
+        comparison: None,
     }
 }
 

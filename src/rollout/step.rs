@@ -407,6 +407,7 @@ impl Engine<'_> {
             error_rate: candidate.error_rate(),
             verdict: judged.verdict.clone(),
             phase,
+            comparison: judged.comparison,
         });
         Some(Errors::Judged(judged.verdict))
     }

@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime};
 use serde::{Serialize, Serializer};
 
 use crate::exit::ExitCode;
-use crate::rollout::judge::StepPhase;
+use crate::rollout::judge::{Comparison, StepPhase};
 use crate::rollout::ports::{RequestCounts, TrafficTarget};
 use crate::rollout::verdict::Verdict;
 
@@ -72,6 +72,10 @@ pub enum EventKind {
         /// judgement). Not in the JSON result, which predates it.
         #[serde(skip)]
         phase: StepPhase,
+        /// The sequential test's look (its counts since the rollout started, stable's bounds,
+        /// the tolerated rate and each evidence), when that judge ran.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        comparison: Option<Comparison>,
     },
     StepPassed {
         step: usize,
