@@ -19,6 +19,7 @@ use crate::health::HttpHealthEndpoint;
 use crate::metrics::{CloudMonitoring, PrometheusMetrics};
 use crate::output::summary;
 use crate::rollout::engine::{force_traffic, restore_traffic};
+use crate::rollout::judge::JudgeKind;
 use crate::rollout::ownership::Identity;
 use crate::rollout::plan::DEFAULT_MONITORING_DELAY;
 use crate::rollout::ports::{Metrics, Platform};
@@ -89,6 +90,9 @@ fn serialize_policy<S: Serializer>(policy: &Policy, serializer: S) -> Result<S::
         min_requests: u64,
         metrics_delay_s: f64,
         health_path: &'a str,
+        judge: JudgeKind,
+        margin: f64,
+        early_pass: bool,
     }
     Shown {
         steps: &policy.steps,
@@ -98,6 +102,9 @@ fn serialize_policy<S: Serializer>(policy: &Policy, serializer: S) -> Result<S::
         min_requests: policy.min_requests,
         metrics_delay_s: policy.metrics_delay.as_secs_f64(),
         health_path: &policy.health.path,
+        judge: policy.judge,
+        margin: policy.margin,
+        early_pass: policy.early_pass,
     }
     .serialize(serializer)
 }
