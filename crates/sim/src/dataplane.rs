@@ -32,7 +32,8 @@ pub(crate) fn serve(listener: tokio::net::TcpListener, router: Router) -> JoinHa
     })
 }
 
-fn text(status: u16, content_type: &'static str, body: String) -> Response {
+/// A response with this status, content type and body.
+pub(crate) fn text(status: u16, content_type: &'static str, body: String) -> Response {
     let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut response = (status, body).into_response();
     response

@@ -215,7 +215,7 @@ async fn api(
         _ => None,
     };
     if let Some((status, content_type, body)) = sts_answer {
-        return with_type(status, content_type, body);
+        return dataplane::text(status, content_type, body);
     }
     let request = ApiRequest {
         method: method.as_str().to_string(),
@@ -235,7 +235,7 @@ async fn api(
         Delivery::Raw(text) => text,
         Delivery::Reset => return reset_connection(),
     };
-    let mut response = with_type(answer.status, "application/json; charset=UTF-8", body);
+    let mut response = dataplane::text(answer.status, "application/json; charset=UTF-8", body);
     if let Some(seconds) = answer.retry_after {
         response
             .headers_mut()
@@ -268,11 +268,3 @@ impl http_body::Body for FailingBody {
     }
 }
 
-fn with_type(status: u16, content_type: &'static str, body: String) -> Response {
-    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let mut response = (status, body).into_response();
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    response
-}
