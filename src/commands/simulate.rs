@@ -390,6 +390,42 @@ fn build_result(
     }
 }
 
+/// One line of the table: the scenario's own columns only on its first judge's line.
+fn row(scenario: &ScenarioResult, judge: &JudgeResult, first: bool) -> String {
+    let s = &judge.summary;
+    let (name, rate, rates) = if first {
+        (
+            scenario.name.as_str(),
+            format!("{}", scenario.rate),
+            format!(
+                "{}→{}",
+                percent(scenario.stable_errors),
+                percent(scenario.candidate_errors)
+            ),
+        )
+    } else {
+        ("", String::new(), String::new())
+    };
+    let bound = match (&scenario.bound, judge.meets_bound) {
+        (Some(bound), Some(met)) => format!("{} {}", if met { "✓" } else { "✗" }, bound.describe()),
+        _ => String::new(),
+    };
+    format!(
+        "{:<6} {:>8} {:>13}  {:<10} {:>8} {:>8} {:>8} {:>7.0}s {:>7.0}s {:>9.1}  {}\n",
+        name,
+        rate,
+        rates,
+        s.judge.name(),
+        percent(s.p_rollback),
+        percent(s.p_promote),
+        percent(s.p_no_data),
+        s.median_s,
+        s.p90_s,
+        s.exposure,
+        bound
+    )
+}
+
 /// The table people read: one line per scenario and judge.
 pub fn table(result: &SimulateResult, took: Duration) -> String {
     let mut out = String::new();
@@ -416,41 +452,7 @@ pub fn table(result: &SimulateResult, took: Duration) -> String {
     );
     for scenario in &result.scenarios {
         for (i, judge) in scenario.judges.iter().enumerate() {
-            let s = &judge.summary;
-            let (name, rate, rates) = if i == 0 {
-                (
-                    scenario.name.as_str(),
-                    format!("{}", scenario.rate),
-                    format!(
-                        "{}→{}",
-                        percent(scenario.stable_errors),
-                        percent(scenario.candidate_errors)
-                    ),
-                )
-            } else {
-                ("", String::new(), String::new())
-            };
-            let bound = match (&scenario.bound, judge.meets_bound) {
-                (Some(bound), Some(met)) => {
-                    format!("{} {}", if met { "✓" } else { "✗" }, bound.describe())
-                }
-                _ => String::new(),
-            };
-            let _ = writeln!(
-                out,
-                "{:<6} {:>8} {:>13}  {:<10} {:>8} {:>8} {:>8} {:>7.0}s {:>7.0}s {:>9.1}  {}",
-                name,
-                rate,
-                rates,
-                s.judge.name(),
-                percent(s.p_rollback),
-                percent(s.p_promote),
-                percent(s.p_no_data),
-                s.median_s,
-                s.p90_s,
-                s.exposure,
-                bound
-            );
+            out.push_str(&row(scenario, judge, i == 0));
         }
     }
     let _ = writeln!(

@@ -45,48 +45,45 @@ pub fn run_once(
     run: u64,
     history: Duration,
 ) -> RunResult {
-    let mut draw = Draw::new(traffic, seed, run, history.as_secs());
-    let settings = policy.judge_settings();
+    let mut rollout = Rollout {
+        draw: Draw::new(traffic, seed, run, history.as_secs()),
+        failed_checks: 0,
+    };
     let percents = policy.steps.percents();
-    let interval = policy.interval.as_secs().max(1);
-    let mut failed_checks = 0;
     let mut elapsed = Duration::ZERO;
     for (index, &percent) in percents.iter().enumerate() {
         let last_step = index + 1 == percents.len();
-        let step_start = elapsed;
-        draw.set_share(step_start.as_secs(), percent);
+        match rollout.bake(policy, percent, elapsed, last_step) {
+            Ok(ended) => elapsed = ended,
+            Err((ending, at)) => return finished(&mut rollout.draw, traffic, ending, at),
+        }
+    }
+    finished(&mut rollout.draw, traffic, Ending::Promoted, elapsed)
+}
+
+/// One simulated rollout in progress: its traffic and the judge's tally.
+struct Rollout {
+    draw: Draw,
+    failed_checks: u32,
+}
+
+impl Rollout {
+    /// Bakes one step from `step_start` as the engine does: looks on the schedule, judges, and
+    /// decides. `Ok`: when the step passed; `Err`: how and when the rollout ended.
+    fn bake(
+        &mut self,
+        policy: &Policy,
+        percent: u8,
+        step_start: Duration,
+        last_step: bool,
+    ) -> Result<Duration, (Ending, Duration)> {
+        self.draw.set_share(step_start.as_secs(), percent);
         let schedule = StepSchedule::new(policy, last_step);
         let (mut look, mut tick, mut since) = (0, Duration::ZERO, Duration::ZERO);
         loop {
             look += 1;
-            let phase = schedule.phase(since);
-            let mut lacking = false;
-            let errors = match schedule.visible_until(look, since) {
-                None if phase == StepPhase::Baking => Errors::Waiting,
-                visible => {
-                    let end = (step_start + visible.unwrap_or_default()).as_secs();
-                    let (rollout_candidate, stable) = draw.window(0, end);
-                    let (step_candidate, _) = draw.window(step_start.as_secs(), end);
-                    let (last_interval_candidate, _) =
-                        draw.window(end.saturating_sub(interval), end);
-                    let counts = Counts {
-                        step_candidate,
-                        rollout_candidate,
-                        stable: stable.plus(draw.baseline),
-                        last_interval_candidate,
-                    };
-                    let judged = judge_step(
-                        &settings,
-                        &counts,
-                        phase,
-                        since,
-                        last_step,
-                        &mut failed_checks,
-                    );
-                    lacking = judged.lacking_traffic;
-                    Errors::Judged(judged.verdict)
-                }
-            };
+            let (errors, lacking) =
+                self.look(policy, &schedule, look, step_start, since, last_step);
             let decision = decide(
                 &Verdict::Pass,
                 &errors,
@@ -96,7 +93,7 @@ pub fn run_once(
                 policy.step_deadline(),
             );
             match decision {
-                Decision::Pass => break,
+                Decision::Pass => return Ok(step_start + since),
                 Decision::KeepBaking => since = schedule.next_look(since, &mut tick),
                 Decision::Fail(_) | Decision::Error(_) => {
                     let ending = if lacking {
@@ -104,13 +101,49 @@ pub fn run_once(
                     } else {
                         Ending::RolledBack
                     };
-                    return finished(&mut draw, traffic, ending, step_start + since);
+                    return Err((ending, step_start + since));
                 }
             }
         }
-        elapsed = step_start + since;
     }
-    finished(&mut draw, traffic, Ending::Promoted, elapsed)
+
+    /// One look: the counts visible `since` into the step, judged; and whether a failure now
+    /// would be for want of traffic.
+    fn look(
+        &mut self,
+        policy: &Policy,
+        schedule: &StepSchedule,
+        look: u32,
+        step_start: Duration,
+        since: Duration,
+        last_step: bool,
+    ) -> (Errors, bool) {
+        let phase = schedule.phase(since);
+        let visible = match schedule.visible_until(look, since) {
+            None if phase == StepPhase::Baking => return (Errors::Waiting, false),
+            visible => visible.unwrap_or_default(),
+        };
+        let end = (step_start + visible).as_secs();
+        let interval = policy.interval.as_secs().max(1);
+        let (rollout_candidate, stable) = self.draw.window(0, end);
+        let (step_candidate, _) = self.draw.window(step_start.as_secs(), end);
+        let (last_interval_candidate, _) = self.draw.window(end.saturating_sub(interval), end);
+        let counts = Counts {
+            step_candidate,
+            rollout_candidate,
+            stable: stable.plus(self.draw.baseline),
+            last_interval_candidate,
+        };
+        let judged = judge_step(
+            &policy.judge_settings(),
+            &counts,
+            phase,
+            since,
+            last_step,
+            &mut self.failed_checks,
+        );
+        (Errors::Judged(judged.verdict), judged.lacking_traffic)
+    }
 }
 
 fn finished(draw: &mut Draw, traffic: Traffic, ending: Ending, at: Duration) -> RunResult {

@@ -267,4 +267,3 @@ impl http_body::Body for FailingBody {
         ))))
     }
 }
-
