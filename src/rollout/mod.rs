@@ -20,7 +20,7 @@ pub mod verdict;
 mod write;
 
 pub use engine::{
-    CandidateSource, Engine, Interrupt, InterruptTrigger, Plan, Ports, RolloutError, RolloutRequest,
+    CandidateSource, Engine, Interrupt, InterruptTrigger, Ports, RolloutError, RolloutRequest,
 };
 pub use plan::{Policy, Steps};
 pub use timeline::{Outcome, Report};
