@@ -1,20 +1,15 @@
 //! shiftgate: progressive delivery for Google Cloud Run — stepped traffic shifting gated on health
 //! and error rate, with automatic rollback.
 //!
-//! The modules are private; what follows is the whole public surface, so that rustc reports
-//! anything inside that nothing uses. It comes in five groups:
-//!
 //! - **The engine**: [`Engine`] runs a [`RolloutRequest`] under a [`Policy`] through [`Ports`]
-//!   and answers with a [`Report`]. It sees the world only through the traits in [`ports`].
-//! - **The adapters** that implement those ports for real: Cloud Run ([`CloudRunService`]),
-//!   Cloud Monitoring ([`CloudMonitoring`]), Prometheus ([`PrometheusMetrics`]) and HTTP health
-//!   ([`HttpHealthEndpoint`]) over [`GoogleRest`]; and GitHub ([`GitHub`]), for [`dispatch`]ed
-//!   workflow runs and filed [`Incident`]s.
-//! - **The command line**, what the `shiftgate` binary calls: [`Cli`] parsed, then [`run`].
-//!   The commands the tests drive without a process ([`roll_back`], [`status`]) are here too.
-//! - **The wire formats** the adapters read ([`wire`]), for the parser tests and the fuzzers.
-//! - **The clock** ([`clock`]), shared with the simulator.
+//!   and answers with a [`Report`]; it sees the world only through the traits in [`ports`].
+//! - **The adapters** that implement those ports for real (Cloud Run, Cloud Monitoring,
+//!   Prometheus, HTTP health), and the GitHub client for [`dispatch`] and incidents.
+//! - **The command line**, what the binary calls: [`Cli`], then [`run`].
+//! - **The wire formats** the adapters parse ([`wire`]), for the parser tests and fuzzers.
 
+// Private modules and the chosen re-exports below are the whole public surface, so rustc reports
+// whatever inside nothing uses.
 mod actions;
 mod cli;
 mod cloudrun;
@@ -70,7 +65,7 @@ pub use health::HttpHealthEndpoint;
 pub use metrics::{CloudMonitoring, PrometheusMetrics};
 pub use tls::{client_builder, ensure_crypto_provider};
 
-// The command line.
+// The command line, and the commands tests drive without a process.
 pub use cli::{Cli, Command, ServiceArgs};
 pub use commands::result::ErrorResult;
 pub use commands::rollback::roll_back;
