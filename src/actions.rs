@@ -415,12 +415,6 @@ impl ActionsProgress {
         state.annotate(event, &mut lines);
         lines
     }
-
-    /// Closes a step group left open (e.g. by an early end).
-    pub fn close(&self) -> Option<String> {
-        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        std::mem::take(&mut state.open).then(|| "::endgroup::".to_string())
-    }
 }
 
 #[cfg(test)]
@@ -678,6 +672,5 @@ mod tests {
             ]
         );
         assert!(all.iter().any(|l| l.contains("rolling back to stable")));
-        assert_eq!(progress.close(), None);
     }
 }

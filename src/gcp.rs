@@ -305,10 +305,6 @@ impl GoogleRest {
         &self.base
     }
 
-    pub fn credentials(&self) -> &Credentials {
-        &self.credentials
-    }
-
     /// HTTP requests sent so far, retries included.
     pub fn calls(&self) -> u64 {
         self.calls.load(Ordering::Relaxed)

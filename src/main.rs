@@ -2,12 +2,11 @@
 //! runtime, exit with its code.
 
 use clap::Parser;
-use shiftgate::commands::result::ErrorResult;
-use shiftgate::exit::ExitCode;
+use shiftgate::{ErrorResult, ExitCode};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> std::process::ExitCode {
-    let cli = match shiftgate::cli::Cli::try_parse() {
+    let cli = match shiftgate::Cli::try_parse() {
         Ok(cli) => cli,
         Err(error) => {
             // `--help` and `--version` "fail" to parse too, onto stdout.
@@ -17,12 +16,12 @@ fn main() -> std::process::ExitCode {
             }
             // The message quotes the refused value, which may hold a line break and a
             // workflow command (from a SHIFTGATE_* variable, say): print it neutralised.
-            shiftgate::output::say_line(error.render().to_string().trim_end());
+            shiftgate::say_line(error.render().to_string().trim_end());
             if json_requested() {
                 let message = error.render().to_string();
                 let first_line = message.lines().next().unwrap_or_default();
                 let error = first_line.trim_start_matches("error: ");
-                shiftgate::output::print_json(&ErrorResult::new(None, error, ExitCode::BadInput));
+                shiftgate::print_json(&ErrorResult::new(None, error, ExitCode::BadInput));
             }
             return ExitCode::BadInput.into();
         }
@@ -31,16 +30,16 @@ fn main() -> std::process::ExitCode {
         .with_env_filter(
             EnvFilter::try_from_env("SHIFTGATE_LOG").unwrap_or_else(|_| EnvFilter::new("warn")),
         )
-        .with_writer(shiftgate::output::log_writer)
+        .with_writer(shiftgate::log_writer)
         .init();
     // Before anything can open a connection; the library also does this where it builds
     // clients, for callers that never come through here.
-    shiftgate::tls::ensure_crypto_provider();
+    shiftgate::ensure_crypto_provider();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .expect("a tokio runtime starts");
-    let code = runtime.block_on(shiftgate::commands::run(cli));
+    let code = runtime.block_on(shiftgate::run(cli));
     // Leave in-flight background tasks behind rather than wait for them.
     runtime.shutdown_timeout(std::time::Duration::from_millis(200));
     code.into()

@@ -55,23 +55,6 @@ pub fn cell_code(text: &str) -> String {
     code(text).replace('|', "\\|")
 }
 
-/// `text` as a fenced code block of its own (for long or multi-line text), with a newline after.
-pub fn block(text: &str) -> String {
-    let fence = "`".repeat((longest_backtick_run(text) + 1).max(3));
-    let body: String = text
-        .replace("\r\n", "\n")
-        .chars()
-        .map(|c| match c {
-            '\n' => "\n".to_string(),
-            '\r' => "\n".to_string(),
-            '@' => "@\u{2060}".to_string(),
-            c if c.is_control() && c != '\t' => c.escape_default().collect(),
-            c => c.to_string(),
-        })
-        .collect();
-    format!("{fence}text\n{}\n{fence}\n", body.trim_end_matches('\n'))
-}
-
 /// `text` as plain prose on one line (a title, a heading): Markdown's markup characters
 /// backslash-escaped so no Markdown or HTML in it takes effect, `<` and `&` as entities, and a word joiner after each
 /// `@` so it mentions no one.
@@ -143,7 +126,6 @@ mod tests {
         assert_eq!(code(""), "(empty)");
         assert_eq!(code("a\n\n@team"), "`a  @\u{2060}team`");
         assert_eq!(cell_code("a|b"), "`a\\|b`");
-        assert_eq!(block("x\n```\ny"), "````text\nx\n```\ny\n````\n");
     }
 
     #[test]

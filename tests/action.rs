@@ -405,9 +405,9 @@ fn every_input_of_the_action_reaches_the_step() {
 #[test]
 fn the_example_config_loads_with_every_environment() {
     let path = root().join("examples/shiftgate.toml");
-    let config = shiftgate::config::Config::load(Some(&path)).unwrap();
+    let config = shiftgate::Config::load(Some(&path)).unwrap();
     for environment in ["prod", "staging", "dev"] {
-        let args = shiftgate::cli::ServiceArgs {
+        let args = shiftgate::ServiceArgs {
             environment: Some(environment.into()),
             ..Default::default()
         };

@@ -303,7 +303,7 @@ async fn given_a_platform_that_never_applies_changes_when_rollback_gives_up_then
     let stable = sim.add_service("sim-project", "us-central1", "app", "registry/app:v1");
     // Split traffic by hand, then stop the platform from finishing any change.
     let candidate = {
-        use shiftgate::rollout::ports::{NewRevision, Platform, TrafficTarget};
+        use shiftgate::ports::{NewRevision, Platform, TrafficTarget};
         let platform = crate::support::inproc::SimPlatform::new(
             sim.model(),
             "sim-project",

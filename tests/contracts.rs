@@ -14,14 +14,10 @@ use axum::response::Response;
 use discovery::Discovery;
 use serde_json::Value;
 use shiftgate::clock::Clock;
-use shiftgate::cloudrun::CloudRunService;
-use shiftgate::commands::rollback::roll_back;
-use shiftgate::commands::status::status;
-use shiftgate::gcp::{Credentials, GoogleRest};
-use shiftgate::health::HttpHealthEndpoint;
-use shiftgate::metrics::CloudMonitoring;
-use shiftgate::rollout::plan::Policy;
-use shiftgate::rollout::{CandidateSource, Engine, Interrupt, Ports, RolloutRequest};
+use shiftgate::{
+    CandidateSource, CloudMonitoring, CloudRunService, Credentials, Engine, GoogleRest,
+    HttpHealthEndpoint, Interrupt, Policy, Ports, RolloutRequest, roll_back, status,
+};
 use shiftgate_sim::{Behavior, Fault, Sim};
 
 /// One HTTP exchange as it crossed the wire.
@@ -94,7 +90,7 @@ async fn start_recorder(upstream: String) -> (String, Arc<Mutex<Vec<Exchange>>>)
     let log = Arc::new(Mutex::new(Vec::new()));
     let recorder = Recorder {
         upstream,
-        client: shiftgate::tls::client_builder().build().unwrap(),
+        client: shiftgate::client_builder().build().unwrap(),
         log: log.clone(),
     };
     let app = axum::Router::new().fallback(forward).with_state(recorder);

@@ -5,12 +5,10 @@ use std::time::Duration;
 
 use crate::support::inproc::{SimHealth, SimMetrics, SimPlatform, start_inproc_load};
 use shiftgate::clock::Clock;
-use shiftgate::rollout::health_judge::Expectations;
-use shiftgate::rollout::judge::JudgeKind;
-use shiftgate::rollout::plan::{Policy, Steps};
-use shiftgate::rollout::ports::{Platform, RevisionInfo, ServiceState};
-use shiftgate::rollout::{
-    CandidateSource, Engine, Interrupt, Outcome, Ports, Report, RolloutError, RolloutRequest,
+use shiftgate::ports::{Platform, RevisionInfo, ServiceState};
+use shiftgate::{
+    CandidateSource, Engine, Expectations, Interrupt, JudgeKind, Outcome, Policy, Ports, Report,
+    RolloutError, RolloutRequest, Steps,
 };
 use shiftgate_sim::{Behavior, LoadHandle, SimModel};
 
@@ -265,12 +263,7 @@ async fn a_candidate_made_from_an_image_starts_with_no_traffic_and_its_own_tag()
     let created = report
         .timeline
         .iter()
-        .position(|e| {
-            matches!(
-                e.kind,
-                shiftgate::rollout::timeline::EventKind::CandidateCreated { .. }
-            )
-        })
+        .position(|e| matches!(e.kind, shiftgate::EventKind::CandidateCreated { .. }))
         .expect("the candidate was created");
     let first_traffic = report
         .timeline
@@ -278,12 +271,12 @@ async fn a_candidate_made_from_an_image_starts_with_no_traffic_and_its_own_tag()
         .position(|e| {
             matches!(
                 e.kind,
-                shiftgate::rollout::timeline::EventKind::TrafficSet { step: Some(1), .. }
+                shiftgate::EventKind::TrafficSet { step: Some(1), .. }
             )
         })
         .unwrap();
     assert!(created < first_traffic);
-    let revision = shiftgate::rollout::ports::Platform::read_revision(&platform, &report.candidate)
+    let revision = shiftgate::ports::Platform::read_revision(&platform, &report.candidate)
         .await
         .unwrap();
     assert_eq!(revision.image.as_deref(), Some(CANDIDATE_IMAGE));
@@ -464,7 +457,7 @@ async fn a_service_split_between_revisions_is_refused_without_a_write() {
     // …then a person splits traffic by hand, and a rollout of a split service is refused.
     let writes = world.model.write_count();
     let (platform, _, _) = world.ports();
-    use shiftgate::rollout::ports::{Platform, TrafficChange, TrafficTarget};
+    use shiftgate::ports::{Platform, TrafficChange, TrafficTarget};
     let service = platform.read_service().await.unwrap();
     let candidate = service.latest_created_revision.clone().unwrap();
     platform
@@ -517,10 +510,7 @@ async fn an_interrupt_mid_step_restores_stable_at_once() {
     );
     assert_eq!(
         report.final_traffic,
-        vec![shiftgate::rollout::ports::TrafficTarget::new(
-            &world.stable,
-            100
-        )]
+        vec![shiftgate::ports::TrafficTarget::new(&world.stable, 100)]
     );
 }
 
@@ -528,7 +518,7 @@ async fn an_interrupt_mid_step_restores_stable_at_once() {
 async fn an_existing_revision_can_be_the_candidate_and_a_dry_run_changes_nothing() {
     let world = World::new();
     let (platform, _, _) = world.ports();
-    use shiftgate::rollout::ports::Platform;
+    use shiftgate::ports::Platform;
     let before = platform.read_service().await.unwrap();
     let writes = world.model.write_count();
 
@@ -603,7 +593,7 @@ async fn metrics_arriving_late_are_waited_for_not_judged_early() {
 async fn an_existing_revision_with_no_traffic_is_rolled_out_by_name_or_as_the_latest() {
     let world = World::under_load();
     let (platform, _, _) = world.ports();
-    use shiftgate::rollout::ports::{NewRevision, Platform, TrafficTarget};
+    use shiftgate::ports::{NewRevision, Platform, TrafficTarget};
     // Deployed with --no-traffic, as the runbook's blue-green step does.
     let service = platform.read_service().await.unwrap();
     platform
@@ -683,10 +673,7 @@ async fn after_a_rollback_the_stable_revision_is_health_checked() {
     let report = world.roll_out_candidate().await;
 
     assert_eq!(report.outcome, Outcome::RolledBack);
-    assert_eq!(
-        report.stable_health,
-        Some(shiftgate::rollout::verdict::Verdict::Pass)
-    );
+    assert_eq!(report.stable_health, Some(shiftgate::Verdict::Pass));
 }
 
 // ---- Trust under real conditions: the people and processes around a rollout ----
@@ -701,10 +688,9 @@ async fn a_person_rolling_back_during_a_bake_stops_the_rollout_without_another_w
         async move {
             at_10.await;
             tokio::time::sleep(Duration::from_secs(100)).await;
-            let finished =
-                shiftgate::commands::rollback::roll_back(&platform, None, Duration::from_secs(120))
-                    .await
-                    .expect("the person's rollback runs");
+            let finished = shiftgate::roll_back(&platform, None, Duration::from_secs(120))
+                .await
+                .expect("the person's rollback runs");
             assert_eq!(finished.exit_code, 0, "{finished:?}");
             model.write_count()
         }
@@ -898,7 +884,7 @@ async fn stable_is_judged_on_the_basic_health_rule_after_a_rollback() {
     assert_eq!(report.outcome, Outcome::RolledBack, "{:?}", report.reason);
     assert_eq!(
         report.stable_health,
-        Some(shiftgate::rollout::verdict::Verdict::Pass),
+        Some(shiftgate::Verdict::Pass),
         "stable (1.3.0) is not held to the candidate's version requirement"
     );
 }
@@ -908,34 +894,31 @@ async fn stable_is_judged_on_the_basic_health_rule_after_a_rollback() {
 struct SlowFirstWrite(SimPlatform);
 
 #[async_trait::async_trait]
-impl shiftgate::rollout::ports::Platform for SlowFirstWrite {
-    async fn read_service(&self) -> shiftgate::rollout::ports::PortResult<ServiceState> {
+impl shiftgate::ports::Platform for SlowFirstWrite {
+    async fn read_service(&self) -> shiftgate::ports::PortResult<ServiceState> {
         self.0.read_service().await
     }
-    async fn read_revision(
-        &self,
-        revision: &str,
-    ) -> shiftgate::rollout::ports::PortResult<RevisionInfo> {
+    async fn read_revision(&self, revision: &str) -> shiftgate::ports::PortResult<RevisionInfo> {
         self.0.read_revision(revision).await
     }
-    async fn list_revisions(&self) -> shiftgate::rollout::ports::PortResult<Vec<RevisionInfo>> {
+    async fn list_revisions(&self) -> shiftgate::ports::PortResult<Vec<RevisionInfo>> {
         self.0.list_revisions().await
     }
     async fn create_revision(
         &self,
-        spec: &shiftgate::rollout::ports::NewRevision,
+        spec: &shiftgate::ports::NewRevision,
         etag: &str,
         deadline: Duration,
-    ) -> shiftgate::rollout::ports::PortResult<ServiceState> {
+    ) -> shiftgate::ports::PortResult<ServiceState> {
         tokio::time::sleep(Duration::from_secs(2)).await;
         self.0.create_revision(spec, etag, deadline).await
     }
     async fn set_traffic(
         &self,
-        change: &shiftgate::rollout::ports::TrafficChange,
+        change: &shiftgate::ports::TrafficChange,
         etag: &str,
         deadline: Duration,
-    ) -> shiftgate::rollout::ports::PortResult<ServiceState> {
+    ) -> shiftgate::ports::PortResult<ServiceState> {
         self.0.set_traffic(change, etag, deadline).await
     }
 }
@@ -956,7 +939,7 @@ async fn a_traffic_change_made_with_gcloud_during_a_bake_aborts_the_rollout() {
             for target in &mut traffic {
                 target.percent = 50;
             }
-            let change = shiftgate::rollout::ports::TrafficChange {
+            let change = shiftgate::ports::TrafficChange {
                 traffic,
                 rollout: service.rollout.clone(),
             };

@@ -8,11 +8,10 @@ use std::time::Duration;
 
 use openapi::OpenApi;
 use shiftgate::clock::Clock;
-use shiftgate::github::GitHub;
-use shiftgate::github::client::Repo;
-use shiftgate::github::dispatch::{DispatchError, DispatchRequest, WatchEnd, dispatch};
-use shiftgate::github::incident::{Incident, Severity, file, marker};
-use shiftgate::rollout::Interrupt;
+use shiftgate::{
+    DispatchError, DispatchRequest, GitHub, Incident, Interrupt, Repo, Severity, WatchEnd,
+    dispatch, file_incident, incident_marker,
+};
 use shiftgate_sim::{Approval, DispatchMode, GitHubFault, GitHubSim, JobSpec, WorkflowSpec};
 
 const MIN: Duration = Duration::from_secs(60);
@@ -78,7 +77,7 @@ impl Harness {
         &self,
         request: &DispatchRequest,
         interrupt: &Interrupt,
-    ) -> Result<shiftgate::github::dispatch::DispatchReport, DispatchError> {
+    ) -> Result<shiftgate::DispatchReport, DispatchError> {
         let log = self.log.clone();
         let sink = move |line: &str| log.lock().unwrap().push(line.to_string());
         dispatch(&self.github, request, interrupt, &sink).await
@@ -489,13 +488,13 @@ fn incident(title: &str, key: &str) -> Incident {
 async fn given_no_open_incident_when_filed_then_an_issue_is_created_and_the_next_one_comments() {
     let h = Harness::start(deploy_workflow()).await;
 
-    let first = file(
+    let first = file_incident(
         &h.github,
         &incident("Deploy of v1.4.0 to prod failed", "prod"),
     )
     .await
     .unwrap();
-    let second = file(
+    let second = file_incident(
         &h.github,
         &incident("Deploy of v1.4.1 to prod failed", "prod"),
     )
@@ -507,7 +506,7 @@ async fn given_no_open_incident_when_filed_then_an_issue_is_created_and_the_next
     assert_eq!(second.number, first.number);
     let issues = h.sim.issues();
     assert_eq!(issues.len(), 1);
-    assert!(issues[0].body.contains(&marker("prod")));
+    assert!(issues[0].body.contains(&incident_marker("prod")));
     assert_eq!(issues[0].labels, vec!["incident", "sev-2", "deploy"]);
     assert_eq!(issues[0].comments.len(), 1);
     assert!(issues[0].comments[0].contains("v1.4.1"));
@@ -523,7 +522,7 @@ async fn given_two_jobs_filing_the_same_incident_at_once_then_one_issue_stays_op
     let a = incident("Deploy failed", "prod");
     let b = incident("Deploy failed", "prod");
 
-    let (first, second) = tokio::join!(file(&h.github, &a), file(&h.github, &b));
+    let (first, second) = tokio::join!(file_incident(&h.github, &a), file_incident(&h.github, &b));
 
     let (first, second) = (first.unwrap(), second.unwrap());
     assert_eq!(first.number, second.number, "both point at the same issue");
@@ -545,7 +544,7 @@ async fn given_an_ambiguous_issue_create_failure_then_it_looks_and_does_not_crea
         after_effect: true,
     });
 
-    let filed = file(&h.github, &incident("Deploy failed", "prod"))
+    let filed = file_incident(&h.github, &incident("Deploy failed", "prod"))
         .await
         .unwrap();
 

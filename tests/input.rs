@@ -10,9 +10,8 @@ use std::time::Duration;
 
 use clap::Parser;
 use proptest::prelude::*;
-use shiftgate::cli::{Cli, Command as Sub};
 use shiftgate::clock::Clock;
-use shiftgate::config::Config;
+use shiftgate::{Cli, Command as Sub, Config};
 use shiftgate_sim::{Behavior, GitHubSim};
 
 use crate::support::binary::{json_of, run, stderr_of};

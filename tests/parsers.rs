@@ -14,16 +14,15 @@ use proptest::prelude::*;
 use proptest::sample::select;
 use serde_json::{Map, Value, json};
 
-use shiftgate::cloudrun::model::{
+use shiftgate::ports::{
+    HealthResponse, PortError, RequestCounts, RolloutRecord, ServiceState, TrafficTarget, Window,
+};
+use shiftgate::wire::cloudrun::{
     ListRevisionsResponse, Operation, ROLLOUT_ANNOTATION, Revision, Service, TYPE_LATEST,
     TYPE_REVISION,
 };
-use shiftgate::metrics::{monitoring, prometheus};
-use shiftgate::rollout::health_judge::{Expectations, HEALTHY_STATUSES};
-use shiftgate::rollout::ports::{
-    HealthResponse, PortError, RequestCounts, RolloutRecord, ServiceState, TrafficTarget, Window,
-};
-use shiftgate::rollout::verdict::Verdict;
+use shiftgate::wire::{monitoring, prometheus};
+use shiftgate::{Expectations, HEALTHY_STATUSES, Verdict};
 
 /// `cases` unless `PROPTEST_CASES` says otherwise. No regression files are written: inputs that
 /// once failed are kept below as named tests instead.
@@ -513,7 +512,7 @@ proptest! {
         if let Ok(operation) = serde_json::from_value::<Operation>(operation)
             && let Some(error) = &operation.error
         {
-            let status = shiftgate::cloudrun::model::rpc_code_to_http(error.code);
+            let status = shiftgate::wire::cloudrun::rpc_code_to_http(error.code);
             prop_assert!((400..600).contains(&status));
         }
         let _ = serde_json::from_value::<Operation>(junk);
@@ -1187,7 +1186,7 @@ proptest! {
         status in google_status(),
         body in google_body(),
     ) {
-        use shiftgate::gcp::{Credentials, GoogleRest, Retry};
+        use shiftgate::{Credentials, GoogleRest, Retry};
         let server = loopback::server();
         *server.answer.lock().unwrap() = (status, body.clone());
         let rest = GoogleRest::new(&format!("http://{}", server.address), Credentials::None)
@@ -1270,7 +1269,7 @@ proptest! {
     #[test]
     fn any_workflow_file_gives_input_names_it_contains(lines in vec(workflow_line(), 0..16)) {
         let yaml = lines.join("\n");
-        for name in shiftgate::github::dispatch::workflow_dispatch_inputs(&yaml) {
+        for name in shiftgate::workflow_dispatch_inputs(&yaml) {
             prop_assert!(yaml.contains(name.as_str()), "{:?} is not in the file", name);
         }
     }
@@ -1286,7 +1285,7 @@ proptest! {
             yaml.push_str(&format!("{pad}{pad}{pad}{name}:\n{pad}{pad}{pad}{pad}required: true\n"));
         }
         yaml.push_str(&format!("{pad}push:\njobs:\n{pad}deploy:\n{pad}{pad}runs-on: ubuntu-latest\n"));
-        let read = shiftgate::github::dispatch::workflow_dispatch_inputs(&yaml);
+        let read = shiftgate::workflow_dispatch_inputs(&yaml);
         prop_assert_eq!(read, names.into_iter().collect::<Vec<_>>());
     }
 }

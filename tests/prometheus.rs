@@ -80,7 +80,7 @@ async fn start_prometheus(binary: PathBuf, scrape: &str) -> Prometheus {
         url: format!("http://127.0.0.1:{port}"),
         dir,
     };
-    let client = shiftgate::tls::client_builder().build().unwrap();
+    let client = shiftgate::client_builder().build().unwrap();
     for _ in 0..300 {
         let ready = client
             .get(format!("{}/-/ready", prometheus.url))

@@ -4,11 +4,10 @@
 use std::time::Duration;
 
 use shiftgate::clock::Clock;
-use shiftgate::cloudrun::CloudRunService;
-use shiftgate::gcp::{Credentials, GoogleRest};
-use shiftgate::metrics::CloudMonitoring;
-use shiftgate::rollout::plan::Policy;
-use shiftgate::rollout::{CandidateSource, Outcome, Report};
+use shiftgate::{
+    CandidateSource, CloudMonitoring, CloudRunService, Credentials, GoogleRest, Outcome, Policy,
+    Report,
+};
 use shiftgate_sim::{BadPoint, Fault, LoadHandle, Sim};
 
 use crate::support::adapters::roll_out_over_http;
@@ -65,7 +64,7 @@ impl Harness {
         &self,
         platform: &CloudRunService,
         candidate: CandidateSource,
-    ) -> Result<Report, shiftgate::rollout::RolloutError> {
+    ) -> Result<Report, shiftgate::RolloutError> {
         let metrics = self.metrics();
         roll_out_over_http(platform, &metrics, self.clock, quick_policy(), candidate).await
     }
@@ -185,7 +184,7 @@ async fn a_failing_candidate_over_http_is_rolled_back_and_the_record_cleared() {
             split(&[(s, 100)])
         ]
     );
-    use shiftgate::rollout::ports::Platform;
+    use shiftgate::ports::Platform;
     let service = platform.read_service().await.unwrap();
     assert!(service.rollout.is_none(), "the rollout record is cleared");
     assert!(
@@ -235,7 +234,7 @@ async fn start_service_echoing_server() -> String {
 
 #[tokio::test(start_paused = true)]
 async fn a_server_that_answers_a_patch_with_the_service_needs_no_operation_polling() {
-    use shiftgate::rollout::ports::{Platform, TrafficChange, TrafficTarget};
+    use shiftgate::ports::{Platform, TrafficChange, TrafficTarget};
     let base = start_service_echoing_server().await;
     let platform = CloudRunService::new(GoogleRest::new(&base, Credentials::None), "p", "r", "app");
     let before = platform.read_service().await.unwrap();
@@ -285,7 +284,7 @@ fn unreadable_5xx_points() -> Vec<(&'static str, Vec<BadPoint>)> {
 
 #[tokio::test(start_paused = true)]
 async fn a_bad_candidate_whose_5xx_points_are_unreadable_is_never_promoted() {
-    use shiftgate::rollout::ports::{NewRevision, Platform, TrafficTarget};
+    use shiftgate::ports::{NewRevision, Platform, TrafficTarget};
     for (kind, points) in unreadable_5xx_points() {
         // Given a candidate that fails half its requests, already deployed with no traffic,
         let harness = Harness::start().await;
@@ -543,7 +542,7 @@ async fn fault_cell(call: &Call, fault: Fault) -> Result<String, String> {
         return Err(format!("{patches} PATCHes for {writes} applied writes"));
     }
     let record_left = {
-        use shiftgate::rollout::ports::Platform;
+        use shiftgate::ports::Platform;
         platform.read_service().await.map(|s| s.rollout.is_some())
     };
     if !report.rollback_failed && record_left != Ok(false) {
@@ -602,7 +601,7 @@ async fn a_second_rollout_of_a_service_starts_under_either_reading_of_a_maskless
             "{mode:?}: {:?}",
             first.reason
         );
-        use shiftgate::rollout::ports::Platform;
+        use shiftgate::ports::Platform;
         let after_first = platform.read_service().await.unwrap();
         assert!(
             after_first.rollout.is_none(),
@@ -632,7 +631,7 @@ async fn a_rollout_record_that_cannot_be_read_is_never_taken_for_no_rollout() {
         "{}/v2/projects/{PROJECT}/locations/{REGION}/services/{SERVICE}",
         harness.sim.cloud_run_url()
     );
-    let answer = shiftgate::tls::client_builder()
+    let answer = shiftgate::client_builder()
         .build()
         .unwrap()
         .patch(&url)
@@ -655,15 +654,11 @@ async fn a_rollout_record_that_cannot_be_read_is_never_taken_for_no_rollout() {
 
     assert_eq!(refused.exit_code(), 2);
     assert!(refused.to_string().contains("cannot be read"), "{refused}");
-    let cleared = shiftgate::commands::rollback::roll_back(
-        &platform,
-        Some(&harness.stable),
-        Duration::from_secs(60),
-    )
-    .await
-    .unwrap();
+    let cleared = shiftgate::roll_back(&platform, Some(&harness.stable), Duration::from_secs(60))
+        .await
+        .unwrap();
     assert_eq!(cleared.exit_code, 0, "{cleared:?}");
-    use shiftgate::rollout::ports::Platform;
+    use shiftgate::ports::Platform;
     let after = platform.read_service().await.unwrap();
     assert!(after.unreadable_rollout.is_none() && after.rollout.is_none());
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use shiftgate::clock::Clock;
-use shiftgate::rollout::ports::{
+use shiftgate::ports::{
     HealthEndpoint, Metrics, NewRevision, Platform, PortError, RolloutRecord, TrafficChange,
     TrafficTarget, Window,
 };
@@ -765,7 +765,7 @@ async fn over_http_on_loopback() {
     let stable = sim.add_service(P, R, S, "gcr.io/proj/app:v1.0.0");
     sim.set_operation_delay(Duration::from_millis(50));
     sim.require_bearer(Some(vec!["tok".into()]));
-    let http = shiftgate::tls::client_builder()
+    let http = shiftgate::client_builder()
         .no_proxy()
         .timeout(Duration::from_secs(10))
         .build()
@@ -874,7 +874,7 @@ async fn over_http_on_loopback() {
 async fn http_sim() -> (Sim, String, reqwest::Client) {
     let sim = Sim::start(Clock::new()).await.unwrap();
     let stable = sim.add_service(P, R, S, "gcr.io/proj/app:v1.0.0");
-    let http = shiftgate::tls::client_builder()
+    let http = shiftgate::client_builder()
         .no_proxy()
         .timeout(Duration::from_secs(30))
         .build()

@@ -12,15 +12,11 @@ use tokio::net::TcpListener;
 use tokio::time::Instant;
 
 use shiftgate::clock::Clock;
-use shiftgate::cloudrun::CloudRunService;
-use shiftgate::gcp::{Credentials, GoogleRest, Retry};
-use shiftgate::health::HttpHealthEndpoint;
-use shiftgate::metrics::CloudMonitoring;
-use shiftgate::rollout::health_judge::Expectations;
-use shiftgate::rollout::plan::Policy;
-use shiftgate::rollout::ports::{HealthEndpoint, Platform, PortError};
-use shiftgate::rollout::verdict::Verdict;
-use shiftgate::rollout::{CandidateSource, Outcome};
+use shiftgate::ports::{HealthEndpoint, Platform, PortError};
+use shiftgate::{
+    CandidateSource, CloudMonitoring, CloudRunService, Credentials, Expectations, GoogleRest,
+    HttpHealthEndpoint, Outcome, Policy, Retry, Verdict,
+};
 use shiftgate_sim::Sim;
 
 use crate::support::adapters::roll_out_over_http;
@@ -456,10 +452,10 @@ async fn a_token_the_api_refuses_before_the_library_expects_is_replaced_once_and
     assert_eq!(sim.issued_tokens(), 3, "one new token, then it gave up");
 }
 
-fn github(base: &str) -> (shiftgate::github::GitHub, Arc<Mutex<Vec<String>>>) {
+fn github(base: &str) -> (shiftgate::GitHub, Arc<Mutex<Vec<String>>>) {
     let lines = Arc::new(Mutex::new(Vec::new()));
     let sink = lines.clone();
-    let github = shiftgate::github::GitHub::new(base, "github-test-token", Clock::new())
+    let github = shiftgate::GitHub::new(base, "github-test-token", Clock::new())
         .unwrap()
         .with_wait_log(move |line| sink.lock().unwrap().push(line.to_string()));
     (github, lines)
@@ -472,7 +468,7 @@ async fn github_reads_against_an_unreachable_api_announce_each_retry() {
     let error = github.get("/repos/loopcloser/app").await.unwrap_err();
 
     assert!(
-        matches!(error, shiftgate::github::client::GitHubError::Ambiguous(_)),
+        matches!(error, shiftgate::GitHubError::Ambiguous(_)),
         "{error}"
     );
     let lines = lines.lock().unwrap().clone();

@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use shiftgate::cloudrun::model::{ListRevisionsResponse, Operation, Revision, Service};
+use shiftgate::wire::cloudrun::{ListRevisionsResponse, Operation, Revision, Service};
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(service) = serde_json::from_slice::<Service>(data) {

@@ -4,8 +4,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use shiftgate::health::Expectations;
-use shiftgate::rollout::ports::HealthResponse;
+use shiftgate::Expectations;
+use shiftgate::ports::HealthResponse;
 
 fuzz_target!(|data: &[u8]| {
     let Some((status, body)) = data.split_first_chunk::<2>() else {

@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
 use libfuzzer_sys::fuzz_target;
-use shiftgate::metrics::monitoring;
-use shiftgate::rollout::ports::Window;
+use shiftgate::ports::Window;
+use shiftgate::wire::monitoring;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(answer) = serde_json::from_slice(data) else {

@@ -5,8 +5,8 @@
 use std::time::{Duration, SystemTime};
 
 use libfuzzer_sys::fuzz_target;
-use shiftgate::metrics::prometheus;
-use shiftgate::rollout::ports::Window;
+use shiftgate::ports::Window;
+use shiftgate::wire::prometheus;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(answer) = serde_json::from_slice(data) else {

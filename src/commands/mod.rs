@@ -2,15 +2,15 @@
 //! signals to the engine's interrupt, and turns the result into output and an exit code.
 
 #[cfg(feature = "demo")]
-pub mod demo;
-pub mod dispatch;
-pub mod health;
-pub mod incident;
-pub mod result;
-pub mod rollback;
-pub mod rollout;
-pub mod simulate;
-pub mod status;
+mod demo;
+mod dispatch;
+mod health;
+mod incident;
+pub(crate) mod result;
+pub(crate) mod rollback;
+mod rollout;
+mod simulate;
+pub(crate) mod status;
 
 use std::path::PathBuf;
 

@@ -9,6 +9,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::actions::{outputs_for, step_summary};
+#[cfg(feature = "demo")]
 use crate::commands::demo::DemoResult;
 use crate::commands::dispatch::DispatchResult;
 use crate::commands::health::{HealthResult, ProbeResult};
@@ -462,6 +463,7 @@ async fn a_rollout_result_is_pinned() {
     );
 }
 
+#[cfg(feature = "demo")]
 #[test]
 fn a_demo_result_is_pinned() {
     let demo = CommandResult::Demo(DemoResult {

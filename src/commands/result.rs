@@ -4,6 +4,7 @@
 use serde::Serialize;
 
 use crate::actions::ResultFacts;
+#[cfg(feature = "demo")]
 use crate::commands::demo::DemoResult;
 use crate::commands::dispatch::DispatchResult;
 use crate::commands::health::HealthResult;
@@ -22,6 +23,7 @@ pub enum CommandResult {
     Rollback(RollbackResult),
     Status(StatusResult),
     Health(HealthResult),
+    #[cfg(feature = "demo")]
     Demo(DemoResult),
     Dispatch(DispatchResult),
     Incident(IncidentResult),
@@ -36,6 +38,7 @@ impl CommandResult {
             CommandResult::Rollback(_) => "rollback",
             CommandResult::Status(_) => "status",
             CommandResult::Health(_) => "health",
+            #[cfg(feature = "demo")]
             CommandResult::Demo(_) => "demo",
             CommandResult::Dispatch(_) => "dispatch",
             CommandResult::Incident(_) => "incident",
@@ -49,6 +52,7 @@ impl CommandResult {
             CommandResult::Rollback(result) => result.exit_code,
             CommandResult::Status(result) => result.exit_code,
             CommandResult::Health(result) => result.exit_code,
+            #[cfg(feature = "demo")]
             CommandResult::Demo(result) => result.run.exit_code,
             CommandResult::Dispatch(result) => result.run.exit_code,
             CommandResult::Incident(result) => result.exit_code,
@@ -64,6 +68,7 @@ impl CommandResult {
             CommandResult::Rollback(result) => result.facts(command),
             CommandResult::Status(result) => result.facts(command),
             CommandResult::Health(result) => result.facts(command),
+            #[cfg(feature = "demo")]
             CommandResult::Demo(result) => result.facts(command),
             CommandResult::Dispatch(result) => result.facts(command),
             CommandResult::Incident(result) => result.facts(command),

@@ -105,7 +105,6 @@ impl std::fmt::Display for GitHubError {
 /// A 2xx answer.
 #[derive(Debug, Clone)]
 pub struct Answer {
-    pub status: u16,
     pub body: Value,
 }
 
@@ -170,10 +169,6 @@ impl GitHub {
     pub fn with_wait_log(mut self, log: impl Fn(&str) + Send + Sync + 'static) -> Self {
         self.on_wait = Box::new(log);
         self
-    }
-
-    pub fn base(&self) -> &str {
-        &self.base
     }
 
     /// The web URL that matches the API URL (`https://github.com` for api.github.com).
@@ -368,10 +363,7 @@ impl GitHub {
             let (status, headers, answer) =
                 self.send(method.clone(), path, Some(body), None).await?;
             if (200..300).contains(&status) {
-                return Ok(Answer {
-                    status,
-                    body: answer,
-                });
+                return Ok(Answer { body: answer });
             }
             if let Some(wait) = self.rate_limit_wait(status, &headers, &answer) {
                 self.rate_limited(wait).await?;

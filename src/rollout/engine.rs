@@ -13,14 +13,11 @@ use crate::rollout::timeline::{Event, EventKind, Outcome, Report, StepReport, se
 use crate::rollout::verdict::Verdict;
 
 pub use crate::rollout::interrupt::{Interrupt, InterruptTrigger};
-pub use crate::rollout::ownership::traffic_matches;
 pub use crate::rollout::request::{
     CandidateSource, Ports, ProgressSink, RolloutError, RolloutRequest,
 };
-pub use crate::rollout::restore::{INTERRUPTED_RESTORE_DEADLINE, force_traffic};
-pub use crate::rollout::traffic::{
-    CANDIDATE_TAG, Plan, new_revision_name, restore_traffic, short_name,
-};
+pub use crate::rollout::restore::force_traffic;
+pub use crate::rollout::traffic::{CANDIDATE_TAG, Plan, restore_traffic, short_name};
 
 /// Why a rollout stops before promotion.
 pub(super) enum Stop {
@@ -95,10 +92,6 @@ impl<'a> Engine<'a> {
     pub fn with_identity(mut self, identity: Identity) -> Self {
         self.identity = identity;
         self
-    }
-
-    pub fn identity(&self) -> &Identity {
-        &self.identity
     }
 
     /// Prepares, takes ownership of the service and, unless it is a dry run, runs the rollout.

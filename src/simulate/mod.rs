@@ -1,8 +1,8 @@
 //! `simulate`: a rollout policy run over seeded synthetic traffic with the engine's own step
 //! schedule and judges, summarised as rates: rollbacks, promotions, no data, time, exposure.
 
-pub mod svg;
-pub mod traffic;
+pub(crate) mod svg;
+pub(crate) mod traffic;
 
 use std::time::Duration;
 

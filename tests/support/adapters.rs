@@ -4,11 +4,10 @@
 use std::time::Duration;
 
 use shiftgate::clock::Clock;
-use shiftgate::health::HttpHealthEndpoint;
-use shiftgate::rollout::plan::Policy;
-use shiftgate::rollout::ports::{Metrics, Platform};
-use shiftgate::rollout::{
-    CandidateSource, Engine, Interrupt, Ports, Report, RolloutError, RolloutRequest,
+use shiftgate::ports::{Metrics, Platform};
+use shiftgate::{
+    CandidateSource, Engine, HttpHealthEndpoint, Interrupt, Policy, Ports, Report, RolloutError,
+    RolloutRequest,
 };
 
 /// Rolls `candidate` out under `policy` through `platform`, `metrics` and an HTTP health probe

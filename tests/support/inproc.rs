@@ -7,13 +7,13 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde_json::{Value, json};
 
-use shiftgate::cloudrun::model::{
-    ListRevisionsResponse, ROLLOUT_ANNOTATION, Revision, Service, rpc_code_to_http,
-    traffic_targets_json,
-};
-use shiftgate::rollout::ports::{
+use shiftgate::ports::{
     HealthEndpoint, HealthResponse, Metrics, NewRevision, Platform, PortError, PortResult,
     RequestCounts, RevisionInfo, RolloutRecord, ServiceState, TrafficChange, Window,
+};
+use shiftgate::wire::cloudrun::{
+    ListRevisionsResponse, ROLLOUT_ANNOTATION, Revision, Service, rpc_code_to_http,
+    traffic_targets_json,
 };
 use shiftgate_sim::{ApiRequest, ApiResponse, Caller, LoadHandle, ServiceKey, SimModel, call};
 
