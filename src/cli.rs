@@ -11,29 +11,30 @@ use crate::config::{HealthOverrides, PolicyOverrides, ServiceSelector};
 use crate::names::arg as name;
 use crate::rollout::health_judge::FieldRule;
 use crate::rollout::judge::JudgeKind;
-use crate::rollout::plan::{self, Steps, parse_rate};
+use crate::rollout::limits::{self, parse_rate};
+use crate::rollout::plan::Steps;
 use crate::simulate::traffic::{ColdStart, Traffic};
 
 // Bounded value parsers, one per kind of setting: clap names the flag and the value, these say the
-// valid range (see `plan::DurationBounds`).
+// valid range (see `limits::DurationBounds`).
 fn bake(text: &str) -> Result<Duration, String> {
-    plan::BAKE.parse(text)
+    limits::BAKE.parse(text)
 }
 
 fn interval(text: &str) -> Result<Duration, String> {
-    plan::INTERVAL.parse(text)
+    limits::INTERVAL.parse(text)
 }
 
 fn metrics_delay(text: &str) -> Result<Duration, String> {
-    plan::METRICS_DELAY.parse(text)
+    limits::METRICS_DELAY.parse(text)
 }
 
 fn timeout(text: &str) -> Result<Duration, String> {
-    plan::TIMEOUT.parse(text)
+    limits::TIMEOUT.parse(text)
 }
 
 fn poll(text: &str) -> Result<Duration, String> {
-    plan::POLL.parse(text)
+    limits::POLL.parse(text)
 }
 
 /// `--workflow` goes into a request path (percent-encoded): a dot segment would still be resolved
@@ -133,7 +134,7 @@ pub fn parse_cold_start(text: &str) -> Result<ColdStart, String> {
             "expected DURATION:RATE, e.g. 60s:10%, got {text:?}"
         ));
     };
-    let seconds = plan::BAKE.parse(duration)?.as_secs();
+    let seconds = limits::BAKE.parse(duration)?.as_secs();
     Ok(ColdStart {
         seconds,
         extra_errors: parse_rate(rate)?,
@@ -345,14 +346,14 @@ pub struct PolicyArgs {
     #[arg(long, env = "SHIFTGATE_MAX_ERROR_RATE", value_parser = parse_rate, value_name = "RATE")]
     pub max_error_rate: Option<f64>,
     /// Fewer candidate requests than this in a step is inconclusive, never a pass [default: 100].
-    #[arg(long, env = "SHIFTGATE_MIN_REQUESTS", value_parser = plan::parse_min_requests, value_name = "N")]
+    #[arg(long, env = "SHIFTGATE_MIN_REQUESTS", value_parser = limits::parse_min_requests, value_name = "N")]
     pub min_requests: Option<u64>,
     /// How the error counts are judged: `sequential` (the candidate against stable, valid however
     /// often it looks) or `threshold` (the step's 5xx share against --max-error-rate) [default: sequential].
-    #[arg(long, env = "SHIFTGATE_JUDGE", value_parser = plan::parse_judge, value_name = "RULE")]
+    #[arg(long, env = "SHIFTGATE_JUDGE", value_parser = limits::parse_judge, value_name = "RULE")]
     pub judge: Option<JudgeKind>,
     /// How much worse than stable the candidate may be before it is "worse", as 25% or 0.25 (never less than 0.25 points) [default: 25%].
-    #[arg(long, env = "SHIFTGATE_MARGIN", value_parser = plan::parse_margin, value_name = "RATIO", allow_hyphen_values = true)]
+    #[arg(long, env = "SHIFTGATE_MARGIN", value_parser = limits::parse_margin, value_name = "RATIO", allow_hyphen_values = true)]
     pub margin: Option<f64>,
     /// Let a step end before its bake once the candidate is shown not worse than stable (never in its first minute).
     #[arg(long, env = "SHIFTGATE_EARLY_PASS")]

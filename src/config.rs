@@ -11,7 +11,8 @@ use serde::Deserialize;
 use crate::names;
 use crate::rollout::health_judge::{Expectations, FieldRule};
 use crate::rollout::judge::JudgeKind;
-use crate::rollout::plan::{self, Policy, Steps, parse_rate};
+use crate::rollout::limits::{self, parse_rate};
+use crate::rollout::plan::{Policy, Steps};
 
 pub const DEFAULT_PATHS: [&str; 2] = ["shiftgate.toml", ".github/shiftgate.toml"];
 
@@ -382,10 +383,10 @@ impl PolicyFile {
             policy.steps = Steps::new(steps.clone()).map_err(|m| at("steps", m))?;
         }
         if let Some(bake) = &self.bake {
-            policy.bake = plan::BAKE.parse(bake).map_err(|m| at("bake", m))?;
+            policy.bake = limits::BAKE.parse(bake).map_err(|m| at("bake", m))?;
         }
         if let Some(interval) = &self.interval {
-            policy.interval = plan::INTERVAL
+            policy.interval = limits::INTERVAL
                 .parse(interval)
                 .map_err(|m| at("interval", m))?;
         }
@@ -398,20 +399,20 @@ impl PolicyFile {
         }
         if let Some(min) = self.min_requests {
             policy.min_requests =
-                plan::parse_min_requests(&min.to_string()).map_err(|m| at("min_requests", m))?;
+                limits::parse_min_requests(&min.to_string()).map_err(|m| at("min_requests", m))?;
         }
         if let Some(delay) = &self.metrics_delay {
-            policy.metrics_delay = plan::METRICS_DELAY
+            policy.metrics_delay = limits::METRICS_DELAY
                 .parse(delay)
                 .map_err(|m| at("metrics_delay", m))?;
         }
         if let Some(judge) = &self.judge {
-            policy.judge = plan::parse_judge(judge).map_err(|m| at("judge", m))?;
+            policy.judge = limits::parse_judge(judge).map_err(|m| at("judge", m))?;
         }
         if let Some(margin) = &self.margin {
             policy.margin = match margin {
-                RateValue::Number(value) => plan::parse_margin(&value.to_string()),
-                RateValue::Text(text) => plan::parse_margin(text),
+                RateValue::Number(value) => limits::parse_margin(&value.to_string()),
+                RateValue::Text(text) => limits::parse_margin(text),
             }
             .map_err(|m| at("margin", m))?;
         }

@@ -1,10 +1,13 @@
 //! The rollout engine: plan the steps, move traffic, judge each step, roll back on failure.
 //! It talks only to the ports in `ports`; adapters for Cloud Run, Monitoring and HTTP live elsewhere.
 
+pub(crate) mod check;
+pub(crate) mod compare;
 pub(crate) mod engine;
 pub(crate) mod health_judge;
 mod interrupt;
 pub(crate) mod judge;
+pub(crate) mod limits;
 pub(crate) mod ownership;
 pub(crate) mod plan;
 pub(crate) mod ports;
@@ -13,7 +16,7 @@ mod request;
 mod restore;
 mod sequential;
 mod start;
-pub(crate) mod step;
+mod step;
 pub(crate) mod timeline;
 mod traffic;
 pub(crate) mod verdict;

@@ -6,7 +6,8 @@ use std::time::{Duration, SystemTime};
 use serde::{Serialize, Serializer};
 
 use crate::exit::ExitCode;
-use crate::rollout::judge::{Comparison, StepPhase};
+use crate::rollout::compare::Comparison;
+use crate::rollout::judge::StepPhase;
 use crate::rollout::ports::{RequestCounts, TrafficTarget};
 use crate::rollout::verdict::Verdict;
 

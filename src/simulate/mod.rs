@@ -8,10 +8,10 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use crate::rollout::check::{Decision, Errors, StepSchedule, decide};
 use crate::rollout::judge::{Counts, JudgeKind, StepPhase, judge_step};
 use crate::rollout::plan::Policy;
 use crate::rollout::ports::RequestCounts;
-use crate::rollout::step::{Decision, Errors, StepSchedule, decide};
 use crate::rollout::verdict::Verdict;
 use traffic::{Draw, Traffic};
 
