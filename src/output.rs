@@ -21,6 +21,23 @@ pub fn progress_line(event: &Event) -> Option<String> {
             steps,
             creates_revision,
         } => plan_text(stable, candidate, steps, *creates_revision),
+        EventKind::TrafficForecast {
+            requests_per_second,
+            expected_candidate_requests,
+            min_requests,
+            advice,
+        } => match advice {
+            None => format!(
+                "forecast: at stable's {requests_per_second:.2} requests/s the candidate should \
+                 see about {expected_candidate_requests} requests ({min_requests} needed)"
+            ),
+            Some(advice) => format!(
+                "WARNING: at stable's {requests_per_second:.2} requests/s the candidate should see \
+                 only about {expected_candidate_requests} requests, fewer than the \
+                 {min_requests} needed (--min-requests): the rollout will end 'not enough \
+                 traffic to judge'. {advice}"
+            ),
+        },
         EventKind::CandidateCreated { revision, image } => {
             format!("created candidate {revision} from {image}, with no traffic")
         }

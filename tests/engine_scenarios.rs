@@ -393,6 +393,13 @@ async fn zero_traffic_is_never_promoted() {
             split(&[(s, 100)]),
         ]
     );
+    assert!(
+        report.timeline.iter().any(|event| matches!(
+            &event.kind,
+            shiftgate::EventKind::TrafficForecast { advice: Some(advice), .. } if advice.contains("no bake")
+        )),
+        "said up front that the floor cannot be reached"
+    );
     let last = report.steps.last().unwrap();
     assert_eq!((last.percent, last.verdict), (100, "fail"));
     assert!(

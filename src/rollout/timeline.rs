@@ -48,6 +48,15 @@ pub enum EventKind {
         steps: Vec<u8>,
         creates_revision: bool,
     },
+    /// Before any traffic moves: how many candidate requests the plan should see at stable's
+    /// recent rate, and what would reach `--min-requests` when that is short of it.
+    TrafficForecast {
+        requests_per_second: f64,
+        expected_candidate_requests: u64,
+        min_requests: u64,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        advice: Option<String>,
+    },
     CandidateCreated {
         revision: String,
         image: String,
