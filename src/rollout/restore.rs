@@ -11,6 +11,7 @@ use crate::rollout::ownership::{still_ours, traffic_matches};
 use crate::rollout::ports::{Platform, PortError, ServiceState, TrafficChange, TrafficTarget};
 use crate::rollout::timeline::Report;
 use crate::rollout::traffic::Plan;
+use crate::rollout::write::{WriteAnswer, write_traffic};
 
 /// A restore after SIGINT/SIGTERM/SIGHUP, reading back included, must end well inside the 7.5 s
 /// a cancelled Actions job gets before SIGTERM (and 10 s before SIGKILL).
@@ -144,28 +145,26 @@ impl Engine<'_> {
             rollout: None,
         };
         self.in_flight = Some(wanted.to_vec());
-        let remaining = self
-            .stop_by(give_up)
-            .saturating_duration_since(Instant::now());
         let platform = self.ports.platform;
+        let until = self.stop_by(give_up);
         let written = self
             .bounded(
-                self.stop_by(give_up),
-                platform.set_traffic(&change, &current.etag, remaining),
+                until,
+                write_traffic(platform, &change, &current.etag, until),
             )
             .await;
         match written {
-            Some(Ok(service)) => {
-                self.last_seen = Some(service.clone());
+            Some(WriteAnswer::Applied(service)) => {
+                self.last_seen = Some((*service).clone());
                 self.record = None;
                 self.in_flight = None;
-                Some(Restore::Done(Box::new(service)))
+                Some(Restore::Done(service))
             }
-            Some(Err(error @ (PortError::Rejected { .. } | PortError::NotFound(_)))) => {
-                // Permission or a bad request does not heal by retrying: say so now.
+            // Permission or a bad request does not heal by retrying: say so now.
+            Some(WriteAnswer::Refused(error)) => {
                 Some(Restore::Failed(format!("could not set traffic: {error}")))
             }
-            Some(Err(error)) => {
+            Some(WriteAnswer::Retry(error)) => {
                 *last_error = format!("could not set traffic: {error}");
                 None
             }
@@ -308,19 +307,12 @@ async fn force_once(
         traffic: wanted.to_vec(),
         rollout: None,
     };
-    let remaining = give_up.saturating_duration_since(Instant::now());
-    match tokio::time::timeout_at(
-        give_up,
-        platform.set_traffic(&change, &service.etag, remaining),
-    )
-    .await
-    {
+    let write = write_traffic(platform, &change, &service.etag, give_up);
+    match tokio::time::timeout_at(give_up, write).await {
         Err(_) => Some(Err(last_error.clone())),
-        Ok(Ok(service)) => Some(Ok(service)),
-        Ok(Err(error @ (PortError::Rejected { .. } | PortError::NotFound(_)))) => {
-            Some(Err(format!("could not set traffic: {error}")))
-        }
-        Ok(Err(error)) => {
+        Ok(WriteAnswer::Applied(service)) => Some(Ok(*service)),
+        Ok(WriteAnswer::Refused(error)) => Some(Err(format!("could not set traffic: {error}"))),
+        Ok(WriteAnswer::Retry(error)) => {
             *last_error = format!("could not set traffic: {error}");
             None
         }

@@ -1,5 +1,5 @@
-//! Etag-guarded writes of an owned rollout: a failed or lost write is followed by a fresh read,
-//! and is sent again only while the service is still this rollout's with the split it wrote.
+//! Etag-guarded traffic writes: the one write every writer sends (a step, the restore, a person's
+//! rollback), and a rollout's own loop, which re-reads and re-sends only while the service is its.
 
 use std::future::Future;
 use std::time::Duration;
@@ -8,7 +8,9 @@ use tokio::time::Instant;
 
 use crate::rollout::engine::{Engine, Stop};
 use crate::rollout::ownership::{still_ours, traffic_matches};
-use crate::rollout::ports::{PortError, RolloutRecord, ServiceState, TrafficChange, TrafficTarget};
+use crate::rollout::ports::{
+    Platform, PortError, RolloutRecord, ServiceState, TrafficChange, TrafficTarget,
+};
 use crate::rollout::restore::later;
 use crate::rollout::timeline::EventKind;
 
@@ -17,6 +19,36 @@ use crate::rollout::timeline::EventKind;
 pub(super) const WRITE_ATTEMPTS: u32 = 5;
 /// Pause between attempts when the platform is unavailable.
 pub(super) const WRITE_BACKOFF: Duration = Duration::from_secs(1);
+
+/// How the platform answered one traffic write, sorted the same way for every writer.
+pub(super) enum WriteAnswer {
+    Applied(Box<ServiceState>),
+    /// A conflict, an outage or a lost answer: read again before deciding to send it again.
+    Retry(PortError),
+    /// Permission, a bad request, a missing service: sending it again will not help.
+    Refused(PortError),
+}
+
+/// One traffic write over the etag just read, with the time left until `until` as its deadline:
+/// the only place a rollout, its restore and a person's rollback change the split. The loops
+/// around it differ on purpose: whose service it must still be before writing again.
+pub(super) async fn write_traffic(
+    platform: &dyn Platform,
+    change: &TrafficChange,
+    etag: &str,
+    until: Instant,
+) -> WriteAnswer {
+    let remaining = until.saturating_duration_since(Instant::now());
+    match platform.set_traffic(change, etag, remaining).await {
+        Ok(service) => WriteAnswer::Applied(Box::new(service)),
+        Err(error @ (PortError::Conflict(_) | PortError::Unavailable(_))) => {
+            WriteAnswer::Retry(error)
+        }
+        Err(error @ (PortError::Rejected { .. } | PortError::NotFound(_))) => {
+            WriteAnswer::Refused(error)
+        }
+    }
+}
 
 impl Engine<'_> {
     /// Applies one traffic change of an owned rollout. Every failed or lost write is followed by
@@ -38,14 +70,14 @@ impl Engine<'_> {
         let mut etag = self.last_etag();
         for attempt in 1..=WRITE_ATTEMPTS {
             self.in_flight = Some(traffic.clone());
-            let remaining = give_up.saturating_duration_since(Instant::now());
             let written = self
-                .guard(platform.set_traffic(&change, &etag, remaining))
+                .guard(write_traffic(platform, &change, &etag, give_up))
                 .await
                 .ok_or(Stop::Interrupted)?;
-            let error = match written {
-                Ok(service) => return Ok(self.applied(step, service, record)),
-                Err(error) => error,
+            let (error, retry) = match written {
+                WriteAnswer::Applied(service) => return Ok(self.applied(step, *service, record)),
+                WriteAnswer::Retry(error) => (error, true),
+                WriteAnswer::Refused(error) => (error, false),
             };
             let current = self
                 .read_settled(give_up.saturating_duration_since(Instant::now()))
@@ -55,20 +87,22 @@ impl Engine<'_> {
                 return Ok(self.applied(step, current, record));
             }
             still_ours(&current, &self.identity.id, &[&self.confirmed]).map_err(Stop::Aborted)?;
-            match error {
-                PortError::Conflict(reason) | PortError::Unavailable(reason)
-                    if attempt < WRITE_ATTEMPTS && Instant::now() < give_up =>
-                {
-                    self.emit(EventKind::Retrying {
-                        what: "set traffic".into(),
-                        reason,
-                    });
-                    self.guard(tokio::time::sleep(WRITE_BACKOFF))
-                        .await
-                        .ok_or(Stop::Interrupted)?;
-                }
-                other => return Err(Stop::Error(format!("could not set traffic: {other}"))),
+            if !(retry && attempt < WRITE_ATTEMPTS && Instant::now() < give_up) {
+                return Err(Stop::Error(format!("could not set traffic: {error}")));
             }
+            let (PortError::Conflict(reason)
+            | PortError::Unavailable(reason)
+            | PortError::NotFound(reason)
+            | PortError::Rejected {
+                message: reason, ..
+            }) = error;
+            self.emit(EventKind::Retrying {
+                what: "set traffic".into(),
+                reason,
+            });
+            self.guard(tokio::time::sleep(WRITE_BACKOFF))
+                .await
+                .ok_or(Stop::Interrupted)?;
             etag = current.etag;
         }
         Err(Stop::Error(format!(
