@@ -289,9 +289,14 @@ pub fn summary(report: &Report) -> String {
 pub fn print_json(result: &impl Serialize) {
     let mut value = serde_json::to_value(result).expect("results serialize to JSON");
     value.sort_all_objects();
-    let text = value.to_string();
+    print_text(&format!("{value}\n"));
+}
+
+/// Text that is the command's own output (a table a person asked for) on stdout; a closed pipe
+/// (`shiftgate … | head`) ends the output, never the process.
+pub fn print_text(text: &str) {
     let mut stdout = std::io::stdout().lock();
-    let _ = writeln!(stdout, "{text}");
+    let _ = stdout.write_all(text.as_bytes());
     let _ = stdout.flush();
 }
 

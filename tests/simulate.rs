@@ -95,3 +95,27 @@ async fn bad_scenarios_and_policies_are_refused_naming_the_flag() {
         expect_refused_naming(&output, flag, &args);
     }
 }
+
+#[tokio::test]
+async fn a_reader_that_stops_early_ends_the_table_not_the_process() {
+    let dir = workdir("simulate-closed-pipe");
+    let mut command = shiftgate(&dir, &["simulate", "--runs", "5"]);
+    command
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let output = tokio::task::spawn_blocking(move || {
+        let mut child = command.spawn().unwrap();
+        // `shiftgate simulate | head -0`: the reader is gone before the table is written.
+        drop(child.stdout.take());
+        child.wait_with_output().unwrap()
+    })
+    .await
+    .unwrap();
+
+    let stderr = stderr_of(&output);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(
+        matches!(output.status.code(), Some(0) | Some(1)),
+        "{stderr}"
+    );
+}

@@ -285,7 +285,7 @@ pub async fn run(context: &Context, args: SimulateArgs) -> Result<CommandResult,
     .map_err(|error| CommandError::api(format!("the simulation stopped: {error}")))?;
     let result = build_result(&args, metrics_delay, results);
     if !context.json {
-        print!("{}", table(&result, started.elapsed()));
+        crate::output::print_text(&table(&result, started.elapsed()));
     }
     if let Some(path) = &args.svg {
         std::fs::write(path, crate::simulate::svg::plot(&judge_points(&result))).map_err(
