@@ -420,9 +420,8 @@ impl ActionsProgress {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report_markdown::tests::{policy, rolled_back_report};
-    use crate::rollout::ports::{RequestCounts, TrafficTarget};
-    use std::time::SystemTime;
+    use crate::report_markdown::tests::{event, policy, rolled_back_report, split};
+    use crate::rollout::ports::RequestCounts;
 
     #[test]
     fn outputs_use_a_random_heredoc_delimiter_and_survive_newlines() {
@@ -570,21 +569,6 @@ mod tests {
         );
         assert!(summary.contains("```mermaid\nxychart-beta\n"), "{summary}");
         assert!(summary.contains("Final traffic (read back from the service): `app-1` 100%"));
-    }
-
-    fn event(elapsed_s: f64, kind: EventKind) -> Event {
-        Event {
-            at: SystemTime::UNIX_EPOCH,
-            elapsed_s,
-            kind,
-        }
-    }
-
-    fn split(stable: u8, candidate: u8) -> Vec<TrafficTarget> {
-        vec![
-            TrafficTarget::new("app-1", stable),
-            TrafficTarget::new("app-2", candidate),
-        ]
     }
 
     fn errors(step: usize, total: u64, bad: u64, phase: StepPhase, verdict: Verdict) -> EventKind {

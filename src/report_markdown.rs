@@ -273,7 +273,7 @@ pub(crate) mod tests {
     use crate::rollout::timeline::Event;
     use crate::rollout::verdict::Verdict;
 
-    fn event(elapsed_s: f64, kind: EventKind) -> Event {
+    pub(crate) fn event(elapsed_s: f64, kind: EventKind) -> Event {
         Event {
             at: SystemTime::UNIX_EPOCH,
             elapsed_s,
@@ -281,7 +281,7 @@ pub(crate) mod tests {
         }
     }
 
-    fn split(stable: u8, candidate: u8) -> Vec<TrafficTarget> {
+    pub(crate) fn split(stable: u8, candidate: u8) -> Vec<TrafficTarget> {
         vec![
             TrafficTarget::new("app-1", stable),
             TrafficTarget::new("app-2", candidate),

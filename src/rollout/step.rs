@@ -171,7 +171,6 @@ impl Engine<'_> {
             .ok_or(Stop::Interrupted)?;
         let since = look.step_started.elapsed();
         let percent = report.percent;
-        let judge = &mut self.judge;
         let decision = |errors: &Errors, errors_in_a_row: u32| {
             decide(
                 &health,
@@ -184,7 +183,10 @@ impl Engine<'_> {
         };
         if health.is_fail() {
             report.health = "fail";
-            return Ok((since, decision(&Errors::Waiting, judge.errors_in_a_row)));
+            return Ok((
+                since,
+                decision(&Errors::Waiting, self.judge.errors_in_a_row),
+            ));
         }
         report.health = "pass";
         let phase = schedule.phase(since);
