@@ -7,6 +7,7 @@ mod dataplane;
 mod error;
 mod faults;
 mod github;
+mod latency;
 mod model;
 mod monitoring;
 mod prometheus;
@@ -30,6 +31,7 @@ pub use faults::{Answer, BadPoint, BadSeries, Fault, HANG, MALFORMED_JSON, Point
 pub use github::{
     Approval, DispatchMode, GitHubExchange, GitHubFault, GitHubSim, JobSpec, WorkflowSpec,
 };
+pub use latency::Latency;
 pub use model::{ApiCall, Behavior, PATCH_MODE_ENV, PatchMode, SimModel};
 pub use state::ServiceKey;
 

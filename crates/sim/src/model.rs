@@ -7,6 +7,7 @@ use std::time::{Duration, SystemTime};
 
 use crate::error::{ApiError, not_found_service, status_error};
 use crate::faults::{Answer, BadPoint, BadSeries, Fault, RESET_MESSAGE};
+use crate::latency::Latency;
 use crate::state::{
     Hit, Operation, RevState, RevStats, Revision, Service, ServiceKey, ServicePatch, TYPE_LATEST,
     TYPE_REVISION, Target,
@@ -31,6 +32,9 @@ pub struct Behavior {
     /// Creating a revision from this image fails: the operation ends with an error, the revision is
     /// not ready and traffic stays as it was.
     pub fails_to_start: bool,
+    /// How long each request (every path, `/health` too) takes; request n of a revision gets the
+    /// n-th of its deterministic draws (see [`Latency`]).
+    pub latency: Latency,
 }
 
 impl Behavior {
@@ -41,6 +45,7 @@ impl Behavior {
             healthy: true,
             health_body: None,
             fails_to_start: false,
+            latency: Latency::DEFAULT,
         }
     }
 
@@ -67,6 +72,12 @@ impl Behavior {
 
     pub fn with_health_body(mut self, body: impl Into<String>) -> Self {
         self.health_body = Some(body.into());
+        self
+    }
+
+    /// Requests take a log-normal latency with this median and p95 (equal: always the median).
+    pub fn with_latency(mut self, median: Duration, p95: Duration) -> Self {
+        self.latency = Latency { median, p95 };
         self
     }
 
@@ -516,14 +527,48 @@ impl SimModel {
         self.state().urls.get(base.trim_end_matches('/')).cloned()
     }
 
-    /// Counts one answered request; monitoring sees it after the ingestion lag.
+    /// Counts one answered request, with the revision's next latency draw (see
+    /// [`SimModel::next_latency`]); monitoring sees it after the ingestion lag.
     pub fn record(&self, revision: &str, status: u16, at: SystemTime) {
+        let latency = self.next_latency(revision);
+        self.record_with_latency(revision, status, at, latency);
+    }
+
+    /// Counts one answered request that took `latency` (drawn before it was served, as the HTTP
+    /// data plane does); monitoring sees it after the ingestion lag.
+    pub fn record_with_latency(
+        &self,
+        revision: &str,
+        status: u16,
+        at: SystemTime,
+        latency: Duration,
+    ) {
         self.state()
             .stats
             .entry(revision.to_string())
             .or_default()
             .hits
-            .push(Hit { at, code: status });
+            .push(Hit {
+                at,
+                code: status,
+                latency,
+            });
+    }
+
+    /// Draws the latency of a revision's next request (of any path): the n-th draw of its image's
+    /// [`Latency`]. A revision the model does not know takes [`Latency::DEFAULT`].
+    pub fn next_latency(&self, revision: &str) -> Duration {
+        let mut s = self.state();
+        let latency = s
+            .rev_index
+            .get(revision)
+            .and_then(|k| s.services.get(k))
+            .and_then(|svc| svc.revision(revision))
+            .map(|r| s.behavior(&r.image).latency)
+            .unwrap_or_default();
+        let stats = s.stats.entry(revision.to_string()).or_default();
+        stats.timed += 1;
+        latency.nth(stats.timed)
     }
 
     /// What a revision answers for `path`, per its image's behaviour.
@@ -574,27 +619,28 @@ impl SimModel {
         start: SystemTime,
         end: SystemTime,
     ) -> BTreeMap<String, (u64, u64)> {
-        let s = self.state();
-        let visible_until = s.clock.now().checked_sub(s.ingestion_lag);
         let mut out = BTreeMap::new();
-        let Some(svc) = s.services.get(key) else {
-            return out;
-        };
-        for rev in &svc.revisions {
-            let Some(stats) = s.stats.get(&rev.name) else {
-                continue;
-            };
-            for hit in stats
-                .hits
-                .iter()
-                .filter(|h| h.at > start && h.at <= end && visible_until.is_some_and(|v| h.at <= v))
-            {
-                let entry: &mut (u64, u64) = out.entry(rev.name.clone()).or_default();
-                entry.0 += 1;
-                if hit.code >= 500 {
-                    entry.1 += 1;
-                }
+        for (revision, hit) in self.state().hits_between(key, start, end) {
+            let entry: &mut (u64, u64) = out.entry(revision).or_default();
+            entry.0 += 1;
+            if hit.code >= 500 {
+                entry.1 += 1;
             }
+        }
+        out
+    }
+
+    /// Latencies of the requests per revision of a service answered in `(start, end]` and already
+    /// ingested (what [`SimModel::counts_between`] counts), in the order they were recorded.
+    pub fn latencies_between(
+        &self,
+        key: &ServiceKey,
+        start: SystemTime,
+        end: SystemTime,
+    ) -> BTreeMap<String, Vec<Duration>> {
+        let mut out: BTreeMap<String, Vec<Duration>> = BTreeMap::new();
+        for (revision, hit) in self.state().hits_between(key, start, end) {
+            out.entry(revision).or_default().push(hit.latency);
         }
         out
     }
@@ -625,6 +671,36 @@ impl SimModel {
 }
 
 impl Inner {
+    /// The hits of a service's revisions answered in `(start, end]` and already ingested: the one
+    /// visibility rule of every in-process metrics reader.
+    fn hits_between(
+        &self,
+        key: &ServiceKey,
+        start: SystemTime,
+        end: SystemTime,
+    ) -> Vec<(String, Hit)> {
+        let visible_until = self.clock.now().checked_sub(self.ingestion_lag);
+        let Some(svc) = self.services.get(key) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for rev in &svc.revisions {
+            let Some(stats) = self.stats.get(&rev.name) else {
+                continue;
+            };
+            out.extend(
+                stats
+                    .hits
+                    .iter()
+                    .filter(|h| {
+                        h.at > start && h.at <= end && visible_until.is_some_and(|v| h.at <= v)
+                    })
+                    .map(|h| (rev.name.clone(), *h)),
+            );
+        }
+        out
+    }
+
     fn next_random(&mut self) -> u64 {
         // xorshift64*: deterministic names and ids, so test runs are reproducible.
         let mut x = self.rng;
@@ -1092,4 +1168,65 @@ fn validate_annotations(map: &BTreeMap<String, String>) -> Result<(), ApiError> 
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    #[tokio::test(start_paused = true)]
+    async fn latencies_are_drawn_per_revision_and_read_with_the_visibility_of_counts() {
+        let model = SimModel::new(Clock::new());
+        model.register_image(
+            "slow:1",
+            Behavior::healthy("1.0.0").with_latency(MS * 200, MS * 800),
+        );
+        let revision = model.add_service("p", "r", "app", "slow:1");
+        let key = ServiceKey::new("p", "r", "app");
+        model.set_ingestion_lag(Duration::from_secs(60));
+        let start = model.clock().now();
+
+        // Given 1,000 requests recorded one second apart, each with the revision's next draw,
+        for _ in 0..1000 {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            model.record(&revision, 200, model.clock().now());
+        }
+        let end = model.clock().now();
+
+        // then the last 60 s are not visible yet, and what is visible is what the counts count,
+        let latencies = model.latencies_between(&key, start, end);
+        let counts = model.counts_between(&key, start, end);
+        assert_eq!(latencies[&revision].len(), 940);
+        assert_eq!(counts[&revision].0, 940);
+        // in the order of the draws: request n took the n-th draw of its image's latency.
+        let expected = Behavior::healthy("1.0.0")
+            .with_latency(MS * 200, MS * 800)
+            .latency;
+        for (i, latency) in latencies[&revision].iter().enumerate() {
+            assert_eq!(*latency, expected.nth(i as u64 + 1));
+        }
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        let all = model.latencies_between(&key, start, end);
+        let slow = all[&revision].iter().filter(|l| **l > MS * 800).count();
+        assert_eq!((all[&revision].len(), slow), (1000, 50));
+        // A window is (start, end]: the request at `end` is in, the one at `start` is not.
+        let last = model.latencies_between(&key, end - Duration::from_secs(1), end);
+        assert_eq!(last[&revision], vec![expected.nth(1000)]);
+        let unknown = ServiceKey::new("p", "r", "other");
+        assert!(model.latencies_between(&unknown, start, end).is_empty());
+    }
+
+    #[test]
+    fn a_recorded_latency_is_kept_as_given_and_does_not_use_up_a_draw() {
+        let model = SimModel::new(Clock::new());
+        let revision = model.add_service("p", "r", "app", "img:1");
+        let now = model.clock().now();
+        model.record_with_latency(&revision, 200, now, MS * 1234);
+        assert_eq!(model.next_latency(&revision), Latency::DEFAULT.nth(1));
+        let key = ServiceKey::new("p", "r", "app");
+        let seen = model.latencies_between(&key, now - MS, now);
+        assert_eq!(seen[&revision], vec![MS * 1234]);
+    }
 }

@@ -2,7 +2,7 @@
 //! hits — and the rules that read them (resolved split, weighted round-robin), without I/O.
 
 use std::collections::BTreeMap;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use serde_json::Value;
 
@@ -215,11 +215,12 @@ impl Operation {
     }
 }
 
-/// One request the revision answered.
+/// One request the revision answered: when the answer left, its status, and how long it took.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Hit {
     pub at: SystemTime,
     pub code: u16,
+    pub latency: Duration,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -227,6 +228,8 @@ pub(crate) struct RevStats {
     pub hits: Vec<Hit>,
     /// Non-health requests answered, for the deterministic error pattern.
     pub served: u64,
+    /// Latencies drawn (requests of every path), for the deterministic latency pattern.
+    pub timed: u64,
 }
 
 /// What a PATCH asks for, after the update mask has been applied: `None` leaves a field as is.
