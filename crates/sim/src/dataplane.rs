@@ -9,7 +9,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::http::{HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
-use tokio::task::JoinHandle;
+use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::MissedTickBehavior;
 
 use crate::model::{Endpoints, HEALTH_PATH, SimModel, WeakModel};
@@ -218,10 +218,13 @@ impl LoadHandle {
     }
 
     /// Runs `request` at `rps` per second of tokio time; late ticks are delayed, never bunched.
+    /// Each request runs in its own task, so slow answers do not lower the rate; with 256
+    /// requests unanswered the next one waits for a slot. Dropping the handle ends the requests
+    /// in flight too.
     pub fn spawn<F, Fut>(rps: f64, mut request: F) -> Self
     where
         F: FnMut() -> Fut + Send + 'static,
-        Fut: Future<Output = ()> + Send,
+        Fut: Future<Output = ()> + Send + 'static,
     {
         let sent = Arc::new(AtomicU64::new(0));
         let counter = sent.clone();
@@ -229,15 +232,25 @@ impl LoadHandle {
         let task = tokio::spawn(async move {
             let mut interval = tokio::time::interval(period);
             interval.set_missed_tick_behavior(MissedTickBehavior::Delay);
+            // Owned by this task, so aborting it aborts the requests in flight.
+            let mut in_flight = JoinSet::new();
             loop {
                 interval.tick().await;
+                while in_flight.try_join_next().is_some() {}
+                if in_flight.len() >= MAX_IN_FLIGHT {
+                    in_flight.join_next().await;
+                }
                 counter.fetch_add(1, Ordering::Relaxed);
-                request().await;
+                in_flight.spawn(request());
             }
         });
         Self { sent, task }
     }
 }
+
+/// Requests a load generator leaves unanswered before it waits: a client's connection limit,
+/// far above what a test's rate times a revision's latency needs.
+pub(crate) const MAX_IN_FLIGHT: usize = 256;
 
 impl Drop for LoadHandle {
     fn drop(&mut self) {
@@ -255,4 +268,53 @@ pub(crate) fn start_http_load(client: reqwest::Client, url: String, rps: f64) ->
             }
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+
+    /// A load at `rps` whose every request takes `latency`; also returns how many have answered.
+    fn slow_load(rps: f64, latency: Duration) -> (LoadHandle, Arc<AtomicUsize>) {
+        let answered = Arc::new(AtomicUsize::new(0));
+        let counter = answered.clone();
+        let load = LoadHandle::spawn(rps, move || {
+            let counter = counter.clone();
+            async move {
+                tokio::time::sleep(latency).await;
+                counter.fetch_add(1, Ordering::Relaxed);
+            }
+        });
+        (load, answered)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn given_requests_slower_than_the_period_then_the_load_keeps_its_rate() {
+        let (load, answered) = slow_load(10.0, Duration::from_secs(5));
+        tokio::time::sleep(Duration::from_millis(9_950)).await;
+        assert_eq!(load.sent(), 100);
+        assert_eq!(
+            answered.load(Ordering::Relaxed),
+            50,
+            "5 s of requests in flight"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn given_requests_that_never_answer_then_the_load_stops_at_the_in_flight_bound() {
+        let (load, answered) = slow_load(100.0, Duration::from_secs(3600));
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        assert_eq!(load.sent(), MAX_IN_FLIGHT as u64);
+        assert_eq!(answered.load(Ordering::Relaxed), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn dropping_the_handle_ends_the_requests_in_flight() {
+        let (load, answered) = slow_load(10.0, Duration::from_secs(5));
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        drop(load);
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        assert_eq!(answered.load(Ordering::Relaxed), 0);
+    }
 }
