@@ -42,6 +42,14 @@ pub(crate) fn text(status: u16, content_type: &'static str, body: String) -> Res
     response
 }
 
+/// How a backend tells the front which latency it drew, so the hit records that draw exactly
+/// rather than a measurement that would carry the loopback's own time. The front does not pass it on.
+const LATENCY_HEADER: &str = "x-shiftgate-sim-latency-ns";
+
+fn latency_nanos(latency: Duration) -> u64 {
+    u64::try_from(latency.as_nanos()).unwrap_or(u64::MAX)
+}
+
 /// Listeners and backends of the HTTP simulator. Lock order: never lock the model while holding
 /// one of these mutexes (the model calls `Endpoints` while locked).
 pub(crate) struct DataPlane {
@@ -59,7 +67,9 @@ impl DataPlane {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let client = reqwest::Client::builder()
             .no_proxy()
-            .timeout(Duration::from_secs(10))
+            // Cloud Run's default request timeout: a slow revision's answer is waited for as the
+            // platform would.
+            .timeout(Duration::from_secs(300))
             .connect_timeout(Duration::from_secs(2))
             .build()
             .expect("a plain HTTP client builds");
@@ -152,8 +162,18 @@ impl DataPlane {
                     .headers()
                     .get(header::CONTENT_TYPE)
                     .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+                let latency = resp
+                    .headers()
+                    .get(LATENCY_HEADER)
+                    .and_then(|v| v.to_str().ok()?.parse().ok())
+                    .map(Duration::from_nanos);
                 let body = resp.text().await.unwrap_or_default();
-                model.record(&revision, status, model.clock().now());
+                match latency {
+                    Some(latency) => {
+                        model.record_with_latency(&revision, status, model.clock().now(), latency)
+                    }
+                    None => model.record(&revision, status, model.clock().now()),
+                }
                 let content_type = if json {
                     "application/json"
                 } else {
@@ -179,12 +199,19 @@ impl DataPlane {
             async move {
                 let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
                 let (status, body) = model.respond(&rev, path);
+                let latency = model.next_latency(&rev);
+                // The container is what is slow: the front sees the wait like a client would.
+                tokio::time::sleep(latency).await;
                 let content_type = if uri.path() == HEALTH_PATH {
                     "application/json"
                 } else {
                     "text/plain"
                 };
-                text(status, content_type, body)
+                let mut response = text(status, content_type, body);
+                response
+                    .headers_mut()
+                    .insert(LATENCY_HEADER, HeaderValue::from(latency_nanos(latency)));
+                response
             }
         });
         self.track(serve(listener, router));
@@ -307,6 +334,55 @@ mod tests {
         tokio::time::sleep(Duration::from_secs(60)).await;
         assert_eq!(load.sent(), MAX_IN_FLIGHT as u64);
         assert_eq!(answered.load(Ordering::Relaxed), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn given_a_slow_revision_then_every_path_waits_its_latency_and_the_hit_records_it() {
+        let sim = crate::Sim::start(shiftgate_clock::Clock::new())
+            .await
+            .unwrap();
+        let slow = Duration::from_millis(250);
+        sim.register_image(
+            "slow:1",
+            crate::Behavior::healthy("1.0.0").with_latency(slow, slow),
+        );
+        let revision = sim.add_service("p", "r", "app", "slow:1");
+        let url = sim.service_url("p", "r", "app").unwrap();
+        let client = sim.plane.client();
+        for path in ["/", "/health"] {
+            let started = tokio::time::Instant::now();
+            let answer = client.get(format!("{url}{path}")).send().await.unwrap();
+            assert_eq!(answer.status(), 200);
+            assert!(
+                answer.headers().get(LATENCY_HEADER).is_none(),
+                "kept inside"
+            );
+            assert!(started.elapsed() >= slow, "{path}: {:?}", started.elapsed());
+        }
+        let key = ServiceKey::new("p", "r", "app");
+        let now = sim.model().clock().now();
+        let seen = sim
+            .model()
+            .latencies_between(&key, now - Duration::from_secs(10), now);
+        assert_eq!(seen[&revision], vec![slow, slow]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn given_a_revision_slower_than_the_period_then_http_load_keeps_its_rate() {
+        let sim = crate::Sim::start(shiftgate_clock::Clock::new())
+            .await
+            .unwrap();
+        let slow = Duration::from_secs(2);
+        sim.register_image(
+            "slow:1",
+            crate::Behavior::healthy("1.0.0").with_latency(slow, slow),
+        );
+        let revision = sim.add_service("p", "r", "app", "slow:1");
+        let load = sim.start_load("p", "r", "app", 20.0);
+        tokio::time::sleep(Duration::from_millis(9_990)).await;
+        assert_eq!(load.sent(), 200);
+        // Answered: what was sent at least 2 s ago.
+        assert_eq!(sim.model().counts(&revision).0, 160);
     }
 
     #[tokio::test(start_paused = true)]
