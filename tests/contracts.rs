@@ -18,7 +18,7 @@ use shiftgate::{
     CandidateSource, CloudMonitoring, CloudRunService, Credentials, Engine, GoogleRest,
     HttpHealthEndpoint, Interrupt, Policy, Ports, RolloutRequest, roll_back, status,
 };
-use shiftgate_sim::{Behavior, Fault, Sim};
+use shiftgate_sim::{Behavior, Fault, LatencyBuckets, Sim};
 
 /// One HTTP exchange as it crossed the wire.
 #[derive(Debug, Clone)]
@@ -296,4 +296,77 @@ async fn every_exchange_of_real_rollouts_matches_the_official_contracts() {
         "a missing revision answers 404 in Google's error shape"
     );
     eprintln!("{} exchanges validated", exchanges.len());
+}
+
+/// The `request_latencies` answer a latency gate reads, after requests really went through the
+/// data plane, validates against the official contract in each of the three bucket layouts.
+#[tokio::test(start_paused = true)]
+async fn latency_distributions_match_the_official_contract_in_every_bucket_layout() {
+    let monitoring = Discovery::load("tests/contracts/monitoring.v3.json");
+    let sim = Sim::start(Clock::new()).await.unwrap();
+    let ms = Duration::from_millis;
+    sim.register_image(
+        "registry/app:slow",
+        Behavior::healthy("1.0.0").with_latency(ms(200), ms(800)),
+    );
+    sim.add_service("p", "us-central1", "app", "registry/app:slow");
+    let url = sim.service_url("p", "us-central1", "app").unwrap();
+    let client = shiftgate::client_builder().build().unwrap();
+    for _ in 0..50 {
+        let answer = client.get(format!("{url}/")).send().await.unwrap();
+        assert_eq!(answer.status(), 200);
+    }
+    let now = sim.model().clock().now();
+    let (start, end) = (
+        humantime::format_rfc3339(now - Duration::from_secs(600)).to_string(),
+        humantime::format_rfc3339(now + Duration::from_secs(1)).to_string(),
+    );
+    let query = [
+        (
+            "filter",
+            "metric.type=\"run.googleapis.com/request_latencies\" AND resource.labels.service_name=\"app\"",
+        ),
+        ("interval.startTime", start.as_str()),
+        ("interval.endTime", end.as_str()),
+        ("aggregation.alignmentPeriod", "601s"),
+        ("aggregation.perSeriesAligner", "ALIGN_DELTA"),
+        ("aggregation.crossSeriesReducer", "REDUCE_SUM"),
+        ("aggregation.groupByFields", "resource.labels.revision_name"),
+    ];
+    let id = "monitoring.projects.timeSeries.list";
+    monitoring.check_query(id, query).unwrap();
+    for (layout, options) in [
+        (LatencyBuckets::default(), "exponentialBuckets"),
+        (
+            LatencyBuckets::Linear {
+                count: 20,
+                width: 50.0,
+                offset: 0.0,
+            },
+            "linearBuckets",
+        ),
+        (
+            LatencyBuckets::Explicit(vec![100.0, 200.0, 400.0, 800.0, 1600.0]),
+            "explicitBuckets",
+        ),
+    ] {
+        sim.set_latency_buckets(layout.clone());
+        let answer = client
+            .get(format!("{}/v3/projects/p/timeSeries", sim.monitoring_url()))
+            .query(&query)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 200);
+        let body: Value = answer.json().await.unwrap();
+        monitoring
+            .validate_response(id, &body)
+            .unwrap_or_else(|errors| panic!("{layout:?}: {errors:#?}\n{body:#}"));
+        let distribution = &body["timeSeries"][0]["points"][0]["value"]["distributionValue"];
+        assert_eq!(distribution["count"], "50", "{layout:?}: {body}");
+        assert!(
+            distribution["bucketOptions"].get(options).is_some(),
+            "{layout:?}: {body}"
+        );
+    }
 }

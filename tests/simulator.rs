@@ -571,7 +571,7 @@ async fn time_series_are_aligned_backwards_from_the_end() {
     let mut bad = query.to_vec();
     bad[0] = (
         "filter",
-        "metric.type=\"run.googleapis.com/request_latencies\"",
+        "metric.type=\"run.googleapis.com/container/instance_count\"",
     );
     assert_eq!(list_time_series(&model, &bad).await.status, 400);
     let mut bad = query.to_vec();
@@ -596,6 +596,164 @@ async fn time_series_are_aligned_backwards_from_the_end() {
         "metric.type=\"run.googleapis.com/request_count\" AND resource.labels.service_name=\"other\"",
     );
     assert_eq!(list_time_series(&model, &none).await.body, json!({}));
+}
+
+/// `request_latencies` of the service over `(start, end]` in `period` steps, summed per the fields.
+fn latency_query(
+    start: &str,
+    end: &str,
+    period: &str,
+    group_by: &[&str],
+) -> Vec<(&'static str, String)> {
+    let mut query = vec![
+        (
+            "filter",
+            format!(
+                "metric.type=\"run.googleapis.com/request_latencies\" AND resource.labels.service_name=\"{S}\""
+            ),
+        ),
+        ("interval.startTime", start.to_string()),
+        ("interval.endTime", end.to_string()),
+        ("aggregation.alignmentPeriod", period.to_string()),
+        ("aggregation.perSeriesAligner", "ALIGN_DELTA".to_string()),
+        ("aggregation.crossSeriesReducer", "REDUCE_SUM".to_string()),
+    ];
+    for field in group_by {
+        query.push(("aggregation.groupByFields", field.to_string()));
+    }
+    query
+}
+
+#[tokio::test(start_paused = true)]
+async fn latency_distributions_are_aligned_like_counts_and_binned_in_the_layout_set() {
+    let (model, stable) = setup();
+    model.set_latency_buckets(LatencyBuckets::Linear {
+        count: 4,
+        width: 100.0,
+        offset: 0.0,
+    });
+    // Given hits at +10s (outside), +70s, +100s (5xx), +150s, +170s and +175s, with their latencies,
+    for (at, code, ms) in [
+        (10, 200, 5),
+        (70, 200, 50),
+        (100, 500, 150),
+        (150, 200, 100),
+        (170, 200, 200),
+        (175, 200, 900),
+    ] {
+        model.record_with_latency(&stable, code, ts(at), Duration::from_millis(ms));
+    }
+    let by_revision = ["resource.labels.revision_name"];
+
+    // when the latencies of (60, 180] are read per revision in 60 s periods,
+    let query = latency_query(&rfc(ts(60)), &rfc(ts(180)), "60s", &by_revision);
+    let query: Vec<(&str, &str)> = query.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let r = list_time_series(&model, &query).await;
+    expect_ok(&r);
+
+    // then one series carries a distribution per period, newest first, in the linear layout:
+    // bucket 0 is below 0 ms, bucket i is [100(i-1), 100i) ms, bucket 5 from 400 ms on.
+    assert_eq!(r.body["unit"], "ms");
+    let series = r.body["timeSeries"].as_array().unwrap();
+    assert_eq!(series.len(), 1, "{}", r.body);
+    assert_eq!(
+        series[0]["metric"],
+        json!({"type": "run.googleapis.com/request_latencies"})
+    );
+    assert_eq!(
+        series[0]["resource"],
+        json!({"type": "cloud_run_revision", "labels": {"revision_name": stable}})
+    );
+    assert_eq!(series[0]["metricKind"], "DELTA");
+    assert_eq!(series[0]["valueType"], "DISTRIBUTION");
+    let options = json!({"linearBuckets": {"numFiniteBuckets": 4, "width": 100.0, "offset": 0.0}});
+    assert_eq!(
+        series[0]["points"],
+        json!([
+            {
+                "interval": {
+                    "startTime": humantime::format_rfc3339_nanos(ts(120)).to_string(),
+                    "endTime": humantime::format_rfc3339_nanos(ts(180)).to_string(),
+                },
+                "value": {"distributionValue": {
+                    "count": "3",
+                    "mean": 400.0,
+                    "sumOfSquaredDeviation": 380000.0,
+                    "bucketOptions": options,
+                    "bucketCounts": ["0", "0", "1", "1", "0", "1"],
+                }},
+            },
+            {
+                "interval": {
+                    "startTime": humantime::format_rfc3339_nanos(ts(60)).to_string(),
+                    "endTime": humantime::format_rfc3339_nanos(ts(120)).to_string(),
+                },
+                "value": {"distributionValue": {
+                    "count": "2",
+                    "mean": 100.0,
+                    "sumOfSquaredDeviation": 5000.0,
+                    "bucketOptions": options,
+                    "bucketCounts": ["0", "1", "1"],
+                }},
+            },
+        ])
+    );
+
+    // Grouped by response class too (meaningful for a distribution), the 5xx latency stands apart.
+    let query = latency_query(
+        &rfc(ts(60)),
+        &rfc(ts(180)),
+        "120s",
+        &[
+            "resource.labels.revision_name",
+            "metric.labels.response_code_class",
+        ],
+    );
+    let series = series_of(&model, &query).await;
+    assert_eq!(series.len(), 2);
+    assert_eq!(
+        series[1]["metric"]["labels"],
+        json!({"response_code_class": "5xx"})
+    );
+    let errors = &series[1]["points"][0]["value"]["distributionValue"];
+    assert_eq!(
+        (errors["count"].clone(), errors["mean"].clone()),
+        (json!("1"), json!(150.0))
+    );
+    assert_eq!(
+        series[0]["points"][0]["value"]["distributionValue"]["count"],
+        "4"
+    );
+
+    // Replaced request-count points neither show in a latency answer nor are used up by it.
+    model.inject(Fault::metric_points(
+        &stable,
+        "2xx",
+        vec![BadPoint::int64("-1")],
+    ));
+    let series = series_of(&model, &query).await;
+    assert_eq!(
+        series[0]["points"][0]["value"]["distributionValue"]["count"],
+        "4"
+    );
+    assert_eq!(model.pending_faults(), 1);
+
+    // Aligners and reducers the simulator does not implement are refused, as for counts.
+    for (name, value) in [
+        ("aggregation.perSeriesAligner", "ALIGN_PERCENTILE_95"),
+        ("aggregation.crossSeriesReducer", "REDUCE_PERCENTILE_95"),
+        ("aggregation.alignmentPeriod", "30s"),
+    ] {
+        let mut bad = latency_query(&rfc(ts(60)), &rfc(ts(180)), "60s", &by_revision);
+        bad.retain(|(k, _)| *k != name);
+        bad.push((name, value.to_string()));
+        let bad: Vec<(&str, &str)> = bad.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        expect_error(
+            &list_time_series(&model, &bad).await,
+            400,
+            "INVALID_ARGUMENT",
+        );
+    }
 }
 
 #[tokio::test(start_paused = true)]

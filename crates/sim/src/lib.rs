@@ -4,6 +4,7 @@
 mod auth;
 mod control;
 mod dataplane;
+mod distribution;
 mod error;
 mod faults;
 mod github;
@@ -26,6 +27,7 @@ use axum::response::{IntoResponse, Response};
 pub use auth::SUBJECT_TOKEN;
 pub use control::{ApiRequest, ApiResponse, Caller, call};
 pub use dataplane::LoadHandle;
+pub use distribution::LatencyBuckets;
 pub use error::ApiError;
 pub use faults::{Answer, BadPoint, BadSeries, Fault, HANG, MALFORMED_JSON, PointAt};
 pub use github::{
@@ -142,6 +144,11 @@ impl Sim {
 
     pub fn set_ingestion_lag(&self, lag: Duration) {
         self.model.set_ingestion_lag(lag)
+    }
+
+    /// The buckets latency distributions are reported in (see [`SimModel::set_latency_buckets`]).
+    pub fn set_latency_buckets(&self, buckets: LatencyBuckets) {
+        self.model.set_latency_buckets(buckets)
     }
 
     pub fn hold_operations(&self, hold: bool) {
@@ -269,3 +276,4 @@ impl http_body::Body for FailingBody {
         ))))
     }
 }
+

@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
+use crate::distribution::LatencyBuckets;
 use crate::error::{ApiError, not_found_service, status_error};
 use crate::faults::{Answer, BadPoint, BadSeries, Fault, RESET_MESSAGE};
 use crate::latency::Latency;
@@ -194,6 +195,7 @@ pub(crate) struct Inner {
     pub hold: bool,
     pub op_delay: Duration,
     pub ingestion_lag: Duration,
+    pub latency_buckets: LatencyBuckets,
     pub write_count: u64,
     pub log: Vec<ApiCall>,
     pub bearer: Option<Vec<String>>,
@@ -251,6 +253,7 @@ impl SimModel {
                 hold: false,
                 op_delay: Duration::from_millis(100),
                 ingestion_lag: Duration::ZERO,
+                latency_buckets: LatencyBuckets::default(),
                 write_count: 0,
                 log: Vec::new(),
                 bearer: None,
@@ -365,6 +368,24 @@ impl SimModel {
 
     pub fn set_ingestion_lag(&self, lag: Duration) {
         self.state().ingestion_lag = lag;
+    }
+
+    /// The buckets of the latency distributions Monitoring and `/metrics` report from now on.
+    ///
+    /// # Panics
+    ///
+    /// When Google's API would refuse the layout (no finite bucket where one is needed, a growth
+    /// of at most 1, a width or scale of at most 0, explicit bounds not strictly increasing): a
+    /// test must not silently read buckets no real backend could send.
+    pub fn set_latency_buckets(&self, buckets: LatencyBuckets) {
+        if let Err(message) = buckets.check() {
+            panic!("{message}");
+        }
+        self.state().latency_buckets = buckets;
+    }
+
+    pub fn latency_buckets(&self) -> LatencyBuckets {
+        self.state().latency_buckets.clone()
     }
 
     /// Control-plane and monitoring calls need `Authorization: Bearer <one of these>` (HTTP only).

@@ -1,18 +1,20 @@
-//! Cloud Monitoring v3 `projects.timeSeries.list` over the simulator's request records, for the
-//! metric `run.googleapis.com/request_count` (DELTA, INT64), with the aligners and reducers clients use.
+//! Cloud Monitoring v3 `projects.timeSeries.list` over the simulator's request records, for Cloud Run's
+//! `request_count` (DELTA, INT64) and `request_latencies` (DELTA, DISTRIBUTION in ms), with the aligners and reducers clients use.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
 use serde_json::{Value, json};
 
+use crate::distribution::{Binned, LatencyBuckets};
 use crate::error::ApiError;
 use crate::faults::{BadPoint, PointAt};
 use crate::model::SimModel;
-use crate::state::ServiceKey;
+use crate::state::{Hit, ServiceKey};
 use crate::wire::{parse_google_duration, rfc3339};
 
 pub const REQUEST_COUNT: &str = "run.googleapis.com/request_count";
+pub const REQUEST_LATENCIES: &str = "run.googleapis.com/request_latencies";
 const RESOURCE_TYPE: &str = "cloud_run_revision";
 
 const PARAMS: &[&str] = &[
@@ -114,11 +116,55 @@ fn param<'a>(query: &'a [(String, String)], name: &str) -> Option<&'a str> {
         .map(|(_, v)| v.as_str())
 }
 
-/// A raw series before aggregation: its labels and the hit times.
+/// A raw series before aggregation: its labels and the hits.
 struct RawSeries {
     resource: BTreeMap<String, String>,
     metric: BTreeMap<String, String>,
-    hits: Vec<SystemTime>,
+    hits: Vec<Hit>,
+}
+
+/// What a series' points say about the hits of their period.
+#[derive(Clone, Copy)]
+enum Measure {
+    Count,
+    Latencies,
+}
+
+impl Measure {
+    fn metric_type(self) -> &'static str {
+        match self {
+            Measure::Count => REQUEST_COUNT,
+            Measure::Latencies => REQUEST_LATENCIES,
+        }
+    }
+
+    fn value_type(self) -> &'static str {
+        match self {
+            Measure::Count => "INT64",
+            Measure::Latencies => "DISTRIBUTION",
+        }
+    }
+
+    fn unit(self) -> &'static str {
+        match self {
+            Measure::Count => "1",
+            Measure::Latencies => "ms",
+        }
+    }
+
+    /// The point value of one period's hits; no hits, no point (Cloud Run writes none).
+    fn value(self, hits: &[&Hit], buckets: &LatencyBuckets) -> Option<Value> {
+        if hits.is_empty() {
+            return None;
+        }
+        Some(match self {
+            Measure::Count => json!({"int64Value": hits.len().to_string()}),
+            Measure::Latencies => {
+                let binned = Binned::new(buckets, hits.iter().map(|h| h.latency));
+                json!({"distributionValue": binned.distribution_json(buckets)})
+            }
+        })
+    }
 }
 
 pub(crate) fn list_time_series(
@@ -164,11 +210,12 @@ pub(crate) fn list_time_series(
             },
         }
     }
-    match metric_type.as_deref() {
-        Some(REQUEST_COUNT) => {}
+    let measure = match metric_type.as_deref() {
+        Some(REQUEST_COUNT) => Measure::Count,
+        Some(REQUEST_LATENCIES) => Measure::Latencies,
         Some(other) => {
             return Err(ApiError::invalid(format!(
-                "filter: metric.type \"{other}\" is not supported by the simulator (only {REQUEST_COUNT})."
+                "filter: metric.type \"{other}\" is not supported by the simulator (only {REQUEST_COUNT} and {REQUEST_LATENCIES})."
             )));
         }
         None => {
@@ -176,7 +223,7 @@ pub(crate) fn list_time_series(
                 "filter: a filter must specify exactly one metric.type.",
             ));
         }
-    }
+    };
     let end = rfc3339_param(query, "interval.endTime")?;
     let start = rfc3339_param(query, "interval.startTime")?;
     if start > end {
@@ -193,7 +240,7 @@ pub(crate) fn list_time_series(
                     "aggregation.perSeriesAligner: the aligner cannot be ALIGN_NONE if cross series reduction is requested.",
                 ));
             }
-            // Cloud Run writes request_count once a minute.
+            // Cloud Run writes its request metrics once a minute.
             Duration::from_secs(60)
         }
         "ALIGN_DELTA" | "ALIGN_SUM" => {
@@ -247,7 +294,15 @@ pub(crate) fn list_time_series(
         other => return Err(ApiError::invalid(format!("view: invalid value '{other}'."))),
     };
 
-    let bad_series = model.state().take_bad_series();
+    // Replaced points are request counts: a latency query neither shows nor uses them up.
+    let (bad_series, buckets) = {
+        let mut state = model.state();
+        let bad = match measure {
+            Measure::Count => state.take_bad_series(),
+            Measure::Latencies => Vec::new(),
+        };
+        (bad, state.latency_buckets.clone())
+    };
     let resource_labels = |key: &ServiceKey, revision: &str| {
         BTreeMap::from([
             ("project_id".to_string(), key.project.clone()),
@@ -290,7 +345,7 @@ pub(crate) fn list_time_series(
                     ]),
                     hits: Vec::new(),
                 });
-            series.hits.push(hit.at);
+            series.hits.push(hit);
         }
     }
     let label_of = |s: &RawSeries, (resource, name): &LabelRef| -> Option<String> {
@@ -329,7 +384,7 @@ pub(crate) fn list_time_series(
         .filter(|(s, _)| selected(s))
         .map(|(s, points)| (labels_of(&s), points))
         .collect();
-    let mut groups: BTreeMap<Labels, Vec<SystemTime>> = BTreeMap::new();
+    let mut groups: BTreeMap<Labels, Vec<Hit>> = BTreeMap::new();
     for s in raw.into_values().filter(|s| selected(s)) {
         groups.entry(labels_of(&s)).or_default().extend(s.hits);
     }
@@ -345,6 +400,7 @@ pub(crate) fn list_time_series(
                 .map(|p| bad_point(p, start, end, period))
                 .collect();
             series.push(series_json(
+                measure,
                 resource,
                 metric,
                 Value::Array(points),
@@ -364,14 +420,14 @@ pub(crate) fn list_time_series(
             if p_end <= start {
                 break;
             }
-            let count = hits
+            let in_period: Vec<&Hit> = hits
                 .iter()
-                .filter(|t| **t > p_start && **t <= p_end)
-                .count();
-            if count > 0 {
+                .filter(|h| h.at > p_start && h.at <= p_end)
+                .collect();
+            if let Some(value) = measure.value(&in_period, &buckets) {
                 points.push(json!({
                     "interval": {"startTime": rfc3339(p_start), "endTime": rfc3339(p_end)},
-                    "value": {"int64Value": count.to_string()},
+                    "value": value,
                 }));
             }
         }
@@ -379,6 +435,7 @@ pub(crate) fn list_time_series(
             continue;
         }
         series.push(series_json(
+            measure,
             resource,
             metric,
             Value::Array(points),
@@ -388,16 +445,17 @@ pub(crate) fn list_time_series(
     if series.is_empty() {
         return Ok(json!({}));
     }
-    Ok(json!({"timeSeries": series, "unit": "1"}))
+    Ok(json!({"timeSeries": series, "unit": measure.unit()}))
 }
 
 fn series_json(
+    measure: Measure,
     resource: BTreeMap<String, String>,
     metric: BTreeMap<String, String>,
     points: Value,
     headers_only: bool,
 ) -> Value {
-    let mut metric_json = json!({"type": REQUEST_COUNT});
+    let mut metric_json = json!({"type": measure.metric_type()});
     if !metric.is_empty() {
         metric_json["labels"] = json!(metric);
     }
@@ -405,7 +463,7 @@ fn series_json(
         "metric": metric_json,
         "resource": {"type": RESOURCE_TYPE},
         "metricKind": "DELTA",
-        "valueType": "INT64",
+        "valueType": measure.value_type(),
     });
     if !resource.is_empty() {
         ts["resource"]["labels"] = json!(resource);
