@@ -1,15 +1,18 @@
 //! The Prometheus metrics backend end to end: a real Prometheus server (Debian's `prometheus`
-//! package) scrapes the simulator's counters, and the binary gates a rollout on PromQL answers.
+//! package) scrapes the simulator's counters and latency histograms, and the binary gates a rollout on PromQL answers.
 
 use crate::support::binary;
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use binary::{json_of, run, stderr_of};
+use futures_util::StreamExt;
+use serde_json::Value;
 use shiftgate::clock::Clock;
-use shiftgate_sim::{Behavior, Sim};
+use shiftgate_sim::{Behavior, ServiceKey, Sim};
 
 /// A Prometheus server on loopback with its own data directory; killed on drop.
 struct Prometheus {
@@ -193,4 +196,155 @@ async fn given_a_real_prometheus_when_candidates_roll_out_then_the_good_one_is_p
             .current_split("sim-project", "us-central1", "bad"),
         vec![(bad_stable, 100)]
     );
+}
+
+/// An instant PromQL query: each series of the answer by its labels, with its value.
+async fn query(
+    client: &reqwest::Client,
+    prometheus: &Prometheus,
+    promql: &str,
+) -> Vec<(BTreeMap<String, String>, f64)> {
+    let answer: Value = client
+        .get(format!("{}/api/v1/query", prometheus.url))
+        .query(&[("query", promql)])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(answer["status"], "success", "{promql}: {answer}");
+    answer["data"]["result"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|series| {
+            let labels = serde_json::from_value(series["metric"].clone()).unwrap();
+            let value = series["value"][1].as_str().unwrap().parse().unwrap();
+            (labels, value)
+        })
+        .collect()
+}
+
+/// Polls `promql` until its one series' value passes `done` (Prometheus scrapes every second).
+async fn wait_for_value(
+    client: &reqwest::Client,
+    prometheus: &Prometheus,
+    promql: &str,
+    done: impl Fn(f64) -> bool,
+) {
+    for _ in 0..600 {
+        if let [(_, value)] = query(client, prometheus, promql).await.as_slice()
+            && done(*value)
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{promql} did not reach the expected value within 60 s");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn given_a_real_prometheus_then_the_increase_of_each_latency_bucket_is_what_the_data_plane_served()
+ {
+    let Some(binary) = prometheus_binary() else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must install Debian's prometheus package (.ci/run does)"
+        );
+        eprintln!(
+            "SKIPPED: no Prometheus server here (apt-get install prometheus); CI runs this test"
+        );
+        return;
+    };
+    let started = std::time::Instant::now();
+    let sim = Sim::start(Clock::new()).await.unwrap();
+    let ms = Duration::from_millis;
+    sim.register_image(
+        "registry/app:slow",
+        Behavior::healthy("1.0.0").with_latency(ms(20), ms(80)),
+    );
+    let revision = sim.add_service("sim-project", "us-central1", "latency", "registry/app:slow");
+    let url = sim
+        .service_url("sim-project", "us-central1", "latency")
+        .unwrap();
+    let client = shiftgate::client_builder().build().unwrap();
+    // One request before the first scrape, so every bucket series exists before the batch and
+    // the batch is all increase.
+    let answer = client.get(format!("{url}/")).send().await.unwrap();
+    assert_eq!(answer.status(), 200);
+    let prometheus = start_prometheus(binary, &sim.metrics_url()).await;
+    let count = "run_googleapis_com:request_latencies_count{service_name=\"latency\"}";
+    wait_for_value(&client, &prometheus, count, |v| v == 1.0).await;
+
+    // When 200 requests go through the data plane, 20 at a time, each waiting its latency,
+    let before = sim.model().clock().now();
+    let statuses: Vec<u16> = futures_util::stream::iter(0..200)
+        .map(|_| {
+            let (client, url) = (client.clone(), url.clone());
+            async move {
+                client
+                    .get(format!("{url}/"))
+                    .send()
+                    .await
+                    .unwrap()
+                    .status()
+                    .as_u16()
+            }
+        })
+        .buffer_unordered(20)
+        .collect()
+        .await;
+    assert!(statuses.iter().all(|s| *s == 200));
+    let key = ServiceKey::new("sim-project", "us-central1", "latency");
+    let served = sim
+        .model()
+        .latencies_between(&key, before, sim.model().clock().now())
+        .remove(&revision)
+        .unwrap();
+    assert_eq!(served.len(), 200);
+    // and Prometheus has scraped the final state a few times,
+    wait_for_value(&client, &prometheus, count, |v| v == 201.0).await;
+    let samples = format!("count_over_time({count}[1h])");
+    let scraped = query(&client, &prometheus, &samples).await[0].1;
+    wait_for_value(&client, &prometheus, &samples, |n| n >= scraped + 5.0).await;
+
+    // then the increase of each bucket over everything scraped is the batch's latencies below
+    // its `le`, give or take increase()'s extrapolation: at most half an average scrape interval
+    // before the first sample and 1.1 of one after the last, never less than the counted increase.
+    let range = format!("{}ms", started.elapsed().as_millis() + 5_000);
+    let samples = query(
+        &client,
+        &prometheus,
+        &format!("count_over_time({count}[{range}])"),
+    )
+    .await[0]
+        .1;
+    let most = 1.0 + 1.6 / (samples - 1.0);
+    let increases = query(
+        &client,
+        &prometheus,
+        &format!(
+            "sum by (revision_name, le) (increase(run_googleapis_com:request_latencies_bucket{{service_name=\"latency\"}}[{range}]))"
+        ),
+    )
+    .await;
+    assert_eq!(
+        increases.len(),
+        42,
+        "41 bounds of the default layout and +Inf"
+    );
+    for (labels, increase) in &increases {
+        assert_eq!(labels["revision_name"], revision);
+        let le: f64 = labels["le"].parse().unwrap();
+        let below = served
+            .iter()
+            .filter(|l| (l.as_nanos() as f64) / 1e6 < le)
+            .count() as f64;
+        assert!(
+            below <= *increase + 1e-9 && *increase <= below * most + 1e-9,
+            "le={}: Prometheus says {increase}, the data plane served {below} below it (extrapolation up to ×{most:.3})",
+            labels["le"]
+        );
+    }
 }
