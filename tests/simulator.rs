@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use futures_util::StreamExt;
 use serde_json::{Value, json};
 
 use shiftgate::clock::Clock;
@@ -1055,6 +1056,133 @@ fn pin_traffic(
     http.patch(url)
         .query(&[("updateMask", "traffic")])
         .json(&json!({"etag": etag, "traffic": pinned(revision)}))
+}
+
+/// The numbers of `/metrics` lines that start with `name{` and carry `revision_name="{revision}"`,
+/// by their `le` label (empty for lines without one).
+fn metric_lines(text: &str, name: &str, revision: &str) -> Vec<(String, f64)> {
+    let revision_label = format!("revision_name=\"{revision}\"");
+    text.lines()
+        .filter(|line| line.starts_with(&format!("{name}{{")) && line.contains(&revision_label))
+        .map(|line| {
+            let le = line
+                .split_once("le=\"")
+                .and_then(|(_, rest)| rest.split_once('"'))
+                .map(|(le, _)| le.to_string())
+                .unwrap_or_default();
+            let value = line.rsplit_once(' ').unwrap().1.parse().unwrap();
+            (le, value)
+        })
+        .collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn given_median_200ms_p95_800ms_when_1000_requests_go_through_the_data_plane_then_monitoring_and_metrics_report_them()
+ {
+    let (sim, _, http) = http_sim().await;
+    let ms = Duration::from_millis;
+    sim.register_image(
+        "gcr.io/proj/app:slow",
+        Behavior::healthy("2.0.0").with_latency(ms(200), ms(800)),
+    );
+    let slow = sim.add_service(P, R, "slow", "gcr.io/proj/app:slow");
+    let url = sim.service_url(P, R, "slow").unwrap();
+    let start = sim.model().clock().now();
+
+    // When 1,000 requests are served over HTTP, 50 at a time, each answered after its latency,
+    let started = tokio::time::Instant::now();
+    let statuses: Vec<u16> = futures_util::stream::iter(0..1000)
+        .map(|_| {
+            let (http, url) = (http.clone(), url.clone());
+            async move {
+                http.get(format!("{url}/"))
+                    .send()
+                    .await
+                    .unwrap()
+                    .status()
+                    .as_u16()
+            }
+        })
+        .buffer_unordered(50)
+        .collect()
+        .await;
+    assert!(statuses.iter().all(|s| *s == 200));
+    let end = sim.model().clock().now();
+
+    // then the recorded latencies are the revision's first 1,000 draws, whatever order the
+    // answers came back in: exactly 50 above 800 ms,
+    let key = ServiceKey::new(P, R, "slow");
+    let latencies = sim
+        .model()
+        .latencies_between(&key, start, end)
+        .remove(&slow)
+        .unwrap();
+    let above_p95 = latencies.iter().filter(|l| **l > ms(800)).count();
+    assert_eq!((latencies.len(), above_p95), (1000, 50));
+    // and the answers really waited: 20 rounds of 50 take at least the 20th of the total latency.
+    let waited: Duration = latencies.iter().sum();
+    assert!(
+        started.elapsed() >= waited / 50,
+        "{:?} for {waited:?}",
+        started.elapsed()
+    );
+
+    // Monitoring's distribution counts them in buckets that add up to its count,
+    let query = [
+        (
+            "filter",
+            "metric.type=\"run.googleapis.com/request_latencies\" AND resource.labels.service_name=\"slow\""
+                .to_string(),
+        ),
+        ("interval.startTime", rfc(start)),
+        ("interval.endTime", rfc(end + Duration::from_secs(1))),
+        ("aggregation.alignmentPeriod", "3600s".to_string()),
+        ("aggregation.perSeriesAligner", "ALIGN_DELTA".to_string()),
+        ("aggregation.crossSeriesReducer", "REDUCE_SUM".to_string()),
+        (
+            "aggregation.groupByFields",
+            "resource.labels.revision_name".to_string(),
+        ),
+    ];
+    let series_url = format!("{}/v3/projects/{P}/timeSeries", sim.monitoring_url());
+    let body = answer_json(http.get(&series_url).query(&query)).await;
+    let distribution = &body["timeSeries"][0]["points"][0]["value"]["distributionValue"];
+    assert_eq!(distribution["count"], "1000", "{body}");
+    let bucket_counts: Vec<u64> = distribution["bucketCounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(bucket_counts.iter().sum::<u64>(), 1000);
+
+    // and /metrics has 1,000 in its count, with each `le` bucket holding the latencies below it,
+    // bucket for bucket what Monitoring reported.
+    let text = http
+        .get(sim.metrics_url())
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let count = metric_lines(&text, "run_googleapis_com:request_latencies_count", &slow);
+    assert_eq!(count, vec![(String::new(), 1000.0)]);
+    let buckets = metric_lines(&text, "run_googleapis_com:request_latencies_bucket", &slow);
+    assert_eq!(buckets.len(), 42, "40 finite buckets: 41 bounds and +Inf");
+    let mut below = 0;
+    for (i, (le, cumulative)) in buckets.iter().enumerate() {
+        below += bucket_counts.get(i).copied().unwrap_or(0);
+        assert_eq!(*cumulative, below as f64, "le={le}");
+        if let Ok(bound) = le.parse::<f64>() {
+            let served_below = latencies
+                .iter()
+                .filter(|l| l.as_nanos() as f64 / 1e6 < bound)
+                .count();
+            assert_eq!(*cumulative, served_below as f64, "le={le}");
+        }
+    }
+    assert_eq!(buckets.last().unwrap(), &("+Inf".to_string(), 1000.0));
 }
 
 #[tokio::test(start_paused = true)]

@@ -277,3 +277,110 @@ impl http_body::Body for FailingBody {
     }
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::Value;
+    use std::time::SystemTime;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    /// `request_latencies` of service `app` over `(start, end]` as one period per revision.
+    async fn latency_series(model: &SimModel, start: SystemTime, end: SystemTime) -> Value {
+        let period = end.duration_since(start).unwrap();
+        let query = [
+            (
+                "filter",
+                "metric.type=\"run.googleapis.com/request_latencies\" AND resource.labels.service_name=\"app\"".to_string(),
+            ),
+            ("interval.startTime", wire::rfc3339(start)),
+            ("interval.endTime", wire::rfc3339(end)),
+            ("aggregation.alignmentPeriod", format!("{}s", period.as_secs())),
+            ("aggregation.perSeriesAligner", "ALIGN_DELTA".to_string()),
+            ("aggregation.crossSeriesReducer", "REDUCE_SUM".to_string()),
+            (
+                "aggregation.groupByFields",
+                "resource.labels.revision_name".to_string(),
+            ),
+        ];
+        let answer = call(
+            model,
+            ApiRequest {
+                method: "GET".into(),
+                path: "/v3/projects/p/timeSeries".into(),
+                query: query
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.clone()))
+                    .collect(),
+                caller: Caller::InProcess,
+                body: Vec::new(),
+            },
+        )
+        .await;
+        assert_eq!(answer.status, 200, "{}", answer.body);
+        answer.body
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn given_median_200ms_p95_800ms_when_1000_requests_are_served_then_monitoring_and_metrics_agree()
+     {
+        let model = SimModel::new(shiftgate_clock::Clock::new());
+        model.register_image(
+            "slow:1",
+            Behavior::healthy("1.0.0").with_latency(MS * 200, MS * 800),
+        );
+        let revision = model.add_service("p", "r", "app", "slow:1");
+        let key = ServiceKey::new("p", "r", "app");
+        let start = model.clock().now();
+
+        // When 1,000 requests are served in process, one every 100 ms,
+        for _ in 0..1000 {
+            tokio::time::sleep(MS * 100).await;
+            let picked = model.route("p", "r", "app", None).unwrap();
+            let (status, _) = model.respond(&picked, "/");
+            model.record(&picked, status, model.clock().now());
+        }
+        let end = start + Duration::from_secs(100);
+
+        // then exactly 5% of the recorded latencies exceed the p95,
+        let latencies = model.latencies_between(&key, start, end);
+        let slow = latencies[&revision]
+            .iter()
+            .filter(|l| **l > MS * 800)
+            .count();
+        assert_eq!((latencies[&revision].len(), slow), (1000, 50));
+
+        // Monitoring's one distribution counts them all, and its buckets add up to its count,
+        let body = latency_series(&model, start, end).await;
+        let distribution = &body["timeSeries"][0]["points"][0]["value"]["distributionValue"];
+        assert_eq!(distribution["count"], "1000", "{body}");
+        let buckets: u64 = distribution["bucketCounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c.as_str().unwrap().parse::<u64>().unwrap())
+            .sum();
+        assert_eq!(buckets, 1000);
+        let mean = distribution["mean"].as_f64().unwrap();
+        let served_ms: f64 = latencies[&revision]
+            .iter()
+            .map(|l| l.as_secs_f64() * 1000.0)
+            .sum();
+        assert!((mean - served_ms / 1000.0).abs() < 1e-6, "{mean} ms");
+
+        // and /metrics counts 1,000 requests in the histogram as in the counter.
+        let text = prometheus::exposition(&model);
+        let labels = format!(
+            "project_id=\"p\",location=\"r\",service_name=\"app\",revision_name=\"{revision}\""
+        );
+        for line in [
+            format!("run_googleapis_com:request_latencies_count{{{labels}}} 1000"),
+            format!("run_googleapis_com:request_latencies_bucket{{{labels},le=\"+Inf\"}} 1000"),
+            format!(
+                "run_googleapis_com:request_count{{{labels},response_code_class=\"2xx\"}} 1000"
+            ),
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} in\n{text}");
+        }
+    }
+}
