@@ -584,6 +584,7 @@ mod tests {
             verdict,
             phase,
             comparison: None,
+            latency: Vec::new(),
         }
     }
 

@@ -11,6 +11,7 @@ use crate::config::{HealthOverrides, PolicyOverrides, ServiceSelector};
 use crate::names::arg as name;
 use crate::rollout::health_judge::FieldRule;
 use crate::rollout::judge::JudgeKind;
+use crate::rollout::latency::LatencyLimit;
 use crate::rollout::limits::{self, parse_rate};
 use crate::rollout::plan::Steps;
 use crate::simulate::traffic::{ColdStart, Traffic};
@@ -306,6 +307,11 @@ pub struct RolloutArgs {
     /// Prometheus API root holding `run_googleapis_com:request_count` [default with --metrics prometheus: Google Managed Prometheus of --project].
     #[arg(long, env = "SHIFTGATE_PROMETHEUS_URL", value_name = "URL")]
     pub prometheus_url: Option<String>,
+    /// A latency quantile the candidate must not be shown above, QUANTILE=DURATION with p50, p95
+    /// or p99 (repeatable or a comma list: p95=800ms,p99=2s); it must not be shown slower than
+    /// stable beyond --margin either [default: no latency gate].
+    #[arg(long, env = "SHIFTGATE_MAX_LATENCY", value_parser = LatencyLimit::parse, value_delimiter = ',', value_name = "QUANTILE=DURATION")]
+    pub max_latency: Vec<LatencyLimit>,
     #[command(flatten)]
     pub health: HealthCheckArgs,
 
@@ -325,6 +331,7 @@ impl RolloutArgs {
     pub fn policy_overrides(&self) -> PolicyOverrides {
         PolicyOverrides {
             health: self.health.overrides(),
+            latency: (!self.max_latency.is_empty()).then(|| self.max_latency.clone()),
             ..self.policy.overrides()
         }
     }
@@ -376,6 +383,7 @@ impl PolicyArgs {
             judge: self.judge,
             margin: self.margin,
             early_pass: self.early_pass.then_some(true),
+            latency: None,
             health: HealthOverrides::default(),
         }
     }
@@ -439,6 +447,9 @@ pub enum Scenario {
     Bad,
     /// A candidate whose /health fails: never gets traffic.
     Unhealthy,
+    /// A candidate whose p95 latency is over a second (stable's is 90ms): rolled back at the
+    /// first step by the latency gate (p95=500ms).
+    Slow,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -11,6 +11,7 @@ use serde::Deserialize;
 use crate::names;
 use crate::rollout::health_judge::{Expectations, FieldRule};
 use crate::rollout::judge::JudgeKind;
+use crate::rollout::latency::LatencyLimit;
 use crate::rollout::limits::{self, parse_rate};
 use crate::rollout::plan::{Policy, Steps};
 
@@ -55,6 +56,23 @@ pub enum RateValue {
     Text(String),
 }
 
+/// A value written as one string (which may be a comma list) or a list of strings.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum TextOrList {
+    Text(String),
+    List(Vec<String>),
+}
+
+impl TextOrList {
+    fn items(&self) -> Vec<&str> {
+        match self {
+            TextOrList::Text(text) => vec![text.as_str()],
+            TextOrList::List(items) => items.iter().map(String::as_str).collect(),
+        }
+    }
+}
+
 /// Policy as written in the file; every field optional so layers can be merged.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -68,6 +86,8 @@ pub struct PolicyFile {
     pub judge: Option<String>,
     pub margin: Option<RateValue>,
     pub early_pass: Option<bool>,
+    /// `"p95=800ms"`, `"p95=800ms,p99=2s"` or `["p95=800ms", "p99=2s"]`.
+    pub max_latency: Option<TextOrList>,
     pub health_path: Option<String>,
     pub health_expect: Option<Vec<String>>,
     pub expect_version: Option<String>,
@@ -95,6 +115,8 @@ pub struct PolicyOverrides {
     pub judge: Option<JudgeKind>,
     pub margin: Option<f64>,
     pub early_pass: Option<bool>,
+    /// Replaces the config's latency limits when given.
+    pub latency: Option<Vec<LatencyLimit>>,
     pub health: HealthOverrides,
 }
 
@@ -332,6 +354,9 @@ impl Config {
         if let Some(early) = overrides.early_pass {
             policy.early_pass = early;
         }
+        if let Some(latency) = &overrides.latency {
+            policy.latency = latency.clone();
+        }
         apply_health_overrides(&mut policy.health, &overrides.health);
         policy.validate().map_err(ConfigError)?;
         Ok(policy)
@@ -419,6 +444,10 @@ impl PolicyFile {
         if let Some(early) = self.early_pass {
             policy.early_pass = early;
         }
+        if let Some(latency) = &self.max_latency {
+            policy.latency =
+                LatencyLimit::parse_all(latency.items()).map_err(|m| at("max_latency", m))?;
+        }
         if let Some(path) = &self.health_path {
             names::check_health_path(path).map_err(|m| at("health_path", m))?;
             policy.health.path = path.clone();
@@ -501,6 +530,31 @@ service = "loopcloser-dev"
             "command line beats the environment"
         );
         assert_eq!(policy.max_error_rate, 0.05);
+    }
+
+    #[test]
+    fn latency_limits_come_as_a_string_or_a_list_and_the_command_line_replaces_them() {
+        let text = "[policy]\nmax_latency = \"p95=800ms,p99=2s\"\n\
+                    [environments.prod]\nproject = \"loopcloser\"\nregion = \"us-central1\"\nservice = \"web\"\n\
+                    [environments.prod.policy]\nmax_latency = [\"p50=100ms\"]\n\
+                    [environments.dev]\nproject = \"loopcloser\"\nregion = \"us-central1\"\nservice = \"web\"\n";
+        let config = Config::parse(text).unwrap();
+        let names = |policy: Policy| -> Vec<String> {
+            policy.latency.iter().map(|l| l.to_string()).collect()
+        };
+        let none = PolicyOverrides::default();
+        let dev = config.resolve_policy(Some("dev"), &none, Duration::ZERO);
+        assert_eq!(names(dev.unwrap()), ["p95=800ms", "p99=2s"]);
+        let prod = config.resolve_policy(Some("prod"), &none, Duration::ZERO);
+        assert_eq!(names(prod.unwrap()), ["p50=100ms"]);
+        let flag = PolicyOverrides {
+            latency: Some(vec![LatencyLimit::parse("p99=3s").unwrap()]),
+            ..PolicyOverrides::default()
+        };
+        let flagged = config.resolve_policy(Some("prod"), &flag, Duration::ZERO);
+        assert_eq!(names(flagged.unwrap()), ["p99=3s"]);
+        let bad = Config::parse("[policy]\nmax_latency = \"p90=1s\"\n").unwrap_err();
+        assert!(bad.0.contains("max_latency"), "{}", bad.0);
     }
 
     #[test]

@@ -36,6 +36,7 @@ pub use shiftgate_clock as clock;
 // The engine.
 pub use rollout::health_judge::{Expectations, HEALTHY_STATUSES};
 pub use rollout::judge::JudgeKind;
+pub use rollout::latency::{LatencyCheck, LatencyFinding, LatencyLimit, Quantile};
 pub use rollout::timeline::EventKind;
 pub use rollout::verdict::Verdict;
 pub use rollout::{
@@ -43,13 +44,13 @@ pub use rollout::{
     RolloutError, RolloutRequest, Steps,
 };
 
-/// What the engine needs from the world: a platform to shift traffic on, request counts per
-/// revision, and health answers. The adapters below implement these; tests implement fakes.
+/// What the engine needs from the world: a platform to shift traffic on, request counts and
+/// latencies per revision, and health answers. The adapters below implement these; tests implement fakes.
 pub mod ports {
     pub use crate::rollout::ports::{
-        HealthEndpoint, HealthResponse, Metrics, NewRevision, Platform, PortError, PortResult,
-        RequestCounts, RevisionInfo, RolloutRecord, ServiceState, TrafficChange, TrafficTarget,
-        Window,
+        HealthEndpoint, HealthResponse, LatencyHistogram, Metrics, NewRevision, Platform,
+        PortError, PortResult, RequestCounts, RevisionInfo, RolloutRecord, ServiceState,
+        TrafficChange, TrafficTarget, Window,
     };
 }
 
@@ -87,11 +88,11 @@ pub mod wire {
 
     /// Cloud Monitoring `timeSeries.list` answers.
     pub mod monitoring {
-        pub use crate::metrics::monitoring::read_answer;
+        pub use crate::metrics::monitoring::{read_answer, read_latency_answer};
     }
 
     /// Prometheus instant-query answers.
     pub mod prometheus {
-        pub use crate::metrics::prometheus::read_answer;
+        pub use crate::metrics::prometheus::{read_answer, read_latency_answer};
     }
 }

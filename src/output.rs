@@ -7,6 +7,7 @@ use std::io::Write as _;
 use serde::Serialize;
 
 use crate::rollout::judge::percent;
+use crate::rollout::latency::{LatencyCheck, milliseconds_text};
 use crate::rollout::ports::RequestCounts;
 use crate::rollout::timeline::{Event, EventKind, Report, describe_traffic};
 use crate::rollout::verdict::Verdict;
@@ -60,8 +61,18 @@ pub fn progress_line(event: &Event) -> Option<String> {
             stable,
             error_rate,
             verdict,
+            latency,
             ..
-        } => errors_text(*step, candidate, stable, *error_rate, verdict),
+        } => {
+            let mut text = errors_text(*step, candidate, stable, *error_rate, verdict);
+            // A latency check that failed the step is its reason already.
+            let reason = verdict.reason().unwrap_or_default();
+            for check in latency.iter().filter(|check| check.explain() != reason) {
+                text.push_str("; ");
+                text.push_str(&latency_text(check));
+            }
+            text
+        }
         EventKind::StepPassed { step, percent } => format!("step {step} ({percent}%) passed"),
         EventKind::StepFailed {
             step,
@@ -126,6 +137,21 @@ fn errors_text(
             Verdict::Fail(reason) => format!("FAIL: {reason}"),
             Verdict::Inconclusive(reason) => reason.clone(),
         }
+    )
+}
+
+/// `p95 120ms (stable ≤ 100ms, limit 800ms)`: one quantile's look, short.
+fn latency_text(check: &LatencyCheck) -> String {
+    let candidate = check
+        .candidate_ms
+        .map_or("n/a".to_string(), milliseconds_text);
+    let stable = check.stable_ms.map_or(String::new(), |ms| {
+        format!("stable ≤ {}, ", milliseconds_text(ms))
+    });
+    format!(
+        "{} {candidate} ({stable}limit {})",
+        check.quantile.name(),
+        milliseconds_text(check.limit_ms)
     )
 }
 

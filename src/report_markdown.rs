@@ -4,6 +4,7 @@
 use std::fmt::Write as _;
 
 use crate::markdown;
+use crate::rollout::latency::{LatencyCheck, milliseconds_text};
 use crate::rollout::timeline::{EventKind, StepReport};
 use crate::rollout::{Policy, Report};
 
@@ -20,9 +21,22 @@ pub fn plan_line(policy: &Policy) -> String {
         .map(|s| format!("{s}%"))
         .collect::<Vec<_>>()
         .join(" → ");
+    let latency = if policy.latency.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "; latency at most {}",
+            policy
+                .latency
+                .iter()
+                .map(|limit| limit.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    };
     format!(
-        "**Plan:** steps {steps}; bake {} per step, checks every {}; a step fails above {} 5xx and \
-         needs {} candidate requests; metrics delay {}; health {}.",
+        "**Plan:** steps {steps}; bake {} per step, checks every {}; a step fails above {} 5xx{latency} \
+         and needs {} candidate requests; metrics delay {}; health {}.",
         duration_text(policy.bake.as_secs_f64()),
         duration_text(policy.interval.as_secs_f64()),
         percent_text(policy.max_error_rate),
@@ -40,6 +54,7 @@ pub fn steps_and_chart(report: &Report, policy: &Policy) -> String {
         out.push_str(&step_table(&report.steps));
         out.push('\n');
     }
+    out.push_str(&checks_details(report));
     if !report.timeline.is_empty() {
         let _ = writeln!(out, "```mermaid\n{}```\n", mermaid_chart(report, policy));
         out.push_str(
@@ -50,11 +65,15 @@ pub fn steps_and_chart(report: &Report, policy: &Policy) -> String {
 }
 
 fn step_table(steps: &[StepReport]) -> String {
+    let with_latency = steps.iter().any(|step| !step.latency.is_empty());
     let mut out = String::new();
-    out.push_str(
-        "| step | traffic | candidate requests | 5xx | 5xx rate | health | verdict | time |\n",
-    );
-    out.push_str("|---:|---:|---:|---:|---:|---|---|---:|\n");
+    out.push_str(if with_latency {
+        "| step | traffic | candidate requests | 5xx | 5xx rate | latency | health | verdict | time |\n\
+         |---:|---:|---:|---:|---:|---|---|---|---:|\n"
+    } else {
+        "| step | traffic | candidate requests | 5xx | 5xx rate | health | verdict | time |\n\
+         |---:|---:|---:|---:|---:|---|---|---:|\n"
+    });
     for step in steps {
         let verdict = match &step.reason {
             Some(reason) => format!(
@@ -69,9 +88,14 @@ fn step_table(steps: &[StepReport]) -> String {
                 markdown::text(step.verdict)
             ),
         };
+        let latency = if with_latency {
+            format!(" {} |", latency_cell(&step.latency))
+        } else {
+            String::new()
+        };
         let _ = writeln!(
             out,
-            "| {} | {}% | {} | {} | {} | {} | {} | {} |",
+            "| {} | {}% | {} | {} | {} |{latency} {} | {} | {} |",
             step.step,
             step.percent,
             step.candidate_requests,
@@ -85,6 +109,110 @@ fn step_table(steps: &[StepReport]) -> String {
         );
     }
     out
+}
+
+/// `p95 120ms (stable ≤ 100ms)` per quantile, from the step's last latency look.
+fn latency_cell(checks: &[LatencyCheck]) -> String {
+    if checks.is_empty() {
+        return "n/a".to_string();
+    }
+    checks
+        .iter()
+        .map(|check| {
+            let candidate = check
+                .candidate_ms
+                .map_or("n/a".to_string(), milliseconds_text);
+            match check.stable_ms {
+                Some(stable) => format!(
+                    "{} {candidate} (stable ≤ {})",
+                    check.quantile.name(),
+                    milliseconds_text(stable)
+                ),
+                None => format!("{} {candidate}", check.quantile.name()),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// At most this many checks are listed; a long rollout keeps its last ones, which decided it.
+const MAX_LISTED_CHECKS: usize = 60;
+
+/// Every check of the error and latency gates, folded: when, what each revision served, the
+/// statistic against what it needs, and the verdict in words.
+fn checks_details(report: &Report) -> String {
+    let checks: Vec<(f64, &EventKind)> = report
+        .timeline
+        .iter()
+        .filter(|event| matches!(event.kind, EventKind::ErrorsChecked { .. }))
+        .map(|event| (event.elapsed_s, &event.kind))
+        .collect();
+    if checks.is_empty() {
+        return String::new();
+    }
+    let skipped = checks.len().saturating_sub(MAX_LISTED_CHECKS);
+    let mut out = format!(
+        "<details><summary>Every check ({})</summary>\n\n",
+        checks.len()
+    );
+    if skipped > 0 {
+        let _ = writeln!(out, "The first {skipped} checks are left out.\n");
+    }
+    out.push_str(
+        "| time | step | candidate 5xx | stable 5xx | evidence (needed 100) | verdict |\n\
+         |---:|---:|---:|---:|---:|---|\n",
+    );
+    for (elapsed, kind) in checks.into_iter().skip(skipped) {
+        let EventKind::ErrorsChecked {
+            step,
+            candidate,
+            stable,
+            verdict,
+            comparison,
+            latency,
+            ..
+        } = kind
+        else {
+            continue;
+        };
+        let evidence = comparison.as_ref().map_or("n/a".to_string(), |c| {
+            format!(
+                "worse {}, not worse {}",
+                evidence_number(c.evidence_worse.max(c.evidence_above_cap)),
+                evidence_number(c.evidence_not_worse)
+            )
+        });
+        let mut words = match verdict.reason() {
+            Some(reason) => format!("{}: {reason}", verdict.label()),
+            None => verdict.label().to_string(),
+        };
+        for check in latency {
+            words.push_str("; ");
+            words.push_str(&check.explain());
+        }
+        let _ = writeln!(
+            out,
+            "| {} | {step} | {} of {} | {} of {} | {evidence} | {} |",
+            duration_text(elapsed),
+            candidate.server_errors,
+            candidate.total,
+            stable.server_errors,
+            stable.total,
+            markdown::cell_code(&words),
+        );
+    }
+    out.push_str("\n</details>\n\n");
+    out
+}
+
+fn evidence_number(value: f64) -> String {
+    if value >= 1e6 {
+        "> 10⁶".to_string()
+    } else if value >= 10.0 {
+        format!("{value:.0}")
+    } else {
+        format!("{value:.2}")
+    }
 }
 
 fn verdict_icon(verdict: &str) -> &'static str {
@@ -301,6 +429,7 @@ pub(crate) mod tests {
             verdict,
             phase: StepPhase::Judging,
             comparison: None,
+            latency: Vec::new(),
         }
     }
 
@@ -318,6 +447,7 @@ pub(crate) mod tests {
             checks: 2,
             duration_s: 60.0,
             reason: None,
+            latency: Vec::new(),
         }
     }
 
@@ -354,6 +484,7 @@ pub(crate) mod tests {
             rollback_failed: false,
             api_failed: false,
             stable_health: None,
+            service_problem: false,
             duration_s: 91.0,
             timeline: vec![
                 event(

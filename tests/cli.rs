@@ -9,7 +9,7 @@ use shiftgate_sim::Behavior;
 use crate::support::binary::{self, json_of, stderr_of};
 use crate::support::world::{
     BAD_CANDIDATE_ROLLOUT, BinaryWorld, CANDIDATE_IMAGE, PROJECT, QUICK_ROLLOUT, REGION, SERVICE,
-    closed_port_url, expect_refused_naming,
+    closed_port_url, expect_refused_naming, shiftgate, workdir,
 };
 
 /// A rollout through the binary that stays in its first step (a 10-minute bake, checked every
@@ -150,6 +150,51 @@ async fn a_bad_candidate_through_the_binary_exits_1_with_stable_restored() {
         serde_json::json!([{"revision": world.stable, "percent": 100}])
     );
     assert_eq!(world.split(), world.stable_only());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_candidate_through_the_binary_fails_its_latency_gate_with_exit_1() {
+    let world = BinaryWorld::start("cli").await;
+    world.sim.register_image(
+        CANDIDATE_IMAGE,
+        Behavior::healthy("1.1.0")
+            .with_latency(Duration::from_millis(900), Duration::from_millis(1500)),
+    );
+    let _load = world.start_load(40.0);
+    let mut args = BAD_CANDIDATE_ROLLOUT.to_vec();
+    args.extend(["--no-incident", "--max-latency", "p95=400ms"]);
+
+    let output = world.run_on_service(&args).await;
+
+    assert_eq!(output.status.code(), Some(1), "{}", stderr_of(&output));
+    let result = json_of(&output);
+    assert_eq!(result["outcome"], "rolled_back");
+    assert!(
+        result["reason"].as_str().unwrap().contains("candidate p95"),
+        "{}",
+        result["reason"]
+    );
+    assert_eq!(result["policy"]["max_latency_ms"]["p95"], 400.0);
+    let check = &result["steps"][0]["latency"][0];
+    assert_eq!(check["quantile"], "p95");
+    assert_eq!(check["finding"], "above_limit");
+    assert_eq!(world.split(), world.stable_only());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_slow_demo_is_rolled_back_by_its_latency_gate() {
+    let args = ["demo", "--scenario", "slow", "--bake", "4s", "--json"];
+    let output = binary::run(shiftgate(&workdir("demo-slow"), &args)).await;
+
+    assert_eq!(output.status.code(), Some(1), "{}", stderr_of(&output));
+    let result = json_of(&output);
+    assert_eq!(result["scenario"], "slow");
+    assert_eq!(result["outcome"], "rolled_back");
+    assert!(
+        result["reason"].as_str().unwrap().contains("p95"),
+        "{}",
+        result["reason"]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -7,8 +7,8 @@ use crate::support::inproc::{SimHealth, SimMetrics, SimPlatform, start_inproc_lo
 use shiftgate::clock::Clock;
 use shiftgate::ports::{Platform, RevisionInfo, ServiceState};
 use shiftgate::{
-    CandidateSource, Engine, Expectations, Interrupt, JudgeKind, Outcome, Policy, Ports, Report,
-    RolloutError, RolloutRequest, Steps,
+    CandidateSource, Engine, Expectations, Interrupt, JudgeKind, LatencyLimit, Outcome, Policy,
+    Ports, Quantile, Report, RolloutError, RolloutRequest, Steps,
 };
 use shiftgate_sim::{Behavior, LoadHandle, SimModel};
 
@@ -333,10 +333,39 @@ async fn an_unhealthy_candidate_never_gets_traffic() {
 
     world.expect_rolled_back_before_any_traffic(&report);
     assert!(
+        !report.service_problem,
+        "stable is healthy: the candidate is to blame"
+    );
+    assert!(
         report
             .reason
             .unwrap()
             .contains("unhealthy before any traffic")
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn health_failing_on_stable_too_is_reported_as_a_service_problem_not_the_candidates() {
+    let world = World::under_load();
+    // The database is down: every revision's /health fails, whichever image it runs.
+    world.candidate_behaves(Behavior::unhealthy("1.4.0"));
+    world
+        .model
+        .register_image(STABLE_IMAGE, Behavior::unhealthy("1.3.0"));
+
+    let report = world.roll_out_candidate().await;
+
+    world.expect_rolled_back_before_any_traffic(&report);
+    assert!(report.service_problem);
+    assert!(matches!(
+        report.stable_health,
+        Some(shiftgate::Verdict::Fail(_))
+    ));
+    let reason = report.reason.unwrap();
+    assert!(
+        reason.contains("stable fails its health check too")
+            && reason.contains("not of the candidate"),
+        "{reason}"
     );
 }
 
@@ -981,4 +1010,112 @@ async fn a_traffic_change_made_with_gcloud_during_a_bake_aborts_the_rollout() {
         split(&[(&world.stable, 50), (c, 50)]),
         "the person's split is left as they made it"
     );
+}
+
+// ---- The latency gate ----
+
+/// The 30-minute policy with `--max-latency p95=LIMIT`.
+fn latency_request(limit: Duration) -> RolloutRequest {
+    let mut request = image_request(CANDIDATE_IMAGE);
+    request.policy.latency = vec![LatencyLimit {
+        quantile: Quantile::P95,
+        limit,
+    }];
+    request
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_candidate_whose_p95_is_far_above_the_limit_is_rolled_back_at_the_first_step() {
+    let world = World::under_load();
+    world.candidate_behaves(
+        Behavior::healthy("1.4.0")
+            .with_latency(Duration::from_millis(1500), Duration::from_millis(3000)),
+    );
+
+    let report = world
+        .roll_out(latency_request(Duration::from_millis(800)))
+        .await
+        .unwrap();
+
+    let (s, c) = (world.stable.as_str(), report.candidate.as_str());
+    assert_eq!(report.outcome, Outcome::RolledBack, "{:?}", report.reason);
+    assert_eq!(
+        world.splits(),
+        vec![
+            split(&[(s, 100)]),
+            split(&[(s, 90), (c, 10)]),
+            split(&[(s, 100)])
+        ]
+    );
+    let reason = report.reason.as_deref().unwrap();
+    assert!(
+        reason.contains("candidate p95") && reason.contains("above the limit"),
+        "{reason}"
+    );
+    let failed = &report.steps[0];
+    assert_eq!((failed.step, failed.verdict), (1, "fail"));
+    assert!(
+        failed.duration_s <= 300.0,
+        "decided inside one bake: {failed:?}"
+    );
+    assert!(failed.latency[0].failed());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_candidate_slower_than_stable_beyond_the_margin_is_rolled_back_within_the_limit() {
+    let world = World::under_load();
+    // Stable answers in ~30ms (p95 90ms); the candidate takes ~300ms, far inside 2s.
+    world.candidate_behaves(
+        Behavior::healthy("1.4.0")
+            .with_latency(Duration::from_millis(300), Duration::from_millis(450)),
+    );
+
+    let report = world
+        .roll_out(latency_request(Duration::from_secs(2)))
+        .await
+        .unwrap();
+
+    assert_eq!(report.outcome, Outcome::RolledBack, "{:?}", report.reason);
+    let reason = report.reason.as_deref().unwrap();
+    assert!(
+        reason.contains("slower than stable beyond the margin"),
+        "{reason}"
+    );
+    let check = &report.steps[0].latency[0];
+    assert!(
+        check.threshold_ms < 2000.0 && check.stable_ms.is_some(),
+        "{check:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_candidate_as_fast_as_stable_passes_the_latency_gate_at_every_step() {
+    let world = World::under_load();
+
+    let report = world
+        .roll_out(latency_request(Duration::from_millis(800)))
+        .await
+        .unwrap();
+
+    let (s, c) = (world.stable.as_str(), report.candidate.as_str());
+    assert_eq!(report.outcome, Outcome::Promoted, "{:?}", report.reason);
+    assert_eq!(world.splits(), every_default_step(s, c));
+    for step in &report.steps {
+        assert_eq!(step.latency.len(), 1, "{step:?}");
+        assert!(!step.latency[0].failed(), "{step:?}");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn without_a_latency_limit_no_latencies_are_read() {
+    let world = World::under_load();
+    world.candidate_behaves(
+        Behavior::healthy("1.4.0")
+            .with_latency(Duration::from_millis(1500), Duration::from_millis(3000)),
+    );
+
+    let report = world.roll_out_candidate().await;
+
+    assert_eq!(report.outcome, Outcome::Promoted, "{:?}", report.reason);
+    assert!(report.steps.iter().all(|step| step.latency.is_empty()));
 }

@@ -117,6 +117,19 @@ proptest! {
             }
             Err(error) => refused_naming(&error, "--steps")?,
         }
+        match parse(&["rollout", &format!("--max-latency=p95={text}")]) {
+            Ok(cli) => {
+                let Sub::Rollout(args) = cli.command else { unreachable!() };
+                for limit in args.max_latency {
+                    prop_assert!(
+                        limit.limit >= Duration::from_millis(1)
+                            && limit.limit <= Duration::from_secs(3600),
+                        "{:?}", limit
+                    );
+                }
+            }
+            Err(error) => refused_naming(&error, "--max-latency")?,
+        }
         match parse(&["rollout", &format!("--min-requests={text}")]) {
             Ok(cli) => {
                 let Sub::Rollout(args) = cli.command else { unreachable!() };
@@ -176,7 +189,7 @@ proptest! {
     fn given_any_value_for_any_key_then_a_refusal_names_the_key(
         key in prop::sample::select(vec![
             "steps", "bake", "interval", "max_error_rate", "min_requests", "metrics_delay",
-            "health_path", "health_expect", "expect_version",
+            "health_path", "health_expect", "expect_version", "max_latency",
         ]),
         environment_key in prop::sample::select(vec!["project", "region", "service", "url"]),
         value in prop_oneof![
@@ -242,6 +255,9 @@ async fn given_smuggled_names_or_unbounded_durations_then_the_binary_exits_2_bef
         (vec!["--metrics-delay", huge], "--metrics-delay"),
         (vec!["--dry-run", "--bake", huge], "--bake"),
         (vec!["--min-requests", "0"], "--min-requests"),
+        (vec!["--max-latency", "p90=1s"], "--max-latency"),
+        (vec!["--max-latency", "p95=0ms"], "--max-latency"),
+        (vec!["--max-latency", "p95=1s,p95=2s"], "--max-latency"),
     ];
     for (extra, flag) in cases {
         // Later flags win in clap only for repeated flags; give the good address first and let the

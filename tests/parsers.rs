@@ -972,6 +972,114 @@ proptest! {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Latency answers (Cloud Monitoring distributions, Prometheus histograms)
+
+/// One revision's latency distribution as Monitoring sends it: a layout and its counts.
+fn distribution() -> impl Strategy<Value = (Value, u64)> {
+    let layout = prop_oneof![
+        (1i64..50, 1.1f64..4.0, 0.5f64..10.0).prop_map(|(n, growth, scale)| {
+            (json!({"exponentialBuckets": {"numFiniteBuckets": n, "growthFactor": growth, "scale": scale}}), n as usize)
+        }),
+        (1i64..50, 1.0f64..500.0, 0.0f64..100.0).prop_map(|(n, width, offset)| {
+            (json!({"linearBuckets": {"numFiniteBuckets": n, "width": width, "offset": offset}}), n as usize)
+        }),
+        vec(1.0f64..10_000.0, 1..20).prop_map(|mut bounds| {
+            bounds.sort_by(f64::total_cmp);
+            bounds.dedup();
+            let n = bounds.len() - 1;
+            (json!({"explicitBuckets": {"bounds": bounds}}), n)
+        }),
+    ];
+    layout.prop_flat_map(|(options, finite)| {
+        vec(0u64..1_000, 0..=finite + 2).prop_map(move |counts| {
+            let total: u64 = counts.iter().sum();
+            let value = json!({
+                "count": total.to_string(),
+                "bucketOptions": options,
+                "bucketCounts": counts.iter().map(|c| c.to_string()).collect::<Vec<_>>(),
+            });
+            (value, total)
+        })
+    })
+}
+
+fn latency_series(revision: &str, distribution: &Value) -> Value {
+    json!({
+        "resource": {"labels": {"revision_name": revision}},
+        "metricKind": "DELTA",
+        "valueType": "DISTRIBUTION",
+        "points": [{
+            "interval": {"startTime": rfc3339(0), "endTime": rfc3339(300)},
+            "value": {"distributionValue": distribution},
+        }],
+    })
+}
+
+proptest! {
+    #![proptest_config(cases(256))]
+
+    #[test]
+    fn a_monitoring_distribution_is_read_with_every_request(
+        (candidate, n) in distribution(),
+        (stable, m) in distribution(),
+    ) {
+        let answer = json!({"timeSeries": [
+            latency_series("app-2", &candidate),
+            latency_series("app-1", &stable),
+        ]});
+        let mut read = BTreeMap::new();
+        match monitoring::read_latency_answer(&mut read, answer, window()) {
+            Ok(None) => {
+                prop_assert_eq!(read.get("app-2").map_or(0, |h| h.total()), n);
+                prop_assert_eq!(read.get("app-1").map_or(0, |h| h.total()), m);
+            }
+            // Every layout here is valid and its counts fit it: nothing may be refused.
+            Ok(Some(token)) => prop_assert!(false, "a page token from nowhere: {}", token),
+            Err(error) => prop_assert!(false, "{:?}", error),
+        }
+    }
+
+    #[test]
+    fn any_json_as_a_latency_answer_never_panics(answer in any_json(), value in any_json()) {
+        let mut read = BTreeMap::new();
+        let _ = monitoring::read_latency_answer(&mut read, answer, window());
+        let wrapped = json!({"timeSeries": [latency_series("app-1", &value)]});
+        let _ = monitoring::read_latency_answer(&mut read, wrapped, window());
+        let _ = prometheus::read_latency_answer(value, window());
+    }
+
+    #[test]
+    fn prometheus_cumulative_buckets_become_a_histogram_of_the_inf_bucket_total(
+        mut bounds in vec(1u32..10_000, 1..12),
+        steps in vec(0u32..500, 13),
+    ) {
+        bounds.sort_unstable();
+        bounds.dedup();
+        let mut cumulative = 0u64;
+        let mut result = Vec::new();
+        for (bound, step) in bounds.iter().map(|b| b.to_string()).chain(["+Inf".to_string()]).zip(&steps) {
+            cumulative += u64::from(*step);
+            result.push(json!({
+                "metric": {"revision_name": "app-2", "le": bound},
+                "value": [EVALUATED, format!("{cumulative}")],
+            }));
+        }
+        let answer = json!({"status": "success", "data": {"resultType": "vector", "result": result}});
+        let read = prometheus::read_latency_answer(answer, window()).unwrap();
+        prop_assert_eq!(read.get("app-2").map_or(0, |h| h.total()), cumulative);
+    }
+}
+
+#[test]
+fn a_prometheus_histogram_without_its_inf_bucket_is_refused() {
+    let answer = json!({"status": "success", "data": {"resultType": "vector", "result": [
+        {"metric": {"revision_name": "app-2", "le": "100"}, "value": [EVALUATED, "5"]},
+    ]}});
+    let error = prometheus::read_latency_answer(answer, window()).unwrap_err();
+    assert!(error.to_string().contains("+Inf"), "{error}");
+}
+
+// ---------------------------------------------------------------------------------------------
 // Health bodies
 
 fn health_body() -> impl Strategy<Value = String> {

@@ -5,10 +5,10 @@ use std::time::Duration;
 
 use shiftgate::clock::Clock;
 use shiftgate::{
-    CandidateSource, CloudMonitoring, CloudRunService, Credentials, GoogleRest, Outcome, Policy,
-    Report,
+    CandidateSource, CloudMonitoring, CloudRunService, Credentials, GoogleRest, LatencyLimit,
+    Outcome, Policy, Quantile, Report,
 };
-use shiftgate_sim::{BadPoint, Fault, LoadHandle, Sim};
+use shiftgate_sim::{BadPoint, Behavior, Fault, LatencyBuckets, LoadHandle, Sim};
 
 use crate::support::adapters::roll_out_over_http;
 
@@ -194,6 +194,79 @@ async fn a_failing_candidate_over_http_is_rolled_back_and_the_record_cleared() {
             .all(|t| t.tag.as_deref() != Some("candidate")),
         "the candidate's tag is removed: {:?}",
         service.traffic
+    );
+}
+
+/// The quick policy with `--max-latency p95=500ms`.
+fn latency_policy() -> Policy {
+    Policy {
+        latency: vec![LatencyLimit {
+            quantile: Quantile::P95,
+            limit: Duration::from_millis(500),
+        }],
+        ..quick_policy()
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_slow_candidate_is_rolled_back_from_monitoring_distributions_in_every_bucket_layout() {
+    for layout in [
+        LatencyBuckets::Exponential {
+            count: 40,
+            growth: 1.4,
+            scale: 1.0,
+        },
+        LatencyBuckets::Linear {
+            count: 30,
+            width: 100.0,
+            offset: 0.0,
+        },
+        LatencyBuckets::Explicit(vec![10.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0]),
+    ] {
+        let harness = Harness::start().await;
+        harness.sim.set_latency_buckets(layout.clone());
+        harness.sim.register_image(
+            "registry/app:v1.1.0",
+            Behavior::healthy("1.1.0")
+                .with_latency(Duration::from_millis(1200), Duration::from_millis(2500)),
+        );
+        let _load = harness.start_load();
+
+        let (report, _, _) = harness.roll_out(latency_policy()).await;
+
+        assert_eq!(
+            report.outcome,
+            Outcome::RolledBack,
+            "{layout:?}: {:?}",
+            report.reason
+        );
+        let reason = report.reason.as_deref().unwrap_or_default();
+        assert!(reason.contains("candidate p95"), "{layout:?}: {reason}");
+        let (s, c) = (harness.stable.as_str(), report.candidate.as_str());
+        assert_eq!(
+            harness.splits(),
+            vec![
+                split(&[(s, 100)]),
+                split(&[(s, 80), (c, 20)]),
+                split(&[(s, 100)])
+            ],
+            "{layout:?}"
+        );
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_candidate_as_fast_as_stable_is_promoted_through_the_latency_gate_over_http() {
+    let harness = Harness::start().await;
+    let _load = harness.start_load();
+
+    let (report, _, _) = harness.roll_out(latency_policy()).await;
+
+    assert_eq!(report.outcome, Outcome::Promoted, "{:?}", report.reason);
+    let check = &report.steps.last().unwrap().latency[0];
+    assert!(
+        check.candidate_requests > 0 && !check.failed(),
+        "the latencies were read and judged: {check:?}"
     );
 }
 

@@ -15,6 +15,7 @@ use crate::commands::{CommandError, Context};
 use crate::gcp::{Credentials, GoogleRest};
 use crate::health::HttpHealthEndpoint;
 use crate::metrics::CloudMonitoring;
+use crate::rollout::latency::{LatencyLimit, Quantile};
 use crate::rollout::plan::{Policy, Steps};
 use crate::rollout::{CandidateSource, Ports, RolloutRequest};
 use shiftgate_sim::{Behavior, Sim};
@@ -33,7 +34,7 @@ const REQUESTS_PER_SECOND: f64 = 50.0;
 pub struct DemoResult {
     #[serde(flatten)]
     pub run: RolloutRun,
-    /// `good`, `bad` or `unhealthy`.
+    /// `good`, `bad`, `unhealthy` or `slow`.
     pub scenario: &'static str,
 }
 
@@ -48,6 +49,7 @@ fn scenario_name(scenario: Scenario) -> &'static str {
         Scenario::Good => "good",
         Scenario::Bad => "bad",
         Scenario::Unhealthy => "unhealthy",
+        Scenario::Slow => "slow",
     }
 }
 
@@ -61,6 +63,8 @@ pub async fn run(context: &Context, args: DemoArgs) -> Result<CommandResult, Com
         Scenario::Good => Behavior::healthy("1.4.0"),
         Scenario::Bad => Behavior::erroring("1.4.0", 0.3),
         Scenario::Unhealthy => Behavior::unhealthy("1.4.0"),
+        Scenario::Slow => Behavior::healthy("1.4.0")
+            .with_latency(Duration::from_millis(700), Duration::from_millis(1300)),
     };
     sim.register_image(CANDIDATE_IMAGE, behavior);
     let _load = sim.start_load(PROJECT, REGION, SERVICE, REQUESTS_PER_SECOND);
@@ -100,7 +104,8 @@ pub async fn run(context: &Context, args: DemoArgs) -> Result<CommandResult, Com
     }))
 }
 
-/// The default steps with a short bake, and little enough traffic to judge on.
+/// The default steps with a short bake, little enough traffic to judge on, and a latency gate
+/// that stable's 90ms p95 passes.
 fn demo_policy(bake: Duration) -> Policy {
     Policy {
         steps: Steps::default(),
@@ -109,6 +114,10 @@ fn demo_policy(bake: Duration) -> Policy {
         max_error_rate: 0.05,
         min_requests: 20,
         metrics_delay: Duration::ZERO,
+        latency: vec![LatencyLimit {
+            quantile: Quantile::P95,
+            limit: Duration::from_millis(500),
+        }],
         ..Policy::default()
     }
 }
@@ -124,12 +133,14 @@ fn introduce(sim: &Sim, stable: &str, scenario: Scenario, policy: &Policy) {
         sim.service_url(PROJECT, REGION, SERVICE)
             .unwrap_or_default()
     );
+    let latency: Vec<String> = policy.latency.iter().map(|l| l.to_string()).collect();
     crate::say!(
-        "policy: steps {}, bake {} each, check every {}, fail above {} 5xx, at least {} requests per step\n",
+        "policy: steps {}, bake {} each, check every {}, fail above {} 5xx or {}, at least {} candidate requests in all\n",
         policy.steps,
         humantime::format_duration(policy.bake),
         humantime::format_duration(policy.interval),
         crate::rollout::judge::percent(policy.max_error_rate),
+        latency.join(", "),
         policy.min_requests
     );
 }

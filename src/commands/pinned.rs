@@ -183,6 +183,7 @@ fn errors_checked(
         verdict,
         phase,
         comparison: None,
+        latency: Vec::new(),
     }
 }
 
@@ -318,6 +319,7 @@ fn step(
         checks,
         duration_s,
         reason: failed.then(|| FAILED_GATE.to_string()),
+        latency: Vec::new(),
     }
 }
 
@@ -344,6 +346,7 @@ fn report() -> Report {
         rollback_failed: false,
         api_failed: false,
         stable_health: Some(Verdict::Fail("answered HTTP 503".into())),
+        service_problem: false,
         duration_s: 420.125,
         timeline: timeline(),
     }
@@ -355,6 +358,7 @@ fn promoted_report() -> Report {
         image: None,
         reason: None,
         stable_health: None,
+        service_problem: false,
         ..report()
     }
 }
@@ -1137,6 +1141,16 @@ Service `projects/p/locations/us-central1/services/app`: `app-00001` (stable) �
 | 1 | 10% | 120 | 1 | 0.83% | pass | ✅ passed | 5m1s |
 | 2 | 50% | 400 | 60 | 15% | pass | ❌ failed: `candidate 5xx rate 15% (60 of 400 requests) is above the limit 5%` | 1m1s |
 
+<details><summary>Every check (3)</summary>
+
+| time | step | candidate 5xx | stable 5xx | evidence (needed 100) | verdict |
+|---:|---:|---:|---:|---:|---|
+| 1m0s | 1 | 0 of 30 | 1 of 300 | n/a | `inconclusive: baking: 30 candidate requests so far, 0 5xx` |
+| 5m0s | 1 | 1 of 120 | 2 of 1000 | n/a | `pass` |
+| 6m0s | 2 | 60 of 400 | 1 of 400 | n/a | `fail: candidate 5xx rate 15% (60 of 400 requests) is above the limit 5%` |
+
+</details>
+
 ```mermaid
 xychart-beta
     title "app-00002: candidate traffic and 5xx rate"
@@ -1171,6 +1185,16 @@ Service `projects/p/locations/us-central1/services/app`: `app-00001` (stable) �
 |---:|---:|---:|---:|---:|---|---|---:|
 | 1 | 10% | 120 | 1 | 0.83% | pass | ✅ passed | 5m1s |
 | 2 | 50% | 400 | 60 | 15% | pass | ❌ failed: `candidate 5xx rate 15% (60 of 400 requests) is above the limit 5%` | 1m1s |
+
+<details><summary>Every check (3)</summary>
+
+| time | step | candidate 5xx | stable 5xx | evidence (needed 100) | verdict |
+|---:|---:|---:|---:|---:|---|
+| 1m0s | 1 | 0 of 30 | 1 of 300 | n/a | `inconclusive: baking: 30 candidate requests so far, 0 5xx` |
+| 5m0s | 1 | 1 of 120 | 2 of 1000 | n/a | `pass` |
+| 6m0s | 2 | 60 of 400 | 1 of 400 | n/a | `fail: candidate 5xx rate 15% (60 of 400 requests) is above the limit 5%` |
+
+</details>
 
 ```mermaid
 xychart-beta
@@ -1209,6 +1233,16 @@ Service `projects/p/locations/us-central1/services/app`: `app-00001` (stable) �
 |---:|---:|---:|---:|---:|---|---|---:|
 | 1 | 10% | 120 | 1 | 0.83% | pass | ✅ passed | 5m1s |
 | 2 | 50% | 400 | 60 | 15% | pass | ❌ failed: `candidate 5xx rate 15% (60 of 400 requests) is above the limit 5%` | 1m1s |
+
+<details><summary>Every check (3)</summary>
+
+| time | step | candidate 5xx | stable 5xx | evidence (needed 100) | verdict |
+|---:|---:|---:|---:|---:|---|
+| 1m0s | 1 | 0 of 30 | 1 of 300 | n/a | `inconclusive: baking: 30 candidate requests so far, 0 5xx` |
+| 5m0s | 1 | 1 of 120 | 2 of 1000 | n/a | `pass` |
+| 6m0s | 2 | 60 of 400 | 1 of 400 | n/a | `fail: candidate 5xx rate 15% (60 of 400 requests) is above the limit 5%` |
+
+</details>
 
 ```mermaid
 xychart-beta
@@ -1327,6 +1361,16 @@ const ROLLOUT_INCIDENT_SUMMARY: &str = r##"shiftgate rolled back the rollout of 
 |---:|---:|---:|---:|---:|---|---|---:|
 | 1 | 10% | 120 | 1 | 0.83% | pass | ✅ passed | 5m1s |
 | 2 | 50% | 400 | 60 | 15% | pass | ❌ failed: `candidate 5xx rate 15% (60 of 400 requests) is above the limit 5%` | 1m1s |
+
+<details><summary>Every check (3)</summary>
+
+| time | step | candidate 5xx | stable 5xx | evidence (needed 100) | verdict |
+|---:|---:|---:|---:|---:|---|
+| 1m0s | 1 | 0 of 30 | 1 of 300 | n/a | `inconclusive: baking: 30 candidate requests so far, 0 5xx` |
+| 5m0s | 1 | 1 of 120 | 2 of 1000 | n/a | `pass` |
+| 6m0s | 2 | 60 of 400 | 1 of 400 | n/a | `fail: candidate 5xx rate 15% (60 of 400 requests) is above the limit 5%` |
+
+</details>
 
 ```mermaid
 xychart-beta

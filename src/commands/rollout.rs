@@ -93,6 +93,9 @@ fn serialize_policy<S: Serializer>(policy: &Policy, serializer: S) -> Result<S::
         judge: JudgeKind,
         margin: f64,
         early_pass: bool,
+        /// `{"p95": 800.0}`: each limit in milliseconds; absent without limits.
+        #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+        max_latency_ms: std::collections::BTreeMap<&'static str, f64>,
     }
     Shown {
         steps: &policy.steps,
@@ -105,6 +108,11 @@ fn serialize_policy<S: Serializer>(policy: &Policy, serializer: S) -> Result<S::
         judge: policy.judge,
         margin: policy.margin,
         early_pass: policy.early_pass,
+        max_latency_ms: policy
+            .latency
+            .iter()
+            .map(|limit| (limit.quantile.name(), limit.limit.as_secs_f64() * 1000.0))
+            .collect(),
     }
     .serialize(serializer)
 }

@@ -266,6 +266,18 @@ pub async fn run(context: &Context, args: SimulateArgs) -> Result<CommandResult,
         &args.policy.overrides(),
         Duration::ZERO,
     )?;
+    if !policy.latency.is_empty() && !context.json {
+        // The synthetic traffic has 5xx counts only; saying so beats a silent pass.
+        crate::say!(
+            "note: the policy's latency limits ({}) are not simulated; only the 5xx judge is",
+            policy
+                .latency
+                .iter()
+                .map(|limit| limit.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
     let scenarios = scenarios(&args);
     let judges = if args.compare {
         vec![policy.judge, other(policy.judge), JudgeKind::Counter]

@@ -218,6 +218,11 @@ pub fn rollout_incident(repo: Repo, report: &Report, policy: &Policy) -> Inciden
     let service = report.service.rsplit('/').next().unwrap_or(&report.service);
     let title = match (report.rollback_failed, stable_unhealthy) {
         (true, _) => format!("Rollback of {service} FAILED: the service needs a person"),
+        (false, Some(_)) if report.service_problem => format!(
+            "{service} is unhealthy on stable {} as well as on candidate {}: a service problem, \
+             not the rollout",
+            report.stable, report.candidate
+        ),
         (false, Some(_)) => format!(
             "{service} is unhealthy after rolling back to {}: the service needs a person",
             report.stable
@@ -563,6 +568,7 @@ mod tests {
             rollback_failed: false,
             api_failed: false,
             stable_health: Some(crate::rollout::verdict::Verdict::Pass),
+            service_problem: false,
             duration_s: 1.0,
             timeline: Vec::new(),
         }

@@ -1,6 +1,7 @@
-//! Request and 5xx counts per revision, the error-rate gate's data: Cloud Monitoring v3, or
+//! Request and 5xx counts and latencies per revision, the gates' data: Cloud Monitoring v3, or
 //! PromQL against Managed Prometheus or a Prometheus server; both implement the `Metrics` port.
 
+mod distribution;
 pub(crate) mod monitoring;
 pub(crate) mod prometheus;
 

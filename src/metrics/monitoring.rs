@@ -1,5 +1,5 @@
-//! Cloud Monitoring v3 adapter: per-revision request and 5xx counts of one Cloud Run service from
-//! `run.googleapis.com/request_count`, summed over a window with one `timeSeries.list` query.
+//! Cloud Monitoring v3 adapter: per-revision request and 5xx counts (`request_count`) and latency
+//! distributions (`request_latencies`) of one Cloud Run service, each one `timeSeries.list` query.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
@@ -10,9 +10,14 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::gcp::{GoogleRest, Retry, google_duration};
-use crate::rollout::ports::{Metrics, PortError, PortResult, RequestCounts, Window};
+use crate::metrics::distribution::add_distribution;
+use crate::rollout::ports::{
+    LatencyHistogram, Metrics, PortError, PortResult, RequestCounts, Window,
+};
 
 pub const REQUEST_COUNT_METRIC: &str = "run.googleapis.com/request_count";
+/// Cloud Run's request latencies: a DELTA DISTRIBUTION in milliseconds.
+pub const REQUEST_LATENCIES_METRIC: &str = "run.googleapis.com/request_latencies";
 /// Cloud Monitoring refuses alignment periods shorter than a minute.
 const MIN_ALIGNMENT: Duration = Duration::from_secs(60);
 const QUERY_BUDGET: Duration = Duration::from_secs(30);
@@ -65,6 +70,7 @@ struct Interval {
 struct TypedValue {
     int64_value: Option<Value>,
     double_value: Option<Value>,
+    distribution_value: Option<Value>,
 }
 
 /// Counts are int64 on the wire; a sum beyond that is not data, however it came about.
@@ -124,8 +130,8 @@ fn rfc3339_millis(at: SystemTime) -> String {
     humantime::format_rfc3339_millis(at).to_string()
 }
 
-/// One point's count, refused unless it is a non-negative int64 dated inside the request.
-fn point_count(point: &Point, series: &SeriesName, requested: &Requested) -> PortResult<u64> {
+/// Refuses a point not dated inside the request: it would count another window's requests.
+fn check_point_time(point: &Point, series: &SeriesName, requested: &Requested) -> PortResult<()> {
     let interval = point.interval.as_ref();
     let time = |field: Option<&String>, name: &str| -> PortResult<SystemTime> {
         let text = field.ok_or_else(|| {
@@ -155,6 +161,12 @@ fn point_count(point: &Point, series: &SeriesName, requested: &Requested) -> Por
             rfc3339_millis(requested.end)
         )));
     }
+    Ok(())
+}
+
+/// One point's count, refused unless it is a non-negative int64 dated inside the request.
+fn point_count(point: &Point, series: &SeriesName, requested: &Requested) -> PortResult<u64> {
+    check_point_time(point, series, requested)?;
     match (&point.value.int64_value, &point.value.double_value) {
         (Some(raw), _) => {
             let count = match raw {
@@ -247,6 +259,49 @@ fn read_page(
     Ok(page.next_page_token.filter(|t| !t.is_empty()))
 }
 
+/// Reads one `timeSeries.list` answer to a latency query for `window` into `latencies` and
+/// returns the token of the next page, if any. Public so that it can be tested and fuzzed.
+pub fn read_latency_answer(
+    latencies: &mut BTreeMap<String, LatencyHistogram>,
+    answer: Value,
+    window: Window,
+) -> PortResult<Option<String>> {
+    read_latency_page(latencies, answer, &Requested::new(window))
+}
+
+fn read_latency_page(
+    latencies: &mut BTreeMap<String, LatencyHistogram>,
+    answer: Value,
+    requested: &Requested,
+) -> PortResult<Option<String>> {
+    let page: ListTimeSeriesResponse = serde_json::from_value(answer)
+        .map_err(|error| PortError::Unavailable(format!("unexpected timeSeries JSON: {error}")))?;
+    for series in &page.time_series {
+        let Some(revision) = series.resource.labels.get("revision_name") else {
+            continue;
+        };
+        let name = SeriesName {
+            revision,
+            class: "latency",
+        };
+        let histogram = latencies.entry(revision.clone()).or_default();
+        for point in &series.points {
+            check_point_time(point, &name, requested)?;
+            let value = point.value.distribution_value.as_ref().ok_or_else(|| {
+                PortError::Unavailable(format!(
+                    "Cloud Monitoring returned a latency point for revision {revision} without a distribution"
+                ))
+            })?;
+            add_distribution(histogram, value).map_err(|problem| {
+                PortError::Unavailable(format!(
+                    "Cloud Monitoring returned {problem} for the latencies of revision {revision}"
+                ))
+            })?;
+        }
+    }
+    Ok(page.next_page_token.filter(|t| !t.is_empty()))
+}
+
 impl CloudMonitoring {
     pub fn new(rest: GoogleRest, project: &str, service: &str) -> Self {
         Self {
@@ -263,42 +318,66 @@ impl CloudMonitoring {
     /// The query parameters for one window. The alignment period covers the whole window in one
     /// point where it can; a window shorter than a minute is read as the minute ending at its end.
     pub fn query(&self, window: Window) -> Vec<(&'static str, String)> {
+        self.query_for(
+            REQUEST_COUNT_METRIC,
+            &[
+                "resource.labels.revision_name",
+                "metric.labels.response_code_class",
+            ],
+            window,
+        )
+    }
+
+    /// The query parameters for the latencies of one window: one distribution per revision.
+    pub fn latency_query(&self, window: Window) -> Vec<(&'static str, String)> {
+        self.query_for(
+            REQUEST_LATENCIES_METRIC,
+            &["resource.labels.revision_name"],
+            window,
+        )
+    }
+
+    fn query_for(
+        &self,
+        metric: &str,
+        group_by: &[&str],
+        window: Window,
+    ) -> Vec<(&'static str, String)> {
         let alignment = Requested::new(window).alignment;
         // Revisions are grouped by name, and only the two under rollout are read, so the
         // service name is filter enough (the form DESIGN.md gives, which fakes implement).
         let filter = format!(
-            "metric.type=\"{REQUEST_COUNT_METRIC}\" AND resource.labels.service_name=\"{}\"",
+            "metric.type=\"{metric}\" AND resource.labels.service_name=\"{}\"",
             self.service
         );
-        vec![
+        let mut query = vec![
             ("filter", filter),
             ("interval.startTime", rfc3339_millis(window.start)),
             ("interval.endTime", rfc3339_millis(window.end)),
             ("aggregation.alignmentPeriod", google_duration(alignment)),
             ("aggregation.perSeriesAligner", "ALIGN_DELTA".to_string()),
             ("aggregation.crossSeriesReducer", "REDUCE_SUM".to_string()),
-            (
-                "aggregation.groupByFields",
-                "resource.labels.revision_name".to_string(),
-            ),
-            (
-                "aggregation.groupByFields",
-                "metric.labels.response_code_class".to_string(),
-            ),
-            ("view", "FULL".to_string()),
-        ]
+        ];
+        query.extend(
+            group_by
+                .iter()
+                .map(|field| ("aggregation.groupByFields", field.to_string())),
+        );
+        query.push(("view", "FULL".to_string()));
+        query
     }
-}
 
-#[async_trait]
-impl Metrics for CloudMonitoring {
-    async fn request_counts(&self, window: Window) -> PortResult<BTreeMap<String, RequestCounts>> {
+    /// Sends `query` and each next page's, handing every answer to `read_page` until one has
+    /// no next page.
+    async fn list_pages(
+        &self,
+        query: Vec<(&'static str, String)>,
+        mut read_page: impl FnMut(Value) -> PortResult<Option<String>>,
+    ) -> PortResult<()> {
         let path = format!("v3/projects/{}/timeSeries", self.project);
-        let mut counts: BTreeMap<String, RequestCounts> = BTreeMap::new();
         let mut page_token: Option<String> = None;
-        let requested = Requested::new(window);
         loop {
-            let mut query = self.query(window);
+            let mut query = query.clone();
             if let Some(token) = &page_token {
                 query.push(("pageToken", token.clone()));
             }
@@ -306,11 +385,34 @@ impl Metrics for CloudMonitoring {
                 .rest
                 .send(Method::GET, &path, &query, None, Retry::Safe, QUERY_BUDGET)
                 .await?;
-            match read_page(&mut counts, answer, &requested)? {
+            match read_page(answer)? {
                 Some(token) => page_token = Some(token),
-                None => return Ok(counts),
+                None => return Ok(()),
             }
         }
+    }
+}
+
+#[async_trait]
+impl Metrics for CloudMonitoring {
+    async fn request_counts(&self, window: Window) -> PortResult<BTreeMap<String, RequestCounts>> {
+        let mut counts: BTreeMap<String, RequestCounts> = BTreeMap::new();
+        let requested = Requested::new(window);
+        self.list_pages(self.query(window), |answer| {
+            read_page(&mut counts, answer, &requested)
+        })
+        .await?;
+        Ok(counts)
+    }
+
+    async fn latencies(&self, window: Window) -> PortResult<BTreeMap<String, LatencyHistogram>> {
+        let mut latencies: BTreeMap<String, LatencyHistogram> = BTreeMap::new();
+        let requested = Requested::new(window);
+        self.list_pages(self.latency_query(window), |answer| {
+            read_latency_page(&mut latencies, answer, &requested)
+        })
+        .await?;
+        Ok(latencies)
     }
 }
 

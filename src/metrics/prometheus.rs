@@ -1,5 +1,5 @@
-//! Prometheus HTTP API adapter: per-revision request and 5xx counts from one PromQL `increase()`
-//! over the window, from Google Managed Prometheus or any Prometheus holding Cloud Run's series.
+//! Prometheus HTTP API adapter: per-revision request and 5xx counts and latency histograms, each
+//! one PromQL `increase()` over the window, from Managed Prometheus or any Prometheus with Cloud Run's series.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
@@ -9,10 +9,14 @@ use reqwest::Method;
 use serde::Deserialize;
 
 use crate::gcp::{Credentials, GoogleRest, Retry};
-use crate::rollout::ports::{Metrics, PortError, PortResult, RequestCounts, Window};
+use crate::rollout::ports::{
+    LatencyHistogram, Metrics, PortError, PortResult, RequestCounts, Window,
+};
 
 /// How Managed Prometheus names Cloud Run's `run.googleapis.com/request_count`.
 pub const REQUEST_COUNT_SERIES: &str = "run_googleapis_com:request_count";
+/// And `run.googleapis.com/request_latencies`, a histogram whose `le` is in milliseconds.
+pub const REQUEST_LATENCIES_BUCKETS: &str = "run_googleapis_com:request_latencies_bucket";
 const QUERY_BUDGET: Duration = Duration::from_secs(30);
 
 #[derive(Debug, Clone)]
@@ -75,12 +79,42 @@ impl PrometheusMetrics {
 
     /// The PromQL for one window: requests per revision and class that the window added.
     pub fn promql(&self, window: Window) -> String {
+        self.increase(
+            "revision_name, response_code_class",
+            REQUEST_COUNT_SERIES,
+            window,
+        )
+    }
+
+    /// The PromQL for the latencies of one window: requests per revision and histogram bucket.
+    pub fn latency_promql(&self, window: Window) -> String {
+        self.increase("revision_name, le", REQUEST_LATENCIES_BUCKETS, window)
+    }
+
+    fn increase(&self, by: &str, series: &str, window: Window) -> String {
         let length = window.end.duration_since(window.start).unwrap_or_default();
         format!(
-            "sum by (revision_name, response_code_class) (increase({REQUEST_COUNT_SERIES}{{service_name=\"{}\"}}[{}ms]))",
+            "sum by ({by}) (increase({series}{{service_name=\"{}\"}}[{}ms]))",
             self.service.replace('\\', "\\\\").replace('"', "\\\""),
             length.as_millis().max(1)
         )
+    }
+
+    /// One instant query at the end of `window`, its vector's samples.
+    async fn instant(&self, promql: String, window: Window) -> PortResult<Vec<Sample>> {
+        let query = [("query", promql), ("time", unix_seconds(window.end))];
+        let answer = self
+            .rest
+            .send(
+                Method::GET,
+                "api/v1/query",
+                &query,
+                None,
+                Retry::Safe,
+                QUERY_BUDGET,
+            )
+            .await?;
+        vector(answer)
     }
 }
 
@@ -94,22 +128,13 @@ fn unix_seconds(at: SystemTime) -> String {
 #[async_trait]
 impl Metrics for PrometheusMetrics {
     async fn request_counts(&self, window: Window) -> PortResult<BTreeMap<String, RequestCounts>> {
-        let query = [
-            ("query", self.promql(window)),
-            ("time", unix_seconds(window.end)),
-        ];
-        let answer = self
-            .rest
-            .send(
-                Method::GET,
-                "api/v1/query",
-                &query,
-                None,
-                Retry::Safe,
-                QUERY_BUDGET,
-            )
-            .await?;
-        read_answer(answer, window)
+        let samples = self.instant(self.promql(window), window).await?;
+        counts_from(&samples, window.end)
+    }
+
+    async fn latencies(&self, window: Window) -> PortResult<BTreeMap<String, LatencyHistogram>> {
+        let samples = self.instant(self.latency_promql(window), window).await?;
+        latencies_from(&samples, window.end)
     }
 }
 
@@ -120,6 +145,19 @@ pub fn read_answer(
     answer: serde_json::Value,
     window: Window,
 ) -> PortResult<BTreeMap<String, RequestCounts>> {
+    counts_from(&vector(answer)?, window.end)
+}
+
+/// Reads the answer to the latency query for `window` into a histogram per revision.
+pub fn read_latency_answer(
+    answer: serde_json::Value,
+    window: Window,
+) -> PortResult<BTreeMap<String, LatencyHistogram>> {
+    latencies_from(&vector(answer)?, window.end)
+}
+
+/// The samples of an instant query's vector; a failed query or another result type is an error.
+fn vector(answer: serde_json::Value) -> PortResult<Vec<Sample>> {
     let answer: QueryResponse = serde_json::from_value(answer).map_err(|error| {
         PortError::Unavailable(format!("unexpected Prometheus answer: {error}"))
     })?;
@@ -141,7 +179,7 @@ pub fn read_answer(
             data.result_type
         )));
     }
-    counts_from(&data.result, window.end)
+    Ok(data.result)
 }
 
 /// `increase()` over a window cannot legitimately reach this: beyond 2^53 a float no longer
@@ -162,16 +200,88 @@ fn sample_count(sample: &Sample, revision: &str, class: &str) -> PortResult<u64>
     }
 }
 
+/// An instant query answers at the time it was asked for (to the millisecond we send); a sample
+/// from another time covers another window.
+fn check_evaluated_at(sample: &Sample, asked: f64, revision: &str, class: &str) -> PortResult<()> {
+    if !sample.value.0.is_finite() || (sample.value.0 - asked).abs() > 0.002 {
+        return Err(PortError::Unavailable(format!(
+            "Prometheus returned a {class} count for revision {revision} evaluated at {}, not at the requested {asked:.3}",
+            sample.value.0
+        )));
+    }
+    Ok(())
+}
+
+fn unix_seconds_f64(at: SystemTime) -> f64 {
+    at.duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs_f64()
+}
+
+/// Turns each revision's cumulative `le` buckets into a histogram of `(previous le, le]`
+/// buckets. `increase()` extrapolates each bucket on its own, so after rounding a bucket may
+/// come out below the one before it: it is then taken as adding nothing, never as negative.
+fn latencies_from(
+    result: &[Sample],
+    evaluated_at: SystemTime,
+) -> PortResult<BTreeMap<String, LatencyHistogram>> {
+    let asked = unix_seconds_f64(evaluated_at);
+    let mut cumulative: BTreeMap<String, Vec<(f64, u64)>> = BTreeMap::new();
+    for sample in result {
+        let Some(revision) = sample.metric.get("revision_name") else {
+            continue;
+        };
+        check_evaluated_at(sample, asked, revision, "latency")?;
+        let le = sample.metric.get("le").map(String::as_str).unwrap_or("");
+        let bound = match le.trim() {
+            "+Inf" | "Inf" | "inf" => f64::INFINITY,
+            text => text.parse::<f64>().ok().filter(|b| b.is_finite()).ok_or_else(|| {
+                PortError::Unavailable(format!(
+                    "Prometheus returned a latency bucket le={le:?} for revision {revision}; not a bucket bound"
+                ))
+            })?,
+        };
+        let requests = sample_count(sample, revision, "latency")?;
+        cumulative
+            .entry(revision.clone())
+            .or_default()
+            .push((bound, requests));
+    }
+    let mut latencies = BTreeMap::new();
+    for (revision, mut buckets) in cumulative {
+        buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+        if buckets.windows(2).any(|w| w[0].0 == w[1].0) {
+            return Err(PortError::Unavailable(format!(
+                "Prometheus returned one latency bucket twice for revision {revision}"
+            )));
+        }
+        if buckets.last().is_none_or(|(bound, _)| bound.is_finite()) {
+            return Err(PortError::Unavailable(format!(
+                "Prometheus returned latency buckets for revision {revision} without le=\"+Inf\"; \
+                 the histogram's slowest requests would be missing"
+            )));
+        }
+        let mut histogram = LatencyHistogram::default();
+        let (mut lower, mut below) = (f64::NEG_INFINITY, 0u64);
+        for (upper, at_or_below) in buckets {
+            let at_or_below = at_or_below.max(below);
+            histogram
+                .add(lower, upper, at_or_below - below)
+                .map_err(PortError::Unavailable)?;
+            (lower, below) = (upper, at_or_below);
+        }
+        latencies.insert(revision, histogram);
+    }
+    Ok(latencies)
+}
+
 /// Sums the vector per revision; any unreadable sample makes the whole answer an error, so a
 /// broken count is never judged as zero errors.
 fn counts_from(
     result: &[Sample],
     evaluated_at: SystemTime,
 ) -> PortResult<BTreeMap<String, RequestCounts>> {
-    let asked = evaluated_at
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_secs_f64();
+    let asked = unix_seconds_f64(evaluated_at);
     let mut counts: BTreeMap<String, RequestCounts> = BTreeMap::new();
     for sample in result {
         let Some(revision) = sample.metric.get("revision_name") else {
@@ -182,14 +292,7 @@ fn counts_from(
             .get("response_code_class")
             .map(String::as_str)
             .unwrap_or("request");
-        // An instant query answers at the time it was asked for (to the millisecond we send);
-        // a sample from another time covers another window.
-        if !sample.value.0.is_finite() || (sample.value.0 - asked).abs() > 0.002 {
-            return Err(PortError::Unavailable(format!(
-                "Prometheus returned a {class} count for revision {revision} evaluated at {}, not at the requested {asked:.3}",
-                sample.value.0
-            )));
-        }
+        check_evaluated_at(sample, asked, revision, class)?;
         let requests = sample_count(sample, revision, class)?;
         let overflow = || {
             PortError::Unavailable(format!(

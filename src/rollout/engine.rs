@@ -124,6 +124,7 @@ impl<'a> Engine<'a> {
         match self.preflight_health(&candidate_url, &policy.health).await {
             None => return self.finish(plan, policy, steps, Stop::Interrupted).await,
             Some(Verdict::Fail(reason)) => {
+                self.judge.candidate_unhealthy = true;
                 let stop = Stop::Failed(format!(
                     "candidate is unhealthy before any traffic: {reason}"
                 ));
@@ -290,6 +291,16 @@ impl<'a> Engine<'a> {
                 .check_health(None, uri, &basic)
                 .await
                 .map(|(_, verdict)| verdict);
+            if let Some(Verdict::Fail(why)) = &report.stable_health
+                && self.judge.candidate_unhealthy
+            {
+                report.service_problem = true;
+                report.reason = Some(format!(
+                    "{}; stable fails its health check too ({why}): a problem of the service \
+                     (a dependency such as its database), not of the candidate",
+                    report.reason.take().unwrap_or_default()
+                ));
+            }
         }
     }
 
@@ -363,6 +374,7 @@ impl<'a> Engine<'a> {
             rollback_failed: false,
             api_failed: false,
             stable_health: None,
+            service_problem: false,
             duration_s: seconds(self.started.elapsed()),
             timeline: self.timeline.clone(),
         }

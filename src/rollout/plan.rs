@@ -7,6 +7,7 @@ use serde::Serialize;
 
 use crate::rollout::health_judge::Expectations;
 use crate::rollout::judge::{JudgeKind, JudgeSettings};
+use crate::rollout::latency::LatencyLimit;
 use crate::rollout::limits::{BAKE, INTERVAL, METRICS_DELAY, TIMEOUT, check_min_requests};
 
 pub const DEFAULT_STEPS: [u8; 4] = [10, 25, 50, 100];
@@ -116,6 +117,9 @@ pub struct Policy {
     pub margin: f64,
     /// A step may end before its bake once the candidate is shown not worse (`--early-pass`).
     pub early_pass: bool,
+    /// Latency quantiles the candidate must not be shown above (`--max-latency`), at most one
+    /// per quantile; none reads no latencies.
+    pub latency: Vec<LatencyLimit>,
     pub health: Expectations,
     /// How long to wait for a new revision to become ready.
     pub create_deadline: Duration,
@@ -135,6 +139,7 @@ impl Default for Policy {
             judge: JudgeKind::default(),
             margin: DEFAULT_MARGIN,
             early_pass: false,
+            latency: Vec::new(),
             health: Expectations::default(),
             create_deadline: Duration::from_secs(10 * 60),
             traffic_deadline: Duration::from_secs(3 * 60),
@@ -193,6 +198,17 @@ impl Policy {
                  may be), got {}",
                 self.margin
             ));
+        }
+        for (i, limit) in self.latency.iter().enumerate() {
+            if self.latency[..i]
+                .iter()
+                .any(|l| l.quantile == limit.quantile)
+            {
+                return Err(format!(
+                    "--max-latency gives {} twice; give each of p50, p95, p99 at most once",
+                    limit.quantile.name()
+                ));
+            }
         }
         crate::names::check_health_path(&self.health.path)
             .map_err(|message| format!("--health-path: {message}"))?;

@@ -7,6 +7,8 @@ use std::time::{Duration, SystemTime};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
+pub use crate::rollout::histogram::LatencyHistogram;
+
 /// One entry of a service's traffic split, always naming a concrete revision (short name).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TrafficTarget {
@@ -229,6 +231,11 @@ pub trait Metrics: Send + Sync {
     /// Counts per revision (short name) for requests within `window`. Revisions with no requests
     /// may be absent.
     async fn request_counts(&self, window: Window) -> PortResult<BTreeMap<String, RequestCounts>>;
+
+    /// Request latencies per revision (short name) within `window`, in the backend's own
+    /// buckets. Only asked for when the policy limits latency. Revisions with no requests may
+    /// be absent.
+    async fn latencies(&self, window: Window) -> PortResult<BTreeMap<String, LatencyHistogram>>;
 }
 
 /// What a health endpoint answered.

@@ -8,7 +8,9 @@ use tokio::time::Instant;
 use crate::rollout::check::{Decision, Errors, StepSchedule, decide};
 use crate::rollout::engine::{Engine, Stop};
 use crate::rollout::health_judge::Expectations;
+use crate::rollout::histogram::LatencyHistogram;
 use crate::rollout::judge::{Counts, JudgeKind, StepPhase, judge_step};
+use crate::rollout::latency::{LatencyCheck, check_latency, with_latency};
 use crate::rollout::ownership::still_ours;
 use crate::rollout::plan::Policy;
 use crate::rollout::ports::{RequestCounts, Window};
@@ -27,12 +29,17 @@ const HEALTH_RECHECK_GAP: Duration = Duration::from_secs(2);
 pub(super) struct JudgeRun {
     /// Stable's counts over the hour before the rollout (none when that query failed).
     pub baseline: RequestCounts,
+    /// Stable's latencies over the same hour, when the policy limits latency.
+    pub baseline_latency: LatencyHistogram,
     /// When the first step started: the sequential test counts from here.
     pub started: Option<Instant>,
     /// The counter rule's failed checks.
     pub failed_checks: u32,
     /// Failed metrics queries in a row.
     pub errors_in_a_row: u32,
+    /// The candidate failed a health check (before traffic or in a step): when stable fails
+    /// too after the rollback, the service is to blame, not the candidate.
+    pub candidate_unhealthy: bool,
 }
 
 impl Engine<'_> {
@@ -183,6 +190,7 @@ impl Engine<'_> {
         };
         if health.is_fail() {
             report.health = "fail";
+            self.judge.candidate_unhealthy = true;
             return Ok((
                 since,
                 decision(&Errors::Waiting, self.judge.errors_in_a_row),
@@ -268,6 +276,10 @@ impl Engine<'_> {
         report.error_rate = candidate.error_rate();
         report.stable_requests = stable.total;
         report.stable_5xx = stable.server_errors;
+        let latency = match self.measure_latency(window, plan, policy).await? {
+            Ok(checks) => checks,
+            Err(error) => return Some(Errors::Unavailable(error)),
+        };
         let judged = judge_step(
             &policy.judge_settings(),
             &counts,
@@ -276,24 +288,56 @@ impl Engine<'_> {
             look.last_step,
             &mut self.judge.failed_checks,
         );
+        let verdict = with_latency(judged.verdict, &latency, phase);
+        report.latency = latency.clone();
         self.emit(EventKind::ErrorsChecked {
             step: report.step,
             candidate,
             stable,
             error_rate: candidate.error_rate(),
-            verdict: judged.verdict.clone(),
+            verdict: verdict.clone(),
             phase,
             comparison: judged.comparison,
+            latency,
         });
-        Some(Errors::Judged(judged.verdict))
+        Some(Errors::Judged(verdict))
+    }
+
+    /// Reads the latencies of `window` and checks each `--max-latency` quantile: no query
+    /// without limits. `None`: interrupted; `Some(Err)`: the query failed.
+    async fn measure_latency(
+        &mut self,
+        window: Window,
+        plan: &Plan,
+        policy: &Policy,
+    ) -> Option<Result<Vec<LatencyCheck>, String>> {
+        if policy.latency.is_empty() {
+            return Some(Ok(Vec::new()));
+        }
+        let read = self.guard(self.ports.metrics.latencies(window)).await?;
+        let by_revision = match read {
+            Ok(by_revision) => by_revision,
+            Err(error) => return Some(Err(format!("latencies: {error}"))),
+        };
+        let candidate = by_revision
+            .get(&plan.candidate)
+            .cloned()
+            .unwrap_or_default();
+        let stable = by_revision
+            .get(&plan.stable)
+            .cloned()
+            .unwrap_or_default()
+            .plus(&self.judge.baseline_latency);
+        Some(Ok(policy
+            .latency
+            .iter()
+            .map(|limit| check_latency(limit, &candidate, &stable, policy.margin))
+            .collect()))
     }
 
     /// Stable's counts over the hour before the rollout, the sequential test's baseline; a
     /// failed query leaves none (the test then only has what the rollout itself sees).
     pub(super) async fn read_baseline(&mut self, plan: &Plan, policy: &Policy) -> Option<()> {
-        if policy.judge != JudgeKind::Sequential {
-            return Some(());
-        }
         let now = Instant::now();
         let visible = now.checked_sub(policy.metrics_delay).unwrap_or(now);
         let window = Window {
@@ -302,6 +346,16 @@ impl Engine<'_> {
                 .wall(visible.checked_sub(STABLE_HISTORY).unwrap_or(visible)),
             end: self.clock.wall(visible),
         };
+        if !policy.latency.is_empty() {
+            let latencies = self.guard(self.ports.metrics.latencies(window)).await?;
+            // Like the counts: without a baseline, stable is known from the rollout alone.
+            if let Some(stable) = latencies.ok().and_then(|mut l| l.remove(&plan.stable)) {
+                self.judge.baseline_latency = stable;
+            }
+        }
+        if policy.judge != JudgeKind::Sequential {
+            return Some(());
+        }
         let counts = self
             .guard(self.ports.metrics.request_counts(window))
             .await?;
@@ -377,6 +431,7 @@ fn new_step_report(step: usize, percent: u8) -> StepReport {
         checks: 0,
         duration_s: 0.0,
         reason: None,
+        latency: Vec::new(),
     }
 }
 

@@ -8,6 +8,7 @@ use serde::{Serialize, Serializer};
 use crate::exit::ExitCode;
 use crate::rollout::compare::Comparison;
 use crate::rollout::judge::StepPhase;
+use crate::rollout::latency::LatencyCheck;
 use crate::rollout::ports::{RequestCounts, TrafficTarget};
 use crate::rollout::verdict::Verdict;
 
@@ -86,6 +87,9 @@ pub enum EventKind {
         /// the tolerated rate and each evidence), when that judge ran.
         #[serde(skip_serializing_if = "Option::is_none")]
         comparison: Option<Comparison>,
+        /// Each `--max-latency` quantile's look, in the policy's order; empty without limits.
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        latency: Vec<LatencyCheck>,
     },
     StepPassed {
         step: usize,
@@ -149,6 +153,9 @@ pub struct StepReport {
     pub duration_s: f64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// The last latency look of each `--max-latency` quantile; empty without limits.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub latency: Vec<LatencyCheck>,
 }
 
 /// The whole result of one rollout.
@@ -180,6 +187,10 @@ pub struct Report {
     /// not checked: no rollback, no service URL, or interrupted).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stable_health: Option<Verdict>,
+    /// The candidate failed its health check and, after the rollback, stable failed its own:
+    /// the service is unhealthy, whichever revision serves it.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub service_problem: bool,
     pub duration_s: f64,
     pub timeline: Vec<Event>,
 }

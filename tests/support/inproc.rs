@@ -8,8 +8,8 @@ use async_trait::async_trait;
 use serde_json::{Value, json};
 
 use shiftgate::ports::{
-    HealthEndpoint, HealthResponse, Metrics, NewRevision, Platform, PortError, PortResult,
-    RequestCounts, RevisionInfo, RolloutRecord, ServiceState, TrafficChange, Window,
+    HealthEndpoint, HealthResponse, LatencyHistogram, Metrics, NewRevision, Platform, PortError,
+    PortResult, RequestCounts, RevisionInfo, RolloutRecord, ServiceState, TrafficChange, Window,
 };
 use shiftgate::wire::cloudrun::{
     ListRevisionsResponse, ROLLOUT_ANNOTATION, Revision, Service, rpc_code_to_http,
@@ -293,6 +293,37 @@ impl Metrics for SimMetrics {
             })
             .collect())
     }
+
+    async fn latencies(&self, window: Window) -> PortResult<BTreeMap<String, LatencyHistogram>> {
+        let path = format!("/v3/projects/{}/timeSeries", self.key.project);
+        self.model
+            .admit_in_process_call("GET", &path)
+            .map_err(|e| port_error(e.code, e.message))?;
+        Ok(self
+            .model
+            .latencies_between(&self.key, window.start, window.end)
+            .into_iter()
+            .map(|(revision, latencies)| (revision, in_buckets(&latencies)))
+            .collect())
+    }
+}
+
+/// Latencies in Cloud Run's kind of buckets: exponential from 1 ms, growing by 1.4, with an
+/// underflow and an overflow bucket, as `Distribution.BucketOptions` counts them.
+fn in_buckets(latencies: &[Duration]) -> LatencyHistogram {
+    const FINITE: i32 = 40;
+    let bound = |i: i32| 1.4f64.powi(i);
+    let mut histogram = LatencyHistogram::default();
+    for latency in latencies {
+        let ms = latency.as_secs_f64() * 1000.0;
+        let (lower, upper) = match (0..=FINITE).find(|&i| ms < bound(i)) {
+            Some(0) => (f64::NEG_INFINITY, bound(0)),
+            Some(i) => (bound(i - 1), bound(i)),
+            None => (bound(FINITE), f64::INFINITY),
+        };
+        histogram.add(lower, upper, 1).expect("bounds are a range");
+    }
+    histogram
 }
 
 /// The health port: service and tag URLs the model handed out answer like their revision would.
