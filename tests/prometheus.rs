@@ -126,6 +126,9 @@ fn rollout(sim: &Sim, prometheus: &Prometheus, service: &str, image: &str) -> Co
             // One scrape interval plus one evaluation: when a request is queryable.
             "--metrics-delay",
             "2s",
+            // Stable answers with a 90 ms p95: the gate is read from the histogram every time.
+            "--max-latency",
+            "p95=400ms",
         ])
         .env_clear()
         .env("SHIFTGATE_CLOUD_RUN_URL", sim.cloud_run_url())
@@ -135,7 +138,7 @@ fn rollout(sim: &Sim, prometheus: &Prometheus, service: &str, image: &str) -> Co
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn given_a_real_prometheus_when_candidates_roll_out_then_the_good_one_is_promoted_and_the_bad_one_rolled_back()
+async fn given_a_real_prometheus_when_candidates_roll_out_then_the_good_one_is_promoted_and_the_bad_and_slow_ones_rolled_back()
  {
     let Some(binary) = prometheus_binary() else {
         assert!(
@@ -151,14 +154,27 @@ async fn given_a_real_prometheus_when_candidates_roll_out_then_the_good_one_is_p
     sim.set_operation_delay(Duration::from_millis(50));
     let good_stable = sim.add_service("sim-project", "us-central1", "good", "registry/app:v1.0.0");
     let bad_stable = sim.add_service("sim-project", "us-central1", "bad", "registry/app:v1.0.0");
+    let slow_stable = sim.add_service("sim-project", "us-central1", "slow", "registry/app:v1.0.0");
     sim.register_image("registry/app:v1.1.0-bad", Behavior::erroring("1.1.0", 0.4));
+    sim.register_image(
+        "registry/app:v1.1.0-slow",
+        Behavior::healthy("1.1.0")
+            .with_latency(Duration::from_millis(800), Duration::from_millis(1500)),
+    );
     let _good_load = sim.start_load("sim-project", "us-central1", "good", 20.0);
     let _bad_load = sim.start_load("sim-project", "us-central1", "bad", 20.0);
+    let _slow_load = sim.start_load("sim-project", "us-central1", "slow", 20.0);
     let prometheus = start_prometheus(binary, &sim.metrics_url()).await;
 
-    let (good, bad) = tokio::join!(
+    let (good, bad, slow) = tokio::join!(
         run(rollout(&sim, &prometheus, "good", "registry/app:v1.1.0")),
         run(rollout(&sim, &prometheus, "bad", "registry/app:v1.1.0-bad")),
+        run(rollout(
+            &sim,
+            &prometheus,
+            "slow",
+            "registry/app:v1.1.0-slow"
+        )),
     );
 
     assert_eq!(good.status.code(), Some(0), "{}", stderr_of(&good));
@@ -195,6 +211,23 @@ async fn given_a_real_prometheus_when_candidates_roll_out_then_the_good_one_is_p
         sim.model()
             .current_split("sim-project", "us-central1", "bad"),
         vec![(bad_stable, 100)]
+    );
+
+    assert_eq!(slow.status.code(), Some(1), "{}", stderr_of(&slow));
+    let too_slow = json_of(&slow);
+    assert_eq!(too_slow["outcome"], "rolled_back");
+    let reason = too_slow["reason"].as_str().unwrap();
+    assert!(reason.contains("candidate p95"), "{too_slow}");
+    assert_eq!(
+        sim.model()
+            .current_split("sim-project", "us-central1", "slow"),
+        vec![(slow_stable, 100)]
+    );
+    // The good candidate passed the same gate on the histogram, not for want of data.
+    let looked = &steps.last().unwrap()["latency"][0];
+    assert!(
+        looked["candidate_requests"].as_u64().unwrap() > 0,
+        "{looked}"
     );
 }
 
