@@ -4,11 +4,12 @@
 use std::collections::hash_map::RandomState;
 use std::fmt::Write as _;
 use std::hash::{BuildHasher, Hasher};
-use std::io::Write as _;
+use std::io::{IsTerminal as _, Write as _};
 use std::path::Path;
 use std::sync::Mutex;
 
 use crate::exit::ExitCode;
+use crate::live::LiveProgress;
 use crate::markdown;
 use crate::output::{eprint_progress, progress_line};
 use crate::report_markdown::{plan_line, steps_and_chart};
@@ -263,8 +264,15 @@ fn outcome_icon(outcome: &str) -> &'static str {
 /// step and annotations for failed and inconclusive gates; elsewhere the plain progress lines.
 /// Workflow commands go to stderr with the rest of the progress: the runner reads them from both
 /// streams, and stdout is kept for the `--json` result.
-pub fn progress_sink() -> Box<dyn Fn(&Event) + Send + Sync> {
+pub fn progress_sink(policy: &Policy) -> Box<dyn Fn(&Event) + Send + Sync> {
     if !is_actions() {
+        // A person at a terminal gets the live line; a log file or a pipe gets plain lines.
+        let terminal = std::io::stderr().is_terminal()
+            && std::env::var("TERM").map_or(true, |term| term != "dumb");
+        if terminal {
+            let live = LiveProgress::new(policy);
+            return Box::new(move |event: &Event| live.show(event));
+        }
         return Box::new(eprint_progress);
     }
     let progress = ActionsProgress::new();
@@ -583,6 +591,7 @@ mod tests {
             error_rate: candidate.error_rate(),
             verdict,
             phase,
+            bake_progress: (std::time::Duration::ZERO, std::time::Duration::ZERO),
             comparison: None,
             latency: Vec::new(),
         }

@@ -19,6 +19,7 @@ mod exit;
 mod gcp;
 mod github;
 mod health;
+mod live;
 mod markdown;
 mod mask;
 mod metrics;

@@ -3,13 +3,14 @@
 
 use std::fmt::Write as _;
 use std::io::Write as _;
+use std::time::Duration;
 
 use serde::Serialize;
 
 use crate::rollout::judge::percent;
 use crate::rollout::latency::{LatencyCheck, milliseconds_text};
 use crate::rollout::ports::RequestCounts;
-use crate::rollout::timeline::{Event, EventKind, Report, describe_traffic};
+use crate::rollout::timeline::{Event, EventKind, Outcome, Report, describe_traffic};
 use crate::rollout::verdict::Verdict;
 
 /// The progress line for an event, or `None` for events too frequent to print (passing checks
@@ -62,9 +63,17 @@ pub fn progress_line(event: &Event) -> Option<String> {
             error_rate,
             verdict,
             latency,
+            bake_progress,
             ..
         } => {
-            let mut text = errors_text(*step, candidate, stable, *error_rate, verdict);
+            let mut text = errors_text(
+                *step,
+                *bake_progress,
+                candidate,
+                stable,
+                *error_rate,
+                verdict,
+            );
             // A latency check that failed the step is its reason already.
             let reason = verdict.reason().unwrap_or_default();
             for check in latency.iter().filter(|check| check.explain() != reason) {
@@ -120,13 +129,23 @@ fn plan_text(stable: &str, candidate: &str, steps: &[u8], creates_revision: bool
 
 fn errors_text(
     step: usize,
+    (since, bake): (Duration, Duration),
     candidate: &RequestCounts,
     stable: &RequestCounts,
     error_rate: Option<f64>,
     verdict: &Verdict,
 ) -> String {
+    let progress = if bake.is_zero() {
+        String::new()
+    } else {
+        format!(
+            " bake {}/{}",
+            bake_duration_text(since.min(bake)),
+            bake_duration_text(bake)
+        )
+    };
     format!(
-        "step {step}: candidate {} requests, {} 5xx ({}); stable {} requests, {} 5xx — {}",
+        "step {step}{progress}: candidate {} requests, {} 5xx ({}); stable {} requests, {} 5xx — {}",
         candidate.total,
         candidate.server_errors,
         error_rate.map(percent).unwrap_or_else(|| "n/a".into()),
@@ -138,6 +157,13 @@ fn errors_text(
             Verdict::Inconclusive(reason) => reason.clone(),
         }
     )
+}
+
+/// `2m10s`: a bake's progress to the second, as people read it.
+pub fn bake_duration_text(duration: Duration) -> String {
+    humantime::format_duration(Duration::from_secs(duration.as_secs()))
+        .to_string()
+        .replace(' ', "")
 }
 
 /// `p95 120ms (stable ≤ 100ms, limit 800ms)`: one quantile's look, short.
@@ -265,14 +291,7 @@ impl std::io::Write for LogWriter {
 /// The closing summary of a rollout: outcome, step table, final traffic.
 pub fn summary(report: &Report) -> String {
     let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "\n{}: {} → {} on {}",
-        report.outcome.as_str().to_uppercase(),
-        one_line(&report.stable),
-        one_line(&report.candidate),
-        one_line(&report.service)
-    );
+    let _ = writeln!(out, "\n{}", one_line(&outcome_in_words(report)));
     if let Some(reason) = &report.reason {
         let _ = writeln!(out, "reason: {}", one_line(reason));
     }
@@ -307,6 +326,47 @@ pub fn summary(report: &Report) -> String {
         }
     );
     out
+}
+
+/// What happened, in words: which revision serves the service now, and why.
+fn outcome_in_words(report: &Report) -> String {
+    let service = report.service.rsplit('/').next().unwrap_or(&report.service);
+    let (stable, candidate) = (&report.stable, &report.candidate);
+    let failed_step = report
+        .steps
+        .iter()
+        .find(|step| matches!(step.verdict, "fail" | "failed"))
+        .map(|step| format!(" at step {} ({}%)", step.step, step.percent))
+        .unwrap_or_default();
+    match report.outcome {
+        Outcome::Promoted => {
+            format!("promoted: {service} serves 100% on {candidate} (stable was {stable})")
+        }
+        Outcome::RolledBack if report.final_traffic_confirmed => format!(
+            "rolled back: {service} serves 100% on {stable} again; candidate {candidate} \
+             failed{failed_step}"
+        ),
+        Outcome::RolledBack => format!(
+            "rolled back{failed_step}, but stable {stable} serving everything again was not \
+             confirmed"
+        ),
+        Outcome::Interrupted => format!(
+            "interrupted: the rollout of {candidate} stopped{}",
+            if report.final_traffic_confirmed {
+                format!(" and {service} is back on {stable}")
+            } else {
+                " before stable was confirmed back".to_string()
+            }
+        ),
+        Outcome::Aborted => format!(
+            "aborted: someone else changed {service} during the rollout of {candidate}; their \
+             change stands"
+        ),
+        Outcome::Failed => format!("failed: {candidate} was not promoted on {service}"),
+        Outcome::DryRun => format!(
+            "dry run: nothing changed; {candidate} would be rolled out over {stable} on {service}"
+        ),
+    }
 }
 
 /// Prints the JSON result on stdout, its keys sorted as they have always been printed. A closed
@@ -387,5 +447,19 @@ mod tests {
         );
         assert_eq!(log_line(b"::warning::x\n"), "> ::warning::x\n");
         assert_eq!(one_line("a\u{2028}b"), "a\\u{2028}b");
+    }
+
+    #[test]
+    fn the_closing_summary_says_in_words_which_revision_serves_now() {
+        let mut report = crate::report_markdown::tests::rolled_back_report();
+        let said = summary(&report);
+        assert!(
+            said.contains(
+                "rolled back: svc serves 100% on app-1 again; candidate app-2 failed at step 2 (50%)"
+            ),
+            "{said}"
+        );
+        report.outcome = Outcome::Promoted;
+        assert!(summary(&report).contains("promoted: svc serves 100% on app-2 (stable was app-1)"));
     }
 }

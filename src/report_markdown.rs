@@ -55,7 +55,16 @@ pub fn steps_and_chart(report: &Report, policy: &Policy) -> String {
         out.push('\n');
     }
     out.push_str(&checks_details(report));
-    if !report.timeline.is_empty() {
+    if report.steps.is_empty() {
+        // Nothing to draw: the candidate never carried traffic, and the reason says why.
+        if let Some(reason) = &report.reason {
+            let _ = writeln!(
+                out,
+                "No traffic moved to the candidate: {}\n",
+                markdown::code(reason)
+            );
+        }
+    } else if !report.timeline.is_empty() {
         let _ = writeln!(out, "```mermaid\n{}```\n", mermaid_chart(report, policy));
         out.push_str(
             "Lines, in order: candidate traffic share (%), candidate 5xx rate (%), the 5xx limit (%).\n\n",
@@ -428,6 +437,7 @@ pub(crate) mod tests {
             error_rate: candidate.error_rate(),
             verdict,
             phase: StepPhase::Judging,
+            bake_progress: (Duration::ZERO, Duration::ZERO),
             comparison: None,
             latency: Vec::new(),
         }
@@ -514,6 +524,21 @@ pub(crate) mod tests {
                 ),
             ],
         }
+    }
+
+    #[test]
+    fn a_candidate_that_never_carried_traffic_gets_its_reason_not_a_one_point_chart() {
+        let report = Report {
+            steps: Vec::new(),
+            reason: Some("candidate is unhealthy before any traffic: answered HTTP 503".into()),
+            ..rolled_back_report()
+        };
+        let shown = steps_and_chart(&report, &policy());
+        assert!(!shown.contains("mermaid"), "{shown}");
+        assert!(
+            shown.contains("No traffic moved to the candidate: `candidate is unhealthy"),
+            "{shown}"
+        );
     }
 
     #[test]

@@ -182,6 +182,7 @@ fn errors_checked(
         error_rate: counts(candidate).error_rate(),
         verdict,
         phase,
+        bake_progress: (Duration::ZERO, Duration::ZERO),
         comparison: None,
         latency: Vec::new(),
     }

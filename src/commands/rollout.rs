@@ -326,7 +326,7 @@ pub async fn run_engine(
     ports: Ports<'_>,
     request: &RolloutRequest,
 ) -> Result<Report, CommandError> {
-    let progress = progress_sink();
+    let progress = progress_sink(&request.policy);
     let identity = Identity::generate();
     let id = identity.id.clone();
     let mut engine = Engine::new(ports, Clock::new(), context.interrupt.clone())

@@ -297,6 +297,7 @@ impl Engine<'_> {
             error_rate: candidate.error_rate(),
             verdict: verdict.clone(),
             phase,
+            bake_progress: (since, policy.bake),
             comparison: judged.comparison,
             latency,
         });

@@ -83,6 +83,9 @@ pub enum EventKind {
         /// judgement). Not in the JSON result, which predates it.
         #[serde(skip)]
         phase: StepPhase,
+        /// How far into its bake the step was, and the bake: for progress lines, not the JSON.
+        #[serde(skip)]
+        bake_progress: (Duration, Duration),
         /// The sequential test's look (its counts since the rollout started, stable's bounds,
         /// the tolerated rate and each evidence), when that judge ran.
         #[serde(skip_serializing_if = "Option::is_none")]
