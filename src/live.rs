@@ -2,6 +2,7 @@
 //! bake, time left, checks, candidate and stable counts, the current verdict); other events print above it.
 
 use std::fmt::Write as _;
+use std::io::Write as _;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -103,7 +104,7 @@ impl LiveProgress {
             } => {
                 self.print_above(&live, event);
                 if let Some(bar) = live.bar.take() {
-                    bar.finish();
+                    close(&bar, None);
                 }
                 live.line = StepLine {
                     step: *step,
@@ -137,14 +138,13 @@ impl LiveProgress {
             EventKind::StepPassed { .. } => {
                 live.line.verdict = "pass".to_string();
                 if let Some(bar) = live.bar.take() {
-                    bar.set_message(live.line.message());
-                    bar.finish();
+                    close(&bar, Some(live.line.message()));
                 }
                 self.print_above(&live, event);
             }
             EventKind::StepFailed { .. } => {
                 if let Some(bar) = live.bar.take() {
-                    bar.abandon_with_message(live.line.message());
+                    close(&bar, Some(live.line.message()));
                 }
                 self.print_above(&live, event);
             }
@@ -169,16 +169,16 @@ impl LiveProgress {
         };
         match &live.bar {
             Some(bar) => bar.println(line),
+            // Between steps nothing is drawn in place: the line goes straight to stderr.
             None => {
-                let bar = ProgressBar::with_draw_target(None, (self.target)());
-                bar.println(line);
+                let _ = writeln!(std::io::stderr().lock(), "{line}");
             }
         }
     }
 
     fn step_bar(&self, line: &StepLine) -> ProgressBar {
         let bake = self.bake;
-        let look = ProgressStyle::with_template("{prefix} {bake} {msg}")
+        let look = ProgressStyle::with_template("{prefix} {bake} {wide_msg}")
             .expect("the template is valid")
             .with_key(
                 "bake",
@@ -197,6 +197,18 @@ impl LiveProgress {
         bar.set_message(line.message());
         bar.enable_steady_tick(REDRAW);
         bar
+    }
+}
+
+/// Leaves a step's line as it ended and moves below it: the bar keeps the cursor at the end of
+/// its line, and the next event must not print onto it.
+fn close(bar: &ProgressBar, last: Option<String>) {
+    if let Some(message) = last {
+        bar.set_message(message);
+    }
+    bar.abandon();
+    if !bar.is_hidden() {
+        let _ = writeln!(std::io::stderr().lock());
     }
 }
 
@@ -281,7 +293,7 @@ mod tests {
     }
 
     #[test]
-    fn a_rollout_on_a_terminal_ends_with_each_step_as_one_line() {
+    fn a_rollout_on_a_terminal_leaves_each_step_as_one_line() {
         console::set_colors_enabled_stderr(false);
         let policy = Policy {
             steps: Steps::new(vec![50, 100]).unwrap(),
@@ -362,7 +374,7 @@ mod tests {
             frame.contains("step 2 (100%) [") && frame.contains("FAIL: candidate 5xx 30%"),
             "{frame}"
         );
-        assert!(frame.contains("step 2 (100%) FAILED"), "{frame}");
+        assert_eq!(frame.lines().count(), 2, "one line per step: {frame}");
         assert!(
             !frame.contains('\u{1b}'),
             "no colour when colours are off: {frame}"

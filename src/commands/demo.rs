@@ -59,6 +59,7 @@ pub async fn run(context: &Context, args: DemoArgs) -> Result<CommandResult, Com
         .map_err(|error| CommandError::api(format!("could not start the simulator: {error}")))?;
     sim.set_operation_delay(Duration::from_millis(400));
     let stable = sim.add_service(PROJECT, REGION, SERVICE, STABLE_IMAGE);
+    served_an_hour_already(&sim, &stable);
     let behavior = match args.scenario {
         Scenario::Good => Behavior::healthy("1.4.0"),
         Scenario::Bad => Behavior::erroring("1.4.0", 0.3),
@@ -102,6 +103,20 @@ pub async fn run(context: &Context, args: DemoArgs) -> Result<CommandResult, Com
         run: RolloutRun::new(report, request.policy, api_calls),
         scenario: scenario_name(args.scenario),
     }))
+}
+
+/// The stable revision's last hour at the demo's rate, as a real service has one: the judge
+/// starts from stable's history, and the up-front traffic forecast reads it.
+fn served_an_hour_already(sim: &Sim, stable: &str) {
+    let now = sim.model().clock().now();
+    let hour = Duration::from_secs(60 * 60);
+    let requests = (hour.as_secs_f64() * REQUESTS_PER_SECOND) as u32;
+    for n in 0..requests {
+        let ago = hour.mul_f64(1.0 - f64::from(n) / f64::from(requests));
+        if let Some(at) = now.checked_sub(ago) {
+            sim.model().record(stable, 200, at);
+        }
+    }
 }
 
 /// The default steps with a short bake, little enough traffic to judge on, and a latency gate
