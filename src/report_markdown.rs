@@ -24,15 +24,7 @@ pub fn plan_line(policy: &Policy) -> String {
     let latency = if policy.latency.is_empty() {
         String::new()
     } else {
-        format!(
-            "; latency at most {}",
-            policy
-                .latency
-                .iter()
-                .map(|limit| limit.to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        )
+        format!("; latency at most {}", policy.latency_text())
     };
     format!(
         "**Plan:** steps {steps}; bake {} per step, checks every {}; a step fails above {} 5xx{latency} \

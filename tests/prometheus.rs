@@ -37,6 +37,21 @@ fn prometheus_binary() -> Option<PathBuf> {
     candidates.into_iter().flatten().find(|path| path.is_file())
 }
 
+/// Debian's Prometheus, or `None` off CI (the test then says it skipped); CI must have it.
+fn prometheus_or_skip() -> Option<PathBuf> {
+    let binary = prometheus_binary();
+    if binary.is_none() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must install Debian's prometheus package (.ci/run does)"
+        );
+        eprintln!(
+            "SKIPPED: no Prometheus server here (apt-get install prometheus); CI runs this test"
+        );
+    }
+    binary
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -140,14 +155,7 @@ fn rollout(sim: &Sim, prometheus: &Prometheus, service: &str, image: &str) -> Co
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn given_a_real_prometheus_when_candidates_roll_out_then_the_good_one_is_promoted_and_the_bad_and_slow_ones_rolled_back()
  {
-    let Some(binary) = prometheus_binary() else {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI must install Debian's prometheus package (.ci/run does)"
-        );
-        eprintln!(
-            "SKIPPED: no Prometheus server here (apt-get install prometheus); CI runs this test"
-        );
+    let Some(binary) = prometheus_or_skip() else {
         return;
     };
     let sim = Sim::start(Clock::new()).await.unwrap();
@@ -280,14 +288,7 @@ async fn wait_for_value(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn given_a_real_prometheus_then_the_increase_of_each_latency_bucket_is_what_the_data_plane_served()
  {
-    let Some(binary) = prometheus_binary() else {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI must install Debian's prometheus package (.ci/run does)"
-        );
-        eprintln!(
-            "SKIPPED: no Prometheus server here (apt-get install prometheus); CI runs this test"
-        );
+    let Some(binary) = prometheus_or_skip() else {
         return;
     };
     let started = std::time::Instant::now();

@@ -148,14 +148,13 @@ fn introduce(sim: &Sim, stable: &str, scenario: Scenario, policy: &Policy) {
         sim.service_url(PROJECT, REGION, SERVICE)
             .unwrap_or_default()
     );
-    let latency: Vec<String> = policy.latency.iter().map(|l| l.to_string()).collect();
     crate::say!(
         "policy: steps {}, bake {} each, check every {}, fail above {} 5xx or {}, at least {} candidate requests in all\n",
         policy.steps,
         humantime::format_duration(policy.bake),
         humantime::format_duration(policy.interval),
         crate::rollout::judge::percent(policy.max_error_rate),
-        latency.join(", "),
+        policy.latency_text(),
         policy.min_requests
     );
 }

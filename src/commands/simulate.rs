@@ -270,12 +270,7 @@ pub async fn run(context: &Context, args: SimulateArgs) -> Result<CommandResult,
         // The synthetic traffic has 5xx counts only; saying so beats a silent pass.
         crate::say!(
             "note: the policy's latency limits ({}) are not simulated; only the 5xx judge is",
-            policy
-                .latency
-                .iter()
-                .map(|limit| limit.to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
+            policy.latency_text()
         );
     }
     let scenarios = scenarios(&args);

@@ -169,6 +169,15 @@ impl Policy {
         }
     }
 
+    /// The latency limits as written: `p95=800ms, p99=2s` (empty without limits).
+    pub fn latency_text(&self) -> String {
+        self.latency
+            .iter()
+            .map(|limit| limit.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
     /// Flagger's figure users reason with: the least time a healthy rollout takes.
     pub fn time_to_promote(&self) -> Duration {
         let steps = u32::try_from(self.steps.percents().len()).unwrap_or(u32::MAX);

@@ -271,13 +271,20 @@ impl SimMetrics {
     }
 }
 
-#[async_trait]
-impl Metrics for SimMetrics {
-    async fn request_counts(&self, window: Window) -> PortResult<BTreeMap<String, RequestCounts>> {
+impl SimMetrics {
+    /// A `timeSeries.list` call as the HTTP simulator would admit it (faults, tokens, limits).
+    fn admit_query(&self) -> PortResult<()> {
         let path = format!("/v3/projects/{}/timeSeries", self.key.project);
         self.model
             .admit_in_process_call("GET", &path)
-            .map_err(|e| port_error(e.code, e.message))?;
+            .map_err(|e| port_error(e.code, e.message))
+    }
+}
+
+#[async_trait]
+impl Metrics for SimMetrics {
+    async fn request_counts(&self, window: Window) -> PortResult<BTreeMap<String, RequestCounts>> {
+        self.admit_query()?;
         Ok(self
             .model
             .counts_between(&self.key, window.start, window.end)
@@ -295,10 +302,7 @@ impl Metrics for SimMetrics {
     }
 
     async fn latencies(&self, window: Window) -> PortResult<BTreeMap<String, LatencyHistogram>> {
-        let path = format!("/v3/projects/{}/timeSeries", self.key.project);
-        self.model
-            .admit_in_process_call("GET", &path)
-            .map_err(|e| port_error(e.code, e.message))?;
+        self.admit_query()?;
         Ok(self
             .model
             .latencies_between(&self.key, window.start, window.end)
