@@ -6,8 +6,10 @@
 #
 # Arguments are passed to shiftgate after the command ($SHIFTGATE_ACTION_COMMAND, default rollout).
 # Environment (action.yml sets these from its inputs and the github context):
-#   SHIFTGATE_ACTION_REF         the action's ref (github.action_ref): v1, v1.2.0, a SHA, a branch
+#   SHIFTGATE_ACTION_REF         the action's ref (github.action_ref): v1, v1.2.0, a SHA, a branch;
+#                                when empty, $GITHUB_ACTION_REF, then v<version of ../Cargo.toml>
 #   SHIFTGATE_ACTION_REPOSITORY  owner/name of the action (github.action_repository)
+#                                [default: $GITHUB_ACTION_REPOSITORY, then shiftgate/shiftgate]
 #   SHIFTGATE_RELEASE_BASE_URL   where releases are downloaded from
 #                                [default: $GITHUB_SERVER_URL/OWNER/NAME/releases/download]
 #   SHIFTGATE_CHECKSUMS_FILE     [default: action/checksums.txt next to this script]
@@ -26,8 +28,23 @@ fail() {
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 checksums="${SHIFTGATE_CHECKSUMS_FILE:-$root/action/checksums.txt}"
-ref="${SHIFTGATE_ACTION_REF:-}"
-repository="${SHIFTGATE_ACTION_REPOSITORY:-shiftgate/shiftgate}"
+repository="${SHIFTGATE_ACTION_REPOSITORY:-${GITHUB_ACTION_REPOSITORY:-shiftgate/shiftgate}}"
+
+# The package version of the checked-out action (its Cargo.toml), as a release tag: vX.Y.Z.
+cargo_version_tag() {
+  local version
+  version="$(sed -n 's/^version = "\([^"]*\)"$/\1/p' "$root/Cargo.toml" 2>/dev/null | head -n 1)"
+  if [[ -n "$version" ]]; then printf 'v%s\n' "$version"; fi
+}
+
+# github.action_ref can arrive empty in a composite action (actions/runner#2473). Then the
+# checked-out action says which release it is: checksums.txt has entries only on a release commit,
+# whose Cargo.toml version is its tag, so on any other commit this still finds no release.
+ref="${SHIFTGATE_ACTION_REF:-${GITHUB_ACTION_REF:-}}"
+if [[ -z "$ref" ]]; then
+  ref="$(cargo_version_tag)"
+  say "github.action_ref is empty (actions/runner#2473): looking for the release of the action's Cargo.toml version, ${ref:-none}"
+fi
 base_url="${SHIFTGATE_RELEASE_BASE_URL:-${GITHUB_SERVER_URL:-https://github.com}/$repository/releases/download}"
 
 case "${RUNNER_OS:-$(uname -s)}/${RUNNER_ARCH:-$(uname -m)}" in

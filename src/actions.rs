@@ -465,6 +465,66 @@ mod tests {
             .map(|(_, v)| v.as_str())
     }
 
+    /// The names under `outputs:` in action.yml, each with the step output it forwards.
+    fn declared_outputs() -> Vec<(String, String)> {
+        let action =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/action.yml")).unwrap();
+        let section = action
+            .split("\noutputs:\n")
+            .nth(1)
+            .and_then(|rest| rest.split("\nruns:\n").next())
+            .expect("action.yml has outputs: before runs:");
+        let mut declared: Vec<(String, String)> = Vec::new();
+        for line in section.lines() {
+            if let Some(name) = line.strip_prefix("  ").filter(|l| !l.starts_with(' ')) {
+                declared.push((name.trim_end_matches(':').to_string(), String::new()));
+            } else if let Some(value) = line.trim().strip_prefix("value: ")
+                && let Some((_, forwarded)) = declared.last_mut()
+            {
+                *forwarded = value.to_string();
+            }
+        }
+        declared
+    }
+
+    #[test]
+    fn action_yml_declares_exactly_the_outputs_the_binary_writes() {
+        // Every fact set, so that every output the code knows is written.
+        let everything = ResultFacts {
+            service: Some(ServiceFacts {
+                name: "svc",
+                change: ServiceChange::Rollout {
+                    stable: "app-00001",
+                    candidate: "app-00002",
+                },
+                image: None,
+            }),
+            final_traffic: Some(vec![TrafficShare {
+                revision: "app-00001".into(),
+                percent: 100,
+            }]),
+            run: Some((42, "https://github.com/o/r/actions/runs/42")),
+            incident_url: Some("https://github.com/o/r/issues/7"),
+            ..ResultFacts::new("rollout", "rolled_back", ExitCode::CheckFailed)
+        };
+        let mut written: Vec<&str> = outputs_for(&everything)
+            .into_iter()
+            .map(|(name, _)| name)
+            .collect();
+        written.sort_unstable();
+        let declared = declared_outputs();
+        let mut names: Vec<&str> = declared.iter().map(|(name, _)| name.as_str()).collect();
+        names.sort_unstable();
+        assert_eq!(names, written, "action.yml outputs vs outputs_for");
+        for (name, value) in &declared {
+            assert_eq!(
+                value,
+                &format!("${{{{ steps.shiftgate.outputs.{name} }}}}"),
+                "output {name} forwards the step's output of the same name"
+            );
+        }
+    }
+
     #[test]
     fn outputs_map_the_facts_of_each_command() {
         let shares = vec![TrafficShare {

@@ -98,6 +98,10 @@ pub enum Command {
     Dispatch(DispatchArgs),
     /// Open an incident issue, or comment on the open one with the same key.
     Incident(IncidentArgs),
+    /// Print the shell completion script for SHELL on stdout.
+    Completions(CompletionsArgs),
+    /// Print the roff man page of shiftgate, or of one of its commands, on stdout.
+    Man(ManArgs),
 }
 
 /// `RATE:STABLE:CANDIDATE` for `simulate --scenario`: requests per second, then stable's and the
@@ -495,10 +499,57 @@ pub struct DemoArgs {
     pub bake: Duration,
 }
 
+#[derive(Debug, Clone, Args)]
+#[command(
+    after_help = "Load them in the current shell with e.g. `source <(shiftgate completions bash)`, \
+    or write the script where your shell looks for completions."
+)]
+pub struct CompletionsArgs {
+    /// The shell to complete for.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+/// The commands `shiftgate man COMMAND` has a page for: every subcommand (a unit test keeps this
+/// list equal to `Command`'s).
+pub const MAN_PAGES: [&str; 10] = [
+    "rollout",
+    "rollback",
+    "status",
+    "health",
+    "demo",
+    "simulate",
+    "dispatch",
+    "incident",
+    "completions",
+    "man",
+];
+
+#[derive(Debug, Clone, Args)]
+#[command(
+    after_help = "Read it with e.g. `shiftgate man | man -l -`, or install it with \
+    `shiftgate man > ~/.local/share/man/man1/shiftgate.1`."
+)]
+pub struct ManArgs {
+    /// The command whose page to print (shiftgate-COMMAND(1)) [default: shiftgate(1), which lists
+    /// the commands].
+    #[arg(value_parser = clap::builder::PossibleValuesParser::new(MAN_PAGES))]
+    pub command: Option<String>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use clap::CommandFactory;
+
+    #[test]
+    fn man_has_a_page_for_every_command() {
+        let commands: Vec<String> = Cli::command()
+            .get_subcommands()
+            .map(|command| command.get_name().to_string())
+            .collect();
+        assert_eq!(commands, MAN_PAGES);
+    }
 
     #[test]
     fn the_command_line_is_consistent() {

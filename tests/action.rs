@@ -20,6 +20,13 @@ const REGION: &str = "us-central1";
 const SERVICE: &str = "loopcloser-dev";
 const TAG: &str = "v9.8.7";
 const ASSET: &str = "shiftgate-v9.8.7-x86_64-unknown-linux-musl";
+/// The release of the action's own Cargo.toml version, which an empty github.action_ref means.
+const CARGO_TAG: &str = concat!("v", env!("CARGO_PKG_VERSION"));
+const CARGO_ASSET: &str = concat!(
+    "shiftgate-v",
+    env!("CARGO_PKG_VERSION"),
+    "-x86_64-unknown-linux-musl"
+);
 
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -35,8 +42,8 @@ fn sha256(path: &Path) -> String {
     String::from_utf8(output.stdout).unwrap()[..64].to_string()
 }
 
-/// A stand-in for the GitHub release download: serves the locally built binary as every asset
-/// of `TAG`, and counts the downloads.
+/// A stand-in for the GitHub release download: serves the locally built binary as the x86_64
+/// asset of `TAG` and of `CARGO_TAG`, and counts the downloads.
 async fn release_server() -> (String, Arc<AtomicUsize>) {
     let hits = Arc::new(AtomicUsize::new(0));
     let bytes = Arc::new(std::fs::read(binary()).unwrap());
@@ -46,7 +53,9 @@ async fn release_server() -> (String, Arc<AtomicUsize>) {
             get(
                 |State((bytes, hits)): State<(Arc<Vec<u8>>, Arc<AtomicUsize>)>,
                  UrlPath((tag, asset)): UrlPath<(String, String)>| async move {
-                    if tag != TAG || asset != ASSET {
+                    let known = (tag == TAG && asset == ASSET)
+                        || (tag == CARGO_TAG && asset == CARGO_ASSET);
+                    if !known {
                         return Err(StatusCode::NOT_FOUND);
                     }
                     hits.fetch_add(1, Ordering::SeqCst);
@@ -95,9 +104,13 @@ impl Runner {
     }
 
     fn write_checksums(&self, sha: &str) {
+        self.write_checksums_of(sha, ASSET);
+    }
+
+    fn write_checksums_of(&self, sha: &str, asset: &str) {
         std::fs::write(
             self.dir.join("checksums.txt"),
-            format!("# test release\n{sha}  {ASSET}\n"),
+            format!("# test release\n{sha}  {asset}\n"),
         )
         .unwrap();
     }
@@ -218,6 +231,7 @@ async fn the_action_downloads_verifies_and_runs_a_rollout_writing_outputs_and_su
 
     let outputs = runner.outputs();
     assert_eq!(outputs["outcome"], "promoted");
+    assert_eq!(outputs["exit-code"], "0");
     let candidate = outputs["revision"].clone();
     assert_ne!(candidate, runner.stable);
     assert_eq!(outputs["stable-revision"], runner.stable);
@@ -366,6 +380,48 @@ async fn a_branch_ref_builds_from_source_and_says_so() {
     assert_eq!(runner.downloads.load(Ordering::SeqCst), 0);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_action_ref_finds_the_release_of_the_actions_own_version() {
+    // github.action_ref can arrive empty in a composite action (actions/runner#2473); the
+    // checked-out action's Cargo.toml still says which release it is.
+    let runner = Runner::start("empty-ref").await;
+    runner.write_checksums_of(&sha256(binary()), CARGO_ASSET);
+    // Should the release not be found, fail fast instead of a real source build.
+    let bin = runner.dir.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    std::fs::write(bin.join("cargo"), "#!/usr/bin/env bash\nexit 97\n").unwrap();
+    Command::new("chmod")
+        .arg("+x")
+        .arg(bin.join("cargo"))
+        .status()
+        .unwrap();
+    let mut step = runner.step("", "status");
+    step.env(
+        "PATH",
+        format!("{}:{}", bin.display(), std::env::var("PATH").unwrap()),
+    );
+
+    let output = runner.run(step).await;
+
+    let stderr = stderr_of(&output);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("github.action_ref is empty (actions/runner#2473)")
+            && stderr.contains(CARGO_TAG),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("verified {CARGO_ASSET}")),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("building shiftgate from source"),
+        "{stderr}"
+    );
+    assert_eq!(runner.downloads.load(Ordering::SeqCst), 1);
+    assert_eq!(runner.outputs()["exit-code"], "0");
+}
+
 #[test]
 fn every_input_of_the_action_reaches_the_step() {
     let action = std::fs::read_to_string(root().join("action.yml")).unwrap();
@@ -394,6 +450,7 @@ fn every_input_of_the_action_reaches_the_step() {
         "run-id",
         "run-url",
         "incident-url",
+        "exit-code",
     ] {
         assert!(
             action.contains(&format!("${{{{ steps.shiftgate.outputs.{output} }}}}")),

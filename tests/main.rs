@@ -10,6 +10,7 @@ mod discovery_validator;
 mod engine_scenarios;
 mod github;
 mod input;
+mod install;
 mod parsers;
 mod prometheus;
 mod rollout_http;

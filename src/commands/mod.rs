@@ -6,6 +6,7 @@ mod demo;
 mod dispatch;
 mod health;
 mod incident;
+mod reference;
 pub(crate) mod result;
 pub(crate) mod rollback;
 mod rollout;
@@ -200,6 +201,8 @@ pub async fn run(cli: Cli) -> ExitCode {
             Command::Dispatch(args) => dispatch::run(&context, args).await,
             Command::Incident(args) => incident::run(&context, args).await,
             Command::Simulate(args) => simulate::run(&context, args).await,
+            Command::Completions(args) => reference::completions(&context, args).await,
+            Command::Man(args) => reference::man(&context, args).await,
         }
     };
     // Rollout and rollback handle the interrupt themselves (they must leave traffic known);
@@ -257,6 +260,8 @@ fn command_name(command: &Command) -> &'static str {
         Command::Dispatch(_) => "dispatch",
         Command::Incident(_) => "incident",
         Command::Simulate(_) => "simulate",
+        Command::Completions(_) => "completions",
+        Command::Man(_) => "man",
     }
 }
 

@@ -9,6 +9,7 @@ use crate::commands::demo::DemoResult;
 use crate::commands::dispatch::DispatchResult;
 use crate::commands::health::HealthResult;
 use crate::commands::incident::IncidentResult;
+use crate::commands::reference::ReferenceResult;
 use crate::commands::rollback::RollbackResult;
 use crate::commands::rollout::RolloutResult;
 use crate::commands::simulate::SimulateResult;
@@ -28,6 +29,8 @@ pub enum CommandResult {
     Dispatch(DispatchResult),
     Incident(IncidentResult),
     Simulate(SimulateResult),
+    Completions(ReferenceResult),
+    Man(ReferenceResult),
 }
 
 impl CommandResult {
@@ -43,6 +46,8 @@ impl CommandResult {
             CommandResult::Dispatch(_) => "dispatch",
             CommandResult::Incident(_) => "incident",
             CommandResult::Simulate(_) => "simulate",
+            CommandResult::Completions(_) => "completions",
+            CommandResult::Man(_) => "man",
         }
     }
 
@@ -57,6 +62,7 @@ impl CommandResult {
             CommandResult::Dispatch(result) => result.run.exit_code,
             CommandResult::Incident(result) => result.exit_code,
             CommandResult::Simulate(result) => result.exit_code,
+            CommandResult::Completions(result) | CommandResult::Man(result) => result.exit_code,
         }
     }
 
@@ -73,6 +79,9 @@ impl CommandResult {
             CommandResult::Dispatch(result) => result.facts(command),
             CommandResult::Incident(result) => result.facts(command),
             CommandResult::Simulate(result) => result.facts(command),
+            CommandResult::Completions(result) | CommandResult::Man(result) => {
+                result.facts(command)
+            }
         }
     }
 }
