@@ -74,7 +74,7 @@ pub async fn run(context: &Context, args: RollbackArgs) -> Result<CommandResult,
     let config = context.config()?;
     let address = config.resolve_service(&args.service)?;
     let endpoints = Endpoints::from_env();
-    let platform = endpoints.cloud_run(&address);
+    let platform = endpoints.cloud_run(&address).await?;
     // No single call may outlive --timeout: the command as a whole ends by then.
     platform
         .rest()

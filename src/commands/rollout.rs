@@ -204,7 +204,7 @@ pub async fn run(context: &Context, args: RolloutArgs) -> Result<CommandResult, 
     }
     let incident_repo = config.incident_repo(args.repo.as_deref());
     let endpoints = Endpoints::from_env();
-    let credentials = Credentials::from_env();
+    let credentials = endpoints.credentials().await?;
     if let Some(warning) = crate::gcp::static_token_warning(&credentials, policy.time_to_promote())
     {
         crate::say!("warning: {warning}");
