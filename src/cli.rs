@@ -407,6 +407,10 @@ pub struct RollbackArgs {
     /// Revision to send 100% of traffic to [default: the stable revision of the rollout in progress].
     #[arg(long, env = "SHIFTGATE_TO", value_name = "REVISION", value_parser = name::revision)]
     pub to: Option<String>,
+    /// Roll back only if a rollout is in progress; with none (it finished, or already restored
+    /// stable), change nothing and exit 0. For cleanup steps such as `if: cancelled()`.
+    #[arg(long, env = "SHIFTGATE_IF_IN_PROGRESS", conflicts_with = "to")]
+    pub if_in_progress: bool,
     /// Repository for the SEV-1 incident filed if the rollback fails, OWNER/NAME [default: $GITHUB_REPOSITORY].
     #[arg(long, env = "SHIFTGATE_REPO", value_name = "OWNER/NAME", value_parser = name::repo)]
     pub repo: Option<String>,
