@@ -170,7 +170,7 @@ impl Credentials {
             return Ok(credentials);
         }
         let file = well_known.map_or_else(
-            || "gcloud's application_default_credentials.json".to_string(),
+            || "gcloud application default credentials file (HOME is not set)".to_string(),
             |path| path.display().to_string(),
         );
         Err(format!(

@@ -91,10 +91,11 @@ impl Endpoints {
         }
     }
 
-    /// Google credentials from the environment for these endpoints; none to be found anywhere is
-    /// bad configuration (exit 2), said before any request.
-    pub async fn credentials(&self) -> Result<Credentials, CommandError> {
-        Credentials::from_env_for(&[&self.cloud_run, &self.monitoring])
+    /// Google credentials from the environment for calls to `bases` (the API roots the command
+    /// will use, no others: a plain-HTTP simulator needs none); none to be found anywhere is bad
+    /// configuration (exit 2), said before any request.
+    pub async fn credentials(bases: &[&str]) -> Result<Credentials, CommandError> {
+        Credentials::from_env_for(bases)
             .await
             .map_err(CommandError::bad_input)
     }
@@ -104,7 +105,8 @@ impl Endpoints {
         &self,
         address: &ServiceAddress,
     ) -> Result<CloudRunService, CommandError> {
-        Ok(self.cloud_run_with(address, self.credentials().await?))
+        let credentials = Self::credentials(&[&self.cloud_run]).await?;
+        Ok(self.cloud_run_with(address, credentials))
     }
 
     pub fn cloud_run_with(
