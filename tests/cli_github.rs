@@ -474,17 +474,3 @@ async fn given_a_config_naming_the_repo_when_incident_and_dispatch_run_without_r
     assert_eq!(github.issues().len(), 1);
     assert_eq!(github.dispatch_posts(), 1);
 }
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn given_a_config_when_demo_is_asked_to_use_it_then_it_refuses_saying_it_reads_none() {
-    // Given a config file, when the demo is pointed at it.
-    let dir = workdir("demo-config");
-    std::fs::write(dir.join("shiftgate.toml"), "repo = \"loopcloser/app\"\n").unwrap();
-    let output = run(shiftgate(&dir, &["demo", "--config", "shiftgate.toml"])).await;
-
-    // Then nothing runs, and the message says why and where to go instead.
-    let stderr = stderr_of(&output);
-    assert_eq!(output.status.code(), Some(2), "{stderr}");
-    assert!(stderr.contains("demo reads no config"), "{stderr}");
-    assert!(stderr.contains("shiftgate simulate --env NAME"), "{stderr}");
-}
