@@ -38,6 +38,17 @@ fn poll(text: &str) -> Result<Duration, String> {
     limits::POLL.parse(text)
 }
 
+/// `simulate --runs`: enough to be worth drawing, few enough to finish.
+fn runs(text: &str) -> Result<u64, String> {
+    match text.trim().parse::<u64>() {
+        Ok(runs) if (1..=1_000_000).contains(&runs) => Ok(runs),
+        _ => Err(format!(
+            "must be a whole number between 1 and 1000000, got {}",
+            crate::names::quote(text.trim())
+        )),
+    }
+}
+
 /// `--workflow` goes into a request path (percent-encoded): a dot segment would still be resolved
 /// away by URL normalisation, and an empty one would address the workflow list.
 fn workflow(text: &str) -> Result<String, String> {
@@ -70,7 +81,7 @@ pub struct Cli {
     #[arg(long, global = true, env = "SHIFTGATE_JSON")]
     pub json: bool,
 
-    /// Config file naming environments and policy [default: shiftgate.toml, then .github/shiftgate.toml].
+    /// Config file naming environments, policy and repo; read by every command but demo [default: shiftgate.toml, then .github/shiftgate.toml].
     #[arg(long, global = true, env = "SHIFTGATE_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
 
@@ -400,6 +411,10 @@ pub struct RollbackArgs {
     /// Revision to send 100% of traffic to [default: the stable revision of the rollout in progress].
     #[arg(long, env = "SHIFTGATE_TO", value_name = "REVISION", value_parser = name::revision)]
     pub to: Option<String>,
+    /// Roll back only if a rollout is in progress; with none (it finished, or already restored
+    /// stable), change nothing and exit 0. For cleanup steps such as `if: cancelled()`.
+    #[arg(long, env = "SHIFTGATE_IF_IN_PROGRESS", conflicts_with = "to")]
+    pub if_in_progress: bool,
     /// Repository for the SEV-1 incident filed if the rollback fails, OWNER/NAME [default: $GITHUB_REPOSITORY].
     #[arg(long, env = "SHIFTGATE_REPO", value_name = "OWNER/NAME", value_parser = name::repo)]
     pub repo: Option<String>,
@@ -466,7 +481,7 @@ pub struct SimulateArgs {
     #[arg(long = "scenario", value_name = "R:STABLE:CANDIDATE", value_parser = parse_scenario)]
     pub scenarios: Vec<Traffic>,
     /// Rollouts per scenario (and per judge).
-    #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    #[arg(long, default_value_t = 2000, value_parser = runs, value_name = "N")]
     pub runs: u64,
     /// Seed of the synthetic traffic: the same seed draws the same traffic.
     #[arg(long, default_value_t = 1)]
@@ -510,9 +525,9 @@ pub struct CompletionsArgs {
     pub shell: clap_complete::Shell,
 }
 
-/// The commands `shiftgate man COMMAND` has a page for: every subcommand (a unit test keeps this
+/// Every subcommand, each with its own man page (`shiftgate man COMMAND`); a unit test keeps this
 /// list equal to `Command`'s).
-pub const MAN_PAGES: [&str; 10] = [
+pub const COMMAND_NAMES: [&str; 10] = [
     "rollout",
     "rollback",
     "status",
@@ -533,8 +548,88 @@ pub const MAN_PAGES: [&str; 10] = [
 pub struct ManArgs {
     /// The command whose page to print (shiftgate-COMMAND(1)) [default: shiftgate(1), which lists
     /// the commands].
-    #[arg(value_parser = clap::builder::PossibleValuesParser::new(MAN_PAGES))]
+    #[arg(value_parser = clap::builder::PossibleValuesParser::new(COMMAND_NAMES))]
     pub command: Option<String>,
+}
+
+/// A refused command line, reworded the way config errors read (`WHERE: what is wrong, got VALUE`),
+/// where WHERE is the flag, or the `SHIFTGATE_*` variable and its flag when the value came from the
+/// environment (the flag alone would send a person looking at a command line that does not
+/// have it). Other refusals (a missing or unknown argument) keep clap's words, which name it.
+pub fn describe_parse_error(
+    error: &clap::Error,
+    argv: &[String],
+    env: impl Fn(&str) -> Option<String>,
+) -> String {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+
+    let context = |kind| match error.get(kind) {
+        Some(ContextValue::String(text)) => Some(text.clone()),
+        _ => None,
+    };
+    let (Some(arg), Some(value)) = (
+        context(ContextKind::InvalidArg),
+        context(ContextKind::InvalidValue),
+    ) else {
+        return error.render().to_string();
+    };
+    let reason = match error.kind() {
+        ErrorKind::ValueValidation => std::error::Error::source(error)
+            .map(|source| source.to_string())
+            .unwrap_or_else(|| "not a valid value".to_string()),
+        ErrorKind::InvalidValue => match error.get(ContextKind::ValidValue) {
+            Some(ContextValue::Strings(valid)) => format!("expected {}", one_of(valid)),
+            _ => "not a valid value".to_string(),
+        },
+        _ => return error.render().to_string(),
+    };
+    // `--min-requests <N>`: the flag is the first word.
+    let flag = arg.split_whitespace().next().unwrap_or(&arg).to_string();
+    let quoted = crate::names::quote(&value);
+    let reason = if reason.contains(&quoted) || reason.contains(&format!("{value:?}")) {
+        reason
+    } else {
+        format!("{reason}, got {quoted}")
+    };
+    let on_command_line = argv
+        .iter()
+        .any(|word| word == &flag || word.starts_with(&format!("{flag}=")));
+    let variable = env_variable_of(&flag).filter(|name| !on_command_line && env(name).is_some());
+    match variable {
+        Some(name) => format!("error: {name} ({flag}): {reason}\n"),
+        None => format!("error: {flag}: {reason}\n"),
+    }
+}
+
+/// `a`, `a or b`, `a, b or c`.
+fn one_of(words: &[String]) -> String {
+    match words {
+        [] => "nothing".to_string(),
+        [only] => only.clone(),
+        [rest @ .., last] => format!("{} or {last}", rest.join(", ")),
+    }
+}
+
+/// The `SHIFTGATE_*` variable behind a long flag, in whichever command has it.
+fn env_variable_of(flag: &str) -> Option<String> {
+    use clap::CommandFactory;
+
+    fn find(command: &clap::Command, long: &str) -> Option<String> {
+        command
+            .get_arguments()
+            .find(|arg| arg.get_long() == Some(long))
+            .and_then(|arg| arg.get_env())
+            .map(|name| name.to_string_lossy().into_owned())
+            .or_else(|| command.get_subcommands().find_map(|sub| find(sub, long)))
+    }
+    find(&Cli::command(), flag.strip_prefix("--")?)
+}
+
+/// The subcommand named on the command line, for a refusal's `command`.
+pub fn command_named_in(argv: &[String]) -> Option<&'static str> {
+    argv.iter()
+        .skip(1)
+        .find_map(|word| COMMAND_NAMES.iter().find(|name| *name == word).copied())
 }
 
 #[cfg(test)]
@@ -548,7 +643,7 @@ mod tests {
             .get_subcommands()
             .map(|command| command.get_name().to_string())
             .collect();
-        assert_eq!(commands, MAN_PAGES);
+        assert_eq!(commands, COMMAND_NAMES);
     }
 
     #[test]

@@ -25,7 +25,7 @@ pub struct ConfigError(pub String);
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
-    /// Repository for incident issues, OWNER/NAME.
+    /// The repository, OWNER/NAME: where incident issues go and `dispatch` runs workflows.
     pub repo: Option<String>,
     /// Policy for every environment.
     #[serde(default)]
@@ -201,7 +201,8 @@ impl Config {
         Ok(config)
     }
 
-    /// Where automatic incidents go: the flag, else the config's `repo`, else `$GITHUB_REPOSITORY`.
+    /// The repository of incidents and dispatches: the flag, else the config's `repo`, else
+    /// `$GITHUB_REPOSITORY` (set in every Actions job, so it must not shadow the file's choice).
     pub fn incident_repo(&self, flag: Option<&str>) -> Option<String> {
         flag.map(str::to_string)
             .or_else(|| self.repo.clone())

@@ -25,6 +25,9 @@ const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
 /// No Cloud Run or Monitoring answer we ask for comes near this; a bigger one is refused rather
 /// than buffered (a broken proxy can stream forever).
 pub const MAX_API_BODY: usize = 16 * 1024 * 1024;
+/// A metadata server answers within milliseconds where there is one; elsewhere the link-local
+/// address may swallow the connection, and this bounds the wait before saying so.
+const METADATA_PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 /// Policies that take longer than this to promote outlive a static token's default hour, with
 /// margin for the time the token had already lived when the job got it.
 const STATIC_TOKEN_SAFE_SPAN: Duration = Duration::from_secs(50 * 60);
@@ -138,6 +141,48 @@ impl Credentials {
         }
     }
 
+    /// The credentials for calls to the API base URLs `bases`, or, when nothing anywhere could
+    /// supply a token, what to do about it (a configuration error: exit 2, before any request).
+    /// Without this, ADC falls back to the metadata server, and off Google Cloud the first call
+    /// fails with the library's "transient errors … future attempts may succeed".
+    pub async fn from_env_for(bases: &[&str]) -> Result<Self, String> {
+        let credentials = Self::from_env();
+        let gac = non_empty_env("GOOGLE_APPLICATION_CREDENTIALS");
+        // Plain-HTTP endpoints get no token at all (see `for_endpoint`): nothing to find.
+        let needs_token = gac.is_some() || bases.iter().any(|base| !base.starts_with("http://"));
+        if !matches!(credentials, Credentials::ApplicationDefault(_)) || !needs_token {
+            return Ok(credentials);
+        }
+        if let Some(path) = gac {
+            // The library says "Verify this environment variable points to a valid file" only
+            // once a token is asked for; say it now, as the configuration problem it is.
+            if !std::path::Path::new(&path).exists() {
+                return Err(format!(
+                    "GOOGLE_APPLICATION_CREDENTIALS names {}, which does not exist; point it at a                      credentials file (google-github-actions/auth writes one), or unset it",
+                    crate::names::quote(&path)
+                ));
+            }
+            return Ok(credentials);
+        }
+        let well_known = adc_well_known_path();
+        if well_known.as_ref().is_some_and(|path| path.exists()) || metadata_server_answers().await
+        {
+            return Ok(credentials);
+        }
+        let file = well_known.map_or_else(
+            || "gcloud application default credentials file (HOME is not set)".to_string(),
+            |path| path.display().to_string(),
+        );
+        Err(format!(
+            "no Google credentials: GOOGLE_OAUTH_ACCESS_TOKEN and GOOGLE_APPLICATION_CREDENTIALS are \
+             not set, there is no {file}, and no Google Cloud metadata server answers here. Fix it \
+             one of three ways: on your machine, run `gcloud auth application-default login`; \
+             anywhere, set GOOGLE_OAUTH_ACCESS_TOKEN (e.g. to the output of `gcloud auth \
+             print-access-token`); in GitHub Actions, add a google-github-actions/auth step before \
+             the shiftgate step"
+        ))
+    }
+
     /// Workload Identity Federation from an `external_account` configuration (the JSON that
     /// google-github-actions/auth writes), without going through the environment.
     pub fn external_account(config: Value) -> Self {
@@ -213,6 +258,52 @@ pub fn static_token_warning(
          the rollout rolls back; use Workload Identity / ADC (GOOGLE_APPLICATION_CREDENTIALS) instead",
         humantime::format_duration(Duration::from_secs(time_to_promote.as_secs()))
     ))
+}
+
+/// Where gcloud writes Application Default Credentials, as google-cloud-auth looks for them
+/// (AIP-4113): `$HOME/.config/gcloud/…`, or `%APPDATA%\gcloud\…` on Windows.
+fn adc_well_known_path() -> Option<std::path::PathBuf> {
+    let root = if cfg!(windows) { "APPDATA" } else { "HOME" };
+    let relative = if cfg!(windows) {
+        "gcloud/application_default_credentials.json"
+    } else {
+        ".config/gcloud/application_default_credentials.json"
+    };
+    std::env::var_os(root).map(|root| std::path::PathBuf::from(root).join(relative))
+}
+
+/// Where a metadata server would answer: google-cloud-auth's own override `GCE_METADATA_HOST`
+/// (so the probe goes where the token request would), else its link-local address, which needs
+/// no DNS lookup.
+fn metadata_host() -> String {
+    non_empty_env("GCE_METADATA_HOST").unwrap_or_else(|| "169.254.169.254".to_string())
+}
+
+/// Whether a Google metadata server answers (GCE, GKE, Cloud Run, Cloud Build): it says
+/// `Metadata-Flavor: Google`, which other clouds' link-local servers (Azure's, under GitHub's
+/// hosted runners; AWS's) do not.
+async fn metadata_server_answers() -> bool {
+    let Ok(client) = crate::tls::client_builder()
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(METADATA_PROBE_TIMEOUT)
+        .build()
+    else {
+        return false;
+    };
+    let url = format!("http://{}/computeMetadata/v1/", metadata_host());
+    match client
+        .get(url)
+        .header("Metadata-Flavor", "Google")
+        .send()
+        .await
+    {
+        Ok(response) => response
+            .headers()
+            .get("metadata-flavor")
+            .is_some_and(|flavor| flavor == "Google"),
+        Err(_) => false,
+    }
 }
 
 fn non_empty_env(name: &str) -> Option<String> {

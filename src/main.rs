@@ -2,29 +2,12 @@
 //! runtime, exit with its code.
 
 use clap::Parser;
-use shiftgate::{ErrorResult, ExitCode};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> std::process::ExitCode {
     let cli = match shiftgate::Cli::try_parse() {
         Ok(cli) => cli,
-        Err(error) => {
-            // `--help` and `--version` "fail" to parse too, onto stdout.
-            if !error.use_stderr() {
-                let _ = error.print();
-                return ExitCode::Ok.into();
-            }
-            // The message quotes the refused value, which may hold a line break and a
-            // workflow command (from a SHIFTGATE_* variable, say): print it neutralised.
-            shiftgate::say_line(error.render().to_string().trim_end());
-            if json_requested() {
-                let message = error.render().to_string();
-                let first_line = message.lines().next().unwrap_or_default();
-                let error = first_line.trim_start_matches("error: ");
-                shiftgate::print_json(&ErrorResult::new(None, error, ExitCode::BadInput));
-            }
-            return ExitCode::BadInput.into();
-        }
+        Err(error) => return shiftgate::refuse_arguments(error).into(),
     };
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -43,16 +26,4 @@ fn main() -> std::process::ExitCode {
     // Leave in-flight background tasks behind rather than wait for them.
     runtime.shutdown_timeout(std::time::Duration::from_millis(200));
     code.into()
-}
-
-/// `--json` anywhere on the command line, or `SHIFTGATE_JSON` set to a true value: even a
-/// command line that does not parse then answers with one JSON object.
-fn json_requested() -> bool {
-    std::env::args().any(|arg| arg == "--json")
-        || std::env::var("SHIFTGATE_JSON").is_ok_and(|value| {
-            !matches!(
-                value.trim().to_ascii_lowercase().as_str(),
-                "" | "0" | "false" | "no" | "off"
-            )
-        })
 }

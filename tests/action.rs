@@ -473,3 +473,50 @@ fn the_example_config_loads_with_every_environment() {
         assert_eq!(address.service, format!("loopcloser-{environment}"));
     }
 }
+
+#[test]
+fn the_example_deploy_job_outlasts_the_prod_policys_worst_case() {
+    // Given the example config's prod policy, layered as shiftgate layers it (prod's own policy,
+    // then [policy], then the defaults; Cloud Monitoring's metrics delay).
+    let config: toml::Value =
+        toml::from_str(&std::fs::read_to_string(root().join("examples/shiftgate.toml")).unwrap())
+            .unwrap();
+    let setting = |key: &str| {
+        config["environments"]["prod"]["policy"]
+            .get(key)
+            .or_else(|| config["policy"].get(key))
+            .cloned()
+    };
+    let defaults = shiftgate::Policy::default();
+    let steps = setting("steps").map_or(defaults.steps.percents().len(), |steps| {
+        steps.as_array().unwrap().len()
+    }) as u32;
+    let bake = setting("bake").map_or(defaults.bake, |bake| {
+        humantime::parse_duration(bake.as_str().unwrap()).unwrap()
+    });
+    let step = shiftgate::Policy {
+        bake,
+        ..defaults.clone()
+    }
+    .step_deadline();
+    let worst = step * steps + defaults.create_deadline + defaults.traffic_deadline * steps;
+
+    // When the example workflow's job timeout is read.
+    let workflow = std::fs::read_to_string(root().join("examples/deploy.yml")).unwrap();
+    let minutes: u64 = workflow
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("timeout-minutes:"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+
+    // Then the job is not cancelled before a rollout could end on its own.
+    assert!(
+        minutes * 60 >= worst.as_secs(),
+        "timeout-minutes: {minutes} is below the worst case {}",
+        humantime::format_duration(worst)
+    );
+    // And its cancel cleanup is green when stable was already restored.
+    assert!(workflow.contains("if-in-progress: true"), "{workflow}");
+}

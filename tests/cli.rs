@@ -714,3 +714,64 @@ async fn a_second_signal_during_the_restore_does_not_cut_it_short() {
     assert_eq!(json_of(&output)["final_traffic_confirmed"], true);
     assert_eq!(world.split(), world.stable_only());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn given_no_rollout_in_progress_when_rollback_if_in_progress_runs_then_it_exits_0_and_writes_nothing()
+ {
+    // Given a service with no rollout recorded (a cancelled job whose rollout already restored
+    // stable leaves it so).
+    let world = BinaryWorld::start("cli-if-in-progress-none").await;
+
+    // When the cleanup step rolls back only if a rollout is in progress.
+    let output = world
+        .run_on_service(&["rollback", "--if-in-progress", "--json"])
+        .await;
+
+    // Then it succeeds without writing, and says there was nothing to do.
+    assert_eq!(output.status.code(), Some(0), "{}", stderr_of(&output));
+    let result = json_of(&output);
+    assert_eq!(result["outcome"], "not_in_progress");
+    assert_eq!(
+        result["final_traffic"],
+        serde_json::json!([{"revision": world.stable, "percent": 100}])
+    );
+    assert_eq!(world.sim.model().write_count(), 0, "nothing was written");
+    assert!(
+        stderr_of(&output).contains("no rollout is in progress"),
+        "{}",
+        stderr_of(&output)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn given_a_rollout_left_in_progress_when_rollback_if_in_progress_runs_then_it_restores_stable()
+ {
+    // Given a rollout whose process was killed in its first step.
+    let world = BinaryWorld::start("cli-if-in-progress-live").await;
+    let _load = world.start_load(20.0);
+    kill_in_its_first_step(&world, &[]).await;
+
+    // When the cleanup step rolls back only if a rollout is in progress.
+    let output = world
+        .run_on_service(&["rollback", "--if-in-progress", "--json"])
+        .await;
+
+    // Then it rolls back to the recorded stable revision.
+    assert_eq!(output.status.code(), Some(0), "{}", stderr_of(&output));
+    assert_eq!(json_of(&output)["outcome"], "rolled_back");
+    assert_eq!(world.split(), world.stable_only());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn given_a_config_when_demo_is_asked_to_use_it_then_it_refuses_saying_it_reads_none() {
+    // Given a config file, when the demo is pointed at it.
+    let dir = workdir("demo-config");
+    std::fs::write(dir.join("shiftgate.toml"), "repo = \"loopcloser/app\"\n").unwrap();
+    let output = binary::run(shiftgate(&dir, &["demo", "--config", "shiftgate.toml"])).await;
+
+    // Then nothing runs, and the message says why and where to go instead.
+    let stderr = stderr_of(&output);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("demo reads no config"), "{stderr}");
+    assert!(stderr.contains("shiftgate simulate --env NAME"), "{stderr}");
+}

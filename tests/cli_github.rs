@@ -9,7 +9,7 @@ use shiftgate_sim::{GitHubSim, JobSpec, LoadHandle, Sim, WorkflowSpec};
 
 use crate::support::binary::{json_of, run, stderr_of};
 use crate::support::world::{
-    BAD_CANDIDATE_ROLLOUT, BinaryWorld, expect_refused_naming, shiftgate, with_github,
+    BAD_CANDIDATE_ROLLOUT, BinaryWorld, expect_refused_naming, shiftgate, with_github, workdir,
 };
 
 const MS: Duration = Duration::from_millis(1);
@@ -420,4 +420,57 @@ async fn given_a_rollback_when_filing_its_incident_fails_then_at_most_one_issue_
             result["incident"]["filed"]
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn given_a_config_naming_the_repo_when_incident_and_dispatch_run_without_repo_then_they_use_it()
+ {
+    // Given a shiftgate.toml naming loopcloser/app, and a job whose own repository is another.
+    let github = github().await;
+    let dir = workdir("github-config-repo");
+    let config = dir.join("deploy.toml");
+    std::fs::write(&config, "repo = \"loopcloser/app\"\n").unwrap();
+    let config = config.to_str().unwrap();
+    let runs = [
+        vec![
+            "incident",
+            "--json",
+            "--config",
+            config,
+            "--title",
+            "prod is down",
+        ],
+        vec![
+            "dispatch",
+            "--json",
+            "--config",
+            config,
+            "--workflow",
+            "deploy.yml",
+            "--ref",
+            "main",
+            "--input",
+            "environment=prod",
+            "--input",
+            "image_tag=v1.4.0",
+            "--poll",
+            "100ms",
+        ],
+    ];
+    for args in runs {
+        // When incident or dispatch runs with no --repo.
+        let mut command = shiftgate(&dir, &args);
+        with_github(&mut command, &github).env("GITHUB_REPOSITORY", "someone/else");
+        let output = run(command).await;
+
+        // Then it works on the config's repository (the fake GitHub knows no other).
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{args:?}: {}",
+            stderr_of(&output)
+        );
+    }
+    assert_eq!(github.issues().len(), 1);
+    assert_eq!(github.dispatch_posts(), 1);
 }

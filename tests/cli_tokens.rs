@@ -1,12 +1,14 @@
-//! Credentials through the real binary, with every log switched to trace: tokens never appear in
-//! anything it prints, Workload Identity tokens that expire mid-rollout are replaced, and a refused
-//! static token is called what it is.
+//! Credentials through the real binary, logging at trace: no token is ever printed, expiring
+//! Workload Identity tokens are replaced, a refused one is named, none at all is exit 2 at once.
 
 use std::process::{Command, Output};
 use std::time::Duration;
 
 use crate::support::binary::{self, json_of, stderr_of};
-use crate::support::world::{BinaryWorld, QUICK_ROLLOUT};
+use crate::support::world::{
+    BinaryWorld, CANDIDATE_IMAGE, QUICK_ROLLOUT, SERVICE_ARGS, closed_port_url, external_account,
+    shiftgate, workdir,
+};
 
 const STATIC_TOKEN: &str = "ya29.static-token-that-must-never-be-printed";
 
@@ -126,4 +128,100 @@ async fn a_rollout_outliving_its_workload_identity_tokens_promotes_and_prints_no
         );
     }
     assert!(!printed(&output).contains(shiftgate_sim::SUBJECT_TOKEN));
+}
+
+/// A loopback listener that accepts nothing: a request sent to it would be waiting there.
+fn silent_listener() -> std::net::TcpListener {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    listener
+}
+
+/// `host:port` of a loopback port nothing listens on.
+fn closed_host() -> String {
+    closed_port_url().trim_start_matches("http://").to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn given_no_google_credentials_anywhere_when_status_or_rollout_runs_then_it_exits_2_naming_the_three_fixes_before_any_request()
+ {
+    // Given an empty environment and an empty HOME (no token, no credentials file, no gcloud
+    // ADC), Google endpoints that need a token (https, on a loopback listener that records any
+    // connection), and the metadata server probe kept on loopback, where nothing answers.
+    let dir = workdir("no-credentials");
+    let home = dir.join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    let google = silent_listener();
+    let endpoint = format!("https://{}", google.local_addr().unwrap());
+    let metadata_host = closed_host();
+
+    for args in [
+        vec!["status", "--json"],
+        vec!["rollout", "--json", "--image", CANDIDATE_IMAGE],
+    ] {
+        // When status or a rollout runs.
+        let mut command = shiftgate(&dir, &args);
+        command
+            .args(SERVICE_ARGS)
+            .env("HOME", &home)
+            .env("GCE_METADATA_HOST", &metadata_host)
+            .env("SHIFTGATE_CLOUD_RUN_URL", &endpoint)
+            .env("SHIFTGATE_MONITORING_URL", &endpoint);
+        let output = binary::run(command).await;
+
+        // Then it is a configuration error that says how to fix it, three ways.
+        let stderr = stderr_of(&output);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
+        for fix in [
+            "no Google credentials",
+            "gcloud auth application-default login",
+            "GOOGLE_OAUTH_ACCESS_TOKEN",
+            "google-github-actions/auth",
+        ] {
+            assert!(stderr.contains(fix), "{args:?} lacks {fix:?}: {stderr}");
+        }
+        assert!(!stderr.contains("transient"), "{stderr}");
+        let result = json_of(&output);
+        assert_eq!(result["outcome"], "error");
+        assert_eq!(result["exit_code"], 2);
+    }
+
+    // And nothing was sent to Google.
+    assert_eq!(
+        google.accept().map(|_| ()).unwrap_err().kind(),
+        std::io::ErrorKind::WouldBlock,
+        "a connection reached the Cloud Run endpoint"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn given_gcloud_adc_in_home_when_the_api_is_unreachable_then_it_is_an_api_failure_not_missing_credentials()
+ {
+    // Given gcloud's ADC file under HOME (a Workload Identity configuration for the simulator's
+    // STS) and a Cloud Run endpoint that needs a token but refuses connections.
+    let world = BinaryWorld::start("adc-home").await;
+    let home = world.workdir.join("home");
+    let gcloud = home.join(".config/gcloud");
+    std::fs::create_dir_all(&gcloud).unwrap();
+    std::fs::write(
+        gcloud.join("application_default_credentials.json"),
+        external_account(&world.sim).to_string(),
+    )
+    .unwrap();
+    let unreachable = closed_port_url().replace("http://", "https://");
+
+    // When status runs.
+    let mut command = shiftgate(&world.workdir, &["status", "--json", "--timeout", "2s"]);
+    command
+        .args(SERVICE_ARGS)
+        .env("HOME", &home)
+        .env("GCE_METADATA_HOST", closed_host())
+        .env("SHIFTGATE_CLOUD_RUN_URL", &unreachable);
+    let output = binary::run(command).await;
+
+    // Then the credentials were found and used, and the failure is the API's: exit 3.
+    let stderr = stderr_of(&output);
+    assert_eq!(output.status.code(), Some(3), "{stderr}");
+    assert!(!stderr.contains("no Google credentials"), "{stderr}");
+    assert!(world.sim.issued_tokens() >= 1, "the STS was never asked");
 }

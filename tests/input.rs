@@ -510,3 +510,97 @@ async fn given_an_api_error_with_workflow_commands_when_status_runs_under_action
     let summary = std::fs::read_to_string(&summary).unwrap();
     assert!(!summary.contains("@team"), "{summary}");
 }
+
+// ---------------------------------------------------------------------------------------------
+// Refused arguments, as a person and a workflow see them.
+
+/// The `name<<DELIMITER … DELIMITER` entries of a `$GITHUB_OUTPUT` file, as name and value.
+fn output_values(text: &str) -> Vec<(String, String)> {
+    let mut values = Vec::new();
+    let mut lines = text.lines();
+    while let Some(line) = lines.next() {
+        let (name, delimiter) = line.split_once("<<").unwrap();
+        let value: Vec<&str> = lines.by_ref().take_while(|l| *l != delimiter).collect();
+        values.push((name.to_string(), value.join("\n")));
+    }
+    values
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn given_a_bad_value_when_it_comes_from_a_variable_or_the_command_line_then_the_refusal_names_its_source_and_the_range_in_words()
+ {
+    let dir = workdir("input-refusal-words");
+    let mut cases = Vec::new();
+
+    // Given SHIFTGATE_DRY_RUN=yes, when a rollout starts.
+    let mut from_env = shiftgate(&dir, &["rollout", "--image", CANDIDATE_IMAGE]);
+    from_env.args(SERVICE_ARGS).env("SHIFTGATE_DRY_RUN", "yes");
+    cases.push((
+        from_env,
+        "error: SHIFTGATE_DRY_RUN (--dry-run): expected true or false, got \"yes\"",
+    ));
+    // Given --min-requests 0 on the command line, even with the variable set too.
+    let mut from_flag = shiftgate(&dir, &["rollout", "--min-requests", "0"]);
+    from_flag.env("SHIFTGATE_MIN_REQUESTS", "100");
+    cases.push((
+        from_flag,
+        "error: --min-requests: must be a whole number between 1 and 1000000000, got \"0\"",
+    ));
+    // Given a count clap used to bound by itself.
+    cases.push((
+        shiftgate(&dir, &["simulate", "--runs", "0"]),
+        "error: --runs: must be a whole number between 1 and 1000000, got \"0\"",
+    ));
+    // Given a value that is not one of a list.
+    let mut metrics = shiftgate(&dir, &["rollout", "--image", CANDIDATE_IMAGE]);
+    metrics.env("SHIFTGATE_METRICS", "datadog");
+    cases.push((
+        metrics,
+        "error: SHIFTGATE_METRICS (--metrics): expected cloud-monitoring or prometheus, got \"datadog\"",
+    ));
+
+    for (command, expected) in cases {
+        let output = run(command).await;
+
+        // Then it is refused (exit 2) with one line that says where the value came from, what
+        // is wrong with it and what would do, as config errors read.
+        assert_eq!(output.status.code(), Some(2), "{}", stderr_of(&output));
+        assert_eq!(stderr_of(&output).trim_end(), expected);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn given_github_actions_when_an_argument_is_refused_then_an_error_annotation_and_the_outputs_say_so()
+ {
+    // Given a step under GitHub Actions whose steps are out of order.
+    let dir = workdir("input-actions-refusal");
+    let mut command = shiftgate(&dir, &["rollout", "--steps", "10,50,25"]);
+    command.args(SERVICE_ARGS);
+    let (outputs, _summary) = actions_env(&mut command, &dir);
+
+    // When shiftgate runs.
+    let output = run(command).await;
+
+    // Then it exits 2 with an error annotation naming the flag.
+    let stderr = stderr_of(&output);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    let annotation = stderr
+        .lines()
+        .find(|line| line.starts_with("::error title=shiftgate rollout::"))
+        .unwrap_or_else(|| panic!("no ::error annotation: {stderr}"));
+    assert!(annotation.contains("--steps"), "{annotation}");
+    assert_only_own_workflow_commands(&output);
+
+    // And the step's outputs say it failed, and how.
+    let text = std::fs::read_to_string(&outputs).unwrap();
+    assert_outputs_well_formed(&text);
+    let values = output_values(&text);
+    assert!(
+        values.contains(&("outcome".into(), "error".into())),
+        "{values:?}"
+    );
+    assert!(
+        values.contains(&("exit-code".into(), "2".into())),
+        "{values:?}"
+    );
+}

@@ -54,6 +54,16 @@ fn scenario_name(scenario: Scenario) -> &'static str {
 }
 
 pub async fn run(context: &Context, args: DemoArgs) -> Result<CommandResult, CommandError> {
+    // The demo's service, policy and traffic are built in, so a config would be ignored; saying
+    // so beats letting someone think the demo tried their policy.
+    if let Some(path) = &context.config_path {
+        return Err(CommandError::bad_input(format!(
+            "demo reads no config (its service, policy and traffic are built in), but --config (or \
+             SHIFTGATE_CONFIG) names {}: drop it; to see what a config's policy does on synthetic traffic, run \
+             `shiftgate simulate --env NAME`",
+            path.display()
+        )));
+    }
     let sim = Sim::start(Clock::new())
         .await
         .map_err(|error| CommandError::api(format!("could not start the simulator: {error}")))?;

@@ -28,7 +28,7 @@ impl DispatchResult {
 }
 
 pub async fn run(context: &Context, args: DispatchArgs) -> Result<CommandResult, CommandError> {
-    let repo = repo_arg(args.repo.as_deref())?;
+    let repo = repo_arg(&context.config()?, args.repo.as_deref())?;
     if args.workflow.trim().is_empty() {
         return Err(CommandError::bad_input(
             "--workflow must name a workflow file or ID",

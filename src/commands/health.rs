@@ -93,7 +93,7 @@ async fn targets(config: &Config, args: &HealthArgs) -> Result<Vec<Target>, Comm
             Some(url) => url.clone(),
             None => {
                 let endpoints = Endpoints::from_env();
-                let platform = endpoints.cloud_run(&address);
+                let platform = endpoints.cloud_run(&address).await?;
                 let service = platform.read_service().await.map_err(|error| {
                     CommandError::api(format!("could not read the service's URL: {error}"))
                 })?;

@@ -28,8 +28,8 @@ impl IncidentResult {
     }
 }
 
-pub async fn run(_context: &Context, args: IncidentArgs) -> Result<CommandResult, CommandError> {
-    let repo = repo_arg(args.repo.as_deref())?;
+pub async fn run(context: &Context, args: IncidentArgs) -> Result<CommandResult, CommandError> {
+    let repo = repo_arg(&context.config()?, args.repo.as_deref())?;
     let severity = Severity::parse(&args.severity).map_err(CommandError::bad_input)?;
     if args.title.trim().is_empty() {
         return Err(CommandError::bad_input("--title must not be empty"));

@@ -92,9 +92,22 @@ impl Endpoints {
         }
     }
 
+    /// Google credentials from the environment for calls to `bases` (the API roots the command
+    /// will use, no others: a plain-HTTP simulator needs none); none to be found anywhere is bad
+    /// configuration (exit 2), said before any request.
+    pub async fn credentials(bases: &[&str]) -> Result<Credentials, CommandError> {
+        Credentials::from_env_for(bases)
+            .await
+            .map_err(CommandError::bad_input)
+    }
+
     /// The Cloud Run client for one service, with credentials from the environment.
-    pub fn cloud_run(&self, address: &ServiceAddress) -> CloudRunService {
-        self.cloud_run_with(address, Credentials::from_env())
+    pub async fn cloud_run(
+        &self,
+        address: &ServiceAddress,
+    ) -> Result<CloudRunService, CommandError> {
+        let credentials = Self::credentials(&[&self.cloud_run]).await?;
+        Ok(self.cloud_run_with(address, credentials))
     }
 
     pub fn cloud_run_with(
@@ -126,15 +139,14 @@ pub fn github_from_env() -> Result<crate::github::GitHub, CommandError> {
     .map_err(CommandError::bad_input)
 }
 
-/// `--repo`, else `$GITHUB_REPOSITORY`, checked for shape.
-pub fn repo_arg(repo: Option<&str>) -> Result<crate::github::Repo, CommandError> {
-    let text = repo
-        .map(str::to_string)
-        .or_else(|| std::env::var("GITHUB_REPOSITORY").ok())
-        .filter(|r| !r.trim().is_empty())
-        .ok_or_else(|| {
-            CommandError::bad_input("--repo OWNER/NAME is required (or set GITHUB_REPOSITORY)")
-        })?;
+/// The repository to work on, checked for shape: `--repo` (or `SHIFTGATE_REPO`), else the
+/// config's `repo`, else `$GITHUB_REPOSITORY` (the order `rollout` files its incidents by).
+pub fn repo_arg(config: &Config, repo: Option<&str>) -> Result<crate::github::Repo, CommandError> {
+    let text = config.incident_repo(repo).ok_or_else(|| {
+        CommandError::bad_input(
+            "--repo OWNER/NAME is required (or `repo` in shiftgate.toml, or GITHUB_REPOSITORY)",
+        )
+    })?;
     crate::github::Repo::parse(&text).map_err(CommandError::bad_input)
 }
 
@@ -248,6 +260,60 @@ fn report_error(name: &'static str, error: CommandError, json: bool, in_actions:
         crate::actions::finish(&result.facts());
     }
     result.exit_code
+}
+
+/// A command line that did not parse: `--help` and `--version` go to stdout (exit 0); anything
+/// else is said like any other bad input (exit 2): on stderr, as the `--json` result, and, under
+/// GitHub Actions, as an annotation and the step's outputs.
+pub fn refuse_arguments(error: clap::Error) -> ExitCode {
+    if !error.use_stderr() {
+        let _ = error.print();
+        return ExitCode::Ok;
+    }
+    let argv: Vec<String> = std::env::args_os()
+        .map(|word| word.to_string_lossy().into_owned())
+        .collect();
+    let message = crate::cli::describe_parse_error(&error, &argv, |name| {
+        std::env::var_os(name).map(|value| value.to_string_lossy().into_owned())
+    });
+    // The message quotes the refused value, which may hold a line break and a workflow command
+    // (from a SHIFTGATE_* variable, say): printed neutralised.
+    crate::output::say_line(message.trim_end());
+    let first_line = message.lines().next().unwrap_or_default();
+    let result = ErrorResult::new(
+        crate::cli::command_named_in(&argv),
+        first_line.trim_start_matches("error: "),
+        ExitCode::BadInput,
+    );
+    if json_requested(&argv) {
+        print_json(&result);
+    }
+    if is_actions() {
+        crate::mask::mask_tokens_from_env();
+        let title = match result.command {
+            Some(name) => format!("shiftgate {name}"),
+            None => "shiftgate".to_string(),
+        };
+        emit(&workflow_command(
+            "error",
+            &[("title", &title)],
+            &result.error,
+        ));
+        crate::actions::finish(&result.facts());
+    }
+    result.exit_code
+}
+
+/// `--json` anywhere on the command line, or `SHIFTGATE_JSON` set to a true value: even a
+/// command line that does not parse then answers with one JSON object.
+fn json_requested(argv: &[String]) -> bool {
+    argv.iter().any(|arg| arg == "--json")
+        || std::env::var("SHIFTGATE_JSON").is_ok_and(|value| {
+            !matches!(
+                value.trim().to_ascii_lowercase().as_str(),
+                "" | "0" | "false" | "no" | "off"
+            )
+        })
 }
 
 fn command_name(command: &Command) -> &'static str {

@@ -46,20 +46,31 @@ pub enum RollbackOutcome {
     RolledBack,
     /// Not confirmed: the service needs a person.
     Failed,
+    /// `--if-in-progress` and no rollout was in progress: nothing was written.
+    NotInProgress,
 }
 
 impl RollbackResult {
     pub fn facts<'a>(&'a self, command: &'a str) -> ResultFacts<'a> {
-        let outcome = match self.outcome {
-            RollbackOutcome::RolledBack => "rolled_back",
-            RollbackOutcome::Failed => "failed",
+        let (outcome, change) = match self.outcome {
+            RollbackOutcome::RolledBack => (
+                "rolled_back",
+                ServiceChange::Restore {
+                    revision: &self.revision,
+                },
+            ),
+            RollbackOutcome::Failed => (
+                "failed",
+                ServiceChange::Restore {
+                    revision: &self.revision,
+                },
+            ),
+            RollbackOutcome::NotInProgress => ("not_in_progress", ServiceChange::Read),
         };
         ResultFacts {
             service: Some(ServiceFacts {
                 name: &self.service,
-                change: ServiceChange::Restore {
-                    revision: &self.revision,
-                },
+                change,
                 image: None,
             }),
             reason: self.reason.as_deref(),
@@ -74,12 +85,18 @@ pub async fn run(context: &Context, args: RollbackArgs) -> Result<CommandResult,
     let config = context.config()?;
     let address = config.resolve_service(&args.service)?;
     let endpoints = Endpoints::from_env();
-    let platform = endpoints.cloud_run(&address);
+    let platform = endpoints.cloud_run(&address).await?;
     // No single call may outlive --timeout: the command as a whole ends by then.
     platform
         .rest()
         .set_deadline(Some(Instant::now() + args.timeout));
-    let mut result = roll_back(&platform, args.to.as_deref(), args.timeout).await?;
+    let mut result = roll_back_with(
+        &platform,
+        args.to.as_deref(),
+        args.timeout,
+        args.if_in_progress,
+    )
+    .await?;
     if result.exit_code == ExitCode::RollbackFailed {
         let repo = config.incident_repo(args.repo.as_deref());
         let incident = file_incident(args.no_incident, repo.as_deref(), |repo| {
@@ -105,9 +122,23 @@ pub async fn roll_back(
     to: Option<&str>,
     deadline: Duration,
 ) -> Result<RollbackResult, CommandError> {
+    roll_back_with(platform, to, deadline, false).await
+}
+
+/// [`roll_back`]; with `if_in_progress`, a service with no rollout in progress is left as it is
+/// (exit 0), so a cleanup step can run whether or not the rollout already restored stable.
+async fn roll_back_with(
+    platform: &dyn Platform,
+    to: Option<&str>,
+    deadline: Duration,
+    if_in_progress: bool,
+) -> Result<RollbackResult, CommandError> {
     let give_up = Instant::now() + deadline;
     let prepared = async {
         let service = read_service(platform, to, give_up, deadline).await?;
+        if if_in_progress && !service.rollout.as_ref().is_some_and(|r| r.is_running()) {
+            return Err(Ended::NotInProgress(not_in_progress(&service)));
+        }
         let target = choose_target(&service, to).map_err(Ended::Refused)?;
         if to.is_some() {
             check_revision(platform, &service, &target, give_up).await?;
@@ -117,7 +148,27 @@ pub async fn roll_back(
     match prepared.await {
         Ok((service, target)) => Ok(restore(platform, service, target, give_up).await),
         Err(Ended::Refused(error)) => Err(error),
-        Err(Ended::Unconfirmed(result)) => Ok(result),
+        Err(Ended::Unconfirmed(result) | Ended::NotInProgress(result)) => Ok(result),
+    }
+}
+
+/// `--if-in-progress` found no rollout in progress: the split as read, nothing written.
+fn not_in_progress(service: &ServiceState) -> RollbackResult {
+    crate::say!(
+        "no rollout is in progress on {}: nothing to roll back (traffic: {})",
+        service.name,
+        describe_traffic(&service.traffic)
+    );
+    RollbackResult {
+        outcome: RollbackOutcome::NotInProgress,
+        service: service.name.clone(),
+        revision: String::new(),
+        reason: None,
+        previous_traffic: None,
+        final_traffic: traffic_shares(&service.traffic),
+        final_traffic_confirmed: true,
+        exit_code: ExitCode::Ok,
+        incident: None,
     }
 }
 
@@ -127,6 +178,8 @@ enum Ended {
     Refused(CommandError),
     /// The platform could not be read: the service needs a person (exit 4).
     Unconfirmed(RollbackResult),
+    /// `--if-in-progress` and no rollout in progress: done, nothing written (exit 0).
+    NotInProgress(RollbackResult),
 }
 
 async fn read_service(
@@ -165,7 +218,8 @@ fn choose_target(service: &ServiceState, to: Option<&str>) -> Result<String, Com
             let serving = describe_traffic(&service.traffic);
             Err(CommandError::bad_input(format!(
                 "no rollout is recorded on {}, so there is no stable revision to go back to; \
-                 give --to REVISION (traffic now: {serving}; `shiftgate status` lists revisions)",
+                 give --to REVISION (traffic now: {serving}; `shiftgate status` lists revisions), \
+                 or --if-in-progress to do nothing when no rollout is in progress",
                 service.name
             )))
         }

@@ -204,7 +204,11 @@ pub async fn run(context: &Context, args: RolloutArgs) -> Result<CommandResult, 
     }
     let incident_repo = config.incident_repo(args.repo.as_deref());
     let endpoints = Endpoints::from_env();
-    let credentials = Credentials::from_env();
+    let metrics_root = match (backend, &args.prometheus_url) {
+        (MetricsBackend::Prometheus, Some(url)) => url.as_str(),
+        _ => endpoints.monitoring.as_str(),
+    };
+    let credentials = Endpoints::credentials(&[&endpoints.cloud_run, metrics_root]).await?;
     if let Some(warning) = crate::gcp::static_token_warning(&credentials, policy.time_to_promote())
     {
         crate::say!("warning: {warning}");

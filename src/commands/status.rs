@@ -111,7 +111,7 @@ pub async fn run(context: &Context, args: StatusArgs) -> Result<CommandResult, C
     let config = context.config()?;
     let address = config.resolve_service(&args.service)?;
     let endpoints = Endpoints::from_env();
-    let platform = endpoints.cloud_run(&address);
+    let platform = endpoints.cloud_run(&address).await?;
     platform
         .rest()
         .set_deadline(Some(tokio::time::Instant::now() + args.timeout));
