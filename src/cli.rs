@@ -526,7 +526,7 @@ pub struct CompletionsArgs {
 }
 
 /// Every subcommand, each with its own man page (`shiftgate man COMMAND`); a unit test keeps this
-/// list equal to `Command`'s).
+/// list equal to `Command`'s.
 pub const COMMAND_NAMES: [&str; 10] = [
     "rollout",
     "rollback",
