@@ -354,6 +354,13 @@ impl GroupState {
             EventKind::HealthChecked { step, verdict, .. } => {
                 self.gate(&gate_title(*step), verdict, true, lines);
             }
+            EventKind::Warned { warning } => {
+                lines.push(workflow_command(
+                    "warning",
+                    &[("title", "shiftgate: before the rollout")],
+                    warning,
+                ));
+            }
             EventKind::StepFailed {
                 step,
                 percent,

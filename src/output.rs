@@ -40,6 +40,7 @@ pub fn progress_line(event: &Event) -> Option<String> {
                  traffic to judge'. {advice}"
             ),
         },
+        EventKind::Warned { warning } => format!("WARNING: {warning}"),
         EventKind::CandidateCreated { revision, image } => {
             format!("created candidate {revision} from {image}, with no traffic")
         }

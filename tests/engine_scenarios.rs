@@ -10,7 +10,7 @@ use shiftgate::{
     CandidateSource, Engine, Expectations, Interrupt, JudgeKind, LatencyLimit, Outcome, Policy,
     Ports, Quantile, Report, RolloutError, RolloutRequest, Steps,
 };
-use shiftgate_sim::{Behavior, LoadHandle, SimModel};
+use shiftgate_sim::{Behavior, LoadHandle, ServiceKey, SimModel};
 
 const PROJECT: &str = "loopcloser";
 const REGION: &str = "us-central1";
@@ -1118,4 +1118,43 @@ async fn without_a_latency_limit_no_latencies_are_read() {
 
     assert_eq!(report.outcome, Outcome::Promoted, "{:?}", report.reason);
     assert!(report.steps.iter().all(|step| step.latency.is_empty()));
+}
+
+// ---- Session affinity ----
+
+#[tokio::test(start_paused = true)]
+async fn a_service_with_session_affinity_is_warned_about_before_any_traffic_moves() {
+    let world = World::under_load();
+    world
+        .model
+        .set_session_affinity(&ServiceKey::new(PROJECT, REGION, SERVICE), true);
+
+    let report = world.roll_out_candidate().await;
+
+    assert_eq!(report.outcome, Outcome::Promoted, "{:?}", report.reason);
+    let warned = report.timeline.iter().position(|event| {
+        matches!(&event.kind, shiftgate::EventKind::Warned { warning } if warning.contains("session affinity"))
+    });
+    let first_traffic = report
+        .timeline
+        .iter()
+        .position(|event| matches!(event.kind, shiftgate::EventKind::TrafficSet { .. }));
+    assert!(
+        warned.is_some() && warned < first_traffic,
+        "warned before any traffic moved"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_service_without_session_affinity_gets_no_warning() {
+    let world = World::under_load();
+
+    let report = world.roll_out_candidate().await;
+
+    assert!(
+        !report
+            .timeline
+            .iter()
+            .any(|event| matches!(event.kind, shiftgate::EventKind::Warned { .. }))
+    );
 }

@@ -270,6 +270,32 @@ async fn a_candidate_as_fast_as_stable_is_promoted_through_the_latency_gate_over
     );
 }
 
+#[tokio::test(start_paused = true)]
+async fn a_service_keeps_its_session_affinity_through_the_candidates_new_template() {
+    let harness = Harness::start().await;
+    harness
+        .sim
+        .set_session_affinity(PROJECT, REGION, SERVICE, true);
+    let _load = harness.start_load();
+
+    let (report, platform, _) = harness.roll_out(quick_policy()).await;
+
+    assert_eq!(report.outcome, Outcome::Promoted, "{:?}", report.reason);
+    assert!(
+        report
+            .timeline
+            .iter()
+            .any(|event| matches!(event.kind, shiftgate::EventKind::Warned { .. })),
+        "warned about the affinity"
+    );
+    use shiftgate::ports::Platform;
+    let service = platform.read_service().await.unwrap();
+    assert!(
+        service.session_affinity,
+        "the PATCH that made the candidate kept the template's other fields"
+    );
+}
+
 /// A minimal server that answers a PATCH with the service itself rather than an Operation.
 async fn start_service_echoing_server() -> String {
     use axum::Json;

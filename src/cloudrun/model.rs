@@ -40,6 +40,8 @@ pub struct Service {
 pub struct Template {
     pub revision: Option<String>,
     pub containers: Vec<Container>,
+    /// Left out by the API when false.
+    pub session_affinity: bool,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -289,6 +291,7 @@ impl Service {
             rollout,
             unreadable_rollout,
             reconciling: !self.settled(),
+            session_affinity: self.template.as_ref().is_some_and(|t| t.session_affinity),
         }
     }
 }

@@ -116,6 +116,7 @@ fn service() -> ServiceState {
         }),
         unreadable_rollout: None,
         reconciling: false,
+        session_affinity: false,
     }
 }
 

@@ -19,6 +19,12 @@ pub use crate::rollout::request::{
 pub use crate::rollout::restore::force_traffic;
 pub use crate::rollout::traffic::{CANDIDATE_TAG, Plan, restore_traffic, short_name};
 
+/// Cloud Run gives session affinity precedence over the split: returning clients stay on the
+/// revision they first reached, so a step's percent is not what users get.
+pub const SESSION_AFFINITY_WARNING: &str = "session affinity is on for this service: Cloud Run \
+    keeps each client on the revision it first reached, so a step's percentage is not the share \
+    of users the candidate gets (new clients follow the split; returning ones stay on stable), \
+    and the candidate's requests come from fewer users than the step says";
 /// Why a rollout stops before promotion.
 pub(super) enum Stop {
     /// A gate failed: the candidate is to blame.
@@ -108,6 +114,11 @@ impl<'a> Engine<'a> {
             steps: policy.steps.percents().to_vec(),
             creates_revision: plan.image.is_some(),
         });
+        if plan.service.session_affinity {
+            self.emit(EventKind::Warned {
+                warning: SESSION_AFFINITY_WARNING.to_string(),
+            });
+        }
         if let Some(end) = self.take_ownership(&plan, policy).await? {
             return Ok(self.finish(&plan, policy, Vec::new(), end).await);
         }

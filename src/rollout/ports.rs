@@ -90,6 +90,9 @@ pub struct ServiceState {
     pub unreadable_rollout: Option<String>,
     /// True while the platform is still applying the last change.
     pub reconciling: bool,
+    /// Session affinity is on: a client keeps reaching the revision it reached first, so a
+    /// step's percentage is not what each user gets.
+    pub session_affinity: bool,
 }
 
 impl ServiceState {

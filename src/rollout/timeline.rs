@@ -58,6 +58,10 @@ pub enum EventKind {
         #[serde(skip_serializing_if = "Option::is_none")]
         advice: Option<String>,
     },
+    /// Something a person should know before trusting the rollout's numbers.
+    Warned {
+        warning: String,
+    },
     CandidateCreated {
         revision: String,
         image: String,

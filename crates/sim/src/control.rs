@@ -644,7 +644,16 @@ fn parse_template(t: &Value) -> Result<TemplateSpec, ApiError> {
             ));
         }
     };
-    Ok(TemplateSpec { revision, image })
+    let session_affinity = match obj.get("sessionAffinity") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(on)) => *on,
+        Some(other) => return Err(type_error("template.sessionAffinity", "TYPE_BOOL", other)),
+    };
+    Ok(TemplateSpec {
+        revision,
+        image,
+        session_affinity,
+    })
 }
 
 fn parse_traffic(t: &Value) -> Result<Vec<Target>, ApiError> {

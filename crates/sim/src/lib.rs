@@ -137,6 +137,13 @@ impl Sim {
         self.model.set_operation_delay(delay)
     }
 
+    /// Turns `template.sessionAffinity` on or off for a service, as `gcloud run services update
+    /// --session-affinity` would.
+    pub fn set_session_affinity(&self, project: &str, region: &str, service: &str, on: bool) {
+        self.model
+            .set_session_affinity(&ServiceKey::new(project, region, service), on)
+    }
+
     /// How a PATCH without `updateMask` is read (default: the documented field-mask rule).
     pub fn set_patch_mode(&self, mode: PatchMode) {
         self.model.set_patch_mode(mode)

@@ -314,6 +314,7 @@ impl SimModel {
             updated: now,
             template_revision: Some(revision.clone()),
             image: image.to_string(),
+            session_affinity: false,
             traffic: vec![Target::latest(100)],
             applied: vec![Target::latest(100)],
             annotations: BTreeMap::new(),
@@ -353,6 +354,14 @@ impl SimModel {
     }
 
     /// How a PATCH without `updateMask` is read from now on.
+    /// Turns `template.sessionAffinity` on or off, without a new revision or generation: what a
+    /// person set before the rollout.
+    pub fn set_session_affinity(&self, key: &ServiceKey, on: bool) {
+        if let Some(svc) = self.state().services.get_mut(key) {
+            svc.session_affinity = on;
+        }
+    }
+
     pub fn set_patch_mode(&self, mode: PatchMode) {
         self.state().patch_mode = mode;
     }
@@ -1040,6 +1049,8 @@ impl Inner {
         if let Some(t) = &patch.template {
             svc.image = t.image.clone();
             svc.template_revision = t.revision.clone();
+            // The template is replaced whole: a PATCH that leaves sessionAffinity out turns it off.
+            svc.session_affinity = t.session_affinity;
         }
         if let Some(name) = &new_revision {
             svc.next_index += 1;

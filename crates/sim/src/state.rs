@@ -89,6 +89,9 @@ pub(crate) struct Service {
     pub updated: SystemTime,
     pub template_revision: Option<String>,
     pub image: String,
+    /// `template.sessionAffinity`: a client keeps reaching the revision it first reached, so
+    /// the split is not what each request sees.
+    pub session_affinity: bool,
     /// `traffic[]` as last written.
     pub traffic: Vec<Target>,
     /// The split actually in effect (`trafficStatuses[]`).
@@ -249,4 +252,5 @@ pub(crate) struct ServicePatch {
 pub(crate) struct TemplateSpec {
     pub revision: Option<String>,
     pub image: String,
+    pub session_affinity: bool,
 }

@@ -80,6 +80,10 @@ pub(crate) fn service_json(svc: &Service) -> Value {
         template.insert("revision".into(), Value::String(r.clone()));
     }
     template.insert("containers".into(), json!([{ "image": svc.image }]));
+    // Like every bool the API leaves out at its default.
+    if svc.session_affinity {
+        template.insert("sessionAffinity".into(), Value::Bool(true));
+    }
     let mut m = Map::new();
     m.insert("name".into(), Value::String(key.name()));
     m.insert("uid".into(), Value::String(svc.uid.clone()));
