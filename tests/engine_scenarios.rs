@@ -235,6 +235,29 @@ async fn a_good_candidate_is_promoted_through_every_step() {
         "every step judged on enough requests: {:?}",
         report.steps
     );
+    // Each step reports its own requests; together they are what the judge counted.
+    let judged = report
+        .timeline
+        .iter()
+        .rev()
+        .find_map(|event| match &event.kind {
+            shiftgate::EventKind::ErrorsChecked { candidate, .. } => Some(candidate.total),
+            _ => None,
+        })
+        .unwrap();
+    let per_step: u64 = report
+        .steps
+        .iter()
+        .map(|step| step.candidate_requests)
+        .sum();
+    assert_eq!(per_step, judged, "{:?}", report.steps);
+    // 10 requests/s for a 5-minute bake: about 300 at 10% and 3,000 at 100%, not a running total.
+    let own = |step: usize| report.steps[step].candidate_requests;
+    assert!(
+        (270..=330).contains(&own(0)) && (2_850..=3_150).contains(&own(3)),
+        "{:?}",
+        report.steps
+    );
     assert!(report.duration_s >= 20.0 * 60.0, "four full bakes ran");
     assert_eq!(report.final_traffic.len(), 1);
     assert_eq!(report.final_traffic[0].revision, candidate);

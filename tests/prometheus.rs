@@ -192,7 +192,7 @@ async fn given_a_real_prometheus_when_candidates_roll_out_then_the_good_one_is_p
     for step in steps {
         assert_eq!(step["candidate_5xx"], 0);
     }
-    // The sequential test counts from the rollout's start: the last step has seen the floor.
+    // Each step reports its own requests: the last one alone carries the floor at 100%.
     let last = steps.last().unwrap();
     assert!(
         last["candidate_requests"].as_u64().unwrap() >= 20,

@@ -219,6 +219,19 @@ impl RequestCounts {
         (self.total > 0).then(|| self.server_errors as f64 / self.total as f64)
     }
 
+    /// What these counts add to `earlier` ones of the same revision (never below zero: a
+    /// backend that revises a count down must not make a step's count wrap).
+    pub fn minus(self, earlier: RequestCounts) -> RequestCounts {
+        let total = self.total.saturating_sub(earlier.total);
+        RequestCounts {
+            total,
+            server_errors: self
+                .server_errors
+                .saturating_sub(earlier.server_errors)
+                .min(total),
+        }
+    }
+
     /// Both windows' counts together (saturating: counts only ever add up).
     pub fn plus(self, other: RequestCounts) -> RequestCounts {
         RequestCounts {

@@ -40,6 +40,11 @@ pub(super) struct JudgeRun {
     /// The candidate failed a health check (before traffic or in a step): when stable fails
     /// too after the rollback, the service is to blame, not the candidate.
     pub candidate_unhealthy: bool,
+    /// The counts since the rollout started at its last look (candidate, stable): a step's own
+    /// counts are what its looks add to those of the steps before it.
+    pub counted: (RequestCounts, RequestCounts),
+    /// `counted` when this step started.
+    pub counted_before_step: (RequestCounts, RequestCounts),
 }
 
 impl Engine<'_> {
@@ -115,6 +120,7 @@ impl Engine<'_> {
     ) -> (Result<(), Stop>, StepReport) {
         let started = Instant::now();
         let rollout_started = *self.judge.started.get_or_insert(started);
+        self.judge.counted_before_step = self.judge.counted;
         // Steps are numbered from 1 in the policy's list, whose last is the 100% step.
         let last_step = step == policy.steps.percents().len();
         let schedule = StepSchedule::new(policy, last_step);
@@ -271,11 +277,23 @@ impl Engine<'_> {
             stable: stable.plus(self.judge.baseline),
             last_interval_candidate: candidate,
         };
-        report.candidate_requests = candidate.total;
-        report.candidate_5xx = candidate.server_errors;
-        report.error_rate = candidate.error_rate();
-        report.stable_requests = stable.total;
-        report.stable_5xx = stable.server_errors;
+        // The judge reads counts since the rollout started; a person reads a step's own.
+        let (step_candidate, step_stable) = match policy.judge {
+            JudgeKind::Sequential => {
+                self.judge.counted = (candidate, stable);
+                let (before_candidate, before_stable) = self.judge.counted_before_step;
+                (
+                    candidate.minus(before_candidate),
+                    stable.minus(before_stable),
+                )
+            }
+            JudgeKind::Threshold | JudgeKind::Counter => (candidate, stable),
+        };
+        report.candidate_requests = step_candidate.total;
+        report.candidate_5xx = step_candidate.server_errors;
+        report.error_rate = step_candidate.error_rate();
+        report.stable_requests = step_stable.total;
+        report.stable_5xx = step_stable.server_errors;
         let latency = match self.measure_latency(window, plan, policy).await? {
             Ok(checks) => checks,
             Err(error) => return Some(Errors::Unavailable(error)),
