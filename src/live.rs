@@ -364,7 +364,6 @@ mod tests {
             live.show(&event(1.0, kind));
         }
         let frame = term().contents();
-        eprintln!("the terminal's last frame:\n{frame}");
         assert!(frame.contains("step 1 (50%) ["), "{frame}");
         assert!(
             frame.contains("2 checks · candidate 80 req, 0 5xx (0%) · stable 80 req, 0 5xx · pass"),

@@ -8,6 +8,7 @@ use serde::{Serialize, Serializer};
 use crate::rollout::compare::ALPHA;
 use crate::rollout::histogram::LatencyHistogram;
 use crate::rollout::judge::{StepPhase, percent};
+use crate::rollout::limits::LATENCY;
 use crate::rollout::ports::RequestCounts;
 use crate::rollout::sequential::{ln_evidence_above, ln_evidence_below};
 use crate::rollout::verdict::Verdict;
@@ -51,9 +52,6 @@ pub struct LatencyLimit {
     pub limit: Duration,
 }
 
-/// The longest latency a limit may name: Cloud Run's request timeout is at most an hour.
-const LONGEST_LIMIT: Duration = Duration::from_secs(60 * 60);
-
 impl LatencyLimit {
     /// `p95=800ms`: a quantile among p50, p95, p99, and a duration from 1ms to 1h.
     pub fn parse(text: &str) -> Result<Self, String> {
@@ -72,14 +70,9 @@ impl LatencyLimit {
                 ));
             }
         };
-        let limit = humantime::parse_duration(value.trim()).map_err(|error| {
-            format!("the latency in {quoted} is not a duration ({error}; for example 800ms or 2s)")
-        })?;
-        if limit < Duration::from_millis(1) || limit > LONGEST_LIMIT {
-            return Err(format!(
-                "the latency in {quoted} must be between 1ms and 1h"
-            ));
-        }
+        let limit = LATENCY
+            .parse(value)
+            .map_err(|problem| format!("the latency in {quoted}: {problem}"))?;
         Ok(LatencyLimit { quantile, limit })
     }
 

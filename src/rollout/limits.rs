@@ -98,6 +98,11 @@ pub const POLL: DurationBounds = DurationBounds {
     min: Duration::from_millis(100),
     max: HOUR,
 };
+/// `--max-latency`'s durations: Cloud Run's request timeout is at most an hour.
+pub const LATENCY: DurationBounds = DurationBounds {
+    min: Duration::from_millis(1),
+    max: HOUR,
+};
 /// `--min-requests`.
 pub const MIN_REQUESTS: std::ops::RangeInclusive<u64> = 1..=1_000_000_000;
 
