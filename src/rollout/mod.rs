@@ -4,6 +4,7 @@
 pub(crate) mod check;
 pub(crate) mod compare;
 pub(crate) mod engine;
+mod forecast;
 pub(crate) mod health_judge;
 pub(crate) mod histogram;
 mod interrupt;
