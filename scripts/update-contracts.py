@@ -51,6 +51,18 @@ CONTRACTS = {
         ["ListTimeSeriesResponse", "Status"],
         ["projects.timeSeries.list"],
     ),
+    "iamcredentials.v1.json": (
+        [
+            "GenerateAccessTokenRequest",
+            "GenerateAccessTokenResponse",
+            "GenerateIdTokenRequest",
+            "GenerateIdTokenResponse",
+        ],
+        [
+            "projects.serviceAccounts.generateAccessToken",
+            "projects.serviceAccounts.generateIdToken",
+        ],
+    ),
 }
 
 # Keys kept on a schema (or on a property / items / additionalProperties node).

@@ -213,6 +213,29 @@ fn method_not_found(req: &ApiRequest) -> ApiError {
 }
 
 async fn dispatch(model: &SimModel, req: &ApiRequest) -> Result<Value, ApiError> {
+    if req.path.starts_with(crate::identity::SERVICE_ACCOUNTS_PATH) {
+        let mut state = model.state();
+        // IAM Credentials always wants a caller, even where the simulated APIs do not.
+        if let Caller::Http(header) = &req.caller {
+            let token = header
+                .as_deref()
+                .and_then(|h| h.strip_prefix("Bearer "))
+                .map(str::trim);
+            let listed = state
+                .bearer
+                .as_ref()
+                .is_some_and(|allowed| token.is_some_and(|t| allowed.iter().any(|a| a == t)));
+            if !listed && !token.is_some_and(|t| state.tokens.is_issued(t)) {
+                return Err(ApiError::new(
+                    401,
+                    "Request had invalid authentication credentials. Expected OAuth 2 access token, login cookie or other valid authentication credential.",
+                ));
+            }
+        }
+        if let Some(answer) = crate::identity::call(&mut state, &req.method, &req.path, &req.body) {
+            return answer;
+        }
+    }
     let segments: Vec<&str> = req.path.trim_matches('/').split('/').collect();
     match segments.as_slice() {
         ["v3", "projects", project, "timeSeries"] if req.method == "GET" => {

@@ -8,6 +8,7 @@ mod distribution;
 mod error;
 mod faults;
 mod github;
+mod identity;
 mod latency;
 mod model;
 mod monitoring;
@@ -33,6 +34,7 @@ pub use faults::{Answer, BadPoint, BadSeries, Fault, HANG, MALFORMED_JSON, Point
 pub use github::{
     Approval, DispatchMode, GitHubExchange, GitHubFault, GitHubSim, JobSpec, WorkflowSpec,
 };
+pub use identity::AudienceRule;
 pub use latency::Latency;
 pub use model::{ApiCall, Behavior, PATCH_MODE_ENV, PatchMode, SimModel};
 pub use state::ServiceKey;
@@ -198,7 +200,35 @@ impl Sim {
         let url = self
             .service_url(project, region, service)
             .unwrap_or_else(|| "http://127.0.0.1:9".to_string());
-        dataplane::start_http_load(self.plane.client(), url, rps)
+        let (model, key) = (
+            self.model.clone(),
+            ServiceKey::new(project, region, service),
+        );
+        dataplane::start_http_load(self.plane.client(), url, rps, move || {
+            model.invoker_authorization(&key)
+        })
+    }
+
+    /// From now on every service requires a Google ID token from its callers (`Some`, accepting
+    /// audiences by the rule), or none does (`None`, the default), as Cloud Run's invoker IAM.
+    pub fn require_id_token(&self, rule: Option<AudienceRule>) {
+        self.model.require_id_token(rule)
+    }
+
+    /// Base of the IAM Credentials API (`generateAccessToken`, `generateIdToken`); credentials
+    /// files name `{base}/v1/projects/-/serviceAccounts/{email}:generateAccessToken`.
+    pub fn iam_credentials_url(&self) -> String {
+        self.base.clone()
+    }
+
+    /// `(service account, audience)` of every ID token issued, in order.
+    pub fn id_token_requests(&self) -> Vec<(String, String)> {
+        self.model.id_token_requests()
+    }
+
+    /// Data-plane requests refused for lack of a valid ID token.
+    pub fn invoker_refusals(&self) -> u64 {
+        self.model.invoker_refusals()
     }
 }
 

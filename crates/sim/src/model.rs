@@ -8,6 +8,7 @@ use std::time::{Duration, SystemTime};
 use crate::distribution::LatencyBuckets;
 use crate::error::{ApiError, not_found_service, status_error};
 use crate::faults::{Answer, BadPoint, BadSeries, Fault, RESET_MESSAGE};
+use crate::identity::{AudienceRule, Identity, Refusal};
 use crate::latency::Latency;
 use crate::state::{
     Hit, Operation, RevState, RevStats, Revision, Service, ServiceKey, ServicePatch, TYPE_LATEST,
@@ -201,6 +202,7 @@ pub(crate) struct Inner {
     pub bearer: Option<Vec<String>>,
     pub seen_tokens: Vec<String>,
     pub tokens: TokenLedger,
+    pub identity: Identity,
     urls: HashMap<String, (ServiceKey, Option<String>)>,
     endpoints: Arc<dyn Endpoints>,
 }
@@ -259,6 +261,7 @@ impl SimModel {
                 bearer: None,
                 seen_tokens: Vec::new(),
                 tokens: Default::default(),
+                identity: Identity::default(),
                 urls: HashMap::new(),
                 endpoints: Arc::new(RunAppUrls),
             })),
@@ -404,6 +407,50 @@ impl SimModel {
 
     pub fn seen_tokens(&self) -> Vec<String> {
         self.state().seen_tokens.clone()
+    }
+
+    /// From now on every service (`Some`) or none (`None`) requires its callers to carry a Google
+    /// ID token, as a service without `allUsers` as invoker does, accepting audiences by `rule`.
+    pub fn require_id_token(&self, rule: Option<AudienceRule>) {
+        self.state().identity.require_invoker(rule);
+    }
+
+    /// `(service account, audience)` of every ID token the IAM Credentials fake issued.
+    pub fn id_token_requests(&self) -> Vec<(String, String)> {
+        self.state().identity.requested.clone()
+    }
+
+    /// Data-plane requests refused for lack of a valid ID token.
+    pub fn invoker_refusals(&self) -> u64 {
+        self.state().identity.refused
+    }
+
+    /// Cloud Run's invoker check of a request to `called`, a URL of the service `key`.
+    pub(crate) fn check_invoker(
+        &self,
+        key: &ServiceKey,
+        called: &str,
+        authorization: Option<&str>,
+    ) -> Result<(), Refusal> {
+        let mut s = self.state();
+        let now = s.clock.now();
+        let Some(service_url) = s.services.get(key).map(|svc| svc.uri.clone()) else {
+            return Ok(());
+        };
+        s.identity.check(authorization, &service_url, called, now)
+    }
+
+    /// The `Authorization` value a caller with `roles/run.invoker` sends to `url` of the service
+    /// `key` when ID tokens are required (the load generator is such a caller); `None` otherwise.
+    pub(crate) fn invoker_authorization(&self, key: &ServiceKey) -> Option<String> {
+        let mut s = self.state();
+        s.identity.invoker()?;
+        let now = s.clock.now();
+        let service_url = s.services.get(key)?.uri.clone();
+        Some(format!(
+            "Bearer {}",
+            s.identity.token_for_load(&service_url, now)
+        ))
     }
 
     /// `expires_in` of the access tokens the STS issues from now on; the APIs refuse them after.

@@ -25,9 +25,15 @@ impl Default for TokenLedger {
 impl TokenLedger {
     /// A new token valid for `lifetime` from `now`.
     pub fn issue(&mut self, now: SystemTime) -> (String, Duration) {
+        let lifetime = self.lifetime;
+        (self.issue_for(now, lifetime), lifetime)
+    }
+
+    /// A new token valid for `lifetime` from `now` (an impersonated token asks for its own).
+    pub fn issue_for(&mut self, now: SystemTime, lifetime: Duration) -> String {
         let token = format!("sim-exchanged-token-{}", self.expiry.len() + 1);
-        self.expiry.insert(token.clone(), now + self.lifetime);
-        (token, self.lifetime)
+        self.expiry.insert(token.clone(), now + lifetime);
+        token
     }
 
     /// Ends every token issued so far at `now`, as a revocation or a client clock running
