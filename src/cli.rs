@@ -283,6 +283,10 @@ pub struct HealthCheckArgs {
     /// Semver requirement on the health body's `version`, e.g. ">=1.4.0" or "=1.4.0".
     #[arg(long, env = "SHIFTGATE_EXPECT_VERSION", value_name = "REQ")]
     pub expect_version: Option<VersionReq>,
+    /// Send every probe a Google ID token for this audience (an IAM-protected service behind a
+    /// custom domain or load balancer). Cloud Run URLs get one without it when they refuse a probe.
+    #[arg(long, env = "SHIFTGATE_HEALTH_AUDIENCE", value_name = "AUDIENCE", value_parser = name::audience)]
+    pub health_audience: Option<String>,
 }
 
 impl HealthCheckArgs {
@@ -292,6 +296,7 @@ impl HealthCheckArgs {
             path: self.health_path.clone(),
             expect: self.health_expect.clone(),
             version: self.expect_version.clone(),
+            audience: self.health_audience.clone(),
         }
     }
 }

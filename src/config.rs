@@ -91,6 +91,7 @@ pub struct PolicyFile {
     pub health_path: Option<String>,
     pub health_expect: Option<Vec<String>>,
     pub expect_version: Option<String>,
+    pub health_audience: Option<String>,
 }
 
 /// Which service to work on, as a command names it: an environment of the config file, and
@@ -127,6 +128,7 @@ pub struct HealthOverrides {
     /// Replaces the config's field rules (and the default status rule) when not empty.
     pub expect: Vec<FieldRule>,
     pub version: Option<VersionReq>,
+    pub audience: Option<String>,
 }
 
 /// The service a command works on.
@@ -395,6 +397,9 @@ fn apply_health_overrides(expectations: &mut Expectations, overrides: &HealthOve
     if let Some(requirement) = &overrides.version {
         expectations.version = Some(requirement.clone());
     }
+    if let Some(audience) = &overrides.audience {
+        expectations.audience = Some(audience.clone());
+    }
 }
 
 impl PolicyFile {
@@ -465,6 +470,10 @@ impl PolicyFile {
                 semver::VersionReq::parse(requirement)
                     .map_err(|e| at("expect_version", format!("{requirement:?}: {e}")))?,
             );
+        }
+        if let Some(audience) = &self.health_audience {
+            names::check_audience(audience).map_err(|m| at("health_audience", m))?;
+            policy.health.audience = Some(audience.clone());
         }
         Ok(())
     }

@@ -15,7 +15,7 @@ use tokio::time::Instant;
 use crate::health::{Bounded, describe_reqwest_error, read_bounded};
 use crate::rollout::ports::PortError;
 
-const CLOUD_PLATFORM_SCOPE: &str = "https://www.googleapis.com/auth/cloud-platform";
+pub(crate) const CLOUD_PLATFORM_SCOPE: &str = "https://www.googleapis.com/auth/cloud-platform";
 /// One HTTP exchange may take this long; operations are waited for by polling, not by long calls.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 const FIRST_BACKOFF: Duration = Duration::from_millis(250);
@@ -272,6 +272,35 @@ fn adc_well_known_path() -> Option<std::path::PathBuf> {
     std::env::var_os(root).map(|root| std::path::PathBuf::from(root).join(relative))
 }
 
+/// The content of the Application Default Credentials file (`GOOGLE_APPLICATION_CREDENTIALS`,
+/// else gcloud's well-known file), `None` when there is none (ADC then asks the metadata server).
+pub(crate) fn adc_file() -> Result<Option<Value>, String> {
+    let (path, named) = match non_empty_env("GOOGLE_APPLICATION_CREDENTIALS") {
+        Some(path) => (std::path::PathBuf::from(path), true),
+        None => match adc_well_known_path().filter(|path| path.exists()) {
+            Some(path) => (path, false),
+            None => return Ok(None),
+        },
+    };
+    let text = std::fs::read_to_string(&path).map_err(|error| {
+        let by = if named {
+            " (GOOGLE_APPLICATION_CREDENTIALS)"
+        } else {
+            ""
+        };
+        format!(
+            "cannot read the credentials file {}{by}: {error}",
+            path.display()
+        )
+    })?;
+    serde_json::from_str(&text).map(Some).map_err(|error| {
+        format!(
+            "the credentials file {} is not JSON: {error}",
+            path.display()
+        )
+    })
+}
+
 /// Where a metadata server would answer: google-cloud-auth's own override `GCE_METADATA_HOST`
 /// (so the probe goes where the token request would), else its link-local address, which needs
 /// no DNS lookup.
@@ -282,7 +311,7 @@ fn metadata_host() -> String {
 /// Whether a Google metadata server answers (GCE, GKE, Cloud Run, Cloud Build): it says
 /// `Metadata-Flavor: Google`, which other clouds' link-local servers (Azure's, under GitHub's
 /// hosted runners; AWS's) do not.
-async fn metadata_server_answers() -> bool {
+pub(crate) async fn metadata_server_answers() -> bool {
     let Ok(client) = crate::tls::client_builder()
         .no_proxy()
         .redirect(reqwest::redirect::Policy::none())
@@ -306,7 +335,7 @@ async fn metadata_server_answers() -> bool {
     }
 }
 
-fn non_empty_env(name: &str) -> Option<String> {
+pub(crate) fn non_empty_env(name: &str) -> Option<String> {
     std::env::var(name)
         .ok()
         .filter(|value| !value.trim().is_empty())

@@ -19,6 +19,7 @@ mod exit;
 mod gcp;
 mod github;
 mod health;
+mod id_token;
 mod live;
 mod markdown;
 mod mask;
@@ -49,8 +50,8 @@ pub use rollout::{
 /// latencies per revision, and health answers. The adapters below implement these; tests implement fakes.
 pub mod ports {
     pub use crate::rollout::ports::{
-        HealthEndpoint, HealthResponse, LatencyHistogram, Metrics, NewRevision, Platform,
-        PortError, PortResult, RequestCounts, RevisionInfo, RolloutRecord, ServiceState,
+        HealthEndpoint, HealthProbe, HealthResponse, LatencyHistogram, Metrics, NewRevision,
+        Platform, PortError, PortResult, RequestCounts, RevisionInfo, RolloutRecord, ServiceState,
         TrafficChange, TrafficTarget, Window,
     };
 }
@@ -64,6 +65,7 @@ pub use github::dispatch::{
 pub use github::incident::{Incident, Severity, file as file_incident, marker as incident_marker};
 pub use github::{GitHub, GitHubError, Repo};
 pub use health::HttpHealthEndpoint;
+pub use id_token::IdTokens;
 pub use metrics::{CloudMonitoring, PrometheusMetrics};
 pub use tls::{client_builder, ensure_crypto_provider};
 

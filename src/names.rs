@@ -143,6 +143,22 @@ pub fn check_repo(text: &str) -> Result<(&str, &str), String> {
 /// The health endpoint's path: it is appended to the revision's own URL, so it must be a path
 /// (`/health`, `/healthz?full=1`) and never something that changes the host: no scheme, no `//`
 /// prefix, no `..` segment, no backslash, whitespace or control character.
+/// An ID token audience: what Cloud Run compares with the token's `aud`, usually a URL such as
+/// `https://app.example.com`; never empty, never with whitespace, at most 2 KiB.
+pub fn check_audience(text: &str) -> Result<(), String> {
+    if text.is_empty()
+        || text.len() > 2048
+        || text.chars().any(|c| c.is_control() || c.is_whitespace())
+    {
+        return Err(format!(
+            "{} is not an audience: expected the URL the service is reached at (or one of its \
+             custom audiences), e.g. https://app.example.com, without spaces",
+            quote(text)
+        ));
+    }
+    Ok(())
+}
+
 pub fn check_health_path(text: &str) -> Result<(), String> {
     let problem = if !text.starts_with('/') {
         Some("it must start with '/'")
@@ -206,6 +222,10 @@ pub mod arg {
 
     pub fn health_path(text: &str) -> Result<String, String> {
         super::check_health_path(text).map(|()| text.to_string())
+    }
+
+    pub fn audience(text: &str) -> Result<String, String> {
+        super::check_audience(text).map(|()| text.to_string())
     }
 }
 

@@ -16,7 +16,7 @@ use serde_json::Value;
 use shiftgate::clock::Clock;
 use shiftgate::{
     CandidateSource, CloudMonitoring, CloudRunService, Credentials, Engine, GoogleRest,
-    HttpHealthEndpoint, Interrupt, Policy, Ports, RolloutRequest, roll_back, status,
+    HttpHealthEndpoint, IdTokens, Interrupt, Policy, Ports, RolloutRequest, roll_back, status,
 };
 use shiftgate_sim::{Behavior, Fault, LatencyBuckets, Sim};
 
@@ -41,6 +41,7 @@ struct Recorder {
 async fn forward(State(recorder): State<Recorder>, request: Request<Body>) -> Response {
     let method = request.method().clone();
     let uri = request.uri().clone();
+    let authorization = request.headers().get("authorization").cloned();
     let body: Bytes = axum::body::to_bytes(request.into_body(), 1 << 20)
         .await
         .unwrap();
@@ -50,6 +51,9 @@ async fn forward(State(recorder): State<Recorder>, request: Request<Body>) -> Re
         uri.path_and_query().map(|p| p.as_str()).unwrap_or("/")
     );
     let mut outgoing = recorder.client.request(method.clone(), &url);
+    if let Some(value) = authorization {
+        outgoing = outgoing.header("authorization", value);
+    }
     if !body.is_empty() {
         outgoing = outgoing
             .header("content-type", "application/json")
@@ -145,6 +149,16 @@ fn method_id(exchange: &Exchange) -> &'static str {
             if op.ends_with(":wait") =>
         {
             "run.projects.locations.operations.wait"
+        }
+        ("POST", ["v1", "projects", "-", "serviceAccounts", call])
+            if call.ends_with(":generateIdToken") =>
+        {
+            "iamcredentials.projects.serviceAccounts.generateIdToken"
+        }
+        ("POST", ["v1", "projects", "-", "serviceAccounts", call])
+            if call.ends_with(":generateAccessToken") =>
+        {
+            "iamcredentials.projects.serviceAccounts.generateAccessToken"
         }
         _ => panic!(
             "an exchange outside the contract: {} {}",
@@ -369,4 +383,80 @@ async fn latency_distributions_match_the_official_contract_in_every_bucket_layou
             "{layout:?}: {body}"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workload_identity_through_a_service_account_speaks_the_official_iam_credentials_contract()
+{
+    // Given APIs that want a token, and a credentials file as google-github-actions/auth writes
+    // it for a service account, its IAM Credentials calls recorded on the way.
+    let iam = Discovery::load("tests/contracts/iamcredentials.v1.json");
+    let sim = Sim::start(Clock::new()).await.unwrap();
+    sim.require_bearer(Some(Vec::new()));
+    sim.add_service("p", "us-central1", "app", "registry/app:v1.0.0");
+    let (proxy, log) = start_recorder(sim.iam_credentials_url()).await;
+    let account = "deploy@p.iam.gserviceaccount.com";
+    let mut config = crate::support::world::external_account(&sim);
+    config["service_account_impersonation_url"] = Value::String(format!(
+        "{proxy}/v1/projects/-/serviceAccounts/{account}:generateAccessToken"
+    ));
+
+    // When shiftgate calls Cloud Run as the service account, and asks for ID tokens: one for an
+    // audience, one for none (which the API refuses).
+    let rest = GoogleRest::new(
+        &sim.cloud_run_url(),
+        Credentials::external_account(config.clone()),
+    );
+    status(&CloudRunService::new(rest, "p", "us-central1", "app"))
+        .await
+        .unwrap();
+    let tokens = IdTokens::from_credentials_file(config);
+    let token = tokens.token("https://app.example.com").await.unwrap();
+    let refused = tokens.token("").await.unwrap_err();
+
+    // Then both methods were called, every body validates against Google's discovery document,
+    // and the ID token is a JWT for the account and audience.
+    let exchanges = log.lock().unwrap().clone();
+    let mut seen = std::collections::BTreeSet::new();
+    let mut problems = Vec::new();
+    for exchange in &exchanges {
+        let id = method_id(exchange);
+        seen.insert(id);
+        let mut results = Vec::new();
+        if let Some(body) = &exchange.request {
+            results.push(iam.validate_request(id, body));
+        }
+        results.push(if (200..300).contains(&exchange.status) {
+            iam.validate_response(id, &exchange.response)
+        } else {
+            check_error_envelope(exchange)
+        });
+        for result in results {
+            if let Err(errors) = result {
+                problems.push(format!(
+                    "{} ({}): {errors:?}",
+                    exchange.path, exchange.status
+                ));
+            }
+        }
+    }
+    assert!(
+        problems.is_empty(),
+        "contract violations:\n{}",
+        problems.join("\n")
+    );
+    assert!(
+        seen.contains("iamcredentials.projects.serviceAccounts.generateAccessToken")
+            && seen.contains("iamcredentials.projects.serviceAccounts.generateIdToken"),
+        "{seen:?}"
+    );
+    assert_eq!(
+        sim.id_token_requests(),
+        [(account.to_string(), "https://app.example.com".to_string())]
+    );
+    assert_eq!(token.split('.').count(), 3, "a JWT");
+    assert!(
+        refused.contains("generateIdToken answered 400"),
+        "{refused}"
+    );
 }

@@ -8,8 +8,8 @@ use serde_json::{Value, json};
 
 use shiftgate::clock::Clock;
 use shiftgate::ports::{
-    HealthEndpoint, Metrics, NewRevision, Platform, PortError, RolloutRecord, TrafficChange,
-    TrafficTarget, Window,
+    HealthEndpoint, HealthProbe, Metrics, NewRevision, Platform, PortError, RolloutRecord,
+    TrafficChange, TrafficTarget, Window,
 };
 use shiftgate_sim::*;
 
@@ -813,12 +813,12 @@ async fn in_process_ports_run_a_rollout_step() {
     assert_eq!(state.rollout, Some(record.clone()));
     assert_eq!(state.latest_ready_revision.as_deref(), Some("app-v2"));
     let health_url = format!("{}/health", state.tag_uris["candidate"]);
-    let answer = health.fetch(&health_url).await.unwrap();
+    let answer = health.fetch(&HealthProbe::of(&health_url)).await.unwrap();
     assert_eq!(answer.status, 200);
     assert!(answer.body.contains("\"version\":\"2.0.0\""));
     assert!(
         health
-            .fetch("https://nowhere.example/health")
+            .fetch(&HealthProbe::of("https://nowhere.example/health"))
             .await
             .is_err()
     );

@@ -12,7 +12,7 @@ use tokio::net::TcpListener;
 use tokio::time::Instant;
 
 use shiftgate::clock::Clock;
-use shiftgate::ports::{HealthEndpoint, Platform, PortError};
+use shiftgate::ports::{HealthEndpoint, HealthProbe, Platform, PortError};
 use shiftgate::{
     CandidateSource, CloudMonitoring, CloudRunService, Credentials, Expectations, GoogleRest,
     HttpHealthEndpoint, Outcome, Policy, Retry, Verdict,
@@ -113,7 +113,7 @@ async fn a_redirect_to_the_stable_revisions_health_is_not_healthy_and_is_not_fol
 
     // When the probe checks the candidate.
     let answer = HttpHealthEndpoint::new(Duration::from_secs(5))
-        .fetch(&expectations.url_for(&base))
+        .fetch(&HealthProbe::of(&expectations.url_for(&base)))
         .await
         .expect("the candidate answers");
 
@@ -134,7 +134,7 @@ async fn a_400_mb_health_body_is_judged_from_its_first_64_kib_and_the_rest_is_ne
 
     // When the probe checks it.
     let answer = HttpHealthEndpoint::new(Duration::from_secs(5))
-        .fetch(&expectations.url_for(&base))
+        .fetch(&HealthProbe::of(&expectations.url_for(&base)))
         .await
         .expect("the endpoint answers");
 

@@ -12,13 +12,16 @@ use crate::commands::{CommandError, Context, Endpoints};
 use crate::config::Config;
 use crate::exit::ExitCode;
 use crate::health::HttpHealthEndpoint;
+use crate::id_token::IdTokens;
 use crate::rollout::health_judge::Expectations;
-use crate::rollout::ports::{HealthEndpoint, Platform};
+use crate::rollout::ports::{HealthEndpoint, HealthProbe, Platform};
 use crate::rollout::verdict::Verdict;
 
 struct Target {
     environment: Option<String>,
     base_url: String,
+    /// The service's main URL, when read from Cloud Run (an ID token's audience).
+    service_url: Option<String>,
     expectations: Expectations,
 }
 
@@ -67,7 +70,7 @@ impl HealthResult {
 pub async fn run(context: &Context, args: HealthArgs) -> Result<CommandResult, CommandError> {
     let config = context.config()?;
     let targets = targets(&config, &args).await?;
-    let endpoint = HttpHealthEndpoint::new(args.timeout);
+    let endpoint = HttpHealthEndpoint::new(args.timeout).with_id_tokens(IdTokens::from_env());
     let mut results = Vec::new();
     for target in targets {
         results.push(probe(&endpoint, &target).await);
@@ -80,6 +83,7 @@ async fn targets(config: &Config, args: &HealthArgs) -> Result<Vec<Target>, Comm
         return Ok(vec![Target {
             environment: args.service.environment.clone(),
             base_url: url.clone(),
+            service_url: None,
             expectations: config.resolve_health(
                 args.service.environment.as_deref(),
                 &args.health.overrides(),
@@ -89,17 +93,18 @@ async fn targets(config: &Config, args: &HealthArgs) -> Result<Vec<Target>, Comm
     let explicit_service = args.service.project.is_some() || args.service.service.is_some();
     if args.service.environment.is_some() || explicit_service {
         let address = config.resolve_service(&args.service)?;
-        let base_url = match &address.url {
-            Some(url) => url.clone(),
+        let (base_url, service_url) = match &address.url {
+            Some(url) => (url.clone(), None),
             None => {
                 let endpoints = Endpoints::from_env();
                 let platform = endpoints.cloud_run(&address).await?;
                 let service = platform.read_service().await.map_err(|error| {
                     CommandError::api(format!("could not read the service's URL: {error}"))
                 })?;
-                service.uri.ok_or_else(|| {
+                let uri = service.uri.ok_or_else(|| {
                     CommandError::bad_input(format!("{} has no URL; give --url", service.name))
-                })?
+                })?;
+                (uri.clone(), Some(uri))
             }
         };
         return Ok(vec![Target {
@@ -107,6 +112,7 @@ async fn targets(config: &Config, args: &HealthArgs) -> Result<Vec<Target>, Comm
                 .resolve_health(address.environment.as_deref(), &args.health.overrides())?,
             environment: address.environment,
             base_url,
+            service_url,
         }]);
     }
     if config.environments.is_empty() {
@@ -125,6 +131,7 @@ async fn targets(config: &Config, args: &HealthArgs) -> Result<Vec<Target>, Comm
         all.push(Target {
             environment: Some(name.clone()),
             base_url: url.clone(),
+            service_url: None,
             expectations: config.resolve_health(Some(name), &args.health.overrides())?,
         });
     }
@@ -134,7 +141,13 @@ async fn targets(config: &Config, args: &HealthArgs) -> Result<Vec<Target>, Comm
 async fn probe(endpoint: &dyn HealthEndpoint, target: &Target) -> ProbeResult {
     let url = target.expectations.url_for(&target.base_url);
     let started = Instant::now();
-    let fetched = endpoint.fetch(&url).await;
+    let fetched = endpoint
+        .fetch(&HealthProbe {
+            url: &url,
+            service_url: target.service_url.as_deref(),
+            audience: target.expectations.audience.as_deref(),
+        })
+        .await;
     let latency_ms = started.elapsed().as_millis() as u64;
     let (status, verdict) = match &fetched {
         Ok(response) => (Some(response.status), target.expectations.judge(response)),

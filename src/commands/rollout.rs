@@ -16,6 +16,7 @@ use crate::exit::ExitCode;
 use crate::gcp::{Credentials, GoogleRest};
 use crate::github::incident::Severity;
 use crate::health::HttpHealthEndpoint;
+use crate::id_token::IdTokens;
 use crate::metrics::{CloudMonitoring, PrometheusMetrics};
 use crate::output::summary;
 use crate::rollout::engine::{force_traffic, restore_traffic};
@@ -216,7 +217,7 @@ pub async fn run(context: &Context, args: RolloutArgs) -> Result<CommandResult, 
     let platform = endpoints.cloud_run_with(&address, credentials.clone());
     let (metrics, metrics_rest) =
         metrics_adapter(backend, &args, &endpoints, credentials, &address);
-    let health = HttpHealthEndpoint::new(HEALTH_TIMEOUT);
+    let health = HttpHealthEndpoint::new(HEALTH_TIMEOUT).with_id_tokens(IdTokens::from_env());
     let ports = Ports {
         platform: &platform,
         metrics: metrics.as_ref(),

@@ -296,12 +296,19 @@ impl<'a> Engine<'a> {
         {
             let basic = Expectations {
                 path: policy.health.path.clone(),
+                audience: policy.health.audience.clone(),
                 ..Expectations::default()
             };
-            report.stable_health = self
-                .check_health(None, uri, &basic)
-                .await
-                .map(|(_, verdict)| verdict);
+            let checked = self.check_health(None, uri, &basic).await;
+            if let Some((Some(401 | 403), Verdict::Fail(why))) = &checked {
+                // Refused to shiftgate says nothing of stable's health, only of the probe's
+                // identity, which the candidate's failure may share.
+                report.stable_health = Some(Verdict::Inconclusive(format!(
+                    "the probe was refused: {why}"
+                )));
+                return;
+            }
+            report.stable_health = checked.map(|(_, verdict)| verdict);
             if let Some(Verdict::Fail(why)) = &report.stable_health
                 && self.judge.candidate_unhealthy
             {

@@ -44,6 +44,9 @@ pub struct Expectations {
     /// Empty: the default rule (a JSON `status`, when present, is one of `HEALTHY_STATUSES`).
     pub fields: Vec<FieldRule>,
     pub version: Option<VersionReq>,
+    /// The audience of the ID token sent with every probe (`--health-audience`); without it,
+    /// Cloud Run URLs get one when they refuse a probe without.
+    pub audience: Option<String>,
 }
 
 impl Default for Expectations {
@@ -52,6 +55,7 @@ impl Default for Expectations {
             path: "/health".to_string(),
             fields: Vec::new(),
             version: None,
+            audience: None,
         }
     }
 }
@@ -83,10 +87,16 @@ impl Expectations {
             ));
         }
         if !(200..300).contains(&response.status) {
+            // A refusal says why (the probe's identity, which audience was tried): keep more.
+            let room = if matches!(response.status, 401 | 403) {
+                400
+            } else {
+                120
+            };
             return Verdict::Fail(format!(
                 "answered HTTP {}{}",
                 response.status,
-                excerpt(&response.body)
+                excerpt(&response.body, room)
             ));
         }
         if response.body.len() > MAX_HEALTH_BODY {
@@ -181,12 +191,12 @@ fn scalar_text(value: &Value) -> Option<String> {
     }
 }
 
-fn excerpt(body: &str) -> String {
+fn excerpt(body: &str, room: usize) -> String {
     let trimmed = body.trim();
     if trimmed.is_empty() {
         return String::new();
     }
-    let short: String = trimmed.chars().take(120).collect();
+    let short: String = trimmed.chars().take(room).collect();
     format!(": {short}")
 }
 

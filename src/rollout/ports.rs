@@ -261,10 +261,33 @@ pub struct HealthResponse {
     pub body: String,
 }
 
+/// One health probe: the URL, and who it is for, so an IAM-protected service can be sent an ID
+/// token for the right audience.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HealthProbe<'a> {
+    pub url: &'a str,
+    /// The main URL of the Cloud Run service `url` belongs to (its tag URLs are other URLs of the
+    /// same service), when known.
+    pub service_url: Option<&'a str>,
+    /// An ID token for this audience goes with every probe (`--health-audience`).
+    pub audience: Option<&'a str>,
+}
+
+impl<'a> HealthProbe<'a> {
+    /// A probe of `url` with nothing known about its service.
+    pub fn of(url: &'a str) -> Self {
+        Self {
+            url,
+            service_url: None,
+            audience: None,
+        }
+    }
+}
+
 /// Fetches a health endpoint. Judging the answer is the engine's job (see
 /// `health_judge::Expectations`).
 #[async_trait]
 pub trait HealthEndpoint: Send + Sync {
-    /// GET `url`; `Err` carries why no HTTP answer came (refused, timeout, …).
-    async fn fetch(&self, url: &str) -> Result<HealthResponse, String>;
+    /// GET the probe's URL; `Err` carries why no HTTP answer came (refused, timeout, …).
+    async fn fetch(&self, probe: &HealthProbe<'_>) -> Result<HealthResponse, String>;
 }

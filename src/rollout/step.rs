@@ -14,7 +14,7 @@ use crate::rollout::judge::{Counts, JudgeKind, StepPhase, judge_step};
 use crate::rollout::latency::{LatencyCheck, check_latency, with_latency};
 use crate::rollout::ownership::still_ours;
 use crate::rollout::plan::Policy;
-use crate::rollout::ports::{RequestCounts, Window};
+use crate::rollout::ports::{HealthProbe, RequestCounts, Window};
 use crate::rollout::restore::later;
 use crate::rollout::timeline::{EventKind, StepReport, seconds};
 use crate::rollout::traffic::Plan;
@@ -62,35 +62,45 @@ impl Engine<'_> {
                 self.guard(tokio::time::sleep(Duration::from_secs(2)))
                     .await?;
             }
-            let (answered, checked) = self.check_health(None, url, expectations).await?;
+            let (status, checked) = self.check_health(None, url, expectations).await?;
             verdict = checked;
-            if answered || verdict.is_pass() {
+            if status.is_some() || verdict.is_pass() {
                 break;
             }
         }
         Some(verdict)
     }
 
-    /// Returns whether the endpoint answered at all, and the verdict; `None` when interrupted.
+    /// Returns the HTTP status when the endpoint answered at all, and the verdict; `None` when
+    /// interrupted.
     pub(super) async fn check_health(
         &mut self,
         step: Option<usize>,
         base: &str,
         expectations: &Expectations,
-    ) -> Option<(bool, Verdict)> {
+    ) -> Option<(Option<u16>, Verdict)> {
         let url = expectations.url_for(base);
         let health = self.ports.health;
-        let fetched = self.guard(health.fetch(&url)).await?;
-        let (answered, verdict) = match fetched {
-            Ok(response) => (true, expectations.judge(&response)),
-            Err(reason) => (false, Verdict::Fail(format!("no answer: {reason}"))),
+        let service_url = self
+            .last_seen
+            .as_ref()
+            .and_then(|service| service.uri.clone());
+        let probe = HealthProbe {
+            url: &url,
+            service_url: service_url.as_deref(),
+            audience: expectations.audience.as_deref(),
+        };
+        let fetched = self.guard(health.fetch(&probe)).await?;
+        let (status, verdict) = match fetched {
+            Ok(response) => (Some(response.status), expectations.judge(&response)),
+            Err(reason) => (None, Verdict::Fail(format!("no answer: {reason}"))),
         };
         self.emit(EventKind::HealthChecked {
             step,
             url,
             verdict: verdict.clone(),
         });
-        Some((answered, verdict))
+        Some((status, verdict))
     }
 
     /// Between checks, a read of the service tells whether it is still this rollout's: a person's

@@ -8,8 +8,9 @@ use async_trait::async_trait;
 use serde_json::{Value, json};
 
 use shiftgate::ports::{
-    HealthEndpoint, HealthResponse, LatencyHistogram, Metrics, NewRevision, Platform, PortError,
-    PortResult, RequestCounts, RevisionInfo, RolloutRecord, ServiceState, TrafficChange, Window,
+    HealthEndpoint, HealthProbe, HealthResponse, LatencyHistogram, Metrics, NewRevision, Platform,
+    PortError, PortResult, RequestCounts, RevisionInfo, RolloutRecord, ServiceState, TrafficChange,
+    Window,
 };
 use shiftgate::wire::cloudrun::{
     ListRevisionsResponse, ROLLOUT_ANNOTATION, Revision, Service, rpc_code_to_http,
@@ -355,7 +356,8 @@ fn split_url(url: &str) -> (&str, &str) {
 
 #[async_trait]
 impl HealthEndpoint for SimHealth {
-    async fn fetch(&self, url: &str) -> Result<HealthResponse, String> {
+    async fn fetch(&self, probe: &HealthProbe<'_>) -> Result<HealthResponse, String> {
+        let url = probe.url;
         let (base, path) = split_url(url);
         let (key, tag) = self.model.resolve_url(base).ok_or_else(|| {
             format!("error sending request for url ({url}): no simulated service answers at {base}")
