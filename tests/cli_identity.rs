@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::Output;
 
 use serde_json::Value;
-use shiftgate_sim::AudienceRule;
+use shiftgate_sim::{AudienceRule, RUNNER_ACCOUNT};
 
 use crate::support::binary::{self, json_of, stderr_of};
 use crate::support::world::{
@@ -105,6 +105,33 @@ async fn given_an_iam_protected_service_when_a_rollout_runs_on_workload_identity
             "{rule:?}: an ID token was printed"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn given_a_runner_on_google_cloud_when_a_rollout_probes_an_iam_protected_service_then_its_metadata_server_makes_the_id_tokens()
+ {
+    // Given a self-hosted runner on a Google Cloud VM: no credentials file, a metadata server.
+    let world = BinaryWorld::start("id-token-metadata").await;
+    world.sim.require_id_token(Some(AudienceRule::ServiceUrl));
+    let _load = world.start_load(40.0);
+    let mut args = vec!["--json"];
+    args.extend(QUICK_ROLLOUT);
+    let mut command = world.service_command(&args);
+    command.env("GCE_METADATA_HOST", world.sim.metadata_host());
+
+    // When a rollout runs there.
+    let output = binary::run(command).await;
+
+    // Then google-cloud-auth's metadata-server ID tokens (the VM's account) pass the probes.
+    assert_eq!(output.status.code(), Some(0), "{}", stderr_of(&output));
+    assert_eq!(json_of(&output)["outcome"], "promoted");
+    let service_url = world.sim.service_url(PROJECT, REGION, SERVICE).unwrap();
+    let requests = world.sim.id_token_requests();
+    assert!(
+        requests.contains(&(RUNNER_ACCOUNT.to_string(), service_url)),
+        "{requests:?}"
+    );
+    assert!(!printed(&output).contains(JWT_START));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

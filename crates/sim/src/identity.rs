@@ -170,6 +170,46 @@ fn refusal_page(title: &str, message: &str) -> String {
     )
 }
 
+/// The metadata server's root and identity paths, as on a GCE VM or GKE node (a self-hosted runner).
+pub(crate) const METADATA_ROOT_PATH: &str = "/computeMetadata/v1/";
+const METADATA_IDENTITY_PATH: &str =
+    "/computeMetadata/v1/instance/service-accounts/default/identity";
+/// The account a runner's metadata server speaks for.
+pub const RUNNER_ACCOUNT: &str = "runner@sim.iam.gserviceaccount.com";
+
+/// A metadata server's answer (status, body) to `path`, `None` when it is not one of its paths.
+/// Like Google's, it answers only requests that say `Metadata-Flavor: Google`, and says so too.
+pub(crate) fn metadata(
+    state: &mut Inner,
+    path: &str,
+    query: &[(String, String)],
+    flavor: Option<&str>,
+) -> Option<(u16, String)> {
+    if path != METADATA_ROOT_PATH && path != METADATA_IDENTITY_PATH {
+        return None;
+    }
+    if flavor != Some("Google") {
+        return Some((403, "Missing Metadata-Flavor:Google header.".to_string()));
+    }
+    if path == METADATA_ROOT_PATH {
+        return Some((200, "instance/\nproject/\n".to_string()));
+    }
+    let audience = query
+        .iter()
+        .find(|(key, _)| key == "audience")
+        .map(|(_, value)| value.as_str())
+        .filter(|audience| !audience.is_empty());
+    let Some(audience) = audience else {
+        return Some((400, "non-empty audience parameter required".to_string()));
+    };
+    let now = state.clock.now();
+    state
+        .identity
+        .requested
+        .push((RUNNER_ACCOUNT.to_string(), audience.to_string()));
+    Some((200, state.identity.issue(audience, RUNNER_ACCOUNT, now)))
+}
+
 /// Where the IAM Credentials methods live: `/v1/projects/-/serviceAccounts/{email}:{method}`.
 pub(crate) const SERVICE_ACCOUNTS_PATH: &str = "/v1/projects/-/serviceAccounts/";
 

@@ -34,7 +34,7 @@ pub use faults::{Answer, BadPoint, BadSeries, Fault, HANG, MALFORMED_JSON, Point
 pub use github::{
     Approval, DispatchMode, GitHubExchange, GitHubFault, GitHubSim, JobSpec, WorkflowSpec,
 };
-pub use identity::AudienceRule;
+pub use identity::{AudienceRule, RUNNER_ACCOUNT};
 pub use latency::Latency;
 pub use model::{ApiCall, Behavior, PATCH_MODE_ENV, PatchMode, SimModel};
 pub use state::ServiceKey;
@@ -221,6 +221,12 @@ impl Sim {
         self.base.clone()
     }
 
+    /// `host:port` of the simulated metadata server (a self-hosted runner on Google Cloud), for
+    /// `GCE_METADATA_HOST`; its ID tokens are [`RUNNER_ACCOUNT`]'s.
+    pub fn metadata_host(&self) -> String {
+        self.base.trim_start_matches("http://").to_string()
+    }
+
     /// `(service account, audience)` of every ID token issued, in order.
     pub fn id_token_requests(&self) -> Vec<(String, String)> {
         self.model.id_token_requests()
@@ -247,6 +253,18 @@ async fn api(
     body: Bytes,
 ) -> Response {
     let path = uri.path();
+    if method == Method::GET {
+        let flavor = headers.get("metadata-flavor").and_then(|v| v.to_str().ok());
+        let query = auth::parse_form(uri.query().unwrap_or(""));
+        let answer = identity::metadata(&mut model.state(), path, &query, flavor);
+        if let Some((status, body)) = answer {
+            let mut response = dataplane::text(status, "application/text", body);
+            response
+                .headers_mut()
+                .insert("metadata-flavor", HeaderValue::from_static("Google"));
+            return response;
+        }
+    }
     let sts_answer = match (method.as_str(), path) {
         ("GET", auth::SUBJECT_TOKEN_PATH) => Some(sts.subject_token()),
         ("POST", auth::TOKEN_PATH) => Some(
