@@ -13,6 +13,7 @@ mod github;
 mod input;
 mod install;
 mod parsers;
+mod pause_scenarios;
 mod prometheus;
 mod rollout_http;
 mod simulate;
