@@ -147,7 +147,9 @@ impl World {
     }
 
     /// Resolves once traffic is split between two revisions (the first step is live).
-    fn when_traffic_is_split(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+    pub(crate) fn when_traffic_is_split(
+        &self,
+    ) -> impl std::future::Future<Output = ()> + Send + 'static {
         self.when_split(|split| split.len() == 2)
     }
 

@@ -5,6 +5,7 @@ mod action;
 mod cli;
 mod cli_github;
 mod cli_identity;
+mod cli_pause;
 mod cli_tokens;
 mod contracts;
 mod discovery_validator;

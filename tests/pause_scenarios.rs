@@ -236,3 +236,31 @@ async fn given_report_only_gates_when_the_candidate_fails_then_every_failure_is_
         report.steps
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn given_a_rollout_that_is_not_held_when_a_person_promotes_then_it_is_refused_and_nothing_changes()
+ {
+    let world = World::under_load();
+    let person = async {
+        world.when_traffic_is_split().await;
+        let (platform, _, _) = world.ports();
+        shiftgate::promote(&platform, Duration::from_secs(10))
+            .await
+            .unwrap_err()
+    };
+
+    let (report, refused) = tokio::join!(world.roll_out(image_request(CANDIDATE_IMAGE)), person);
+
+    assert_eq!(refused.exit_code, shiftgate::ExitCode::BadInput);
+    assert!(
+        refused.message.contains("is not paused"),
+        "{}",
+        refused.message
+    );
+    let report = report.unwrap();
+    assert_eq!(report.outcome, Outcome::Promoted, "{:?}", report.reason);
+    assert_eq!(
+        world.splits(),
+        every_default_step(&world.stable, &report.candidate)
+    );
+}

@@ -105,8 +105,9 @@ fn serialize_policy<S: Serializer>(policy: &Policy, serializer: S) -> Result<S::
         pause_timeout_s: Option<f64>,
         #[serde(skip_serializing_if = "Option::is_none")]
         on_pause_timeout: Option<PauseTimeoutAction>,
-        /// `enforce` (the default) or `report-only`.
-        gates: &'static str,
+        /// `report-only`; absent when gates act (the default).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        gates: Option<&'static str>,
     }
     Shown {
         steps: &policy.steps,
@@ -128,11 +129,7 @@ fn serialize_policy<S: Serializer>(policy: &Policy, serializer: S) -> Result<S::
         pause_timeout_s: (!policy.pause.at.is_empty())
             .then_some(policy.pause.timeout.as_secs_f64()),
         on_pause_timeout: (!policy.pause.at.is_empty()).then_some(policy.pause.on_timeout),
-        gates: if policy.report_only {
-            "report-only"
-        } else {
-            "enforce"
-        },
+        gates: policy.report_only.then_some("report-only"),
     }
     .serialize(serializer)
 }
