@@ -264,3 +264,38 @@ async fn given_a_rollout_that_is_not_held_when_a_person_promotes_then_it_is_refu
         every_default_step(&world.stable, &report.candidate)
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn given_a_held_rollout_whose_runner_died_when_a_person_promotes_then_the_resumed_rollout_goes_on_without_holding_again()
+ {
+    let world = World::under_load();
+    let request = pausing_at_50(Duration::from_secs(3600), PauseTimeoutAction::Rollback);
+    // The runner is lost while the rollout holds: no restore runs, the paused record stays.
+    tokio::select! {
+        _ = world.roll_out(request.clone()) => panic!("the rollout ended before it held"),
+        () = world.until_paused() => {}
+    }
+    let (platform, _, _) = world.ports();
+    let asked = shiftgate::promote(&platform, Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert_eq!(
+        asked.outcome, "not_acknowledged",
+        "nobody runs it: {asked:?}"
+    );
+
+    let resumed = world
+        .roll_out(RolloutRequest {
+            candidate: shiftgate::CandidateSource::Resume,
+            ..request
+        })
+        .await
+        .unwrap();
+
+    assert_eq!(resumed.outcome, Outcome::Promoted, "{:?}", resumed.reason);
+    assert_eq!(paused_and_resumed(&resumed), (0, Vec::new()));
+    assert_eq!(
+        world.splits(),
+        every_default_step(&world.stable, &resumed.candidate)
+    );
+}

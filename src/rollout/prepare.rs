@@ -4,7 +4,7 @@
 use crate::rollout::engine::Engine;
 use crate::rollout::ownership::{describe_owner, live_local_owner, traffic_matches};
 use crate::rollout::plan::Policy;
-use crate::rollout::ports::{PortError, ServiceState};
+use crate::rollout::ports::{PortError, RolloutRecord, ServiceState};
 use crate::rollout::request::{CandidateSource, RolloutError};
 use crate::rollout::timeline::{EventKind, Outcome, Report, describe_traffic};
 use crate::rollout::traffic::{Plan, new_revision_name, preserved_tags, short_name};
@@ -52,6 +52,7 @@ impl Engine<'_> {
             image,
             service,
             resume_at: None,
+            promoted_at: None,
             started_at: humantime::format_rfc3339_seconds(self.clock.now()).to_string(),
         })
     }
@@ -149,6 +150,7 @@ impl Engine<'_> {
             candidate: record.candidate.clone(),
             image: None,
             resume_at: Some(record.percent),
+            promoted_at: (record.state == RolloutRecord::RESUMING).then_some(record.percent),
             started_at: record.started_at.clone(),
             service,
         };

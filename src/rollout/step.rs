@@ -166,7 +166,11 @@ impl Engine<'_> {
                 decided => decided,
             };
             match decision {
-                Decision::Pass if hold.is_none() && policy.pause.holds_at(percent) => {
+                Decision::Pass
+                    if hold.is_none()
+                        && policy.pause.holds_at(percent)
+                        && plan.promoted_at != Some(percent) =>
+                {
                     match self.start_hold(step, percent, plan, policy).await {
                         Ok(started_hold) => {
                             look.holding = true;

@@ -21,6 +21,9 @@ pub struct Plan {
     pub preserved: Vec<TrafficTarget>,
     /// Resuming a recorded rollout: the candidate's share when its process died.
     pub resume_at: Option<u8>,
+    /// A resumed rollout whose hold there was already ended by `shiftgate promote`: it does not
+    /// hold at this percent again.
+    pub promoted_at: Option<u8>,
     /// When the rollout started (kept across a resume).
     pub started_at: String,
 }
@@ -146,6 +149,7 @@ mod tests {
             candidate: "svc-2".into(),
             image: None,
             resume_at: None,
+            promoted_at: None,
             started_at: String::new(),
         };
         assert_eq!(
