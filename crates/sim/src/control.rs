@@ -238,6 +238,78 @@ async fn dispatch(model: &SimModel, req: &ApiRequest) -> Result<Value, ApiError>
     }
     let segments: Vec<&str> = req.path.trim_matches('/').split('/').collect();
     match segments.as_slice() {
+        [
+            "storage",
+            "v1",
+            "b",
+            sb,
+            "o",
+            so,
+            "rewriteTo",
+            "b",
+            db,
+            "o",
+            dobj,
+        ] if req.method == "POST" => {
+            let name = |text: &str| {
+                percent_encoding::percent_decode_str(text)
+                    .decode_utf8_lossy()
+                    .into_owned()
+            };
+            let mut state = model.state();
+            let now = state.clock.now();
+            state.storage.rewrite(
+                (name(sb), name(so)),
+                (name(db), name(dobj)),
+                &req.query,
+                now,
+            )
+        }
+        ["v2", "projects", p, "locations", r, "jobs", run]
+            if req.method == "POST" && run.ends_with(":run") =>
+        {
+            let job = run.trim_end_matches(":run");
+            let mut state = model.state();
+            let now = state.clock.now();
+            state.jobs.run(p, r, job, &req.body, now)
+        }
+        [
+            "v2",
+            "projects",
+            p,
+            "locations",
+            r,
+            "jobs",
+            job,
+            "executions",
+            execution,
+        ] if req.method == "GET" => {
+            check_params(&req.query, &[])?;
+            let state = model.state();
+            let name = format!("projects/{p}/locations/{r}/jobs/{job}/executions/{execution}");
+            state.jobs.execution(&name, state.clock.now())
+        }
+        ["v2", "projects", p, "locations", r, "operations", id]
+            if id.starts_with(crate::jobs::OPERATION_PREFIX) =>
+        {
+            let clock = model.clock();
+            let (id, wait) = match id.strip_suffix(":wait") {
+                Some(id) if req.method == "POST" => (id, Some(wait_timeout(&req.body)?)),
+                None if req.method == "GET" => (*id, None),
+                _ => return Err(method_not_found(req)),
+            };
+            if let Some(timeout) = wait {
+                let due = model.state().jobs.due(id);
+                if let Some(due) = due {
+                    let until = due.min(clock.now() + timeout);
+                    if let Ok(pause) = until.duration_since(clock.now()) {
+                        tokio::time::sleep(pause).await;
+                    }
+                }
+            }
+            let state = model.state();
+            state.jobs.operation(p, r, id, clock.now())
+        }
         ["v3", "projects", project, "timeSeries"] if req.method == "GET" => {
             crate::monitoring::list_time_series(model, project, &req.query)
         }

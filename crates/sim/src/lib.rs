@@ -9,11 +9,13 @@ mod error;
 mod faults;
 mod github;
 mod identity;
+mod jobs;
 mod latency;
 mod model;
 mod monitoring;
 mod prometheus;
 mod state;
+mod storage;
 mod tokens;
 mod wire;
 
@@ -35,6 +37,7 @@ pub use github::{
     Approval, DispatchMode, GitHubExchange, GitHubFault, GitHubSim, JobSpec, WorkflowSpec,
 };
 pub use identity::{AudienceRule, RUNNER_ACCOUNT};
+pub use jobs::{FailureShape, JobBehavior};
 pub use latency::Latency;
 pub use model::{ApiCall, Behavior, PATCH_MODE_ENV, PatchMode, SimModel};
 pub use state::ServiceKey;
@@ -213,6 +216,11 @@ impl Sim {
     /// audiences by the rule), or none does (`None`, the default), as Cloud Run's invoker IAM.
     pub fn require_id_token(&self, rule: Option<AudienceRule>) {
         self.model.require_id_token(rule)
+    }
+
+    /// Base of the Cloud Storage JSON API (clients append `/storage/v1/...`).
+    pub fn storage_url(&self) -> String {
+        self.base.clone()
     }
 
     /// Base of the IAM Credentials API (`generateAccessToken`, `generateIdToken`); credentials

@@ -9,11 +9,13 @@ use crate::distribution::LatencyBuckets;
 use crate::error::{ApiError, not_found_service, status_error};
 use crate::faults::{Answer, BadPoint, BadSeries, Fault, RESET_MESSAGE};
 use crate::identity::{AudienceRule, Identity, Refusal};
+use crate::jobs::{JobBehavior, Jobs};
 use crate::latency::Latency;
 use crate::state::{
     Hit, Operation, RevState, RevStats, Revision, Service, ServiceKey, ServicePatch, TYPE_LATEST,
     TYPE_REVISION, Target,
 };
+use crate::storage::Storage;
 use crate::tokens::TokenLedger;
 use crate::wire::typed_service;
 use shiftgate_clock::Clock;
@@ -203,6 +205,8 @@ pub(crate) struct Inner {
     pub seen_tokens: Vec<String>,
     pub tokens: TokenLedger,
     pub identity: Identity,
+    pub storage: Storage,
+    pub jobs: Jobs,
     urls: HashMap<String, (ServiceKey, Option<String>)>,
     endpoints: Arc<dyn Endpoints>,
 }
@@ -262,6 +266,8 @@ impl SimModel {
                 seen_tokens: Vec::new(),
                 tokens: Default::default(),
                 identity: Identity::default(),
+                storage: Storage::default(),
+                jobs: Jobs::default(),
                 urls: HashMap::new(),
                 endpoints: Arc::new(RunAppUrls),
             })),
@@ -413,6 +419,28 @@ impl SimModel {
     /// ID token, as a service without `allUsers` as invoker does, accepting audiences by `rule`.
     pub fn require_id_token(&self, rule: Option<AudienceRule>) {
         self.state().identity.require_invoker(rule);
+    }
+
+    /// Stores an object of `size` bytes in `bucket` (Cloud Storage).
+    pub fn put_object(&self, bucket: &str, name: &str, size: u64) {
+        let mut s = self.state();
+        let now = s.clock.now();
+        s.storage.put(bucket, name, size, now);
+    }
+
+    /// Names and sizes of a bucket's objects.
+    pub fn objects(&self, bucket: &str) -> Vec<(String, u64)> {
+        self.state().storage.list(bucket)
+    }
+
+    /// A Cloud Run job that can be run (`jobs.run`), behaving so.
+    pub fn add_job(&self, project: &str, region: &str, job: &str, behavior: JobBehavior) {
+        self.state().jobs.add(project, region, job, behavior);
+    }
+
+    /// How many times `job` was run.
+    pub fn job_runs(&self, job: &str) -> usize {
+        self.state().jobs.runs(job)
     }
 
     /// `(service account, audience)` of every ID token the IAM Credentials fake issued.
