@@ -56,6 +56,19 @@ pub fn progress_line(event: &Event) -> Option<String> {
                 crate::rollout::pause::PauseTimeoutAction::Promote => "go on by itself",
             }
         ),
+        EventKind::HookStarted { hook, target } => {
+            format!("{} {target}: started", hook.flag().trim_start_matches('-'))
+        }
+        EventKind::HookFinished {
+            hook,
+            target,
+            ok,
+            detail,
+        } => format!(
+            "{} {target}: {} ({detail})",
+            hook.flag().trim_start_matches('-'),
+            if *ok { "done" } else { "FAILED" }
+        ),
         EventKind::Resumed { step, percent, by } => {
             format!("resumed after step {step} ({percent}%): {by}")
         }

@@ -488,6 +488,7 @@ pub(crate) mod tests {
             stable_health: None,
             service_problem: false,
             pause_expired: false,
+            hooks: Vec::new(),
             duration_s: 91.0,
             timeline: vec![
                 event(

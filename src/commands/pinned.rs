@@ -351,6 +351,7 @@ fn report() -> Report {
         stable_health: Some(Verdict::Fail("answered HTTP 503".into())),
         service_problem: false,
         pause_expired: false,
+        hooks: Vec::new(),
         duration_s: 420.125,
         timeline: timeline(),
     }
@@ -364,6 +365,7 @@ fn promoted_report() -> Report {
         stable_health: None,
         service_problem: false,
         pause_expired: false,
+        hooks: Vec::new(),
         ..report()
     }
 }

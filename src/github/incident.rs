@@ -570,6 +570,7 @@ mod tests {
             stable_health: Some(crate::rollout::verdict::Verdict::Pass),
             service_problem: false,
             pause_expired: false,
+            hooks: Vec::new(),
             duration_s: 1.0,
             timeline: Vec::new(),
         }

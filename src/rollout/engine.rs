@@ -5,9 +5,10 @@ use tokio::time::Instant;
 
 use crate::clock::Clock;
 use crate::rollout::health_judge::Expectations;
+use crate::rollout::hooks::{HookKind, HookReport};
 use crate::rollout::ownership::Identity;
 use crate::rollout::plan::Policy;
-use crate::rollout::ports::{RolloutRecord, ServiceState, TrafficTarget};
+use crate::rollout::ports::{Hooks, RolloutRecord, ServiceState, TrafficTarget};
 use crate::rollout::step::JudgeRun;
 use crate::rollout::timeline::{Event, EventKind, Outcome, Report, StepReport, seconds};
 use crate::rollout::verdict::Verdict;
@@ -68,6 +69,9 @@ pub struct Engine<'a> {
     pub(super) interrupted_at: Option<Instant>,
     /// The judge's state across steps (baseline, start of counting, tallies).
     pub(super) judge: JudgeRun,
+    /// Runs the policy's hooks (backup, jobs); `None` when the caller gave none.
+    pub(super) hooks: Option<&'a dyn Hooks>,
+    pub(super) hook_reports: Vec<HookReport>,
 }
 
 impl<'a> Engine<'a> {
@@ -86,7 +90,15 @@ impl<'a> Engine<'a> {
             in_flight: None,
             interrupted_at: None,
             judge: JudgeRun::default(),
+            hooks: None,
+            hook_reports: Vec::new(),
         }
+    }
+
+    /// Runs the policy's hooks with `hooks`.
+    pub fn with_hooks(mut self, hooks: &'a dyn Hooks) -> Self {
+        self.hooks = Some(hooks);
+        self
     }
 
     pub fn with_progress(mut self, progress: ProgressSink<'a>) -> Self {
@@ -118,6 +130,13 @@ impl<'a> Engine<'a> {
             self.emit(EventKind::Warned {
                 warning: SESSION_AFFINITY_WARNING.to_string(),
             });
+        }
+        if let Err(reason) = self.before_traffic(&policy.hooks).await {
+            let mut report = self.report(&plan, policy, Outcome::Failed, Vec::new());
+            report.reason = Some(reason);
+            report.final_traffic = plan.service.traffic.clone();
+            report.final_traffic_confirmed = true;
+            return Ok(report);
         }
         if let Some(end) = self.take_ownership(&plan, policy).await? {
             return Ok(self.finish(&plan, policy, Vec::new(), end).await);
@@ -176,6 +195,11 @@ impl<'a> Engine<'a> {
         self.emit(EventKind::Promoted {
             revision: plan.candidate.clone(),
         });
+        if let Some(job) = &policy.hooks.post_job {
+            // The candidate serves everything already: a failed post-job is reported, not undone.
+            self.run_hook(HookKind::PostJob, job.clone(), &policy.hooks)
+                .await;
+        }
         let mut report = self.report(plan, policy, Outcome::Promoted, steps);
         report.final_traffic = promoted.traffic;
         report.final_traffic_confirmed = true;
@@ -294,6 +318,14 @@ impl<'a> Engine<'a> {
         });
         report.final_traffic = service.traffic.clone();
         report.final_traffic_confirmed = true;
+        // An interrupted job has seconds left before its runner kills it: no job fits in that.
+        if let Some(job) = &policy.hooks.on_rollback_job
+            && report.outcome != Outcome::Interrupted
+        {
+            self.run_hook(HookKind::OnRollbackJob, job.clone(), &policy.hooks)
+                .await;
+            report.hooks = self.hook_reports.clone();
+        }
         // A stable revision that is unhealthy too means users are still hurting (SEV-1).
         // Stable is judged on the basic rule: the candidate's version expectations are
         // not stable's.
@@ -400,6 +432,7 @@ impl<'a> Engine<'a> {
             stable_health: None,
             service_problem: false,
             pause_expired: self.judge.pause_expired,
+            hooks: self.hook_reports.clone(),
             duration_s: seconds(self.started.elapsed()),
             timeline: self.timeline.clone(),
         }

@@ -6,6 +6,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::rollout::health_judge::Expectations;
+use crate::rollout::hooks::HookPlan;
 use crate::rollout::judge::{JudgeKind, JudgeSettings};
 use crate::rollout::latency::LatencyLimit;
 use crate::rollout::limits::{BAKE, INTERVAL, METRICS_DELAY, TIMEOUT, check_min_requests};
@@ -130,6 +131,8 @@ pub struct Policy {
     pub pause: PausePolicy,
     /// `--gates report-only`: every gate is evaluated and reported, none acted on.
     pub report_only: bool,
+    /// A backup and jobs around the traffic steps.
+    pub hooks: HookPlan,
 }
 
 impl Default for Policy {
@@ -150,6 +153,7 @@ impl Default for Policy {
             traffic_deadline: Duration::from_secs(3 * 60),
             pause: PausePolicy::default(),
             report_only: false,
+            hooks: HookPlan::default(),
         }
     }
 }
@@ -229,6 +233,7 @@ impl Policy {
         crate::names::check_health_path(&self.health.path)
             .map_err(|message| format!("--health-path: {message}"))?;
         self.pause.validate(self.steps.percents())?;
+        TIMEOUT.check("--hook-timeout", self.hooks.timeout)?;
         if !self.bake.is_zero() && self.interval > self.bake {
             return Err(format!(
                 "--interval ({}) is longer than --bake ({}): each step would get no check within its bake",

@@ -226,6 +226,20 @@ pub trait Platform: Send + Sync {
     ) -> PortResult<ServiceState>;
 }
 
+/// Work around a rollout on the same cloud: a backup copy of a Cloud Storage object, and Cloud
+/// Run jobs of the service's project and region. Each returns what it made (the copy's or the
+/// execution's name), or why it failed, within `deadline`.
+#[async_trait]
+pub trait Hooks: Send + Sync {
+    async fn backup(
+        &self,
+        source: &crate::rollout::hooks::GcsObject,
+        copy: &crate::rollout::hooks::GcsObject,
+        deadline: Duration,
+    ) -> Result<(), String>;
+    async fn run_job(&self, job: &str, deadline: Duration) -> Result<String, String>;
+}
+
 /// A span of wall-clock time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Window {

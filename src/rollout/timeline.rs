@@ -7,6 +7,7 @@ use serde::{Serialize, Serializer};
 
 use crate::exit::ExitCode;
 use crate::rollout::compare::Comparison;
+use crate::rollout::hooks::{HookKind, HookReport};
 use crate::rollout::judge::StepPhase;
 use crate::rollout::latency::LatencyCheck;
 use crate::rollout::pause::PauseTimeoutAction;
@@ -121,6 +122,18 @@ pub enum EventKind {
         percent: u8,
         by: String,
     },
+    /// A hook (`--backup`, `--pre-job`, `--post-job`, `--on-rollback-job`) began.
+    HookStarted {
+        hook: HookKind,
+        target: String,
+    },
+    /// A hook ended: what it made, or why it failed.
+    HookFinished {
+        hook: HookKind,
+        target: String,
+        ok: bool,
+        detail: String,
+    },
     /// `--gates report-only`: a gate failed and the rollout went on, as told.
     GateIgnored {
         step: Option<usize>,
@@ -221,6 +234,9 @@ pub struct Report {
     /// was wrong with the candidate; nobody approved it).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub pause_expired: bool,
+    /// Each hook run, in order; absent without hooks.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub hooks: Vec<HookReport>,
     pub duration_s: f64,
     pub timeline: Vec<Event>,
 }
@@ -232,6 +248,8 @@ impl Report {
             Outcome::Promoted | Outcome::DryRun => ExitCode::Ok,
             _ if self.rollback_failed => ExitCode::RollbackFailed,
             Outcome::Interrupted => ExitCode::Interrupted,
+            // A backup or pre-job that failed is the thing checked, not an API.
+            Outcome::Failed if self.hooks.iter().any(|hook| !hook.ok) => ExitCode::CheckFailed,
             Outcome::Failed => ExitCode::ApiFailed,
             Outcome::RolledBack if self.api_failed => ExitCode::ApiFailed,
             Outcome::RolledBack | Outcome::Aborted => ExitCode::CheckFailed,

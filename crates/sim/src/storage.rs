@@ -12,6 +12,12 @@ use crate::wire::rfc3339;
 /// Objects above this many bytes are copied in more than one call, with a `rewriteToken`.
 pub const REWRITE_CHUNK: u64 = 64 * 1024 * 1024;
 
+/// A bucket and an object name.
+type ObjectKey = (String, String);
+
+/// A rewrite under way: from, to, and the bytes copied so far.
+type PendingRewrite = (ObjectKey, ObjectKey, u64);
+
 #[derive(Debug, Clone)]
 struct StoredObject {
     size: u64,
@@ -22,10 +28,10 @@ struct StoredObject {
 /// Buckets and their objects.
 #[derive(Debug, Default)]
 pub(crate) struct Storage {
-    objects: BTreeMap<(String, String), StoredObject>,
+    objects: BTreeMap<ObjectKey, StoredObject>,
     generation: u64,
     /// Rewrites under way: token → (source, destination, bytes done).
-    pending: BTreeMap<String, ((String, String), (String, String), u64)>,
+    pending: BTreeMap<String, PendingRewrite>,
 }
 
 impl Storage {
@@ -53,8 +59,8 @@ impl Storage {
     /// `POST /storage/v1/b/{sb}/o/{so}/rewriteTo/b/{db}/o/{do}`.
     pub fn rewrite(
         &mut self,
-        source: (String, String),
-        destination: (String, String),
+        source: ObjectKey,
+        destination: ObjectKey,
         query: &[(String, String)],
         now: SystemTime,
     ) -> Result<Value, ApiError> {
