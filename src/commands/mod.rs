@@ -4,8 +4,10 @@
 #[cfg(feature = "demo")]
 mod demo;
 mod dispatch;
+mod github_deployment;
 mod health;
 mod incident;
+mod public_url;
 mod reference;
 pub(crate) mod result;
 pub(crate) mod rollback;
