@@ -1,7 +1,8 @@
 //! Black-box scenarios of `rollout --github-deployment` and the `url` output: the binary against the
 //! simulated Cloud Run and the fake GitHub, every deployment exchange checked against the contract.
 
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
 
 use serde_json::Value;
 use shiftgate::clock::Clock;
@@ -350,4 +351,76 @@ async fn given_what_a_deployment_needs_is_missing_then_exit_2_naming_it_and_noth
         assert_eq!(world.sim.model().write_count(), 0, "{case}");
     }
     assert!(github.requests().is_empty(), "{:?}", github.requests());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn given_a_rollout_in_its_first_step_when_interrupted_then_the_deployment_ends_in_failure_and_exit_is_130()
+ {
+    // Given a rollout with --github-deployment baking its first step for ten minutes.
+    let (world, _load) = healthy_service("deploy-interrupt").await;
+    let github = github().await;
+    let args = [
+        "rollout",
+        "--json",
+        "--env",
+        "prod",
+        "--github-deployment",
+        "--image",
+        crate::support::world::CANDIDATE_IMAGE,
+        "--bake",
+        "10m",
+        "--interval",
+        "1s",
+        "--metrics-delay",
+        "0s",
+    ];
+    let child = deployment_rollout(&world, &github, &args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    world.wait_for_first_step().await;
+    // The step's in_progress status is posted in the background: wait for it to arrive.
+    let step_posted = || {
+        github
+            .deployments()
+            .first()
+            .is_some_and(|deployment| states(deployment).len() >= 2)
+    };
+    let mut waited = Duration::ZERO;
+    while !step_posted() {
+        assert!(
+            waited < Duration::from_secs(30),
+            "the step's status never reached GitHub"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        waited += Duration::from_millis(50);
+    }
+
+    // When the job is cancelled (SIGINT).
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGINT);
+    }
+    let output = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+
+    // Then stable is restored and the exit is 130, as without a deployment.
+    assert_eq!(output.status.code(), Some(130), "{}", stderr_of(&output));
+    assert_eq!(world.split(), world.stable_only());
+    // And the deployment ends in failure, saying it was interrupted.
+    let deployment = github.deployments().remove(0);
+    assert_eq!(
+        states(&deployment),
+        ["in_progress", "in_progress", "failure"]
+    );
+    let failure = deployment.statuses.last().unwrap();
+    assert!(
+        failure.description.starts_with("interrupted"),
+        "{failure:?}"
+    );
+    assert_eq!(
+        deployment_json(&output)["statuses"],
+        serde_json::json!(["in_progress", "in_progress", "failure"])
+    );
 }
