@@ -424,3 +424,39 @@ async fn given_a_rollout_in_its_first_step_when_interrupted_then_the_deployment_
         serde_json::json!(["in_progress", "in_progress", "failure"])
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn given_another_rollout_owns_the_service_when_one_with_a_deployment_is_refused_then_github_hears_nothing()
+ {
+    // Given a rollout in its first step.
+    let (world, _load) = healthy_service("deploy-owned").await;
+    let github = github().await;
+    let long = [
+        "rollout",
+        "--env",
+        "prod",
+        "--image",
+        crate::support::world::CANDIDATE_IMAGE,
+        "--bake",
+        "10m",
+        "--metrics-delay",
+        "0s",
+    ];
+    let mut first = world
+        .command(&long)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    world.wait_for_first_step().await;
+
+    // When a second rollout with --github-deployment starts.
+    let args = with_args(QUICK_ROLLOUT, &["--env", "prod", "--github-deployment"]);
+    let second = run(deployment_rollout(&world, &github, &args)).await;
+    first.kill().unwrap();
+    first.wait().unwrap();
+
+    // Then it is refused (exit 2) and no deployment was made for it.
+    assert_eq!(second.status.code(), Some(2), "{}", stderr_of(&second));
+    assert!(github.requests().is_empty(), "{:?}", github.requests());
+}

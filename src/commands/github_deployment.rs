@@ -70,6 +70,8 @@ pub struct DeploymentRecord {
 enum Message {
     Event(Box<Event>),
     Finish(NewStatus),
+    /// The command failed without a report (a panic, say): end a deployment already made.
+    Abandon(NewStatus),
 }
 
 /// The background task and the channel that feeds it.
@@ -110,6 +112,17 @@ impl DeploymentTracker {
                 wait.as_secs()
             )),
         }
+    }
+}
+
+impl DeploymentTracker {
+    /// The command ended in an error rather than a report: a deployment already created ends in
+    /// `failure` with that error; none is created for it (a refusal changed nothing).
+    pub async fn abandon(self, error: &str) {
+        let status = NewStatus::new(DeploymentState::Failure, error);
+        let _ = self.sender.send(Message::Abandon(status));
+        drop(self.sender);
+        let _ = tokio::time::timeout(FINISH_TIMEOUT_INTERRUPTED, self.task).await;
     }
 }
 
@@ -241,6 +254,7 @@ async fn track(
                     tracking.retire_previous().await;
                 }
             }
+            Message::Abandon(status) => tracking.send(status).await,
         }
     }
     tracking.record

@@ -255,7 +255,15 @@ pub async fn run(context: &Context, args: RolloutArgs) -> Result<CommandResult, 
             tracker.observe(event);
         }
     };
-    let report = run_engine(context, ports, &request, identity, &observe).await?;
+    let report = match run_engine(context, ports, &request, identity, &observe).await {
+        Ok(report) => report,
+        Err(error) => {
+            if let Some(tracker) = tracker {
+                tracker.abandon(&error.message).await;
+            }
+            return Err(error);
+        }
+    };
     let api_calls = GoogleApiCalls {
         cloud_run: platform.rest().calls(),
         monitoring: metrics_rest.calls(),
