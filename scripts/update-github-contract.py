@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Regenerate tests/contracts/github.json: the subset of GitHub's official REST
-OpenAPI description that shiftgate's dispatch and incident commands use.
+OpenAPI description that shiftgate's dispatch and incident commands and rollout's
+GitHub deployment use.
 
 Source: the npm package @octokit/openapi (generated/api.github.com.json,
 OpenAPI 3.0.3). This script runs `npm pack` for a pinned version into a temp
@@ -41,6 +42,11 @@ OPERATIONS = [
     ("/repos/{owner}/{repo}/issues/{issue_number}/comments", "post"),
     ("/repos/{owner}/{repo}/labels/{name}", "get"),
     ("/repos/{owner}/{repo}/labels", "post"),
+    ("/repos/{owner}/{repo}/deployments", "get"),
+    ("/repos/{owner}/{repo}/deployments", "post"),
+    ("/repos/{owner}/{repo}/deployments/{deployment_id}", "get"),
+    ("/repos/{owner}/{repo}/deployments/{deployment_id}/statuses", "get"),
+    ("/repos/{owner}/{repo}/deployments/{deployment_id}/statuses", "post"),
 ]
 
 PROSE = {"description", "summary", "example", "examples", "externalDocs", "x-github",

@@ -42,6 +42,8 @@ pub struct ResultFacts<'a> {
     /// The workflow run a dispatch started: its id and URL.
     pub run: Option<(u64, &'a str)>,
     pub incident_url: Option<&'a str>,
+    /// The environment's public URL (a rollout's `url` output, for a job's `environment.url`).
+    pub url: Option<&'a str>,
 }
 
 impl<'a> ResultFacts<'a> {
@@ -58,6 +60,7 @@ impl<'a> ResultFacts<'a> {
             final_traffic: None,
             run: None,
             incident_url: None,
+            url: None,
         }
     }
 }
@@ -126,6 +129,7 @@ pub fn outputs_for(facts: &ResultFacts) -> Vec<(&'static str, String)> {
         ("run-id", facts.run.map(|(id, _)| id.to_string())),
         ("run-url", facts.run.map(|(_, url)| url.to_string())),
         ("incident-url", facts.incident_url.map(str::to_string)),
+        ("url", facts.url.map(str::to_string)),
         ("exit-code", Some(facts.exit_code.to_string())),
     ];
     values
@@ -512,6 +516,7 @@ mod tests {
             }]),
             run: Some((42, "https://github.com/o/r/actions/runs/42")),
             incident_url: Some("https://github.com/o/r/issues/7"),
+            url: Some("https://app.example"),
             ..ResultFacts::new("rollout", "rolled_back", ExitCode::CheckFailed)
         };
         let mut written: Vec<&str> = outputs_for(&everything)
@@ -549,9 +554,14 @@ mod tests {
             }),
             final_traffic: Some(shares.clone()),
             incident_url: Some("https://github.com/o/r/issues/7"),
+            url: Some("https://app.loopcloser.example"),
             ..ResultFacts::new("rollout", "rolled_back", ExitCode::CheckFailed)
         };
         let outputs = outputs_for(&rollout);
+        assert_eq!(
+            output(&outputs, "url"),
+            Some("https://app.loopcloser.example")
+        );
         assert_eq!(output(&outputs, "outcome"), Some("rolled_back"));
         assert_eq!(output(&outputs, "revision"), Some("app-00002"));
         assert_eq!(output(&outputs, "stable-revision"), Some("app-00001"));

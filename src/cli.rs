@@ -393,6 +393,11 @@ pub struct RolloutArgs {
     /// Do not file an incident issue when the rollout rolls back.
     #[arg(long, env = "SHIFTGATE_NO_INCIDENT")]
     pub no_incident: bool,
+    /// Create a GitHub deployment of the environment in --repo and post its statuses as the
+    /// rollout moves (needs `deployments: write`; for jobs without `environment:`, where GitHub
+    /// makes its own: use the `url` output there).
+    #[arg(long, env = "SHIFTGATE_GITHUB_DEPLOYMENT")]
+    pub github_deployment: bool,
     /// Print the plan and change nothing.
     #[arg(long, env = "SHIFTGATE_DRY_RUN")]
     pub dry_run: bool,

@@ -450,6 +450,7 @@ fn every_input_of_the_action_reaches_the_step() {
         "run-id",
         "run-url",
         "incident-url",
+        "url",
         "exit-code",
     ] {
         assert!(

@@ -553,3 +553,64 @@ async fn given_an_ambiguous_issue_create_failure_then_it_looks_and_does_not_crea
     assert_eq!(filed.number, 1);
     h.assert_contract();
 }
+
+#[tokio::test(start_paused = true)]
+async fn given_the_fake_deployments_then_github_rules_hold_422s_and_auto_inactive_for_non_production()
+ {
+    // Given a successful earlier deployment of staging and of production.
+    let h = Harness::start(deploy_workflow()).await;
+    let staging_before = h.sim.seed_deployment("staging", false, &["success"]);
+    let prod_before = h.sim.seed_deployment("production", true, &["success"]);
+    let statuses = |id: u64| format!("/repos/loopcloser/app/deployments/{id}/statuses");
+
+    // When new deployments of both are created and marked successful.
+    let mut created = Vec::new();
+    for environment in ["staging", "production"] {
+        let body =
+            serde_json::json!({"ref": "main", "environment": environment, "required_contexts": []});
+        let answer = h
+            .github
+            .post("/repos/loopcloser/app/deployments", &body)
+            .await
+            .unwrap();
+        let id = answer.body["id"].as_u64().unwrap();
+        h.github
+            .post(&statuses(id), &serde_json::json!({"state": "success"}))
+            .await
+            .unwrap();
+        created.push(id);
+    }
+
+    // Then auto_inactive retired the earlier staging deployment, and left production alone.
+    let state = |id: u64| {
+        let deployments = h.sim.deployments();
+        let deployment = deployments.iter().find(|d| d.id == id).unwrap();
+        deployment.latest_state().map(str::to_string)
+    };
+    assert_eq!(state(staging_before).as_deref(), Some("inactive"));
+    assert_eq!(state(prod_before).as_deref(), Some("success"));
+    // And the production default follows the environment's name.
+    let production = h
+        .github
+        .get(&format!("/repos/loopcloser/app/deployments/{}", created[1]))
+        .await
+        .unwrap();
+    assert_eq!(production["production_environment"], true);
+
+    // And an unknown state, a description over 140 characters and an unknown ref are 422s.
+    for (path, body) in [
+        (statuses(created[0]), serde_json::json!({"state": "done"})),
+        (
+            statuses(created[0]),
+            serde_json::json!({"state": "failure", "description": "x".repeat(141)}),
+        ),
+        (
+            "/repos/loopcloser/app/deployments".to_string(),
+            serde_json::json!({"ref": "no-such-branch"}),
+        ),
+    ] {
+        let refused = h.github.post(&path, &body).await.unwrap_err();
+        assert_eq!(refused.status(), Some(422), "{body}: {refused}");
+    }
+    h.assert_contract();
+}

@@ -3,6 +3,7 @@
 
 mod action;
 mod cli;
+mod cli_deployments;
 mod cli_github;
 mod cli_identity;
 mod cli_pause;

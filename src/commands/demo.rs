@@ -16,6 +16,7 @@ use crate::gcp::{Credentials, GoogleRest};
 use crate::health::HttpHealthEndpoint;
 use crate::metrics::CloudMonitoring;
 use crate::rollout::latency::{LatencyLimit, Quantile};
+use crate::rollout::ownership::Identity;
 use crate::rollout::plan::{Policy, Steps};
 use crate::rollout::{CandidateSource, Ports, RolloutRequest};
 use shiftgate_sim::{Behavior, Sim};
@@ -104,7 +105,7 @@ pub async fn run(context: &Context, args: DemoArgs) -> Result<CommandResult, Com
         metrics: &metrics,
         health: &health,
     };
-    let report = run_engine(context, ports, &request).await?;
+    let report = run_engine(context, ports, &request, Identity::generate(), &|_| {}).await?;
     let api_calls = GoogleApiCalls {
         cloud_run: platform.rest().calls(),
         monitoring: metrics.rest().calls(),

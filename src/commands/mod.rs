@@ -4,9 +4,11 @@
 #[cfg(feature = "demo")]
 mod demo;
 mod dispatch;
+mod github_deployment;
 mod health;
 mod incident;
 pub(crate) mod promote;
+mod public_url;
 mod reference;
 pub(crate) mod result;
 pub(crate) mod rollback;

@@ -455,6 +455,8 @@ async fn a_rollout_result_is_pinned() {
     let rolled_back = CommandResult::Rollout(RolloutResult {
         run: rollout_run(report(), 12, 7),
         incident: Some(incident),
+        url: None,
+        github_deployment: None,
     });
     assert_shown(
         &shown(rolled_back),
@@ -465,6 +467,8 @@ async fn a_rollout_result_is_pinned() {
     let promoted = CommandResult::Rollout(RolloutResult {
         run: rollout_run(promoted_report(), 3, 0),
         incident: None,
+        url: None,
+        github_deployment: None,
     });
     assert_shown(
         &shown(promoted),

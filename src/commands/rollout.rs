@@ -10,6 +10,10 @@ use serde::{Serialize, Serializer};
 use crate::actions::{ResultFacts, ServiceChange, ServiceFacts, progress_sink};
 use crate::cli::{MetricsBackend, RolloutArgs};
 use crate::clock::Clock;
+use crate::commands::github_deployment::{
+    DeploymentRecord, DeploymentTarget, DeploymentTracker, git_ref_from_env,
+};
+use crate::commands::public_url::{UriSeen, public_url};
 use crate::commands::result::CommandResult;
 use crate::commands::{CommandError, Context, Endpoints};
 use crate::exit::ExitCode;
@@ -134,19 +138,26 @@ fn serialize_policy<S: Serializer>(policy: &Policy, serializer: S) -> Result<S::
     .serialize(serializer)
 }
 
-/// `shiftgate rollout --json`: the rollout, and the incident filed when it rolled back.
+/// `shiftgate rollout --json`: the rollout, the incident filed when it rolled back, the
+/// environment's URL and the GitHub deployment (with `--github-deployment`).
 #[derive(Debug, Clone, Serialize)]
 pub struct RolloutResult {
     #[serde(flatten)]
     pub run: RolloutRun,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub incident: Option<IncidentFiling>,
+    /// The config's `url` of the environment, else the service's URL from Cloud Run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub github_deployment: Option<DeploymentRecord>,
 }
 
 impl RolloutResult {
     pub fn facts<'a>(&'a self, command: &'a str) -> ResultFacts<'a> {
         ResultFacts {
             incident_url: self.incident.as_ref().and_then(IncidentFiling::url),
+            url: self.url.as_deref(),
             ..self.run.facts(command)
         }
     }
@@ -230,12 +241,23 @@ pub async fn run(context: &Context, args: RolloutArgs) -> Result<CommandResult, 
     {
         crate::say!("warning: {warning}");
     }
+    let identity = Identity::generate();
+    let tracker = match args.github_deployment && !args.dry_run {
+        true => Some(DeploymentTracker::start(deployment_target(
+            &args,
+            incident_repo.as_deref(),
+            &address,
+            &identity.id,
+        )?)),
+        false => None,
+    };
     let platform = endpoints.cloud_run_with(&address, credentials.clone());
+    let seen = UriSeen::new(&platform);
     let (metrics, metrics_rest) =
         metrics_adapter(backend, &args, &endpoints, credentials, &address);
     let health = HttpHealthEndpoint::new(HEALTH_TIMEOUT).with_id_tokens(IdTokens::from_env());
     let ports = Ports {
-        platform: &platform,
+        platform: &seen,
         metrics: metrics.as_ref(),
         health: &health,
     };
@@ -244,10 +266,28 @@ pub async fn run(context: &Context, args: RolloutArgs) -> Result<CommandResult, 
         candidate: candidate_source(&args),
         dry_run: args.dry_run,
     };
-    let report = run_engine(context, ports, &request).await?;
+    let observe = |event: &crate::rollout::timeline::Event| {
+        if let Some(tracker) = &tracker {
+            tracker.observe(event);
+        }
+    };
+    let report = match run_engine(context, ports, &request, identity, &observe).await {
+        Ok(report) => report,
+        Err(error) => {
+            if let Some(tracker) = tracker {
+                tracker.abandon(&error.message).await;
+            }
+            return Err(error);
+        }
+    };
     let api_calls = GoogleApiCalls {
         cloud_run: platform.rest().calls(),
         monitoring: metrics_rest.calls(),
+    };
+    let url = public_url(address.url.as_deref(), seen.uri());
+    let github_deployment = match tracker {
+        Some(tracker) => Some(tracker.finish(&report, url.as_deref()).await),
+        None => None,
     };
     let incident = match report.outcome {
         // An expired hold is nobody's approval, not a fault of the candidate.
@@ -263,7 +303,42 @@ pub async fn run(context: &Context, args: RolloutArgs) -> Result<CommandResult, 
     Ok(CommandResult::Rollout(RolloutResult {
         run: RolloutRun::new(report, request.policy, api_calls),
         incident,
+        url,
+        github_deployment,
     }))
+}
+
+/// What `--github-deployment` needs, checked before anything changes: a repository, a token and
+/// the commit being deployed. The environment is the config's, else the service's name.
+fn deployment_target(
+    args: &RolloutArgs,
+    repo: Option<&str>,
+    address: &crate::config::ServiceAddress,
+    rollout_id: &str,
+) -> Result<DeploymentTarget, CommandError> {
+    let flag = |message: String| CommandError::bad_input(format!("--github-deployment: {message}"));
+    let repo = repo.ok_or_else(|| {
+        flag(
+            "no repository: give --repo OWNER/NAME, `repo` in shiftgate.toml, or GITHUB_REPOSITORY"
+                .into(),
+        )
+    })?;
+    let repo = crate::github::Repo::parse(repo).map_err(flag)?;
+    let github = crate::commands::github_from_env().map_err(|error| flag(error.message))?;
+    let git_ref = git_ref_from_env()?;
+    Ok(DeploymentTarget {
+        github,
+        repo,
+        git_ref,
+        environment: address
+            .environment
+            .clone()
+            .unwrap_or_else(|| address.service.clone()),
+        service: address.service.clone(),
+        image: args.image.clone(),
+        rollout_id: rollout_id.to_string(),
+        log_url: crate::github::incident::workflow_run_link(),
+    })
 }
 
 /// `--metrics`, or Prometheus when only `--prometheus-url` is given.
@@ -343,17 +418,23 @@ pub fn candidate_source(args: &RolloutArgs) -> CandidateSource {
     }
 }
 
-/// Runs the engine with progress on stderr and the summary at the end.
+/// Runs the engine as `identity`, with progress on stderr (and to `observe`) and the summary at
+/// the end.
 pub async fn run_engine(
     context: &Context,
     ports: Ports<'_>,
     request: &RolloutRequest,
+    identity: Identity,
+    observe: &(dyn Fn(&crate::rollout::timeline::Event) + Send + Sync),
 ) -> Result<Report, CommandError> {
-    let progress = progress_sink(&request.policy);
-    let identity = Identity::generate();
+    let shown = progress_sink(&request.policy);
+    let progress = |event: &crate::rollout::timeline::Event| {
+        shown(event);
+        observe(event);
+    };
     let id = identity.id.clone();
     let mut engine = Engine::new(ports, Clock::new(), context.interrupt.clone())
-        .with_progress(&*progress)
+        .with_progress(&progress)
         .with_identity(identity);
     // A bug must not leave the split where it was: a panic is caught, and the service put back
     // on stable if the rollout record on it is still this run's.

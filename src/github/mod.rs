@@ -1,7 +1,8 @@
-//! GitHub: trigger and watch `workflow_dispatch` runs, and file incident issues, through one
-//! client that polls with ETags, honours rate limits and never sends a create twice.
+//! GitHub: trigger and watch `workflow_dispatch` runs, file incident issues and report deployments,
+//! through one client that polls with ETags, honours rate limits and never sends a create twice.
 
 pub(crate) mod client;
+pub(crate) mod deployment;
 pub(crate) mod dispatch;
 pub(crate) mod incident;
 

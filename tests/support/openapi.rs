@@ -43,6 +43,35 @@ impl OpenApi {
         Ok(response["content"]["application/json"].get("schema"))
     }
 
+    /// Validates a request body against `method path`'s JSON request schema, and refuses
+    /// top-level fields the schema does not name (GitHub ignores them: a typo would go unseen).
+    pub fn validate_request(
+        &self,
+        method: &str,
+        path: &str,
+        body: &Value,
+    ) -> Result<(), Vec<String>> {
+        let schema = self.doc["paths"][path]
+            .get(method.to_lowercase())
+            .map(|operation| &operation["requestBody"]["content"]["application/json"]["schema"])
+            .filter(|schema| !schema.is_null())
+            .ok_or_else(|| vec![format!("{method} {path} declares no JSON request body")])?;
+        let mut problems = Vec::new();
+        self.check(schema, body, "$", &mut problems);
+        if let (Some(object), Some(properties)) =
+            (body.as_object(), schema["properties"].as_object())
+        {
+            for name in object.keys().filter(|name| !properties.contains_key(*name)) {
+                problems.push(format!("$.{name}: not a field of the request"));
+            }
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems)
+        }
+    }
+
     fn resolve(&self, reference: &str) -> &Value {
         let mut node = &self.doc;
         for part in reference.trim_start_matches("#/").split('/') {

@@ -1,5 +1,9 @@
-//! A fake GitHub REST API on loopback for `dispatch` and `incident`: workflow runs that move
-//! queued → in_progress → (waiting) → completed with jobs and steps, ETags and 304s, rate limits, issues.
+//! A fake GitHub REST API on loopback for `dispatch`, `incident` and deployments: workflow runs that
+//! move queued → in_progress → (waiting) → completed with jobs and steps, ETags and 304s, rate limits, issues.
+
+mod deployments;
+
+pub use deployments::{DeploymentState, DeploymentStatusState};
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -157,6 +161,8 @@ pub struct GitHubExchange {
     pub operation: String,
     pub status: u16,
     pub body: Option<Value>,
+    /// The request's JSON body, when it had one.
+    pub request: Option<Value>,
 }
 
 /// Counters for rate-limit accounting.
@@ -233,6 +239,10 @@ struct State {
     exchanges: Vec<GitHubExchange>,
     dispatches: u64,
     issue_creates: u64,
+    deployments: Vec<DeploymentState>,
+    deployment_creates: u64,
+    /// `METHOD /path` of every request, in order.
+    requests: Vec<String>,
 }
 
 /// The fake GitHub on 127.0.0.1. Its server stops when it is dropped.
@@ -283,6 +293,9 @@ impl GitHubSim {
             exchanges: Vec::new(),
             dispatches: 0,
             issue_creates: 0,
+            deployments: Vec::new(),
+            deployment_creates: 0,
+            requests: Vec::new(),
         }));
         let shared = state.clone();
         let router = Router::new().fallback(
@@ -414,6 +427,27 @@ impl GitHubSim {
 
     pub fn exchanges(&self) -> Vec<GitHubExchange> {
         self.with(|s| s.exchanges.clone())
+    }
+
+    /// `METHOD /path` of every request that reached the fake, in order (faults included).
+    pub fn requests(&self) -> Vec<String> {
+        self.with(|s| s.requests.clone())
+    }
+
+    /// Every deployment, oldest first, with its statuses.
+    pub fn deployments(&self) -> Vec<DeploymentState> {
+        self.with(|s| s.deployments.clone())
+    }
+
+    /// `POST …/deployments` requests carried out (faults answered before the route excluded).
+    pub fn deployment_create_posts(&self) -> u64 {
+        self.with(|s| s.deployment_creates)
+    }
+
+    /// A deployment of `environment` that an earlier run made, with `states` posted in order;
+    /// returns its id.
+    pub fn seed_deployment(&self, environment: &str, production: bool, states: &[&str]) -> u64 {
+        self.with(|s| deployments::seed(s, environment, production, states))
     }
 }
 
@@ -656,6 +690,7 @@ fn view(s: &State, run: &Run) -> RunView {
 // ---------------------------------------------------------------------------------------------
 // HTTP
 
+#[derive(Debug)]
 struct Answer {
     status: u16,
     body: Option<Value>,
@@ -708,6 +743,8 @@ fn handle(
         })
         .unwrap_or_default();
     let path = uri.path().to_string();
+    s.requests.push(format!("{method} {path}"));
+    let request = serde_json::from_slice::<Value>(&body).ok();
     let mut result = if headers.get(header::AUTHORIZATION).is_none() {
         error(401, "", "Requires authentication")
     } else if s.secondary > 0 {
@@ -779,6 +816,7 @@ fn handle(
         operation: result.operation.to_string(),
         status: result.status,
         body: result.body.clone(),
+        request,
     });
     drop(s);
     let status = StatusCode::from_u16(result.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
@@ -867,6 +905,9 @@ fn route(
         return error(404, "", "Not Found");
     }
     let body: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    if let Some(answer) = deployments::route(s, method.as_str(), rest, query, &body) {
+        return answer;
+    }
     match (method.as_str(), rest) {
         ("GET", ["actions", "workflows"]) => {
             let workflows: Vec<Value> = (0..s.workflows.len())

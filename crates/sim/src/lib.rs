@@ -34,7 +34,8 @@ pub use distribution::LatencyBuckets;
 pub use error::ApiError;
 pub use faults::{Answer, BadPoint, BadSeries, Fault, HANG, MALFORMED_JSON, PointAt};
 pub use github::{
-    Approval, DispatchMode, GitHubExchange, GitHubFault, GitHubSim, JobSpec, WorkflowSpec,
+    Approval, DeploymentState, DeploymentStatusState, DispatchMode, GitHubExchange, GitHubFault,
+    GitHubSim, JobSpec, WorkflowSpec,
 };
 pub use identity::{AudienceRule, RUNNER_ACCOUNT};
 pub use jobs::{FailureShape, JobBehavior};
