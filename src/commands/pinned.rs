@@ -450,6 +450,7 @@ async fn a_rollout_result_is_pinned() {
     let rolled_back = CommandResult::Rollout(RolloutResult {
         run: rollout_run(report(), 12, 7),
         incident: Some(incident),
+        notifications: None,
     });
     assert_shown(
         &shown(rolled_back),
@@ -460,6 +461,7 @@ async fn a_rollout_result_is_pinned() {
     let promoted = CommandResult::Rollout(RolloutResult {
         run: rollout_run(promoted_report(), 3, 0),
         incident: None,
+        notifications: None,
     });
     assert_shown(
         &shown(promoted),

@@ -18,13 +18,14 @@ use crate::github::incident::Severity;
 use crate::health::HttpHealthEndpoint;
 use crate::id_token::IdTokens;
 use crate::metrics::{CloudMonitoring, PrometheusMetrics};
+use crate::notify::{Delivery, Notifier, Subject};
 use crate::output::summary;
 use crate::rollout::engine::{force_traffic, restore_traffic};
 use crate::rollout::judge::JudgeKind;
 use crate::rollout::ownership::Identity;
 use crate::rollout::plan::DEFAULT_MONITORING_DELAY;
 use crate::rollout::ports::{Metrics, Platform};
-use crate::rollout::timeline::{describe_traffic, traffic_shares};
+use crate::rollout::timeline::{Event, describe_traffic, traffic_shares};
 use crate::rollout::{
     CandidateSource, Engine, Outcome, Policy, Ports, Report, RolloutError, RolloutRequest, Steps,
 };
@@ -125,6 +126,9 @@ pub struct RolloutResult {
     pub run: RolloutRun,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub incident: Option<IncidentFiling>,
+    /// Each `--notify` message and whether it arrived; absent without webhooks.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub notifications: Option<Vec<Delivery>>,
 }
 
 impl RolloutResult {
@@ -204,6 +208,9 @@ pub async fn run(context: &Context, args: RolloutArgs) -> Result<CommandResult, 
         crate::say!("warning: {warning}");
     }
     let incident_repo = config.incident_repo(args.repo.as_deref());
+    let webhooks = config.notify_targets(address.environment.as_deref(), &args.notify, |name| {
+        std::env::var(name).ok()
+    })?;
     let endpoints = Endpoints::from_env();
     let metrics_root = match (backend, &args.prometheus_url) {
         (MetricsBackend::Prometheus, Some(url)) => url.as_str(),
@@ -228,7 +235,21 @@ pub async fn run(context: &Context, args: RolloutArgs) -> Result<CommandResult, 
         candidate: candidate_source(&args),
         dry_run: args.dry_run,
     };
-    let report = run_engine(context, ports, &request).await?;
+    // A dry run changes nothing, so it has nothing to announce.
+    let notifier = (!webhooks.urls.is_empty() && !args.dry_run)
+        .then(|| Notifier::start(webhooks.urls.clone(), notify_subject(&address)));
+    for unset in &webhooks.unset {
+        crate::say!("warning: {unset}: that webhook is not told of this rollout");
+    }
+    let report = match run_engine(context, ports, &request, notifier.as_ref()).await {
+        Ok(report) => report,
+        Err(error) => {
+            if let Some(notifier) = notifier {
+                notifier.finish(Some(&error.message)).await;
+            }
+            return Err(error);
+        }
+    };
     let api_calls = GoogleApiCalls {
         cloud_run: platform.rest().calls(),
         monitoring: metrics_rest.calls(),
@@ -242,10 +263,27 @@ pub async fn run(context: &Context, args: RolloutArgs) -> Result<CommandResult, 
         ),
         _ => None,
     };
+    // Messages were being sent while the incident was filed; what is left gets a bounded wait.
+    let notifications = match notifier {
+        Some(notifier) => Some(notifier.finish(None).await),
+        None => (!webhooks.urls.is_empty()).then(Vec::new),
+    };
     Ok(CommandResult::Rollout(RolloutResult {
         run: RolloutRun::new(report, request.policy, api_calls),
         incident,
+        notifications,
     }))
+}
+
+/// What every message names: the service and its environment, and the workflow run.
+fn notify_subject(address: &crate::config::ServiceAddress) -> Subject {
+    Subject {
+        environment: address.environment.clone(),
+        project: address.project.clone(),
+        region: address.region.clone(),
+        service: address.service.clone(),
+        run_link: crate::github::incident::workflow_run_link(),
+    }
 }
 
 /// `--metrics`, or Prometheus when only `--prometheus-url` is given.
@@ -325,17 +363,25 @@ pub fn candidate_source(args: &RolloutArgs) -> CandidateSource {
     }
 }
 
-/// Runs the engine with progress on stderr and the summary at the end.
+/// Runs the engine with progress on stderr (and to the webhooks of `notifier`) and the summary at
+/// the end.
 pub async fn run_engine(
     context: &Context,
     ports: Ports<'_>,
     request: &RolloutRequest,
+    notifier: Option<&Notifier>,
 ) -> Result<Report, CommandError> {
-    let progress = progress_sink(&request.policy);
+    let show = progress_sink(&request.policy);
+    let progress = |event: &Event| {
+        show(event);
+        if let Some(notifier) = notifier {
+            notifier.observe(event);
+        }
+    };
     let identity = Identity::generate();
     let id = identity.id.clone();
     let mut engine = Engine::new(ports, Clock::new(), context.interrupt.clone())
-        .with_progress(&*progress)
+        .with_progress(&progress)
         .with_identity(identity);
     // A bug must not leave the split where it was: a panic is caught, and the service put back
     // on stable if the rollout record on it is still this run's.
