@@ -94,7 +94,8 @@ pub struct Cli {
 pub enum Command {
     /// Create or pick a candidate revision with no traffic, shift traffic in steps gated on health
     /// and error rate, then promote it or roll back.
-    Rollout(RolloutArgs),
+    // Boxed: its many options would make every other command's value as large.
+    Rollout(Box<RolloutArgs>),
     /// Send 100% of traffic to the stable revision (or --to REVISION) now.
     Rollback(RollbackArgs),
     /// Show revisions, the traffic split, tag URLs and any rollout in progress.

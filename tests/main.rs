@@ -12,6 +12,7 @@ mod engine_scenarios;
 mod github;
 mod input;
 mod install;
+mod notify;
 mod parsers;
 mod prometheus;
 mod rollout_http;

@@ -199,7 +199,7 @@ pub async fn run(cli: Cli) -> ExitCode {
     let name = command_name(&cli.command);
     let work = async {
         match cli.command {
-            Command::Rollout(args) => rollout::run(&context, args).await,
+            Command::Rollout(args) => rollout::run(&context, *args).await,
             Command::Rollback(args) => rollback::run(&context, args).await,
             Command::Status(args) => status::run(&context, args).await,
             Command::Health(args) => health::run(&context, args).await,

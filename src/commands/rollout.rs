@@ -245,7 +245,9 @@ pub async fn run(context: &Context, args: RolloutArgs) -> Result<CommandResult, 
         Ok(report) => report,
         Err(error) => {
             if let Some(notifier) = notifier {
-                notifier.finish(Some(&error.message)).await;
+                notifier
+                    .finish(Some(&error.message), &context.interrupt)
+                    .await;
             }
             return Err(error);
         }
@@ -265,7 +267,7 @@ pub async fn run(context: &Context, args: RolloutArgs) -> Result<CommandResult, 
     };
     // Messages were being sent while the incident was filed; what is left gets a bounded wait.
     let notifications = match notifier {
-        Some(notifier) => Some(notifier.finish(None).await),
+        Some(notifier) => Some(notifier.finish(None, &context.interrupt).await),
         None => (!webhooks.urls.is_empty()).then(Vec::new),
     };
     Ok(CommandResult::Rollout(RolloutResult {

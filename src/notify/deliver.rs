@@ -93,15 +93,14 @@ impl Outbox {
         }
     }
 
-    /// Lets every queue drain for at most `patience`, then stops the workers: what was not sent
-    /// by then is reported so.
-    pub async fn close(self, patience: Duration) -> Vec<Delivery> {
+    /// Lets every queue drain until `deadline`, then stops the workers: what was not sent by
+    /// then is reported so.
+    pub async fn close(self, deadline: impl std::future::Future<Output = ()>) -> Vec<Delivery> {
         drop(self.queues);
-        let workers = self.workers;
-        let aborts: Vec<_> = workers.iter().map(JoinHandle::abort_handle).collect();
-        let all = futures_util::future::join_all(workers);
-        if tokio::time::timeout(patience, all).await.is_err() {
-            aborts.iter().for_each(tokio::task::AbortHandle::abort);
+        let aborts: Vec<_> = self.workers.iter().map(JoinHandle::abort_handle).collect();
+        tokio::select! {
+            _ = futures_util::future::join_all(self.workers) => {}
+            _ = deadline => aborts.iter().for_each(tokio::task::AbortHandle::abort),
         }
         lock(&self.deliveries).clone()
     }

@@ -12,11 +12,15 @@ pub use deliver::Delivery;
 pub use message::Subject;
 pub use url::NotifyUrl;
 
+use crate::rollout::Interrupt;
 use crate::rollout::timeline::Event;
 use crate::workflow_command::{emit, is_actions, workflow_command};
 
 /// How long the command waits at its end for messages still being sent.
 pub const PATIENCE: Duration = Duration::from_secs(15);
+/// The same after a signal: a cancelled Actions job is killed 10 s after its SIGINT, and the
+/// restore may have taken 7.5 s of them; the result must still be written.
+pub const PATIENCE_WHEN_INTERRUPTED: Duration = Duration::from_secs(1);
 
 /// Turns the rollout's events into messages and hands them to the background senders.
 pub struct Notifier {
@@ -53,9 +57,10 @@ impl Notifier {
     }
 
     /// Ends the notifications: a closing message when the rollout stopped (`stopped`, why) after
-    /// announcing its start without an outcome, then waits up to [`PATIENCE`] for the senders.
-    /// Each message not delivered is said once, as a warning.
-    pub async fn finish(self, stopped: Option<&str>) -> Vec<Delivery> {
+    /// announcing its start without an outcome, then waits up to [`PATIENCE`] for the senders
+    /// ([`PATIENCE_WHEN_INTERRUPTED`] once `interrupt` fires). Each message not delivered is said
+    /// once, as a warning.
+    pub async fn finish(self, stopped: Option<&str>, interrupt: &Interrupt) -> Vec<Delivery> {
         if let Some(reason) = stopped {
             let notice = self
                 .narrator
@@ -67,7 +72,13 @@ impl Notifier {
                     .send(notice.event(), message::body(&self.subject, &notice));
             }
         }
-        let deliveries = self.outbox.close(PATIENCE).await;
+        let deadline = async {
+            tokio::select! {
+                _ = tokio::time::sleep(PATIENCE) => {}
+                _ = interrupt.fired() => tokio::time::sleep(PATIENCE_WHEN_INTERRUPTED).await,
+            }
+        };
+        let deliveries = self.outbox.close(deadline).await;
         for delivery in deliveries.iter().filter(|delivery| !delivery.delivered) {
             warn_undelivered(delivery);
         }
