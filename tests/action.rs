@@ -496,6 +496,21 @@ fn the_example_config_loads_with_every_environment() {
         let address = config.resolve_service(&args).unwrap();
         assert_eq!(address.project, "loopcloser");
         assert_eq!(address.service, format!("loopcloser-{environment}"));
+        // The webhooks come from the secrets deploy.yml passes; on-call hears of prod only.
+        let webhooks = config
+            .notify_targets(Some(environment), &[], |name| {
+                Some(format!("https://hooks.slack.com/services/{name}/x"))
+            })
+            .unwrap();
+        let expected = if environment == "prod" { 2 } else { 1 };
+        assert_eq!(webhooks.urls.len(), expected, "{environment}");
+    }
+    let workflow = std::fs::read_to_string(root().join("examples/deploy.yml")).unwrap();
+    for secret in ["SLACK_DEPLOYS_WEBHOOK_URL", "SLACK_ONCALL_WEBHOOK_URL"] {
+        assert!(
+            workflow.contains(&format!("{secret}: ${{{{ secrets.{secret} }}}}")),
+            "deploy.yml passes {secret}"
+        );
     }
 }
 
