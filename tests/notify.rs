@@ -1,14 +1,15 @@
 //! `rollout --notify` through the binary against the simulator and fake Slack webhooks: which
 //! messages a channel gets, what they say, and that a failing webhook never changes a rollout.
 
-use std::process::Output;
+use std::process::{Output, Stdio};
 
 use serde_json::{Value, json};
 
 use crate::support::binary::{self, json_of, stderr_of};
 use crate::support::webhook::{Answer, SECRET, Webhook, masked};
 use crate::support::world::{
-    BAD_CANDIDATE_ROLLOUT, BinaryWorld, QUICK_ROLLOUT, closed_port_url, expect_refused_naming,
+    BAD_CANDIDATE_ROLLOUT, BinaryWorld, CANDIDATE_IMAGE, QUICK_ROLLOUT, closed_port_url,
+    expect_refused_naming,
 };
 
 const RUN_LINK: &str = "https://github.com/loopcloser/app/actions/runs/4242";
@@ -232,4 +233,59 @@ async fn given_a_webhook_that_is_not_https_when_a_rollout_is_asked_for_then_it_i
     }
     assert_eq!(world.split(), world.stable_only());
     assert_eq!(world.sim.model().write_count(), 0, "nothing was written");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn given_a_webhook_that_never_answers_when_the_rollout_is_interrupted_then_it_restores_stable_and_exits_130_with_its_result()
+ {
+    let world = BinaryWorld::start("notify").await;
+    let slack = Webhook::start(Answer::Slack).await;
+    let hanging = Webhook::start(Answer::Hang).await;
+    let _load = world.start_load(20.0);
+    let webhooks = format!("{},{}", slack.url, hanging.url);
+    let child = world
+        .service_command(&[
+            "rollout",
+            "--json",
+            "--image",
+            CANDIDATE_IMAGE,
+            "--bake",
+            "10m",
+            "--interval",
+            "1s",
+            "--metrics-delay",
+            "0s",
+            "--notify",
+            &webhooks,
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    world.wait_for_first_step().await;
+
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGINT);
+    }
+    let output = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+
+    assert_eq!(output.status.code(), Some(130), "{}", stderr_of(&output));
+    let result = json_of(&output);
+    assert_eq!(result["outcome"], "interrupted");
+    assert_eq!(world.split(), world.stable_only());
+    assert!(
+        slack.texts()[0].starts_with("Rollout started"),
+        "{:#?}",
+        slack.texts()
+    );
+    // Both webhooks' rollback messages are accounted for, sent or not, in the written result.
+    let rolled_back: Vec<&Value> = result["notifications"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| n["event"] == "rolled_back")
+        .collect();
+    assert_eq!(rolled_back.len(), 2, "{}", result["notifications"]);
 }

@@ -239,7 +239,9 @@ pub async fn run(context: &Context, args: RolloutArgs) -> Result<CommandResult, 
     let notifier = (!webhooks.urls.is_empty() && !args.dry_run)
         .then(|| Notifier::start(webhooks.urls.clone(), notify_subject(&address)));
     for unset in &webhooks.unset {
-        crate::say!("warning: {unset}: that webhook is not told of this rollout");
+        crate::notify::warn(&format!(
+            "{unset}: that webhook is not told of this rollout"
+        ));
     }
     let report = match run_engine(context, ports, &request, notifier.as_ref()).await {
         Ok(report) => report,

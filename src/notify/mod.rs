@@ -87,18 +87,22 @@ impl Notifier {
 }
 
 fn warn_undelivered(delivery: &Delivery) {
-    let text = format!(
+    warn(&format!(
         "notification `{}` to {} was not delivered: {}",
         delivery.event,
         delivery.to,
         delivery.error.as_deref().unwrap_or("unknown error")
-    );
+    ));
+}
+
+/// A notification problem, said once: a warning line, which in GitHub Actions is a `::warning`
+/// annotation (the log shows it as the warning line, and the run's page lists it).
+pub fn warn(text: &str) {
     if is_actions() {
-        // The annotation is the log's warning line there, and also shows on the run's page.
         emit(&workflow_command(
             "warning",
             &[("title", "shiftgate notify")],
-            &text,
+            text,
         ));
     } else {
         crate::say!("warning: {text}");
