@@ -14,6 +14,7 @@ use crate::rollout::health_judge::FieldRule;
 use crate::rollout::judge::JudgeKind;
 use crate::rollout::latency::LatencyLimit;
 use crate::rollout::limits::{self, parse_rate};
+use crate::rollout::pause::PauseTimeoutAction;
 use crate::rollout::plan::Steps;
 use crate::simulate::traffic::{ColdStart, Traffic};
 
@@ -21,6 +22,33 @@ use crate::simulate::traffic::{ColdStart, Traffic};
 // valid range (see `limits::DurationBounds`).
 fn bake(text: &str) -> Result<Duration, String> {
     limits::BAKE.parse(text)
+}
+
+fn pause_timeout(text: &str) -> Result<Duration, String> {
+    limits::PAUSE_TIMEOUT.parse(text)
+}
+
+fn pause_percent(text: &str) -> Result<u8, String> {
+    text.trim()
+        .parse::<u8>()
+        .ok()
+        .filter(|percent| (1..=99).contains(percent))
+        .ok_or_else(|| {
+            format!(
+                "must be the percent of a step to hold after, a whole number from 1 to 99 (for \
+                 example 50), got {}",
+                crate::names::quote(text.trim())
+            )
+        })
+}
+
+/// Whether failed gates act (roll back) or are only reported.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum GateMode {
+    /// A failed gate rolls back.
+    Enforce,
+    /// A failed gate is reported and the rollout goes on.
+    ReportOnly,
 }
 
 fn interval(text: &str) -> Result<Duration, String> {
@@ -94,10 +122,13 @@ pub struct Cli {
 pub enum Command {
     /// Create or pick a candidate revision with no traffic, shift traffic in steps gated on health
     /// and error rate, then promote it or roll back.
-    // Boxed: its many options would make every other command's value as large.
     Rollout(Box<RolloutArgs>),
     /// Send 100% of traffic to the stable revision (or --to REVISION) now.
     Rollback(RollbackArgs),
+    /// Let a rollout paused by --pause-at go on to its next step.
+    Promote(PromoteArgs),
+    /// Roll the rollout in progress (running or paused) back to its stable revision now.
+    Abort(AbortArgs),
     /// Show revisions, the traffic split, tag URLs and any rollout in progress.
     Status(StatusArgs),
     /// Probe the health endpoints of one or all environments.
@@ -334,6 +365,26 @@ pub struct RolloutArgs {
     /// stable beyond --margin either [default: no latency gate].
     #[arg(long, env = "SHIFTGATE_MAX_LATENCY", value_parser = LatencyLimit::parse, value_delimiter = ',', value_name = "QUANTILE=DURATION")]
     pub max_latency: Vec<LatencyLimit>,
+    /// Hold after this step passes until `shiftgate promote` (go on) or `shiftgate abort` (roll
+    /// back); the gates keep running meanwhile. Repeatable or a comma list; a step other than the
+    /// last [default: no hold].
+    #[arg(long, env = "SHIFTGATE_PAUSE_AT", value_parser = pause_percent, value_delimiter = ',', value_name = "PERCENT")]
+    pub pause_at: Vec<u8>,
+    /// How long a hold waits for `promote` or `abort` [default: 1h].
+    #[arg(long, env = "SHIFTGATE_PAUSE_TIMEOUT", value_parser = pause_timeout, value_name = "DURATION")]
+    pub pause_timeout: Option<Duration>,
+    /// What a hold nobody ends comes to [default: rollback].
+    #[arg(
+        long,
+        env = "SHIFTGATE_ON_PAUSE_TIMEOUT",
+        value_enum,
+        value_name = "ACTION"
+    )]
+    pub on_pause_timeout: Option<PauseTimeoutAction>,
+    /// `report-only`: evaluate and report every gate without acting on it (a failed gate never
+    /// rolls back), for a team trying shiftgate next to its existing deploy [default: enforce].
+    #[arg(long, env = "SHIFTGATE_GATES", value_enum, value_name = "MODE")]
+    pub gates: Option<GateMode>,
     #[command(flatten)]
     pub health: HealthCheckArgs,
 
@@ -359,6 +410,10 @@ impl RolloutArgs {
         PolicyOverrides {
             health: self.health.overrides(),
             latency: (!self.max_latency.is_empty()).then(|| self.max_latency.clone()),
+            pause_at: (!self.pause_at.is_empty()).then(|| self.pause_at.clone()),
+            pause_timeout: self.pause_timeout,
+            on_pause_timeout: self.on_pause_timeout,
+            report_only: self.gates.map(|mode| mode == GateMode::ReportOnly),
             ..self.policy.overrides()
         }
     }
@@ -412,6 +467,7 @@ impl PolicyArgs {
             early_pass: self.early_pass.then_some(true),
             latency: None,
             health: HealthOverrides::default(),
+            ..PolicyOverrides::default()
         }
     }
 }
@@ -427,6 +483,31 @@ pub struct RollbackArgs {
     /// stable), change nothing and exit 0. For cleanup steps such as `if: cancelled()`.
     #[arg(long, env = "SHIFTGATE_IF_IN_PROGRESS", conflicts_with = "to")]
     pub if_in_progress: bool,
+    /// Repository for the SEV-1 incident filed if the rollback fails, OWNER/NAME [default: $GITHUB_REPOSITORY].
+    #[arg(long, env = "SHIFTGATE_REPO", value_name = "OWNER/NAME", value_parser = name::repo)]
+    pub repo: Option<String>,
+    /// Do not file an incident issue when the rollback fails.
+    #[arg(long, env = "SHIFTGATE_NO_INCIDENT")]
+    pub no_incident: bool,
+    /// How long to keep trying before declaring the rollback failed (exit 4).
+    #[arg(long, env = "SHIFTGATE_TIMEOUT", value_parser = timeout, default_value = "2m", value_name = "DURATION")]
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct PromoteArgs {
+    #[command(flatten)]
+    pub service: ServiceArgs,
+    /// How long to wait for the rollout's process to take the decision up (it does at its next
+    /// check, within its --interval).
+    #[arg(long, env = "SHIFTGATE_TIMEOUT", value_parser = timeout, default_value = "2m", value_name = "DURATION")]
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct AbortArgs {
+    #[command(flatten)]
+    pub service: ServiceArgs,
     /// Repository for the SEV-1 incident filed if the rollback fails, OWNER/NAME [default: $GITHUB_REPOSITORY].
     #[arg(long, env = "SHIFTGATE_REPO", value_name = "OWNER/NAME", value_parser = name::repo)]
     pub repo: Option<String>,
@@ -539,9 +620,11 @@ pub struct CompletionsArgs {
 
 /// Every subcommand, each with its own man page (`shiftgate man COMMAND`); a unit test keeps this
 /// list equal to `Command`'s.
-pub const COMMAND_NAMES: [&str; 10] = [
+pub const COMMAND_NAMES: [&str; 12] = [
     "rollout",
     "rollback",
+    "promote",
+    "abort",
     "status",
     "health",
     "demo",

@@ -14,6 +14,7 @@ use crate::rollout::health_judge::{Expectations, FieldRule};
 use crate::rollout::judge::JudgeKind;
 use crate::rollout::latency::LatencyLimit;
 use crate::rollout::limits::{self, parse_rate};
+use crate::rollout::pause::PauseTimeoutAction;
 use crate::rollout::plan::{Policy, Steps};
 
 pub const DEFAULT_PATHS: [&str; 2] = ["shiftgate.toml", ".github/shiftgate.toml"];
@@ -98,6 +99,13 @@ pub struct PolicyFile {
     pub health_expect: Option<Vec<String>>,
     pub expect_version: Option<String>,
     pub health_audience: Option<String>,
+    /// Steps to hold after, e.g. `[50]`.
+    pub pause_at: Option<Vec<u8>>,
+    pub pause_timeout: Option<String>,
+    /// `rollback` or `promote`.
+    pub on_pause_timeout: Option<String>,
+    /// `enforce` or `report-only`.
+    pub gates: Option<String>,
 }
 
 /// Which service to work on, as a command names it: an environment of the config file, and
@@ -125,6 +133,11 @@ pub struct PolicyOverrides {
     /// Replaces the config's latency limits when given.
     pub latency: Option<Vec<LatencyLimit>>,
     pub health: HealthOverrides,
+    /// Replaces the config's holds when given.
+    pub pause_at: Option<Vec<u8>>,
+    pub pause_timeout: Option<Duration>,
+    pub on_pause_timeout: Option<PauseTimeoutAction>,
+    pub report_only: Option<bool>,
 }
 
 /// Health expectations given for one run; each overrides the config's.
@@ -368,6 +381,18 @@ impl Config {
         if let Some(latency) = &overrides.latency {
             policy.latency = latency.clone();
         }
+        if let Some(at) = &overrides.pause_at {
+            policy.pause.at = at.clone();
+        }
+        if let Some(timeout) = overrides.pause_timeout {
+            policy.pause.timeout = timeout;
+        }
+        if let Some(action) = overrides.on_pause_timeout {
+            policy.pause.on_timeout = action;
+        }
+        if let Some(report_only) = overrides.report_only {
+            policy.report_only = report_only;
+        }
         apply_health_overrides(&mut policy.health, &overrides.health);
         policy.validate().map_err(ConfigError)?;
         Ok(policy)
@@ -566,6 +591,38 @@ impl PolicyFile {
                 semver::VersionReq::parse(requirement)
                     .map_err(|e| at("expect_version", format!("{requirement:?}: {e}")))?,
             );
+        }
+        if let Some(at) = &self.pause_at {
+            policy.pause.at = at.clone();
+        }
+        if let Some(timeout) = &self.pause_timeout {
+            policy.pause.timeout = crate::rollout::limits::PAUSE_TIMEOUT
+                .parse(timeout)
+                .map_err(|m| at("pause_timeout", m))?;
+        }
+        if let Some(action) = &self.on_pause_timeout {
+            policy.pause.on_timeout = match action.as_str() {
+                "rollback" => PauseTimeoutAction::Rollback,
+                "promote" => PauseTimeoutAction::Promote,
+                other => {
+                    return Err(at(
+                        "on_pause_timeout",
+                        format!("expected \"rollback\" or \"promote\", got {other:?}"),
+                    ));
+                }
+            };
+        }
+        if let Some(gates) = &self.gates {
+            policy.report_only = match gates.as_str() {
+                "enforce" => false,
+                "report-only" => true,
+                other => {
+                    return Err(at(
+                        "gates",
+                        format!("expected \"enforce\" or \"report-only\", got {other:?}"),
+                    ));
+                }
+            };
         }
         if let Some(audience) = &self.health_audience {
             names::check_audience(audience).map_err(|m| at("health_audience", m))?;

@@ -40,6 +40,7 @@ pub use shiftgate_clock as clock;
 pub use rollout::health_judge::{Expectations, HEALTHY_STATUSES};
 pub use rollout::judge::JudgeKind;
 pub use rollout::latency::{LatencyCheck, LatencyFinding, LatencyLimit, Quantile};
+pub use rollout::pause::{PausePolicy, PauseTimeoutAction};
 pub use rollout::timeline::EventKind;
 pub use rollout::verdict::Verdict;
 pub use rollout::{
@@ -72,6 +73,7 @@ pub use tls::{client_builder, ensure_crypto_provider};
 
 // The command line, and the commands tests drive without a process.
 pub use cli::{Cli, Command, ServiceArgs};
+pub use commands::promote::promote;
 pub use commands::result::ErrorResult;
 pub use commands::rollback::roll_back;
 pub use commands::status::status;

@@ -41,6 +41,32 @@ pub fn progress_line(event: &Event) -> Option<String> {
             ),
         },
         EventKind::Warned { warning } => format!("WARNING: {warning}"),
+        EventKind::Paused {
+            step,
+            percent,
+            timeout_s,
+            on_timeout,
+        } => format!(
+            "PAUSED at step {step} ({percent}%): the gates keep running; go on with `shiftgate \
+             promote`, roll back with `shiftgate abort` (same --env or --project/--region/--service); \
+             after {} this rollout will {}",
+            humantime::format_duration(std::time::Duration::from_secs_f64(timeout_s.round())),
+            match on_timeout {
+                crate::rollout::pause::PauseTimeoutAction::Rollback => "roll back",
+                crate::rollout::pause::PauseTimeoutAction::Promote => "go on by itself",
+            }
+        ),
+        EventKind::Resumed { step, percent, by } => {
+            format!("resumed after step {step} ({percent}%): {by}")
+        }
+        EventKind::GateIgnored { step, reason } => match step {
+            Some(step) => format!(
+                "REPORT-ONLY: step {step} would have rolled back here, and goes on: {reason}"
+            ),
+            None => {
+                format!("REPORT-ONLY: the rollout would have stopped here, and goes on: {reason}")
+            }
+        },
         EventKind::CandidateCreated { revision, image } => {
             format!("created candidate {revision} from {image}, with no traffic")
         }

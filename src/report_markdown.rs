@@ -487,6 +487,7 @@ pub(crate) mod tests {
             api_failed: false,
             stable_health: None,
             service_problem: false,
+            pause_expired: false,
             duration_s: 91.0,
             timeline: vec![
                 event(

@@ -539,7 +539,12 @@ fn the_example_deploy_job_outlasts_the_prod_policys_worst_case() {
         ..defaults.clone()
     }
     .step_deadline();
-    let worst = step * steps + defaults.create_deadline + defaults.traffic_deadline * steps;
+    let holds = setting("pause_at").map_or(0, |at| at.as_array().unwrap().len()) as u32;
+    let hold = setting("pause_timeout").map_or(defaults.pause.timeout, |timeout| {
+        humantime::parse_duration(timeout.as_str().unwrap()).unwrap()
+    });
+    let worst =
+        step * steps + defaults.create_deadline + defaults.traffic_deadline * steps + hold * holds;
 
     // When the example workflow's job timeout is read.
     let workflow = std::fs::read_to_string(root().join("examples/deploy.yml")).unwrap();

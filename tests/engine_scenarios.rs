@@ -12,23 +12,23 @@ use shiftgate::{
 };
 use shiftgate_sim::{Behavior, LoadHandle, ServiceKey, SimModel};
 
-const PROJECT: &str = "loopcloser";
-const REGION: &str = "us-central1";
-const SERVICE: &str = "loopcloser-prod";
+pub(crate) const PROJECT: &str = "loopcloser";
+pub(crate) const REGION: &str = "us-central1";
+pub(crate) const SERVICE: &str = "loopcloser-prod";
 const STABLE_IMAGE: &str = "registry/loopcloser-app:v1.3.0";
-const CANDIDATE_IMAGE: &str = "registry/loopcloser-app:v1.4.0";
+pub(crate) const CANDIDATE_IMAGE: &str = "registry/loopcloser-app:v1.4.0";
 
 /// A service deployed the way `gcloud run deploy` leaves it, with steady traffic.
-struct World {
-    model: SimModel,
-    stable: String,
-    clock: Clock,
+pub(crate) struct World {
+    pub(crate) model: SimModel,
+    pub(crate) stable: String,
+    pub(crate) clock: Clock,
     /// Requests sent to the service for as long as the world lives, when it is under load.
     _load: Option<LoadHandle>,
 }
 
 impl World {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let clock = Clock::new();
         let model = SimModel::new(clock);
         let stable = model.add_service(PROJECT, REGION, SERVICE, STABLE_IMAGE);
@@ -42,7 +42,7 @@ impl World {
     }
 
     /// The service with 10 requests a second sent to it, enough for every step to be judged.
-    fn under_load() -> Self {
+    pub(crate) fn under_load() -> Self {
         let world = Self::new();
         let load = start_inproc_load(&world.model, PROJECT, REGION, SERVICE, 10.0);
         Self {
@@ -52,7 +52,7 @@ impl World {
     }
 
     /// From now on the candidate image behaves so.
-    fn candidate_behaves(&self, behavior: Behavior) {
+    pub(crate) fn candidate_behaves(&self, behavior: Behavior) {
         self.model.register_image(CANDIDATE_IMAGE, behavior);
     }
 
@@ -91,11 +91,11 @@ impl World {
     }
 
     /// The split with all traffic on the stable revision.
-    fn stable_only(&self) -> Vec<(String, u8)> {
+    pub(crate) fn stable_only(&self) -> Vec<(String, u8)> {
         split(&[(&self.stable, 100)])
     }
 
-    fn ports(&self) -> (SimPlatform, SimMetrics, SimHealth) {
+    pub(crate) fn ports(&self) -> (SimPlatform, SimMetrics, SimHealth) {
         (
             SimPlatform::new(&self.model, PROJECT, REGION, SERVICE),
             SimMetrics::new(&self.model, PROJECT, REGION, SERVICE),
@@ -103,7 +103,7 @@ impl World {
         )
     }
 
-    async fn roll_out(&self, request: RolloutRequest) -> Result<Report, RolloutError> {
+    pub(crate) async fn roll_out(&self, request: RolloutRequest) -> Result<Report, RolloutError> {
         self.roll_out_with(request, Interrupt::never()).await
     }
 
@@ -124,7 +124,7 @@ impl World {
     }
 
     /// Every split the service took, consecutive repeats folded, zero shares left out.
-    fn splits(&self) -> Vec<Vec<(String, u8)>> {
+    pub(crate) fn splits(&self) -> Vec<Vec<(String, u8)>> {
         let mut folded: Vec<Vec<(String, u8)>> = Vec::new();
         for split in self.model.traffic_history(PROJECT, REGION, SERVICE) {
             if folded.last() != Some(&split) {
@@ -134,12 +134,12 @@ impl World {
         folded
     }
 
-    fn current(&self) -> Vec<(String, u8)> {
+    pub(crate) fn current(&self) -> Vec<(String, u8)> {
         self.model.current_split(PROJECT, REGION, SERVICE)
     }
 
     /// Resolves once some revision carries exactly `percent`% of the traffic.
-    fn when_a_revision_has(
+    pub(crate) fn when_a_revision_has(
         &self,
         percent: u8,
     ) -> impl std::future::Future<Output = ()> + Send + 'static {
@@ -147,12 +147,14 @@ impl World {
     }
 
     /// Resolves once traffic is split between two revisions (the first step is live).
-    fn when_traffic_is_split(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+    pub(crate) fn when_traffic_is_split(
+        &self,
+    ) -> impl std::future::Future<Output = ()> + Send + 'static {
         self.when_split(|split| split.len() == 2)
     }
 
     /// Resolves, in virtual time, once the service's split satisfies `reached`.
-    fn when_split(
+    pub(crate) fn when_split(
         &self,
         reached: impl Fn(&[(String, u8)]) -> bool + Send + 'static,
     ) -> impl std::future::Future<Output = ()> + Send + 'static {
@@ -165,12 +167,12 @@ impl World {
     }
 }
 
-fn split(entries: &[(&str, u8)]) -> Vec<(String, u8)> {
+pub(crate) fn split(entries: &[(&str, u8)]) -> Vec<(String, u8)> {
     entries.iter().map(|(r, p)| (r.to_string(), *p)).collect()
 }
 
 /// The splits of a promotion from `stable` to `candidate` through the default steps.
-fn every_default_step(stable: &str, candidate: &str) -> Vec<Vec<(String, u8)>> {
+pub(crate) fn every_default_step(stable: &str, candidate: &str) -> Vec<Vec<(String, u8)>> {
     let (s, c) = (stable, candidate);
     vec![
         split(&[(s, 100)]),
@@ -182,7 +184,7 @@ fn every_default_step(stable: &str, candidate: &str) -> Vec<Vec<(String, u8)>> {
 }
 
 /// The 30-minute policy: 4 steps × 5 min bake, checks every 30 s.
-fn thirty_minute_policy() -> Policy {
+pub(crate) fn thirty_minute_policy() -> Policy {
     Policy {
         steps: Steps::default(),
         bake: Duration::from_secs(300),
@@ -204,7 +206,7 @@ fn request_for(candidate: CandidateSource) -> RolloutRequest {
     }
 }
 
-fn image_request(image: &str) -> RolloutRequest {
+pub(crate) fn image_request(image: &str) -> RolloutRequest {
     request_for(CandidateSource::Image(image.to_string()))
 }
 

@@ -791,6 +791,7 @@ async fn in_process_ports_run_a_rollout_step() {
         candidate: "app-v2".into(),
         percent: 0,
         started_at: "now".into(),
+        pause: None,
         ..RolloutRecord::default()
     };
     let spec = NewRevision {

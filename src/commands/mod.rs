@@ -6,6 +6,7 @@ mod demo;
 mod dispatch;
 mod health;
 mod incident;
+pub(crate) mod promote;
 mod reference;
 pub(crate) mod result;
 pub(crate) mod rollback;
@@ -201,6 +202,8 @@ pub async fn run(cli: Cli) -> ExitCode {
         match cli.command {
             Command::Rollout(args) => rollout::run(&context, *args).await,
             Command::Rollback(args) => rollback::run(&context, args).await,
+            Command::Abort(args) => rollback::abort(&context, args).await,
+            Command::Promote(args) => promote::run(&context, args).await,
             Command::Status(args) => status::run(&context, args).await,
             Command::Health(args) => health::run(&context, args).await,
             #[cfg(feature = "demo")]
@@ -219,7 +222,7 @@ pub async fn run(cli: Cli) -> ExitCode {
     };
     // Rollout and rollback handle the interrupt themselves (they must leave traffic known);
     // read-only commands just stop.
-    let finished = if matches!(name, "rollout" | "rollback" | "demo" | "dispatch") {
+    let finished = if matches!(name, "rollout" | "rollback" | "abort" | "demo" | "dispatch") {
         work.await
     } else {
         tokio::select! {
@@ -320,6 +323,8 @@ fn command_name(command: &Command) -> &'static str {
     match command {
         Command::Rollout(_) => "rollout",
         Command::Rollback(_) => "rollback",
+        Command::Abort(_) => "abort",
+        Command::Promote(_) => "promote",
         Command::Status(_) => "status",
         Command::Health(_) => "health",
         Command::Demo(_) => "demo",

@@ -113,6 +113,7 @@ fn service() -> ServiceState {
             percent: 25,
             state: "running".into(),
             started_at: "2026-01-02T03:04:05Z".into(),
+            pause: None,
         }),
         unreadable_rollout: None,
         reconciling: false,
@@ -349,6 +350,7 @@ fn report() -> Report {
         api_failed: false,
         stable_health: Some(Verdict::Fail("answered HTTP 503".into())),
         service_problem: false,
+        pause_expired: false,
         duration_s: 420.125,
         timeline: timeline(),
     }
@@ -361,6 +363,7 @@ fn promoted_report() -> Report {
         reason: None,
         stable_health: None,
         service_problem: false,
+        pause_expired: false,
         ..report()
     }
 }

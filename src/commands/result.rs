@@ -9,6 +9,7 @@ use crate::commands::demo::DemoResult;
 use crate::commands::dispatch::DispatchResult;
 use crate::commands::health::HealthResult;
 use crate::commands::incident::IncidentResult;
+use crate::commands::promote::PromoteResult;
 use crate::commands::reference::ReferenceResult;
 use crate::commands::rollback::RollbackResult;
 use crate::commands::rollout::RolloutResult;
@@ -22,6 +23,8 @@ use crate::exit::ExitCode;
 pub enum CommandResult {
     Rollout(RolloutResult),
     Rollback(RollbackResult),
+    Abort(RollbackResult),
+    Promote(PromoteResult),
     Status(StatusResult),
     Health(HealthResult),
     #[cfg(feature = "demo")]
@@ -39,6 +42,8 @@ impl CommandResult {
         match self {
             CommandResult::Rollout(_) => "rollout",
             CommandResult::Rollback(_) => "rollback",
+            CommandResult::Abort(_) => "abort",
+            CommandResult::Promote(_) => "promote",
             CommandResult::Status(_) => "status",
             CommandResult::Health(_) => "health",
             #[cfg(feature = "demo")]
@@ -54,7 +59,8 @@ impl CommandResult {
     pub fn exit_code(&self) -> ExitCode {
         match self {
             CommandResult::Rollout(result) => result.run.exit_code,
-            CommandResult::Rollback(result) => result.exit_code,
+            CommandResult::Rollback(result) | CommandResult::Abort(result) => result.exit_code,
+            CommandResult::Promote(result) => result.exit_code,
             CommandResult::Status(result) => result.exit_code,
             CommandResult::Health(result) => result.exit_code,
             #[cfg(feature = "demo")]
@@ -71,7 +77,8 @@ impl CommandResult {
         let command = self.command();
         match self {
             CommandResult::Rollout(result) => result.facts(command),
-            CommandResult::Rollback(result) => result.facts(command),
+            CommandResult::Rollback(result) | CommandResult::Abort(result) => result.facts(command),
+            CommandResult::Promote(result) => result.facts(command),
             CommandResult::Status(result) => result.facts(command),
             CommandResult::Health(result) => result.facts(command),
             #[cfg(feature = "demo")]

@@ -7,7 +7,7 @@ use serde::Serialize;
 use tokio::time::Instant;
 
 use crate::actions::{ResultFacts, ServiceChange, ServiceFacts};
-use crate::cli::RollbackArgs;
+use crate::cli::{AbortArgs, RollbackArgs};
 use crate::commands::result::CommandResult;
 use crate::commands::rollout::{IncidentFiling, file_incident};
 use crate::commands::{CommandError, Context, Endpoints};
@@ -82,6 +82,48 @@ impl RollbackResult {
 }
 
 pub async fn run(context: &Context, args: RollbackArgs) -> Result<CommandResult, CommandError> {
+    let mode = if args.if_in_progress {
+        Mode::IfInProgress
+    } else {
+        Mode::Rollback
+    };
+    run_as(context, args, mode)
+        .await
+        .map(CommandResult::Rollback)
+}
+
+/// `shiftgate abort`: the rollout in progress (running or paused) rolls back now; the rollout's
+/// own process sees its record gone at its next check and stops without writing again.
+pub async fn abort(context: &Context, args: AbortArgs) -> Result<CommandResult, CommandError> {
+    let args = RollbackArgs {
+        service: args.service,
+        to: None,
+        if_in_progress: false,
+        repo: args.repo,
+        no_incident: args.no_incident,
+        timeout: args.timeout,
+    };
+    run_as(context, args, Mode::Abort)
+        .await
+        .map(CommandResult::Abort)
+}
+
+/// What a service without a rollout in progress means to the command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// `rollback`: go back to the recorded stable revision, or to `--to`.
+    Rollback,
+    /// `rollback --if-in-progress`: nothing to do is fine.
+    IfInProgress,
+    /// `abort`: nothing to abort is a mistake (exit 2).
+    Abort,
+}
+
+async fn run_as(
+    context: &Context,
+    args: RollbackArgs,
+    mode: Mode,
+) -> Result<RollbackResult, CommandError> {
     let config = context.config()?;
     let address = config.resolve_service(&args.service)?;
     let endpoints = Endpoints::from_env();
@@ -90,13 +132,7 @@ pub async fn run(context: &Context, args: RollbackArgs) -> Result<CommandResult,
     platform
         .rest()
         .set_deadline(Some(Instant::now() + args.timeout));
-    let mut result = roll_back_with(
-        &platform,
-        args.to.as_deref(),
-        args.timeout,
-        args.if_in_progress,
-    )
-    .await?;
+    let mut result = roll_back_with(&platform, args.to.as_deref(), args.timeout, mode).await?;
     if result.exit_code == ExitCode::RollbackFailed {
         let repo = config.incident_repo(args.repo.as_deref());
         let incident = file_incident(args.no_incident, repo.as_deref(), |repo| {
@@ -111,7 +147,7 @@ pub async fn run(context: &Context, args: RollbackArgs) -> Result<CommandResult,
         .await;
         result.incident = Some(incident);
     }
-    Ok(CommandResult::Rollback(result))
+    Ok(result)
 }
 
 /// The rollback itself, on any platform: sends 100% to `to` (or the recorded stable revision).
@@ -122,7 +158,7 @@ pub async fn roll_back(
     to: Option<&str>,
     deadline: Duration,
 ) -> Result<RollbackResult, CommandError> {
-    roll_back_with(platform, to, deadline, false).await
+    roll_back_with(platform, to, deadline, Mode::Rollback).await
 }
 
 /// [`roll_back`]; with `if_in_progress`, a service with no rollout in progress is left as it is
@@ -131,13 +167,25 @@ async fn roll_back_with(
     platform: &dyn Platform,
     to: Option<&str>,
     deadline: Duration,
-    if_in_progress: bool,
+    mode: Mode,
 ) -> Result<RollbackResult, CommandError> {
     let give_up = Instant::now() + deadline;
     let prepared = async {
         let service = read_service(platform, to, give_up, deadline).await?;
-        if if_in_progress && !service.rollout.as_ref().is_some_and(|r| r.is_running()) {
-            return Err(Ended::NotInProgress(not_in_progress(&service)));
+        let in_progress = service.rollout.as_ref().is_some_and(|r| r.is_running());
+        match mode {
+            Mode::IfInProgress if !in_progress => {
+                return Err(Ended::NotInProgress(not_in_progress(&service)));
+            }
+            Mode::Abort if !in_progress => {
+                return Err(Ended::Refused(CommandError::bad_input(format!(
+                    "no rollout is in progress on {}: nothing to abort (traffic: {}); \
+                     `shiftgate rollback --to REVISION` sends all traffic to one revision",
+                    service.name,
+                    describe_traffic(&service.traffic)
+                ))));
+            }
+            _ => {}
         }
         let target = choose_target(&service, to).map_err(Ended::Refused)?;
         if to.is_some() {

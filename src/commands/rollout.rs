@@ -23,6 +23,7 @@ use crate::output::summary;
 use crate::rollout::engine::{force_traffic, restore_traffic};
 use crate::rollout::judge::JudgeKind;
 use crate::rollout::ownership::Identity;
+use crate::rollout::pause::PauseTimeoutAction;
 use crate::rollout::plan::DEFAULT_MONITORING_DELAY;
 use crate::rollout::ports::{Metrics, Platform};
 use crate::rollout::timeline::{Event, describe_traffic, traffic_shares};
@@ -98,6 +99,16 @@ fn serialize_policy<S: Serializer>(policy: &Policy, serializer: S) -> Result<S::
         /// `{"p95": 800.0}`: each limit in milliseconds; absent without limits.
         #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
         max_latency_ms: std::collections::BTreeMap<&'static str, f64>,
+        /// Absent without `--pause-at`.
+        #[serde(skip_serializing_if = "<[u8]>::is_empty")]
+        pause_at: &'a [u8],
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pause_timeout_s: Option<f64>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        on_pause_timeout: Option<PauseTimeoutAction>,
+        /// `report-only`; absent when gates act (the default).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        gates: Option<&'static str>,
     }
     Shown {
         steps: &policy.steps,
@@ -115,6 +126,11 @@ fn serialize_policy<S: Serializer>(policy: &Policy, serializer: S) -> Result<S::
             .iter()
             .map(|limit| (limit.quantile.name(), limit.limit.as_secs_f64() * 1000.0))
             .collect(),
+        pause_at: &policy.pause.at,
+        pause_timeout_s: (!policy.pause.at.is_empty())
+            .then_some(policy.pause.timeout.as_secs_f64()),
+        on_pause_timeout: (!policy.pause.at.is_empty()).then_some(policy.pause.on_timeout),
+        gates: policy.report_only.then_some("report-only"),
     }
     .serialize(serializer)
 }
@@ -259,6 +275,8 @@ pub async fn run(context: &Context, args: RolloutArgs) -> Result<CommandResult, 
         monitoring: metrics_rest.calls(),
     };
     let incident = match report.outcome {
+        // An expired hold is nobody's approval, not a fault of the candidate.
+        Outcome::RolledBack if report.pause_expired => None,
         Outcome::RolledBack | Outcome::Failed => Some(
             file_incident(args.no_incident, incident_repo.as_deref(), |repo| {
                 crate::github::incident::rollout_incident(repo, &report, &request.policy)

@@ -273,6 +273,14 @@ pub async fn run(context: &Context, args: SimulateArgs) -> Result<CommandResult,
             policy.latency_text()
         );
     }
+    if (!policy.pause.at.is_empty() || policy.report_only) && !context.json {
+        // A hold waits for a person and report-only never acts: neither changes what the judge
+        // decides, which is what the error rates measure.
+        crate::say!(
+            "note: the policy's holds (pause_at) and gates mode are not simulated; the error rates \
+             are the judge's decisions"
+        );
+    }
     let scenarios = scenarios(&args);
     let judges = if args.compare {
         vec![policy.judge, other(policy.judge), JudgeKind::Counter]

@@ -174,10 +174,32 @@ fn show(service: &ServiceState, revisions: &[RevisionInfo]) {
                 record.started_at
             );
             crate::say!("          owner {} (id {})", record.owner, record.id);
-            crate::say!(
-                "          if that process is gone: continue with `shiftgate rollout --resume`, \
-                 or undo with `shiftgate rollback` (both with the same service flags)"
-            );
+            if let Some(pause) = record.pause.as_ref().filter(|_| record.is_paused()) {
+                crate::say!(
+                    "          PAUSED at {}% since {}, gates still running; at {} it will {}",
+                    record.percent,
+                    pause.since,
+                    pause.until,
+                    if pause.on_timeout == "promote" {
+                        "go on by itself"
+                    } else {
+                        "roll back"
+                    }
+                );
+                crate::say!(
+                    "          go on with `shiftgate promote`, roll back now with `shiftgate \
+                     abort` (both with the same service flags)"
+                );
+            } else if record.state == crate::rollout::ports::RolloutRecord::RESUMING {
+                crate::say!(
+                    "          promote was asked for; the rollout goes on at its next check"
+                );
+            } else {
+                crate::say!(
+                    "          if that process is gone: continue with `shiftgate rollout --resume`, \
+                     or undo with `shiftgate abort` (both with the same service flags)"
+                );
+            }
         }
         None => match &service.unreadable_rollout {
             Some(why) => crate::say!(

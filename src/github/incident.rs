@@ -569,6 +569,7 @@ mod tests {
             api_failed: false,
             stable_health: Some(crate::rollout::verdict::Verdict::Pass),
             service_problem: false,
+            pause_expired: false,
             duration_s: 1.0,
             timeline: Vec::new(),
         }

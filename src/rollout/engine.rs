@@ -134,6 +134,12 @@ impl<'a> Engine<'a> {
         };
         match self.preflight_health(&candidate_url, &policy.health).await {
             None => return self.finish(plan, policy, steps, Stop::Interrupted).await,
+            Some(Verdict::Fail(reason)) if policy.report_only => {
+                self.emit(EventKind::GateIgnored {
+                    step: None,
+                    reason: format!("candidate is unhealthy before any traffic: {reason}"),
+                });
+            }
             Some(Verdict::Fail(reason)) => {
                 self.judge.candidate_unhealthy = true;
                 let stop = Stop::Failed(format!(
@@ -393,6 +399,7 @@ impl<'a> Engine<'a> {
             api_failed: false,
             stable_health: None,
             service_problem: false,
+            pause_expired: self.judge.pause_expired,
             duration_s: seconds(self.started.elapsed()),
             timeline: self.timeline.clone(),
         }

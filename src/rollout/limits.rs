@@ -103,6 +103,12 @@ pub const LATENCY: DurationBounds = DurationBounds {
     min: Duration::from_millis(1),
     max: HOUR,
 };
+/// `--pause-timeout`: a hold may last up to a week (a self-hosted runner can wait that long; a
+/// hosted job ends at 6 hours, which the README says).
+pub const PAUSE_TIMEOUT: DurationBounds = DurationBounds {
+    min: SECOND,
+    max: Duration::from_secs(7 * 24 * 3600),
+};
 /// `--min-requests`.
 pub const MIN_REQUESTS: std::ops::RangeInclusive<u64> = 1..=1_000_000_000;
 

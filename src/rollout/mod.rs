@@ -12,6 +12,7 @@ pub(crate) mod judge;
 pub(crate) mod latency;
 pub(crate) mod limits;
 pub(crate) mod ownership;
+pub(crate) mod pause;
 pub(crate) mod plan;
 pub(crate) mod ports;
 mod prepare;

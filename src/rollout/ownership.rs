@@ -173,6 +173,7 @@ mod tests {
             percent: 10,
             state: RolloutRecord::RUNNING.into(),
             started_at: "2026-11-30T00:00:00Z".into(),
+            pause: None,
         }
     }
 

@@ -9,6 +9,7 @@ use crate::rollout::health_judge::Expectations;
 use crate::rollout::judge::{JudgeKind, JudgeSettings};
 use crate::rollout::latency::LatencyLimit;
 use crate::rollout::limits::{BAKE, INTERVAL, METRICS_DELAY, TIMEOUT, check_min_requests};
+use crate::rollout::pause::PausePolicy;
 
 pub const DEFAULT_STEPS: [u8; 4] = [10, 25, 50, 100];
 pub const DEFAULT_BAKE: Duration = Duration::from_secs(5 * 60);
@@ -125,6 +126,10 @@ pub struct Policy {
     pub create_deadline: Duration,
     /// How long to wait for a traffic change to be applied.
     pub traffic_deadline: Duration,
+    /// Steps after which the rollout holds for `shiftgate promote` (`--pause-at`).
+    pub pause: PausePolicy,
+    /// `--gates report-only`: every gate is evaluated and reported, none acted on.
+    pub report_only: bool,
 }
 
 impl Default for Policy {
@@ -143,6 +148,8 @@ impl Default for Policy {
             health: Expectations::default(),
             create_deadline: Duration::from_secs(10 * 60),
             traffic_deadline: Duration::from_secs(3 * 60),
+            pause: PausePolicy::default(),
+            report_only: false,
         }
     }
 }
@@ -221,6 +228,7 @@ impl Policy {
         }
         crate::names::check_health_path(&self.health.path)
             .map_err(|message| format!("--health-path: {message}"))?;
+        self.pause.validate(self.steps.percents())?;
         if !self.bake.is_zero() && self.interval > self.bake {
             return Err(format!(
                 "--interval ({}) is longer than --bake ({}): each step would get no check within its bake",

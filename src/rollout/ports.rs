@@ -54,17 +54,43 @@ pub struct RolloutRecord {
     #[serde(default = "RolloutRecord::running")]
     pub state: String,
     pub started_at: String,
+    /// While the rollout holds at a `--pause-at` step: since when, until when, and what then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pause: Option<PauseRecord>,
+}
+
+/// A hold at a step, as recorded for `status`, `promote` and `abort` to see.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct PauseRecord {
+    /// RFC 3339.
+    pub since: String,
+    /// RFC 3339: when the hold ends by itself.
+    pub until: String,
+    /// `rollback` or `promote`: what the end of the hold does.
+    pub on_timeout: String,
 }
 
 impl RolloutRecord {
+    /// A process drives the rollout through its steps.
     pub const RUNNING: &'static str = "running";
+    /// The rollout holds after a passed `--pause-at` step until `promote`, `abort` or its timeout;
+    /// its gates keep running.
+    pub const PAUSED: &'static str = "paused";
+    /// `shiftgate promote` asked the paused rollout to go on; it does at its next check.
+    pub const RESUMING: &'static str = "resuming";
 
     fn running() -> String {
         Self::RUNNING.to_string()
     }
 
+    /// A rollout in progress: running, paused, or asked to go on. Any other state is a record
+    /// kept after the end.
     pub fn is_running(&self) -> bool {
-        self.state == Self::RUNNING
+        [Self::RUNNING, Self::PAUSED, Self::RESUMING].contains(&self.state.as_str())
+    }
+
+    pub fn is_paused(&self) -> bool {
+        self.state == Self::PAUSED
     }
 }
 

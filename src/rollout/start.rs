@@ -31,6 +31,7 @@ impl Engine<'_> {
             percent,
             state: RolloutRecord::RUNNING.to_string(),
             started_at: plan.started_at.clone(),
+            pause: None,
         };
         let traffic = plan.traffic(percent, true);
         let mut etag = plan.service.etag.clone();

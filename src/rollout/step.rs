@@ -13,6 +13,7 @@ use crate::rollout::histogram::LatencyHistogram;
 use crate::rollout::judge::{Counts, JudgeKind, StepPhase, judge_step};
 use crate::rollout::latency::{LatencyCheck, check_latency, with_latency};
 use crate::rollout::ownership::still_ours;
+use crate::rollout::pause::{Hold, HoldEnd};
 use crate::rollout::plan::Policy;
 use crate::rollout::ports::{HealthProbe, RequestCounts, Window};
 use crate::rollout::restore::later;
@@ -46,6 +47,8 @@ pub(super) struct JudgeRun {
     pub counted: (RequestCounts, RequestCounts),
     /// `counted` when this step started.
     pub counted_before_step: (RequestCounts, RequestCounts),
+    /// A hold ran out with nobody's `promote` (and `--on-pause-timeout rollback`).
+    pub pause_expired: bool,
 }
 
 impl Engine<'_> {
@@ -139,10 +142,13 @@ impl Engine<'_> {
             step_started: started,
             rollout_started,
             last_step,
+            holding: false,
             number: 0,
         };
         let mut report = new_step_report(step, percent);
         let mut tick = Duration::ZERO;
+        let mut hold: Option<Hold> = None;
+        let mut ignored: Option<String> = None;
         let end = loop {
             look.number += 1;
             report.checks = look.number;
@@ -153,19 +159,45 @@ impl Engine<'_> {
                 Ok(checked) => checked,
                 Err(stop) => break Err(stop),
             };
+            let decision = match decision {
+                Decision::Fail(reason) if policy.report_only => {
+                    self.ignore_gate(Some(step), reason, &mut ignored, since, policy)
+                }
+                decided => decided,
+            };
             match decision {
-                Decision::Pass => break Ok(()),
+                Decision::Pass if hold.is_none() && policy.pause.holds_at(percent) => {
+                    match self.start_hold(step, percent, plan, policy).await {
+                        Ok(started_hold) => {
+                            look.holding = true;
+                            hold = Some(started_hold);
+                        }
+                        Err(stop) => break Err(stop),
+                    }
+                }
+                Decision::Pass if hold.is_none() => break Ok(()),
                 Decision::Fail(reason) => break Err(Stop::Failed(reason)),
                 Decision::Error(reason) => break Err(Stop::Error(reason)),
-                Decision::KeepBaking => {}
+                Decision::Pass | Decision::KeepBaking => {}
             }
-            let wake = later(started, schedule.next_look(since, &mut tick));
+            let wake = match &hold {
+                None => later(started, schedule.next_look(since, &mut tick)),
+                Some(held) => match self.hold_end(held, step, percent, policy) {
+                    Some(HoldEnd::GoOn) => break Ok(()),
+                    Some(HoldEnd::TimedOut(reason)) => {
+                        self.judge.pause_expired = true;
+                        break Err(Stop::Failed(reason));
+                    }
+                    None => self.next_hold_look(held, policy),
+                },
+            };
             if self.guard(tokio::time::sleep_until(wake)).await.is_none() {
                 break Err(Stop::Interrupted);
             }
         };
         report.duration_s = seconds(started.elapsed());
         let (verdict, reason) = match &end {
+            Ok(()) if ignored.is_some() => ("ignored", ignored),
             Ok(()) => ("pass", None),
             Err(Stop::Failed(reason) | Stop::Error(reason)) => ("fail", Some(reason.clone())),
             Err(Stop::Aborted(reason)) => ("aborted", Some(reason.clone())),
@@ -199,7 +231,7 @@ impl Engine<'_> {
             decide(
                 &health,
                 errors,
-                schedule.out_of_time(since),
+                schedule.out_of_time(since) && !look.holding,
                 errors_in_a_row,
                 percent,
                 policy.step_deadline(),
@@ -406,6 +438,8 @@ struct Look {
     step_started: Instant,
     rollout_started: Instant,
     last_step: bool,
+    /// Held after passing (`--pause-at`): the step has no deadline any more.
+    holding: bool,
     /// 1 for a step's first look.
     number: u32,
 }

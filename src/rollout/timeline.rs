@@ -9,6 +9,7 @@ use crate::exit::ExitCode;
 use crate::rollout::compare::Comparison;
 use crate::rollout::judge::StepPhase;
 use crate::rollout::latency::LatencyCheck;
+use crate::rollout::pause::PauseTimeoutAction;
 use crate::rollout::ports::{RequestCounts, TrafficTarget};
 use crate::rollout::verdict::Verdict;
 
@@ -107,6 +108,24 @@ pub enum EventKind {
         percent: u8,
         reason: String,
     },
+    /// The step passed and the rollout holds there (`--pause-at`) for `promote` or `abort`.
+    Paused {
+        step: usize,
+        percent: u8,
+        timeout_s: f64,
+        on_timeout: PauseTimeoutAction,
+    },
+    /// The hold ended and the rollout goes on; `by` says what ended it.
+    Resumed {
+        step: usize,
+        percent: u8,
+        by: String,
+    },
+    /// `--gates report-only`: a gate failed and the rollout went on, as told.
+    GateIgnored {
+        step: Option<usize>,
+        reason: String,
+    },
     Retrying {
         what: String,
         reason: String,
@@ -198,6 +217,10 @@ pub struct Report {
     /// the service is unhealthy, whichever revision serves it.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub service_problem: bool,
+    /// A `--pause-at` hold ran out with nobody's `promote`: rolled back, and no incident (nothing
+    /// was wrong with the candidate; nobody approved it).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub pause_expired: bool,
     pub duration_s: f64,
     pub timeline: Vec<Event>,
 }

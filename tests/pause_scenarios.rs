@@ -1,0 +1,266 @@
+//! Scenario tests of holds and report-only gates against the simulator's in-process ports, under a
+//! paused tokio clock: given a rollout that pauses at 50%, when a person promotes, aborts or nobody
+//! answers, then traffic is exactly so.
+
+use std::time::Duration;
+
+use crate::engine_scenarios::{
+    CANDIDATE_IMAGE, World, every_default_step, image_request, split, thirty_minute_policy,
+};
+use shiftgate::ports::Platform;
+use shiftgate::{
+    EventKind, Outcome, PausePolicy, PauseTimeoutAction, Policy, Report, RolloutRequest,
+};
+use shiftgate_sim::Behavior;
+
+/// The 30-minute policy, holding after the 50% step for at most `timeout`.
+fn pausing_at_50(timeout: Duration, on_timeout: PauseTimeoutAction) -> RolloutRequest {
+    RolloutRequest {
+        policy: Policy {
+            pause: PausePolicy {
+                at: vec![50],
+                timeout,
+                on_timeout,
+            },
+            ..thirty_minute_policy()
+        },
+        ..image_request(CANDIDATE_IMAGE)
+    }
+}
+
+impl World {
+    /// Resolves, in virtual time, once the rollout's record says it is paused.
+    async fn until_paused(&self) {
+        let (platform, _, _) = self.ports();
+        loop {
+            let service = platform.read_service().await.unwrap();
+            if service.rollout.is_some_and(|record| record.is_paused()) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+}
+
+fn paused_and_resumed(report: &Report) -> (usize, Vec<String>) {
+    let paused = report
+        .timeline
+        .iter()
+        .filter(|event| matches!(event.kind, EventKind::Paused { percent: 50, .. }))
+        .count();
+    let resumed = report
+        .timeline
+        .iter()
+        .filter_map(|event| match &event.kind {
+            EventKind::Resumed { by, .. } => Some(by.clone()),
+            _ => None,
+        })
+        .collect();
+    (paused, resumed)
+}
+
+#[tokio::test(start_paused = true)]
+async fn given_a_hold_at_50_when_a_person_promotes_after_20_minutes_then_traffic_waits_at_50_and_goes_on()
+ {
+    let world = World::under_load();
+    let request = pausing_at_50(Duration::from_secs(3600), PauseTimeoutAction::Rollback);
+    let person = async {
+        world.until_paused().await;
+        tokio::time::sleep(Duration::from_secs(20 * 60)).await;
+        let held = world.current();
+        let (platform, _, _) = world.ports();
+        let promoted = shiftgate::promote(&platform, Duration::from_secs(120))
+            .await
+            .unwrap();
+        (held, promoted)
+    };
+
+    let (report, (held, promoted)) = tokio::join!(world.roll_out(request), person);
+
+    let report = report.unwrap();
+    let candidate = report.candidate.clone();
+    assert_eq!(report.outcome, Outcome::Promoted, "{:?}", report.reason);
+    assert_eq!(
+        held,
+        split(&[(&world.stable, 50), (&candidate, 50)]),
+        "20 minutes into the hold traffic was still at 50%"
+    );
+    assert_eq!(promoted.outcome, "resumed", "{promoted:?}");
+    assert_eq!(
+        world.splits(),
+        every_default_step(&world.stable, &candidate)
+    );
+    assert_eq!(
+        paused_and_resumed(&report),
+        (1, vec!["shiftgate promote".to_string()])
+    );
+    // The hold is part of the 50% step: it baked its 5 minutes, then waited 20 for the person.
+    assert!(
+        report.steps[2].duration_s >= 25.0 * 60.0,
+        "{:?}",
+        report.steps[2]
+    );
+    // The record was `paused` with its deadline while held, and is gone after promotion.
+    let (platform, _, _) = world.ports();
+    assert!(platform.read_service().await.unwrap().rollout.is_none());
+}
+
+#[tokio::test(start_paused = true)]
+async fn given_a_hold_when_a_person_aborts_then_stable_gets_everything_and_the_rollout_stops_without_another_write()
+ {
+    let world = World::under_load();
+    let request = pausing_at_50(Duration::from_secs(3600), PauseTimeoutAction::Rollback);
+    let person = async {
+        world.until_paused().await;
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        let (platform, _, _) = world.ports();
+        shiftgate::roll_back(&platform, None, Duration::from_secs(120))
+            .await
+            .unwrap()
+    };
+
+    let (report, aborted) = tokio::join!(world.roll_out(request), person);
+
+    let report = report.unwrap();
+    let candidate = report.candidate.clone();
+    assert_eq!(report.outcome, Outcome::Aborted, "{:?}", report.reason);
+    assert_eq!(aborted.exit_code, shiftgate::ExitCode::Ok);
+    let (s, c) = (world.stable.as_str(), candidate.as_str());
+    assert_eq!(
+        world.splits(),
+        vec![
+            split(&[(s, 100)]),
+            split(&[(s, 90), (c, 10)]),
+            split(&[(s, 75), (c, 25)]),
+            split(&[(s, 50), (c, 50)]),
+            split(&[(s, 100)]),
+        ]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn given_a_hold_nobody_ends_then_at_its_timeout_the_rollout_rolls_back_without_blaming_the_candidate()
+ {
+    let world = World::under_load();
+    let request = pausing_at_50(Duration::from_secs(30 * 60), PauseTimeoutAction::Rollback);
+
+    let report = world.roll_out(request).await.unwrap();
+
+    assert_eq!(report.outcome, Outcome::RolledBack, "{:?}", report.reason);
+    assert!(report.pause_expired);
+    let reason = report.reason.clone().unwrap_or_default();
+    assert!(
+        reason.contains("nobody ran `shiftgate promote`"),
+        "{reason}"
+    );
+    assert_eq!(world.current(), world.stable_only());
+    assert!(
+        report.steps[2].duration_s >= 35.0 * 60.0,
+        "a 5-minute bake and the 30-minute hold: {:?}",
+        report.steps[2]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn given_a_hold_that_promotes_on_timeout_then_nobody_answering_still_promotes() {
+    let world = World::under_load();
+    let request = pausing_at_50(Duration::from_secs(10 * 60), PauseTimeoutAction::Promote);
+
+    let report = world.roll_out(request).await.unwrap();
+
+    assert_eq!(report.outcome, Outcome::Promoted, "{:?}", report.reason);
+    let candidate = report.candidate.clone();
+    assert_eq!(
+        world.splits(),
+        every_default_step(&world.stable, &candidate)
+    );
+    assert_eq!(
+        paused_and_resumed(&report),
+        (1, vec!["--pause-timeout".to_string()])
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn given_a_hold_when_the_candidate_starts_failing_then_the_gates_still_roll_it_back() {
+    let world = World::under_load();
+    let request = pausing_at_50(Duration::from_secs(3600), PauseTimeoutAction::Promote);
+    let turn_bad = async {
+        world.until_paused().await;
+        world.candidate_behaves(Behavior::erroring("1.4.0", 0.5));
+    };
+
+    let (report, ()) = tokio::join!(world.roll_out(request), turn_bad);
+
+    let report = report.unwrap();
+    assert_eq!(report.outcome, Outcome::RolledBack, "{:?}", report.reason);
+    assert!(!report.pause_expired);
+    assert_eq!(world.current(), world.stable_only());
+    let reason = report.reason.clone().unwrap_or_default();
+    assert!(reason.contains("5xx"), "{reason}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn given_report_only_gates_when_the_candidate_fails_then_every_failure_is_reported_and_traffic_moves_as_planned()
+ {
+    let world = World::under_load();
+    world.candidate_behaves(Behavior::erroring("1.4.0", 0.3));
+    let request = RolloutRequest {
+        policy: Policy {
+            report_only: true,
+            ..thirty_minute_policy()
+        },
+        ..image_request(CANDIDATE_IMAGE)
+    };
+
+    let report = world.roll_out(request).await.unwrap();
+
+    let candidate = report.candidate.clone();
+    assert_eq!(report.outcome, Outcome::Promoted, "{:?}", report.reason);
+    assert_eq!(
+        world.splits(),
+        every_default_step(&world.stable, &candidate)
+    );
+    let ignored: Vec<_> = report
+        .timeline
+        .iter()
+        .filter_map(|event| match &event.kind {
+            EventKind::GateIgnored { step, reason } => Some((*step, reason.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(ignored.len(), 4, "one report per step: {ignored:?}");
+    assert!(ignored.iter().all(|(_, reason)| reason.contains("5xx")));
+    assert!(
+        report.steps.iter().all(|step| step.verdict == "ignored"),
+        "{:?}",
+        report.steps
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn given_a_rollout_that_is_not_held_when_a_person_promotes_then_it_is_refused_and_nothing_changes()
+ {
+    let world = World::under_load();
+    let person = async {
+        world.when_traffic_is_split().await;
+        let (platform, _, _) = world.ports();
+        shiftgate::promote(&platform, Duration::from_secs(10))
+            .await
+            .unwrap_err()
+    };
+
+    let (report, refused) = tokio::join!(world.roll_out(image_request(CANDIDATE_IMAGE)), person);
+
+    assert_eq!(refused.exit_code, shiftgate::ExitCode::BadInput);
+    assert!(
+        refused.message.contains("is not paused"),
+        "{}",
+        refused.message
+    );
+    let report = report.unwrap();
+    assert_eq!(report.outcome, Outcome::Promoted, "{:?}", report.reason);
+    assert_eq!(
+        world.splits(),
+        every_default_step(&world.stable, &report.candidate)
+    );
+}
