@@ -16,6 +16,7 @@
 #   SHIFTGATE_ACTION_INPUTS      dispatch inputs, one KEY=VALUE per line (each becomes --input)
 #   SHIFTGATE_ACTION_HEALTH_EXPECT  health rules, one KEY=VALUE per line (each --health-expect)
 #   SHIFTGATE_ACTION_LABELS      incident labels, one per line (each --label)
+#   SHIFTGATE_ACTION_NOTIFY      webhook URLs, one per line (SHIFTGATE_NOTIFY, comma-joined)
 #   SHIFTGATE_ACTION_ARGS        extra arguments, split on whitespace
 #   RUNNER_OS, RUNNER_ARCH, RUNNER_TOOL_CACHE, RUNNER_TEMP  set by the runner
 set -euo pipefail
@@ -146,12 +147,21 @@ add_lines() {
 add_lines --input "${SHIFTGATE_ACTION_INPUTS:-}"
 add_lines --health-expect "${SHIFTGATE_ACTION_HEALTH_EXPECT:-}"
 add_lines --label "${SHIFTGATE_ACTION_LABELS:-}"
+# Webhook URLs are secrets: they go to shiftgate in its environment, never on its command line
+# (which any process on the runner can read).
+notify=""
+while IFS= read -r line; do
+  line="${line#"${line%%[![:space:]]*}"}"
+  line="${line%"${line##*[![:space:]]}"}"
+  if [[ -n "$line" ]]; then notify="${notify:+$notify,}$line"; fi
+done <<<"${SHIFTGATE_ACTION_NOTIFY:-}"
+if [[ -n "$notify" ]]; then export SHIFTGATE_NOTIFY="$notify"; fi
 if [[ -n "${SHIFTGATE_ACTION_ARGS:-}" ]]; then
   read -r -a extra <<<"$SHIFTGATE_ACTION_ARGS"
   args+=("${extra[@]}")
 fi
 unset SHIFTGATE_ACTION_COMMAND SHIFTGATE_ACTION_INPUTS SHIFTGATE_ACTION_HEALTH_EXPECT \
-  SHIFTGATE_ACTION_LABELS SHIFTGATE_ACTION_ARGS SHIFTGATE_ACTION_REF SHIFTGATE_ACTION_REPOSITORY
+  SHIFTGATE_ACTION_NOTIFY SHIFTGATE_ACTION_LABELS SHIFTGATE_ACTION_ARGS SHIFTGATE_ACTION_REF SHIFTGATE_ACTION_REPOSITORY
 
 # exec: shiftgate replaces this shell, so the runner's signals on cancellation reach it directly.
 exec "$binary" "${args[@]}" "$@"

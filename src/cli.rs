@@ -9,6 +9,7 @@ use semver::VersionReq;
 
 use crate::config::{HealthOverrides, PolicyOverrides, ServiceSelector};
 use crate::names::arg as name;
+use crate::notify::NotifyUrl;
 use crate::rollout::health_judge::FieldRule;
 use crate::rollout::judge::JudgeKind;
 use crate::rollout::latency::LatencyLimit;
@@ -398,6 +399,11 @@ pub struct RolloutArgs {
     /// makes its own: use the `url` output there).
     #[arg(long, env = "SHIFTGATE_GITHUB_DEPLOYMENT")]
     pub github_deployment: bool,
+    /// Post a message to this Slack-compatible incoming webhook when the rollout starts, rolls
+    /// back or is promoted; repeatable or a comma list. https://, or http:// to this machine. A
+    /// failed post is a warning, never a change to the rollout [default: the config's `notify`].
+    #[arg(long, env = "SHIFTGATE_NOTIFY", value_parser = NotifyUrl::parse, value_delimiter = ',', value_name = "URL")]
+    pub notify: Vec<NotifyUrl>,
     /// Print the plan and change nothing.
     #[arg(long, env = "SHIFTGATE_DRY_RUN")]
     pub dry_run: bool,
@@ -680,7 +686,9 @@ pub fn describe_parse_error(
     // `--min-requests <N>`: the flag is the first word.
     let flag = arg.split_whitespace().next().unwrap_or(&arg).to_string();
     let quoted = crate::names::quote(&value);
-    let reason = if reason.contains(&quoted) || reason.contains(&format!("{value:?}")) {
+    // A webhook URL's path is its key: its parser shows the value masked, and it is never quoted.
+    let secret = SECRET_VALUED_FLAGS.contains(&flag.as_str());
+    let reason = if secret || reason.contains(&quoted) || reason.contains(&format!("{value:?}")) {
         reason
     } else {
         format!("{reason}, got {quoted}")
@@ -694,6 +702,9 @@ pub fn describe_parse_error(
         None => format!("error: {flag}: {reason}\n"),
     }
 }
+
+/// Flags whose values hold secrets: a refusal never repeats their value.
+const SECRET_VALUED_FLAGS: [&str; 1] = ["--notify"];
 
 /// `a`, `a or b`, `a, b or c`.
 fn one_of(words: &[String]) -> String {

@@ -9,6 +9,7 @@ use semver::VersionReq;
 use serde::Deserialize;
 
 use crate::names;
+use crate::notify::NotifyUrl;
 use crate::rollout::health_judge::{Expectations, FieldRule};
 use crate::rollout::judge::JudgeKind;
 use crate::rollout::latency::LatencyLimit;
@@ -31,6 +32,9 @@ pub struct Config {
     /// Policy for every environment.
     #[serde(default)]
     pub policy: PolicyFile,
+    /// Webhooks told of every environment's rollouts (`rollout --notify`): URLs, or `${NAME}`
+    /// to read one from the environment variable NAME (a webhook URL is a secret).
+    pub notify: Option<Vec<String>>,
     #[serde(default)]
     pub environments: BTreeMap<String, Environment>,
     #[serde(skip)]
@@ -45,6 +49,8 @@ pub struct Environment {
     pub service: Option<String>,
     /// Public URL, probed by `shiftgate health`.
     pub url: Option<String>,
+    /// This environment's webhooks, instead of the file's top-level `notify`.
+    pub notify: Option<Vec<String>>,
     #[serde(default)]
     pub policy: PolicyFile,
 }
@@ -166,6 +172,7 @@ impl Environment {
         named("project", &self.project, names::check_project)?;
         named("region", &self.region, names::check_region)?;
         named("service", &self.service, names::check_service)?;
+        check_notify(&format!("{section}.notify"), &self.notify)?;
         self.policy
             .check(&format!("{section}.policy"))
             .map_err(ConfigError)
@@ -210,6 +217,7 @@ impl Config {
             names::check_repo(repo).map_err(|message| ConfigError(format!("repo: {message}")))?;
         }
         config.policy.check("policy").map_err(ConfigError)?;
+        check_notify("notify", &config.notify)?;
         for (name, environment) in &config.environments {
             environment.check(&format!("environments.{name}"))?;
         }
@@ -412,6 +420,94 @@ impl Config {
     }
 }
 
+/// A `notify` entry: a webhook URL, or the environment variable holding one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum NotifyEntry {
+    Url(NotifyUrl),
+    Variable(String),
+}
+
+impl NotifyEntry {
+    fn parse(text: &str) -> Result<Self, String> {
+        let text = text.trim();
+        match text
+            .strip_prefix("${")
+            .and_then(|rest| rest.strip_suffix('}'))
+        {
+            Some(name)
+                if !name.is_empty()
+                    && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') =>
+            {
+                Ok(NotifyEntry::Variable(name.to_string()))
+            }
+            Some(_) => {
+                Err("`${NAME}` takes an environment variable name (letters, digits, _)".into())
+            }
+            None => NotifyUrl::parse(text).map(NotifyEntry::Url),
+        }
+    }
+}
+
+fn check_notify(key: &str, entries: &Option<Vec<String>>) -> Result<(), ConfigError> {
+    for entry in entries.iter().flatten() {
+        NotifyEntry::parse(entry).map_err(|message| ConfigError(format!("{key}: {message}")))?;
+    }
+    Ok(())
+}
+
+/// The webhooks of one rollout, and the `${NAME}` entries that named an unset variable (skipped:
+/// a missing webhook is worth a warning, never a refused rollout).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NotifyTargets {
+    pub urls: Vec<NotifyUrl>,
+    pub unset: Vec<String>,
+}
+
+impl Config {
+    /// The command line's webhooks when given, else the environment's `notify`, else the file's.
+    /// A `${NAME}` entry is read from `variable(NAME)`; a value there that is not a webhook URL is
+    /// bad configuration, named by its key and variable.
+    pub fn notify_targets(
+        &self,
+        environment: Option<&str>,
+        flags: &[NotifyUrl],
+        variable: impl Fn(&str) -> Option<String>,
+    ) -> Result<NotifyTargets, ConfigError> {
+        if !flags.is_empty() {
+            return Ok(NotifyTargets {
+                urls: flags.to_vec(),
+                unset: Vec::new(),
+            });
+        }
+        let from_environment = environment
+            .and_then(|name| self.environments.get(name))
+            .and_then(|env| env.notify.as_ref().map(|list| (env, list)));
+        let (key, entries) = match (environment, from_environment) {
+            (Some(name), Some((_, list))) => (format!("environments.{name}.notify"), list),
+            _ => match &self.notify {
+                Some(list) => ("notify".to_string(), list),
+                None => return Ok(NotifyTargets::default()),
+            },
+        };
+        let mut targets = NotifyTargets::default();
+        for entry in entries {
+            match NotifyEntry::parse(entry).map_err(|m| ConfigError(format!("{key}: {m}")))? {
+                NotifyEntry::Url(url) => targets.urls.push(url),
+                NotifyEntry::Variable(name) => {
+                    match variable(&name).filter(|value| !value.trim().is_empty()) {
+                        Some(value) => targets.urls.push(
+                            NotifyUrl::parse(&value)
+                                .map_err(|m| ConfigError(format!("{key}: ${{{name}}}: {m}")))?,
+                        ),
+                        None => targets.unset.push(format!("{key}: ${{{name}}} is not set")),
+                    }
+                }
+            }
+        }
+        Ok(targets)
+    }
+}
+
 fn apply_health_overrides(expectations: &mut Expectations, overrides: &HealthOverrides) {
     if let Some(path) = &overrides.path {
         expectations.path = path.clone();
@@ -563,6 +659,72 @@ project = "loopcloser"
 region = "us-central1"
 service = "loopcloser-dev"
 "#;
+
+    #[test]
+    fn given_webhooks_in_the_file_then_the_environment_s_list_replaces_the_top_level_one_and_flags_replace_both()
+     {
+        let text = r#"
+notify = ["https://hooks.slack.com/services/T/B/top"]
+[environments.prod]
+project = "loopcloser"
+region = "us-central1"
+service = "loopcloser-prod"
+notify = ["${SLACK_PROD}", "${UNSET_HOOK}", "http://127.0.0.1:9/x"]
+[environments.dev]
+service = "loopcloser-dev"
+"#;
+        let config = Config::parse(text).unwrap();
+        let variable = |name: &str| {
+            (name == "SLACK_PROD").then(|| "https://hooks.slack.com/services/T/B/prod".to_string())
+        };
+        let shown = |targets: NotifyTargets| -> Vec<String> {
+            targets
+                .urls
+                .iter()
+                .map(|u| u.secret().to_string())
+                .collect()
+        };
+        let prod = config.notify_targets(Some("prod"), &[], variable).unwrap();
+        assert_eq!(
+            prod.unset,
+            ["environments.prod.notify: ${UNSET_HOOK} is not set"]
+        );
+        assert_eq!(
+            shown(prod),
+            [
+                "https://hooks.slack.com/services/T/B/prod",
+                "http://127.0.0.1:9/x"
+            ]
+        );
+        let dev = config.notify_targets(Some("dev"), &[], variable).unwrap();
+        assert_eq!(shown(dev), ["https://hooks.slack.com/services/T/B/top"]);
+        let flag = NotifyUrl::parse("https://example.com/flag/x").unwrap();
+        let flagged = config
+            .notify_targets(Some("prod"), std::slice::from_ref(&flag), variable)
+            .unwrap();
+        assert_eq!(flagged.urls, [flag]);
+        let bad_value =
+            config.notify_targets(Some("prod"), &[], |_| Some("ftp://x/secret/y".into()));
+        let message = bad_value.unwrap_err().0;
+        assert!(
+            message.contains("environments.prod.notify: ${SLACK_PROD}"),
+            "{message}"
+        );
+        assert!(!message.contains("secret/y"), "{message}");
+    }
+
+    #[test]
+    fn given_a_webhook_that_is_not_https_in_the_file_then_loading_fails_naming_the_key() {
+        let text = "[environments.prod]\nnotify = [\"http://example.com/secret/path\"]\n";
+        let message = Config::parse(text).unwrap_err().0;
+        assert!(
+            message.starts_with("environments.prod.notify: "),
+            "{message}"
+        );
+        assert!(!message.contains("secret/path"), "{message}");
+        let message = Config::parse("notify = [\"${no-dash}\"]").unwrap_err().0;
+        assert!(message.starts_with("notify: "), "{message}");
+    }
 
     fn environment(name: &str) -> ServiceSelector {
         ServiceSelector {

@@ -688,7 +688,7 @@ fn classify(status: StatusCode, message: String, retry_after: Option<Duration>) 
 }
 
 /// `retry-after` as delta-seconds or an HTTP date (RFC 9110 §10.2.3).
-fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+pub(crate) fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
     let value = headers
         .get(reqwest::header::RETRY_AFTER)?
         .to_str()

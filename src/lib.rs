@@ -25,6 +25,7 @@ mod markdown;
 mod mask;
 mod metrics;
 mod names;
+mod notify;
 mod output;
 mod report_markdown;
 mod rollout;

@@ -15,6 +15,8 @@ use axum::routing::get;
 use shiftgate::clock::Clock;
 use shiftgate_sim::Sim;
 
+use crate::support::webhook::{Answer, SECRET, Webhook, masked};
+
 const PROJECT: &str = "loopcloser";
 const REGION: &str = "us-central1";
 const SERVICE: &str = "loopcloser-dev";
@@ -209,16 +211,39 @@ fn stderr_of(output: &Output) -> String {
 async fn the_action_downloads_verifies_and_runs_a_rollout_writing_outputs_and_summary() {
     let runner = Runner::start("rollout").await;
     let _load = runner.sim.start_load(PROJECT, REGION, SERVICE, 40.0);
+    let slack = Webhook::start(Answer::Slack).await;
+    let broken = Webhook::start(Answer::ServerError).await;
     let mut step = runner.rollout_step("v9");
     step.env("SHIFTGATE_STEPS", "50,100")
         .env("SHIFTGATE_BAKE", "1s")
         .env("SHIFTGATE_INTERVAL", "250ms")
-        .env("SHIFTGATE_MIN_REQUESTS", "5");
+        .env("SHIFTGATE_MIN_REQUESTS", "5")
+        // The `notify` input: one URL per line, blank lines and spaces around them allowed.
+        .env(
+            "SHIFTGATE_ACTION_NOTIFY",
+            format!("  {}\n\n{}  \n", slack.url, broken.url),
+        );
 
     let output = runner.run(step).await;
 
     let stderr = stderr_of(&output);
     assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert_eq!(slack.texts().len(), 2, "start and promotion");
+    // The runner hides each whole URL from its mask on; shiftgate itself only shows it masked.
+    let mut unmasked = stderr.clone();
+    for hook in [&slack, &broken] {
+        let mask = format!("::add-mask::{}", hook.url);
+        assert_eq!(stderr.matches(&mask).count(), 1, "{stderr}");
+        unmasked = unmasked.replace(&mask, "");
+    }
+    assert!(!unmasked.contains(SECRET), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "::warning title=shiftgate notify::notification `started` to {} was not delivered",
+            masked(&broken.url)
+        )),
+        "{stderr}"
+    );
     assert!(stderr.contains(&format!("verified {ASSET}")), "{stderr}");
     assert_eq!(runner.downloads.load(Ordering::SeqCst), 1);
     assert!(
@@ -472,6 +497,21 @@ fn the_example_config_loads_with_every_environment() {
         let address = config.resolve_service(&args).unwrap();
         assert_eq!(address.project, "loopcloser");
         assert_eq!(address.service, format!("loopcloser-{environment}"));
+        // The webhooks come from the secrets deploy.yml passes; on-call hears of prod only.
+        let webhooks = config
+            .notify_targets(Some(environment), &[], |name| {
+                Some(format!("https://hooks.slack.com/services/{name}/x"))
+            })
+            .unwrap();
+        let expected = if environment == "prod" { 2 } else { 1 };
+        assert_eq!(webhooks.urls.len(), expected, "{environment}");
+    }
+    let workflow = std::fs::read_to_string(root().join("examples/deploy.yml")).unwrap();
+    for secret in ["SLACK_DEPLOYS_WEBHOOK_URL", "SLACK_ONCALL_WEBHOOK_URL"] {
+        assert!(
+            workflow.contains(&format!("{secret}: ${{{{ secrets.{secret} }}}}")),
+            "deploy.yml passes {secret}"
+        );
     }
 }
 

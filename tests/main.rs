@@ -14,6 +14,7 @@ mod engine_scenarios;
 mod github;
 mod input;
 mod install;
+mod notify;
 mod parsers;
 mod pause_scenarios;
 mod prometheus;

@@ -452,6 +452,8 @@ mod tests {
             api_failed: false,
             stable_health: None,
             service_problem: false,
+            pause_expired: false,
+            hooks: Vec::new(),
             duration_s: 0.0,
             timeline: Vec::new(),
         }

@@ -457,6 +457,7 @@ async fn a_rollout_result_is_pinned() {
         incident: Some(incident),
         url: None,
         github_deployment: None,
+        notifications: None,
     });
     assert_shown(
         &shown(rolled_back),
@@ -469,6 +470,7 @@ async fn a_rollout_result_is_pinned() {
         incident: None,
         url: None,
         github_deployment: None,
+        notifications: None,
     });
     assert_shown(
         &shown(promoted),

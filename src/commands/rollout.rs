@@ -22,6 +22,7 @@ use crate::github::incident::Severity;
 use crate::health::HttpHealthEndpoint;
 use crate::id_token::IdTokens;
 use crate::metrics::{CloudMonitoring, PrometheusMetrics};
+use crate::notify::{Delivery, Notifier, Subject};
 use crate::output::summary;
 use crate::rollout::engine::{force_traffic, restore_traffic};
 use crate::rollout::judge::JudgeKind;
@@ -29,7 +30,7 @@ use crate::rollout::ownership::Identity;
 use crate::rollout::pause::PauseTimeoutAction;
 use crate::rollout::plan::DEFAULT_MONITORING_DELAY;
 use crate::rollout::ports::{Metrics, Platform};
-use crate::rollout::timeline::{describe_traffic, traffic_shares};
+use crate::rollout::timeline::{Event, describe_traffic, traffic_shares};
 use crate::rollout::{
     CandidateSource, Engine, Outcome, Policy, Ports, Report, RolloutError, RolloutRequest, Steps,
 };
@@ -151,6 +152,9 @@ pub struct RolloutResult {
     pub url: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub github_deployment: Option<DeploymentRecord>,
+    /// Each `--notify` message and whether it arrived; absent without webhooks.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub notifications: Option<Vec<Delivery>>,
 }
 
 impl RolloutResult {
@@ -231,6 +235,9 @@ pub async fn run(context: &Context, args: RolloutArgs) -> Result<CommandResult, 
         crate::say!("warning: {warning}");
     }
     let incident_repo = config.incident_repo(args.repo.as_deref());
+    let webhooks = config.notify_targets(address.environment.as_deref(), &args.notify, |name| {
+        std::env::var(name).ok()
+    })?;
     let endpoints = Endpoints::from_env();
     let metrics_root = match (backend, &args.prometheus_url) {
         (MetricsBackend::Prometheus, Some(url)) => url.as_str(),
@@ -266,9 +273,20 @@ pub async fn run(context: &Context, args: RolloutArgs) -> Result<CommandResult, 
         candidate: candidate_source(&args),
         dry_run: args.dry_run,
     };
-    let observe = |event: &crate::rollout::timeline::Event| {
+    // A dry run changes nothing, so it has nothing to announce.
+    let notifier = (!webhooks.urls.is_empty() && !args.dry_run)
+        .then(|| Notifier::start(webhooks.urls.clone(), notify_subject(&address)));
+    for unset in &webhooks.unset {
+        crate::notify::warn(&format!(
+            "{unset}: that webhook is not told of this rollout"
+        ));
+    }
+    let observe = |event: &Event| {
         if let Some(tracker) = &tracker {
             tracker.observe(event);
+        }
+        if let Some(notifier) = &notifier {
+            notifier.observe(event);
         }
     };
     let report = match run_engine(context, ports, &request, identity, &observe).await {
@@ -276,6 +294,11 @@ pub async fn run(context: &Context, args: RolloutArgs) -> Result<CommandResult, 
         Err(error) => {
             if let Some(tracker) = tracker {
                 tracker.abandon(&error.message).await;
+            }
+            if let Some(notifier) = notifier {
+                notifier
+                    .finish(Some(&error.message), &context.interrupt)
+                    .await;
             }
             return Err(error);
         }
@@ -300,11 +323,17 @@ pub async fn run(context: &Context, args: RolloutArgs) -> Result<CommandResult, 
         ),
         _ => None,
     };
+    // Messages were being sent while the incident was filed; what is left gets a bounded wait.
+    let notifications = match notifier {
+        Some(notifier) => Some(notifier.finish(None, &context.interrupt).await),
+        None => (!webhooks.urls.is_empty()).then(Vec::new),
+    };
     Ok(CommandResult::Rollout(RolloutResult {
         run: RolloutRun::new(report, request.policy, api_calls),
         incident,
         url,
         github_deployment,
+        notifications,
     }))
 }
 
@@ -339,6 +368,17 @@ fn deployment_target(
         rollout_id: rollout_id.to_string(),
         log_url: crate::github::incident::workflow_run_link(),
     })
+}
+
+/// What every message names: the service and its environment, and the workflow run.
+fn notify_subject(address: &crate::config::ServiceAddress) -> Subject {
+    Subject {
+        environment: address.environment.clone(),
+        project: address.project.clone(),
+        region: address.region.clone(),
+        service: address.service.clone(),
+        run_link: crate::github::incident::workflow_run_link(),
+    }
 }
 
 /// `--metrics`, or Prometheus when only `--prometheus-url` is given.
@@ -425,10 +465,10 @@ pub async fn run_engine(
     ports: Ports<'_>,
     request: &RolloutRequest,
     identity: Identity,
-    observe: &(dyn Fn(&crate::rollout::timeline::Event) + Send + Sync),
+    observe: &(dyn Fn(&Event) + Send + Sync),
 ) -> Result<Report, CommandError> {
     let shown = progress_sink(&request.policy);
-    let progress = |event: &crate::rollout::timeline::Event| {
+    let progress = |event: &Event| {
         shown(event);
         observe(event);
     };

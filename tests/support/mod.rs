@@ -6,4 +6,5 @@ pub mod binary;
 pub mod discovery;
 pub mod inproc;
 pub mod openapi;
+pub mod webhook;
 pub mod world;
