@@ -37,8 +37,12 @@ CONTRACTS = {
             "GoogleLongrunningOperation",
             "GoogleLongrunningWaitOperationRequest",
             "GoogleRpcStatus",
+            "GoogleCloudRunV2RunJobRequest",
+            "GoogleCloudRunV2Execution",
         ],
         [
+            "projects.locations.jobs.run",
+            "projects.locations.jobs.executions.get",
             "projects.locations.services.get",
             "projects.locations.services.patch",
             "projects.locations.services.revisions.get",
@@ -50,6 +54,10 @@ CONTRACTS = {
     "monitoring.v3.json": (
         ["ListTimeSeriesResponse", "Status"],
         ["projects.timeSeries.list"],
+    ),
+    "storage.v1.json": (
+        ["RewriteResponse", "Object"],
+        ["objects.rewrite"],
     ),
     "iamcredentials.v1.json": (
         [

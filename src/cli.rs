@@ -11,6 +11,7 @@ use crate::config::{HealthOverrides, PolicyOverrides, ServiceSelector};
 use crate::names::arg as name;
 use crate::notify::NotifyUrl;
 use crate::rollout::health_judge::FieldRule;
+use crate::rollout::hooks::GcsObject;
 use crate::rollout::judge::JudgeKind;
 use crate::rollout::latency::LatencyLimit;
 use crate::rollout::limits::{self, parse_rate};
@@ -381,6 +382,23 @@ pub struct RolloutArgs {
         value_name = "ACTION"
     )]
     pub on_pause_timeout: Option<PauseTimeoutAction>,
+    /// Before any traffic moves, copy this Cloud Storage object (gs://BUCKET/OBJECT, e.g. the
+    /// app's SQLite database) to a timestamped name beside it; a failed copy changes nothing else.
+    #[arg(long, env = "SHIFTGATE_BACKUP", value_parser = GcsObject::parse, value_name = "gs://BUCKET/OBJECT")]
+    pub backup: Option<GcsObject>,
+    /// Before any traffic moves (after --backup), run this Cloud Run job of the service's project
+    /// and region (e.g. a migration) and wait for it; a failed job changes nothing else.
+    #[arg(long, env = "SHIFTGATE_PRE_JOB", value_parser = name::service, value_name = "JOB")]
+    pub pre_job: Option<String>,
+    /// After promotion, run this Cloud Run job and wait for it (a failure is reported, not undone).
+    #[arg(long, env = "SHIFTGATE_POST_JOB", value_parser = name::service, value_name = "JOB")]
+    pub post_job: Option<String>,
+    /// After a rollback, run this Cloud Run job and wait for it.
+    #[arg(long, env = "SHIFTGATE_ON_ROLLBACK_JOB", value_parser = name::service, value_name = "JOB")]
+    pub on_rollback_job: Option<String>,
+    /// How long each hook (backup, job) may take [default: 30m].
+    #[arg(long, env = "SHIFTGATE_HOOK_TIMEOUT", value_parser = timeout, value_name = "DURATION")]
+    pub hook_timeout: Option<Duration>,
     /// `report-only`: evaluate and report every gate without acting on it (a failed gate never
     /// rolls back), for a team trying shiftgate next to its existing deploy [default: enforce].
     #[arg(long, env = "SHIFTGATE_GATES", value_enum, value_name = "MODE")]
@@ -419,6 +437,11 @@ impl RolloutArgs {
             pause_timeout: self.pause_timeout,
             on_pause_timeout: self.on_pause_timeout,
             report_only: self.gates.map(|mode| mode == GateMode::ReportOnly),
+            backup: self.backup.clone(),
+            pre_job: self.pre_job.clone(),
+            post_job: self.post_job.clone(),
+            on_rollback_job: self.on_rollback_job.clone(),
+            hook_timeout: self.hook_timeout,
             ..self.policy.overrides()
         }
     }

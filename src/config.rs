@@ -11,6 +11,7 @@ use serde::Deserialize;
 use crate::names;
 use crate::notify::NotifyUrl;
 use crate::rollout::health_judge::{Expectations, FieldRule};
+use crate::rollout::hooks::GcsObject;
 use crate::rollout::judge::JudgeKind;
 use crate::rollout::latency::LatencyLimit;
 use crate::rollout::limits::{self, parse_rate};
@@ -106,6 +107,12 @@ pub struct PolicyFile {
     pub on_pause_timeout: Option<String>,
     /// `enforce` or `report-only`.
     pub gates: Option<String>,
+    /// `gs://BUCKET/OBJECT` to copy before any traffic moves.
+    pub backup: Option<String>,
+    pub pre_job: Option<String>,
+    pub post_job: Option<String>,
+    pub on_rollback_job: Option<String>,
+    pub hook_timeout: Option<String>,
 }
 
 /// Which service to work on, as a command names it: an environment of the config file, and
@@ -138,6 +145,11 @@ pub struct PolicyOverrides {
     pub pause_timeout: Option<Duration>,
     pub on_pause_timeout: Option<PauseTimeoutAction>,
     pub report_only: Option<bool>,
+    pub backup: Option<GcsObject>,
+    pub pre_job: Option<String>,
+    pub post_job: Option<String>,
+    pub on_rollback_job: Option<String>,
+    pub hook_timeout: Option<Duration>,
 }
 
 /// Health expectations given for one run; each overrides the config's.
@@ -393,6 +405,22 @@ impl Config {
         if let Some(report_only) = overrides.report_only {
             policy.report_only = report_only;
         }
+        let hooks = &mut policy.hooks;
+        if let Some(backup) = &overrides.backup {
+            hooks.backup = Some(backup.clone());
+        }
+        for (set, given) in [
+            (&mut hooks.pre_job, &overrides.pre_job),
+            (&mut hooks.post_job, &overrides.post_job),
+            (&mut hooks.on_rollback_job, &overrides.on_rollback_job),
+        ] {
+            if given.is_some() {
+                set.clone_from(given);
+            }
+        }
+        if let Some(timeout) = overrides.hook_timeout {
+            hooks.timeout = timeout;
+        }
         apply_health_overrides(&mut policy.health, &overrides.health);
         policy.validate().map_err(ConfigError)?;
         Ok(policy)
@@ -623,6 +651,28 @@ impl PolicyFile {
                     ));
                 }
             };
+        }
+        if let Some(backup) = &self.backup {
+            policy.hooks.backup = Some(GcsObject::parse(backup).map_err(|m| at("backup", m))?);
+        }
+        for (key, given, set) in [
+            ("pre_job", &self.pre_job, &mut policy.hooks.pre_job),
+            ("post_job", &self.post_job, &mut policy.hooks.post_job),
+            (
+                "on_rollback_job",
+                &self.on_rollback_job,
+                &mut policy.hooks.on_rollback_job,
+            ),
+        ] {
+            if let Some(job) = given {
+                names::check_service(job).map_err(|m| at(key, m))?;
+                *set = Some(job.clone());
+            }
+        }
+        if let Some(timeout) = &self.hook_timeout {
+            policy.hooks.timeout = crate::rollout::limits::TIMEOUT
+                .parse(timeout)
+                .map_err(|m| at("hook_timeout", m))?;
         }
         if let Some(audience) = &self.health_audience {
             names::check_audience(audience).map_err(|m| at("health_audience", m))?;

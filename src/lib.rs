@@ -19,6 +19,7 @@ mod exit;
 mod gcp;
 mod github;
 mod health;
+mod hooks;
 mod id_token;
 mod live;
 mod markdown;
@@ -38,6 +39,7 @@ pub use shiftgate_clock as clock;
 
 // The engine.
 pub use rollout::health_judge::{Expectations, HEALTHY_STATUSES};
+pub use rollout::hooks::{GcsObject, HookPlan};
 pub use rollout::judge::JudgeKind;
 pub use rollout::latency::{LatencyCheck, LatencyFinding, LatencyLimit, Quantile};
 pub use rollout::pause::{PausePolicy, PauseTimeoutAction};
@@ -52,7 +54,7 @@ pub use rollout::{
 /// latencies per revision, and health answers. The adapters below implement these; tests implement fakes.
 pub mod ports {
     pub use crate::rollout::ports::{
-        HealthEndpoint, HealthProbe, HealthResponse, LatencyHistogram, Metrics, NewRevision,
+        HealthEndpoint, HealthProbe, HealthResponse, Hooks, LatencyHistogram, Metrics, NewRevision,
         Platform, PortError, PortResult, RequestCounts, RevisionInfo, RolloutRecord, ServiceState,
         TrafficChange, TrafficTarget, Window,
     };
@@ -67,6 +69,7 @@ pub use github::dispatch::{
 pub use github::incident::{Incident, Severity, file as file_incident, marker as incident_marker};
 pub use github::{GitHub, GitHubError, Repo};
 pub use health::HttpHealthEndpoint;
+pub use hooks::GoogleHooks;
 pub use id_token::IdTokens;
 pub use metrics::{CloudMonitoring, PrometheusMetrics};
 pub use tls::{client_builder, ensure_crypto_provider};

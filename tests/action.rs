@@ -544,8 +544,18 @@ fn the_example_deploy_job_outlasts_the_prod_policys_worst_case() {
     let hold = setting("pause_timeout").map_or(defaults.pause.timeout, |timeout| {
         humantime::parse_duration(timeout.as_str().unwrap()).unwrap()
     });
-    let worst =
-        step * steps + defaults.create_deadline + defaults.traffic_deadline * steps + hold * holds;
+    let hooks = ["backup", "pre_job", "post_job", "on_rollback_job"]
+        .iter()
+        .filter(|key| setting(key).is_some())
+        .count() as u32;
+    let hook = setting("hook_timeout").map_or(defaults.hooks.timeout, |timeout| {
+        humantime::parse_duration(timeout.as_str().unwrap()).unwrap()
+    });
+    let worst = step * steps
+        + defaults.create_deadline
+        + defaults.traffic_deadline * steps
+        + hold * holds
+        + hook * hooks;
 
     // When the example workflow's job timeout is read.
     let workflow = std::fs::read_to_string(root().join("examples/deploy.yml")).unwrap();

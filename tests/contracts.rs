@@ -14,11 +14,13 @@ use axum::response::Response;
 use discovery::Discovery;
 use serde_json::Value;
 use shiftgate::clock::Clock;
+use shiftgate::ports::Hooks;
 use shiftgate::{
-    CandidateSource, CloudMonitoring, CloudRunService, Credentials, Engine, GoogleRest,
-    HttpHealthEndpoint, IdTokens, Interrupt, Policy, Ports, RolloutRequest, roll_back, status,
+    CandidateSource, CloudMonitoring, CloudRunService, Credentials, Engine, GcsObject, GoogleHooks,
+    GoogleRest, HttpHealthEndpoint, IdTokens, Interrupt, Policy, Ports, RolloutRequest, roll_back,
+    status,
 };
-use shiftgate_sim::{Behavior, Fault, LatencyBuckets, Sim};
+use shiftgate_sim::{Behavior, FailureShape, Fault, JobBehavior, LatencyBuckets, Sim};
 
 /// One HTTP exchange as it crossed the wire.
 #[derive(Debug, Clone)]
@@ -149,6 +151,12 @@ fn method_id(exchange: &Exchange) -> &'static str {
             if op.ends_with(":wait") =>
         {
             "run.projects.locations.operations.wait"
+        }
+        ("POST", ["storage", "v1", "b", _, "o", _, "rewriteTo", "b", _, "o", _]) => {
+            "storage.objects.rewrite"
+        }
+        ("POST", ["v2", "projects", _, "locations", _, "jobs", run]) if run.ends_with(":run") => {
+            "run.projects.locations.jobs.run"
         }
         ("POST", ["v1", "projects", "-", "serviceAccounts", call])
             if call.ends_with(":generateIdToken") =>
@@ -459,4 +467,106 @@ async fn workload_identity_through_a_service_account_speaks_the_official_iam_cre
         refused.contains("generateIdToken answered 400"),
         "{refused}"
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn hooks_speak_the_official_storage_and_cloud_run_jobs_contracts() {
+    // Given a database object larger than one rewrite call, a job that succeeds, one that fails
+    // with an operation error and one that fails with only its execution saying so.
+    let storage = Discovery::load("tests/contracts/storage.v1.json");
+    let run = Discovery::load("tests/contracts/run.v2.json");
+    let sim = Sim::start(Clock::new()).await.unwrap();
+    let model = sim.model();
+    model.put_object("loopcloser-db", "data/loopcloser.db", 100 * 1024 * 1024);
+    model.add_job(
+        "p",
+        "us-central1",
+        "migrate",
+        JobBehavior::succeeding(Duration::from_secs(40)),
+    );
+    for (job, shape) in [
+        ("broken", FailureShape::OperationError),
+        ("quietly-broken", FailureShape::ExecutionOnly),
+    ] {
+        model.add_job(
+            "p",
+            "us-central1",
+            job,
+            JobBehavior::failing(Duration::from_secs(5), shape),
+        );
+    }
+    let (proxy, log) = start_recorder(sim.cloud_run_url()).await;
+    let hooks = GoogleHooks::new(
+        GoogleRest::new(&proxy, Credentials::None),
+        GoogleRest::new(&proxy, Credentials::None),
+        "p",
+        "us-central1",
+    );
+    let source = GcsObject::parse("gs://loopcloser-db/data/loopcloser.db").unwrap();
+    let missing = GcsObject::parse("gs://loopcloser-db/nope.db").unwrap();
+    let timeout = Duration::from_secs(600);
+
+    // When shiftgate backs up both objects and runs the three jobs.
+    let copied = hooks
+        .backup(&source, &source.backup_copy("20261130T000000Z"), timeout)
+        .await;
+    let not_copied = hooks
+        .backup(&missing, &missing.backup_copy("20261130T000000Z"), timeout)
+        .await;
+    let migrated = hooks.run_job("migrate", timeout).await;
+    let broken = hooks.run_job("broken", timeout).await;
+    let quietly_broken = hooks.run_job("quietly-broken", timeout).await;
+
+    // Then each outcome is read right, and every exchange validates against Google's documents.
+    assert_eq!(copied, Ok(()));
+    assert!(not_copied.unwrap_err().contains("No such object"));
+    assert!(migrated.unwrap().contains("/jobs/migrate/executions/"));
+    assert!(broken.is_err() && quietly_broken.is_err());
+    let exchanges = log.lock().unwrap().clone();
+    let mut problems = Vec::new();
+    let mut seen = std::collections::BTreeSet::new();
+    for exchange in &exchanges {
+        let id = method_id(exchange);
+        seen.insert(id);
+        let contract = if id.starts_with("storage.") {
+            &storage
+        } else {
+            &run
+        };
+        let pairs = exchange.query.iter().map(|(k, v)| (k.as_str(), v.as_str()));
+        let mut results = vec![contract.check_query(id, pairs)];
+        if let Some(body) = &exchange.request {
+            results.push(contract.validate_request(id, body));
+        }
+        results.push(if (200..300).contains(&exchange.status) {
+            contract.validate_response(id, &exchange.response)
+        } else {
+            check_error_envelope(exchange)
+        });
+        for result in results {
+            if let Err(errors) = result {
+                problems.push(format!(
+                    "{} ({}): {errors:?}",
+                    exchange.path, exchange.status
+                ));
+            }
+        }
+    }
+    assert!(
+        problems.is_empty(),
+        "contract violations:\n{}",
+        problems.join("\n")
+    );
+    for expected in [
+        "storage.objects.rewrite",
+        "run.projects.locations.jobs.run",
+        "run.projects.locations.operations.get",
+    ] {
+        assert!(seen.contains(expected), "{expected}: {seen:?}");
+    }
+    let rewrites = exchanges
+        .iter()
+        .filter(|e| e.path.contains("rewriteTo") && e.status == 200)
+        .count();
+    assert_eq!(rewrites, 2, "the large object took two calls");
 }

@@ -5,6 +5,7 @@ mod action;
 mod cli;
 mod cli_deployments;
 mod cli_github;
+mod cli_hooks;
 mod cli_identity;
 mod cli_pause;
 mod cli_tokens;

@@ -105,7 +105,15 @@ pub async fn run(context: &Context, args: DemoArgs) -> Result<CommandResult, Com
         metrics: &metrics,
         health: &health,
     };
-    let report = run_engine(context, ports, &request, Identity::generate(), &|_| {}).await?;
+    let report = run_engine(
+        context,
+        ports,
+        &request,
+        Identity::generate(),
+        &|_| {},
+        None,
+    )
+    .await?;
     let api_calls = GoogleApiCalls {
         cloud_run: platform.rest().calls(),
         monitoring: metrics.rest().calls(),

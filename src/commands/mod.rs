@@ -76,6 +76,8 @@ impl From<ConfigError> for CommandError {
 pub struct Endpoints {
     pub cloud_run: String,
     pub monitoring: String,
+    /// Cloud Storage JSON API (the `--backup` copy).
+    pub storage: String,
 }
 
 impl Endpoints {
@@ -92,6 +94,7 @@ impl Endpoints {
                 "SHIFTGATE_MONITORING_URL",
                 "https://monitoring.googleapis.com",
             ),
+            storage: pick("SHIFTGATE_STORAGE_URL", "https://storage.googleapis.com"),
         }
     }
 

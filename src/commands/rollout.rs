@@ -20,6 +20,7 @@ use crate::exit::ExitCode;
 use crate::gcp::{Credentials, GoogleRest};
 use crate::github::incident::Severity;
 use crate::health::HttpHealthEndpoint;
+use crate::hooks::GoogleHooks;
 use crate::id_token::IdTokens;
 use crate::metrics::{CloudMonitoring, PrometheusMetrics};
 use crate::notify::{Delivery, Notifier, Subject};
@@ -29,7 +30,7 @@ use crate::rollout::judge::JudgeKind;
 use crate::rollout::ownership::Identity;
 use crate::rollout::pause::PauseTimeoutAction;
 use crate::rollout::plan::DEFAULT_MONITORING_DELAY;
-use crate::rollout::ports::{Metrics, Platform};
+use crate::rollout::ports::{Hooks, Metrics, Platform};
 use crate::rollout::timeline::{Event, describe_traffic, traffic_shares};
 use crate::rollout::{
     CandidateSource, Engine, Outcome, Policy, Ports, Report, RolloutError, RolloutRequest, Steps,
@@ -243,7 +244,11 @@ pub async fn run(context: &Context, args: RolloutArgs) -> Result<CommandResult, 
         (MetricsBackend::Prometheus, Some(url)) => url.as_str(),
         _ => endpoints.monitoring.as_str(),
     };
-    let credentials = Endpoints::credentials(&[&endpoints.cloud_run, metrics_root]).await?;
+    let mut called = vec![endpoints.cloud_run.as_str(), metrics_root];
+    if policy.hooks.backup.is_some() {
+        called.push(&endpoints.storage);
+    }
+    let credentials = Endpoints::credentials(&called).await?;
     if let Some(warning) = crate::gcp::static_token_warning(&credentials, policy.time_to_promote())
     {
         crate::say!("warning: {warning}");
@@ -259,6 +264,12 @@ pub async fn run(context: &Context, args: RolloutArgs) -> Result<CommandResult, 
         false => None,
     };
     let platform = endpoints.cloud_run_with(&address, credentials.clone());
+    let hooks = GoogleHooks::new(
+        GoogleRest::new(&endpoints.storage, credentials.clone()),
+        GoogleRest::new(&endpoints.cloud_run, credentials.clone()),
+        &address.project,
+        &address.region,
+    );
     let seen = UriSeen::new(&platform);
     let (metrics, metrics_rest) =
         metrics_adapter(backend, &args, &endpoints, credentials, &address);
@@ -289,7 +300,8 @@ pub async fn run(context: &Context, args: RolloutArgs) -> Result<CommandResult, 
             notifier.observe(event);
         }
     };
-    let report = match run_engine(context, ports, &request, identity, &observe).await {
+    let report = match run_engine(context, ports, &request, identity, &observe, Some(&hooks)).await
+    {
         Ok(report) => report,
         Err(error) => {
             if let Some(tracker) = tracker {
@@ -466,6 +478,7 @@ pub async fn run_engine(
     request: &RolloutRequest,
     identity: Identity,
     observe: &(dyn Fn(&Event) + Send + Sync),
+    hooks: Option<&dyn Hooks>,
 ) -> Result<Report, CommandError> {
     let shown = progress_sink(&request.policy);
     let progress = |event: &Event| {
@@ -476,6 +489,9 @@ pub async fn run_engine(
     let mut engine = Engine::new(ports, Clock::new(), context.interrupt.clone())
         .with_progress(&progress)
         .with_identity(identity);
+    if let Some(hooks) = hooks {
+        engine = engine.with_hooks(hooks);
+    }
     // A bug must not leave the split where it was: a panic is caught, and the service put back
     // on stable if the rollout record on it is still this run's.
     let ran = AssertUnwindSafe(engine.run(request)).catch_unwind().await;

@@ -268,6 +268,20 @@ fn rollout_facts(report: &Report, stable_unhealthy: Option<&str>) -> String {
             markdown::code(reason)
         ));
     }
+    for hook in &report.hooks {
+        let label = match hook.hook {
+            crate::rollout::hooks::HookKind::Backup => "Backup before the rollout",
+            crate::rollout::hooks::HookKind::PreJob => "Job before the rollout",
+            crate::rollout::hooks::HookKind::PostJob => "Job after promotion",
+            crate::rollout::hooks::HookKind::OnRollbackJob => "Job after the rollback",
+        };
+        facts.push_str(&format!(
+            "- {label}: {} {} ({})\n",
+            markdown::code(&hook.target),
+            if hook.ok { "done" } else { "**failed**" },
+            markdown::code(&hook.detail)
+        ));
+    }
     facts
 }
 
@@ -574,6 +588,40 @@ mod tests {
             duration_s: 1.0,
             timeline: Vec::new(),
         }
+    }
+
+    #[test]
+    fn the_incident_names_the_backup_copy_and_each_job_with_its_outcome() {
+        let repo = Repo::parse("loopcloser/app").unwrap();
+        let mut report = rolled_back_report();
+        report.hooks = vec![
+            crate::rollout::hooks::HookReport {
+                hook: crate::rollout::hooks::HookKind::Backup,
+                target: "gs://loopcloser-db/loopcloser.db".into(),
+                ok: true,
+                detail: "gs://loopcloser-db/loopcloser.db.shiftgate-20261130T230000Z".into(),
+                duration_s: 2.0,
+            },
+            crate::rollout::hooks::HookReport {
+                hook: crate::rollout::hooks::HookKind::OnRollbackJob,
+                target: "page-team".into(),
+                ok: false,
+                detail: "execution page-team-1: 1 of 1 tasks failed".into(),
+                duration_s: 9.0,
+            },
+        ];
+        let body = rollout_incident(repo, &report, &Policy::default()).summary;
+        assert!(
+            body.contains(
+                "Backup before the rollout: `gs://loopcloser-db/loopcloser.db` done \
+                 (`gs://loopcloser-db/loopcloser.db.shiftgate-20261130T230000Z`)"
+            ),
+            "{body}"
+        );
+        assert!(
+            body.contains("Job after the rollback: `page-team` **failed**"),
+            "{body}"
+        );
     }
 
     #[test]

@@ -268,10 +268,18 @@ async fn dispatch(model: &SimModel, req: &ApiRequest) -> Result<Value, ApiError>
         ["v2", "projects", p, "locations", r, "jobs", run]
             if req.method == "POST" && run.ends_with(":run") =>
         {
-            let job = run.trim_end_matches(":run");
+            // Google's front end decodes path segments; so does this one.
+            let decoded = |text: &str| {
+                percent_encoding::percent_decode_str(text)
+                    .decode_utf8_lossy()
+                    .into_owned()
+            };
+            let job = decoded(run.trim_end_matches(":run"));
             let mut state = model.state();
             let now = state.clock.now();
-            state.jobs.run(p, r, job, &req.body, now)
+            state
+                .jobs
+                .run(&decoded(p), &decoded(r), &job, &req.body, now)
         }
         [
             "v2",
