@@ -197,6 +197,41 @@ fn check_error_envelope(exchange: &Exchange) -> Result<(), Vec<String>> {
     }
 }
 
+/// Every exchange checked against the contract `contract_of` picks for its method (query,
+/// request and response; Google's error envelope for a failure): the problems found, and the
+/// methods seen.
+fn check_exchanges<'a>(
+    exchanges: &[Exchange],
+    contract_of: impl Fn(&str) -> &'a Discovery,
+) -> (Vec<String>, std::collections::BTreeSet<&'static str>) {
+    let mut seen = std::collections::BTreeSet::new();
+    let mut problems = Vec::new();
+    for exchange in exchanges {
+        let id = method_id(exchange);
+        seen.insert(id);
+        let contract = contract_of(id);
+        let pairs = exchange.query.iter().map(|(k, v)| (k.as_str(), v.as_str()));
+        let mut results = vec![contract.check_query(id, pairs)];
+        if let Some(body) = &exchange.request {
+            results.push(contract.validate_request(id, body));
+        }
+        results.push(if (200..300).contains(&exchange.status) {
+            contract.validate_response(id, &exchange.response)
+        } else {
+            check_error_envelope(exchange)
+        });
+        for result in results {
+            if let Err(errors) = result {
+                problems.push(format!(
+                    "{} {} ({}): {errors:?}",
+                    exchange.method, exchange.path, exchange.status
+                ));
+            }
+        }
+    }
+    (problems, seen)
+}
+
 #[tokio::test(start_paused = true)]
 async fn every_exchange_of_real_rollouts_matches_the_official_contracts() {
     let run = Discovery::load("tests/contracts/run.v2.json");
@@ -258,35 +293,13 @@ async fn every_exchange_of_real_rollouts_matches_the_official_contracts() {
     let _ = roll_back(&platform, Some("app-missing"), Duration::from_secs(60)).await;
 
     let exchanges = log.lock().unwrap().clone();
-    let mut seen = std::collections::BTreeSet::new();
-    let mut problems = Vec::new();
-    for exchange in &exchanges {
-        let id = method_id(exchange);
-        seen.insert(id);
-        let contract = if id.starts_with("monitoring.") {
+    let (problems, seen) = check_exchanges(&exchanges, |id| {
+        if id.starts_with("monitoring.") {
             &monitoring
         } else {
             &run
-        };
-        let pairs = exchange.query.iter().map(|(k, v)| (k.as_str(), v.as_str()));
-        let mut results = vec![contract.check_query(id, pairs)];
-        if let Some(body) = &exchange.request {
-            results.push(contract.validate_request(id, body));
         }
-        results.push(if (200..300).contains(&exchange.status) {
-            contract.validate_response(id, &exchange.response)
-        } else {
-            check_error_envelope(exchange)
-        });
-        for result in results {
-            if let Err(errors) = result {
-                problems.push(format!(
-                    "{} {} ({}): {errors:?}",
-                    exchange.method, exchange.path, exchange.status
-                ));
-            }
-        }
-    }
+    });
     assert!(
         problems.is_empty(),
         "contract violations:\n{}",
@@ -425,29 +438,7 @@ async fn workload_identity_through_a_service_account_speaks_the_official_iam_cre
     // Then both methods were called, every body validates against Google's discovery document,
     // and the ID token is a JWT for the account and audience.
     let exchanges = log.lock().unwrap().clone();
-    let mut seen = std::collections::BTreeSet::new();
-    let mut problems = Vec::new();
-    for exchange in &exchanges {
-        let id = method_id(exchange);
-        seen.insert(id);
-        let mut results = Vec::new();
-        if let Some(body) = &exchange.request {
-            results.push(iam.validate_request(id, body));
-        }
-        results.push(if (200..300).contains(&exchange.status) {
-            iam.validate_response(id, &exchange.response)
-        } else {
-            check_error_envelope(exchange)
-        });
-        for result in results {
-            if let Err(errors) = result {
-                problems.push(format!(
-                    "{} ({}): {errors:?}",
-                    exchange.path, exchange.status
-                ));
-            }
-        }
-    }
+    let (problems, seen) = check_exchanges(&exchanges, |_| &iam);
     assert!(
         problems.is_empty(),
         "contract violations:\n{}",
@@ -523,35 +514,13 @@ async fn hooks_speak_the_official_storage_and_cloud_run_jobs_contracts() {
     assert!(migrated.unwrap().contains("/jobs/migrate/executions/"));
     assert!(broken.is_err() && quietly_broken.is_err());
     let exchanges = log.lock().unwrap().clone();
-    let mut problems = Vec::new();
-    let mut seen = std::collections::BTreeSet::new();
-    for exchange in &exchanges {
-        let id = method_id(exchange);
-        seen.insert(id);
-        let contract = if id.starts_with("storage.") {
+    let (problems, seen) = check_exchanges(&exchanges, |id| {
+        if id.starts_with("storage.") {
             &storage
         } else {
             &run
-        };
-        let pairs = exchange.query.iter().map(|(k, v)| (k.as_str(), v.as_str()));
-        let mut results = vec![contract.check_query(id, pairs)];
-        if let Some(body) = &exchange.request {
-            results.push(contract.validate_request(id, body));
         }
-        results.push(if (200..300).contains(&exchange.status) {
-            contract.validate_response(id, &exchange.response)
-        } else {
-            check_error_envelope(exchange)
-        });
-        for result in results {
-            if let Err(errors) = result {
-                problems.push(format!(
-                    "{} ({}): {errors:?}",
-                    exchange.path, exchange.status
-                ));
-            }
-        }
-    }
+    });
     assert!(
         problems.is_empty(),
         "contract violations:\n{}",
