@@ -62,6 +62,7 @@ impl GoogleHooks {
             }
             tokio::time::sleep(pause.min(remaining)).await;
             pause = (pause * 2).min(MAX_POLL);
+            let remaining = give_up.saturating_duration_since(Instant::now());
             operation = self
                 .run
                 .send(
@@ -70,7 +71,7 @@ impl GoogleHooks {
                     &[],
                     None,
                     Retry::Safe,
-                    CALL_BUDGET,
+                    CALL_BUDGET.min(remaining.max(Duration::from_secs(1))),
                 )
                 .await
                 .map_err(|error| format!("could not follow the job's operation: {error}"))?;

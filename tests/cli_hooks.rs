@@ -151,7 +151,7 @@ async fn given_a_migration_that_fails_then_the_service_is_left_untouched_under_e
         assert_eq!(result["outcome"], "failed");
         let reason = result["reason"].as_str().unwrap_or_default();
         assert!(
-            reason.contains("--pre-job migrate failed, so nothing was changed"),
+            reason.contains("--pre-job migrate failed before the rollout changed the service"),
             "{shape:?}: {reason}"
         );
         assert_eq!(world.split(), world.stable_only(), "{shape:?}");
@@ -259,4 +259,119 @@ async fn hook_input_that_is_not_valid_is_refused_naming_the_flag_before_any_chan
         );
         assert_eq!(world.split(), world.stable_only());
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn given_a_long_migration_when_the_job_is_cancelled_then_the_rollout_ends_interrupted_at_once_with_nothing_changed()
+ {
+    let world = BinaryWorld::start("hooks-interrupt").await;
+    world.sim.model().add_job(
+        PROJECT,
+        REGION,
+        "migrate",
+        JobBehavior::succeeding(Duration::from_secs(3600)),
+    );
+    let mut args = vec!["--json"];
+    args.extend(QUICK_ROLLOUT);
+    args.extend(["--pre-job", "migrate"]);
+    let child = world
+        .service_command(&args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    for _ in 0..600 {
+        if world.sim.model().job_runs("migrate") == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        world.sim.model().job_runs("migrate"),
+        1,
+        "the migration started"
+    );
+
+    // When the job is cancelled (SIGINT, as Actions sends) during the hour-long migration.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGINT);
+    }
+    let output = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+
+    // Then it ends interrupted (exit 130) with its result, and nothing of the rollout is there.
+    assert_eq!(output.status.code(), Some(130), "{}", stderr_of(&output));
+    let result = json_of(&output);
+    assert_eq!(result["outcome"], "interrupted");
+    assert_eq!(result["hooks"][0]["ok"], false);
+    assert_eq!(world.split(), world.stable_only());
+    let status = world.run_on_service(&["--json", "status"]).await;
+    assert_eq!(json_of(&status)["rollout"], Value::Null);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn given_a_rollout_whose_runner_died_after_its_migration_when_it_is_resumed_then_the_backup_and_migration_do_not_run_again()
+ {
+    let world = BinaryWorld::start("hooks-resume").await;
+    let _load = world.start_load(40.0);
+    world.sim.model().put_object(BUCKET, DATABASE, 1024);
+    world.sim.model().add_job(
+        PROJECT,
+        REGION,
+        "migrate",
+        JobBehavior::succeeding(Duration::from_millis(100)),
+    );
+    let hooks = [
+        "--backup",
+        "gs://loopcloser-db/data/loopcloser.db",
+        "--pre-job",
+        "migrate",
+    ];
+    let mut first = vec!["rollout", "--image", crate::support::world::CANDIDATE_IMAGE];
+    first.extend(["--bake", "10m", "--interval", "1s", "--metrics-delay", "0s"]);
+    first.extend(hooks);
+    let mut child = world
+        .service_command(&first)
+        .env("SHIFTGATE_STORAGE_URL", world.sim.storage_url())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    world.wait_for_first_step().await;
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(world.sim.model().job_runs("migrate"), 1);
+
+    let mut resume = vec![
+        "--json",
+        "rollout",
+        "--resume",
+        "--bake",
+        "1s",
+        "--interval",
+        "250ms",
+        "--min-requests",
+        "5",
+        "--metrics-delay",
+        "0s",
+    ];
+    resume.extend(hooks);
+    let mut command = world.service_command(&resume);
+    command.env("SHIFTGATE_STORAGE_URL", world.sim.storage_url());
+    let output = binary::run(command).await;
+
+    assert_eq!(output.status.code(), Some(0), "{}", stderr_of(&output));
+    assert_eq!(json_of(&output)["outcome"], "promoted");
+    assert_eq!(
+        world.sim.model().job_runs("migrate"),
+        1,
+        "the migration ran once"
+    );
+    assert_eq!(
+        world.sim.model().objects(BUCKET).len(),
+        2,
+        "one backup copy"
+    );
+    assert!(json_of(&output).get("hooks").is_none());
 }

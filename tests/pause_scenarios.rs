@@ -299,3 +299,68 @@ async fn given_a_held_rollout_whose_runner_died_when_a_person_promotes_then_the_
         every_default_step(&world.stable, &resumed.candidate)
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn given_a_promote_a_second_before_the_hold_runs_out_then_the_promote_wins_over_the_timeouts_rollback()
+ {
+    let world = World::under_load();
+    let request = pausing_at_50(Duration::from_secs(10 * 60), PauseTimeoutAction::Rollback);
+    let person = async {
+        world.until_paused().await;
+        tokio::time::sleep(Duration::from_secs(10 * 60 - 1)).await;
+        let (platform, _, _) = world.ports();
+        shiftgate::promote(&platform, Duration::from_secs(120))
+            .await
+            .unwrap()
+    };
+
+    let (report, promoted) = tokio::join!(world.roll_out(request), person);
+
+    let report = report.unwrap();
+    assert_eq!(report.outcome, Outcome::Promoted, "{:?}", report.reason);
+    assert!(!report.pause_expired);
+    assert_eq!(promoted.outcome, "resumed");
+}
+
+#[tokio::test(start_paused = true)]
+async fn given_a_promote_that_the_rollout_never_took_up_when_the_rollout_ends_otherwise_then_promote_says_it_ended()
+ {
+    let world = World::under_load();
+    let request = pausing_at_50(Duration::from_secs(3600), PauseTimeoutAction::Rollback);
+    // A held rollout whose runner is gone, so nothing takes the promote up.
+    tokio::select! {
+        _ = world.roll_out(request) => panic!("the rollout ended before it held"),
+        () = world.until_paused() => {}
+    }
+    let (platform, _, _) = world.ports();
+    let someone_else = async {
+        // Then, once promote has asked, the rollout ends another way (here: a person's abort).
+        loop {
+            let record = platform.read_service().await.unwrap().rollout.unwrap();
+            if record.state == "resuming" {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        shiftgate::roll_back(&platform, None, Duration::from_secs(60))
+            .await
+            .unwrap()
+    };
+
+    let (promoted, _) = tokio::join!(
+        shiftgate::promote(&platform, Duration::from_secs(300)),
+        someone_else
+    );
+
+    let promoted = promoted.unwrap();
+    assert_eq!(promoted.outcome, "ended", "{promoted:?}");
+    assert_eq!(promoted.exit_code, shiftgate::ExitCode::CheckFailed);
+    assert!(
+        promoted
+            .reason
+            .unwrap_or_default()
+            .contains("ended before it went on"),
+        "never reported as gone on"
+    );
+    assert_eq!(world.current(), world.stable_only());
+}

@@ -22,8 +22,8 @@ const WRITE_ATTEMPTS: u32 = 5;
 /// `shiftgate promote --json`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct PromoteResult {
-    /// `resumed`: the rollout took the decision up; `not_acknowledged`: it did not within
-    /// `--timeout` (the request stays on the record for it to find).
+    /// `resumed`: the rollout took the decision up; `ended`: it ended first (exit 1);
+    /// `not_acknowledged`: it did not within `--timeout` (the request stays on the record).
     pub outcome: &'static str,
     pub service: String,
     pub rollout_id: String,
@@ -95,18 +95,34 @@ pub async fn promote(
         };
         last = now;
         let current = last.rollout.as_ref().filter(|r| r.id == record.id);
-        let taken_up = match current {
-            Some(current) => current.state != RolloutRecord::RESUMING,
-            // The rollout went on and ended, or someone else took the service over.
-            None => true,
+        let went_on = match current {
+            Some(current) if current.state == RolloutRecord::RUNNING => true,
+            // Still held, or not yet taken up.
+            Some(_) => continue,
+            // Gone: promoted through to the end, or ended otherwise (a gate, the hold's
+            // timeout, an abort) before it took the request up.
+            None => last.percent_of(&record.candidate) == 100,
         };
-        if taken_up {
+        if went_on {
             crate::say!(
                 "the rollout went on: traffic {}",
                 describe_traffic(&last.traffic)
             );
             return Ok(result(&last, &record, "resumed", None, ExitCode::Ok));
         }
+        let reason = format!(
+            "the rollout ended before it went on (a failed gate, its --pause-timeout or an \
+             abort): traffic now {}",
+            describe_traffic(&last.traffic)
+        );
+        crate::say!("{reason}");
+        return Ok(result(
+            &last,
+            &record,
+            "ended",
+            Some(reason),
+            ExitCode::CheckFailed,
+        ));
     }
 }
 

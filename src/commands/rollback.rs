@@ -13,7 +13,7 @@ use crate::commands::rollout::{IncidentFiling, file_incident};
 use crate::commands::{CommandError, Context, Endpoints};
 use crate::exit::ExitCode;
 use crate::github::incident::failed_rollback_incident;
-use crate::rollout::engine::{force_traffic, restore_traffic, short_name};
+use crate::rollout::engine::{ENDED_MEANWHILE, force_traffic_of, restore_traffic, short_name};
 use crate::rollout::ports::{Platform, PortError, ServiceState};
 use crate::rollout::timeline::{TrafficShare, describe_traffic, traffic_json_text, traffic_shares};
 
@@ -194,7 +194,14 @@ async fn roll_back_with(
         Ok((service, target))
     };
     match prepared.await {
-        Ok((service, target)) => Ok(restore(platform, service, target, give_up).await),
+        Ok((service, target)) => {
+            // `abort` aims at the rollout it read, and only at that one.
+            let only_for = match mode {
+                Mode::Abort => service.rollout.as_ref().map(|record| record.id.clone()),
+                _ => None,
+            };
+            Ok(restore(platform, service, target, give_up, only_for.as_deref()).await)
+        }
         Err(Ended::Refused(error)) => Err(error),
         Err(Ended::Unconfirmed(result) | Ended::NotInProgress(result)) => Ok(result),
     }
@@ -313,6 +320,7 @@ async fn restore(
     service: ServiceState,
     target: String,
     give_up: Instant,
+    only_for: Option<&str>,
 ) -> RollbackResult {
     if let Some(record) = service.rollout.as_ref().filter(|r| r.is_running()) {
         crate::say!(
@@ -325,7 +333,7 @@ async fn restore(
     crate::say!("rolling back {}: 100% to {target}", service.name);
     let remaining = give_up.saturating_duration_since(Instant::now());
     let say = |line: &str| crate::say!("rollback: {line}");
-    match force_traffic(platform, &wanted, remaining, &say).await {
+    match force_traffic_of(platform, &wanted, remaining, &say, only_for).await {
         Ok(after) => {
             crate::say!("done: traffic {}", describe_traffic(&after.traffic));
             RollbackResult {
@@ -337,6 +345,24 @@ async fn restore(
                 final_traffic: traffic_shares(&after.traffic),
                 final_traffic_confirmed: true,
                 exit_code: ExitCode::Ok,
+                incident: None,
+            }
+        }
+        Err(reason) if reason.starts_with(ENDED_MEANWHILE) => {
+            crate::say!("{reason}");
+            let last = match tokio::time::timeout_at(give_up, platform.read_service()).await {
+                Ok(Ok(now)) => now,
+                _ => service.clone(),
+            };
+            RollbackResult {
+                outcome: RollbackOutcome::NotInProgress,
+                service: last.name.clone(),
+                revision: target,
+                reason: Some(reason),
+                previous_traffic: Some(previous),
+                final_traffic: traffic_shares(&last.traffic),
+                final_traffic_confirmed: true,
+                exit_code: ExitCode::CheckFailed,
                 incident: None,
             }
         }

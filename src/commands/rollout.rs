@@ -249,8 +249,7 @@ pub async fn run(context: &Context, args: RolloutArgs) -> Result<CommandResult, 
         called.push(&endpoints.storage);
     }
     let credentials = Endpoints::credentials(&called).await?;
-    if let Some(warning) = crate::gcp::static_token_warning(&credentials, policy.time_to_promote())
-    {
+    if let Some(warning) = crate::gcp::static_token_warning(&credentials, longest_run(&policy)) {
         crate::say!("warning: {warning}");
     }
     let identity = Identity::generate();
@@ -337,7 +336,12 @@ pub async fn run(context: &Context, args: RolloutArgs) -> Result<CommandResult, 
     };
     // Messages were being sent while the incident was filed; what is left gets a bounded wait.
     let notifications = match notifier {
-        Some(notifier) => Some(notifier.finish(None, &context.interrupt).await),
+        // An end with no message of its own (a failed backup or pre-job) still closes the start.
+        Some(notifier) => Some(
+            notifier
+                .finish(report.reason.as_deref(), &context.interrupt)
+                .await,
+        ),
         None => (!webhooks.urls.is_empty()).then(Vec::new),
     };
     Ok(CommandResult::Rollout(RolloutResult {
@@ -391,6 +395,24 @@ fn notify_subject(address: &crate::config::ServiceAddress) -> Subject {
         service: address.service.clone(),
         run_link: crate::github::incident::workflow_run_link(),
     }
+}
+
+/// How long the rollout may run without anyone's help going wrong: its steps, every hold's
+/// timeout and every hook's (a static token must last all of it).
+fn longest_run(policy: &crate::rollout::Policy) -> Duration {
+    let hooks = [
+        policy.hooks.backup.is_some(),
+        policy.hooks.pre_job.is_some(),
+        policy.hooks.post_job.is_some(),
+        policy.hooks.on_rollback_job.is_some(),
+    ]
+    .iter()
+    .filter(|given| **given)
+    .count() as u32;
+    policy
+        .time_to_promote()
+        .saturating_add(policy.pause.longest_wait())
+        .saturating_add(policy.hooks.timeout.saturating_mul(hooks))
 }
 
 /// `--metrics`, or Prometheus when only `--prometheus-url` is given.

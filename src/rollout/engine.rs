@@ -17,7 +17,7 @@ pub use crate::rollout::interrupt::{Interrupt, InterruptTrigger};
 pub use crate::rollout::request::{
     CandidateSource, Ports, ProgressSink, RolloutError, RolloutRequest,
 };
-pub use crate::rollout::restore::force_traffic;
+pub use crate::rollout::restore::{ENDED_MEANWHILE, force_traffic, force_traffic_of};
 pub use crate::rollout::traffic::{CANDIDATE_TAG, Plan, restore_traffic, short_name};
 
 /// Cloud Run gives session affinity precedence over the split: returning clients stay on the
@@ -131,8 +131,16 @@ impl<'a> Engine<'a> {
                 warning: SESSION_AFFINITY_WARNING.to_string(),
             });
         }
-        if let Err(reason) = self.before_traffic(&policy.hooks).await {
-            let mut report = self.report(&plan, policy, Outcome::Failed, Vec::new());
+        let resuming = plan.resume_at.is_some();
+        if let Err(stop) = self.before_traffic(&policy.hooks, resuming).await {
+            // Nothing of this rollout is on the service yet: nothing to restore.
+            let (outcome, reason) = match stop {
+                Stop::Interrupted => (Outcome::Interrupted, "interrupted by a signal".to_string()),
+                Stop::Aborted(reason) => (Outcome::Aborted, reason),
+                Stop::Failed(reason) => (Outcome::Failed, reason),
+                Stop::Error(reason) => (Outcome::Failed, reason),
+            };
+            let mut report = self.report(&plan, policy, outcome, Vec::new());
             report.reason = Some(reason);
             report.final_traffic = plan.service.traffic.clone();
             report.final_traffic_confirmed = true;

@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde::Serialize;
 use tokio::time::Instant;
 
-use crate::rollout::engine::Engine;
+use crate::rollout::engine::{Engine, Stop};
 use crate::rollout::timeline::{EventKind, seconds};
 
 /// A Cloud Storage object, `gs://BUCKET/NAME`.
@@ -137,13 +137,14 @@ pub struct HookReport {
 }
 
 impl Engine<'_> {
-    /// Runs one hook with the plan's timeout; its start and end are in the timeline.
+    /// Runs one hook with the plan's timeout; its start and end are in the timeline. `None`: a
+    /// signal came first (the hook is left to itself: the runner has seconds left).
     pub(super) async fn run_hook(
         &mut self,
         hook: HookKind,
         target: String,
         plan: &HookPlan,
-    ) -> bool {
+    ) -> Option<bool> {
         let Some(hooks) = self.hooks else {
             let report = HookReport {
                 hook,
@@ -153,30 +154,33 @@ impl Engine<'_> {
                 duration_s: 0.0,
             };
             self.hook_reports.push(report);
-            return false;
+            return Some(false);
         };
         self.emit(EventKind::HookStarted {
             hook,
             target: target.clone(),
         });
         let started = Instant::now();
-        let outcome = match hook {
-            HookKind::Backup => match &plan.backup {
-                Some(source) => {
-                    let stamp = self.clock.now();
-                    let stamp = humantime::format_rfc3339_seconds(stamp)
-                        .to_string()
-                        .replace(['-', ':'], "");
+        let stamp = humantime::format_rfc3339_seconds(self.clock.now())
+            .to_string()
+            .replace(['-', ':'], "");
+        let work = async {
+            match (hook, &plan.backup) {
+                (HookKind::Backup, Some(source)) => {
                     let copy = source.backup_copy(&stamp);
                     hooks
                         .backup(source, &copy, plan.timeout)
                         .await
                         .map(|()| copy.to_string())
                 }
-                None => Err("no object to back up".to_string()),
-            },
-            _ => hooks.run_job(&target, plan.timeout).await,
+                (HookKind::Backup, None) => Err("no object to back up".to_string()),
+                _ => hooks.run_job(&target, plan.timeout).await,
+            }
         };
+        let finished = self.guard(work).await;
+        let interrupted = finished.is_none();
+        let outcome =
+            finished.unwrap_or_else(|| Err("interrupted by a signal before it ended".to_string()));
         let ok = outcome.is_ok();
         let detail = match outcome {
             Ok(detail) | Err(detail) => detail,
@@ -194,30 +198,64 @@ impl Engine<'_> {
             detail,
             duration_s: seconds(started.elapsed()),
         });
-        ok
+        (!interrupted).then_some(ok)
     }
 
-    /// The backup, then the pre-job, before anything changes; `Err` says which failed and why.
-    pub(super) async fn before_traffic(&mut self, plan: &HookPlan) -> Result<(), String> {
-        if let Some(source) = &plan.backup
-            && !self
+    /// The backup, then the pre-job, before anything changes (never again on `--resume`: the
+    /// first run did them); `Err` says which failed and why.
+    pub(super) async fn before_traffic(
+        &mut self,
+        plan: &HookPlan,
+        resuming: bool,
+    ) -> Result<(), Stop> {
+        if resuming {
+            return Ok(());
+        }
+        if let Some(source) = &plan.backup {
+            match self
                 .run_hook(HookKind::Backup, source.to_string(), plan)
                 .await
-        {
-            return Err(self.hook_failure());
+            {
+                None => return Err(Stop::Interrupted),
+                Some(false) => return Err(Stop::Failed(self.hook_failure())),
+                Some(true) => {}
+            }
         }
-        if let Some(job) = &plan.pre_job
-            && !self.run_hook(HookKind::PreJob, job.clone(), plan).await
-        {
-            return Err(self.hook_failure());
+        if let Some(job) = &plan.pre_job {
+            // The gap between the plan's check and the first write is as long as the backup:
+            // another rollout that took the service meanwhile must not get a second migration.
+            self.not_taken_meanwhile().await?;
+            match self.run_hook(HookKind::PreJob, job.clone(), plan).await {
+                None => return Err(Stop::Interrupted),
+                Some(false) => return Err(Stop::Failed(self.hook_failure())),
+                Some(true) => {}
+            }
         }
         Ok(())
+    }
+
+    /// Refuses to go on when a rollout record appeared on the service since the plan was made.
+    async fn not_taken_meanwhile(&mut self) -> Result<(), Stop> {
+        let platform = self.ports.platform;
+        match self.guard(platform.read_service()).await {
+            None => Err(Stop::Interrupted),
+            Some(Ok(service)) => match service.rollout.as_ref().filter(|r| r.is_running()) {
+                Some(record) => Err(Stop::Aborted(format!(
+                    "another rollout took the service during the backup: {}",
+                    crate::rollout::ownership::describe_owner(record)
+                ))),
+                None => Ok(()),
+            },
+            Some(Err(error)) => Err(Stop::Error(format!(
+                "could not read the service before the pre-job: {error}"
+            ))),
+        }
     }
 
     fn hook_failure(&self) -> String {
         match self.hook_reports.last() {
             Some(report) => format!(
-                "{} {} failed, so nothing was changed: {}",
+                "{} {} failed before the rollout changed the service: {}",
                 report.hook.flag(),
                 report.target,
                 report.detail

@@ -147,15 +147,21 @@ impl Engine<'_> {
         })
     }
 
-    /// After a look during a hold: `promote` was asked for (the service as just read says
-    /// `resuming`), or the hold ran out. `None`: keep holding.
-    pub(super) fn hold_end(
+    /// After a look during a hold: `promote` was asked for (the service as read says
+    /// `resuming`), or the hold ran out. `Ok(None)`: keep holding.
+    pub(super) async fn hold_end(
         &mut self,
         hold: &Hold,
         step: usize,
         percent: u8,
         policy: &Policy,
-    ) -> Option<HoldEnd> {
+    ) -> Result<Option<HoldEnd>, Stop> {
+        let timed_out = hold.started.elapsed() >= hold.timeout;
+        if timed_out {
+            // The look's read may be seconds old: a promote that came in since must win over
+            // the timeout's rollback.
+            self.still_owned().await?;
+        }
         let asked = self
             .last_seen
             .as_ref()
@@ -163,19 +169,19 @@ impl Engine<'_> {
             .is_some_and(|record| record.state == RolloutRecord::RESUMING);
         let by = if asked {
             "shiftgate promote"
-        } else if hold.started.elapsed() >= hold.timeout {
+        } else if timed_out {
             match policy.pause.on_timeout {
                 PauseTimeoutAction::Promote => "--pause-timeout",
                 PauseTimeoutAction::Rollback => {
-                    return Some(HoldEnd::TimedOut(format!(
+                    return Ok(Some(HoldEnd::TimedOut(format!(
                         "held at {percent}% for {} and nobody ran `shiftgate promote` \
                          (--pause-timeout; --on-pause-timeout rollback)",
                         humantime::format_duration(hold.timeout)
-                    )));
+                    ))));
                 }
             }
         } else {
-            return None;
+            return Ok(None);
         };
         // The next step's write carries a running record again.
         if let Some(record) = self.record.as_mut() {
@@ -187,7 +193,7 @@ impl Engine<'_> {
             percent,
             by: by.to_string(),
         });
-        Some(HoldEnd::GoOn)
+        Ok(Some(HoldEnd::GoOn))
     }
 
     /// `--gates report-only`: a failed gate is said once per step and the step goes on to the

@@ -249,6 +249,21 @@ pub async fn force_traffic(
     deadline: Duration,
     on_retry: &(dyn Fn(&str) + Send + Sync),
 ) -> Result<ServiceState, String> {
+    force_traffic_of(platform, wanted, deadline, on_retry, None).await
+}
+
+/// How [`force_traffic_of`] says its rollout ended before it could write.
+pub const ENDED_MEANWHILE: &str = "the rollout ended before this could take it over";
+
+/// [`force_traffic`], writing only while the service still carries the rollout record `only_for`
+/// (`abort` aims at one rollout: if that one ended meanwhile, the service is left as it is).
+pub async fn force_traffic_of(
+    platform: &dyn Platform,
+    wanted: &[TrafficTarget],
+    deadline: Duration,
+    on_retry: &(dyn Fn(&str) + Send + Sync),
+    only_for: Option<&str>,
+) -> Result<ServiceState, String> {
     let give_up = later(Instant::now(), deadline);
     let mut last_error = format!(
         "no answer from the platform within {}",
@@ -258,7 +273,7 @@ pub async fn force_traffic(
     let mut attempt = 0u32;
     loop {
         attempt += 1;
-        if let Some(end) = force_once(platform, wanted, give_up, &mut last_error).await {
+        if let Some(end) = force_once(platform, wanted, give_up, &mut last_error, only_for).await {
             return end;
         }
         if later(Instant::now(), pause) >= give_up {
@@ -280,6 +295,7 @@ async fn force_once(
     wanted: &[TrafficTarget],
     give_up: Instant,
     last_error: &mut String,
+    only_for: Option<&str>,
 ) -> Option<Result<ServiceState, String>> {
     let service = match tokio::time::timeout_at(give_up, platform.read_service()).await {
         Err(_) => return Some(Err(last_error.clone())),
@@ -298,6 +314,14 @@ async fn force_once(
         && !service.reconciling
     {
         return Some(Ok(service));
+    }
+    if let Some(id) = only_for
+        && service.rollout.as_ref().map(|record| record.id.as_str()) != Some(id)
+    {
+        return Some(Err(format!(
+            "{ENDED_MEANWHILE} ({id}; traffic now {}); nothing was written",
+            crate::rollout::timeline::describe_traffic(&service.traffic)
+        )));
     }
     if service.reconciling {
         *last_error = format!("{} was still applying a change", service.name);

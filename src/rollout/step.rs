@@ -108,7 +108,7 @@ impl Engine<'_> {
 
     /// Between checks, a read of the service tells whether it is still this rollout's: a person's
     /// `rollback` during a bake stops the rollout at the next check, not at its next write.
-    async fn still_owned(&mut self) -> Result<(), Stop> {
+    pub(super) async fn still_owned(&mut self) -> Result<(), Stop> {
         let platform = self.ports.platform;
         match self.guard(platform.read_service()).await {
             None => Err(Stop::Interrupted),
@@ -186,13 +186,14 @@ impl Engine<'_> {
             }
             let wake = match &hold {
                 None => later(started, schedule.next_look(since, &mut tick)),
-                Some(held) => match self.hold_end(held, step, percent, policy) {
-                    Some(HoldEnd::GoOn) => break Ok(()),
-                    Some(HoldEnd::TimedOut(reason)) => {
+                Some(held) => match self.hold_end(held, step, percent, policy).await {
+                    Err(stop) => break Err(stop),
+                    Ok(Some(HoldEnd::GoOn)) => break Ok(()),
+                    Ok(Some(HoldEnd::TimedOut(reason))) => {
                         self.judge.pause_expired = true;
                         break Err(Stop::Failed(reason));
                     }
-                    None => self.next_hold_look(held, policy),
+                    Ok(None) => self.next_hold_look(held, policy),
                 },
             };
             if self.guard(tokio::time::sleep_until(wake)).await.is_none() {
