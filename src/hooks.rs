@@ -122,7 +122,12 @@ fn judge_execution(operation: &Value) -> Result<String, String> {
             .get("message")
             .and_then(Value::as_str)
             .unwrap_or("failed");
-        return Err(format!("{name}: {message}"));
+        // Google's message usually names the execution already.
+        return Err(if message.contains(&name) {
+            message.to_string()
+        } else {
+            format!("{name}: {message}")
+        });
     }
     let count = |field: &str| execution.get(field).and_then(Value::as_i64).unwrap_or(0);
     let completed = execution

@@ -460,3 +460,37 @@ async fn given_another_rollout_owns_the_service_when_one_with_a_deployment_is_re
     assert_eq!(second.status.code(), Some(2), "{}", stderr_of(&second));
     assert!(github.requests().is_empty(), "{:?}", github.requests());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn given_a_failing_migration_when_a_rollout_with_a_deployment_ends_before_any_change_then_no_deployment_is_made()
+ {
+    let (world, _load) = healthy_service("deploy-pre-job").await;
+    world.sim.model().add_job(
+        PROJECT,
+        REGION,
+        "migrate",
+        shiftgate_sim::JobBehavior::failing(
+            Duration::from_millis(100),
+            shiftgate_sim::FailureShape::OperationError,
+        ),
+    );
+    let github = github().await;
+    let args = with_args(
+        QUICK_ROLLOUT,
+        &[
+            "--json",
+            "--env",
+            "prod",
+            "--github-deployment",
+            "--pre-job",
+            "migrate",
+        ],
+    );
+
+    let output = run(deployment_rollout(&world, &github, &args)).await;
+
+    // The rollout changed nothing, so there is nothing deployed to fail on GitHub.
+    assert_eq!(output.status.code(), Some(1), "{}", stderr_of(&output));
+    assert_eq!(json_of(&output)["outcome"], "failed");
+    assert!(github.deployments().is_empty(), "{:?}", github.requests());
+}

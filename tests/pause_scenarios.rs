@@ -364,3 +364,43 @@ async fn given_a_promote_that_the_rollout_never_took_up_when_the_rollout_ends_ot
     );
     assert_eq!(world.current(), world.stable_only());
 }
+
+#[tokio::test(start_paused = true)]
+async fn given_a_held_rollout_whose_runner_died_when_it_is_resumed_then_the_hold_keeps_its_recorded_deadline()
+ {
+    let world = World::under_load();
+    let request = pausing_at_50(Duration::from_secs(3600), PauseTimeoutAction::Rollback);
+    // The runner is lost 20 minutes into an hour's hold.
+    tokio::select! {
+        _ = world.roll_out(request.clone()) => panic!("the rollout ended before it held"),
+        () = async {
+            world.until_paused().await;
+            tokio::time::sleep(Duration::from_secs(20 * 60)).await;
+        } => {}
+    }
+
+    let resumed = world
+        .roll_out(RolloutRequest {
+            candidate: shiftgate::CandidateSource::Resume,
+            ..request
+        })
+        .await
+        .unwrap();
+
+    // Nobody answers: it rolls back when the first hold would have ended, not an hour later.
+    assert_eq!(resumed.outcome, Outcome::RolledBack, "{:?}", resumed.reason);
+    assert!(resumed.pause_expired);
+    let held_for = resumed
+        .timeline
+        .iter()
+        .find_map(|event| match &event.kind {
+            EventKind::Paused { timeout_s, .. } => Some(*timeout_s),
+            _ => None,
+        })
+        .unwrap();
+    assert!(
+        held_for <= 40.0 * 60.0,
+        "the hold had at most the 40 minutes left of its deadline, not a new hour: {held_for}s"
+    );
+    assert!(resumed.duration_s < 50.0 * 60.0, "{}", resumed.duration_s);
+}

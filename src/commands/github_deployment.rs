@@ -255,6 +255,9 @@ async fn track(
                 Action::Post(status) => tracking.post(status).await,
                 Action::Nothing => {}
             },
+            // A rollout that ended before it changed the service (a failed backup or pre-job)
+            // deployed nothing: no deployment is made just to fail it.
+            Message::Finish(_) if tracking.deployment.is_none() => {}
             Message::Finish(status) => {
                 let succeeded = status.state == DeploymentState::Success;
                 tracking.post(status).await;

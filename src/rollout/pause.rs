@@ -117,12 +117,28 @@ impl Engine<'_> {
         let Some(owned) = self.record.clone() else {
             return Err(Stop::Error("the rollout record was lost".into()));
         };
-        let since = self.clock.now();
-        let until = since + policy.pause.timeout;
+        let now = self.clock.now();
+        // Resumed while held here: the recorded deadline stands.
+        let recorded = plan
+            .held
+            .as_ref()
+            .filter(|_| plan.resume_at == Some(percent))
+            .and_then(|held| {
+                let until = humantime::parse_rfc3339(&held.until).ok()?;
+                Some((held.since.clone(), until))
+            });
+        let (since, until) = match recorded {
+            Some((since, until)) => (since, until),
+            None => (
+                humantime::format_rfc3339_seconds(now).to_string(),
+                now + policy.pause.timeout,
+            ),
+        };
+        let timeout = until.duration_since(now).unwrap_or_default();
         let record = RolloutRecord {
             state: RolloutRecord::PAUSED.to_string(),
             pause: Some(PauseRecord {
-                since: humantime::format_rfc3339_seconds(since).to_string(),
+                since,
                 until: humantime::format_rfc3339_seconds(until).to_string(),
                 on_timeout: policy.pause.on_timeout.name().to_string(),
             }),
@@ -138,12 +154,12 @@ impl Engine<'_> {
         self.emit(EventKind::Paused {
             step,
             percent,
-            timeout_s: policy.pause.timeout.as_secs_f64(),
+            timeout_s: timeout.as_secs_f64(),
             on_timeout: policy.pause.on_timeout,
         });
         Ok(Hold {
             started: Instant::now(),
-            timeout: policy.pause.timeout,
+            timeout,
         })
     }
 

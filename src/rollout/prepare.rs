@@ -53,6 +53,7 @@ impl Engine<'_> {
             service,
             resume_at: None,
             promoted_at: None,
+            held: None,
             started_at: humantime::format_rfc3339_seconds(self.clock.now()).to_string(),
         })
     }
@@ -151,6 +152,7 @@ impl Engine<'_> {
             image: None,
             resume_at: Some(record.percent),
             promoted_at: (record.state == RolloutRecord::RESUMING).then_some(record.percent),
+            held: record.pause.clone().filter(|_| record.is_paused()),
             started_at: record.started_at.clone(),
             service,
         };

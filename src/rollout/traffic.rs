@@ -24,6 +24,9 @@ pub struct Plan {
     /// A resumed rollout whose hold there was already ended by `shiftgate promote`: it does not
     /// hold at this percent again.
     pub promoted_at: Option<u8>,
+    /// A resumed rollout that was held at its recorded step: the hold it had, whose `until`
+    /// still stands (a resume must not push a person's deadline out).
+    pub held: Option<crate::rollout::ports::PauseRecord>,
     /// When the rollout started (kept across a resume).
     pub started_at: String,
 }
@@ -150,6 +153,7 @@ mod tests {
             image: None,
             resume_at: None,
             promoted_at: None,
+            held: None,
             started_at: String::new(),
         };
         assert_eq!(
