@@ -511,6 +511,13 @@ pub struct RollbackArgs {
     /// stable), change nothing and exit 0. For cleanup steps such as `if: cancelled()`.
     #[arg(long, env = "SHIFTGATE_IF_IN_PROGRESS", conflicts_with = "to")]
     pub if_in_progress: bool,
+    #[command(flatten)]
+    pub restore: RestoreArgs,
+}
+
+/// How `rollback` and `abort` restore traffic: how long they try, and the incident if they cannot.
+#[derive(Debug, Clone, Args)]
+pub struct RestoreArgs {
     /// Repository for the SEV-1 incident filed if the rollback fails, OWNER/NAME [default: $GITHUB_REPOSITORY].
     #[arg(long, env = "SHIFTGATE_REPO", value_name = "OWNER/NAME", value_parser = name::repo)]
     pub repo: Option<String>,
@@ -536,15 +543,8 @@ pub struct PromoteArgs {
 pub struct AbortArgs {
     #[command(flatten)]
     pub service: ServiceArgs,
-    /// Repository for the SEV-1 incident filed if the rollback fails, OWNER/NAME [default: $GITHUB_REPOSITORY].
-    #[arg(long, env = "SHIFTGATE_REPO", value_name = "OWNER/NAME", value_parser = name::repo)]
-    pub repo: Option<String>,
-    /// Do not file an incident issue when the rollback fails.
-    #[arg(long, env = "SHIFTGATE_NO_INCIDENT")]
-    pub no_incident: bool,
-    /// How long to keep trying before declaring the rollback failed (exit 4).
-    #[arg(long, env = "SHIFTGATE_TIMEOUT", value_parser = timeout, default_value = "2m", value_name = "DURATION")]
-    pub timeout: Duration,
+    #[command(flatten)]
+    pub restore: RestoreArgs,
 }
 
 #[derive(Debug, Clone, Args)]

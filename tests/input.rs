@@ -86,7 +86,7 @@ proptest! {
             match parse(&argv) {
                 Ok(cli) => {
                     let value = match cli.command {
-                        Sub::Rollback(args) => args.timeout,
+                        Sub::Rollback(args) => args.restore.timeout,
                         Sub::Dispatch(args) => args.poll,
                         _ => unreachable!(),
                     };

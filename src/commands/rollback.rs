@@ -7,13 +7,13 @@ use serde::Serialize;
 use tokio::time::Instant;
 
 use crate::actions::{ResultFacts, ServiceChange, ServiceFacts};
-use crate::cli::{AbortArgs, RollbackArgs};
+use crate::cli::{AbortArgs, RestoreArgs, RollbackArgs, ServiceArgs};
 use crate::commands::result::CommandResult;
 use crate::commands::rollout::{IncidentFiling, file_incident};
 use crate::commands::{CommandError, Context, Endpoints};
 use crate::exit::ExitCode;
 use crate::github::incident::failed_rollback_incident;
-use crate::rollout::engine::{ENDED_MEANWHILE, force_traffic_of, restore_traffic, short_name};
+use crate::rollout::engine::{NotForced, force_traffic_of, restore_traffic, short_name};
 use crate::rollout::ports::{Platform, PortError, ServiceState};
 use crate::rollout::timeline::{TrafficShare, describe_traffic, traffic_json_text, traffic_shares};
 
@@ -87,23 +87,21 @@ pub async fn run(context: &Context, args: RollbackArgs) -> Result<CommandResult,
     } else {
         Mode::Rollback
     };
-    run_as(context, args, mode)
-        .await
-        .map(CommandResult::Rollback)
+    run_as(
+        context,
+        &args.service,
+        args.to.as_deref(),
+        &args.restore,
+        mode,
+    )
+    .await
+    .map(CommandResult::Rollback)
 }
 
 /// `shiftgate abort`: the rollout in progress (running or paused) rolls back now; the rollout's
 /// own process sees its record gone at its next check and stops without writing again.
 pub async fn abort(context: &Context, args: AbortArgs) -> Result<CommandResult, CommandError> {
-    let args = RollbackArgs {
-        service: args.service,
-        to: None,
-        if_in_progress: false,
-        repo: args.repo,
-        no_incident: args.no_incident,
-        timeout: args.timeout,
-    };
-    run_as(context, args, Mode::Abort)
+    run_as(context, &args.service, None, &args.restore, Mode::Abort)
         .await
         .map(CommandResult::Abort)
 }
@@ -121,18 +119,20 @@ enum Mode {
 
 async fn run_as(
     context: &Context,
-    args: RollbackArgs,
+    service: &ServiceArgs,
+    to: Option<&str>,
+    args: &RestoreArgs,
     mode: Mode,
 ) -> Result<RollbackResult, CommandError> {
     let config = context.config()?;
-    let address = config.resolve_service(&args.service)?;
+    let address = config.resolve_service(service)?;
     let endpoints = Endpoints::from_env();
     let platform = endpoints.cloud_run(&address).await?;
     // No single call may outlive --timeout: the command as a whole ends by then.
     platform
         .rest()
         .set_deadline(Some(Instant::now() + args.timeout));
-    let mut result = roll_back_with(&platform, args.to.as_deref(), args.timeout, mode).await?;
+    let mut result = roll_back_with(&platform, to, args.timeout, mode).await?;
     if result.exit_code == ExitCode::RollbackFailed {
         let repo = config.incident_repo(args.repo.as_deref());
         let incident = file_incident(args.no_incident, repo.as_deref(), |repo| {
@@ -348,7 +348,7 @@ async fn restore(
                 incident: None,
             }
         }
-        Err(reason) if reason.starts_with(ENDED_MEANWHILE) => {
+        Err(NotForced::Ended(reason)) => {
             crate::say!("{reason}");
             let last = match tokio::time::timeout_at(give_up, platform.read_service()).await {
                 Ok(Ok(now)) => now,
@@ -366,7 +366,7 @@ async fn restore(
                 incident: None,
             }
         }
-        Err(reason) => {
+        Err(NotForced::Failed(reason)) => {
             // One last read, only if time is left: the result never reports a split not read.
             let last = match tokio::time::timeout_at(give_up, platform.read_service()).await {
                 Ok(Ok(now)) => now,

@@ -249,11 +249,27 @@ pub async fn force_traffic(
     deadline: Duration,
     on_retry: &(dyn Fn(&str) + Send + Sync),
 ) -> Result<ServiceState, String> {
-    force_traffic_of(platform, wanted, deadline, on_retry, None).await
+    force_traffic_of(platform, wanted, deadline, on_retry, None)
+        .await
+        .map_err(NotForced::reason)
 }
 
-/// How [`force_traffic_of`] says its rollout ended before it could write.
-pub const ENDED_MEANWHILE: &str = "the rollout ended before this could take it over";
+/// Why [`force_traffic_of`] wrote nothing it could confirm.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NotForced {
+    /// Refused, or not confirmed by the deadline: the service needs a person.
+    Failed(String),
+    /// The rollout it was aimed at ended first; nothing was written.
+    Ended(String),
+}
+
+impl NotForced {
+    pub fn reason(self) -> String {
+        match self {
+            NotForced::Failed(reason) | NotForced::Ended(reason) => reason,
+        }
+    }
+}
 
 /// [`force_traffic`], writing only while the service still carries the rollout record `only_for`
 /// (`abort` aims at one rollout: if that one ended meanwhile, the service is left as it is).
@@ -263,7 +279,7 @@ pub async fn force_traffic_of(
     deadline: Duration,
     on_retry: &(dyn Fn(&str) + Send + Sync),
     only_for: Option<&str>,
-) -> Result<ServiceState, String> {
+) -> Result<ServiceState, NotForced> {
     let give_up = later(Instant::now(), deadline);
     let mut last_error = format!(
         "no answer from the platform within {}",
@@ -277,7 +293,7 @@ pub async fn force_traffic_of(
             return end;
         }
         if later(Instant::now(), pause) >= give_up {
-            return Err(last_error);
+            return Err(NotForced::Failed(last_error));
         }
         on_retry(&format!(
             "attempt {attempt} failed ({last_error}); reading the service again in {}",
@@ -296,12 +312,14 @@ async fn force_once(
     give_up: Instant,
     last_error: &mut String,
     only_for: Option<&str>,
-) -> Option<Result<ServiceState, String>> {
+) -> Option<Result<ServiceState, NotForced>> {
     let service = match tokio::time::timeout_at(give_up, platform.read_service()).await {
-        Err(_) => return Some(Err(last_error.clone())),
+        Err(_) => return Some(Err(NotForced::Failed(last_error.clone()))),
         Ok(Ok(service)) => service,
         Ok(Err(error @ (PortError::Rejected { .. } | PortError::NotFound(_)))) => {
-            return Some(Err(format!("could not read the service: {error}")));
+            return Some(Err(NotForced::Failed(format!(
+                "could not read the service: {error}"
+            ))));
         }
         Ok(Err(error)) => {
             *last_error = format!("could not read the service: {error}");
@@ -318,10 +336,11 @@ async fn force_once(
     if let Some(id) = only_for
         && service.rollout.as_ref().map(|record| record.id.as_str()) != Some(id)
     {
-        return Some(Err(format!(
-            "{ENDED_MEANWHILE} ({id}; traffic now {}); nothing was written",
+        return Some(Err(NotForced::Ended(format!(
+            "the rollout ended before this could take it over ({id}; traffic now {}); nothing \
+             was written",
             crate::rollout::timeline::describe_traffic(&service.traffic)
-        )));
+        ))));
     }
     if service.reconciling {
         *last_error = format!("{} was still applying a change", service.name);
@@ -333,9 +352,11 @@ async fn force_once(
     };
     let write = write_traffic(platform, &change, &service.etag, give_up);
     match tokio::time::timeout_at(give_up, write).await {
-        Err(_) => Some(Err(last_error.clone())),
+        Err(_) => Some(Err(NotForced::Failed(last_error.clone()))),
         Ok(WriteAnswer::Applied(service)) => Some(Ok(*service)),
-        Ok(WriteAnswer::Refused(error)) => Some(Err(format!("could not set traffic: {error}"))),
+        Ok(WriteAnswer::Refused(error)) => Some(Err(NotForced::Failed(format!(
+            "could not set traffic: {error}"
+        )))),
         Ok(WriteAnswer::Retry(error)) => {
             *last_error = format!("could not set traffic: {error}");
             None
