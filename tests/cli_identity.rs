@@ -30,6 +30,13 @@ fn through_service_account(world: &BinaryWorld) -> PathBuf {
     path
 }
 
+/// The quick rollout (50% then 100%) of the world's service, with a JSON result.
+fn quick_rollout(world: &BinaryWorld) -> std::process::Command {
+    let mut args = vec!["--json"];
+    args.extend(QUICK_ROLLOUT);
+    world.service_command(&args)
+}
+
 fn printed(output: &Output) -> String {
     format!(
         "{}{}",
@@ -57,9 +64,7 @@ async fn given_an_iam_protected_service_when_a_rollout_runs_on_workload_identity
         let world = protected_world(&format!("id-token-{rule:?}"), rule).await;
         let _load = world.start_load(40.0);
         let credentials = through_service_account(&world);
-        let mut args = vec!["--json"];
-        args.extend(QUICK_ROLLOUT);
-        let mut command = world.service_command(&args);
+        let mut command = quick_rollout(&world);
         command
             .env("GOOGLE_APPLICATION_CREDENTIALS", &credentials)
             .env("SHIFTGATE_LOG", "trace");
@@ -114,9 +119,7 @@ async fn given_a_runner_on_google_cloud_when_a_rollout_probes_an_iam_protected_s
     let world = BinaryWorld::start("id-token-metadata").await;
     world.sim.require_id_token(Some(AudienceRule::ServiceUrl));
     let _load = world.start_load(40.0);
-    let mut args = vec!["--json"];
-    args.extend(QUICK_ROLLOUT);
-    let mut command = world.service_command(&args);
+    let mut command = quick_rollout(&world);
     command.env("GCE_METADATA_HOST", world.sim.metadata_host());
 
     // When a rollout runs there.
@@ -140,9 +143,7 @@ async fn given_an_iam_protected_service_and_only_an_access_token_when_a_rollout_
     let world = BinaryWorld::start("id-token-static").await;
     world.sim.require_id_token(Some(AudienceRule::Either));
     let _load = world.start_load(40.0);
-    let mut args = vec!["--json"];
-    args.extend(QUICK_ROLLOUT);
-    let mut command = world.service_command(&args);
+    let mut command = quick_rollout(&world);
     command.env("GOOGLE_OAUTH_ACCESS_TOKEN", "ya29.static-access-token");
 
     // When a rollout runs on a bare access token, which cannot make an ID token.

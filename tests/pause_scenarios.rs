@@ -29,6 +29,18 @@ fn pausing_at_50(timeout: Duration, on_timeout: PauseTimeoutAction) -> RolloutRe
 }
 
 impl World {
+    /// Runs `request` until it has held for `after`, then drops it as a lost runner would: no
+    /// restore runs, and the paused record stays on the service.
+    async fn lose_runner_while_held(&self, request: &RolloutRequest, after: Duration) {
+        tokio::select! {
+            _ = self.roll_out(request.clone()) => panic!("the rollout ended before it held"),
+            () = async {
+                self.until_paused().await;
+                tokio::time::sleep(after).await;
+            } => {}
+        }
+    }
+
     /// Resolves, in virtual time, once the rollout's record says it is paused.
     async fn until_paused(&self) {
         let (platform, _, _) = self.ports();
@@ -39,6 +51,14 @@ impl World {
             }
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
+    }
+}
+
+/// The same rollout, resumed from its record by another runner.
+fn resuming(request: RolloutRequest) -> RolloutRequest {
+    RolloutRequest {
+        candidate: shiftgate::CandidateSource::Resume,
+        ..request
     }
 }
 
@@ -271,10 +291,7 @@ async fn given_a_held_rollout_whose_runner_died_when_a_person_promotes_then_the_
     let world = World::under_load();
     let request = pausing_at_50(Duration::from_secs(3600), PauseTimeoutAction::Rollback);
     // The runner is lost while the rollout holds: no restore runs, the paused record stays.
-    tokio::select! {
-        _ = world.roll_out(request.clone()) => panic!("the rollout ended before it held"),
-        () = world.until_paused() => {}
-    }
+    world.lose_runner_while_held(&request, Duration::ZERO).await;
     let (platform, _, _) = world.ports();
     let asked = shiftgate::promote(&platform, Duration::from_secs(5))
         .await
@@ -284,13 +301,7 @@ async fn given_a_held_rollout_whose_runner_died_when_a_person_promotes_then_the_
         "nobody runs it: {asked:?}"
     );
 
-    let resumed = world
-        .roll_out(RolloutRequest {
-            candidate: shiftgate::CandidateSource::Resume,
-            ..request
-        })
-        .await
-        .unwrap();
+    let resumed = world.roll_out(resuming(request)).await.unwrap();
 
     assert_eq!(resumed.outcome, Outcome::Promoted, "{:?}", resumed.reason);
     assert_eq!(paused_and_resumed(&resumed), (0, Vec::new()));
@@ -328,10 +339,7 @@ async fn given_a_promote_that_the_rollout_never_took_up_when_the_rollout_ends_ot
     let world = World::under_load();
     let request = pausing_at_50(Duration::from_secs(3600), PauseTimeoutAction::Rollback);
     // A held rollout whose runner is gone, so nothing takes the promote up.
-    tokio::select! {
-        _ = world.roll_out(request) => panic!("the rollout ended before it held"),
-        () = world.until_paused() => {}
-    }
+    world.lose_runner_while_held(&request, Duration::ZERO).await;
     let (platform, _, _) = world.ports();
     let someone_else = async {
         // Then, once promote has asked, the rollout ends another way (here: a person's abort).
@@ -371,21 +379,11 @@ async fn given_a_held_rollout_whose_runner_died_when_it_is_resumed_then_the_hold
     let world = World::under_load();
     let request = pausing_at_50(Duration::from_secs(3600), PauseTimeoutAction::Rollback);
     // The runner is lost 20 minutes into an hour's hold.
-    tokio::select! {
-        _ = world.roll_out(request.clone()) => panic!("the rollout ended before it held"),
-        () = async {
-            world.until_paused().await;
-            tokio::time::sleep(Duration::from_secs(20 * 60)).await;
-        } => {}
-    }
+    world
+        .lose_runner_while_held(&request, Duration::from_secs(20 * 60))
+        .await;
 
-    let resumed = world
-        .roll_out(RolloutRequest {
-            candidate: shiftgate::CandidateSource::Resume,
-            ..request
-        })
-        .await
-        .unwrap();
+    let resumed = world.roll_out(resuming(request)).await.unwrap();
 
     // Nobody answers: it rolls back when the first hold would have ended, not an hour later.
     assert_eq!(resumed.outcome, Outcome::RolledBack, "{:?}", resumed.reason);
