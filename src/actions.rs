@@ -8,6 +8,7 @@ use std::io::{IsTerminal as _, Write as _};
 use std::path::Path;
 use std::sync::Mutex;
 
+use crate::commands::waves::{RegionSummary, UndoOutcome};
 use crate::exit::ExitCode;
 use crate::live::LiveProgress;
 use crate::markdown;
@@ -44,6 +45,8 @@ pub struct ResultFacts<'a> {
     pub incident_url: Option<&'a str>,
     /// The environment's public URL (a rollout's `url` output, for a job's `environment.url`).
     pub url: Option<&'a str>,
+    /// A rollout in waves: each region, in order.
+    pub regions: Option<&'a [RegionSummary]>,
 }
 
 impl<'a> ResultFacts<'a> {
@@ -61,6 +64,7 @@ impl<'a> ResultFacts<'a> {
             run: None,
             incident_url: None,
             url: None,
+            regions: None,
         }
     }
 }
@@ -203,7 +207,13 @@ pub fn step_summary(facts: &ResultFacts) -> String {
             let _ = writeln!(out, "**{label}:** {}\n", markdown::code(text));
         }
     }
+    if let Some(regions) = facts.regions {
+        out.push_str(&regions_table(regions));
+    }
     if let Some((report, policy)) = facts.rollout {
+        if facts.regions.is_some() {
+            let _ = writeln!(out, "Steps of the last region rolled out:\n");
+        }
         out.push_str(&steps_and_chart(report, policy));
     }
     if let Some(traffic) = &facts.final_traffic {
@@ -219,6 +229,52 @@ pub fn step_summary(facts: &ResultFacts) -> String {
     if let Some(url) = facts.incident_url {
         let _ = writeln!(out, "Incident: {}\n", markdown::link(url));
     }
+    out
+}
+
+/// One row per region of a rollout in waves: what it ran, how it ended, what it serves now.
+fn regions_table(regions: &[RegionSummary]) -> String {
+    let mut out = String::from(
+        "| region | steps | outcome | candidate | traffic now | note |\n|---|---|---|---|---|---|\n",
+    );
+    for region in regions {
+        let outcome = match region.undone {
+            Some(UndoOutcome::RolledBack) => "promoted, then rolled back".to_string(),
+            Some(UndoOutcome::Left) => "promoted, then changed by someone else".to_string(),
+            Some(UndoOutcome::Failed) => "promoted; ROLLBACK FAILED".to_string(),
+            None => region.outcome.replace('_', " "),
+        };
+        let steps = region
+            .steps
+            .iter()
+            .map(|percent| format!("{percent}%"))
+            .collect::<Vec<_>>()
+            .join(" → ");
+        let traffic = match region.final_traffic.is_empty() {
+            true => "–".to_string(),
+            false => split_text(&region.final_traffic),
+        };
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} {} | {} | {} | {} |",
+            markdown::cell_code(&region.region),
+            steps,
+            outcome_icon(&region.outcome),
+            markdown::text(&outcome),
+            region
+                .candidate
+                .as_deref()
+                .map(markdown::cell_code)
+                .unwrap_or_else(|| "–".into()),
+            traffic.replace('|', "\\|"),
+            region
+                .reason
+                .as_deref()
+                .map(markdown::cell_code)
+                .unwrap_or_default(),
+        );
+    }
+    out.push('\n');
     out
 }
 

@@ -281,8 +281,9 @@ pub struct ServiceArgs {
     /// Google Cloud project ID.
     #[arg(long, env = "SHIFTGATE_PROJECT", value_parser = name::project)]
     pub project: Option<String>,
-    /// Cloud Run region, e.g. us-central1.
-    #[arg(long, env = "SHIFTGATE_REGION", value_parser = name::region)]
+    /// Cloud Run region, e.g. us-central1; `rollout` also takes a comma list, rolled out in waves
+    /// in that order.
+    #[arg(long, env = "SHIFTGATE_REGION", value_parser = name::regions, value_name = "REGION")]
     pub region: Option<String>,
     /// Cloud Run service name.
     #[arg(long, env = "SHIFTGATE_SERVICE", value_parser = name::service)]
@@ -403,6 +404,14 @@ pub struct RolloutArgs {
     /// rolls back), for a team trying shiftgate next to its existing deploy [default: enforce].
     #[arg(long, env = "SHIFTGATE_GATES", value_enum, value_name = "MODE")]
     pub gates: Option<GateMode>,
+    /// With several regions: the steps of every region after the first, which rolls out with
+    /// --steps [default: 100, straight to all traffic].
+    #[arg(long, env = "SHIFTGATE_WAVE_STEPS", value_name = "LIST")]
+    pub wave_steps: Option<Steps>,
+    /// With several regions: how long each step of a region after the first must stay healthy
+    /// [default: 2m].
+    #[arg(long, env = "SHIFTGATE_WAVE_BAKE", value_parser = bake, value_name = "DURATION")]
+    pub wave_bake: Option<Duration>,
     #[command(flatten)]
     pub health: HealthCheckArgs,
 
@@ -442,6 +451,8 @@ impl RolloutArgs {
             post_job: self.post_job.clone(),
             on_rollback_job: self.on_rollback_job.clone(),
             hook_timeout: self.hook_timeout,
+            wave_steps: self.wave_steps.clone(),
+            wave_bake: self.wave_bake,
             ..self.policy.overrides()
         }
     }

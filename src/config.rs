@@ -47,6 +47,9 @@ pub struct Config {
 pub struct Environment {
     pub project: Option<String>,
     pub region: Option<String>,
+    /// Several regions of the same service, rolled out in waves in this order (`rollout`); other
+    /// commands take one of them with `--region`.
+    pub regions: Option<Vec<String>>,
     pub service: Option<String>,
     /// Public URL, probed by `shiftgate health`.
     pub url: Option<String>,
@@ -113,6 +116,10 @@ pub struct PolicyFile {
     pub post_job: Option<String>,
     pub on_rollback_job: Option<String>,
     pub hook_timeout: Option<String>,
+    /// Steps of every region after the first (default `[100]`).
+    pub wave_steps: Option<Vec<u8>>,
+    /// Bake of every region after the first (default `"2m"`).
+    pub wave_bake: Option<String>,
 }
 
 /// Which service to work on, as a command names it: an environment of the config file, and
@@ -150,6 +157,8 @@ pub struct PolicyOverrides {
     pub post_job: Option<String>,
     pub on_rollback_job: Option<String>,
     pub hook_timeout: Option<Duration>,
+    pub wave_steps: Option<Steps>,
+    pub wave_bake: Option<Duration>,
 }
 
 /// Health expectations given for one run; each overrides the config's.
@@ -184,6 +193,20 @@ impl Environment {
         named("project", &self.project, names::check_project)?;
         named("region", &self.region, names::check_region)?;
         named("service", &self.service, names::check_service)?;
+        if let Some(regions) = &self.regions {
+            if self.region.is_some() {
+                return Err(ConfigError(format!(
+                    "{section}: give `region` or `regions`, not both"
+                )));
+            }
+            if regions.is_empty() {
+                return Err(ConfigError(format!(
+                    "{section}.regions: name at least one region (e.g. [\"us-central1\", \"europe-west1\"])"
+                )));
+            }
+            names::split_regions(&regions.join(","))
+                .map_err(|message| ConfigError(format!("{section}.regions: {message}")))?;
+        }
         check_notify(&format!("{section}.notify"), &self.notify)?;
         self.policy
             .check(&format!("{section}.policy"))
@@ -293,7 +316,29 @@ impl Config {
             environment.map(|e| &e.project),
             "--project",
         );
-        let region = pick(&wanted.region, environment.map(|e| &e.region), "--region");
+        if let Some(list) = wanted.region.as_deref().filter(|r| r.contains(',')) {
+            return Err(ConfigError(format!(
+                "--region: {list} names several regions, which only `rollout` takes (as waves); \
+                 give one region"
+            )));
+        }
+        let only_region = environment.map(|e| match &e.regions {
+            Some(regions) if regions.len() == 1 => Some(regions[0].clone()),
+            _ => e.region.clone(),
+        });
+        if let (None, Some(name), Some(regions)) = (
+            &wanted.region,
+            &wanted.environment,
+            environment.and_then(|e| e.regions.as_ref()),
+        ) && regions.len() > 1
+        {
+            return Err(ConfigError(format!(
+                "environment {name} is in several regions ({}); give --region with the one to \
+                 work on (only `rollout` takes them all, as waves)",
+                regions.join(", ")
+            )));
+        }
+        let region = pick(&wanted.region, only_region.as_ref(), "--region");
         let service = pick(
             &wanted.service,
             environment.map(|e| &e.service),
@@ -325,6 +370,35 @@ impl Config {
                     .collect();
                 Err(self.missing_coordinates(wanted.environment.as_deref(), &missing))
             }
+        }
+    }
+
+    /// The services a rollout goes through, in order: one per region of `--region a,b` or of the
+    /// environment's `regions`, else the one service `resolve_service` gives.
+    pub fn resolve_waves(
+        &self,
+        wanted: impl Into<ServiceSelector>,
+    ) -> Result<Vec<ServiceAddress>, ConfigError> {
+        let wanted: ServiceSelector = wanted.into();
+        let regions = match (&wanted.region, &wanted.environment) {
+            (Some(list), _) => Some(
+                names::split_regions(list)
+                    .map_err(|message| ConfigError(format!("--region: {message}")))?,
+            ),
+            (None, Some(name)) => self.environment(name)?.regions.clone(),
+            (None, None) => None,
+        };
+        match regions {
+            None => Ok(vec![self.resolve_service(wanted)?]),
+            Some(regions) => regions
+                .into_iter()
+                .map(|region| {
+                    self.resolve_service(ServiceSelector {
+                        region: Some(region),
+                        ..wanted.clone()
+                    })
+                })
+                .collect(),
         }
     }
 
@@ -420,6 +494,12 @@ impl Config {
         }
         if let Some(timeout) = overrides.hook_timeout {
             hooks.timeout = timeout;
+        }
+        if let Some(steps) = &overrides.wave_steps {
+            policy.wave.steps = steps.clone();
+        }
+        if let Some(bake) = overrides.wave_bake {
+            policy.wave.bake = bake;
         }
         apply_health_overrides(&mut policy.health, &overrides.health);
         policy.validate().map_err(ConfigError)?;
@@ -677,6 +757,12 @@ impl PolicyFile {
         if let Some(audience) = &self.health_audience {
             names::check_audience(audience).map_err(|m| at("health_audience", m))?;
             policy.health.audience = Some(audience.clone());
+        }
+        if let Some(steps) = &self.wave_steps {
+            policy.wave.steps = Steps::new(steps.clone()).map_err(|m| at("wave_steps", m))?;
+        }
+        if let Some(bake) = &self.wave_bake {
+            policy.wave.bake = limits::BAKE.parse(bake).map_err(|m| at("wave_bake", m))?;
         }
         Ok(())
     }

@@ -84,6 +84,7 @@ pub use commands::{refuse_arguments, run};
 pub use config::Config;
 pub use exit::ExitCode;
 pub use output::{log_writer, print_json, say_line};
+pub use rollout::engine::{NotForced, undo_promotion};
 
 /// The answers the adapters parse, as they read them: for the parser tests and the fuzzers.
 pub mod wire {

@@ -67,6 +67,22 @@ pub fn check_region(text: &str) -> Result<(), String> {
     }
 }
 
+/// A comma list of regions: each a region, none twice, at least one.
+pub fn split_regions(text: &str) -> Result<Vec<String>, String> {
+    let mut regions: Vec<String> = Vec::new();
+    for part in text.split(',').map(str::trim) {
+        check_region(part)?;
+        if regions.iter().any(|seen| seen == part) {
+            return Err(format!(
+                "{} is named twice; each region is one wave",
+                quote(part)
+            ));
+        }
+        regions.push(part.to_string());
+    }
+    Ok(regions)
+}
+
 /// A Cloud Run service name: lowercase letters, digits and hyphens, starting with a letter, not
 /// ending with a hyphen, at most 49 characters.
 pub fn check_service(text: &str) -> Result<(), String> {
@@ -204,8 +220,9 @@ pub mod arg {
         super::check_project(text).map(|()| text.to_string())
     }
 
-    pub fn region(text: &str) -> Result<String, String> {
-        super::check_region(text).map(|()| text.to_string())
+    /// One region, or a comma list of them (a rollout's waves), normalised to `a,b`.
+    pub fn regions(text: &str) -> Result<String, String> {
+        super::split_regions(text).map(|regions| regions.join(","))
     }
 
     pub fn service(text: &str) -> Result<String, String> {

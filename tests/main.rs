@@ -9,6 +9,7 @@ mod cli_hooks;
 mod cli_identity;
 mod cli_pause;
 mod cli_tokens;
+mod cli_waves;
 mod contracts;
 mod discovery_validator;
 mod engine_scenarios;

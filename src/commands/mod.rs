@@ -15,6 +15,7 @@ pub(crate) mod rollback;
 mod rollout;
 mod simulate;
 pub(crate) mod status;
+pub(crate) mod waves;
 
 use std::path::PathBuf;
 

@@ -458,6 +458,7 @@ async fn a_rollout_result_is_pinned() {
         url: None,
         github_deployment: None,
         notifications: None,
+        regions: None,
     });
     assert_shown(
         &shown(rolled_back),
@@ -471,6 +472,7 @@ async fn a_rollout_result_is_pinned() {
         url: None,
         github_deployment: None,
         notifications: None,
+        regions: None,
     });
     assert_shown(
         &shown(promoted),

@@ -20,6 +20,8 @@ use crate::exit::ExitCode;
 /// What a command that did its job produced; `command` in the JSON names the variant.
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "command", rename_all = "snake_case")]
+// One result is built per process and printed once: its size costs nothing worth a box.
+#[allow(clippy::large_enum_variant)]
 pub enum CommandResult {
     Rollout(RolloutResult),
     Rollback(RollbackResult),

@@ -15,6 +15,7 @@ use crate::commands::github_deployment::{
 };
 use crate::commands::public_url::{UriSeen, public_url};
 use crate::commands::result::CommandResult;
+use crate::commands::waves;
 use crate::commands::{CommandError, Context, Endpoints};
 use crate::exit::ExitCode;
 use crate::gcp::{Credentials, GoogleRest};
@@ -156,6 +157,9 @@ pub struct RolloutResult {
     /// Each `--notify` message and whether it arrived; absent without webhooks.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub notifications: Option<Vec<Delivery>>,
+    /// Each region of a rollout in waves, in order; absent with one region.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub regions: Option<Vec<waves::RegionSummary>>,
 }
 
 impl RolloutResult {
@@ -163,6 +167,7 @@ impl RolloutResult {
         ResultFacts {
             incident_url: self.incident.as_ref().and_then(IncidentFiling::url),
             url: self.url.as_deref(),
+            regions: self.regions.as_deref(),
             ..self.run.facts(command)
         }
     }
@@ -223,20 +228,25 @@ impl Serialize for IncidentFiling {
 
 pub async fn run(context: &Context, args: RolloutArgs) -> Result<CommandResult, CommandError> {
     let config = context.config()?;
-    let address = config.resolve_service(&args.service)?;
+    let addresses = config.resolve_waves(&args.service)?;
+    waves::check_candidate(&args, &addresses)?;
+    let first = &addresses[0];
     let backend = metrics_backend(&args)?;
     let policy = config.resolve_policy(
-        address.environment.as_deref(),
+        first.environment.as_deref(),
         &args.policy_overrides(),
         default_metrics_delay(backend, &args),
     )?;
+    if addresses.len() > 1 {
+        policy.validate_waves().map_err(CommandError::bad_input)?;
+    }
     let minute_resolution =
         !(backend == MetricsBackend::Prometheus && args.prometheus_url.is_some());
     if let Some(warning) = short_bake_warning(&policy).filter(|_| minute_resolution) {
         crate::say!("warning: {warning}");
     }
     let incident_repo = config.incident_repo(args.repo.as_deref());
-    let webhooks = config.notify_targets(address.environment.as_deref(), &args.notify, |name| {
+    let webhooks = config.notify_targets(first.environment.as_deref(), &args.notify, |name| {
         std::env::var(name).ok()
     })?;
     let endpoints = Endpoints::from_env();
@@ -249,20 +259,273 @@ pub async fn run(context: &Context, args: RolloutArgs) -> Result<CommandResult, 
         called.push(&endpoints.storage);
     }
     let credentials = Endpoints::credentials(&called).await?;
-    if let Some(warning) = crate::gcp::static_token_warning(&credentials, longest_run(&policy)) {
+    if let Some(warning) =
+        crate::gcp::static_token_warning(&credentials, longest_run(&policy, addresses.len()))
+    {
         crate::say!("warning: {warning}");
     }
-    let identity = Identity::generate();
+    let identities: Vec<Identity> = addresses.iter().map(|_| Identity::generate()).collect();
     let tracker = match args.github_deployment && !args.dry_run {
         true => Some(DeploymentTracker::start(deployment_target(
             &args,
             incident_repo.as_deref(),
-            &address,
-            &identity.id,
+            first,
+            &identities[0].id,
         )?)),
         false => None,
     };
-    let platform = endpoints.cloud_run_with(&address, credentials.clone());
+    for unset in &webhooks.unset {
+        crate::notify::warn(&format!(
+            "{unset}: that webhook is not told of this rollout"
+        ));
+    }
+    let setup = RegionSetup {
+        context,
+        args: &args,
+        backend,
+        endpoints: &endpoints,
+        credentials: &credentials,
+        webhooks: &webhooks.urls,
+        tracker: tracker.as_ref(),
+    };
+    let in_waves = addresses.len() > 1;
+    if in_waves && !args.dry_run {
+        let platforms: Vec<_> = addresses
+            .iter()
+            .map(|address| endpoints.cloud_run_with(address, credentials.clone()))
+            .collect();
+        let regions: Vec<(&crate::config::ServiceAddress, &dyn Platform)> = addresses
+            .iter()
+            .zip(&platforms)
+            .map(|(address, platform)| (address, platform as &dyn Platform))
+            .collect();
+        if let Err(error) = waves::preflight(&regions, PREFLIGHT_TIMEOUT).await {
+            if let Some(tracker) = tracker {
+                tracker.abandon(&error.message).await;
+            }
+            return Err(error);
+        }
+    }
+
+    let mut runs: Vec<RegionRun> = Vec::new();
+    let mut failure: Option<CommandError> = None;
+    for (index, (address, identity)) in addresses.iter().zip(identities).enumerate() {
+        let policy = match index {
+            0 => policy.clone(),
+            _ => policy.for_wave(),
+        };
+        if in_waves {
+            crate::say!(
+                "region {} of {}: {} ({})",
+                index + 1,
+                addresses.len(),
+                address.region,
+                match index {
+                    0 => format!("steps {}", policy.steps),
+                    _ => format!(
+                        "wave: steps {}, bake {}",
+                        policy.steps,
+                        humantime::format_duration(policy.bake)
+                    ),
+                }
+            );
+        }
+        match run_region(&setup, address, policy, identity).await {
+            Ok(run) => {
+                let outcome = run.run.report.outcome;
+                runs.push(run);
+                if waves::undoes_earlier(outcome) || outcome == Outcome::Interrupted {
+                    break;
+                }
+            }
+            Err(error) => {
+                failure = Some(error);
+                break;
+            }
+        }
+    }
+
+    // A region that failed takes back every region promoted before it.
+    let deciding_failed = match (&failure, runs.last()) {
+        (Some(_), _) => true,
+        (None, Some(last)) => waves::undoes_earlier(last.run.report.outcome),
+        (None, None) => false,
+    };
+    let promoted_before = match &failure {
+        Some(_) => runs.len(),
+        None => runs.len().saturating_sub(1),
+    };
+    let mut summaries: Vec<waves::RegionSummary> = runs
+        .iter()
+        .map(|run| waves::RegionSummary::ran(&run.address.region, &run.run.report))
+        .collect();
+    if in_waves && deciding_failed {
+        for (run, summary) in runs[..promoted_before]
+            .iter()
+            .zip(summaries.iter_mut())
+            .rev()
+        {
+            let platform = endpoints.cloud_run_with(&run.address, credentials.clone());
+            waves::undo(&platform, summary, &run.run.report, UNDO_TIMEOUT).await;
+        }
+    }
+    let undo_failed = summaries
+        .iter()
+        .any(|summary| summary.undone == Some(waves::UndoOutcome::Failed));
+    let undo_note = waves::undo_note(&summaries);
+    if let Some(error) = &failure {
+        summaries.push(waves::RegionSummary::not_run(
+            &addresses[runs.len()].region,
+            "error",
+            policy.for_wave().steps.percents(),
+            Some(error.message.clone()),
+        ));
+    }
+    for address in addresses.iter().skip(summaries.len()) {
+        summaries.push(waves::RegionSummary::not_run(
+            &address.region,
+            "not_started",
+            policy.for_wave().steps.percents(),
+            None,
+        ));
+    }
+
+    let mut notifiers: Vec<Notifier> = Vec::new();
+    let mut api_calls = GoogleApiCalls {
+        cloud_run: 0,
+        monitoring: 0,
+    };
+    let mut first_uri = None;
+    let mut deciding = None;
+    for (index, run) in runs.into_iter().enumerate() {
+        api_calls.cloud_run += run.run.api_calls.cloud_run;
+        api_calls.monitoring += run.run.api_calls.monitoring;
+        if index == 0 {
+            first_uri = run.uri.clone();
+        }
+        notifiers.extend(run.notifier);
+        deciding = Some(run.run);
+    }
+
+    if let Some(mut error) = failure {
+        if in_waves && promoted_before > 0 {
+            // Earlier regions were changed (and undone): not "nothing was changed".
+            let region = &addresses[promoted_before].region;
+            error.message = format!(
+                "region {region}: {}; {}",
+                error.message,
+                undo_note.clone().unwrap_or_default()
+            );
+            error.exit_code = match error.exit_code {
+                _ if undo_failed => ExitCode::RollbackFailed,
+                ExitCode::BadInput => ExitCode::CheckFailed,
+                other => other,
+            };
+        }
+        if let Some(tracker) = tracker {
+            tracker.abandon(&error.message).await;
+        }
+        finish_all(notifiers, Some(&error.message), &context.interrupt).await;
+        return Err(error);
+    }
+    let Some(mut run) = deciding else {
+        return Err(CommandError::api("no region was rolled out"));
+    };
+    if in_waves && deciding_failed {
+        let region = &addresses[promoted_before].region;
+        let own = run.report.reason.clone().unwrap_or_default();
+        run.report.reason = Some(match &undo_note {
+            Some(note) => format!("region {region}: {own}; {note}"),
+            None => format!("region {region}: {own}"),
+        });
+        if undo_failed {
+            run.report.rollback_failed = true;
+            run.exit_code = run.report.exit_code();
+        }
+    }
+    let url = public_url(first.url.as_deref(), first_uri);
+    let github_deployment = match tracker {
+        Some(tracker) => Some(tracker.finish(&run.report, url.as_deref()).await),
+        None => None,
+    };
+    let incident = match run.report.outcome {
+        // An expired hold is nobody's approval, not a fault of the candidate.
+        Outcome::RolledBack if run.report.pause_expired => None,
+        Outcome::RolledBack | Outcome::Failed => Some(
+            file_incident(args.no_incident, incident_repo.as_deref(), |repo| {
+                crate::github::incident::rollout_incident(repo, &run.report, &run.policy)
+            })
+            .await,
+        ),
+        _ => None,
+    };
+    // Messages were being sent while the incident was filed; what is left gets a bounded wait.
+    let notifications = match notifiers.is_empty() {
+        // An end with no message of its own (a failed backup or pre-job) still closes the start.
+        false => {
+            Some(finish_all(notifiers, run.report.reason.as_deref(), &context.interrupt).await)
+        }
+        true => (!webhooks.urls.is_empty()).then(Vec::new),
+    };
+    run.api_calls = api_calls;
+    Ok(CommandResult::Rollout(RolloutResult {
+        run,
+        incident,
+        url,
+        github_deployment,
+        notifications,
+        regions: in_waves.then_some(summaries),
+    }))
+}
+
+/// Waits (bounded) for every region's messages still being sent.
+async fn finish_all(
+    notifiers: Vec<Notifier>,
+    stopped: Option<&str>,
+    interrupt: &crate::rollout::engine::Interrupt,
+) -> Vec<Delivery> {
+    let mut delivered = Vec::new();
+    for notifier in notifiers {
+        delivered.extend(notifier.finish(stopped, interrupt).await);
+    }
+    delivered
+}
+
+/// How long the reads of every region before the first wave may take, each.
+const PREFLIGHT_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long undoing one promoted region may take.
+const UNDO_TIMEOUT: Duration = Duration::from_secs(3 * 60);
+
+/// What every region's rollout shares.
+struct RegionSetup<'a> {
+    context: &'a Context,
+    args: &'a RolloutArgs,
+    backend: MetricsBackend,
+    endpoints: &'a Endpoints,
+    credentials: &'a Credentials,
+    webhooks: &'a [crate::notify::NotifyUrl],
+    tracker: Option<&'a DeploymentTracker>,
+}
+
+/// One region's rollout: its report, the service URL it saw, and its messages still being sent.
+struct RegionRun {
+    address: crate::config::ServiceAddress,
+    run: RolloutRun,
+    uri: Option<String>,
+    notifier: Option<Notifier>,
+}
+
+/// Runs the rollout of one region (the only one, or one wave) to its end.
+async fn run_region(
+    setup: &RegionSetup<'_>,
+    address: &crate::config::ServiceAddress,
+    policy: Policy,
+    identity: Identity,
+) -> Result<RegionRun, CommandError> {
+    let args = setup.args;
+    let endpoints = setup.endpoints;
+    let credentials = setup.credentials;
+    let platform = endpoints.cloud_run_with(address, credentials.clone());
     let hooks = GoogleHooks::new(
         GoogleRest::new(&endpoints.storage, credentials.clone()),
         GoogleRest::new(&endpoints.cloud_run, credentials.clone()),
@@ -271,7 +534,7 @@ pub async fn run(context: &Context, args: RolloutArgs) -> Result<CommandResult, 
     );
     let seen = UriSeen::new(&platform);
     let (metrics, metrics_rest) =
-        metrics_adapter(backend, &args, &endpoints, credentials, &address);
+        metrics_adapter(setup.backend, args, endpoints, credentials.clone(), address);
     let health = HttpHealthEndpoint::new(HEALTH_TIMEOUT).with_id_tokens(IdTokens::from_env());
     let ports = Ports {
         platform: &seen,
@@ -280,35 +543,36 @@ pub async fn run(context: &Context, args: RolloutArgs) -> Result<CommandResult, 
     };
     let request = RolloutRequest {
         policy,
-        candidate: candidate_source(&args),
+        candidate: candidate_source(args),
         dry_run: args.dry_run,
     };
     // A dry run changes nothing, so it has nothing to announce.
-    let notifier = (!webhooks.urls.is_empty() && !args.dry_run)
-        .then(|| Notifier::start(webhooks.urls.clone(), notify_subject(&address)));
-    for unset in &webhooks.unset {
-        crate::notify::warn(&format!(
-            "{unset}: that webhook is not told of this rollout"
-        ));
-    }
+    let notifier = (!setup.webhooks.is_empty() && !args.dry_run)
+        .then(|| Notifier::start(setup.webhooks.to_vec(), notify_subject(address)));
+    let tracker = setup.tracker;
     let observe = |event: &Event| {
-        if let Some(tracker) = &tracker {
+        if let Some(tracker) = tracker {
             tracker.observe(event);
         }
         if let Some(notifier) = &notifier {
             notifier.observe(event);
         }
     };
-    let report = match run_engine(context, ports, &request, identity, &observe, Some(&hooks)).await
-    {
+    let ran = run_engine(
+        setup.context,
+        ports,
+        &request,
+        identity,
+        &observe,
+        Some(&hooks),
+    )
+    .await;
+    let report = match ran {
         Ok(report) => report,
         Err(error) => {
-            if let Some(tracker) = tracker {
-                tracker.abandon(&error.message).await;
-            }
             if let Some(notifier) = notifier {
                 notifier
-                    .finish(Some(&error.message), &context.interrupt)
+                    .finish(Some(&error.message), &setup.context.interrupt)
                     .await;
             }
             return Err(error);
@@ -318,39 +582,12 @@ pub async fn run(context: &Context, args: RolloutArgs) -> Result<CommandResult, 
         cloud_run: platform.rest().calls(),
         monitoring: metrics_rest.calls(),
     };
-    let url = public_url(address.url.as_deref(), seen.uri());
-    let github_deployment = match tracker {
-        Some(tracker) => Some(tracker.finish(&report, url.as_deref()).await),
-        None => None,
-    };
-    let incident = match report.outcome {
-        // An expired hold is nobody's approval, not a fault of the candidate.
-        Outcome::RolledBack if report.pause_expired => None,
-        Outcome::RolledBack | Outcome::Failed => Some(
-            file_incident(args.no_incident, incident_repo.as_deref(), |repo| {
-                crate::github::incident::rollout_incident(repo, &report, &request.policy)
-            })
-            .await,
-        ),
-        _ => None,
-    };
-    // Messages were being sent while the incident was filed; what is left gets a bounded wait.
-    let notifications = match notifier {
-        // An end with no message of its own (a failed backup or pre-job) still closes the start.
-        Some(notifier) => Some(
-            notifier
-                .finish(report.reason.as_deref(), &context.interrupt)
-                .await,
-        ),
-        None => (!webhooks.urls.is_empty()).then(Vec::new),
-    };
-    Ok(CommandResult::Rollout(RolloutResult {
+    Ok(RegionRun {
+        address: address.clone(),
+        uri: seen.uri(),
         run: RolloutRun::new(report, request.policy, api_calls),
-        incident,
-        url,
-        github_deployment,
-        notifications,
-    }))
+        notifier,
+    })
 }
 
 /// What `--github-deployment` needs, checked before anything changes: a repository, a token and
@@ -398,8 +635,8 @@ fn notify_subject(address: &crate::config::ServiceAddress) -> Subject {
 }
 
 /// How long the rollout may run without anyone's help going wrong: its steps, every hold's
-/// timeout and every hook's (a static token must last all of it).
-fn longest_run(policy: &crate::rollout::Policy) -> Duration {
+/// timeout and every hook's, and each later region's wave (a static token must last all of it).
+fn longest_run(policy: &crate::rollout::Policy, regions: usize) -> Duration {
     let hooks = [
         policy.hooks.backup.is_some(),
         policy.hooks.pre_job.is_some(),
@@ -413,6 +650,12 @@ fn longest_run(policy: &crate::rollout::Policy) -> Duration {
         .time_to_promote()
         .saturating_add(policy.pause.longest_wait())
         .saturating_add(policy.hooks.timeout.saturating_mul(hooks))
+        .saturating_add(
+            policy
+                .for_wave()
+                .time_to_promote()
+                .saturating_mul(u32::try_from(regions.saturating_sub(1)).unwrap_or(u32::MAX)),
+        )
 }
 
 /// `--metrics`, or Prometheus when only `--prometheus-url` is given.

@@ -17,8 +17,10 @@ pub use crate::rollout::interrupt::{Interrupt, InterruptTrigger};
 pub use crate::rollout::request::{
     CandidateSource, Ports, ProgressSink, RolloutError, RolloutRequest,
 };
-pub use crate::rollout::restore::{NotForced, force_traffic, force_traffic_of};
-pub use crate::rollout::traffic::{CANDIDATE_TAG, Plan, restore_traffic, short_name};
+pub use crate::rollout::restore::{NotForced, force_traffic, force_traffic_of, undo_promotion};
+pub use crate::rollout::traffic::{
+    CANDIDATE_TAG, Plan, restore_split, restore_traffic, short_name,
+};
 
 /// Cloud Run gives session affinity precedence over the split: returning clients stay on the
 /// revision they first reached, so a step's percent is not what users get.

@@ -21,6 +21,26 @@ pub const DEFAULT_MIN_REQUESTS: u64 = 100;
 pub const DEFAULT_MARGIN: f64 = 0.25;
 /// Cloud Run's request counts reach Cloud Monitoring up to ~3 minutes late.
 pub const DEFAULT_MONITORING_DELAY: Duration = Duration::from_secs(3 * 60);
+/// Each region after the first: the candidate proved itself in the first, so it goes straight to
+/// 100% and is watched this long (`--wave-bake`).
+pub const DEFAULT_WAVE_BAKE: Duration = Duration::from_secs(2 * 60);
+
+/// How the regions after the first take a candidate the first region promoted (`--wave-steps`,
+/// `--wave-bake`): every other gate is the first region's.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WavePlan {
+    pub steps: Steps,
+    pub bake: Duration,
+}
+
+impl Default for WavePlan {
+    fn default() -> Self {
+        Self {
+            steps: Steps(vec![100]),
+            bake: DEFAULT_WAVE_BAKE,
+        }
+    }
+}
 
 /// Traffic percentages for the candidate: strictly increasing, 1–100, ending at 100.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -133,6 +153,8 @@ pub struct Policy {
     pub report_only: bool,
     /// A backup and jobs around the traffic steps.
     pub hooks: HookPlan,
+    /// The steps and bake of every region after the first.
+    pub wave: WavePlan,
 }
 
 impl Default for Policy {
@@ -154,6 +176,7 @@ impl Default for Policy {
             pause: PausePolicy::default(),
             report_only: false,
             hooks: HookPlan::default(),
+            wave: WavePlan::default(),
         }
     }
 }
@@ -166,6 +189,22 @@ impl Policy {
         self.bake
             .saturating_mul(2)
             .saturating_add(self.metrics_delay)
+    }
+
+    /// The policy of a region after the first: the wave's steps and bake, the same gates; no
+    /// hold (a person approved the candidate in the first region) and no hooks (they ran once,
+    /// around the first region).
+    pub fn for_wave(&self) -> Policy {
+        Policy {
+            steps: self.wave.steps.clone(),
+            bake: self.wave.bake,
+            pause: PausePolicy::default(),
+            hooks: HookPlan {
+                timeout: self.hooks.timeout,
+                ..HookPlan::default()
+            },
+            ..self.clone()
+        }
     }
 
     /// What the judge needs of the policy.
@@ -239,6 +278,21 @@ impl Policy {
                 "--interval ({}) is longer than --bake ({}): each step would get no check within its bake",
                 humantime::format_duration(self.interval),
                 humantime::format_duration(self.bake)
+            ));
+        }
+        Ok(())
+    }
+
+    /// [`Self::validate`]'s checks of the waves, for a rollout through several regions (a policy
+    /// of one region never uses them, so never fails on them).
+    pub fn validate_waves(&self) -> Result<(), String> {
+        BAKE.check("--wave-bake", self.wave.bake)?;
+        if !self.wave.bake.is_zero() && self.interval > self.wave.bake {
+            return Err(format!(
+                "--wave-bake ({}) is shorter than --interval ({}): a region after the first would \
+                 get no check within its bake",
+                humantime::format_duration(self.wave.bake),
+                humantime::format_duration(self.interval)
             ));
         }
         Ok(())

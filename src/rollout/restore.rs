@@ -10,7 +10,7 @@ use crate::rollout::engine::{Engine, Restore};
 use crate::rollout::ownership::{still_ours, traffic_matches};
 use crate::rollout::ports::{Platform, PortError, ServiceState, TrafficChange, TrafficTarget};
 use crate::rollout::timeline::Report;
-use crate::rollout::traffic::Plan;
+use crate::rollout::traffic::{Plan, short_name};
 use crate::rollout::write::{WriteAnswer, write_traffic};
 
 /// A restore after SIGINT/SIGTERM/SIGHUP, reading back included, must end well inside the 7.5 s
@@ -280,6 +280,51 @@ pub async fn force_traffic_of(
     on_retry: &(dyn Fn(&str) + Send + Sync),
     only_for: Option<&str>,
 ) -> Result<ServiceState, NotForced> {
+    let aim = match only_for {
+        Some(id) => Aim::Rollout(id),
+        None => Aim::Any,
+    };
+    force_aimed(platform, wanted, deadline, on_retry, aim).await
+}
+
+/// Undoes a promotion this process made (a later wave failed): sets `wanted` only while the
+/// service still serves exactly `promoted` with no rollout recorded. A person's change or another
+/// rollout since then is left as it is ([`NotForced::Ended`]).
+pub async fn undo_promotion(
+    platform: &dyn Platform,
+    wanted: &[TrafficTarget],
+    promoted: &[TrafficTarget],
+    deadline: Duration,
+    on_retry: &(dyn Fn(&str) + Send + Sync),
+) -> Result<ServiceState, NotForced> {
+    force_aimed(
+        platform,
+        wanted,
+        deadline,
+        on_retry,
+        Aim::Promoted(promoted),
+    )
+    .await
+}
+
+/// Which state of the service a forced write may replace.
+#[derive(Clone, Copy)]
+enum Aim<'a> {
+    /// Any: a person's `rollback`.
+    Any,
+    /// The rollout with this record id, still in progress.
+    Rollout(&'a str),
+    /// This split, with no rollout recorded: a promotion of ours nobody changed since.
+    Promoted(&'a [TrafficTarget]),
+}
+
+async fn force_aimed(
+    platform: &dyn Platform,
+    wanted: &[TrafficTarget],
+    deadline: Duration,
+    on_retry: &(dyn Fn(&str) + Send + Sync),
+    aim: Aim<'_>,
+) -> Result<ServiceState, NotForced> {
     let give_up = later(Instant::now(), deadline);
     let mut last_error = format!(
         "no answer from the platform within {}",
@@ -289,7 +334,7 @@ pub async fn force_traffic_of(
     let mut attempt = 0u32;
     loop {
         attempt += 1;
-        if let Some(end) = force_once(platform, wanted, give_up, &mut last_error, only_for).await {
+        if let Some(end) = force_once(platform, wanted, give_up, &mut last_error, aim).await {
             return end;
         }
         if later(Instant::now(), pause) >= give_up {
@@ -311,7 +356,7 @@ async fn force_once(
     wanted: &[TrafficTarget],
     give_up: Instant,
     last_error: &mut String,
-    only_for: Option<&str>,
+    aim: Aim<'_>,
 ) -> Option<Result<ServiceState, NotForced>> {
     let service = match tokio::time::timeout_at(give_up, platform.read_service()).await {
         Err(_) => return Some(Err(NotForced::Failed(last_error.clone()))),
@@ -333,14 +378,36 @@ async fn force_once(
     {
         return Some(Ok(service));
     }
-    if let Some(id) = only_for
-        && service.rollout.as_ref().map(|record| record.id.as_str()) != Some(id)
-    {
-        return Some(Err(NotForced::Ended(format!(
-            "the rollout ended before this could take it over ({id}; traffic now {}); nothing \
-             was written",
-            crate::rollout::timeline::describe_traffic(&service.traffic)
-        ))));
+    let now = || crate::rollout::timeline::describe_traffic(&service.traffic);
+    match aim {
+        Aim::Rollout(id)
+            if service.rollout.as_ref().map(|record| record.id.as_str()) != Some(id) =>
+        {
+            return Some(Err(NotForced::Ended(format!(
+                "the rollout ended before this could take it over ({id}; traffic now {}); \
+                 nothing was written",
+                now()
+            ))));
+        }
+        Aim::Promoted(promoted)
+            if service.rollout.is_some()
+                || service.unreadable_rollout.is_some()
+                || !traffic_matches(&service, promoted) =>
+        {
+            return Some(Err(NotForced::Ended(format!(
+                "{} changed since it was promoted (traffic now {}{}); it was left as it is",
+                short_name(&service.name),
+                now(),
+                match &service.rollout {
+                    Some(record) => format!(
+                        ", a rollout by the {}",
+                        crate::rollout::ownership::describe_owner(record)
+                    ),
+                    None => String::new(),
+                }
+            ))));
+        }
+        _ => {}
     }
     if service.reconciling {
         *last_error = format!("{} was still applying a change", service.name);

@@ -74,14 +74,22 @@ impl Plan {
 /// Traffic that sends everything to `revision`, keeping the other tagged targets of `service`
 /// except the candidate tag (used by `rollback`).
 pub fn restore_traffic(service: &ServiceState, revision: &str) -> Vec<TrafficTarget> {
-    let mut traffic = preserved_tags(service);
-    traffic.push(TrafficTarget::new(revision, 100));
-    traffic
+    restore_split(&service.traffic, revision)
+}
+
+/// [`restore_traffic`] from a split: 100% on `revision`, every tag but the candidate's kept.
+pub fn restore_split(traffic: &[TrafficTarget], revision: &str) -> Vec<TrafficTarget> {
+    let mut wanted = tags_of(traffic);
+    wanted.push(TrafficTarget::new(revision, 100));
+    wanted
 }
 
 pub(crate) fn preserved_tags(service: &ServiceState) -> Vec<TrafficTarget> {
-    service
-        .traffic
+    tags_of(&service.traffic)
+}
+
+fn tags_of(traffic: &[TrafficTarget]) -> Vec<TrafficTarget> {
+    traffic
         .iter()
         .filter_map(|target| match &target.tag {
             Some(tag) if tag != CANDIDATE_TAG => {

@@ -139,6 +139,11 @@ impl Sim {
         self.model.register_image(image, behavior)
     }
 
+    /// How `image` behaves in `region` only (see [`SimModel::register_image_in`]).
+    pub fn register_image_in(&self, region: &str, image: &str, behavior: Behavior) {
+        self.model.register_image_in(region, image, behavior)
+    }
+
     pub fn set_operation_delay(&self, delay: Duration) {
         self.model.set_operation_delay(delay)
     }

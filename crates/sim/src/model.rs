@@ -191,6 +191,9 @@ pub(crate) struct Inner {
     pub services: BTreeMap<ServiceKey, Service>,
     rev_index: HashMap<String, ServiceKey>,
     behaviors: HashMap<String, Behavior>,
+    /// `(region, image)`: how an image behaves in one region only (a secret or a database that
+    /// region lacks), before `behaviors`.
+    regional_behaviors: HashMap<(String, String), Behavior>,
     pub stats: HashMap<String, RevStats>,
     pub ops: BTreeMap<String, Operation>,
     pub faults: Vec<Fault>,
@@ -252,6 +255,7 @@ impl SimModel {
                 services: BTreeMap::new(),
                 rev_index: HashMap::new(),
                 behaviors: HashMap::new(),
+                regional_behaviors: HashMap::new(),
                 stats: HashMap::new(),
                 ops: BTreeMap::new(),
                 faults: Vec::new(),
@@ -356,6 +360,14 @@ impl SimModel {
 
     pub fn behavior(&self, image: &str) -> Behavior {
         self.state().behavior(image)
+    }
+
+    /// How `image` behaves in `region` only, whatever it does elsewhere (a secret or a database
+    /// that region lacks): a rollout in waves can then fail in its second region.
+    pub fn register_image_in(&self, region: &str, image: &str, behavior: Behavior) {
+        self.state()
+            .regional_behaviors
+            .insert((region.to_string(), image.to_string()), behavior);
     }
 
     pub fn set_operation_delay(&self, delay: Duration) {
@@ -667,9 +679,9 @@ impl SimModel {
         let latency = s
             .rev_index
             .get(revision)
-            .and_then(|k| s.services.get(k))
-            .and_then(|svc| svc.revision(revision))
-            .map(|r| s.behavior(&r.image).latency)
+            .and_then(|k| Some((k, s.services.get(k)?)))
+            .and_then(|(k, svc)| Some((k, svc.revision(revision)?)))
+            .map(|(k, r)| s.behavior_in(k, &r.image).latency)
             .unwrap_or_default();
         let stats = s.stats.entry(revision.to_string()).or_default();
         stats.timed += 1;
@@ -679,16 +691,14 @@ impl SimModel {
     /// What a revision answers for `path`, per its image's behaviour.
     pub fn respond(&self, revision: &str, path: &str) -> (u16, String) {
         let mut s = self.state();
-        let image = s
-            .rev_index
-            .get(revision)
-            .and_then(|k| s.services.get(k))
-            .and_then(|svc| svc.revision(revision))
-            .map(|r| r.image.clone());
-        let Some(image) = image else {
+        let image = s.rev_index.get(revision).and_then(|k| {
+            let image = s.services.get(k)?.revision(revision)?.image.clone();
+            Some((k.clone(), image))
+        });
+        let Some((key, image)) = image else {
             return (404, format!("no revision {revision}"));
         };
-        let behavior = s.behavior(&image);
+        let behavior = s.behavior_in(&key, &image);
         let path_only = path.split('?').next().unwrap_or(path);
         if path_only == HEALTH_PATH {
             return if behavior.healthy {
@@ -847,6 +857,14 @@ impl Inner {
             .unwrap_or_else(|| Behavior::for_unknown_image(image))
     }
 
+    /// [`Self::behavior`] of an image run by the service `key`: its region's own first.
+    pub fn behavior_in(&self, key: &ServiceKey, image: &str) -> Behavior {
+        self.regional_behaviors
+            .get(&(key.region.clone(), image.to_string()))
+            .cloned()
+            .unwrap_or_else(|| self.behavior(image))
+    }
+
     pub fn log_call(&mut self, method: &str, path: &str) {
         let at = self.clock.now();
         self.log.push(ApiCall {
@@ -958,7 +976,7 @@ impl Inner {
                     .revision(r)
                     .map(|r| r.image.clone())
             })
-            .map(|image| self.behavior(&image));
+            .map(|image| self.behavior_in(&op.key, &image));
         let Some(svc) = self.services.get_mut(&op.key) else {
             return;
         };

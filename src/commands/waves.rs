@@ -1,0 +1,280 @@
+//! Several regions of one service as waves of one rollout: what every region must allow before
+//! the first changes, and the undoing of regions already promoted when a later one fails.
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::cli::RolloutArgs;
+use crate::commands::CommandError;
+use crate::config::ServiceAddress;
+use crate::rollout::engine::restore_split;
+use crate::rollout::engine::{NotForced, undo_promotion};
+use crate::rollout::ownership::describe_owner;
+use crate::rollout::ports::{Platform, PortError};
+use crate::rollout::timeline::{TrafficShare, describe_traffic, traffic_shares};
+use crate::rollout::{Outcome, Report};
+
+/// One region of a rollout in waves, as the result and the step summary show it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RegionSummary {
+    pub region: String,
+    /// The region's own rollout (`promoted`, `rolled_back`, …); `not_started` when an earlier
+    /// region ended the rollout, `error` when it ended before changing anything.
+    pub outcome: String,
+    /// The steps this region ran with: the policy's in the first, `--wave-steps` after.
+    pub steps: Vec<u8>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stable: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub candidate: Option<String>,
+    /// The split read back at the region's end, or after its undo.
+    pub final_traffic: Vec<TrafficShare>,
+    pub final_traffic_confirmed: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// A promoted region a later one's failure undid: `rolled_back`, `left` (changed by someone
+    /// since; left as it is) or `failed` (not confirmed: it needs a person).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub undone: Option<UndoOutcome>,
+}
+
+impl RegionSummary {
+    pub fn ran(region: &str, report: &Report) -> Self {
+        Self {
+            region: region.to_string(),
+            outcome: report.outcome.as_str().to_string(),
+            steps: report.planned_steps.clone(),
+            stable: Some(report.stable.clone()),
+            candidate: Some(report.candidate.clone()),
+            final_traffic: traffic_shares(&report.final_traffic),
+            final_traffic_confirmed: report.final_traffic_confirmed,
+            reason: report.reason.clone(),
+            undone: None,
+        }
+    }
+
+    pub fn not_run(region: &str, outcome: &str, steps: &[u8], reason: Option<String>) -> Self {
+        Self {
+            region: region.to_string(),
+            outcome: outcome.to_string(),
+            steps: steps.to_vec(),
+            stable: None,
+            candidate: None,
+            final_traffic: Vec::new(),
+            final_traffic_confirmed: false,
+            reason,
+            undone: None,
+        }
+    }
+}
+
+/// What became of a promoted region when a later region failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UndoOutcome {
+    RolledBack,
+    Left,
+    Failed,
+}
+
+/// Refuses, before anything changes, a candidate that cannot mean the same in every region: a
+/// revision name belongs to one region's service, and a resumed rollout to one region.
+pub fn check_candidate(
+    args: &RolloutArgs,
+    addresses: &[ServiceAddress],
+) -> Result<(), CommandError> {
+    if addresses.len() < 2 {
+        return Ok(());
+    }
+    let regions = region_list(addresses);
+    let refuse = |flag: &str, why: &str| {
+        Err(CommandError::bad_input(format!(
+            "{flag}: {why}; this rollout goes through several regions ({regions})"
+        )))
+    };
+    if args.resume {
+        return refuse(
+            "--resume",
+            "a rollout is resumed in the region it was left in: give --region with that one",
+        );
+    }
+    if args.revision.is_some() {
+        return refuse(
+            "--revision",
+            "a revision belongs to one region's service: give --image, which each region makes \
+             its own revision of",
+        );
+    }
+    if args.image.is_none() {
+        return refuse(
+            "--image",
+            "give the image to deploy (each region makes its own revision of it); the latest \
+             revision of each region need not be the same release",
+        );
+    }
+    Ok(())
+}
+
+pub fn region_list(addresses: &[ServiceAddress]) -> String {
+    addresses
+        .iter()
+        .map(|address| address.region.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Reads every region's service before the first wave moves: each must exist and have no rollout
+/// in progress, so a rollout does not promote one region only to find the next unusable.
+pub async fn preflight(
+    regions: &[(&ServiceAddress, &dyn Platform)],
+    deadline: Duration,
+) -> Result<(), CommandError> {
+    for (address, platform) in regions {
+        let region = &address.region;
+        let service = match tokio::time::timeout(deadline, platform.read_service()).await {
+            Ok(Ok(service)) => service,
+            Ok(Err(PortError::NotFound(what))) => {
+                return Err(CommandError::bad_input(format!(
+                    "--region {region}: the service was not found there ({what}); nothing was \
+                     changed in any region"
+                )));
+            }
+            Ok(Err(error)) => {
+                return Err(CommandError::api(format!(
+                    "could not read the service in {region}: {error}; nothing was changed in any \
+                     region"
+                )));
+            }
+            Err(_) => {
+                return Err(CommandError::api(format!(
+                    "could not read the service in {region} within {}; nothing was changed in \
+                     any region",
+                    humantime::format_duration(deadline)
+                )));
+            }
+        };
+        if let Some(record) = service.rollout.as_ref().filter(|r| r.is_running()) {
+            return Err(CommandError::bad_input(format!(
+                "a rollout is already in progress in {region}, by the {}: nothing was changed in \
+                 any region (`shiftgate status --region {region}` shows it)",
+                describe_owner(record)
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Puts a region this rollout promoted back on its stable revision, only while it still serves
+/// exactly what the promotion left: a person's change since, or another rollout, is left alone.
+pub async fn undo(
+    platform: &dyn Platform,
+    summary: &mut RegionSummary,
+    report: &Report,
+    deadline: Duration,
+) {
+    let region = summary.region.clone();
+    let wanted = restore_split(&report.final_traffic, &report.stable);
+    crate::say!(
+        "rolling back {region} too: 100% to {} (it was promoted before a later region failed)",
+        report.stable
+    );
+    let say = |line: &str| crate::say!("rollback of {region}: {line}");
+    let undone = undo_promotion(platform, &wanted, &report.final_traffic, deadline, &say).await;
+    let (outcome, reason) = match undone {
+        Ok(service) => {
+            crate::say!("{region}: traffic {}", describe_traffic(&service.traffic));
+            summary.final_traffic = traffic_shares(&service.traffic);
+            summary.final_traffic_confirmed = true;
+            (UndoOutcome::RolledBack, None)
+        }
+        Err(NotForced::Ended(reason)) => {
+            crate::say!("{region}: {reason}");
+            (UndoOutcome::Left, Some(reason))
+        }
+        Err(NotForced::Failed(reason)) => {
+            crate::say!("ROLLBACK OF {region} FAILED, it needs a person: {reason}");
+            summary.final_traffic_confirmed = false;
+            (UndoOutcome::Failed, Some(reason))
+        }
+    };
+    summary.undone = Some(outcome);
+    if let Some(reason) = reason {
+        summary.reason = Some(reason);
+    }
+}
+
+/// Whether a region's end stops the waves and undoes the regions before it. An interrupt stops
+/// them but undoes nothing: a cancelled runner has seconds, and what it promoted passed its gates.
+pub fn undoes_earlier(outcome: Outcome) -> bool {
+    !matches!(
+        outcome,
+        Outcome::Promoted | Outcome::DryRun | Outcome::Interrupted
+    )
+}
+
+/// What the waves' end says after the deciding region's own reason.
+pub fn undo_note(summaries: &[RegionSummary]) -> Option<String> {
+    let parts: Vec<String> = summaries
+        .iter()
+        .filter_map(|summary| {
+            let undone = summary.undone?;
+            Some(match undone {
+                UndoOutcome::RolledBack => format!(
+                    "{} was rolled back too (100% on {})",
+                    summary.region,
+                    summary.stable.as_deref().unwrap_or("its stable revision")
+                ),
+                UndoOutcome::Left => format!(
+                    "{} had changed since its promotion and was left as it is",
+                    summary.region
+                ),
+                UndoOutcome::Failed => {
+                    format!("rolling back {} FAILED: it needs a person", summary.region)
+                }
+            })
+        })
+        .collect();
+    (!parts.is_empty()).then(|| parts.join("; "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn summary(region: &str, undone: Option<UndoOutcome>) -> RegionSummary {
+        RegionSummary {
+            stable: Some(format!("web-{region}-old")),
+            undone,
+            ..RegionSummary::not_run(region, "promoted", &[100], None)
+        }
+    }
+
+    #[test]
+    fn given_regions_undone_each_way_then_the_note_says_which_and_how() {
+        let note = undo_note(&[
+            summary("us-central1", Some(UndoOutcome::RolledBack)),
+            summary("europe-west1", Some(UndoOutcome::Left)),
+            summary("asia-east1", Some(UndoOutcome::Failed)),
+            summary("us-east1", None),
+        ])
+        .unwrap();
+        assert_eq!(
+            note,
+            "us-central1 was rolled back too (100% on web-us-central1-old); europe-west1 had \
+             changed since its promotion and was left as it is; rolling back asia-east1 FAILED: \
+             it needs a person"
+        );
+        assert_eq!(undo_note(&[summary("us-east1", None)]), None);
+    }
+
+    #[test]
+    fn only_a_failure_of_the_candidate_or_the_platform_undoes_earlier_regions() {
+        for outcome in [Outcome::RolledBack, Outcome::Failed, Outcome::Aborted] {
+            assert!(undoes_earlier(outcome), "{outcome:?}");
+        }
+        for outcome in [Outcome::Promoted, Outcome::DryRun, Outcome::Interrupted] {
+            assert!(!undoes_earlier(outcome), "{outcome:?}");
+        }
+    }
+}

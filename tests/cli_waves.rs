@@ -1,0 +1,412 @@
+//! Regions in waves through the real binary: the first region with the whole policy, the next
+//! straight to 100% after a short bake, and a failure in any region taking back every region the
+//! rollout promoted before it.
+
+use serde_json::Value;
+use shiftgate::{CloudRunService, Credentials, GoogleRest};
+use shiftgate_sim::{Behavior, LoadHandle};
+
+use crate::support::binary::{self, json_of, stderr_of};
+use crate::support::world::{
+    BAD_CANDIDATE_ROLLOUT, BinaryWorld, CANDIDATE_IMAGE, PROJECT, QUICK_ROLLOUT, REGION, SERVICE,
+    STABLE_IMAGE, expect_refused_naming,
+};
+
+/// The second region of the world's service.
+const EU: &str = "europe-west1";
+const BOTH: &str = "us-central1,europe-west1";
+
+/// The world's service in two regions, with traffic on both.
+struct TwoRegions {
+    world: BinaryWorld,
+    eu_stable: String,
+    _load: (LoadHandle, LoadHandle),
+}
+
+impl TwoRegions {
+    async fn start(label: &str) -> Self {
+        let world = BinaryWorld::start(label).await;
+        let eu_stable = world.sim.add_service(PROJECT, EU, SERVICE, STABLE_IMAGE);
+        let load = (
+            world.start_load(40.0),
+            world.sim.start_load(PROJECT, EU, SERVICE, 40.0),
+        );
+        Self {
+            world,
+            eu_stable,
+            _load: load,
+        }
+    }
+
+    /// `shiftgate ARGS --project P --service S --region us-central1,europe-west1`.
+    async fn run_in_both(&self, args: &[&str]) -> std::process::Output {
+        let mut command = self.world.command(args);
+        command.args(["--project", PROJECT, "--service", SERVICE, "--region", BOTH]);
+        binary::run(command).await
+    }
+
+    /// Each distinct split a region's service went through, in order.
+    fn splits(&self, region: &str) -> Vec<Vec<(String, u8)>> {
+        let mut folded: Vec<Vec<(String, u8)>> = Vec::new();
+        for split in self
+            .world
+            .sim
+            .model()
+            .traffic_history(PROJECT, region, SERVICE)
+        {
+            if folded.last() != Some(&split) {
+                folded.push(split);
+            }
+        }
+        folded
+    }
+
+    fn split(&self, region: &str) -> Vec<(String, u8)> {
+        self.world
+            .sim
+            .model()
+            .current_split(PROJECT, region, SERVICE)
+    }
+}
+
+fn wave_flags(rollout: &[&'static str]) -> Vec<&'static str> {
+    let mut args = rollout.to_vec();
+    if !args.contains(&"--json") {
+        args.push("--json");
+    }
+    args.extend(["--wave-bake", "1s"]);
+    args
+}
+
+fn percents(split: &[Vec<(String, u8)>], revision: &str) -> Vec<u8> {
+    split
+        .iter()
+        .map(|targets| {
+            targets
+                .iter()
+                .find(|(name, _)| name == revision)
+                .map_or(0, |(_, percent)| *percent)
+        })
+        .collect()
+}
+
+fn region(result: &Value, index: usize) -> &Value {
+    &result["regions"][index]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn given_two_regions_when_the_candidate_is_good_in_both_then_the_first_takes_every_step_and_the_second_goes_straight_to_100()
+ {
+    let regions = TwoRegions::start("waves-good").await;
+
+    let output = regions.run_in_both(&wave_flags(QUICK_ROLLOUT)).await;
+
+    assert_eq!(output.status.code(), Some(0), "{}", stderr_of(&output));
+    let result = json_of(&output);
+    assert_eq!(result["outcome"], "promoted");
+    let (us, eu) = (region(&result, 0), region(&result, 1));
+    assert_eq!(
+        (&us["region"], &eu["region"]),
+        (&"us-central1".into(), &EU.into())
+    );
+    assert_eq!(us["steps"], serde_json::json!([50, 100]));
+    assert_eq!(eu["steps"], serde_json::json!([100]));
+    assert_eq!(
+        (&us["outcome"], &eu["outcome"]),
+        (&"promoted".into(), &"promoted".into())
+    );
+    // Each region made its own revision of the image, and serves only it now.
+    let us_candidate = us["candidate"].as_str().unwrap().to_string();
+    let eu_candidate = eu["candidate"].as_str().unwrap().to_string();
+    assert_ne!(us_candidate, eu_candidate);
+    assert_eq!(regions.split(REGION), [(us_candidate.clone(), 100)]);
+    assert_eq!(regions.split(EU), [(eu_candidate.clone(), 100)]);
+    // The first region's traffic went 0 → 50 → 100; the second's 0 → 100, only after the first
+    // was promoted.
+    let us_splits = regions.splits(REGION);
+    let eu_splits = regions.splits(EU);
+    assert_eq!(percents(&us_splits, &us_candidate), [0, 50, 100]);
+    assert_eq!(percents(&eu_splits, &eu_candidate), [0, 100]);
+    assert_eq!(percents(&eu_splits, &regions.eu_stable), [100, 0]);
+    let log = stderr_of(&output);
+    let first_eu = log.find("region 2 of 2: europe-west1").expect(&log);
+    assert!(log[..first_eu].contains("promoted"), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn given_two_regions_when_the_candidate_fails_in_the_second_then_both_serve_stable_again() {
+    let regions = TwoRegions::start("waves-second-fails").await;
+    // Healthy everywhere but the second region, where 40% of its answers are 500s.
+    regions
+        .world
+        .sim
+        .register_image_in(EU, CANDIDATE_IMAGE, Behavior::erroring("1.1.0", 0.4));
+    let summary = regions.world.workdir.join("summary.md");
+
+    let mut command = regions.world.command(&wave_flags(BAD_CANDIDATE_ROLLOUT));
+    command
+        .args(["--project", PROJECT, "--service", SERVICE, "--region", BOTH])
+        .env("GITHUB_ACTIONS", "true")
+        .env("GITHUB_OUTPUT", regions.world.workdir.join("outputs"))
+        .env("GITHUB_STEP_SUMMARY", &summary);
+    let output = binary::run(command).await;
+
+    // Then the rollout ends rolled back, exit 1, and says which region failed and what it undid.
+    assert_eq!(output.status.code(), Some(1), "{}", stderr_of(&output));
+    let result = json_of(&output);
+    assert_eq!(result["outcome"], "rolled_back");
+    let reason = result["reason"].as_str().unwrap();
+    assert!(reason.starts_with("region europe-west1: "), "{reason}");
+    assert!(
+        reason.contains(&format!(
+            "us-central1 was rolled back too (100% on {})",
+            regions.world.stable
+        )),
+        "{reason}"
+    );
+    let (us, eu) = (region(&result, 0), region(&result, 1));
+    assert_eq!(us["outcome"], "promoted");
+    assert_eq!(us["undone"], "rolled_back");
+    assert_eq!(eu["outcome"], "rolled_back");
+    assert!(eu.get("undone").is_none(), "{eu}");
+    // Both regions serve their stable revision alone; the first went 0 → 50 → 100 → 0.
+    assert_eq!(regions.split(REGION), regions.world.stable_only());
+    assert_eq!(regions.split(EU), [(regions.eu_stable.clone(), 100)]);
+    let us_candidate = us["candidate"].as_str().unwrap();
+    assert_eq!(
+        percents(&regions.splits(REGION), us_candidate),
+        [0, 50, 100, 0]
+    );
+    assert_eq!(
+        us["final_traffic"][0]["revision"],
+        regions.world.stable.as_str()
+    );
+    // The step summary has a row per region.
+    let shown = std::fs::read_to_string(&summary).unwrap();
+    assert!(shown.contains("| region | steps | outcome |"), "{shown}");
+    assert!(shown.contains("`us-central1` | 50% → 100% |"), "{shown}");
+    assert!(shown.contains("promoted, then rolled back"), "{shown}");
+    assert!(shown.contains("`europe-west1` | 100% |"), "{shown}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn given_regions_in_the_config_when_the_first_fails_then_the_second_is_never_touched() {
+    let regions = TwoRegions::start("waves-config").await;
+    regions.world.candidate_fails(0.4);
+    std::fs::write(
+        regions.world.workdir.join("shiftgate.toml"),
+        format!(
+            "[environments.prod]\nproject = \"{PROJECT}\"\nregions = [\"{REGION}\", \"{EU}\"]\n\
+             service = \"{SERVICE}\"\n\n[environments.prod.policy]\nwave_bake = \"1s\"\n"
+        ),
+    )
+    .unwrap();
+    let mut args = BAD_CANDIDATE_ROLLOUT.to_vec();
+    args.extend(["--env", "prod"]);
+
+    let output = regions.world.run(&args).await;
+
+    assert_eq!(output.status.code(), Some(1), "{}", stderr_of(&output));
+    let result = json_of(&output);
+    assert_eq!(result["outcome"], "rolled_back");
+    assert_eq!(region(&result, 0)["outcome"], "rolled_back");
+    assert_eq!(region(&result, 1)["outcome"], "not_started");
+    assert_eq!(regions.splits(EU), [vec![(regions.eu_stable.clone(), 100)]]);
+    assert_eq!(regions.split(REGION), regions.world.stable_only());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn given_a_second_region_without_the_service_then_nothing_changes_in_the_first() {
+    let world = BinaryWorld::start("waves-missing").await;
+    let _load = world.start_load(20.0);
+    let mut args = QUICK_ROLLOUT.to_vec();
+    args.extend(["--project", PROJECT, "--service", SERVICE, "--region", BOTH]);
+
+    let output = world.run(&args).await;
+
+    assert_eq!(output.status.code(), Some(2), "{}", stderr_of(&output));
+    let log = stderr_of(&output);
+    assert!(
+        log.contains("--region europe-west1") && log.contains("not found"),
+        "{log}"
+    );
+    assert_eq!(
+        world
+            .sim
+            .model()
+            .traffic_history(PROJECT, REGION, SERVICE)
+            .len(),
+        1
+    );
+    assert_eq!(world.split(), world.stable_only());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn given_a_promotion_someone_changed_since_then_undoing_it_leaves_the_service_alone() {
+    // Given a rollout promoted in one region...
+    let world = BinaryWorld::start("waves-undo").await;
+    let _load = world.start_load(40.0);
+    let mut first = vec!["--json"];
+    first.extend(QUICK_ROLLOUT);
+    let promoted = world.run_on_service(&first).await;
+    assert_eq!(promoted.status.code(), Some(0), "{}", stderr_of(&promoted));
+    let promoted_split = split_of(&json_of(&promoted));
+    let platform = CloudRunService::new(
+        GoogleRest::new(&world.sim.cloud_run_url(), Credentials::None),
+        PROJECT,
+        REGION,
+        SERVICE,
+    );
+    let back = vec![shiftgate::ports::TrafficTarget::new(
+        world.stable.as_str(),
+        100,
+    )];
+    let quiet = |_: &str| {};
+    // ...when another rollout promoted something else since, the undo leaves it as it is...
+    world
+        .sim
+        .register_image("registry/app:v1.2.0", Behavior::healthy("1.2.0"));
+    let mut second = vec!["--json"];
+    second.extend(QUICK_ROLLOUT);
+    second[3] = "registry/app:v1.2.0";
+    let newer = world.run_on_service(&second).await;
+    assert_eq!(newer.status.code(), Some(0), "{}", stderr_of(&newer));
+    let now = world.split();
+    let undone = shiftgate::undo_promotion(
+        &platform,
+        &back,
+        &promoted_split,
+        std::time::Duration::from_secs(10),
+        &quiet,
+    )
+    .await;
+    assert!(
+        matches!(&undone, Err(shiftgate::NotForced::Ended(reason)) if reason.contains("changed since it was promoted")),
+        "{undone:?}"
+    );
+    assert_eq!(world.split(), now);
+    // ...and an undo of the promotion it does serve puts stable back.
+    let newer_split = split_of(&json_of(&newer));
+    shiftgate::undo_promotion(
+        &platform,
+        &back,
+        &newer_split,
+        std::time::Duration::from_secs(10),
+        &quiet,
+    )
+    .await
+    .unwrap();
+    assert_eq!(world.split(), world.stable_only());
+}
+
+fn split_of(result: &Value) -> Vec<shiftgate::ports::TrafficTarget> {
+    result["final_traffic"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|share| {
+            shiftgate::ports::TrafficTarget::new(
+                share["revision"].as_str().unwrap(),
+                share["percent"].as_u64().unwrap() as u8,
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn given_waves_bad_input_is_refused_naming_the_flag_and_nothing_changes() {
+    let world = BinaryWorld::start("waves-input").await;
+    world.sim.add_service(PROJECT, EU, SERVICE, STABLE_IMAGE);
+    let service = ["--project", PROJECT, "--service", SERVICE];
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (
+            vec!["rollout", "--region", BOTH, "--revision", "web-1"],
+            "--revision",
+        ),
+        (vec!["rollout", "--region", BOTH, "--resume"], "--resume"),
+        (vec!["rollout", "--region", BOTH], "--image"),
+        (
+            vec![
+                "rollout",
+                "--region",
+                "us-central1,us-central1",
+                "--image",
+                "x",
+            ],
+            "--region",
+        ),
+        (
+            vec!["rollout", "--region", "us-central1,Europe", "--image", "x"],
+            "--region",
+        ),
+        (
+            vec![
+                "rollout",
+                "--region",
+                BOTH,
+                "--image",
+                "x",
+                "--wave-steps",
+                "50",
+            ],
+            "--wave-steps",
+        ),
+        (
+            vec![
+                "rollout",
+                "--region",
+                BOTH,
+                "--image",
+                "x",
+                "--wave-bake",
+                "2d",
+            ],
+            "--wave-bake",
+        ),
+        (
+            vec![
+                "rollout",
+                "--region",
+                BOTH,
+                "--image",
+                "x",
+                "--interval",
+                "30s",
+                "--wave-bake",
+                "10s",
+            ],
+            "--wave-bake",
+        ),
+        (vec!["status", "--region", BOTH], "--region"),
+        (vec!["rollback", "--region", BOTH, "--to", "x"], "--region"),
+    ];
+    for (args, flag) in cases {
+        let mut command = world.command(&args);
+        command.args(service);
+        let output = binary::run(command).await;
+        expect_refused_naming(&output, flag, &args);
+    }
+    // A config that gives both `region` and `regions`, and an environment in two regions named
+    // without --region by a command that works on one.
+    std::fs::write(
+        world.workdir.join("shiftgate.toml"),
+        format!(
+            "[environments.prod]\nproject = \"{PROJECT}\"\nregions = [\"{REGION}\", \"{EU}\"]\n\
+             service = \"{SERVICE}\"\n"
+        ),
+    )
+    .unwrap();
+    let status = world.run(&["status", "--env", "prod"]).await;
+    expect_refused_naming(&status, "--region", &"status --env prod");
+    std::fs::write(
+        world.workdir.join("shiftgate.toml"),
+        format!(
+            "[environments.prod]\nproject = \"{PROJECT}\"\nregion = \"{REGION}\"\n\
+             regions = [\"{EU}\"]\nservice = \"{SERVICE}\"\n"
+        ),
+    )
+    .unwrap();
+    let both = world.run(&["status", "--env", "prod"]).await;
+    expect_refused_naming(&both, "regions", &"region and regions");
+    assert_eq!(world.sim.model().write_count(), 0);
+}
