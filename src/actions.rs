@@ -13,7 +13,7 @@ use crate::exit::ExitCode;
 use crate::live::LiveProgress;
 use crate::markdown;
 use crate::output::{eprint_progress, progress_line};
-use crate::report_markdown::{plan_line, steps_and_chart};
+use crate::report_markdown::{hook_lines, plan_line, steps_and_chart};
 use crate::rollout::judge::StepPhase;
 use crate::rollout::timeline::{
     Event, EventKind, TrafficShare, describe_traffic, traffic_json_text,
@@ -199,8 +199,24 @@ pub fn step_summary(facts: &ResultFacts) -> String {
     if let Some(service) = &facts.service {
         let _ = writeln!(out, "{}\n", service_line(service));
     }
+    // In waves the plan and the steps are those of the last region that ran.
+    let last_region = facts.regions.and_then(|regions| {
+        regions
+            .iter()
+            .rev()
+            .find(|region| !matches!(region.outcome.as_str(), "not_started" | "error"))
+            .map(|region| markdown::code(&region.region))
+    });
     if let Some((_, policy)) = facts.rollout {
-        let _ = writeln!(out, "{}\n", plan_line(policy));
+        let plan = plan_line(policy);
+        let _ = match &last_region {
+            Some(region) => writeln!(
+                out,
+                "{}\n",
+                plan.replacen("**Plan:**", &format!("**Plan in {region}:**"), 1)
+            ),
+            None => writeln!(out, "{plan}\n"),
+        };
     }
     for (label, text) in [("reason", facts.reason), ("error", facts.error)] {
         if let Some(text) = text {
@@ -210,9 +226,12 @@ pub fn step_summary(facts: &ResultFacts) -> String {
     if let Some(regions) = facts.regions {
         out.push_str(&regions_table(regions));
     }
+    if let Some((report, _)) = facts.rollout.filter(|(report, _)| !report.hooks.is_empty()) {
+        let _ = writeln!(out, "{}", hook_lines(report));
+    }
     if let Some((report, policy)) = facts.rollout {
-        if facts.regions.is_some() {
-            let _ = writeln!(out, "Steps of the last region rolled out:\n");
+        if let Some(region) = &last_region {
+            let _ = writeln!(out, "Steps in {region}:\n");
         }
         out.push_str(&steps_and_chart(report, policy));
     }
@@ -238,11 +257,15 @@ fn regions_table(regions: &[RegionSummary]) -> String {
         "| region | steps | outcome | candidate | traffic now | note |\n|---|---|---|---|---|---|\n",
     );
     for region in regions {
-        let outcome = match region.undone {
-            Some(UndoOutcome::RolledBack) => "promoted, then rolled back".to_string(),
-            Some(UndoOutcome::Left) => "promoted, then changed by someone else".to_string(),
-            Some(UndoOutcome::Failed) => "promoted; ROLLBACK FAILED".to_string(),
-            None => region.outcome.replace('_', " "),
+        let (icon, outcome) = match region.undone {
+            Some(UndoOutcome::RolledBack) => ("↩️", "promoted, then rolled back".into()),
+            Some(UndoOutcome::Left) => ("⚠️", "promoted, then changed by someone else".into()),
+            Some(UndoOutcome::Failed) => ("❌", "promoted; ROLLBACK FAILED".into()),
+            None if region.outcome == "not_started" => ("⏹️", "not started".into()),
+            None => (
+                outcome_icon(&region.outcome),
+                region.outcome.replace('_', " "),
+            ),
         };
         let steps = region
             .steps
@@ -259,7 +282,7 @@ fn regions_table(regions: &[RegionSummary]) -> String {
             "| {} | {} | {} {} | {} | {} | {} |",
             markdown::cell_code(&region.region),
             steps,
-            outcome_icon(&region.outcome),
+            icon,
             markdown::text(&outcome),
             region
                 .candidate

@@ -4,6 +4,7 @@
 use std::fmt::Write as _;
 
 use crate::markdown;
+use crate::rollout::hooks::HookKind;
 use crate::rollout::latency::{LatencyCheck, milliseconds_text};
 use crate::rollout::timeline::{EventKind, StepReport};
 use crate::rollout::{Policy, Report};
@@ -273,6 +274,27 @@ fn chart_points(report: &Report) -> Vec<Point> {
 
 /// A Mermaid `xychart-beta` chart of the candidate's traffic share, its 5xx rate and the policy's
 /// 5xx limit over the rollout. GitHub renders it as a picture in step summaries and issues.
+/// One list item per hook the rollout ran: what, on what, done or failed, and its copy, execution
+/// or error. Empty without hooks.
+pub fn hook_lines(report: &Report) -> String {
+    let mut out = String::new();
+    for hook in &report.hooks {
+        let label = match hook.hook {
+            HookKind::Backup => "Backup before the rollout",
+            HookKind::PreJob => "Job before the rollout",
+            HookKind::PostJob => "Job after promotion",
+            HookKind::OnRollbackJob => "Job after the rollback",
+        };
+        out.push_str(&format!(
+            "- {label}: {} {} ({})\n",
+            markdown::code(&hook.target),
+            if hook.ok { "done" } else { "**failed**" },
+            markdown::code(&hook.detail)
+        ));
+    }
+    out
+}
+
 pub fn mermaid_chart(report: &Report, policy: &Policy) -> String {
     let mut points = chart_points(report);
     if points.is_empty() {

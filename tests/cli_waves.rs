@@ -4,7 +4,7 @@
 
 use serde_json::Value;
 use shiftgate::{CloudRunService, Credentials, GoogleRest};
-use shiftgate_sim::{Behavior, LoadHandle};
+use shiftgate_sim::{Behavior, JobBehavior, LoadHandle};
 
 use crate::support::binary::{self, json_of, stderr_of};
 use crate::support::world::{
@@ -409,4 +409,80 @@ async fn given_waves_bad_input_is_refused_naming_the_flag_and_nothing_changes() 
     let both = world.run(&["status", "--env", "prod"]).await;
     expect_refused_naming(&both, "regions", &"region and regions");
     assert_eq!(world.sim.model().write_count(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn given_hooks_when_the_second_region_fails_then_they_ran_once_around_the_first_and_the_rollback_job_ran_after_the_undo()
+ {
+    let regions = TwoRegions::start("waves-hooks").await;
+    let model = regions.world.sim.model();
+    model.put_object("loopcloser-db", "loopcloser.db", 4096);
+    for job in ["migrate", "restore-notes"] {
+        model.add_job(
+            PROJECT,
+            REGION,
+            job,
+            JobBehavior::succeeding(std::time::Duration::from_millis(100)),
+        );
+    }
+    regions
+        .world
+        .sim
+        .register_image_in(EU, CANDIDATE_IMAGE, Behavior::erroring("1.1.0", 0.4));
+    let mut args = wave_flags(BAD_CANDIDATE_ROLLOUT);
+    args.extend([
+        "--backup",
+        "gs://loopcloser-db/loopcloser.db",
+        "--pre-job",
+        "migrate",
+        "--on-rollback-job",
+        "restore-notes",
+    ]);
+    let mut command = regions.world.command(&args);
+    command
+        .args(["--project", PROJECT, "--service", SERVICE, "--region", BOTH])
+        .env("SHIFTGATE_STORAGE_URL", regions.world.sim.storage_url())
+        .env("GITHUB_ACTIONS", "true")
+        .env("GITHUB_OUTPUT", regions.world.workdir.join("outputs"))
+        .env("GITHUB_STEP_SUMMARY", regions.world.workdir.join("summary.md"));
+
+    let output = binary::run(command).await;
+
+    assert_eq!(output.status.code(), Some(1), "{}", stderr_of(&output));
+    let result = json_of(&output);
+    assert_eq!(region(&result, 0)["undone"], "rolled_back");
+    // One backup and one migration, before the first region moved; the rollback job once, after
+    // the first region was put back, in that region.
+    assert_eq!(model.objects("loopcloser-db").len(), 2);
+    assert_eq!(model.job_runs("migrate"), 1);
+    assert_eq!(model.job_runs("restore-notes"), 1);
+    let hooks: Vec<(&str, bool)> = result["hooks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|hook| {
+            (
+                hook["hook"].as_str().unwrap(),
+                hook["ok"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        hooks,
+        [
+            ("backup", true),
+            ("pre_job", true),
+            ("on_rollback_job", true)
+        ]
+    );
+    assert_eq!(regions.split(REGION), regions.world.stable_only());
+    // The step summary lists each hook.
+    let summary = std::fs::read_to_string(regions.world.workdir.join("summary.md")).unwrap();
+    for line in [
+        "- Backup before the rollout: `gs://loopcloser-db/loopcloser.db` done",
+        "- Job before the rollout: `migrate` done",
+        "- Job after the rollback: `restore-notes` done",
+    ] {
+        assert!(summary.contains(line), "{line}: {summary}");
+    }
 }

@@ -27,6 +27,7 @@ use crate::metrics::{CloudMonitoring, PrometheusMetrics};
 use crate::notify::{Delivery, Notifier, Subject};
 use crate::output::summary;
 use crate::rollout::engine::{force_traffic, restore_traffic};
+use crate::rollout::hooks::{HookKind, HookReport};
 use crate::rollout::judge::JudgeKind;
 use crate::rollout::ownership::Identity;
 use crate::rollout::pause::PauseTimeoutAction;
@@ -366,8 +367,24 @@ pub async fn run(context: &Context, args: RolloutArgs) -> Result<CommandResult, 
             .rev()
         {
             let platform = endpoints.cloud_run_with(&run.address, credentials.clone());
-            waves::undo(&platform, summary, &run.run.report, UNDO_TIMEOUT).await;
+            let interrupt = &context.interrupt;
+            waves::undo(&platform, summary, &run.run.report, UNDO_TIMEOUT, interrupt).await;
         }
+    }
+    // The pipeline's hooks ran around the first region: the result and the incident of a later
+    // region's failure carry them, and a rollback of the first region runs its job.
+    let mut first_hooks = match runs.len() {
+        0 | 1 => Vec::new(),
+        _ => runs[0].run.report.hooks.clone(),
+    };
+    if let (Some(job), Some(first), Some(summary)) = (
+        &policy.hooks.on_rollback_job,
+        runs.first(),
+        summaries.first(),
+    ) && summary.undone == Some(waves::UndoOutcome::RolledBack)
+        && !context.interrupt.is_set()
+    {
+        first_hooks.push(on_rollback_job(&setup, &first.address, job, policy.hooks.timeout).await);
     }
     let undo_failed = summaries
         .iter()
@@ -431,6 +448,8 @@ pub async fn run(context: &Context, args: RolloutArgs) -> Result<CommandResult, 
     let Some(mut run) = deciding else {
         return Err(CommandError::api("no region was rolled out"));
     };
+    first_hooks.append(&mut run.report.hooks);
+    run.report.hooks = first_hooks;
     if in_waves && deciding_failed {
         let region = &addresses[promoted_before].region;
         let own = run.report.reason.clone().unwrap_or_default();
@@ -476,6 +495,45 @@ pub async fn run(context: &Context, args: RolloutArgs) -> Result<CommandResult, 
         notifications,
         regions: in_waves.then_some(summaries),
     }))
+}
+
+/// Runs `--on-rollback-job` after the first region, promoted, was rolled back because a later
+/// region failed (the engine runs it after a rollback of its own).
+async fn on_rollback_job(
+    setup: &RegionSetup<'_>,
+    address: &crate::config::ServiceAddress,
+    job: &str,
+    timeout: Duration,
+) -> HookReport {
+    let hooks = GoogleHooks::new(
+        GoogleRest::new(&setup.endpoints.storage, setup.credentials.clone()),
+        GoogleRest::new(&setup.endpoints.cloud_run, setup.credentials.clone()),
+        &address.project,
+        &address.region,
+    );
+    crate::say!(
+        "running job {job} in {} (--on-rollback-job)",
+        address.region
+    );
+    let started = tokio::time::Instant::now();
+    let ran = tokio::select! {
+        ran = hooks.run_job(job, timeout) => ran,
+        _ = setup.context.interrupt.fired() => Err("interrupted; the job may still run in Cloud Run".to_string()),
+    };
+    let (ok, detail) = match ran {
+        Ok(execution) => (true, execution),
+        Err(why) => {
+            crate::say!("warning: job {job} failed: {why}");
+            (false, why)
+        }
+    };
+    HookReport {
+        hook: HookKind::OnRollbackJob,
+        target: job.to_string(),
+        ok,
+        detail,
+        duration_s: started.elapsed().as_secs_f64(),
+    }
 }
 
 /// Waits (bounded) for every region's messages still being sent.

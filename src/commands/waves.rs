@@ -9,7 +9,7 @@ use crate::cli::RolloutArgs;
 use crate::commands::CommandError;
 use crate::config::ServiceAddress;
 use crate::rollout::engine::restore_split;
-use crate::rollout::engine::{NotForced, undo_promotion};
+use crate::rollout::engine::{INTERRUPTED_RESTORE_DEADLINE, Interrupt, NotForced, undo_promotion};
 use crate::rollout::ownership::describe_owner;
 use crate::rollout::ports::{Platform, PortError};
 use crate::rollout::timeline::{TrafficShare, describe_traffic, traffic_shares};
@@ -172,6 +172,7 @@ pub async fn undo(
     summary: &mut RegionSummary,
     report: &Report,
     deadline: Duration,
+    interrupt: &Interrupt,
 ) {
     let region = summary.region.clone();
     let wanted = restore_split(&report.final_traffic, &report.stable);
@@ -180,7 +181,18 @@ pub async fn undo(
         report.stable
     );
     let say = |line: &str| crate::say!("rollback of {region}: {line}");
-    let undone = undo_promotion(platform, &wanted, &report.final_traffic, deadline, &say).await;
+    let undo = undo_promotion(platform, &wanted, &report.final_traffic, deadline, &say);
+    tokio::pin!(undo);
+    // A signal leaves the runner seconds: the write under way may finish in them, no more.
+    let undone = tokio::select! {
+        undone = &mut undo => undone,
+        _ = interrupt.fired() => match tokio::time::timeout(INTERRUPTED_RESTORE_DEADLINE, &mut undo).await {
+            Ok(undone) => undone,
+            Err(_) => Err(NotForced::Failed(format!(
+                "interrupted before the rollback of {region} was confirmed"
+            ))),
+        },
+    };
     let (outcome, reason) = match undone {
         Ok(service) => {
             crate::say!("{region}: traffic {}", describe_traffic(&service.traffic));

@@ -268,20 +268,7 @@ fn rollout_facts(report: &Report, stable_unhealthy: Option<&str>) -> String {
             markdown::code(reason)
         ));
     }
-    for hook in &report.hooks {
-        let label = match hook.hook {
-            crate::rollout::hooks::HookKind::Backup => "Backup before the rollout",
-            crate::rollout::hooks::HookKind::PreJob => "Job before the rollout",
-            crate::rollout::hooks::HookKind::PostJob => "Job after promotion",
-            crate::rollout::hooks::HookKind::OnRollbackJob => "Job after the rollback",
-        };
-        facts.push_str(&format!(
-            "- {label}: {} {} ({})\n",
-            markdown::code(&hook.target),
-            if hook.ok { "done" } else { "**failed**" },
-            markdown::code(&hook.detail)
-        ));
-    }
+    facts.push_str(&crate::report_markdown::hook_lines(report));
     facts
 }
 

@@ -17,7 +17,9 @@ pub use crate::rollout::interrupt::{Interrupt, InterruptTrigger};
 pub use crate::rollout::request::{
     CandidateSource, Ports, ProgressSink, RolloutError, RolloutRequest,
 };
-pub use crate::rollout::restore::{NotForced, force_traffic, force_traffic_of, undo_promotion};
+pub use crate::rollout::restore::{
+    INTERRUPTED_RESTORE_DEADLINE, NotForced, force_traffic, force_traffic_of, undo_promotion,
+};
 pub use crate::rollout::traffic::{
     CANDIDATE_TAG, Plan, restore_split, restore_traffic, short_name,
 };
