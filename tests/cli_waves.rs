@@ -7,6 +7,7 @@ use shiftgate::{CloudRunService, Credentials, GoogleRest};
 use shiftgate_sim::{Behavior, JobBehavior, LoadHandle};
 
 use crate::support::binary::{self, json_of, stderr_of};
+use crate::support::webhook::{Answer, Webhook};
 use crate::support::world::{
     BAD_CANDIDATE_ROLLOUT, BinaryWorld, CANDIDATE_IMAGE, PROJECT, QUICK_ROLLOUT, REGION, SERVICE,
     STABLE_IMAGE, expect_refused_naming,
@@ -142,10 +143,12 @@ async fn given_two_regions_when_the_candidate_fails_in_the_second_then_both_serv
         .sim
         .register_image_in(EU, CANDIDATE_IMAGE, Behavior::erroring("1.1.0", 0.4));
     let summary = regions.world.workdir.join("summary.md");
+    let hook = Webhook::start(Answer::Slack).await;
 
     let mut command = regions.world.command(&wave_flags(BAD_CANDIDATE_ROLLOUT));
     command
         .args(["--project", PROJECT, "--service", SERVICE, "--region", BOTH])
+        .args(["--notify", &hook.url])
         .env("GITHUB_ACTIONS", "true")
         .env("GITHUB_OUTPUT", regions.world.workdir.join("outputs"))
         .env("GITHUB_STEP_SUMMARY", &summary);
@@ -187,6 +190,39 @@ async fn given_two_regions_when_the_candidate_fails_in_the_second_then_both_serv
     assert!(shown.contains("`us-central1` | 50% → 100% |"), "{shown}");
     assert!(shown.contains("promoted, then rolled back"), "{shown}");
     assert!(shown.contains("`europe-west1` | 100% |"), "{shown}");
+    // The channel hears each region start, the first promoted, the second rolled back, and the
+    // first rolled back because of the second.
+    let texts = hook.texts();
+    let said: Vec<(&str, &str)> = texts
+        .iter()
+        .map(|text| {
+            let what = ["started", "promoted", "rolled back"]
+                .into_iter()
+                .find(|word| text.contains(word))
+                .unwrap_or("?");
+            let region = [REGION, EU]
+                .into_iter()
+                .find(|region| text.contains(region))
+                .unwrap_or("?");
+            (what, region)
+        })
+        .collect();
+    assert_eq!(
+        said,
+        [
+            ("started", REGION),
+            ("promoted", REGION),
+            ("started", EU),
+            ("rolled back", EU),
+            ("rolled back", REGION),
+        ],
+        "{texts:#?}"
+    );
+    assert!(
+        texts[4].contains("europe-west1 failed after this region's promotion"),
+        "{}",
+        texts[4]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -444,7 +480,10 @@ async fn given_hooks_when_the_second_region_fails_then_they_ran_once_around_the_
         .env("SHIFTGATE_STORAGE_URL", regions.world.sim.storage_url())
         .env("GITHUB_ACTIONS", "true")
         .env("GITHUB_OUTPUT", regions.world.workdir.join("outputs"))
-        .env("GITHUB_STEP_SUMMARY", regions.world.workdir.join("summary.md"));
+        .env(
+            "GITHUB_STEP_SUMMARY",
+            regions.world.workdir.join("summary.md"),
+        );
 
     let output = binary::run(command).await;
 

@@ -26,14 +26,14 @@ use crate::id_token::IdTokens;
 use crate::metrics::{CloudMonitoring, PrometheusMetrics};
 use crate::notify::{Delivery, Notifier, Subject};
 use crate::output::summary;
-use crate::rollout::engine::{force_traffic, restore_traffic};
+use crate::rollout::engine::{force_traffic, restore_split, restore_traffic};
 use crate::rollout::hooks::{HookKind, HookReport};
 use crate::rollout::judge::JudgeKind;
 use crate::rollout::ownership::Identity;
 use crate::rollout::pause::PauseTimeoutAction;
 use crate::rollout::plan::DEFAULT_MONITORING_DELAY;
 use crate::rollout::ports::{Hooks, Metrics, Platform};
-use crate::rollout::timeline::{Event, describe_traffic, traffic_shares};
+use crate::rollout::timeline::{Event, EventKind, describe_traffic, traffic_shares};
 use crate::rollout::{
     CandidateSource, Engine, Outcome, Policy, Ports, Report, RolloutError, RolloutRequest, Steps,
 };
@@ -361,6 +361,12 @@ pub async fn run(context: &Context, args: RolloutArgs) -> Result<CommandResult, 
         .map(|run| waves::RegionSummary::ran(&run.address.region, &run.run.report))
         .collect();
     if in_waves && deciding_failed {
+        let failed_region = &addresses[promoted_before].region;
+        let why = match (&failure, runs.last()) {
+            (Some(error), _) => error.message.clone(),
+            (None, Some(last)) => last.run.report.reason.clone().unwrap_or_default(),
+            (None, None) => String::new(),
+        };
         for (run, summary) in runs[..promoted_before]
             .iter()
             .zip(summaries.iter_mut())
@@ -369,6 +375,27 @@ pub async fn run(context: &Context, args: RolloutArgs) -> Result<CommandResult, 
             let platform = endpoints.cloud_run_with(&run.address, credentials.clone());
             let interrupt = &context.interrupt;
             waves::undo(&platform, summary, &run.run.report, UNDO_TIMEOUT, interrupt).await;
+            // The region's own webhook thread hears of it as of any rollback.
+            if let (Some(notifier), Some(waves::UndoOutcome::RolledBack)) =
+                (&run.notifier, summary.undone)
+            {
+                let reason = format!("{failed_region} failed after this region's promotion: {why}");
+                for kind in [
+                    EventKind::RollbackStarted { reason },
+                    EventKind::RolledBack {
+                        traffic: restore_split(
+                            &run.run.report.final_traffic,
+                            &run.run.report.stable,
+                        ),
+                    },
+                ] {
+                    notifier.observe(&Event {
+                        at: std::time::SystemTime::now(),
+                        elapsed_s: 0.0,
+                        kind,
+                    });
+                }
+            }
         }
     }
     // The pipeline's hooks ran around the first region: the result and the incident of a later
