@@ -361,42 +361,14 @@ pub async fn run(context: &Context, args: RolloutArgs) -> Result<CommandResult, 
         .map(|run| waves::RegionSummary::ran(&run.address.region, &run.run.report))
         .collect();
     if in_waves && deciding_failed {
-        let failed_region = &addresses[promoted_before].region;
         let why = match (&failure, runs.last()) {
             (Some(error), _) => error.message.clone(),
             (None, Some(last)) => last.run.report.reason.clone().unwrap_or_default(),
             (None, None) => String::new(),
         };
-        for (run, summary) in runs[..promoted_before]
-            .iter()
-            .zip(summaries.iter_mut())
-            .rev()
-        {
-            let platform = endpoints.cloud_run_with(&run.address, credentials.clone());
-            let interrupt = &context.interrupt;
-            waves::undo(&platform, summary, &run.run.report, UNDO_TIMEOUT, interrupt).await;
-            // The region's own webhook thread hears of it as of any rollback.
-            if let (Some(notifier), Some(waves::UndoOutcome::RolledBack)) =
-                (&run.notifier, summary.undone)
-            {
-                let reason = format!("{failed_region} failed after this region's promotion: {why}");
-                for kind in [
-                    EventKind::RollbackStarted { reason },
-                    EventKind::RolledBack {
-                        traffic: restore_split(
-                            &run.run.report.final_traffic,
-                            &run.run.report.stable,
-                        ),
-                    },
-                ] {
-                    notifier.observe(&Event {
-                        at: std::time::SystemTime::now(),
-                        elapsed_s: 0.0,
-                        kind,
-                    });
-                }
-            }
-        }
+        let failed_region = &addresses[promoted_before].region;
+        let promoted = &runs[..promoted_before];
+        undo_earlier(&setup, promoted, &mut summaries, failed_region, &why).await;
     }
     // The pipeline's hooks ran around the first region: the result and the incident of a later
     // region's failure carry them, and a rollback of the first region runs its job.
@@ -417,19 +389,24 @@ pub async fn run(context: &Context, args: RolloutArgs) -> Result<CommandResult, 
         .iter()
         .any(|summary| summary.undone == Some(waves::UndoOutcome::Failed));
     let undo_note = waves::undo_note(&summaries);
+    let wave_steps = policy.wave.steps.percents();
     if let Some(error) = &failure {
+        let region = &addresses[runs.len()].region;
+        let reason = Some(error.message.clone());
+        let steps = match runs.len() {
+            0 => policy.steps.percents(),
+            _ => wave_steps,
+        };
         summaries.push(waves::RegionSummary::not_run(
-            &addresses[runs.len()].region,
-            "error",
-            policy.for_wave().steps.percents(),
-            Some(error.message.clone()),
+            region, "error", steps, reason,
         ));
     }
     for address in addresses.iter().skip(summaries.len()) {
+        let region = &address.region;
         summaries.push(waves::RegionSummary::not_run(
-            &address.region,
+            region,
             "not_started",
-            policy.for_wave().steps.percents(),
+            wave_steps,
             None,
         ));
     }
@@ -522,6 +499,43 @@ pub async fn run(context: &Context, args: RolloutArgs) -> Result<CommandResult, 
         notifications,
         regions: in_waves.then_some(summaries),
     }))
+}
+
+/// Puts back, latest first, each region promoted before `failed_region` failed, and tells its
+/// webhooks as of any rollback.
+async fn undo_earlier(
+    setup: &RegionSetup<'_>,
+    promoted: &[RegionRun],
+    summaries: &mut [waves::RegionSummary],
+    failed_region: &str,
+    why: &str,
+) {
+    for (run, summary) in promoted.iter().zip(summaries.iter_mut()).rev() {
+        let platform = setup
+            .endpoints
+            .cloud_run_with(&run.address, setup.credentials.clone());
+        let report = &run.run.report;
+        let interrupt = &setup.context.interrupt;
+        waves::undo(&platform, summary, report, UNDO_TIMEOUT, interrupt).await;
+        let (Some(notifier), Some(waves::UndoOutcome::RolledBack)) =
+            (&run.notifier, summary.undone)
+        else {
+            continue;
+        };
+        let reason = format!("{failed_region} failed after this region's promotion: {why}");
+        for kind in [
+            EventKind::RollbackStarted { reason },
+            EventKind::RolledBack {
+                traffic: restore_split(&report.final_traffic, &report.stable),
+            },
+        ] {
+            notifier.observe(&Event {
+                at: std::time::SystemTime::now(),
+                elapsed_s: 0.0,
+                kind,
+            });
+        }
+    }
 }
 
 /// Runs `--on-rollback-job` after the first region, promoted, was rolled back because a later
