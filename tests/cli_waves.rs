@@ -170,6 +170,8 @@ async fn given_two_regions_when_the_candidate_fails_in_the_second_then_both_serv
     let (us, eu) = (region(&result, 0), region(&result, 1));
     assert_eq!(us["outcome"], "promoted");
     assert_eq!(us["undone"], "rolled_back");
+    eprintln!("waves: undo of us-central1 took {}s", us["undo_s"]);
+    assert!(us["undo_s"].as_f64().is_some(), "{us}");
     assert_eq!(eu["outcome"], "rolled_back");
     assert!(eu.get("undone").is_none(), "{eu}");
     // Both regions serve their stable revision alone; the first went 0 → 50 → 100 → 0.

@@ -37,6 +37,9 @@ pub struct RegionSummary {
     /// since; left as it is) or `failed` (not confirmed: it needs a person).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub undone: Option<UndoOutcome>,
+    /// How long that undo took, reads and retries included.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub undo_s: Option<f64>,
 }
 
 impl RegionSummary {
@@ -51,6 +54,7 @@ impl RegionSummary {
             final_traffic_confirmed: report.final_traffic_confirmed,
             reason: report.reason.clone(),
             undone: None,
+            undo_s: None,
         }
     }
 
@@ -65,6 +69,7 @@ impl RegionSummary {
             final_traffic_confirmed: false,
             reason,
             undone: None,
+            undo_s: None,
         }
     }
 }
@@ -181,6 +186,7 @@ pub async fn undo(
         report.stable
     );
     let say = |line: &str| crate::say!("rollback of {region}: {line}");
+    let started = tokio::time::Instant::now();
     let undo = undo_promotion(platform, &wanted, &report.final_traffic, deadline, &say);
     tokio::pin!(undo);
     // A signal leaves the runner seconds: the write under way may finish in them, no more.
@@ -211,6 +217,7 @@ pub async fn undo(
         }
     };
     summary.undone = Some(outcome);
+    summary.undo_s = Some(started.elapsed().as_secs_f64());
     if let Some(reason) = reason {
         summary.reason = Some(reason);
     }
