@@ -344,6 +344,7 @@ async fn a_server_that_answers_a_patch_with_the_service_needs_no_operation_polli
             &TrafficChange {
                 traffic: vec![TrafficTarget::tagged("app-1", 100, "blue")],
                 rollout: None,
+                history: None,
             },
             &before.etag,
             Duration::from_secs(30),

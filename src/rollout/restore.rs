@@ -7,6 +7,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::rollout::engine::{Engine, Restore};
+use crate::rollout::history::HistoryEntry;
 use crate::rollout::ownership::{still_ours, traffic_matches};
 use crate::rollout::ports::{Platform, PortError, ServiceState, TrafficChange, TrafficTarget};
 use crate::rollout::timeline::Report;
@@ -140,9 +141,17 @@ impl Engine<'_> {
         give_up: Instant,
         last_error: &mut String,
     ) -> Option<Restore> {
+        // The rollout's history entry goes with the write that ends it, stamped as sent now.
+        let now = crate::rollout::history::time_text(self.clock.now());
+        let history = self.ending.clone().map(|entry| HistoryEntry {
+            ended: now.clone(),
+            restored_at: Some(now),
+            ..entry
+        });
         let change = TrafficChange {
             traffic: wanted.to_vec(),
             rollout: None,
+            history,
         };
         self.in_flight = Some(wanted.to_vec());
         let platform = self.ports.platform;
@@ -249,7 +258,7 @@ pub async fn force_traffic(
     deadline: Duration,
     on_retry: &(dyn Fn(&str) + Send + Sync),
 ) -> Result<ServiceState, String> {
-    force_traffic_of(platform, wanted, deadline, on_retry, None)
+    force_traffic_of(platform, wanted, deadline, on_retry, None, None)
         .await
         .map_err(NotForced::reason)
 }
@@ -271,14 +280,78 @@ impl NotForced {
     }
 }
 
+/// A person's `rollback` or `abort`, as the service's history keeps it.
+#[derive(Debug, Clone)]
+pub struct ManualEnd {
+    /// `rolled_back` or `aborted`.
+    pub outcome: &'static str,
+    /// The command, for the entry's reason (`shiftgate rollback`).
+    pub command: &'static str,
+    /// Who ran it (the Actions run URL, else host and pid).
+    pub who: String,
+    pub clock: crate::clock::Clock,
+}
+
+impl ManualEnd {
+    /// The entry for a write of `wanted` over `service`: the rollout it ends when one is recorded,
+    /// else the revision that served most before.
+    pub fn entry(&self, service: &ServiceState, wanted: &[TrafficTarget]) -> HistoryEntry {
+        let now = crate::rollout::history::time_text(self.clock.now());
+        let target = wanted
+            .iter()
+            .max_by_key(|t| t.percent)
+            .map(|t| t.revision.clone())
+            .unwrap_or_default();
+        let (id, candidate, stable, started, at) = match &service.rollout {
+            Some(record) => (
+                record.id.clone(),
+                record.candidate.clone(),
+                record.stable.clone(),
+                record.started_at.clone(),
+                format!(" at {}%", record.percent),
+            ),
+            None => (
+                crate::rollout::ownership::random_id(),
+                service
+                    .serving()
+                    .into_iter()
+                    .map(|(revision, _)| revision)
+                    .find(|revision| *revision != target)
+                    .unwrap_or_default(),
+                target.clone(),
+                now.clone(),
+                String::new(),
+            ),
+        };
+        HistoryEntry {
+            id,
+            candidate,
+            stable,
+            outcome: self.outcome.to_string(),
+            reason: Some(format!(
+                "`{}` by a person{at}: 100% to {target}",
+                self.command
+            )),
+            started,
+            ended: now.clone(),
+            restored_at: Some(now),
+            who: self.who.clone(),
+            manual: true,
+            ..HistoryEntry::default()
+        }
+    }
+}
+
 /// [`force_traffic`], writing only while the service still carries the rollout record `only_for`
-/// (`abort` aims at one rollout: if that one ended meanwhile, the service is left as it is).
+/// (`abort` aims at one rollout: if that one ended meanwhile, the service is left as it is); with
+/// `manual`, the write also adds the person's rollback to the service's history.
 pub async fn force_traffic_of(
     platform: &dyn Platform,
     wanted: &[TrafficTarget],
     deadline: Duration,
     on_retry: &(dyn Fn(&str) + Send + Sync),
     only_for: Option<&str>,
+    manual: Option<&ManualEnd>,
 ) -> Result<ServiceState, NotForced> {
     let give_up = later(Instant::now(), deadline);
     let mut last_error = format!(
@@ -289,7 +362,8 @@ pub async fn force_traffic_of(
     let mut attempt = 0u32;
     loop {
         attempt += 1;
-        if let Some(end) = force_once(platform, wanted, give_up, &mut last_error, only_for).await {
+        let once = force_once(platform, wanted, give_up, &mut last_error, only_for, manual);
+        if let Some(end) = once.await {
             return end;
         }
         if later(Instant::now(), pause) >= give_up {
@@ -312,6 +386,7 @@ async fn force_once(
     give_up: Instant,
     last_error: &mut String,
     only_for: Option<&str>,
+    manual: Option<&ManualEnd>,
 ) -> Option<Result<ServiceState, NotForced>> {
     let service = match tokio::time::timeout_at(give_up, platform.read_service()).await {
         Err(_) => return Some(Err(NotForced::Failed(last_error.clone()))),
@@ -349,6 +424,7 @@ async fn force_once(
     let change = TrafficChange {
         traffic: wanted.to_vec(),
         rollout: None,
+        history: manual.map(|manual| manual.entry(&service, wanted)),
     };
     let write = write_traffic(platform, &change, &service.etag, give_up);
     match tokio::time::timeout_at(give_up, write).await {
