@@ -44,6 +44,8 @@ pub struct ResultFacts<'a> {
     pub incident_url: Option<&'a str>,
     /// The environment's public URL (a rollout's `url` output, for a job's `environment.url`).
     pub url: Option<&'a str>,
+    /// Markdown the command made itself (already escaped), shown after everything else.
+    pub markdown: Option<&'a str>,
 }
 
 impl<'a> ResultFacts<'a> {
@@ -61,6 +63,7 @@ impl<'a> ResultFacts<'a> {
             run: None,
             incident_url: None,
             url: None,
+            markdown: None,
         }
     }
 }
@@ -218,6 +221,9 @@ pub fn step_summary(facts: &ResultFacts) -> String {
     }
     if let Some(url) = facts.incident_url {
         let _ = writeln!(out, "Incident: {}\n", markdown::link(url));
+    }
+    if let Some(text) = facts.markdown {
+        out.push_str(text);
     }
     out
 }
