@@ -263,7 +263,7 @@ fn split_text(traffic: &[TrafficShare]) -> String {
 
 fn outcome_icon(outcome: &str) -> &'static str {
     match outcome {
-        "promoted" | "success" | "healthy" | "dry_run" => "✅",
+        "promoted" | "success" | "healthy" | "dry_run" | "ok" => "✅",
         "rolled_back" => "↩️",
         "interrupted" | "cancelled" => "⏹️",
         _ => "❌",

@@ -344,10 +344,11 @@ fn who_cell(who: &str) -> String {
 /// The report as Markdown; everything from outside quoted or escaped.
 pub fn render(result: &ReportResult) -> String {
     let mut out = String::new();
+    let short = result.service.rsplit('/').next().unwrap_or_default();
     let _ = writeln!(
         out,
         "## Rollout report: {}{}\n",
-        markdown::code(&result.service),
+        markdown::code(short),
         result
             .environment
             .as_deref()
