@@ -89,8 +89,12 @@ pub struct Incidents {
     pub closed_in_period: Option<usize>,
     pub open: Vec<IncidentIssue>,
     pub closed: Vec<IncidentIssue>,
+    /// More than 1,000 issues in a listing: the counts are a lower bound.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub incomplete: bool,
+    /// GitHub failed (the report exits 3); `not_read` says how.
+    #[serde(skip)]
+    pub api_failed: bool,
 }
 
 impl Incidents {
@@ -105,6 +109,7 @@ impl Incidents {
             open: Vec::new(),
             closed: Vec::new(),
             incomplete: false,
+            api_failed: false,
         }
     }
 
@@ -119,6 +124,7 @@ impl Incidents {
             open: summary.open,
             closed: summary.closed_in_period,
             incomplete: summary.incomplete,
+            api_failed: false,
         }
     }
 }
@@ -228,11 +234,11 @@ async fn read_incidents(
     match tokio::time::timeout(timeout, incident_list::list(&github, repo, since)).await {
         Ok(Ok(summary)) => Incidents::from_summary(name, summary),
         Ok(Err(error)) => Incidents {
-            incomplete: true,
+            api_failed: true,
             ..Incidents::not_read(Some(name), format!("GitHub failed: {error}"))
         },
         Err(_) => Incidents {
-            incomplete: true,
+            api_failed: true,
             ..Incidents::not_read(
                 Some(name),
                 format!(
@@ -286,7 +292,7 @@ pub fn build(
             count: durations.len(),
         })
     };
-    let api_failed = incidents.not_read.is_some() && incidents.incomplete;
+    let api_failed = incidents.api_failed;
     let mut result = ReportResult {
         outcome: if api_failed { "incomplete" } else { "ok" },
         service: service.to_string(),

@@ -100,14 +100,15 @@ impl HistoryEntry {
         ] {
             *field = cut(field, MAX_FIELD_CHARS);
         }
-        for field in [
+        for text in [
             &mut self.traffic_at,
             &mut self.detected_at,
             &mut self.restored_at,
-        ] {
-            if let Some(text) = field {
-                *text = cut(text, MAX_FIELD_CHARS);
-            }
+        ]
+        .into_iter()
+        .flatten()
+        {
+            *text = cut(text, MAX_FIELD_CHARS);
         }
         self
     }

@@ -439,3 +439,72 @@ async fn force_once(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rollout::ports::RolloutRecord;
+
+    fn manual(outcome: &'static str, command: &'static str) -> ManualEnd {
+        ManualEnd {
+            outcome,
+            command,
+            who: "host laptop pid 7".into(),
+            clock: crate::clock::Clock::new(),
+        }
+    }
+
+    #[test]
+    fn an_abort_records_the_rollout_it_ends_and_a_rollback_without_one_the_revision_it_left() {
+        let record = RolloutRecord {
+            id: "r1".into(),
+            owner: "https://github.com/o/r/actions/runs/1".into(),
+            stable: "web-1".into(),
+            candidate: "web-2".into(),
+            percent: 25,
+            state: RolloutRecord::PAUSED.into(),
+            started_at: "2026-11-30T10:00:00Z".into(),
+            pause: None,
+        };
+        let held = ServiceState {
+            traffic: vec![
+                TrafficTarget::new("web-1", 75),
+                TrafficTarget::tagged("web-2", 25, "candidate"),
+            ],
+            rollout: Some(record),
+            ..ServiceState::default()
+        };
+        let wanted = [TrafficTarget::new("web-1", 100)];
+        let aborted = manual("aborted", "shiftgate abort").entry(&held, &wanted);
+        assert_eq!(
+            (
+                aborted.id.as_str(),
+                aborted.candidate.as_str(),
+                aborted.stable.as_str()
+            ),
+            ("r1", "web-2", "web-1")
+        );
+        assert_eq!(aborted.outcome, "aborted");
+        assert_eq!(aborted.started, "2026-11-30T10:00:00Z");
+        assert_eq!(
+            aborted.reason.as_deref(),
+            Some("`shiftgate abort` by a person at 25%: 100% to web-1")
+        );
+        assert!(aborted.manual);
+        assert_eq!(aborted.who, "host laptop pid 7");
+        assert_eq!(aborted.restored_at.as_deref(), Some(aborted.ended.as_str()));
+        assert_eq!((aborted.traffic_at, aborted.detected_at), (None, None));
+
+        let promoted = ServiceState {
+            traffic: vec![TrafficTarget::new("web-2", 100)],
+            ..ServiceState::default()
+        };
+        let back = manual("rolled_back", "shiftgate rollback").entry(&promoted, &wanted);
+        assert_eq!(
+            (back.candidate.as_str(), back.stable.as_str()),
+            ("web-2", "web-1")
+        );
+        assert_eq!(back.id.len(), 32, "a fresh random id");
+        assert_eq!(back.started, back.ended);
+    }
+}
