@@ -704,7 +704,7 @@ pub struct CompletionsArgs {
 
 /// Every subcommand, each with its own man page (`shiftgate man COMMAND`); a unit test keeps this
 /// list equal to `Command`'s.
-pub const COMMAND_NAMES: [&str; 12] = [
+pub const COMMAND_NAMES: [&str; 13] = [
     "rollout",
     "rollback",
     "promote",
@@ -715,6 +715,7 @@ pub const COMMAND_NAMES: [&str; 12] = [
     "simulate",
     "dispatch",
     "incident",
+    "report",
     "completions",
     "man",
 ];
