@@ -321,3 +321,53 @@ async fn given_a_bad_period_when_report_runs_then_exit_2_naming_since_and_nothin
     assert_eq!(github.counts().total, 0);
     assert_eq!(world.sim.model().api_calls("GET"), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn given_a_paused_rollout_aborted_by_a_person_when_report_runs_then_it_is_one_aborted_entry()
+{
+    let world = BinaryWorld::start("report-abort").await;
+    let _load = world.start_load(40.0);
+    let github = github().await;
+    let mut pausing = vec!["--json"];
+    pausing.extend(QUICK_ROLLOUT);
+    pausing.extend(["--pause-at", "50", "--pause-timeout", "10m"]);
+    let rollout = run(world.service_command(&pausing));
+    let person = async {
+        let mut waited = Duration::ZERO;
+        loop {
+            let status = json_of(&world.run_on_service(&["status", "--json"]).await);
+            if status["rollout"]["state"] == "paused" {
+                break;
+            }
+            assert!(waited < Duration::from_secs(30), "the rollout never paused");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            waited += Duration::from_millis(100);
+        }
+        world.run_on_service(&["--json", "abort"]).await
+    };
+    let (rolled, aborted) = tokio::join!(rollout, person);
+    assert_eq!(aborted.status.code(), Some(0), "{}", stderr_of(&aborted));
+    assert_eq!(json_of(&rolled)["outcome"], "aborted");
+
+    let output = run(report(&world, &github, &["--since", "1h", "--json"])).await;
+
+    assert_eq!(output.status.code(), Some(0), "{}", stderr_of(&output));
+    let result = json_of(&output);
+    assert_eq!(
+        result["totals"],
+        json!({"rollouts": 1, "promoted": 0, "rolled_back": 0, "failed": 0, "aborted": 1,
+               "interrupted": 0, "manual": 1})
+    );
+    let entry = &result["rollouts"][0];
+    assert_eq!(entry["id"], json_of(&rolled)["rollout_id"]);
+    assert_eq!(entry["candidate"], json_of(&rolled)["candidate"]);
+    assert_eq!(entry["stable"], world.stable.as_str());
+    assert!(
+        entry["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("`shiftgate abort` by a person at 50%"),
+        "{entry}"
+    );
+    assert_eq!(result["incidents"]["open_count"], 0);
+}
