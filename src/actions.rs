@@ -47,6 +47,8 @@ pub struct ResultFacts<'a> {
     pub url: Option<&'a str>,
     /// A rollout in waves: each region, in order.
     pub regions: Option<&'a [RegionSummary]>,
+    /// Markdown the command made itself (already escaped), shown after everything else.
+    pub markdown: Option<&'a str>,
 }
 
 impl<'a> ResultFacts<'a> {
@@ -65,6 +67,7 @@ impl<'a> ResultFacts<'a> {
             incident_url: None,
             url: None,
             regions: None,
+            markdown: None,
         }
     }
 }
@@ -248,6 +251,9 @@ pub fn step_summary(facts: &ResultFacts) -> String {
     if let Some(url) = facts.incident_url {
         let _ = writeln!(out, "Incident: {}\n", markdown::link(url));
     }
+    if let Some(text) = facts.markdown {
+        out.push_str(text);
+    }
     out
 }
 
@@ -336,7 +342,7 @@ fn split_text(traffic: &[TrafficShare]) -> String {
 
 fn outcome_icon(outcome: &str) -> &'static str {
     match outcome {
-        "promoted" | "success" | "healthy" | "dry_run" => "✅",
+        "promoted" | "success" | "healthy" | "dry_run" | "ok" => "✅",
         "rolled_back" => "↩️",
         "interrupted" | "cancelled" => "⏹️",
         _ => "❌",

@@ -143,6 +143,9 @@ pub enum Command {
     Dispatch(DispatchArgs),
     /// Open an incident issue, or comment on the open one with the same key.
     Incident(IncidentArgs),
+    /// Rollouts, rollbacks and incidents of an environment over a period, from the service's
+    /// rollout history and the repository's incident issues.
+    Report(ReportArgs),
     /// Print the shell completion script for SHELL on stdout.
     Completions(CompletionsArgs),
     /// Print the roff man page of shiftgate, or of one of its commands, on stdout.
@@ -559,6 +562,59 @@ pub struct AbortArgs {
 }
 
 #[derive(Debug, Clone, Args)]
+pub struct ReportArgs {
+    #[command(flatten)]
+    pub service: ServiceArgs,
+    /// The period: a duration back from now (1h to 400d, e.g. 7d) or an RFC 3339 time.
+    #[arg(long, env = "SHIFTGATE_SINCE", value_parser = since, default_value = "7d", value_name = "DURATION|TIME")]
+    pub since: Since,
+    /// Repository whose `incident` issues are counted, OWNER/NAME [default: $GITHUB_REPOSITORY].
+    #[arg(long, env = "SHIFTGATE_REPO", value_name = "OWNER/NAME", value_parser = name::repo)]
+    pub repo: Option<String>,
+    /// How long to keep trying to read the service and the issues before giving up (exit 3).
+    #[arg(long, env = "SHIFTGATE_TIMEOUT", value_parser = timeout, default_value = "60s", value_name = "DURATION")]
+    pub timeout: Duration,
+}
+
+/// `report --since`: how far back, or from when.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Since {
+    Ago(Duration),
+    At(std::time::SystemTime),
+}
+
+/// The shortest and the longest period a report covers.
+pub const SINCE_BOUNDS: (Duration, Duration) = (
+    Duration::from_secs(3600),
+    Duration::from_secs(400 * 24 * 3600),
+);
+
+fn since(text: &str) -> Result<Since, String> {
+    let trimmed = text.trim();
+    if let Ok(ago) = humantime::parse_duration(trimmed) {
+        let (min, max) = SINCE_BOUNDS;
+        if ago < min || ago > max {
+            return Err(format!(
+                "must be 1h to 400d back (or an RFC 3339 time), got {}",
+                crate::names::quote(trimmed)
+            ));
+        }
+        return Ok(Since::Ago(ago));
+    }
+    humantime::parse_rfc3339_weak(trimmed.trim_end_matches('Z'))
+        .ok()
+        .filter(|_| trimmed.contains('T'))
+        .map(Since::At)
+        .ok_or_else(|| {
+            format!(
+                "expected a duration (1h to 400d, e.g. 7d) or an RFC 3339 time \
+                 (2026-11-24T00:00:00Z), got {}",
+                crate::names::quote(trimmed)
+            )
+        })
+}
+
+#[derive(Debug, Clone, Args)]
 pub struct StatusArgs {
     #[command(flatten)]
     pub service: ServiceArgs,
@@ -659,7 +715,7 @@ pub struct CompletionsArgs {
 
 /// Every subcommand, each with its own man page (`shiftgate man COMMAND`); a unit test keeps this
 /// list equal to `Command`'s.
-pub const COMMAND_NAMES: [&str; 12] = [
+pub const COMMAND_NAMES: [&str; 13] = [
     "rollout",
     "rollback",
     "promote",
@@ -670,6 +726,7 @@ pub const COMMAND_NAMES: [&str; 12] = [
     "simulate",
     "dispatch",
     "incident",
+    "report",
     "completions",
     "man",
 ];

@@ -192,6 +192,27 @@ async fn given_two_regions_when_the_candidate_fails_in_the_second_then_both_serv
     assert!(shown.contains("`us-central1` | 50% → 100% |"), "{shown}");
     assert!(shown.contains("promoted, then rolled back"), "{shown}");
     assert!(shown.contains("`europe-west1` | 100% |"), "{shown}");
+    // The first region's history has its promotion and then its rollback for the second's sake.
+    let report = regions
+        .world
+        .run_on_service(&["--json", "report", "--since", "1h"])
+        .await;
+    assert_eq!(report.status.code(), Some(0), "{}", stderr_of(&report));
+    let rows = json_of(&report)["rollouts"].clone();
+    let outcomes: Vec<&str> = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|row| row["outcome"].as_str().unwrap())
+        .collect();
+    assert_eq!(outcomes, ["promoted", "rolled_back"], "{rows}");
+    assert!(
+        rows[1]["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("europe-west1 failed after this region's promotion"),
+        "{rows}"
+    );
     // The channel hears each region start, the first promoted, the second rolled back, and the
     // first rolled back because of the second.
     let texts = hook.texts();
@@ -314,6 +335,7 @@ async fn given_a_promotion_someone_changed_since_then_undoing_it_leaves_the_serv
         &platform,
         &back,
         &promoted_split,
+        None,
         std::time::Duration::from_secs(10),
         &quiet,
     )
@@ -329,6 +351,7 @@ async fn given_a_promotion_someone_changed_since_then_undoing_it_leaves_the_serv
         &platform,
         &back,
         &newer_split,
+        None,
         std::time::Duration::from_secs(10),
         &quiet,
     )

@@ -529,6 +529,7 @@ async fn a_service_split_between_revisions_is_refused_without_a_write() {
                     TrafficTarget::new(&candidate, 40),
                 ],
                 rollout: None,
+                history: None,
             },
             &service.etag,
             Duration::from_secs(60),
@@ -1003,6 +1004,7 @@ async fn a_traffic_change_made_with_gcloud_during_a_bake_aborts_the_rollout() {
             let change = shiftgate::ports::TrafficChange {
                 traffic,
                 rollout: service.rollout.clone(),
+                history: None,
             };
             platform
                 .set_traffic(&change, &service.etag, Duration::from_secs(60))

@@ -8,6 +8,7 @@ mod cli_github;
 mod cli_hooks;
 mod cli_identity;
 mod cli_pause;
+mod cli_report;
 mod cli_tokens;
 mod cli_waves;
 mod contracts;

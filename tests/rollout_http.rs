@@ -344,6 +344,7 @@ async fn a_server_that_answers_a_patch_with_the_service_needs_no_operation_polli
             &TrafficChange {
                 traffic: vec![TrafficTarget::tagged("app-1", 100, "blue")],
                 rollout: None,
+                history: None,
             },
             &before.etag,
             Duration::from_secs(30),
@@ -760,4 +761,74 @@ async fn a_rollout_record_that_cannot_be_read_is_never_taken_for_no_rollout() {
     use shiftgate::ports::Platform;
     let after = platform.read_service().await.unwrap();
     assert!(after.unreadable_rollout.is_none() && after.rollout.is_none());
+}
+
+#[tokio::test(start_paused = true)]
+async fn given_other_annotations_and_a_foreign_history_when_a_rollout_ends_then_its_entry_is_added_and_the_rest_kept()
+ {
+    for mode in [
+        shiftgate_sim::PatchMode::FieldMask,
+        shiftgate_sim::PatchMode::FullReplace,
+    ] {
+        let harness = Harness::start().await;
+        harness.sim.set_patch_mode(mode);
+        let _load = harness.start_load();
+        // Someone's own annotation, and a history another tool wrote in its own format.
+        let url = format!(
+            "{}/v2/projects/{PROJECT}/locations/{REGION}/services/{SERVICE}",
+            harness.sim.cloud_run_url()
+        );
+        let seeded = shiftgate::client_builder()
+            .build()
+            .unwrap()
+            .patch(&url)
+            .query(&[("updateMask", "annotations")])
+            .json(&serde_json::json!({"annotations": {
+                "team.example.com/owner": "web",
+                "shiftgate.dev/history": "{\"deploys\": 3}",
+            }}))
+            .send()
+            .await
+            .unwrap();
+        assert!(seeded.status().is_success(), "{:?}", seeded.text().await);
+        tokio::time::sleep(Duration::from_secs(5)).await;
+
+        let (first, _, _) = harness.roll_out(quick_policy()).await;
+        let (second, _, _) = harness.roll_out(quick_policy()).await;
+
+        assert_eq!(
+            first.outcome,
+            Outcome::Promoted,
+            "{mode:?}: {:?}",
+            first.reason
+        );
+        assert_eq!(
+            second.outcome,
+            Outcome::Promoted,
+            "{mode:?}: {:?}",
+            second.reason
+        );
+        let key = shiftgate_sim::ServiceKey::new(PROJECT, REGION, SERVICE);
+        let annotations = harness.sim.model().service_annotations(&key).unwrap();
+        assert_eq!(
+            annotations.keys().collect::<Vec<_>>(),
+            ["shiftgate.dev/history", "team.example.com/owner"],
+            "{mode:?}: the record is gone, every other annotation kept"
+        );
+        assert_eq!(annotations["team.example.com/owner"], "web");
+        let history: serde_json::Value =
+            serde_json::from_str(&annotations["shiftgate.dev/history"]).unwrap();
+        let entries = history.as_array().unwrap();
+        assert_eq!(
+            entries.len(),
+            2,
+            "{mode:?}: the foreign list was replaced: {history}"
+        );
+        for (entry, report) in entries.iter().zip([&first, &second]) {
+            assert_eq!(entry["id"], report.rollout_id.as_str());
+            assert_eq!(entry["outcome"], "promoted");
+            assert_eq!(entry["candidate"], report.candidate.as_str());
+            assert_eq!(entry["stable"], report.stable.as_str());
+        }
+    }
 }

@@ -833,6 +833,7 @@ async fn in_process_ports_run_a_rollout_step() {
             percent: 10,
             ..record
         }),
+        history: None,
     };
     let writes = model.write_count();
     let state = platform
@@ -860,6 +861,7 @@ async fn in_process_ports_run_a_rollout_step() {
     let cleared = TrafficChange {
         traffic: vec![TrafficTarget::new(&stable, 100)],
         rollout: None,
+        history: None,
     };
     let state = platform
         .set_traffic(&cleared, &state.etag, Duration::from_secs(30))
@@ -905,6 +907,7 @@ async fn in_process_failures_map_to_port_errors() {
     let change = TrafficChange {
         traffic: vec![TrafficTarget::new(&stable, 100)],
         rollout: None,
+        history: None,
     };
     let err = platform
         .set_traffic(&change, &state.etag, Duration::from_secs(30))

@@ -15,6 +15,7 @@ use crate::cloudrun::model::{
     traffic_targets_json,
 };
 use crate::gcp::{GoogleRest, Retry, google_duration};
+use crate::rollout::history::{self, HISTORY_ANNOTATION, History, HistoryEntry};
 use crate::rollout::ports::{
     NewRevision, Platform, PortError, PortResult, RevisionInfo, RolloutRecord, ServiceState,
     TrafficChange,
@@ -281,6 +282,46 @@ fn set_rollout_annotation(service: &mut Map<String, Value>, record: Option<&Roll
     }
 }
 
+/// Adds `entry` to the history annotation of the resource about to be written back (the same
+/// etag-guarded write that ends the rollout), every other annotation left as read. An unreadable
+/// history never stops the write: a new list starts, and the log says so.
+fn append_history(service: &mut Map<String, Value>, entry: &HistoryEntry) {
+    let annotations = service
+        .entry("annotations")
+        .or_insert_with(|| Value::Object(Map::new()));
+    if !annotations.is_object() {
+        *annotations = Value::Object(Map::new());
+    }
+    let annotations = annotations.as_object_mut().expect("made an object above");
+    let existing = match annotations.get(HISTORY_ANNOTATION) {
+        None => None,
+        Some(Value::String(text)) => Some(text.clone()),
+        Some(other) => Some(other.to_string()),
+    };
+    let appended = history::append(existing.as_deref(), entry.clone());
+    if let Some(why) = &appended.unreadable {
+        crate::say!("rollout history: {why}; a new list starts with this rollout");
+    }
+    annotations.insert(
+        HISTORY_ANNOTATION.to_string(),
+        Value::String(appended.value),
+    );
+}
+
+impl CloudRunService {
+    /// The service and its rollout history, as read now.
+    pub async fn read_history(&self) -> PortResult<(ServiceState, History)> {
+        let service = self.get_service().await?;
+        let history = history::parse(
+            service
+                .annotations
+                .get(HISTORY_ANNOTATION)
+                .map(String::as_str),
+        );
+        Ok((service.to_state(), history))
+    }
+}
+
 #[async_trait]
 impl Platform for CloudRunService {
     async fn read_service(&self) -> PortResult<ServiceState> {
@@ -351,6 +392,9 @@ impl Platform for CloudRunService {
         self.write(etag, deadline, "traffic,annotations", |service| {
             service.insert("traffic".into(), traffic_targets_json(&change.traffic));
             set_rollout_annotation(service, change.rollout.as_ref());
+            if let Some(entry) = &change.history {
+                append_history(service, entry);
+            }
         })
         .await
     }

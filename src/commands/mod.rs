@@ -10,6 +10,7 @@ mod incident;
 pub(crate) mod promote;
 mod public_url;
 mod reference;
+pub(crate) mod report;
 pub(crate) mod result;
 pub(crate) mod rollback;
 mod rollout;
@@ -221,6 +222,7 @@ pub async fn run(cli: Cli) -> ExitCode {
             )),
             Command::Dispatch(args) => dispatch::run(&context, args).await,
             Command::Incident(args) => incident::run(&context, args).await,
+            Command::Report(args) => report::run(&context, args).await,
             Command::Simulate(args) => simulate::run(&context, args).await,
             Command::Completions(args) => reference::completions(&context, args).await,
             Command::Man(args) => reference::man(&context, args).await,
@@ -336,6 +338,7 @@ fn command_name(command: &Command) -> &'static str {
         Command::Demo(_) => "demo",
         Command::Dispatch(_) => "dispatch",
         Command::Incident(_) => "incident",
+        Command::Report(_) => "report",
         Command::Simulate(_) => "simulate",
         Command::Completions(_) => "completions",
         Command::Man(_) => "man",

@@ -1311,7 +1311,7 @@ const ROLLBACK_FAILED_OUTPUTS: &[(&str, &str)] = &[
     ("exit-code", "4"),
 ];
 
-const STATUS_SUMMARY: &str = r##"### shiftgate status: ❌ ok
+const STATUS_SUMMARY: &str = r##"### shiftgate status: ✅ ok
 
 Service `projects/p/locations/us-central1/services/app`
 

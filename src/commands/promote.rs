@@ -161,6 +161,7 @@ async fn ask(
                 state: RolloutRecord::RESUMING.to_string(),
                 ..record.clone()
             }),
+            history: None,
         };
         let remaining = give_up.saturating_duration_since(Instant::now());
         match platform

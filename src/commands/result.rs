@@ -11,6 +11,7 @@ use crate::commands::health::HealthResult;
 use crate::commands::incident::IncidentResult;
 use crate::commands::promote::PromoteResult;
 use crate::commands::reference::ReferenceResult;
+use crate::commands::report::ReportResult;
 use crate::commands::rollback::RollbackResult;
 use crate::commands::rollout::RolloutResult;
 use crate::commands::simulate::SimulateResult;
@@ -33,6 +34,7 @@ pub enum CommandResult {
     Demo(DemoResult),
     Dispatch(DispatchResult),
     Incident(IncidentResult),
+    Report(ReportResult),
     Simulate(SimulateResult),
     Completions(ReferenceResult),
     Man(ReferenceResult),
@@ -52,6 +54,7 @@ impl CommandResult {
             CommandResult::Demo(_) => "demo",
             CommandResult::Dispatch(_) => "dispatch",
             CommandResult::Incident(_) => "incident",
+            CommandResult::Report(_) => "report",
             CommandResult::Simulate(_) => "simulate",
             CommandResult::Completions(_) => "completions",
             CommandResult::Man(_) => "man",
@@ -69,6 +72,7 @@ impl CommandResult {
             CommandResult::Demo(result) => result.run.exit_code,
             CommandResult::Dispatch(result) => result.run.exit_code,
             CommandResult::Incident(result) => result.exit_code,
+            CommandResult::Report(result) => result.exit_code,
             CommandResult::Simulate(result) => result.exit_code,
             CommandResult::Completions(result) | CommandResult::Man(result) => result.exit_code,
         }
@@ -87,6 +91,7 @@ impl CommandResult {
             CommandResult::Demo(result) => result.facts(command),
             CommandResult::Dispatch(result) => result.facts(command),
             CommandResult::Incident(result) => result.facts(command),
+            CommandResult::Report(result) => result.facts(command),
             CommandResult::Simulate(result) => result.facts(command),
             CommandResult::Completions(result) | CommandResult::Man(result) => {
                 result.facts(command)

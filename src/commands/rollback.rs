@@ -13,7 +13,7 @@ use crate::commands::rollout::{IncidentFiling, file_incident};
 use crate::commands::{CommandError, Context, Endpoints};
 use crate::exit::ExitCode;
 use crate::github::incident::failed_rollback_incident;
-use crate::rollout::engine::{NotForced, force_traffic_of, restore_traffic, short_name};
+use crate::rollout::engine::{ManualEnd, NotForced, force_traffic_of, restore_traffic, short_name};
 use crate::rollout::ports::{Platform, PortError, ServiceState};
 use crate::rollout::timeline::{TrafficShare, describe_traffic, traffic_json_text, traffic_shares};
 
@@ -333,7 +333,22 @@ async fn restore(
     crate::say!("rolling back {}: 100% to {target}", service.name);
     let remaining = give_up.saturating_duration_since(Instant::now());
     let say = |line: &str| crate::say!("rollback: {line}");
-    match force_traffic_of(platform, &wanted, remaining, &say, only_for).await {
+    let manual = ManualEnd {
+        outcome: if only_for.is_some() {
+            "aborted"
+        } else {
+            "rolled_back"
+        },
+        command: if only_for.is_some() {
+            "shiftgate abort"
+        } else {
+            "shiftgate rollback"
+        },
+        who: crate::rollout::ownership::owner_from_env(),
+        clock: crate::clock::Clock::new(),
+    };
+    let forced = force_traffic_of(platform, &wanted, remaining, &say, only_for, Some(&manual));
+    match forced.await {
         Ok(after) => {
             crate::say!("done: traffic {}", describe_traffic(&after.traffic));
             RollbackResult {

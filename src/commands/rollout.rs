@@ -516,13 +516,13 @@ async fn undo_earlier(
             .cloud_run_with(&run.address, setup.credentials.clone());
         let report = &run.run.report;
         let interrupt = &setup.context.interrupt;
-        waves::undo(&platform, summary, report, UNDO_TIMEOUT, interrupt).await;
+        let reason = format!("{failed_region} failed after this region's promotion: {why}");
+        waves::undo(&platform, summary, report, &reason, UNDO_TIMEOUT, interrupt).await;
         let (Some(notifier), Some(waves::UndoOutcome::RolledBack)) =
             (&run.notifier, summary.undone)
         else {
             continue;
         };
-        let reason = format!("{failed_region} failed after this region's promotion: {why}");
         for kind in [
             EventKind::RollbackStarted { reason },
             EventKind::RolledBack {

@@ -10,7 +10,8 @@ use crate::commands::CommandError;
 use crate::config::ServiceAddress;
 use crate::rollout::engine::restore_split;
 use crate::rollout::engine::{INTERRUPTED_RESTORE_DEADLINE, Interrupt, NotForced, undo_promotion};
-use crate::rollout::ownership::describe_owner;
+use crate::rollout::history::{HistoryEntry, time_text};
+use crate::rollout::ownership::{describe_owner, owner_from_env, random_id};
 use crate::rollout::ports::{Platform, PortError};
 use crate::rollout::timeline::{TrafficShare, describe_traffic, traffic_shares};
 use crate::rollout::{Outcome, Report};
@@ -176,18 +177,35 @@ pub async fn undo(
     platform: &dyn Platform,
     summary: &mut RegionSummary,
     report: &Report,
+    later_failure: &str,
     deadline: Duration,
     interrupt: &Interrupt,
 ) {
     let region = summary.region.clone();
     let wanted = restore_split(&report.final_traffic, &report.stable);
+    // The region's history gets the rollback beside its promotion: the rollout's own decision,
+    // not a person's.
+    let now = time_text(std::time::SystemTime::now());
+    let entry = HistoryEntry {
+        id: random_id(),
+        candidate: report.candidate.clone(),
+        stable: report.stable.clone(),
+        outcome: Outcome::RolledBack.as_str().to_string(),
+        reason: Some(later_failure.to_string()),
+        started: now.clone(),
+        ended: now.clone(),
+        restored_at: Some(now),
+        who: owner_from_env(),
+        ..HistoryEntry::default()
+    };
     crate::say!(
         "rolling back {region} too: 100% to {} (it was promoted before a later region failed)",
         report.stable
     );
     let say = |line: &str| crate::say!("rollback of {region}: {line}");
     let started = tokio::time::Instant::now();
-    let undo = undo_promotion(platform, &wanted, &report.final_traffic, deadline, &say);
+    let promoted = &report.final_traffic;
+    let undo = undo_promotion(platform, &wanted, promoted, Some(entry), deadline, &say);
     tokio::pin!(undo);
     // A signal leaves the runner seconds: the write under way may finish in them, no more.
     let undone = tokio::select! {

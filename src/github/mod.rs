@@ -5,5 +5,6 @@ pub(crate) mod client;
 pub(crate) mod deployment;
 pub(crate) mod dispatch;
 pub(crate) mod incident;
+pub(crate) mod incident_list;
 
 pub use client::{GitHub, GitHubError, Repo};

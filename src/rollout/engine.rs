@@ -5,6 +5,7 @@ use tokio::time::Instant;
 
 use crate::clock::Clock;
 use crate::rollout::health_judge::Expectations;
+use crate::rollout::history::{self, HistoryEntry};
 use crate::rollout::hooks::{HookKind, HookReport};
 use crate::rollout::ownership::Identity;
 use crate::rollout::plan::Policy;
@@ -18,7 +19,8 @@ pub use crate::rollout::request::{
     CandidateSource, Ports, ProgressSink, RolloutError, RolloutRequest,
 };
 pub use crate::rollout::restore::{
-    INTERRUPTED_RESTORE_DEADLINE, NotForced, force_traffic, force_traffic_of, undo_promotion,
+    INTERRUPTED_RESTORE_DEADLINE, ManualEnd, NotForced, force_traffic, force_traffic_of,
+    undo_promotion,
 };
 pub use crate::rollout::traffic::{
     CANDIDATE_TAG, Plan, restore_split, restore_traffic, short_name,
@@ -76,6 +78,8 @@ pub struct Engine<'a> {
     /// Runs the policy's hooks (backup, jobs); `None` when the caller gave none.
     pub(super) hooks: Option<&'a dyn Hooks>,
     pub(super) hook_reports: Vec<HookReport>,
+    /// The history entry the restoring write appends (its restore time is set when it is sent).
+    pub(super) ending: Option<HistoryEntry>,
 }
 
 impl<'a> Engine<'a> {
@@ -96,6 +100,7 @@ impl<'a> Engine<'a> {
             judge: JudgeRun::default(),
             hooks: None,
             hook_reports: Vec::new(),
+            ending: None,
         }
     }
 
@@ -191,12 +196,15 @@ impl<'a> Engine<'a> {
             }
         }
 
-        // Promote: 100% on the candidate, its tag and the rollout record removed.
+        // Promote: 100% on the candidate, its tag and the rollout record removed, and the
+        // rollout's history entry added by the same write.
+        let entry = self.history_entry(plan, Outcome::Promoted, None);
         let promoted = match self
             .apply(
                 None,
                 plan.traffic(100, false),
                 None,
+                Some(entry),
                 policy.traffic_deadline,
             )
             .await
@@ -236,8 +244,14 @@ impl<'a> Engine<'a> {
             };
             let record = RolloutRecord { percent, ..owned };
             let traffic = plan.traffic(percent, true);
-            self.apply(Some(step), traffic, Some(record), policy.traffic_deadline)
-                .await?;
+            self.apply(
+                Some(step),
+                traffic,
+                Some(record),
+                None,
+                policy.traffic_deadline,
+            )
+            .await?;
         }
         let (ended, step_report) = self
             .bake_step(step, percent, plan, policy, candidate_url)
@@ -313,6 +327,7 @@ impl<'a> Engine<'a> {
             }
         };
         report.reason = Some(reason.clone());
+        self.ending = Some(self.history_entry(plan, report.outcome, Some(&reason)));
         self.emit(EventKind::RollbackStarted { reason });
         match self.restore(plan, policy.traffic_deadline).await {
             Restore::Done(service) => self.restored(&mut report, policy, *service).await,
@@ -406,6 +421,26 @@ impl<'a> Engine<'a> {
             .map(|service| service.traffic.clone())
             .unwrap_or_default();
         report.final_traffic_confirmed = false;
+    }
+
+    /// This rollout as its service's history keeps it, ending now with `outcome`.
+    fn history_entry(&self, plan: &Plan, outcome: Outcome, reason: Option<&str>) -> HistoryEntry {
+        let instants = history::instants(&self.timeline, &plan.candidate);
+        HistoryEntry {
+            id: self.identity.id.clone(),
+            candidate: plan.candidate.clone(),
+            stable: plan.stable.clone(),
+            outcome: outcome.as_str().to_string(),
+            reason: reason.map(str::to_string),
+            started: plan.started_at.clone(),
+            ended: history::time_text(self.clock.now()),
+            failed_percent: instants.failed_percent,
+            traffic_at: instants.traffic_at.map(history::time_text),
+            detected_at: instants.detected_at.map(history::time_text),
+            restored_at: None,
+            who: self.identity.owner.clone(),
+            manual: false,
+        }
     }
 
     pub(super) fn emit(&mut self, kind: EventKind) {

@@ -7,6 +7,7 @@ pub(crate) mod engine;
 mod forecast;
 pub(crate) mod health_judge;
 pub(crate) mod histogram;
+pub(crate) mod history;
 pub(crate) mod hooks;
 mod interrupt;
 pub(crate) mod judge;

@@ -148,6 +148,7 @@ impl Engine<'_> {
             Some(step),
             plan.traffic(percent, true),
             Some(record),
+            None,
             policy.traffic_deadline,
         )
         .await?;

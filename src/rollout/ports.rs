@@ -177,11 +177,13 @@ pub struct NewRevision {
     pub rollout: Option<RolloutRecord>,
 }
 
-/// A change of traffic, with the rollout record to store alongside (`None` clears it).
+/// A change of traffic, with the rollout record to store alongside (`None` clears it), and the
+/// history entry the same write appends when it ends a rollout (see `history`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TrafficChange {
     pub traffic: Vec<TrafficTarget>,
     pub rollout: Option<RolloutRecord>,
+    pub history: Option<crate::rollout::history::HistoryEntry>,
 }
 
 /// Why a port call failed, in the terms the engine decides on.

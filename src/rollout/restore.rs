@@ -7,6 +7,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::rollout::engine::{Engine, Restore};
+use crate::rollout::history::HistoryEntry;
 use crate::rollout::ownership::{still_ours, traffic_matches};
 use crate::rollout::ports::{Platform, PortError, ServiceState, TrafficChange, TrafficTarget};
 use crate::rollout::timeline::Report;
@@ -140,9 +141,17 @@ impl Engine<'_> {
         give_up: Instant,
         last_error: &mut String,
     ) -> Option<Restore> {
+        // The rollout's history entry goes with the write that ends it, stamped as sent now.
+        let now = crate::rollout::history::time_text(self.clock.now());
+        let history = self.ending.clone().map(|entry| HistoryEntry {
+            ended: now.clone(),
+            restored_at: Some(now),
+            ..entry
+        });
         let change = TrafficChange {
             traffic: wanted.to_vec(),
             rollout: None,
+            history,
         };
         self.in_flight = Some(wanted.to_vec());
         let platform = self.ports.platform;
@@ -249,7 +258,7 @@ pub async fn force_traffic(
     deadline: Duration,
     on_retry: &(dyn Fn(&str) + Send + Sync),
 ) -> Result<ServiceState, String> {
-    force_traffic_of(platform, wanted, deadline, on_retry, None)
+    force_traffic_of(platform, wanted, deadline, on_retry, None, None)
         .await
         .map_err(NotForced::reason)
 }
@@ -271,20 +280,85 @@ impl NotForced {
     }
 }
 
+/// A person's `rollback` or `abort`, as the service's history keeps it.
+#[derive(Debug, Clone)]
+pub struct ManualEnd {
+    /// `rolled_back` or `aborted`.
+    pub outcome: &'static str,
+    /// The command, for the entry's reason (`shiftgate rollback`).
+    pub command: &'static str,
+    /// Who ran it (the Actions run URL, else host and pid).
+    pub who: String,
+    pub clock: crate::clock::Clock,
+}
+
+impl ManualEnd {
+    /// The entry for a write of `wanted` over `service`: the rollout it ends when one is recorded,
+    /// else the revision that served most before.
+    pub fn entry(&self, service: &ServiceState, wanted: &[TrafficTarget]) -> HistoryEntry {
+        let now = crate::rollout::history::time_text(self.clock.now());
+        let target = wanted
+            .iter()
+            .max_by_key(|t| t.percent)
+            .map(|t| t.revision.clone())
+            .unwrap_or_default();
+        let (id, candidate, stable, started, at) = match &service.rollout {
+            Some(record) => (
+                record.id.clone(),
+                record.candidate.clone(),
+                record.stable.clone(),
+                record.started_at.clone(),
+                format!(" at {}%", record.percent),
+            ),
+            None => (
+                crate::rollout::ownership::random_id(),
+                service
+                    .serving()
+                    .into_iter()
+                    .map(|(revision, _)| revision)
+                    .find(|revision| *revision != target)
+                    .unwrap_or_default(),
+                target.clone(),
+                now.clone(),
+                String::new(),
+            ),
+        };
+        HistoryEntry {
+            id,
+            candidate,
+            stable,
+            outcome: self.outcome.to_string(),
+            reason: Some(format!(
+                "`{}` by a person{at}: 100% to {target}",
+                self.command
+            )),
+            started,
+            ended: now.clone(),
+            restored_at: Some(now),
+            who: self.who.clone(),
+            manual: true,
+            ..HistoryEntry::default()
+        }
+    }
+}
+
 /// [`force_traffic`], writing only while the service still carries the rollout record `only_for`
-/// (`abort` aims at one rollout: if that one ended meanwhile, the service is left as it is).
+/// (`abort` aims at one rollout: if that one ended meanwhile, the service is left as it is); with
+/// `manual`, the write also adds the person's rollback to the service's history.
 pub async fn force_traffic_of(
     platform: &dyn Platform,
     wanted: &[TrafficTarget],
     deadline: Duration,
     on_retry: &(dyn Fn(&str) + Send + Sync),
     only_for: Option<&str>,
+    manual: Option<&ManualEnd>,
 ) -> Result<ServiceState, NotForced> {
     let aim = match only_for {
         Some(id) => Aim::Rollout(id),
         None => Aim::Any,
     };
-    force_aimed(platform, wanted, deadline, on_retry, aim).await
+    let history = |service: &ServiceState| manual.map(|manual| manual.entry(service, wanted));
+    force_aimed(platform, wanted, deadline, on_retry, aim, &history).await
 }
 
 /// Undoes a promotion this process made (a later wave failed): sets `wanted` only while the
@@ -294,17 +368,13 @@ pub async fn undo_promotion(
     platform: &dyn Platform,
     wanted: &[TrafficTarget],
     promoted: &[TrafficTarget],
+    history: Option<HistoryEntry>,
     deadline: Duration,
     on_retry: &(dyn Fn(&str) + Send + Sync),
 ) -> Result<ServiceState, NotForced> {
-    force_aimed(
-        platform,
-        wanted,
-        deadline,
-        on_retry,
-        Aim::Promoted(promoted),
-    )
-    .await
+    let aim = Aim::Promoted(promoted);
+    let history = |_: &ServiceState| history.clone();
+    force_aimed(platform, wanted, deadline, on_retry, aim, &history).await
 }
 
 /// Which state of the service a forced write may replace.
@@ -324,6 +394,7 @@ async fn force_aimed(
     deadline: Duration,
     on_retry: &(dyn Fn(&str) + Send + Sync),
     aim: Aim<'_>,
+    history: &(dyn Fn(&ServiceState) -> Option<HistoryEntry> + Send + Sync),
 ) -> Result<ServiceState, NotForced> {
     let give_up = later(Instant::now(), deadline);
     let mut last_error = format!(
@@ -334,7 +405,8 @@ async fn force_aimed(
     let mut attempt = 0u32;
     loop {
         attempt += 1;
-        if let Some(end) = force_once(platform, wanted, give_up, &mut last_error, aim).await {
+        let once = force_once(platform, wanted, give_up, &mut last_error, aim, history);
+        if let Some(end) = once.await {
             return end;
         }
         if later(Instant::now(), pause) >= give_up {
@@ -357,6 +429,7 @@ async fn force_once(
     give_up: Instant,
     last_error: &mut String,
     aim: Aim<'_>,
+    history: &(dyn Fn(&ServiceState) -> Option<HistoryEntry> + Send + Sync),
 ) -> Option<Result<ServiceState, NotForced>> {
     let service = match tokio::time::timeout_at(give_up, platform.read_service()).await {
         Err(_) => return Some(Err(NotForced::Failed(last_error.clone()))),
@@ -416,6 +489,7 @@ async fn force_once(
     let change = TrafficChange {
         traffic: wanted.to_vec(),
         rollout: None,
+        history: history(&service),
     };
     let write = write_traffic(platform, &change, &service.etag, give_up);
     match tokio::time::timeout_at(give_up, write).await {
@@ -428,5 +502,74 @@ async fn force_once(
             *last_error = format!("could not set traffic: {error}");
             None
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rollout::ports::RolloutRecord;
+
+    fn manual(outcome: &'static str, command: &'static str) -> ManualEnd {
+        ManualEnd {
+            outcome,
+            command,
+            who: "host laptop pid 7".into(),
+            clock: crate::clock::Clock::new(),
+        }
+    }
+
+    #[test]
+    fn an_abort_records_the_rollout_it_ends_and_a_rollback_without_one_the_revision_it_left() {
+        let record = RolloutRecord {
+            id: "r1".into(),
+            owner: "https://github.com/o/r/actions/runs/1".into(),
+            stable: "web-1".into(),
+            candidate: "web-2".into(),
+            percent: 25,
+            state: RolloutRecord::PAUSED.into(),
+            started_at: "2026-11-30T10:00:00Z".into(),
+            pause: None,
+        };
+        let held = ServiceState {
+            traffic: vec![
+                TrafficTarget::new("web-1", 75),
+                TrafficTarget::tagged("web-2", 25, "candidate"),
+            ],
+            rollout: Some(record),
+            ..ServiceState::default()
+        };
+        let wanted = [TrafficTarget::new("web-1", 100)];
+        let aborted = manual("aborted", "shiftgate abort").entry(&held, &wanted);
+        assert_eq!(
+            (
+                aborted.id.as_str(),
+                aborted.candidate.as_str(),
+                aborted.stable.as_str()
+            ),
+            ("r1", "web-2", "web-1")
+        );
+        assert_eq!(aborted.outcome, "aborted");
+        assert_eq!(aborted.started, "2026-11-30T10:00:00Z");
+        assert_eq!(
+            aborted.reason.as_deref(),
+            Some("`shiftgate abort` by a person at 25%: 100% to web-1")
+        );
+        assert!(aborted.manual);
+        assert_eq!(aborted.who, "host laptop pid 7");
+        assert_eq!(aborted.restored_at.as_deref(), Some(aborted.ended.as_str()));
+        assert_eq!((aborted.traffic_at, aborted.detected_at), (None, None));
+
+        let promoted = ServiceState {
+            traffic: vec![TrafficTarget::new("web-2", 100)],
+            ..ServiceState::default()
+        };
+        let back = manual("rolled_back", "shiftgate rollback").entry(&promoted, &wanted);
+        assert_eq!(
+            (back.candidate.as_str(), back.stable.as_str()),
+            ("web-2", "web-1")
+        );
+        assert_eq!(back.id.len(), 32, "a fresh random id");
+        assert_eq!(back.started, back.ended);
     }
 }

@@ -98,6 +98,7 @@ impl Engine<'_> {
                 let change = TrafficChange {
                     traffic: traffic.to_vec(),
                     rollout: Some(record.clone()),
+                    history: None,
                 };
                 self.guard(platform.set_traffic(&change, etag, policy.traffic_deadline))
                     .await

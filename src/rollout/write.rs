@@ -7,6 +7,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::rollout::engine::{Engine, Stop};
+use crate::rollout::history::HistoryEntry;
 use crate::rollout::ownership::{still_ours, traffic_matches};
 use crate::rollout::ports::{
     Platform, PortError, RolloutRecord, ServiceState, TrafficChange, TrafficTarget,
@@ -51,7 +52,8 @@ pub(super) async fn write_traffic(
 }
 
 impl Engine<'_> {
-    /// Applies one traffic change of an owned rollout. Every failed or lost write is followed by
+    /// Applies one traffic change of an owned rollout (`history`: the entry the write that ends
+    /// it appends). Every failed or lost write is followed by
     /// a fresh read: a write that landed is not sent again, and one is sent again only while the
     /// service is still this rollout's with the split it last wrote.
     pub(super) async fn apply(
@@ -59,12 +61,14 @@ impl Engine<'_> {
         step: Option<usize>,
         traffic: Vec<TrafficTarget>,
         record: Option<RolloutRecord>,
+        history: Option<HistoryEntry>,
         deadline: Duration,
     ) -> Result<ServiceState, Stop> {
         let give_up = later(Instant::now(), deadline);
         let change = TrafficChange {
             traffic: traffic.clone(),
             rollout: record.clone(),
+            history,
         };
         let platform = self.ports.platform;
         let mut etag = self.last_etag();

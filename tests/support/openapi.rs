@@ -72,6 +72,51 @@ impl OpenApi {
         }
     }
 
+    /// Checks a request's query against `method path`'s declared query parameters: each name
+    /// declared, each value of the declared type, enum and (for `date-time`) RFC 3339 format.
+    pub fn check_query<'q>(
+        &self,
+        method: &str,
+        path: &str,
+        query: impl IntoIterator<Item = (&'q String, &'q String)>,
+    ) -> Result<(), Vec<String>> {
+        let operation = &self.doc["paths"][path][method.to_lowercase()];
+        let declared: Vec<&Value> = operation["parameters"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|parameter| match parameter["$ref"].as_str() {
+                Some(reference) => self.resolve(reference),
+                None => parameter,
+            })
+            .filter(|parameter| parameter["in"] == "query")
+            .collect();
+        let mut problems = Vec::new();
+        for (name, value) in query {
+            let Some(parameter) = declared.iter().find(|p| p["name"] == name.as_str()) else {
+                problems.push(format!("{name}: not a query parameter of {method} {path}"));
+                continue;
+            };
+            let schema = &parameter["schema"];
+            let fits = match schema["type"].as_str() {
+                Some("integer") => value.parse::<i64>().is_ok(),
+                Some("boolean") => value == "true" || value == "false",
+                _ => true,
+            } && schema["enum"]
+                .as_array()
+                .is_none_or(|values| values.iter().any(|v| v == value.as_str()))
+                && (schema["format"] != "date-time" || humantime::parse_rfc3339(value).is_ok());
+            if !fits {
+                problems.push(format!("{name}={value}: does not fit {schema}"));
+            }
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems)
+        }
+    }
+
     fn resolve(&self, reference: &str) -> &Value {
         let mut node = &self.doc;
         for part in reference.trim_start_matches("#/").split('/') {

@@ -163,6 +163,10 @@ pub struct GitHubExchange {
     pub body: Option<Value>,
     /// The request's JSON body, when it had one.
     pub request: Option<Value>,
+    /// The request's query parameters, decoded.
+    pub query: BTreeMap<String, String>,
+    /// The answer's `Link` header (GitHub's pagination), when it had one.
+    pub link: Option<String>,
 }
 
 /// Counters for rate-limit accounting.
@@ -198,6 +202,10 @@ pub struct IssueState {
     pub state_reason: Option<String>,
     pub comments: Vec<String>,
     created: SystemTime,
+    /// When it was last closed (`None` while open).
+    closed: Option<SystemTime>,
+    /// Creation, any comment, closing or reopening.
+    updated: SystemTime,
 }
 
 #[derive(Debug, Clone)]
@@ -415,6 +423,36 @@ impl GitHubSim {
 
     pub fn issues(&self) -> Vec<IssueState> {
         self.with(|s| s.issues.clone())
+    }
+
+    /// An issue as if filed at `created` (and closed at `closed`), with its labels made as
+    /// `POST /issues` makes them; returns its number.
+    pub fn seed_issue(
+        &self,
+        title: &str,
+        labels: &[&str],
+        created: SystemTime,
+        closed: Option<SystemTime>,
+    ) -> u64 {
+        self.with(|s| {
+            for label in labels {
+                ensure_label(s, label, "ededed");
+            }
+            let number = s.issues.len() as u64 + 1;
+            s.issues.push(IssueState {
+                number,
+                title: title.into(),
+                body: String::new(),
+                labels: labels.iter().map(|l| l.to_string()).collect(),
+                open: closed.is_none(),
+                state_reason: closed.map(|_| "completed".to_string()),
+                comments: Vec::new(),
+                created,
+                closed,
+                updated: closed.unwrap_or(created),
+            });
+            number
+        })
     }
 
     pub fn label_names(&self) -> Vec<String> {
@@ -811,12 +849,19 @@ fn handle(
         .duration_since(SystemTime::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
+    let link = result
+        .headers
+        .iter()
+        .find(|(name, _)| *name == "link")
+        .map(|(_, value)| value.clone());
     s.exchanges.push(GitHubExchange {
         method: method.to_string(),
         operation: result.operation.to_string(),
         status: result.status,
         body: result.body.clone(),
         request,
+        query: query.clone(),
+        link,
     });
     drop(s);
     let status = StatusCode::from_u16(result.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
@@ -1012,34 +1057,7 @@ fn route(
                 None => error(404, OP_CONTENTS, "Not Found"),
             }
         }
-        ("GET", ["issues"]) => {
-            let state = query.get("state").map(String::as_str).unwrap_or("open");
-            let wanted: Vec<&str> = query
-                .get("labels")
-                .map(|l| l.split(',').filter(|l| !l.is_empty()).collect())
-                .unwrap_or_default();
-            let per_page: usize = query
-                .get("per_page")
-                .and_then(|p| p.parse().ok())
-                .unwrap_or(30);
-            let mut issues: Vec<&IssueState> = s
-                .issues
-                .iter()
-                .filter(|i| match state {
-                    "all" => true,
-                    "closed" => !i.open,
-                    _ => i.open,
-                })
-                .filter(|i| wanted.iter().all(|w| i.labels.iter().any(|l| l == w)))
-                .collect();
-            issues.sort_by_key(|i| std::cmp::Reverse(i.number));
-            let issues: Vec<Value> = issues
-                .iter()
-                .take(per_page)
-                .map(|i| issue_json(s, i))
-                .collect();
-            answer(200, OP_ISSUES, Value::Array(issues))
-        }
+        ("GET", ["issues"]) => list_issues(s, query),
         ("POST", ["issues"]) => {
             s.issue_creates += 1;
             let Some(title) = body["title"].as_str().filter(|t| !t.is_empty()) else {
@@ -1070,6 +1088,8 @@ fn route(
                 state_reason: None,
                 comments: Vec::new(),
                 created: s.clock.now(),
+                closed: None,
+                updated: s.clock.now(),
             };
             s.issues.push(issue.clone());
             answer(201, OP_ISSUES, issue_json(s, &issue))
@@ -1079,7 +1099,16 @@ fn route(
                 return error(404, OP_ISSUE, "Not Found");
             };
             if let Some(state) = body["state"].as_str() {
-                s.issues[index].open = state == "open";
+                let now = s.clock.now();
+                let issue = &mut s.issues[index];
+                if issue.open && state == "closed" {
+                    issue.closed = Some(now);
+                }
+                if state == "open" {
+                    issue.closed = None;
+                }
+                issue.open = state == "open";
+                issue.updated = now;
             }
             if let Some(reason) = body["state_reason"].as_str() {
                 s.issues[index].state_reason = Some(reason.into());
@@ -1093,6 +1122,7 @@ fn route(
             };
             let text = body["body"].as_str().unwrap_or_default().to_string();
             s.issues[index].comments.push(text.clone());
+            s.issues[index].updated = s.clock.now();
             s.next_id += 1;
             let id = s.next_id;
             let issue = s.issues[index].clone();
@@ -1185,6 +1215,110 @@ fn dispatch(s: &mut State, id: &str, body: &Value) -> Answer {
         headers: Vec::new(),
         operation: OP_DISPATCH,
     }
+}
+
+/// `GET /repos/{owner}/{repo}/issues` as GitHub answers it: `state` (default open), `labels`
+/// (all of them), `since` (updated at or after), `sort` (created, updated) and `direction`
+/// (default desc), `per_page` (default 30, at most 100) and `page` (from 1), with a `Link` header
+/// naming the next, last, first and previous pages.
+fn list_issues(s: &State, query: &BTreeMap<String, String>) -> Answer {
+    let state = query.get("state").map(String::as_str).unwrap_or("open");
+    let wanted: Vec<&str> = query
+        .get("labels")
+        .map(|l| l.split(',').filter(|l| !l.is_empty()).collect())
+        .unwrap_or_default();
+    let since = match query.get("since") {
+        None => None,
+        Some(text) => match humantime::parse_rfc3339_weak(text.trim_end_matches('Z')) {
+            Ok(at) => Some(at),
+            Err(_) => {
+                return answer(
+                    422,
+                    OP_ISSUES,
+                    json!({"message": "Validation Failed", "documentation_url": "https://docs.github.com/rest", "errors": [{"resource": "Issue", "code": "invalid", "field": "since"}]}),
+                );
+            }
+        },
+    };
+    let per_page: usize = query
+        .get("per_page")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(30)
+        .clamp(1, 100);
+    let page: usize = query
+        .get("page")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(1)
+        .max(1);
+    let mut issues: Vec<&IssueState> = s
+        .issues
+        .iter()
+        .filter(|i| match state {
+            "all" => true,
+            "closed" => !i.open,
+            _ => i.open,
+        })
+        .filter(|i| wanted.iter().all(|w| i.labels.iter().any(|l| l == w)))
+        .filter(|i| since.is_none_or(|since| i.updated >= since))
+        .collect();
+    let by_updated = query.get("sort").is_some_and(|sort| sort == "updated");
+    issues.sort_by_key(|i| (if by_updated { i.updated } else { i.created }, i.number));
+    if query.get("direction").is_none_or(|d| d != "asc") {
+        issues.reverse();
+    }
+    let last = issues.len().div_ceil(per_page).max(1);
+    let shown: Vec<Value> = issues
+        .iter()
+        .skip((page - 1).saturating_mul(per_page))
+        .take(per_page)
+        .map(|i| issue_json(s, i))
+        .collect();
+    let mut listed = answer(200, OP_ISSUES, Value::Array(shown));
+    if last > 1 {
+        let url = |n: usize| {
+            let mut params: Vec<(String, String)> = query
+                .iter()
+                .filter(|(k, _)| *k != "page")
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            params.push(("page".into(), n.to_string()));
+            let text: Vec<String> = params
+                .iter()
+                .map(|(k, v)| format!("{}={}", encode_query(k), encode_query(v)))
+                .collect();
+            format!(
+                "{}/repos/{}/issues?{}",
+                s.base,
+                repo_path(s),
+                text.join("&")
+            )
+        };
+        let mut links = Vec::new();
+        if page > 1 {
+            links.push(format!("<{}>; rel=\"prev\"", url(page - 1)));
+        }
+        if page < last {
+            links.push(format!("<{}>; rel=\"next\"", url(page + 1)));
+            links.push(format!("<{}>; rel=\"last\"", url(last)));
+        }
+        if page > 1 {
+            links.push(format!("<{}>; rel=\"first\"", url(1)));
+        }
+        listed.headers.push(("link", links.join(", ")));
+    }
+    listed
+}
+
+fn encode_query(text: &str) -> String {
+    text.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
 }
 
 fn find_workflow(s: &State, id: &str) -> Option<usize> {
@@ -1472,8 +1606,8 @@ fn issue_json(s: &State, issue: &IssueState) -> Value {
         "html_url": format!("{}/{full}/issues/{}", s.base, issue.number),
         "user": user_json(s, "github-actions[bot]", 41898282), "labels": labels,
         "assignee": null, "assignees": [], "milestone": null, "comments": issue.comments.len(),
-        "closed_at": if issue.open { Value::Null } else { json!(time(s.clock.now())) },
-        "created_at": time(issue.created), "updated_at": time(s.clock.now()),
+        "closed_at": issue.closed.filter(|_| !issue.open).map(|at| json!(time(at))).unwrap_or(Value::Null),
+        "created_at": time(issue.created), "updated_at": time(issue.updated),
         "author_association": "NONE",
     })
 }

@@ -583,6 +583,17 @@ impl SimModel {
             .map(|s| s.annotations.clone())
     }
 
+    /// Sets one annotation of a service as an edit outside shiftgate would (`gcloud run services
+    /// update --update-annotations`): a new etag, no new revision.
+    pub fn set_service_annotation(&self, key: &ServiceKey, name: &str, value: &str) {
+        let mut state = self.state();
+        let etag = state.etag();
+        if let Some(svc) = state.services.get_mut(key) {
+            svc.annotations.insert(name.to_string(), value.to_string());
+            svc.etag = etag;
+        }
+    }
+
     /// Logs a call an in-process adapter makes outside [`crate::call`] and answers it with the first
     /// matching call fault, if any (see [`Inner::take_status_fault`]).
     pub fn admit_in_process_call(&self, method: &str, path: &str) -> Result<(), ApiError> {
