@@ -13,6 +13,7 @@ mod reference;
 pub(crate) mod result;
 pub(crate) mod rollback;
 mod rollout;
+mod rollout_evidence;
 mod simulate;
 pub(crate) mod status;
 
@@ -78,6 +79,8 @@ pub struct Endpoints {
     pub monitoring: String,
     /// Cloud Storage JSON API (the `--backup` copy).
     pub storage: String,
+    /// Cloud Logging API (the error logs an incident carries).
+    pub logging: String,
 }
 
 impl Endpoints {
@@ -95,6 +98,7 @@ impl Endpoints {
                 "https://monitoring.googleapis.com",
             ),
             storage: pick("SHIFTGATE_STORAGE_URL", "https://storage.googleapis.com"),
+            logging: pick("SHIFTGATE_LOGGING_URL", crate::logging::DEFAULT_LOGGING_URL),
         }
     }
 

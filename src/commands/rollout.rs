@@ -271,7 +271,7 @@ pub async fn run(context: &Context, args: RolloutArgs) -> Result<CommandResult, 
     );
     let seen = UriSeen::new(&platform);
     let (metrics, metrics_rest) =
-        metrics_adapter(backend, &args, &endpoints, credentials, &address);
+        metrics_adapter(backend, &args, &endpoints, credentials.clone(), &address);
     let health = HttpHealthEndpoint::new(HEALTH_TIMEOUT).with_id_tokens(IdTokens::from_env());
     let ports = Ports {
         platform: &seen,
@@ -326,12 +326,30 @@ pub async fn run(context: &Context, args: RolloutArgs) -> Result<CommandResult, 
     let incident = match report.outcome {
         // An expired hold is nobody's approval, not a fault of the candidate.
         Outcome::RolledBack if report.pause_expired => None,
-        Outcome::RolledBack | Outcome::Failed => Some(
-            file_incident(args.no_incident, incident_repo.as_deref(), |repo| {
-                crate::github::incident::rollout_incident(repo, &report, &request.policy)
-            })
-            .await,
-        ),
+        Outcome::RolledBack | Outcome::Failed => {
+            let evidence = crate::commands::rollout_evidence::for_incident(
+                context,
+                args.no_incident,
+                incident_repo.as_deref(),
+                &address,
+                &endpoints,
+                credentials,
+                &seen,
+                &report,
+            )
+            .await;
+            Some(
+                file_incident(args.no_incident, incident_repo.as_deref(), |repo| {
+                    let incident =
+                        crate::github::incident::rollout_incident(repo, &report, &request.policy);
+                    match &evidence {
+                        Some(evidence) => incident.with_evidence(evidence),
+                        None => incident,
+                    }
+                })
+                .await,
+            )
+        }
         _ => None,
     };
     // Messages were being sent while the incident was filed; what is left gets a bounded wait.
