@@ -99,6 +99,11 @@ pub mod wire {
         };
     }
 
+    /// Cloud Logging `entries:list`: the filter sent and how an entry is read.
+    pub mod logging {
+        pub use crate::logging::{filter, line_of};
+    }
+
     /// Cloud Monitoring `timeSeries.list` answers.
     pub mod monitoring {
         pub use crate::metrics::monitoring::{read_answer, read_latency_answer};

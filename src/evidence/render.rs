@@ -234,7 +234,10 @@ mod tests {
             assert!(!body.contains(gone), "{gone} in {body}");
         }
         assert!(body.contains("Bearer [REDACTED]"), "{body}");
-        assert!(body.contains("https://[REDACTED]@\u{2060}evil.example/"), "{body}");
+        assert!(
+            body.contains("https://[REDACTED]@\u{2060}evil.example/"),
+            "{body}"
+        );
         let long = body.lines().find(|l| l.contains("xxxx")).unwrap();
         assert_eq!(
             long,

@@ -1,4 +1,4 @@
-//! A simulated Cloud Run (control plane, data plane, Cloud Monitoring, STS) and a fake GitHub on
+//! A simulated Cloud Run (control plane, data plane, Cloud Monitoring, Cloud Logging, STS) and a fake GitHub on
 //! loopback, used by `demo` and the tests; [`call`] reaches the same API code in process, without sockets.
 
 mod auth;

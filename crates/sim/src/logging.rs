@@ -610,6 +610,226 @@ pub(crate) fn counts(logs: &Logs) -> BTreeMap<(String, &'static str), usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::control::{ApiRequest, Caller, call};
+    use crate::model::Behavior;
+
+    async fn list(model: &SimModel, body: Value) -> (u16, Value) {
+        let answer = call(
+            model,
+            ApiRequest {
+                method: "POST".into(),
+                path: "/v2/entries:list".into(),
+                query: Vec::new(),
+                caller: Caller::InProcess,
+                body: body.to_string().into_bytes(),
+            },
+        )
+        .await;
+        (answer.status, answer.body)
+    }
+
+    /// A service whose second revision fails every other request; `requests` are served to it one
+    /// second apart, and the stable revision answers one 503 of its own.
+    async fn failing_candidate(requests: u32) -> (SimModel, String, String, SystemTime) {
+        let model = SimModel::new(shiftgate_clock::Clock::new());
+        model.register_image(
+            "app:bad",
+            Behavior::erroring("1.1.0", 0.5).with_error_log(AppLog::Json(
+                json!({"message": "db timeout", "severity": "ERROR"}),
+            )),
+        );
+        let stable = model.add_service("p", "r", "app", "app:good");
+        // The same service in a second region: another revision of service_name "app".
+        let candidate = model.add_service("p", "r2", "app", "app:bad");
+        let start = model.clock().now();
+        let key = ServiceKey::new("p", "r2", "app");
+        for _ in 0..requests {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let (status, _) = model.respond(&candidate, "/orders");
+            let now = model.clock().now();
+            model.record(&candidate, status, now);
+            model.log_request(
+                &key,
+                &candidate,
+                ("POST", "https://app/orders"),
+                status,
+                Duration::from_millis(12),
+                now,
+            );
+        }
+        model.log_request(
+            &ServiceKey::new("p", "r", "app"),
+            &stable,
+            ("GET", "https://app/"),
+            503,
+            Duration::ZERO,
+            model.clock().now(),
+        );
+        (model, stable, candidate, start)
+    }
+
+    fn shiftgate_filter(revision: &str, since: SystemTime) -> String {
+        format!(
+            "resource.type=\"cloud_run_revision\" AND resource.labels.service_name=\"app\" AND \
+             resource.labels.revision_name=\"{revision}\" AND severity>=ERROR AND timestamp>=\"{}\"",
+            humantime::format_rfc3339_millis(since)
+        )
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn given_a_failing_revision_when_its_errors_are_listed_newest_first_then_pages_hold_what_the_data_plane_saw()
+     {
+        // Given 6 requests to the candidate, 3 of them answered 500.
+        let (model, _, candidate, start) = failing_candidate(6).await;
+
+        // When its errors are listed newest first, 4 at a time.
+        let request = json!({
+            "resourceNames": ["projects/p"],
+            "filter": shiftgate_filter(&candidate, start),
+            "orderBy": "timestamp desc",
+            "pageSize": 4,
+        });
+        let (status, first) = list(&model, request.clone()).await;
+        assert_eq!(status, 200, "{first}");
+
+        // Then each 500 is two ERROR entries (the request log and the app's line), newest first,
+        let entries = first["entries"].as_array().unwrap();
+        assert_eq!(entries.len(), 4);
+        let times: Vec<&str> = entries
+            .iter()
+            .map(|e| e["timestamp"].as_str().unwrap())
+            .collect();
+        assert!(times.windows(2).all(|w| w[0] >= w[1]), "{times:?}");
+        for entry in entries {
+            assert_eq!(entry["severity"], "ERROR");
+            assert_eq!(entry["resource"]["type"], "cloud_run_revision");
+            assert_eq!(
+                entry["resource"]["labels"]["revision_name"],
+                candidate.as_str()
+            );
+        }
+        let request_log = entries
+            .iter()
+            .find(|e| e.get("httpRequest").is_some())
+            .unwrap();
+        assert_eq!(request_log["httpRequest"]["status"], 500);
+        assert_eq!(request_log["httpRequest"]["requestMethod"], "POST");
+        let app_log = entries
+            .iter()
+            .find(|e| e.get("jsonPayload").is_some())
+            .unwrap();
+        assert_eq!(app_log["jsonPayload"]["message"], "db timeout");
+
+        // and the next page holds the last 2, with no further token.
+        let token = first["nextPageToken"].as_str().unwrap().to_string();
+        let mut next = request.clone();
+        next["pageToken"] = json!(token);
+        let (status, second) = list(&model, next).await;
+        assert_eq!(status, 200, "{second}");
+        assert_eq!(second["entries"].as_array().unwrap().len(), 2);
+        assert!(second.get("nextPageToken").is_none(), "{second}");
+
+        // A token used with another filter is refused.
+        let mut other = request.clone();
+        other["pageToken"] = json!(token);
+        other["filter"] = json!("severity>=ERROR");
+        assert_eq!(list(&model, other).await.0, 400);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn given_a_start_time_and_a_severity_then_only_entries_inside_both_are_listed() {
+        let (model, stable, candidate, start) = failing_candidate(4).await;
+        let counts = model.log_counts();
+        assert_eq!(counts[&(candidate.clone(), "ERROR")], 4);
+        assert_eq!(counts[&(stable.clone(), "ERROR")], 1);
+
+        // Entries from the third second on: the 500 of request 4 only (two entries).
+        let since = start + Duration::from_secs(3);
+        let (_, late) = list(
+            &model,
+            json!({"resourceNames": ["projects/p"], "filter": shiftgate_filter(&candidate, since)}),
+        )
+        .await;
+        assert_eq!(late["entries"].as_array().unwrap().len(), 2, "{late}");
+        // Oldest first by default.
+        let (_, all) = list(
+            &model,
+            json!({"resourceNames": ["projects/p"], "filter": "severity>=ERROR"}),
+        )
+        .await;
+        let all = all["entries"].as_array().unwrap();
+        assert_eq!(all.len(), 5);
+        assert_eq!(
+            all[4]["resource"]["labels"]["revision_name"],
+            stable.as_str()
+        );
+        // Another project holds none of them.
+        let (status, none) = list(
+            &model,
+            json!({"resourceNames": ["projects/q"], "filter": "severity>=ERROR"}),
+        )
+        .await;
+        assert_eq!((status, none), (200, json!({})));
+        // CRITICAL and above: none.
+        let (_, critical) = list(
+            &model,
+            json!({"resourceNames": ["projects/p"], "filter": "severity>=CRITICAL"}),
+        )
+        .await;
+        assert_eq!(critical, json!({}));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn given_bad_requests_or_no_permission_then_google_errors_are_answered() {
+        let (model, _, _, _) = failing_candidate(2).await;
+        for (body, why) in [
+            (json!({"filter": "severity>=ERROR"}), "no resourceNames"),
+            (json!({"resourceNames": ["folders/1"]}), "a folder"),
+            (
+                json!({"resourceNames": ["projects/p"], "filter": "severity>=ERROR OR x=1"}),
+                "OR",
+            ),
+            (
+                json!({"resourceNames": ["projects/p"], "orderBy": "severity"}),
+                "orderBy",
+            ),
+            (
+                json!({"resourceNames": ["projects/p"], "pageSize": 1001}),
+                "pageSize",
+            ),
+            (
+                json!({"resourceNames": ["projects/p"], "pageSize": -1}),
+                "negative pageSize",
+            ),
+            (
+                json!({"resourceNames": ["projects/p"], "limit": 5}),
+                "unknown field",
+            ),
+            (
+                json!({"resourceNames": ["projects/p"], "pageToken": "zzz"}),
+                "bad token",
+            ),
+        ] {
+            let (status, answer) = list(&model, body).await;
+            assert_eq!(status, 400, "{why}: {answer}");
+            assert_eq!(answer["error"]["status"], "INVALID_ARGUMENT", "{why}");
+        }
+
+        model.deny_logging(true);
+        let (status, answer) = list(&model, json!({"resourceNames": ["projects/p"]})).await;
+        assert_eq!(status, 403);
+        assert_eq!(
+            answer,
+            json!({"error": {"code": 403, "message": DENIED_MESSAGE, "status": "PERMISSION_DENIED"}})
+        );
+        model.deny_logging(false);
+        assert_eq!(
+            list(&model, json!({"resourceNames": ["projects/p"]}))
+                .await
+                .0,
+            200
+        );
+    }
 
     #[test]
     fn given_the_filter_shiftgate_sends_then_every_restriction_is_read() {
