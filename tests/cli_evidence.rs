@@ -62,7 +62,6 @@ async fn given_a_bad_candidate_when_rollout_rolls_back_then_the_incident_carries
     let (result, body, _) =
         rolled_back_with_one_incident(&world, &github, &["--env", "prod"]).await;
     let candidate = result["candidate"].as_str().unwrap();
-    let body = &body; std::fs::write(format!("/tmp/evidence-body-{}.md", body.len() % 2), body).unwrap();
 
     // Then the body holds the candidate's newest error entries exactly as the simulator's Cloud
     // Logging recorded them (a request log line with its status, and the app's own line),
@@ -151,7 +150,6 @@ async fn given_no_logging_permission_when_rollout_rolls_back_then_the_incident_i
     ];
     let (result, body, stderr) = rolled_back_with_one_incident(&world, &github, &address).await;
     let candidate = result["candidate"].as_str().unwrap();
-    let body = &body; std::fs::write(format!("/tmp/evidence-body-{}.md", body.len() % 2), body).unwrap();
 
     // Then the incident says in one line why there are no logs, and has everything else.
     let note = "Error logs could not be read: `rejected (403): PERMISSION_DENIED (HTTP 403) from ";
