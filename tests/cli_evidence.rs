@@ -8,7 +8,7 @@ use shiftgate_sim::{GitHubSim, LoadHandle};
 use crate::support::binary::{json_of, run, stderr_of};
 use crate::support::world::{
     BAD_CANDIDATE_ROLLOUT, BinaryWorld, CANDIDATE_IMAGE, PROJECT, REGION, SERVICE, STABLE_IMAGE,
-    with_github,
+    closed_port_url, with_github,
 };
 
 /// A loopcloser-dev under load whose v1.1.0 answers 40% 5xx, and a config naming it `prod`.
@@ -36,11 +36,22 @@ async fn rolled_back_with_one_incident(
     github: &GitHubSim,
     address: &[&str],
 ) -> (Value, String, String) {
+    rolled_back_with_one_incident_given(world, github, address, |_| {}).await
+}
+
+/// The same, with the command adjusted first (e.g. another Logging URL).
+async fn rolled_back_with_one_incident_given(
+    world: &BinaryWorld,
+    github: &GitHubSim,
+    address: &[&str],
+    adjust: impl FnOnce(&mut std::process::Command),
+) -> (Value, String, String) {
     let mut args = BAD_CANDIDATE_ROLLOUT.to_vec();
     args.extend(address);
     args.extend(["--repo", "loopcloser/app"]);
     let mut command = world.command(&args);
     with_github(&mut command, github);
+    adjust(&mut command);
     let output = run(command).await;
     let stderr = stderr_of(&output);
     assert_eq!(output.status.code(), Some(1), "{stderr}");
@@ -177,6 +188,69 @@ async fn given_no_logging_permission_when_rollout_rolls_back_then_the_incident_i
     assert!(
         body.contains(&format!(
             "\nshiftgate rollout --project {PROJECT} --region {REGION} --service {SERVICE} --revision {candidate}\n"
+        )),
+        "{body}"
+    );
+}
+
+/// Calls the simulator's Cloud Logging received.
+fn logging_calls(world: &BinaryWorld) -> usize {
+    world
+        .sim
+        .model()
+        .request_log()
+        .iter()
+        .filter(|call| call.path == "/v2/entries:list")
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn given_no_incident_will_be_filed_when_rollout_rolls_back_then_no_logs_are_read() {
+    let (world, _load, github) = bad_candidate("evidence-none").await;
+
+    // When the bad candidate rolls back with --no-incident, and again with no repository.
+    let mut args = BAD_CANDIDATE_ROLLOUT.to_vec();
+    args.extend(["--env", "prod", "--repo", "loopcloser/app", "--no-incident"]);
+    let mut no_incident = world.command(&args);
+    with_github(&mut no_incident, &github);
+    let mut no_repo = world.command(&[BAD_CANDIDATE_ROLLOUT, &["--env", "prod"]].concat());
+    with_github(&mut no_repo, &github);
+    for command in [no_incident, no_repo] {
+        let output = run(command).await;
+        assert_eq!(output.status.code(), Some(1), "{}", stderr_of(&output));
+        assert_eq!(json_of(&output)["incident"]["filed"], false);
+    }
+
+    // Then nothing was filed and Cloud Logging was never asked.
+    assert!(github.issues().is_empty());
+    assert_eq!(logging_calls(&world), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn given_an_unreachable_logging_api_when_rollout_rolls_back_then_the_incident_is_filed_with_a_note()
+ {
+    let (world, _load, github) = bad_candidate("evidence-unreachable").await;
+    let closed = closed_port_url();
+
+    // When Cloud Logging refuses every connection (retried until the evidence's bound).
+    let (_, body, _) =
+        rolled_back_with_one_incident_given(&world, &github, &["--env", "prod"], |command| {
+            command.env("SHIFTGATE_LOGGING_URL", &closed);
+        })
+        .await;
+
+    // Then the incident is there with one line for the logs, and the revisions and commands.
+    let notes: Vec<&str> = body
+        .lines()
+        .filter(|line| line.starts_with("Error logs could not be read: `"))
+        .collect();
+    assert_eq!(notes.len(), 1, "{body}");
+    assert!(notes[0].contains(&closed), "{}", notes[0]);
+    assert!(body.contains("| **stable** |"), "{body}");
+    assert!(
+        body.contains(&format!(
+            "\nshiftgate rollback --env prod --to {}\n",
+            world.stable
         )),
         "{body}"
     );
