@@ -55,6 +55,10 @@ CONTRACTS = {
         ["ListTimeSeriesResponse", "Status"],
         ["projects.timeSeries.list"],
     ),
+    "logging.v2.json": (
+        ["ListLogEntriesRequest", "ListLogEntriesResponse", "Status"],
+        ["entries.list"],
+    ),
     "storage.v1.json": (
         ["RewriteResponse", "Object"],
         ["objects.rewrite"],

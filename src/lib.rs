@@ -15,6 +15,7 @@ mod cli;
 mod cloudrun;
 mod commands;
 mod config;
+mod evidence;
 mod exit;
 mod gcp;
 mod github;
@@ -22,6 +23,7 @@ mod health;
 mod hooks;
 mod id_token;
 mod live;
+mod logging;
 mod markdown;
 mod mask;
 mod metrics;
@@ -62,6 +64,7 @@ pub mod ports {
 
 // The adapters.
 pub use cloudrun::CloudRunService;
+pub use evidence::{ErrorLogs, LogLine, LogQuery};
 pub use gcp::{Credentials, GoogleRest, Retry};
 pub use github::dispatch::{
     DispatchError, DispatchReport, DispatchRequest, WatchEnd, dispatch, workflow_dispatch_inputs,
@@ -71,6 +74,7 @@ pub use github::{GitHub, GitHubError, Repo};
 pub use health::HttpHealthEndpoint;
 pub use hooks::GoogleHooks;
 pub use id_token::IdTokens;
+pub use logging::CloudLogging;
 pub use metrics::{CloudMonitoring, PrometheusMetrics};
 pub use tls::{client_builder, ensure_crypto_provider};
 
@@ -94,6 +98,11 @@ pub mod wire {
             ListRevisionsResponse, Operation, ROLLOUT_ANNOTATION, Revision, Service, TYPE_LATEST,
             TYPE_REVISION, rpc_code_to_http, traffic_targets_json,
         };
+    }
+
+    /// Cloud Logging `entries:list`: the filter sent and how an entry is read.
+    pub mod logging {
+        pub use crate::logging::{filter, line_of};
     }
 
     /// Cloud Monitoring `timeSeries.list` answers.

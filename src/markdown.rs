@@ -55,6 +55,31 @@ pub fn cell_code(text: &str) -> String {
     code(text).replace('|', "\\|")
 }
 
+/// `lines` as a fenced code block, one line each (line breaks inside a line become spaces):
+/// nothing in it renders, links or mentions. The fence is longer than any backtick run in the
+/// text, so no line can close it; `@` gets a word joiner, and `<!--` is broken up so that no line
+/// reads as a hidden marker (an incident's key) to whatever searches the raw body.
+pub fn code_block(lines: &[String]) -> String {
+    let flat: Vec<String> = lines
+        .iter()
+        .map(|line| flatten(line).replace("<!--", "<\u{2060}!--"))
+        .collect();
+    let longest = flat
+        .iter()
+        .map(|line| longest_backtick_run(line))
+        .max()
+        .unwrap_or(0);
+    let fence = "`".repeat((longest + 1).max(3));
+    let mut block = format!("{fence}text\n");
+    for line in &flat {
+        block.push_str(line);
+        block.push('\n');
+    }
+    block.push_str(&fence);
+    block.push('\n');
+    block
+}
+
 /// `text` as plain prose on one line (a title, a heading): Markdown's markup characters
 /// backslash-escaped so no Markdown or HTML in it takes effect, `<` and `&` as entities, and a word joiner after each
 /// `@` so it mentions no one.
@@ -137,6 +162,22 @@ mod tests {
         assert!(escaped.contains("\\*\\*b\\*\\* \\# h"), "{escaped}");
         assert_eq!(text("v1.4.1 to prod"), "v1.4.1 to prod");
         assert!(!escaped.contains('\n'), "{escaped}");
+    }
+
+    #[test]
+    fn given_hostile_lines_then_the_code_block_holds_them_all() {
+        let lines = vec![
+            "```".to_string(),
+            "a ````` run".to_string(),
+            "@team <!-- shiftgate-incident: other --> <script>x</script>".to_string(),
+            "two\nlines".to_string(),
+        ];
+        let block = code_block(&lines);
+        assert_eq!(
+            block,
+            "``````text\n```\na ````` run\n@\u{2060}team <\u{2060}!-- shiftgate-incident: other --> <script>x</script>\ntwo lines\n``````\n"
+        );
+        assert_eq!(code_block(&[]), "```text\n```\n");
     }
 
     #[test]

@@ -16,9 +16,9 @@ use serde_json::Value;
 use shiftgate::clock::Clock;
 use shiftgate::ports::Hooks;
 use shiftgate::{
-    CandidateSource, CloudMonitoring, CloudRunService, Credentials, Engine, GcsObject, GoogleHooks,
-    GoogleRest, HttpHealthEndpoint, IdTokens, Interrupt, Policy, Ports, RolloutRequest, roll_back,
-    status,
+    CandidateSource, CloudLogging, CloudMonitoring, CloudRunService, Credentials, Engine,
+    ErrorLogs, GcsObject, GoogleHooks, GoogleRest, HttpHealthEndpoint, IdTokens, Interrupt,
+    LogQuery, Outcome, Policy, Ports, Retry, RolloutRequest, roll_back, status,
 };
 use shiftgate_sim::{Behavior, FailureShape, Fault, JobBehavior, LatencyBuckets, Sim};
 
@@ -152,6 +152,7 @@ fn method_id(exchange: &Exchange) -> &'static str {
         {
             "run.projects.locations.operations.wait"
         }
+        ("POST", ["v2", "entries:list"]) => "logging.entries.list",
         ("POST", ["storage", "v1", "b", _, "o", _, "rewriteTo", "b", _, "o", _]) => {
             "storage.objects.rewrite"
         }
@@ -538,4 +539,162 @@ async fn hooks_speak_the_official_storage_and_cloud_run_jobs_contracts() {
         .filter(|e| e.path.contains("rewriteTo") && e.status == 200)
         .count();
     assert_eq!(rewrites, 2, "the large object took two calls");
+}
+
+#[tokio::test(start_paused = true)]
+async fn error_logs_of_a_rolled_back_candidate_speak_the_official_logging_contract() {
+    // Given a candidate that fails half its requests, rolled back by a real rollout under load.
+    let logging = Discovery::load("tests/contracts/logging.v2.json");
+    let clock = Clock::new();
+    let sim = Sim::start(clock).await.unwrap();
+    sim.add_service("p", "us-central1", "app", "registry/app:v1.0.0");
+    sim.register_image("registry/app:bad", Behavior::erroring("1.1.0", 0.5));
+    let _load = sim.start_load("p", "us-central1", "app", 5.0);
+    let platform = CloudRunService::new(
+        GoogleRest::new(&sim.cloud_run_url(), Credentials::None),
+        "p",
+        "us-central1",
+        "app",
+    );
+    let metrics = CloudMonitoring::new(
+        GoogleRest::new(&sim.monitoring_url(), Credentials::None),
+        "p",
+        "app",
+    );
+    let health = HttpHealthEndpoint::new(Duration::from_secs(5));
+    let request = RolloutRequest {
+        policy: Policy {
+            steps: "50,100".parse().unwrap(),
+            bake: Duration::from_secs(60),
+            interval: Duration::from_secs(30),
+            min_requests: 20,
+            metrics_delay: Duration::ZERO,
+            ..Policy::default()
+        },
+        candidate: CandidateSource::Image("registry/app:bad".into()),
+        dry_run: false,
+    };
+    let ports = Ports {
+        platform: &platform,
+        metrics: &metrics,
+        health: &health,
+    };
+    let started = clock.now();
+    let report = Engine::new(ports, clock, Interrupt::never())
+        .run(&request)
+        .await
+        .unwrap();
+    assert_eq!(report.outcome, Outcome::RolledBack, "{:?}", report.reason);
+    let (proxy, log) = start_recorder(sim.logging_url()).await;
+    let rest = GoogleRest::new(&proxy, Credentials::None);
+    let adapter = CloudLogging::new(rest.clone(), "p");
+    let query = LogQuery {
+        service: "app".into(),
+        revision: report.candidate.clone(),
+        since: started,
+        limit: 20,
+    };
+
+    // When shiftgate reads its errors, a second page is asked for, a filter the API cannot read
+    // is sent, and the caller loses roles/logging.viewer.
+    let lines = adapter.recent_errors(&query).await.unwrap();
+    let mut page = serde_json::json!({
+        "resourceNames": ["projects/p"],
+        "filter": shiftgate::wire::logging::filter(&query),
+        "orderBy": "timestamp desc",
+        "pageSize": 20,
+    });
+    let first = rest
+        .send(
+            reqwest::Method::POST,
+            "v2/entries:list",
+            &[],
+            Some(&page),
+            Retry::Safe,
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap();
+    page["pageToken"] = first["nextPageToken"].clone();
+    rest.send(
+        reqwest::Method::POST,
+        "v2/entries:list",
+        &[],
+        Some(&page),
+        Retry::Safe,
+        Duration::from_secs(5),
+    )
+    .await
+    .unwrap();
+    page["filter"] = Value::String("textPayload:\"boom\"".into());
+    page.as_object_mut().unwrap().remove("pageToken");
+    let unreadable = rest
+        .send(
+            reqwest::Method::POST,
+            "v2/entries:list",
+            &[],
+            Some(&page),
+            Retry::Safe,
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap_err();
+    sim.deny_logging(true);
+    let denied = adapter.recent_errors(&query).await.unwrap_err();
+
+    // Then every exchange validates against Google's discovery document,
+    let exchanges = log.lock().unwrap().clone();
+    let (problems, seen) = check_exchanges(&exchanges, |_| &logging);
+    assert!(
+        problems.is_empty(),
+        "contract violations:\n{}",
+        problems.join("\n")
+    );
+    assert_eq!(
+        seen.into_iter().collect::<Vec<_>>(),
+        ["logging.entries.list"]
+    );
+    assert_eq!(exchanges.len(), 5);
+    assert!(
+        first["nextPageToken"].is_string(),
+        "more than 20 errors: {first}"
+    );
+    // the lines are the candidate's 500s, newest first,
+    assert_eq!(lines.len(), 20);
+    assert!(
+        lines.iter().all(|line| line.severity == "ERROR"),
+        "{lines:?}"
+    );
+    assert!(
+        lines.windows(2).all(|w| w[0].time >= w[1].time),
+        "{lines:?}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|line| line.status == Some(500)
+                && line.message.starts_with("GET http://127.0.0.1:")),
+        "{lines:?}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|line| line.status.is_none() && line.message == "internal error while handling /"),
+        "{lines:?}"
+    );
+    // and the refusals say what they are.
+    assert!(
+        unreadable
+            .to_string()
+            .contains("INVALID_ARGUMENT (HTTP 400)"),
+        "{unreadable}"
+    );
+    assert!(
+        denied.to_string().contains("PERMISSION_DENIED (HTTP 403)"),
+        "{denied}"
+    );
+    assert!(
+        denied.to_string().contains("roles/logging.viewer"),
+        "{denied}"
+    );
 }

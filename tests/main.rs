@@ -4,6 +4,7 @@
 mod action;
 mod cli;
 mod cli_deployments;
+mod cli_evidence;
 mod cli_github;
 mod cli_hooks;
 mod cli_identity;

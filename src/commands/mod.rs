@@ -14,6 +14,7 @@ pub(crate) mod report;
 pub(crate) mod result;
 pub(crate) mod rollback;
 mod rollout;
+mod rollout_evidence;
 mod simulate;
 pub(crate) mod status;
 pub(crate) mod waves;
@@ -80,6 +81,8 @@ pub struct Endpoints {
     pub monitoring: String,
     /// Cloud Storage JSON API (the `--backup` copy).
     pub storage: String,
+    /// Cloud Logging API (the error logs an incident carries).
+    pub logging: String,
 }
 
 impl Endpoints {
@@ -97,6 +100,7 @@ impl Endpoints {
                 "https://monitoring.googleapis.com",
             ),
             storage: pick("SHIFTGATE_STORAGE_URL", "https://storage.googleapis.com"),
+            logging: pick("SHIFTGATE_LOGGING_URL", crate::logging::DEFAULT_LOGGING_URL),
         }
     }
 

@@ -425,7 +425,7 @@ pub async fn run(context: &Context, args: RolloutArgs) -> Result<CommandResult, 
             first_uri = run.uri.clone();
         }
         notifiers.extend(run.notifier);
-        deciding = Some(run.run);
+        deciding = Some((run.run, run.address));
     }
 
     if let Some(mut error) = failure {
@@ -449,7 +449,7 @@ pub async fn run(context: &Context, args: RolloutArgs) -> Result<CommandResult, 
         finish_all(notifiers, Some(&error.message), &context.interrupt).await;
         return Err(error);
     }
-    let Some(mut run) = deciding else {
+    let Some((mut run, deciding_address)) = deciding else {
         return Err(CommandError::api("no region was rolled out"));
     };
     first_hooks.append(&mut run.report.hooks);
@@ -474,12 +474,31 @@ pub async fn run(context: &Context, args: RolloutArgs) -> Result<CommandResult, 
     let incident = match run.report.outcome {
         // An expired hold is nobody's approval, not a fault of the candidate.
         Outcome::RolledBack if run.report.pause_expired => None,
-        Outcome::RolledBack | Outcome::Failed => Some(
-            file_incident(args.no_incident, incident_repo.as_deref(), |repo| {
-                crate::github::incident::rollout_incident(repo, &run.report, &run.policy)
-            })
-            .await,
-        ),
+        Outcome::RolledBack | Outcome::Failed => {
+            let platform = endpoints.cloud_run_with(&deciding_address, credentials.clone());
+            let evidence = crate::commands::rollout_evidence::for_incident(
+                context,
+                args.no_incident,
+                incident_repo.as_deref(),
+                &deciding_address,
+                &endpoints,
+                credentials.clone(),
+                &platform,
+                &run.report,
+            )
+            .await;
+            Some(
+                file_incident(args.no_incident, incident_repo.as_deref(), |repo| {
+                    let incident =
+                        crate::github::incident::rollout_incident(repo, &run.report, &run.policy);
+                    match &evidence {
+                        Some(evidence) => incident.with_evidence(evidence),
+                        None => incident,
+                    }
+                })
+                .await,
+            )
+        }
         _ => None,
     };
     // Messages were being sent while the incident was filed; what is left gets a bounded wait.

@@ -88,6 +88,16 @@ pub struct Incident {
     pub links: Vec<(String, String)>,
 }
 
+impl Incident {
+    /// The incident with the evidence (error logs, revisions, undo and retry commands) after what
+    /// happened; in the issue body and in the comment when the incident happens again.
+    pub fn with_evidence(mut self, evidence: &crate::evidence::Evidence) -> Self {
+        self.summary.push('\n');
+        self.summary.push_str(&evidence.markdown());
+        self
+    }
+}
+
 /// The link to the workflow run that is filing, from the Actions environment.
 pub fn workflow_run_link() -> Option<String> {
     let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());

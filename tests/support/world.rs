@@ -143,12 +143,13 @@ impl BinaryWorld {
         }
     }
 
-    /// The binary with `args`, calling the simulator's Cloud Run and Monitoring.
+    /// The binary with `args`, calling the simulator's Cloud Run, Monitoring and Logging.
     pub fn command(&self, args: &[&str]) -> Command {
         let mut command = shiftgate(&self.workdir, args);
         command
             .env("SHIFTGATE_CLOUD_RUN_URL", self.sim.cloud_run_url())
-            .env("SHIFTGATE_MONITORING_URL", self.sim.monitoring_url());
+            .env("SHIFTGATE_MONITORING_URL", self.sim.monitoring_url())
+            .env("SHIFTGATE_LOGGING_URL", self.sim.logging_url());
         command
     }
 

@@ -318,6 +318,10 @@ async fn dispatch(model: &SimModel, req: &ApiRequest) -> Result<Value, ApiError>
             let state = model.state();
             state.jobs.operation(p, r, id, clock.now())
         }
+        ["v2", "entries:list"] if req.method == "POST" => {
+            check_params(&req.query, &[])?;
+            crate::logging::list_entries(model, &req.body)
+        }
         ["v3", "projects", project, "timeSeries"] if req.method == "GET" => {
             crate::monitoring::list_time_series(model, project, &req.query)
         }

@@ -160,6 +160,7 @@ impl DataPlane {
             Err(e) => return text(502, "text/plain", format!("backend unavailable: {e}")),
         };
         let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+        let method_name = method.as_str().to_string();
         match self
             .client
             .request(method, format!("{backend}{path}"))
@@ -178,12 +179,23 @@ impl DataPlane {
                     .and_then(|v| v.to_str().ok()?.parse().ok())
                     .map(Duration::from_nanos);
                 let body = resp.text().await.unwrap_or_default();
-                match latency {
-                    Some(latency) => {
-                        model.record_with_latency(&revision, status, model.clock().now(), latency)
-                    }
-                    None => model.record(&revision, status, model.clock().now()),
-                }
+                let now = model.clock().now();
+                let latency = latency.unwrap_or_else(|| model.next_latency(&revision));
+                model.record_with_latency(&revision, status, now, latency);
+                let url = format!(
+                    "{}{path}",
+                    model
+                        .service_uri(&key.project, &key.region, &key.service)
+                        .unwrap_or_default()
+                );
+                model.log_request(
+                    key,
+                    &revision,
+                    (method_name.as_str(), &url),
+                    status,
+                    latency,
+                    now,
+                );
                 let content_type = if json {
                     "application/json"
                 } else {

@@ -1,4 +1,4 @@
-//! A simulated Cloud Run (control plane, data plane, Cloud Monitoring, STS) and a fake GitHub on
+//! A simulated Cloud Run (control plane, data plane, Cloud Monitoring, Cloud Logging, STS) and a fake GitHub on
 //! loopback, used by `demo` and the tests; [`call`] reaches the same API code in process, without sockets.
 
 mod auth;
@@ -11,6 +11,7 @@ mod github;
 mod identity;
 mod jobs;
 mod latency;
+mod logging;
 mod model;
 mod monitoring;
 mod prometheus;
@@ -40,6 +41,7 @@ pub use github::{
 pub use identity::{AudienceRule, RUNNER_ACCOUNT};
 pub use jobs::{FailureShape, JobBehavior};
 pub use latency::Latency;
+pub use logging::{AppLog, DENIED_MESSAGE as LOGGING_DENIED_MESSAGE};
 pub use model::{ApiCall, Behavior, PATCH_MODE_ENV, PatchMode, SimModel};
 pub use state::ServiceKey;
 
@@ -110,6 +112,17 @@ impl Sim {
     /// Base URL of the Monitoring API (clients append `/v3/...`).
     pub fn monitoring_url(&self) -> String {
         self.base.clone()
+    }
+
+    /// Base URL of the Cloud Logging API (clients append `/v2/entries:list`).
+    pub fn logging_url(&self) -> String {
+        self.base.clone()
+    }
+
+    /// From now on `entries:list` answers 403 PERMISSION_DENIED, or answers again (see
+    /// [`SimModel::deny_logging`]).
+    pub fn deny_logging(&self, denied: bool) {
+        self.model.deny_logging(denied)
     }
 
     /// STS token endpoint (`token_url` of an external_account credential).

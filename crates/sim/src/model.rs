@@ -11,6 +11,7 @@ use crate::faults::{Answer, BadPoint, BadSeries, Fault, RESET_MESSAGE};
 use crate::identity::{AudienceRule, Identity, Refusal};
 use crate::jobs::{JobBehavior, Jobs};
 use crate::latency::Latency;
+use crate::logging::{AppLog, Body, Logs, Severity};
 use crate::state::{
     Hit, Operation, RevState, RevStats, Revision, Service, ServiceKey, ServicePatch, TYPE_LATEST,
     TYPE_REVISION, Target,
@@ -39,6 +40,9 @@ pub struct Behavior {
     /// How long each request (every path, `/health` too) takes; request n of a revision gets the
     /// n-th of its deterministic draws (see [`Latency`]).
     pub latency: Latency,
+    /// What the container logs (severity ERROR) when it answers a request 500; `None`: the line
+    /// `internal error while handling PATH`.
+    pub error_log: Option<AppLog>,
 }
 
 impl Behavior {
@@ -50,6 +54,7 @@ impl Behavior {
             health_body: None,
             fails_to_start: false,
             latency: Latency::DEFAULT,
+            error_log: None,
         }
     }
 
@@ -82,6 +87,12 @@ impl Behavior {
     /// Requests take a log-normal latency with this median and p95 (equal: always the median).
     pub fn with_latency(mut self, median: Duration, p95: Duration) -> Self {
         self.latency = Latency { median, p95 };
+        self
+    }
+
+    /// The line the container logs with each 500 it answers (a `textPayload`, or a `jsonPayload`).
+    pub fn with_error_log(mut self, line: AppLog) -> Self {
+        self.error_log = Some(line);
         self
     }
 
@@ -210,6 +221,7 @@ pub(crate) struct Inner {
     pub identity: Identity,
     pub storage: Storage,
     pub jobs: Jobs,
+    pub logs: Logs,
     urls: HashMap<String, (ServiceKey, Option<String>)>,
     endpoints: Arc<dyn Endpoints>,
 }
@@ -272,6 +284,7 @@ impl SimModel {
                 identity: Identity::default(),
                 storage: Storage::default(),
                 jobs: Jobs::default(),
+                logs: Logs::default(),
                 urls: HashMap::new(),
                 endpoints: Arc::new(RunAppUrls),
             })),
@@ -683,6 +696,52 @@ impl SimModel {
             });
     }
 
+    /// Writes Cloud Run's request log of one request a revision answered with a 4xx or 5xx (as
+    /// WARNING or ERROR); the simulator keeps no log of successful requests.
+    pub fn log_request(
+        &self,
+        key: &ServiceKey,
+        revision: &str,
+        request: (&str, &str),
+        status: u16,
+        latency: Duration,
+        at: SystemTime,
+    ) {
+        let severity = Severity::of_status(status);
+        if severity < Severity::Warning {
+            return;
+        }
+        let (method, url) = request;
+        self.state().logs.push(
+            key,
+            revision,
+            at,
+            severity,
+            Body::Request {
+                method: method.to_string(),
+                url: url.to_string(),
+                status,
+                latency,
+            },
+        );
+    }
+
+    /// From now on `entries:list` answers 403 PERMISSION_DENIED (`true`: the caller lacks
+    /// `roles/logging.viewer`), or answers again (`false`).
+    pub fn deny_logging(&self, denied: bool) {
+        self.state().logs.denied = denied;
+    }
+
+    /// The log entries kept for `revision`, oldest first, as `entries:list` shows them.
+    pub fn log_entries(&self, revision: &str) -> Vec<serde_json::Value> {
+        crate::logging::entries_of(&self.state().logs, revision)
+    }
+
+    /// How many entries are kept per (revision, severity).
+    pub fn log_counts(&self) -> BTreeMap<(String, &'static str), usize> {
+        crate::logging::counts(&self.state().logs)
+    }
+
     /// Draws the latency of a revision's next request (of any path): the n-th draw of its image's
     /// [`Latency`]. A revision the model does not know takes [`Latency::DEFAULT`].
     pub fn next_latency(&self, revision: &str) -> Duration {
@@ -731,6 +790,15 @@ impl SimModel {
         let n = stats.served as f64;
         let rate = behavior.error_rate.clamp(0.0, 1.0);
         if (n * rate).floor() > ((n - 1.0) * rate).floor() {
+            let line = behavior.error_log.clone().unwrap_or_else(|| {
+                AppLog::Text(format!("internal error while handling {path_only}"))
+            });
+            let key = s.rev_index.get(revision).cloned();
+            if let Some(key) = key {
+                let now = s.clock.now();
+                s.logs
+                    .push(&key, revision, now, Severity::Error, Body::App(line));
+            }
             (500, format!("internal error from {revision}"))
         } else {
             (200, format!("hello from {revision}"))

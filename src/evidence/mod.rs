@@ -1,0 +1,339 @@
+//! The evidence a rollback's incident carries: the failing revision's last error log entries, the
+//! service's recent revisions and the commands that undo or retry the change, gathered within a bound.
+
+pub mod redact;
+mod render;
+
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+
+use crate::rollout::ports::{Platform, PortResult, RevisionInfo};
+
+/// How many error entries an incident shows.
+pub const ERROR_LINES: usize = 20;
+/// How many characters of each entry's message are shown.
+pub const MESSAGE_CHARS: usize = 200;
+/// How many revisions an incident lists, newest first.
+pub const REVISIONS_SHOWN: usize = 10;
+/// All gathering together may take this long; what is not in by then is a note.
+pub const GATHER_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Which entries to read: one revision's errors since a time, newest first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogQuery {
+    pub service: String,
+    pub revision: String,
+    pub since: SystemTime,
+    pub limit: usize,
+}
+
+/// One log entry as the incident shows it (before redaction and quoting).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogLine {
+    /// RFC 3339, as the log gave it.
+    pub time: String,
+    pub severity: String,
+    /// The HTTP status of a request log entry.
+    pub status: Option<u16>,
+    pub message: String,
+}
+
+/// Where error log entries come from (Cloud Logging; a fake in tests).
+#[async_trait]
+pub trait ErrorLogs: Send + Sync {
+    /// The latest entries matching `query`, newest first, at most `query.limit`.
+    async fn recent_errors(&self, query: &LogQuery) -> PortResult<Vec<LogLine>>;
+}
+
+/// What the rollout was asked to do, for the commands that undo or retry it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Retarget {
+    /// `--env NAME` when the rollout named an environment, else the coordinates.
+    pub environment: Option<String>,
+    pub project: String,
+    pub region: String,
+    pub service: String,
+    /// `--config FILE` when the rollout was given one.
+    pub config: Option<String>,
+}
+
+/// A command to run and what it does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Remedy {
+    pub purpose: String,
+    pub command: String,
+}
+
+/// Everything gathered for one incident. A part that could not be had is the reason why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Evidence {
+    pub stable: String,
+    pub candidate: String,
+    pub since: SystemTime,
+    pub errors: Result<Vec<LogLine>, String>,
+    pub revisions: Result<Vec<RevisionInfo>, String>,
+    pub remedies: Vec<Remedy>,
+    /// When the evidence was gathered (revision ages are counted to it).
+    pub at: SystemTime,
+    /// Secret values to take out of log lines wherever they appear (the tokens shiftgate holds).
+    pub secrets: Vec<String>,
+}
+
+impl Evidence {
+    /// The Markdown sections for the incident body.
+    pub fn markdown(&self) -> String {
+        render::markdown(self)
+    }
+}
+
+/// The facts of the rolled-back change that gathering needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    pub stable: String,
+    pub candidate: String,
+    pub image: Option<String>,
+    /// When the rollout began: entries before it are not this rollout's.
+    pub since: SystemTime,
+    pub target: Retarget,
+}
+
+/// Reads the candidate's errors and the revisions at the same time, each bounded by `timeout`
+/// (both together take no longer), and builds the commands. Never fails: a part that cannot be
+/// had says why.
+pub async fn gather(
+    logs: &dyn ErrorLogs,
+    platform: &dyn Platform,
+    change: &Change,
+    timeout: Duration,
+    now: impl Fn() -> SystemTime,
+) -> Evidence {
+    let errors = async {
+        if change.candidate.is_empty() {
+            return Err("no candidate revision was created".to_string());
+        }
+        let query = LogQuery {
+            service: change.target.service.clone(),
+            revision: change.candidate.clone(),
+            since: change.since,
+            limit: ERROR_LINES,
+        };
+        match tokio::time::timeout(timeout, logs.recent_errors(&query)).await {
+            Ok(Ok(lines)) => Ok(lines),
+            Ok(Err(error)) => Err(error.to_string()),
+            Err(_) => Err(format!("no answer within {}s", timeout.as_secs())),
+        }
+    };
+    let revisions = async {
+        match tokio::time::timeout(timeout, platform.list_revisions()).await {
+            Ok(Ok(revisions)) => Ok(revisions),
+            Ok(Err(error)) => Err(error.to_string()),
+            Err(_) => Err(format!("no answer within {}s", timeout.as_secs())),
+        }
+    };
+    let (errors, revisions) = tokio::join!(errors, revisions);
+    Evidence {
+        stable: change.stable.clone(),
+        candidate: change.candidate.clone(),
+        since: change.since,
+        errors,
+        revisions,
+        remedies: remedies(change),
+        at: now(),
+        secrets: crate::mask::TOKEN_VARIABLES
+            .iter()
+            .filter_map(|name| std::env::var(name).ok())
+            .filter(|value| !value.trim().is_empty())
+            .collect(),
+    }
+}
+
+/// A word as a POSIX shell reads it: as is when it holds only safe characters, else single-quoted.
+fn shell_word(word: &str) -> String {
+    let safe = !word.is_empty()
+        && word
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./:@=+,%".contains(c));
+    if safe {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', r"'\''"))
+    }
+}
+
+/// The commands that undo the change (traffic back on stable) and retry it (the same revision,
+/// or the same image as a new revision), addressed as the rollout was.
+pub fn remedies(change: &Change) -> Vec<Remedy> {
+    let target = &change.target;
+    let mut address = String::new();
+    if let Some(config) = &target.config {
+        address.push_str(&format!(" --config {}", shell_word(config)));
+    }
+    match &target.environment {
+        Some(environment) => address.push_str(&format!(" --env {}", shell_word(environment))),
+        None => address.push_str(&format!(
+            " --project {} --region {} --service {}",
+            shell_word(&target.project),
+            shell_word(&target.region),
+            shell_word(&target.service)
+        )),
+    }
+    let mut remedies = Vec::new();
+    if !change.stable.is_empty() {
+        remedies.push(Remedy {
+            purpose: format!("Undo: send all traffic to stable {}", change.stable),
+            command: format!(
+                "shiftgate rollback{address} --to {}",
+                shell_word(&change.stable)
+            ),
+        });
+    }
+    if !change.candidate.is_empty() {
+        remedies.push(Remedy {
+            purpose: format!("Retry the same revision {}", change.candidate),
+            command: format!(
+                "shiftgate rollout{address} --revision {}",
+                shell_word(&change.candidate)
+            ),
+        });
+    }
+    if let Some(image) = &change.image {
+        remedies.push(Remedy {
+            purpose: "Retry from the image, as a new revision (after a fix, with the new tag)"
+                .to_string(),
+            command: format!("shiftgate rollout{address} --image {}", shell_word(image)),
+        });
+    }
+    remedies
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rollout::ports::PortError;
+
+    fn change(environment: Option<&str>) -> Change {
+        Change {
+            stable: "app-00001-old".into(),
+            candidate: "app-00002-new".into(),
+            image: Some("registry/app:v1.1.0".into()),
+            since: SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000),
+            target: Retarget {
+                environment: environment.map(str::to_string),
+                project: "p-1".into(),
+                region: "us-central1".into(),
+                service: "app".into(),
+                config: None,
+            },
+        }
+    }
+
+    #[test]
+    fn given_an_environment_then_the_commands_name_it_else_the_coordinates() {
+        let commands = |change: &Change| -> Vec<String> {
+            remedies(change).into_iter().map(|r| r.command).collect()
+        };
+        assert_eq!(
+            commands(&change(Some("prod"))),
+            vec![
+                "shiftgate rollback --env prod --to app-00001-old",
+                "shiftgate rollout --env prod --revision app-00002-new",
+                "shiftgate rollout --env prod --image registry/app:v1.1.0",
+            ]
+        );
+        let mut odd = change(None);
+        odd.image = Some("img:$(rm -rf /)".into());
+        odd.target.config = Some("my config.toml".into());
+        assert_eq!(
+            commands(&odd),
+            vec![
+                "shiftgate rollback --config 'my config.toml' --project p-1 --region us-central1 --service app --to app-00001-old",
+                "shiftgate rollout --config 'my config.toml' --project p-1 --region us-central1 --service app --revision app-00002-new",
+                "shiftgate rollout --config 'my config.toml' --project p-1 --region us-central1 --service app --image 'img:$(rm -rf /)'",
+            ]
+        );
+    }
+
+    struct Logs(Result<Vec<LogLine>, PortError>, Option<Duration>);
+
+    #[async_trait]
+    impl ErrorLogs for Logs {
+        async fn recent_errors(&self, query: &LogQuery) -> PortResult<Vec<LogLine>> {
+            assert_eq!(
+                (query.revision.as_str(), query.limit),
+                ("app-00002-new", ERROR_LINES)
+            );
+            if let Some(wait) = self.1 {
+                tokio::time::sleep(wait).await;
+            }
+            self.0.clone()
+        }
+    }
+
+    /// A platform that only lists revisions.
+    struct Revisions(Vec<RevisionInfo>);
+
+    #[async_trait]
+    impl Platform for Revisions {
+        async fn read_service(&self) -> PortResult<crate::rollout::ports::ServiceState> {
+            unreachable!("evidence reads no service")
+        }
+        async fn read_revision(&self, _: &str) -> PortResult<RevisionInfo> {
+            unreachable!("evidence reads no single revision")
+        }
+        async fn list_revisions(&self) -> PortResult<Vec<RevisionInfo>> {
+            Ok(self.0.clone())
+        }
+        async fn create_revision(
+            &self,
+            _: &crate::rollout::ports::NewRevision,
+            _: &str,
+            _: Duration,
+        ) -> PortResult<crate::rollout::ports::ServiceState> {
+            unreachable!("evidence changes nothing")
+        }
+        async fn set_traffic(
+            &self,
+            _: &crate::rollout::ports::TrafficChange,
+            _: &str,
+            _: Duration,
+        ) -> PortResult<crate::rollout::ports::ServiceState> {
+            unreachable!("evidence changes nothing")
+        }
+    }
+
+    fn platform() -> Revisions {
+        Revisions(vec![RevisionInfo {
+            name: "app-00001-old".into(),
+            ready: true,
+            image: Some("registry/app:v1.0.0".into()),
+            ..RevisionInfo::default()
+        }])
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn given_logging_refuses_or_hangs_then_the_evidence_says_why_and_keeps_the_rest() {
+        let platform = platform();
+        let now = || SystemTime::UNIX_EPOCH;
+        let denied = Logs(
+            Err(PortError::Rejected {
+                status: 403,
+                message: "PERMISSION_DENIED".into(),
+            }),
+            None,
+        );
+        let evidence = gather(&denied, &platform, &change(None), GATHER_TIMEOUT, now).await;
+        assert_eq!(
+            evidence.errors,
+            Err("rejected (403): PERMISSION_DENIED".to_string())
+        );
+        assert!(evidence.revisions.is_ok(), "{:?}", evidence.revisions);
+        assert_eq!(evidence.remedies.len(), 3);
+
+        let started = tokio::time::Instant::now();
+        let hung = Logs(Ok(Vec::new()), Some(Duration::from_secs(3600)));
+        let evidence = gather(&hung, &platform, &change(None), GATHER_TIMEOUT, now).await;
+        assert_eq!(evidence.errors, Err("no answer within 15s".to_string()));
+        assert_eq!(started.elapsed(), GATHER_TIMEOUT);
+    }
+}
