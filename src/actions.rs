@@ -267,6 +267,9 @@ fn regions_table(regions: &[RegionSummary]) -> String {
             Some(UndoOutcome::RolledBack) => ("↩️", "promoted, then rolled back".into()),
             Some(UndoOutcome::Left) => ("⚠️", "promoted, then changed by someone else".into()),
             Some(UndoOutcome::Failed) => ("❌", "promoted; ROLLBACK FAILED".into()),
+            Some(UndoOutcome::Interrupted) => {
+                ("⏹️", "promoted; not rolled back (interrupted)".into())
+            }
             None if region.outcome == "not_started" => ("⏹️", "not started".into()),
             None => (
                 outcome_icon(&region.outcome),

@@ -10,7 +10,7 @@ use crate::support::binary::{self, json_of, stderr_of};
 use crate::support::webhook::{Answer, Webhook};
 use crate::support::world::{
     BAD_CANDIDATE_ROLLOUT, BinaryWorld, CANDIDATE_IMAGE, PROJECT, QUICK_ROLLOUT, REGION, SERVICE,
-    STABLE_IMAGE, expect_refused_naming,
+    SERVICE_ARGS, STABLE_IMAGE, expect_refused_naming,
 };
 
 /// The second region of the world's service.
@@ -549,4 +549,133 @@ async fn given_hooks_when_the_second_region_fails_then_they_ran_once_around_the_
     ] {
         assert!(summary.contains(line), "{line}: {summary}");
     }
+}
+
+impl TwoRegions {
+    /// Polls (as any other process would) until `region` serves only a revision other than its
+    /// first one: its rollout was promoted there.
+    async fn until_promoted(&self, region: &str, stable: &str) -> String {
+        for _ in 0..600 {
+            if let [(revision, 100)] = self.split(region).as_slice()
+                && revision != stable
+            {
+                return revision.clone();
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        panic!("{region} was never promoted");
+    }
+
+    /// Polls until `region` gives a revision other than `stable` all its traffic: its wave is
+    /// baking at 100%.
+    async fn until_wave_bakes(&self, region: &str, stable: &str) {
+        for _ in 0..600 {
+            if self
+                .split(region)
+                .iter()
+                .any(|(revision, percent)| *percent == 100 && revision != stable)
+            {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        panic!("{region} never took its wave");
+    }
+
+    /// Polls until `region` has a candidate (its split gained a revision): the first region's
+    /// rollout has ended.
+    async fn until_wave_starts(&self, region: &str) {
+        for _ in 0..600 {
+            if self.splits(region).len() >= 2 {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        panic!("{region} never started its wave");
+    }
+
+    fn rollout_in_both(&self, rollout: &[&'static str]) -> std::process::Command {
+        let mut command = self.world.command(rollout);
+        command.args(["--project", PROJECT, "--service", SERVICE, "--region", BOTH]);
+        command
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn given_a_person_rolled_the_first_region_back_when_the_second_fails_then_the_first_is_left_as_the_person_set_it()
+ {
+    let regions = TwoRegions::start("waves-person-first").await;
+    let mut args = BAD_CANDIDATE_ROLLOUT.to_vec();
+    args.extend(["--wave-bake", "5s"]);
+    let rollout = binary::run(regions.rollout_in_both(&args));
+    let person = async {
+        // Once us-central1 is promoted, a person puts it back by hand; then the candidate turns
+        // bad in europe-west1, whose wave is baking.
+        regions.until_promoted(REGION, &regions.world.stable).await;
+        regions.until_wave_starts(EU).await;
+        let mut command = regions
+            .world
+            .command(&["rollback", "--to", &regions.world.stable]);
+        command.args(SERVICE_ARGS);
+        let back = binary::run(command).await;
+        assert_eq!(back.status.code(), Some(0), "{}", stderr_of(&back));
+        regions
+            .world
+            .sim
+            .register_image_in(EU, CANDIDATE_IMAGE, Behavior::erroring("1.1.0", 0.4));
+    };
+
+    let (output, ()) = tokio::join!(rollout, person);
+
+    assert_eq!(output.status.code(), Some(1), "{}", stderr_of(&output));
+    let result = json_of(&output);
+    assert_eq!(result["outcome"], "rolled_back");
+    let us = region(&result, 0);
+    // The person's change is left as it is, said, and the split shown is the one read after.
+    assert_eq!(us["undone"], "left", "{us}");
+    assert!(
+        us["reason"]
+            .as_str()
+            .unwrap()
+            .contains("changed since it was promoted"),
+        "{us}"
+    );
+    assert_eq!(
+        us["final_traffic"][0]["revision"],
+        regions.world.stable.as_str()
+    );
+    assert_eq!(us["final_traffic_confirmed"], true);
+    assert_eq!(regions.split(REGION), regions.world.stable_only());
+    // Nobody else wrote to us-central1 after the person: the last write was theirs.
+    let us_splits = regions.splits(REGION);
+    assert_eq!(us_splits.last().unwrap(), &regions.world.stable_only());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn given_a_person_aborts_the_second_region_then_the_first_keeps_its_promotion() {
+    let regions = TwoRegions::start("waves-abort-second").await;
+    let mut args = QUICK_ROLLOUT.to_vec();
+    args.extend(["--json", "--wave-bake", "5s"]);
+    let rollout = binary::run(regions.rollout_in_both(&args));
+    let person = async {
+        regions.until_wave_bakes(EU, &regions.eu_stable).await;
+        let mut command = regions.world.command(&["abort"]);
+        command.args(["--project", PROJECT, "--service", SERVICE, "--region", EU]);
+        let aborted = binary::run(command).await;
+        assert_eq!(aborted.status.code(), Some(0), "{}", stderr_of(&aborted));
+    };
+
+    let (output, ()) = tokio::join!(rollout, person);
+
+    // The rollout stops without writing again, anywhere: us-central1 keeps the candidate it
+    // promoted, europe-west1 is on stable by the person's abort.
+    assert_eq!(output.status.code(), Some(1), "{}", stderr_of(&output));
+    let result = json_of(&output);
+    assert_eq!(result["outcome"], "aborted");
+    let us = region(&result, 0);
+    assert_eq!(us["outcome"], "promoted");
+    assert!(us.get("undone").is_none(), "{us}");
+    let us_candidate = us["candidate"].as_str().unwrap();
+    assert_eq!(regions.split(REGION), [(us_candidate.to_string(), 100)]);
+    assert_eq!(regions.split(EU), [(regions.eu_stable.clone(), 100)]);
 }

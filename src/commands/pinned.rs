@@ -675,6 +675,7 @@ async fn the_incident_bodies_are_pinned() {
         .unwrap();
     let incident = failed_rollback_incident(
         repo,
+        "`shiftgate rollback`",
         &failed.service,
         &failed.revision,
         failed.reason.as_deref().unwrap(),

@@ -138,6 +138,7 @@ async fn run_as(
         let incident = file_incident(args.no_incident, repo.as_deref(), |repo| {
             failed_rollback_incident(
                 repo,
+                "`shiftgate rollback`",
                 &result.service,
                 &result.revision,
                 result.reason.as_deref().unwrap_or_default(),

@@ -300,7 +300,14 @@ pub async fn run(context: &Context, args: RolloutArgs) -> Result<CommandResult, 
             .zip(&platforms)
             .map(|(address, platform)| (address, platform as &dyn Platform))
             .collect();
-        if let Err(error) = waves::preflight(&regions, PREFLIGHT_TIMEOUT).await {
+        let checked = tokio::select! {
+            checked = waves::preflight(&regions, PREFLIGHT_TIMEOUT) => checked,
+            _ = context.interrupt.fired() => Err(CommandError {
+                exit_code: ExitCode::Interrupted,
+                message: "interrupted while reading the regions; nothing was changed".into(),
+            }),
+        };
+        if let Err(error) = checked {
             if let Some(tracker) = tracker {
                 tracker.abandon(&error.message).await;
             }
@@ -335,7 +342,7 @@ pub async fn run(context: &Context, args: RolloutArgs) -> Result<CommandResult, 
             Ok(run) => {
                 let outcome = run.run.report.outcome;
                 runs.push(run);
-                if waves::undoes_earlier(outcome) || outcome == Outcome::Interrupted {
+                if waves::stops_waves(outcome) {
                     break;
                 }
             }
@@ -388,6 +395,9 @@ pub async fn run(context: &Context, args: RolloutArgs) -> Result<CommandResult, 
     let undo_failed = summaries
         .iter()
         .any(|summary| summary.undone == Some(waves::UndoOutcome::Failed));
+    let undo_interrupted = summaries
+        .iter()
+        .any(|summary| summary.undone == Some(waves::UndoOutcome::Interrupted));
     let undo_note = waves::undo_note(&summaries);
     let wave_steps = policy.wave.steps.percents();
     if let Some(error) = &failure {
@@ -439,9 +449,35 @@ pub async fn run(context: &Context, args: RolloutArgs) -> Result<CommandResult, 
             );
             error.exit_code = match error.exit_code {
                 _ if undo_failed => ExitCode::RollbackFailed,
+                _ if undo_interrupted => ExitCode::Interrupted,
                 ExitCode::BadInput => ExitCode::CheckFailed,
                 other => other,
             };
+            // No region's report carries this end, so the rollback that failed is filed here.
+            for summary in summaries
+                .iter()
+                .filter(|summary| summary.undone == Some(waves::UndoOutcome::Failed))
+            {
+                let Some(address) = addresses.iter().find(|a| a.region == summary.region) else {
+                    continue;
+                };
+                let service = format!(
+                    "projects/{}/locations/{}/services/{}",
+                    address.project, address.region, address.service
+                );
+                let split = crate::rollout::timeline::traffic_json_text(&summary.final_traffic);
+                file_incident(args.no_incident, incident_repo.as_deref(), |repo| {
+                    crate::github::incident::failed_rollback_incident(
+                        repo,
+                        "The rollout in waves, undoing this region after a later one failed,",
+                        &service,
+                        summary.stable.as_deref().unwrap_or_default(),
+                        summary.reason.as_deref().unwrap_or_default(),
+                        &split,
+                    )
+                })
+                .await;
+            }
         }
         if let Some(tracker) = tracker {
             tracker.abandon(&error.message).await;
@@ -464,6 +500,8 @@ pub async fn run(context: &Context, args: RolloutArgs) -> Result<CommandResult, 
         if undo_failed {
             run.report.rollback_failed = true;
             run.exit_code = run.report.exit_code();
+        } else if undo_interrupted {
+            run.exit_code = ExitCode::Interrupted;
         }
     }
     let url = public_url(first.url.as_deref(), first_uri);
@@ -530,24 +568,31 @@ async fn undo_earlier(
     why: &str,
 ) {
     for (run, summary) in promoted.iter().zip(summaries.iter_mut()).rev() {
+        let interrupt = &setup.context.interrupt;
+        // After a signal no new write starts: the one under way has the runner's last seconds.
+        if interrupt.is_set() {
+            waves::not_undone(summary);
+            continue;
+        }
         let platform = setup
             .endpoints
             .cloud_run_with(&run.address, setup.credentials.clone());
         let report = &run.run.report;
-        let interrupt = &setup.context.interrupt;
         let reason = format!("{failed_region} failed after this region's promotion: {why}");
         waves::undo(&platform, summary, report, &reason, UNDO_TIMEOUT, interrupt).await;
-        let (Some(notifier), Some(waves::UndoOutcome::RolledBack)) =
-            (&run.notifier, summary.undone)
-        else {
+        let Some(notifier) = &run.notifier else {
             continue;
         };
-        for kind in [
-            EventKind::RollbackStarted { reason },
-            EventKind::RolledBack {
+        let end = match summary.undone {
+            Some(waves::UndoOutcome::RolledBack) => EventKind::RolledBack {
                 traffic: restore_split(&report.final_traffic, &report.stable),
             },
-        ] {
+            Some(waves::UndoOutcome::Failed) => EventKind::RollbackFailed {
+                reason: summary.reason.clone().unwrap_or_default(),
+            },
+            _ => continue,
+        };
+        for kind in [EventKind::RollbackStarted { reason }, end] {
             notifier.observe(&Event {
                 at: std::time::SystemTime::now(),
                 elapsed_s: 0.0,

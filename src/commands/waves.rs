@@ -11,7 +11,7 @@ use crate::config::ServiceAddress;
 use crate::rollout::engine::restore_split;
 use crate::rollout::engine::{INTERRUPTED_RESTORE_DEADLINE, Interrupt, NotForced, undo_promotion};
 use crate::rollout::history::{HistoryEntry, time_text};
-use crate::rollout::ownership::{describe_owner, owner_from_env, random_id};
+use crate::rollout::ownership::{describe_owner, owner_from_env};
 use crate::rollout::ports::{Platform, PortError};
 use crate::rollout::timeline::{TrafficShare, describe_traffic, traffic_shares};
 use crate::rollout::{Outcome, Report};
@@ -35,7 +35,8 @@ pub struct RegionSummary {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     /// A promoted region a later one's failure undid: `rolled_back`, `left` (changed by someone
-    /// since; left as it is) or `failed` (not confirmed: it needs a person).
+    /// since; left as it is), `failed` (not confirmed: it needs a person) or `interrupted` (a
+    /// signal came before its undo began; it still serves the candidate).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub undone: Option<UndoOutcome>,
     /// How long that undo took, reads and retries included.
@@ -82,6 +83,8 @@ pub enum UndoOutcome {
     RolledBack,
     Left,
     Failed,
+    /// A signal came before its undo began.
+    Interrupted,
 }
 
 /// Refuses, before anything changes, a candidate that cannot mean the same in every region: a
@@ -187,7 +190,8 @@ pub async fn undo(
     // not a person's.
     let now = time_text(std::time::SystemTime::now());
     let entry = HistoryEntry {
-        id: random_id(),
+        // The rollout's own id: `report` reads this entry as the end of that rollout.
+        id: report.rollout_id.clone(),
         candidate: report.candidate.clone(),
         stable: report.stable.clone(),
         outcome: Outcome::RolledBack.as_str().to_string(),
@@ -230,10 +234,24 @@ pub async fn undo(
         }
         Err(NotForced::Failed(reason)) => {
             crate::say!("ROLLBACK OF {region} FAILED, it needs a person: {reason}");
-            summary.final_traffic_confirmed = false;
             (UndoOutcome::Failed, Some(reason))
         }
     };
+    // Whatever the undo did not confirm, the result shows the split as read now, or says the
+    // one it has is not confirmed.
+    if outcome != UndoOutcome::RolledBack {
+        let patience = match interrupt.is_set() {
+            true => Duration::from_secs(1),
+            false => LAST_READ_TIMEOUT,
+        };
+        match tokio::time::timeout(patience, platform.read_service()).await {
+            Ok(Ok(service)) => {
+                summary.final_traffic = traffic_shares(&service.traffic);
+                summary.final_traffic_confirmed = true;
+            }
+            _ => summary.final_traffic_confirmed = false,
+        }
+    }
     summary.undone = Some(outcome);
     summary.undo_s = Some(started.elapsed().as_secs_f64());
     if let Some(reason) = reason {
@@ -241,13 +259,30 @@ pub async fn undo(
     }
 }
 
-/// Whether a region's end stops the waves and undoes the regions before it. An interrupt stops
-/// them but undoes nothing: a cancelled runner has seconds, and what it promoted passed its gates.
+/// How long the read after an unconfirmed undo may take.
+const LAST_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Whether a region's end undoes the regions promoted before it: a failure of the candidate or
+/// of the platform does. A person's change (`aborted`) stops the waves without writing again, as
+/// it stops any rollout; an interrupt stops them too (a cancelled runner has seconds).
 pub fn undoes_earlier(outcome: Outcome) -> bool {
-    !matches!(
-        outcome,
-        Outcome::Promoted | Outcome::DryRun | Outcome::Interrupted
-    )
+    matches!(outcome, Outcome::RolledBack | Outcome::Failed)
+}
+
+/// Whether a region's end stops the waves.
+pub fn stops_waves(outcome: Outcome) -> bool {
+    !matches!(outcome, Outcome::Promoted | Outcome::DryRun)
+}
+
+/// A promoted region the waves did not undo because a signal came first: it still serves the
+/// candidate, which passed its gates there.
+pub fn not_undone(summary: &mut RegionSummary) {
+    summary.undone = Some(UndoOutcome::Interrupted);
+    summary.reason = Some(
+        "interrupted before its rollback: it still serves the candidate, which passed its gates \
+         here"
+            .into(),
+    );
 }
 
 /// What the waves' end says after the deciding region's own reason.
@@ -269,6 +304,10 @@ pub fn undo_note(summaries: &[RegionSummary]) -> Option<String> {
                 UndoOutcome::Failed => {
                     format!("rolling back {} FAILED: it needs a person", summary.region)
                 }
+                UndoOutcome::Interrupted => format!(
+                    "{} was not rolled back (interrupted first): it still serves the candidate",
+                    summary.region
+                ),
             })
         })
         .collect();
@@ -307,11 +346,20 @@ mod tests {
 
     #[test]
     fn only_a_failure_of_the_candidate_or_the_platform_undoes_earlier_regions() {
-        for outcome in [Outcome::RolledBack, Outcome::Failed, Outcome::Aborted] {
+        for outcome in [Outcome::RolledBack, Outcome::Failed] {
             assert!(undoes_earlier(outcome), "{outcome:?}");
+            assert!(stops_waves(outcome), "{outcome:?}");
         }
-        for outcome in [Outcome::Promoted, Outcome::DryRun, Outcome::Interrupted] {
+        // A person's change stops the waves without writing again; so does a signal.
+        for outcome in [Outcome::Aborted, Outcome::Interrupted] {
             assert!(!undoes_earlier(outcome), "{outcome:?}");
+            assert!(stops_waves(outcome), "{outcome:?}");
+        }
+        for outcome in [Outcome::Promoted, Outcome::DryRun] {
+            assert!(
+                !undoes_earlier(outcome) && !stops_waves(outcome),
+                "{outcome:?}"
+            );
         }
     }
 }

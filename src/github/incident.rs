@@ -303,6 +303,7 @@ fn timeline_lines(report: &Report) -> String {
 /// rollout's incidents (the service), so it lands on the issue already open for that service.
 pub fn failed_rollback_incident(
     repo: Repo,
+    by: &str,
     service: &str,
     target: &str,
     reason: &str,
@@ -316,7 +317,7 @@ pub fn failed_rollback_incident(
         key: service.to_string(),
         labels: Vec::new(),
         summary: format!(
-            "`shiftgate rollback` could not send 100% of traffic to {} on {}.\n\n\
+            "{by} could not send 100% of traffic to {} on {}.\n\n\
              - Reason: {}\n- Traffic as last read: {}\n",
             markdown::code(target),
             markdown::code(service),

@@ -403,9 +403,17 @@ async fn force_aimed(
     );
     let mut pause = Duration::from_millis(250);
     let mut attempt = 0u32;
+    let mut sent = false;
     loop {
         attempt += 1;
-        let once = force_once(platform, wanted, give_up, &mut last_error, aim, history);
+        let once = force_once(
+            platform,
+            wanted,
+            give_up,
+            &mut last_error,
+            (aim, &mut sent),
+            history,
+        );
         if let Some(end) = once.await {
             return end;
         }
@@ -428,7 +436,7 @@ async fn force_once(
     wanted: &[TrafficTarget],
     give_up: Instant,
     last_error: &mut String,
-    aim: Aim<'_>,
+    (aim, sent): (Aim<'_>, &mut bool),
     history: &(dyn Fn(&ServiceState) -> Option<HistoryEntry> + Send + Sync),
 ) -> Option<Result<ServiceState, NotForced>> {
     let service = match tokio::time::timeout_at(give_up, platform.read_service()).await {
@@ -444,10 +452,14 @@ async fn force_once(
             return None;
         }
     };
+    // Wanted already, and no rollout on the service: done, unless an undo has not written yet
+    // (then it was someone else who put it there, which the aim below says).
+    let undo_unsent = matches!(aim, Aim::Promoted(_)) && !*sent;
     if traffic_matches(&service, wanted)
         && service.rollout.is_none()
         && service.unreadable_rollout.is_none()
         && !service.reconciling
+        && !undo_unsent
     {
         return Some(Ok(service));
     }
@@ -491,6 +503,7 @@ async fn force_once(
         rollout: None,
         history: history(&service),
     };
+    *sent = true;
     let write = write_traffic(platform, &change, &service.etag, give_up);
     match tokio::time::timeout_at(give_up, write).await {
         Err(_) => Some(Err(NotForced::Failed(last_error.clone()))),
