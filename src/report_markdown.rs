@@ -272,8 +272,6 @@ fn chart_points(report: &Report) -> Vec<Point> {
     points
 }
 
-/// A Mermaid `xychart-beta` chart of the candidate's traffic share, its 5xx rate and the policy's
-/// 5xx limit over the rollout. GitHub renders it as a picture in step summaries and issues.
 /// One list item per hook the rollout ran: what, on what, done or failed, and its copy, execution
 /// or error. Empty without hooks.
 pub fn hook_lines(report: &Report) -> String {
@@ -295,6 +293,8 @@ pub fn hook_lines(report: &Report) -> String {
     out
 }
 
+/// A Mermaid `xychart-beta` chart of the candidate's traffic share, its 5xx rate and the policy's
+/// 5xx limit over the rollout. GitHub renders it as a picture in step summaries and issues.
 pub fn mermaid_chart(report: &Report, policy: &Policy) -> String {
     let mut points = chart_points(report);
     if points.is_empty() {
