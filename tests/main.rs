@@ -7,6 +7,7 @@ mod cli_deployments;
 mod cli_github;
 mod cli_hooks;
 mod cli_identity;
+mod cli_lifecycle;
 mod cli_pause;
 mod cli_tokens;
 mod contracts;

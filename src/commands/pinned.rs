@@ -458,6 +458,7 @@ async fn a_rollout_result_is_pinned() {
         url: None,
         github_deployment: None,
         notifications: None,
+        resolved_incident: None,
     });
     assert_shown(
         &shown(rolled_back),
@@ -471,6 +472,7 @@ async fn a_rollout_result_is_pinned() {
         url: None,
         github_deployment: None,
         notifications: None,
+        resolved_incident: None,
     });
     assert_shown(
         &shown(promoted),
@@ -554,6 +556,7 @@ fn probe(
         verdict: verdict.label(),
         reason: verdict.reason().map(str::to_string),
         latency_ms,
+        checks: 1,
     }
 }
 
@@ -627,6 +630,7 @@ fn an_incident_result_is_pinned() {
         number: 17,
         url: "https://github.com/o/r/issues/17".into(),
         key: "Deploy failed".into(),
+        notifications: None,
         exit_code: ExitCode::Ok,
     });
     assert_shown(

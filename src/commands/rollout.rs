@@ -156,6 +156,9 @@ pub struct RolloutResult {
     /// Each `--notify` message and whether it arrived; absent without webhooks.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub notifications: Option<Vec<Delivery>>,
+    /// After a promotion: the service's open SEV-2 incident closed, or why not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resolved_incident: Option<crate::commands::resolve::Resolution>,
 }
 
 impl RolloutResult {
@@ -334,6 +337,24 @@ pub async fn run(context: &Context, args: RolloutArgs) -> Result<CommandResult, 
         ),
         _ => None,
     };
+    let resolved_incident = crate::commands::resolve::after_rollout(
+        args.no_incident,
+        incident_repo.as_deref(),
+        address.environment.as_deref(),
+        &report,
+    )
+    .await;
+    if let Some(notifier) = &notifier {
+        let environment = address.environment.as_deref();
+        for notice in crate::commands::resolve::notices(
+            incident.as_ref(),
+            resolved_incident.as_ref(),
+            &report,
+            environment,
+        ) {
+            notifier.incident(&notice);
+        }
+    }
     // Messages were being sent while the incident was filed; what is left gets a bounded wait.
     let notifications = match notifier {
         // An end with no message of its own (a failed backup or pre-job) still closes the start.
@@ -350,6 +371,7 @@ pub async fn run(context: &Context, args: RolloutArgs) -> Result<CommandResult, 
         url,
         github_deployment,
         notifications,
+        resolved_incident,
     }))
 }
 

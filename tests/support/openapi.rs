@@ -72,6 +72,48 @@ impl OpenApi {
         }
     }
 
+    /// Checks a request's query against `method path`'s declared query parameters: every name
+    /// declared, integers where an integer is declared, enum values from the enum.
+    pub fn check_query(
+        &self,
+        method: &str,
+        path: &str,
+        query: &[(String, String)],
+    ) -> Result<(), Vec<String>> {
+        let operation = &self.doc["paths"][path][method.to_lowercase()];
+        let declared: Vec<&Value> = operation["parameters"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|parameter| match parameter["$ref"].as_str() {
+                Some(reference) => self.resolve(reference),
+                None => parameter,
+            })
+            .filter(|parameter| parameter["in"] == "query")
+            .collect();
+        let mut problems = Vec::new();
+        for (name, value) in query {
+            let Some(parameter) = declared.iter().find(|p| p["name"] == name.as_str()) else {
+                problems.push(format!("?{name}: not a query parameter of {method} {path}"));
+                continue;
+            };
+            let schema = &parameter["schema"];
+            if schema["type"] == "integer" && value.parse::<i64>().is_err() {
+                problems.push(format!("?{name}={value}: not an integer"));
+            }
+            if let Some(allowed) = schema["enum"].as_array()
+                && !allowed.contains(&Value::String(value.clone()))
+            {
+                problems.push(format!("?{name}={value}: not one of {allowed:?}"));
+            }
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems)
+        }
+    }
+
     fn resolve(&self, reference: &str) -> &Value {
         let mut node = &self.doc;
         for part in reference.trim_start_matches("#/").split('/') {

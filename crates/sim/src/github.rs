@@ -164,6 +164,8 @@ pub struct GitHubExchange {
     pub body: Option<Value>,
     /// The request's JSON body, when it had one.
     pub request: Option<Value>,
+    /// The request's query parameters, decoded, in order.
+    pub query: Vec<(String, String)>,
 }
 
 /// Counters for rate-limit accounting.
@@ -865,6 +867,15 @@ fn handle(
         status: result.status,
         body: result.body.clone(),
         request,
+        query: uri
+            .query()
+            .map(|q| {
+                q.split('&')
+                    .filter_map(|pair| pair.split_once('='))
+                    .map(|(k, v)| (decode(k), decode(v)))
+                    .collect()
+            })
+            .unwrap_or_default(),
     });
     drop(s);
     let status = StatusCode::from_u16(result.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
@@ -1138,7 +1149,10 @@ fn route(
             let reason = body["state_reason"].as_str();
             let valid_state = state.is_none_or(|state| matches!(state, "open" | "closed"));
             let valid_reason = reason.is_none_or(|reason| {
-                matches!(reason, "completed" | "not_planned" | "duplicate" | "reopened")
+                matches!(
+                    reason,
+                    "completed" | "not_planned" | "duplicate" | "reopened"
+                )
             });
             if !valid_state || !valid_reason {
                 return answer(
