@@ -286,3 +286,78 @@ async fn probe(
         checks: 1,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use async_trait::async_trait;
+
+    use super::*;
+    use crate::rollout::ports::HealthResponse;
+
+    /// Answers each probe with the next status of its script, and keeps the last one after.
+    struct Scripted(Mutex<Vec<u16>>);
+
+    #[async_trait]
+    impl HealthEndpoint for Scripted {
+        async fn fetch(&self, _probe: &HealthProbe<'_>) -> Result<HealthResponse, String> {
+            let mut script = self.0.lock().unwrap();
+            let status = if script.len() > 1 {
+                script.remove(0)
+            } else {
+                script[0]
+            };
+            Ok(HealthResponse {
+                status,
+                body: String::new(),
+            })
+        }
+    }
+
+    fn target() -> Target {
+        Target {
+            environment: Some("prod".into()),
+            base_url: "https://app".into(),
+            service_url: None,
+            expectations: Expectations::default(),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn given_failing_checks_then_a_pass_ends_the_checking_and_the_environment_is_not_down() {
+        let endpoint = Scripted(Mutex::new(vec![503, 503, 200]));
+        let clock = Clock::new();
+        let started = tokio::time::Instant::now();
+
+        let watched = probe_until(&endpoint, &target(), 5, Duration::from_secs(10), clock).await;
+
+        assert_eq!(watched.result.verdict, "pass");
+        assert_eq!(watched.result.checks, 3);
+        assert_eq!(watched.down_since, None);
+        assert_eq!(
+            started.elapsed(),
+            Duration::from_secs(20),
+            "two waits of --every"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn given_as_many_failed_checks_in_a_row_as_failures_then_it_is_down_since_the_first() {
+        let endpoint = Scripted(Mutex::new(vec![503]));
+        let clock = Clock::new();
+        let first = clock.now();
+
+        let watched = probe_until(&endpoint, &target(), 3, Duration::from_secs(10), clock).await;
+
+        assert_eq!(watched.result.verdict, "fail");
+        assert_eq!(watched.result.checks, 3);
+        assert_eq!(watched.failures, 3);
+        assert_eq!(watched.down_since, Some(first));
+        assert_eq!(
+            clock.now().duration_since(first).unwrap(),
+            Duration::from_secs(20),
+            "no wait after the last check"
+        );
+    }
+}
