@@ -28,7 +28,7 @@ pub struct Resolution {
     pub reason: Option<String>,
     /// The message for the rollout's webhooks, when it closed one.
     #[serde(skip)]
-    pub notice: Option<IncidentNotice>,
+    pub notice: Option<Box<IncidentNotice>>,
 }
 
 impl Resolution {
@@ -144,7 +144,7 @@ async fn resolve(
         number: Some(issue.number),
         url: Some(issue.url.clone()),
         reason: None,
-        notice: Some(IncidentNotice {
+        notice: Some(Box::new(IncidentNotice {
             change: Change::Closed,
             severity: severity.map(Severity::name),
             title: issue.title.clone(),
@@ -153,7 +153,7 @@ async fn resolve(
             number: issue.number,
             detail: Some(format!("resolved: {} promoted at {at}", report.candidate)),
             run_link: workflow_run_link(),
-        }),
+        })),
     })
 }
 
@@ -197,6 +197,6 @@ pub fn notices(
             run_link: workflow_run_link(),
         });
     }
-    notices.extend(resolved.and_then(|resolution| resolution.notice.clone()));
+    notices.extend(resolved.and_then(|resolution| resolution.notice.as_deref().cloned()));
     notices
 }
