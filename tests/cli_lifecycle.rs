@@ -415,3 +415,128 @@ async fn given_no_repository_when_a_good_rollout_promotes_then_it_says_why_no_in
         "{stderr}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn given_github_refuses_the_search_when_a_healthy_environment_is_checked_then_it_says_so_and_exits_3()
+ {
+    let world = BinaryWorld::start("lifecycle-refused").await;
+    let github = github().await;
+    let hook = Webhook::start(Answer::Slack).await;
+    write_config(&world, &hook);
+    github.inject(shiftgate_sim::GitHubFault {
+        method: "GET",
+        path_suffix: "/issues",
+        status: 403,
+        after_effect: false,
+    });
+
+    let output = scheduled_check(&world, &github).await;
+
+    assert_eq!(output.status.code(), Some(3), "{}", stderr_of(&output));
+    let result = json_of(&output);
+    assert_eq!(result["outcome"], "healthy");
+    let incident = incident_of(&output);
+    assert_eq!(incident["action"], "failed");
+    assert!(
+        incident["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("listing the open incidents failed: GitHub answered 403"),
+        "{incident}"
+    );
+    assert_eq!(result["notifications"], serde_json::json!([]));
+    assert!(hook.texts().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn given_the_close_is_refused_when_a_good_rollout_promotes_then_it_is_a_warning_and_the_rollout_still_succeeds()
+ {
+    let world = BinaryWorld::start("lifecycle-close-refused").await;
+    let github = github().await;
+    let _load = world.start_load(40.0);
+    // Given an open SEV-2 that a rollback of the service filed earlier.
+    let key = format!("projects/{PROJECT}/locations/{REGION}/services/{SERVICE}");
+    let number = github.seed_issue(
+        "Rollout of loopcloser-dev-00002 to loopcloser-dev rolled back",
+        &format!("<!-- shiftgate-incident: {key} -->\n## Incident"),
+        &["incident", "sev-2"],
+    );
+    assert_eq!(number, 1);
+    github.inject(shiftgate_sim::GitHubFault {
+        method: "PATCH",
+        path_suffix: "/issues/1",
+        status: 403,
+        after_effect: false,
+    });
+
+    let mut args = vec!["--json"];
+    args.extend(QUICK_ROLLOUT);
+    args.extend(["--repo", "loopcloser/app"]);
+    let mut command = world.service_command(&args);
+    with_github(&mut command, &github);
+    let output = run(command).await;
+
+    assert_eq!(output.status.code(), Some(0), "{}", stderr_of(&output));
+    let result = json_of(&output);
+    assert_eq!(result["outcome"], "promoted");
+    assert_eq!(result["resolved_incident"]["action"], "failed");
+    assert!(
+        stderr_of(&output).contains(&format!("warning: incident: closing #{number} failed")),
+        "{}",
+        stderr_of(&output)
+    );
+    assert!(github.issues()[0].open);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn given_a_webhook_when_incident_opens_then_comments_then_the_channel_hears_both() {
+    let github = github().await;
+    let hook = Webhook::start(Answer::Slack).await;
+    let args = [
+        "incident",
+        "--json",
+        "--repo",
+        "loopcloser/app",
+        "--severity",
+        "SEV-3",
+        "--title",
+        "Checkout is slow <!here>",
+        "--notify",
+        hook.url.as_str(),
+    ];
+    let mut outputs = Vec::new();
+    for _ in 0..2 {
+        let mut command = crate::support::world::shiftgate(&std::env::temp_dir(), &args);
+        in_a_workflow(with_github(&mut command, &github));
+        outputs.push(run(command).await);
+    }
+
+    let events: Vec<Value> = outputs
+        .iter()
+        .map(|output| {
+            assert_eq!(output.status.code(), Some(0), "{}", stderr_of(output));
+            json_of(output)["notifications"][0]["event"].clone()
+        })
+        .collect();
+    assert_eq!(events, ["incident_opened", "incident_commented"]);
+    let texts = hook.texts();
+    assert_eq!(texts.len(), 2);
+    assert!(
+        texts[0].starts_with("Incident opened: SEV-3 *Checkout is slow &lt;!here&gt;* (#1)"),
+        "{}",
+        texts[0]
+    );
+    assert!(
+        texts[1].starts_with("Incident updated: SEV-3"),
+        "{}",
+        texts[1]
+    );
+    assert!(
+        texts[0].contains(&format!("<{RUN_LINK}|workflow run>")),
+        "{}",
+        texts[0]
+    );
+    for output in &outputs {
+        assert!(!String::from_utf8_lossy(&output.stdout).contains(crate::support::webhook::SECRET));
+    }
+}

@@ -91,7 +91,15 @@ impl HealthResult {
     }
 
     pub fn facts<'a>(&'a self, command: &'a str) -> ResultFacts<'a> {
-        ResultFacts::new(command, self.outcome, self.exit_code)
+        ResultFacts {
+            // `--incident`: the first issue opened, commented on or closed.
+            incident_url: self
+                .incidents
+                .iter()
+                .filter(|incident| matches!(incident.action, "opened" | "commented" | "closed"))
+                .find_map(|incident| incident.url.as_deref()),
+            ..ResultFacts::new(command, self.outcome, self.exit_code)
+        }
     }
 }
 
