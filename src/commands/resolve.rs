@@ -43,9 +43,30 @@ impl Resolution {
     }
 }
 
+/// The incident work after a rollout's outcome, from its one call site in `commands/rollout.rs`:
+/// for a promotion, closes the service's open SEV-2 ([`close_after_promotion`]); then queues the
+/// incident messages (the incident `filed`, the one closed) on the rollout's `notifier`.
+/// `incidents` is `(--no-incident, the repository)`.
+pub async fn after_rollout(
+    incidents: (bool, Option<&str>),
+    environment: Option<&str>,
+    report: &Report,
+    filed: Option<&crate::commands::rollout::IncidentFiling>,
+    notifier: Option<&crate::notify::Notifier>,
+) -> Option<Resolution> {
+    let (no_incident, repo) = incidents;
+    let resolved = close_after_promotion(no_incident, repo, environment, report).await;
+    if let Some(notifier) = notifier {
+        for notice in notices(filed, resolved.as_ref(), report, environment) {
+            notifier.incident(&notice);
+        }
+    }
+    resolved
+}
+
 /// For a promoted rollout, closes the open SEV-2 incident keyed on its service (what
 /// `rollout_incident` files); `None` for any other outcome. Says once why it did not look.
-pub async fn after_rollout(
+pub async fn close_after_promotion(
     no_incident: bool,
     repo: Option<&str>,
     environment: Option<&str>,
@@ -159,7 +180,7 @@ async fn resolve(
 
 /// The incident messages of a rollout for its webhooks: the incident it filed (opened or
 /// commented on) and the one its promotion closed.
-pub fn notices(
+fn notices(
     filed: Option<&crate::commands::rollout::IncidentFiling>,
     resolved: Option<&Resolution>,
     report: &Report,

@@ -20,7 +20,7 @@ use crate::exit::ExitCode;
 /// What a command that did its job produced; `command` in the JSON names the variant.
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "command", rename_all = "snake_case")]
-// One result per process, made once at its end: the rollout's size costs nothing worth a box.
+// One result is built per process and printed once: its size costs nothing worth a box.
 #[allow(clippy::large_enum_variant)]
 pub enum CommandResult {
     Rollout(RolloutResult),

@@ -338,23 +338,13 @@ pub async fn run(context: &Context, args: RolloutArgs) -> Result<CommandResult, 
         _ => None,
     };
     let resolved_incident = crate::commands::resolve::after_rollout(
-        args.no_incident,
-        incident_repo.as_deref(),
+        (args.no_incident, incident_repo.as_deref()),
         address.environment.as_deref(),
         &report,
+        incident.as_ref(),
+        notifier.as_ref(),
     )
     .await;
-    if let Some(notifier) = &notifier {
-        let environment = address.environment.as_deref();
-        for notice in crate::commands::resolve::notices(
-            incident.as_ref(),
-            resolved_incident.as_ref(),
-            &report,
-            environment,
-        ) {
-            notifier.incident(&notice);
-        }
-    }
     // Messages were being sent while the incident was filed; what is left gets a bounded wait.
     let notifications = match notifier {
         // An end with no message of its own (a failed backup or pre-job) still closes the start.
