@@ -456,7 +456,7 @@ async fn given_the_close_is_refused_when_a_good_rollout_promotes_then_it_is_a_wa
     let _load = world.start_load(40.0);
     // Given an open SEV-2 that a rollback of the service filed earlier.
     let key = format!("projects/{PROJECT}/locations/{REGION}/services/{SERVICE}");
-    let number = github.seed_issue(
+    let number = github.seed_incident(
         "Rollout of loopcloser-dev-00002 to loopcloser-dev rolled back",
         &format!("<!-- shiftgate-incident: {key} -->\n## Incident"),
         &["incident", "sev-2"],

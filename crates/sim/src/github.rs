@@ -440,7 +440,7 @@ impl GitHubSim {
     }
 
     /// An incident issue someone (or an earlier run) opened at the fake's time now; its number.
-    pub fn seed_issue(&self, title: &str, body: &str, labels: &[&str]) -> u64 {
+    pub fn seed_incident(&self, title: &str, body: &str, labels: &[&str]) -> u64 {
         self.with(|s| {
             for label in labels {
                 ensure_label(s, label, "ededed");
