@@ -169,6 +169,33 @@ async fn given_an_outage_seen_by_three_scheduled_runs_then_one_issue_is_opened_c
     assert_eq!(incident_of(&fifth)["action"], "comment_skipped");
 
     assert_eq!(github.issue_create_posts(), 1, "one issue for the outage");
+    // Within the hour of the opening a run reads only the listing; after it, the comments too.
+    let issues = "/repos/loopcloser/app/issues";
+    let comments = "/repos/loopcloser/app/issues/1/comments";
+    let expected: Vec<String> = [
+        // The first run: the search, then filing (which looks again, makes the labels, creates
+        // once and checks for a twin).
+        format!("GET {issues}"),
+        format!("GET {issues}"),
+        "GET /repos/loopcloser/app/labels/incident".into(),
+        "POST /repos/loopcloser/app/labels".into(),
+        "GET /repos/loopcloser/app/labels/sev-1".into(),
+        "POST /repos/loopcloser/app/labels".into(),
+        format!("POST {issues}"),
+        format!("GET {issues}"),
+        // 10 and 30 minutes on.
+        format!("GET {issues}"),
+        format!("GET {issues}"),
+        // 61 minutes on: the comments of the last hour, then the one comment.
+        format!("GET {issues}"),
+        format!("GET {comments}"),
+        format!("POST {comments}"),
+        // 71 minutes on: that comment is 10 minutes old.
+        format!("GET {issues}"),
+        format!("GET {comments}"),
+    ]
+    .into();
+    assert_eq!(github.requests(), expected);
     let issues = github.issues();
     assert_eq!(issues.len(), 1);
     let issue = &issues[0];

@@ -246,24 +246,31 @@ impl Filing {
         match existing {
             Some(issue) => {
                 let since = issue.since().unwrap_or(now);
-                let window = now
-                    .checked_sub(COMMENT_EVERY)
-                    .unwrap_or(SystemTime::UNIX_EPOCH);
-                let commented = lifecycle::last_marked_comment(
-                    &self.github,
-                    &self.repo,
-                    issue.number,
-                    key,
-                    window,
-                )
-                .await
-                .map_err(|e| format!("reading the comments of #{} failed: {e}", issue.number))?;
-                let last = commented.into_iter().chain(issue.created_at).max();
+                let recent =
+                    |at: SystemTime| now.duration_since(at).unwrap_or_default() < COMMENT_EVERY;
+                // An issue opened within the hour needs no look at its comments.
+                let last = match issue.created_at.filter(|at| recent(*at)) {
+                    Some(opened) => Some(opened),
+                    None => {
+                        let window = now
+                            .checked_sub(COMMENT_EVERY)
+                            .unwrap_or(SystemTime::UNIX_EPOCH);
+                        lifecycle::last_marked_comment(
+                            &self.github,
+                            &self.repo,
+                            issue.number,
+                            key,
+                            window,
+                        )
+                        .await
+                        .map_err(|e| {
+                            format!("reading the comments of #{} failed: {e}", issue.number)
+                        })?
+                    }
+                };
                 let mut done = record("comment_skipped", Some((issue.number, &issue.url)));
                 done.down_since = Some(rfc3339(since));
-                if last.is_some_and(|last| {
-                    now.duration_since(last).unwrap_or_default() < COMMENT_EVERY
-                }) {
+                if last.is_some_and(recent) {
                     crate::say!(
                         "incident #{} is open; last written on less than {} ago: no comment",
                         issue.number,
