@@ -68,6 +68,30 @@ fn poll(text: &str) -> Result<Duration, String> {
     limits::POLL.parse(text)
 }
 
+/// `health --every`: checks a scheduled run can wait between, and still end well within its job.
+const CHECK_EVERY: limits::DurationBounds = limits::DurationBounds {
+    min: Duration::from_millis(100),
+    max: Duration::from_secs(5 * 60),
+};
+
+fn every(text: &str) -> Result<Duration, String> {
+    CHECK_EVERY.parse(text)
+}
+
+/// `health --failures`: checks in a row before an environment counts as down.
+fn failures(text: &str) -> Result<u8, String> {
+    text.trim()
+        .parse::<u8>()
+        .ok()
+        .filter(|n| (1..=20).contains(n))
+        .ok_or_else(|| {
+            format!(
+                "must be a whole number of checks from 1 to 20, got {}",
+                crate::names::quote(text.trim())
+            )
+        })
+}
+
 /// `simulate --runs`: enough to be worth drawing, few enough to finish.
 fn runs(text: &str) -> Result<u64, String> {
     match text.trim().parse::<u64>() {
@@ -273,6 +297,11 @@ pub struct IncidentArgs {
         value_delimiter = ','
     )]
     pub labels: Vec<String>,
+    /// Post a message to this Slack-compatible incoming webhook when the issue is opened or
+    /// commented on; repeatable or a comma list. A failed post is a warning, never a change to the
+    /// outcome [default: the config's `notify`].
+    #[arg(long, env = "SHIFTGATE_NOTIFY", value_parser = NotifyUrl::parse, value_delimiter = ',', value_name = "URL")]
+    pub notify: Vec<NotifyUrl>,
 }
 
 /// Which Cloud Run service: explicit coordinates, or an environment from the config file.
@@ -635,6 +664,27 @@ pub struct HealthArgs {
     /// Per-probe timeout.
     #[arg(long, env = "SHIFTGATE_TIMEOUT", value_parser = timeout, default_value = "10s", value_name = "DURATION")]
     pub timeout: Duration,
+    /// For a scheduled workflow: open a SEV-1 incident issue for an environment that is down, comment
+    /// on it at most once an hour while it stays down, and close it with the downtime once it is
+    /// healthy again (needs a repository and `issues: write`).
+    #[arg(long, env = "SHIFTGATE_INCIDENT")]
+    pub incident: bool,
+    /// Checks in a row that must fail before an environment counts as down; a check that passes
+    /// ends the checking [default: 3 with --incident, else 1].
+    #[arg(long, env = "SHIFTGATE_FAILURES", value_parser = failures, value_name = "N")]
+    pub failures: Option<u8>,
+    /// Time between those checks (100ms to 5m).
+    #[arg(long, env = "SHIFTGATE_EVERY", value_parser = every, default_value = "10s", value_name = "DURATION")]
+    pub every: Duration,
+    /// With --incident: repository for the incident issues, OWNER/NAME [default: the config's
+    /// `repo`, then $GITHUB_REPOSITORY].
+    #[arg(long, env = "SHIFTGATE_REPO", value_name = "OWNER/NAME", value_parser = name::repo)]
+    pub repo: Option<String>,
+    /// With --incident: post a message to this Slack-compatible incoming webhook when an incident
+    /// is opened, commented on or closed; repeatable or a comma list [default: the config's
+    /// `notify`, or the environment's].
+    #[arg(long, env = "SHIFTGATE_NOTIFY", value_parser = NotifyUrl::parse, value_delimiter = ',', value_name = "URL")]
+    pub notify: Vec<NotifyUrl>,
 }
 
 /// A source of per-revision request counts.

@@ -576,3 +576,103 @@ fn the_example_deploy_job_outlasts_the_prod_policys_worst_case() {
     // And its cancel cleanup is green when stable was already restored.
     assert!(workflow.contains("if-in-progress: true"), "{workflow}");
 }
+
+#[test]
+fn the_example_uptime_workflow_checks_every_few_minutes_and_reviews_daily_through_the_action() {
+    let workflow = std::fs::read_to_string(root().join("examples/uptime.yml")).unwrap();
+    let action = std::fs::read_to_string(root().join("action.yml")).unwrap();
+
+    // A cron every 5 minutes, and a daily one that the review job keys on.
+    let crons: Vec<&str> = workflow
+        .lines()
+        .filter_map(|line| line.trim().strip_prefix("- cron: "))
+        .map(|cron| cron.split('#').next().unwrap().trim().trim_matches('"'))
+        .collect();
+    assert_eq!(crons.len(), 2, "{crons:?}");
+    assert_eq!(crons[0], "*/5 * * * *");
+    let daily: Vec<&str> = crons[1].split(' ').collect();
+    assert!(
+        daily[..2].iter().all(|f| f.parse::<u8>().is_ok()) && daily[2..] == ["*", "*", "*"],
+        "daily: {crons:?}"
+    );
+    assert!(
+        workflow.contains(&format!("github.event.schedule == '{}'", crons[1])),
+        "the review runs on the daily schedule"
+    );
+
+    // Every `with:` key of the workflow's shiftgate steps is an input of the action.
+    let mut keys = Vec::new();
+    let mut in_with = false;
+    for line in workflow.lines() {
+        let trimmed = line.trim();
+        if trimmed == "with:" {
+            in_with = true;
+            continue;
+        }
+        if in_with && line.starts_with("          ") {
+            keys.push(trimmed.split(':').next().unwrap().to_string());
+        } else {
+            in_with = false;
+        }
+    }
+    for key in ["command", "incident", "failures", "every", "timeout"] {
+        assert!(keys.contains(&key.to_string()), "{key} in {keys:?}");
+    }
+    for key in keys
+        .iter()
+        .filter(|key| !["workload_identity_provider", "service_account"].contains(&key.as_str()))
+    {
+        assert!(
+            action.contains(&format!("\n  {key}:\n")),
+            "{key} is an input of action.yml"
+        );
+    }
+    assert!(workflow.contains("incident: true"));
+    assert!(workflow.contains("issues: write"));
+
+    // The values parse as the binary's own options do, and the checks fit in the job.
+    let failures: u64 = value_of(&workflow, "failures").parse().unwrap();
+    let every = humantime::parse_duration(&value_of(&workflow, "every")).unwrap();
+    let timeout = humantime::parse_duration(&value_of(&workflow, "timeout")).unwrap();
+    let parsed = <shiftgate::Cli as clap::Parser>::try_parse_from([
+        "shiftgate",
+        "health",
+        "--incident",
+        "--failures",
+        &failures.to_string(),
+        "--every",
+        &value_of(&workflow, "every"),
+    ]);
+    assert!(parsed.is_ok(), "{parsed:?}");
+    let minutes: u64 = value_of(&workflow, "timeout-minutes").parse().unwrap();
+    let checks = every * (failures as u32 - 1) + timeout * failures as u32;
+    assert!(
+        checks + Duration::from_secs(2 * 60) <= Duration::from_secs(minutes * 60),
+        "the checks ({checks:?}) and two minutes of GitHub work fit in {minutes} minutes"
+    );
+
+    // Every webhook the config names for an environment is passed from a secret.
+    let config = shiftgate::Config::load(Some(&root().join("examples/shiftgate.toml"))).unwrap();
+    for environment in ["prod", "staging", "dev"] {
+        let mut unset = config
+            .notify_targets(Some(environment), &[], |_| None)
+            .unwrap()
+            .unset;
+        unset.retain(|entry| {
+            let name = entry.split("${").nth(1).unwrap().split('}').next().unwrap();
+            !workflow.contains(&format!("{name}: ${{{{ secrets.{name} }}}}"))
+        });
+        assert!(unset.is_empty(), "not passed: {unset:?}");
+    }
+}
+
+/// The first `KEY: VALUE` of the workflow, its value unquoted.
+fn value_of(workflow: &str, key: &str) -> String {
+    workflow
+        .lines()
+        .find_map(|line| line.trim().strip_prefix(&format!("{key}:")))
+        .unwrap_or_else(|| panic!("{key} in the workflow"))
+        .trim()
+        .trim_matches('"')
+        .to_string()
+}

@@ -291,10 +291,14 @@ async fn given_github_failing_the_deployment_create_then_the_rollout_is_unchange
             error.contains("creating the deployment failed"),
             "{name}: {error}"
         );
-        // And the create was sent once, and nothing followed it.
+        // And the create was sent once, and nothing followed it but the promotion's look for an
+        // open incident of the service to close.
         assert_eq!(
             github.requests(),
-            ["POST /repos/loopcloser/app/deployments"],
+            [
+                "POST /repos/loopcloser/app/deployments",
+                "GET /repos/loopcloser/app/issues"
+            ],
             "{name}"
         );
         assert_eq!(github.deployments().len(), made, "{name}");

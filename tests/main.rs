@@ -8,6 +8,7 @@ mod cli_evidence;
 mod cli_github;
 mod cli_hooks;
 mod cli_identity;
+mod cli_lifecycle;
 mod cli_pause;
 mod cli_report;
 mod cli_tokens;

@@ -1,12 +1,14 @@
 //! `shiftgate health`: probes the health endpoint of one URL, one environment, or every
-//! environment in the config file, and judges the answers with the same rules as a rollout.
+//! environment in the config file (up to --failures checks in a row), judged as a rollout judges.
 
-use std::time::Instant;
+use std::time::{Duration, Instant, SystemTime};
 
 use serde::Serialize;
 
 use crate::actions::ResultFacts;
 use crate::cli::HealthArgs;
+use crate::clock::Clock;
+use crate::commands::health_incident::{self, HealthIncident};
 use crate::commands::result::CommandResult;
 use crate::commands::{CommandError, Context, Endpoints};
 use crate::config::Config;
@@ -17,8 +19,8 @@ use crate::rollout::health_judge::Expectations;
 use crate::rollout::ports::{HealthEndpoint, HealthProbe, Platform};
 use crate::rollout::verdict::Verdict;
 
-struct Target {
-    environment: Option<String>,
+pub(crate) struct Target {
+    pub(crate) environment: Option<String>,
     base_url: String,
     /// The service's main URL, when read from Cloud Run (an ID token's audience).
     service_url: Option<String>,
@@ -31,7 +33,23 @@ pub struct HealthResult {
     /// `healthy` or `unhealthy`.
     pub outcome: &'static str,
     pub results: Vec<ProbeResult>,
+    /// How many checks in a row make an environment down; absent when one does.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub checks: Option<Checks>,
+    /// `--incident`: what was done on GitHub for each environment.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub incidents: Vec<HealthIncident>,
+    /// Each `--notify` message about an incident and whether it arrived; absent without webhooks.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub notifications: Option<Vec<crate::notify::Delivery>>,
     pub exit_code: ExitCode,
+}
+
+/// `--failures` and `--every` as the result shows them.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Checks {
+    pub failures: u8,
+    pub every_s: f64,
 }
 
 /// One endpoint's answer and its verdict.
@@ -45,6 +63,13 @@ pub struct ProbeResult {
     pub verdict: &'static str,
     pub reason: Option<String>,
     pub latency_ms: u64,
+    /// Checks made (the last one's answer is shown); absent when it was one.
+    #[serde(skip_serializing_if = "is_one")]
+    pub checks: u32,
+}
+
+fn is_one(checks: &u32) -> bool {
+    *checks == 1
 }
 
 impl HealthResult {
@@ -58,27 +83,117 @@ impl HealthResult {
         Self {
             outcome,
             results,
+            checks: None,
+            incidents: Vec::new(),
+            notifications: None,
             exit_code,
         }
     }
 
     pub fn facts<'a>(&'a self, command: &'a str) -> ResultFacts<'a> {
-        ResultFacts::new(command, self.outcome, self.exit_code)
+        ResultFacts {
+            // `--incident`: the first issue opened, commented on or closed.
+            incident_url: self
+                .incidents
+                .iter()
+                .filter(|incident| matches!(incident.action, "opened" | "commented" | "closed"))
+                .find_map(|incident| incident.url.as_deref()),
+            ..ResultFacts::new(command, self.outcome, self.exit_code)
+        }
     }
 }
 
 pub async fn run(context: &Context, args: HealthArgs) -> Result<CommandResult, CommandError> {
     let config = context.config()?;
-    let targets = targets(&config, &args).await?;
-    let endpoint = HttpHealthEndpoint::new(args.timeout).with_id_tokens(IdTokens::from_env());
-    let mut results = Vec::new();
-    for target in targets {
-        results.push(probe(&endpoint, &target).await);
+    for (given, flag) in [
+        (!args.notify.is_empty(), "--notify"),
+        (args.repo.is_some(), "--repo"),
+    ] {
+        if given && !args.incident {
+            return Err(CommandError::bad_input(format!(
+                "{flag} goes with --incident (health files and announces only incidents)"
+            )));
+        }
     }
-    Ok(CommandResult::Health(HealthResult::new(results)))
+    let failures = args.failures.unwrap_or(if args.incident { 3 } else { 1 });
+    let targets = targets(&config, &args).await?;
+    // The repository, token and webhooks are checked before any probe.
+    let filing = match args.incident {
+        true => Some(health_incident::Filing::prepare(&config, &args, &targets)?),
+        false => None,
+    };
+    let endpoint = HttpHealthEndpoint::new(args.timeout).with_id_tokens(IdTokens::from_env());
+    let clock = Clock::new();
+    // Environments are checked side by side: each may take --failures checks.
+    let watched = futures_util::future::join_all(
+        targets
+            .iter()
+            .map(|target| probe_until(&endpoint, target, failures, args.every, clock)),
+    )
+    .await;
+    let mut result = HealthResult::new(watched.iter().map(|w| w.result.clone()).collect());
+    if failures > 1 {
+        result.checks = Some(Checks {
+            failures,
+            every_s: args.every.as_secs_f64(),
+        });
+    }
+    if let Some(filing) = filing {
+        let (incidents, notifications) = filing.act(&targets, &watched, clock, context).await;
+        if result.exit_code == ExitCode::Ok && incidents.iter().any(|i| i.action == "failed") {
+            result.exit_code = ExitCode::ApiFailed;
+        }
+        result.incidents = incidents;
+        result.notifications = notifications;
+    }
+    Ok(CommandResult::Health(result))
 }
 
-async fn targets(config: &Config, args: &HealthArgs) -> Result<Vec<Target>, CommandError> {
+/// One environment's checks: the last answer, and when the failing run of checks began.
+pub(crate) struct Watched {
+    pub(crate) result: ProbeResult,
+    /// This machine's time of the first of the failed checks, when the environment is down.
+    pub(crate) down_since: Option<SystemTime>,
+    /// Checks made (all failed when down).
+    pub(crate) failures: u8,
+}
+
+/// Probes `target` up to `failures` times, `every` apart: the first pass ends it (healthy), and
+/// `failures` failures in a row make it down.
+async fn probe_until(
+    endpoint: &dyn HealthEndpoint,
+    target: &Target,
+    failures: u8,
+    every: Duration,
+    clock: Clock,
+) -> Watched {
+    let first = clock.now();
+    let mut checks = 0;
+    loop {
+        checks += 1;
+        let mut result = probe(
+            endpoint,
+            target,
+            (failures > 1).then_some((checks, failures)),
+        )
+        .await;
+        result.checks = u32::from(checks);
+        if result.verdict == "pass" || checks >= failures {
+            let down = result.verdict != "pass";
+            return Watched {
+                result,
+                down_since: down.then_some(first),
+                failures: checks,
+            };
+        }
+        tokio::time::sleep(every).await;
+    }
+}
+
+pub(crate) async fn targets(
+    config: &Config,
+    args: &HealthArgs,
+) -> Result<Vec<Target>, CommandError> {
     if let Some(url) = &args.url {
         return Ok(vec![Target {
             environment: args.service.environment.clone(),
@@ -138,7 +253,12 @@ async fn targets(config: &Config, args: &HealthArgs) -> Result<Vec<Target>, Comm
     Ok(all)
 }
 
-async fn probe(endpoint: &dyn HealthEndpoint, target: &Target) -> ProbeResult {
+/// One check; `of` is `(this check, checks allowed)` when there may be more than one.
+async fn probe(
+    endpoint: &dyn HealthEndpoint,
+    target: &Target,
+    of: Option<(u8, u8)>,
+) -> ProbeResult {
     let url = target.expectations.url_for(&target.base_url);
     let started = Instant::now();
     let fetched = endpoint
@@ -154,10 +274,13 @@ async fn probe(endpoint: &dyn HealthEndpoint, target: &Target) -> ProbeResult {
         Err(reason) => (None, Verdict::Fail(format!("no answer: {reason}"))),
     };
     let label = target.environment.as_deref().unwrap_or("url");
+    let check = of
+        .map(|(n, of)| format!(" [check {n} of {of}]"))
+        .unwrap_or_default();
     match &verdict {
-        Verdict::Pass => crate::say!("{label:<10} healthy    {url} ({latency_ms} ms)"),
+        Verdict::Pass => crate::say!("{label:<10} healthy    {url} ({latency_ms} ms){check}"),
         other => crate::say!(
-            "{label:<10} UNHEALTHY  {url}: {}",
+            "{label:<10} UNHEALTHY  {url}: {}{check}",
             other.reason().unwrap_or_default()
         ),
     }
@@ -168,5 +291,81 @@ async fn probe(endpoint: &dyn HealthEndpoint, target: &Target) -> ProbeResult {
         reason: verdict.reason().map(str::to_string),
         latency_ms,
         url,
+        checks: 1,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use async_trait::async_trait;
+
+    use super::*;
+    use crate::rollout::ports::HealthResponse;
+
+    /// Answers each probe with the next status of its script, and keeps the last one after.
+    struct Scripted(Mutex<Vec<u16>>);
+
+    #[async_trait]
+    impl HealthEndpoint for Scripted {
+        async fn fetch(&self, _probe: &HealthProbe<'_>) -> Result<HealthResponse, String> {
+            let mut script = self.0.lock().unwrap();
+            let status = if script.len() > 1 {
+                script.remove(0)
+            } else {
+                script[0]
+            };
+            Ok(HealthResponse {
+                status,
+                body: String::new(),
+            })
+        }
+    }
+
+    fn target() -> Target {
+        Target {
+            environment: Some("prod".into()),
+            base_url: "https://app".into(),
+            service_url: None,
+            expectations: Expectations::default(),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn given_failing_checks_then_a_pass_ends_the_checking_and_the_environment_is_not_down() {
+        let endpoint = Scripted(Mutex::new(vec![503, 503, 200]));
+        let clock = Clock::new();
+        let started = tokio::time::Instant::now();
+
+        let watched = probe_until(&endpoint, &target(), 5, Duration::from_secs(10), clock).await;
+
+        assert_eq!(watched.result.verdict, "pass");
+        assert_eq!(watched.result.checks, 3);
+        assert_eq!(watched.down_since, None);
+        assert_eq!(
+            started.elapsed(),
+            Duration::from_secs(20),
+            "two waits of --every"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn given_as_many_failed_checks_in_a_row_as_failures_then_it_is_down_since_the_first() {
+        let endpoint = Scripted(Mutex::new(vec![503]));
+        let clock = Clock::new();
+        let first = clock.now();
+
+        let watched = probe_until(&endpoint, &target(), 3, Duration::from_secs(10), clock).await;
+
+        assert_eq!(watched.result.verdict, "fail");
+        assert_eq!(watched.result.checks, 3);
+        assert_eq!(watched.failures, 3);
+        assert_eq!(watched.down_since, Some(first));
+        assert_eq!(
+            clock.now().duration_since(first).unwrap(),
+            Duration::from_secs(20),
+            "no wait after the last check"
+        );
     }
 }

@@ -1,5 +1,5 @@
 //! `shiftgate incident`: checks the arguments, then opens an incident issue or comments on the open
-//! one with the same key.
+//! one with the same key, and tells the `--notify` webhooks.
 
 use serde::Serialize;
 
@@ -9,7 +9,8 @@ use crate::commands::result::CommandResult;
 use crate::commands::{CommandError, Context, github_from_env, repo_arg};
 use crate::exit::ExitCode;
 use crate::github::GitHubError;
-use crate::github::incident::{Incident, Severity, file};
+use crate::github::incident::{Incident, Severity, file, workflow_run_link};
+use crate::notify::incident::{Change, IncidentNotice};
 
 /// `shiftgate incident --json`: the issue filed, or commented on.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -19,6 +20,9 @@ pub struct IncidentResult {
     pub number: u64,
     pub url: String,
     pub key: String,
+    /// Each `--notify` message and whether it arrived; absent without webhooks.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub notifications: Option<Vec<crate::notify::Delivery>>,
     pub exit_code: ExitCode,
 }
 
@@ -29,7 +33,9 @@ impl IncidentResult {
 }
 
 pub async fn run(context: &Context, args: IncidentArgs) -> Result<CommandResult, CommandError> {
-    let repo = repo_arg(&context.config()?, args.repo.as_deref())?;
+    let config = context.config()?;
+    let repo = repo_arg(&config, args.repo.as_deref())?;
+    let webhooks = config.notify_targets(None, &args.notify, |name| std::env::var(name).ok())?;
     let severity = Severity::parse(&args.severity).map_err(CommandError::bad_input)?;
     if args.title.trim().is_empty() {
         return Err(CommandError::bad_input("--title must not be empty"));
@@ -73,11 +79,34 @@ pub async fn run(context: &Context, args: IncidentArgs) -> Result<CommandResult,
             error => CommandError::api(format!("filing the incident failed: {error}")),
         })?;
     crate::say!("incident {}: #{} {}", filed.action, filed.number, filed.url);
+    for unset in &webhooks.unset {
+        crate::notify::warn(&format!(
+            "{unset}: that webhook is not told of this incident"
+        ));
+    }
+    let notice = IncidentNotice {
+        change: match filed.action {
+            "created" => Change::Opened,
+            _ => Change::Commented,
+        },
+        severity: Some(severity.name()),
+        title: incident.title.clone(),
+        environment: None,
+        issue_url: filed.url.clone(),
+        number: filed.number,
+        detail: None,
+        run_link: workflow_run_link(),
+    };
+    let notifications = (!webhooks.urls.is_empty()).then_some(
+        crate::notify::incident::send(vec![(webhooks.urls, vec![notice])], &context.interrupt)
+            .await,
+    );
     Ok(CommandResult::Incident(IncidentResult {
         outcome: filed.action,
         number: filed.number,
         url: filed.url,
         key,
+        notifications,
         exit_code: ExitCode::Ok,
     }))
 }

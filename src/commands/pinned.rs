@@ -459,6 +459,7 @@ async fn a_rollout_result_is_pinned() {
         github_deployment: None,
         notifications: None,
         regions: None,
+        resolved_incident: None,
     });
     assert_shown(
         &shown(rolled_back),
@@ -473,6 +474,7 @@ async fn a_rollout_result_is_pinned() {
         github_deployment: None,
         notifications: None,
         regions: None,
+        resolved_incident: None,
     });
     assert_shown(
         &shown(promoted),
@@ -556,6 +558,7 @@ fn probe(
         verdict: verdict.label(),
         reason: verdict.reason().map(str::to_string),
         latency_ms,
+        checks: 1,
     }
 }
 
@@ -629,6 +632,7 @@ fn an_incident_result_is_pinned() {
         number: 17,
         url: "https://github.com/o/r/issues/17".into(),
         key: "Deploy failed".into(),
+        notifications: None,
         exit_code: ExitCode::Ok,
     });
     assert_shown(

@@ -161,6 +161,9 @@ pub struct RolloutResult {
     /// Each region of a rollout in waves, in order; absent with one region.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub regions: Option<Vec<waves::RegionSummary>>,
+    /// After a promotion: the service's open SEV-2 incident closed, or why not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resolved_incident: Option<crate::commands::resolve::Resolution>,
 }
 
 impl RolloutResult {
@@ -539,6 +542,14 @@ pub async fn run(context: &Context, args: RolloutArgs) -> Result<CommandResult, 
         }
         _ => None,
     };
+    let resolved_incident = crate::commands::resolve::after_rollout(
+        (args.no_incident, incident_repo.as_deref()),
+        deciding_address.environment.as_deref(),
+        &run.report,
+        incident.as_ref(),
+        notifiers.last(),
+    )
+    .await;
     // Messages were being sent while the incident was filed; what is left gets a bounded wait.
     let notifications = match notifiers.is_empty() {
         // An end with no message of its own (a failed backup or pre-job) still closes the start.
@@ -555,6 +566,7 @@ pub async fn run(context: &Context, args: RolloutArgs) -> Result<CommandResult, 
         github_deployment,
         notifications,
         regions: in_waves.then_some(summaries),
+        resolved_incident,
     }))
 }
 

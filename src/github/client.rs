@@ -125,6 +125,8 @@ pub struct GitHub {
     stats: Mutex<CallStats>,
     /// Set when `x-ratelimit-remaining` reached 0: no request before this time.
     blocked_until: Mutex<Option<SystemTime>>,
+    /// GitHub's time from the last answer's `Date` header, and this clock's time when it came.
+    server_time: Mutex<Option<(SystemTime, SystemTime)>>,
     on_wait: Box<dyn Fn(&str) + Send + Sync>,
 }
 
@@ -161,6 +163,7 @@ impl GitHub {
             cache: Mutex::new(HashMap::new()),
             stats: Mutex::new(CallStats::default()),
             blocked_until: Mutex::new(None),
+            server_time: Mutex::new(None),
             on_wait: Box::new(crate::output::say_line),
         })
     }
@@ -186,6 +189,17 @@ impl GitHub {
 
     pub fn clock(&self) -> Clock {
         self.clock
+    }
+
+    /// GitHub's time now: the last answer's `Date` header moved on by the time since it came
+    /// (whole seconds), else this machine's clock. Issue and comment times are GitHub's, so ages
+    /// computed against them do not depend on the runner's clock being right.
+    pub fn server_now(&self) -> SystemTime {
+        let now = self.clock.now();
+        match *self.server_time.lock().expect("server time") {
+            Some((server, local)) => server + now.duration_since(local).unwrap_or_default(),
+            None => now,
+        }
     }
 
     /// One HTTP exchange, no retries.
@@ -216,6 +230,13 @@ impl GitHub {
             .map_err(|e| GitHubError::Ambiguous(e.to_string()))?;
         let status = response.status().as_u16();
         let headers = response.headers().clone();
+        if let Some(date) = headers
+            .get(http::header::DATE)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|text| httpdate::parse_http_date(text).ok())
+        {
+            *self.server_time.lock().expect("server time") = Some((date, self.clock.now()));
+        }
         let text = tokio::time::timeout(CALL_TIMEOUT, read_bounded(response))
             .await
             .map_err(|_| GitHubError::Ambiguous("the answer stalled".into()))??;

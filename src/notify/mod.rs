@@ -1,7 +1,8 @@
-//! `rollout --notify`: chat messages (Slack-compatible incoming webhooks) on a rollout's start and
-//! outcome, sent beside the rollout so that a slow or failing webhook never slows or changes it.
+//! `--notify`: chat messages (Slack-compatible incoming webhooks) on a rollout's start and outcome and
+//! on incidents, sent beside the work so that a slow or failing webhook never slows or changes it.
 
 mod deliver;
+pub mod incident;
 mod message;
 mod url;
 
@@ -56,6 +57,11 @@ impl Notifier {
         }
     }
 
+    /// Queues a message about an incident issue this rollout opened, commented on or closed.
+    pub fn incident(&self, notice: &incident::IncidentNotice) {
+        self.outbox.send(notice.event(), notice.body());
+    }
+
     /// Ends the notifications: a closing message when the rollout stopped (`stopped`, why) after
     /// announcing its start without an outcome, then waits up to [`PATIENCE`] for the senders
     /// ([`PATIENCE_WHEN_INTERRUPTED`] once `interrupt` fires). Each message not delivered is said
@@ -86,7 +92,7 @@ impl Notifier {
     }
 }
 
-fn warn_undelivered(delivery: &Delivery) {
+pub(crate) fn warn_undelivered(delivery: &Delivery) {
     warn(&format!(
         "notification `{}` to {} was not delivered: {}",
         delivery.event,

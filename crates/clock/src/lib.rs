@@ -37,6 +37,14 @@ impl Clock {
     pub fn elapsed(&self) -> Duration {
         self.origin.elapsed()
     }
+
+    /// The same clock, `by` ahead: a fake server's time moved on without anyone waiting.
+    pub fn advanced(self, by: Duration) -> Self {
+        Self {
+            wall_origin: self.wall_origin + by,
+            origin: self.origin,
+        }
+    }
 }
 
 impl Default for Clock {

@@ -1,5 +1,6 @@
 //! A fake GitHub REST API on loopback for `dispatch`, `incident` and deployments: workflow runs that
-//! move queued → in_progress → (waiting) → completed with jobs and steps, ETags and 304s, rate limits, issues.
+//! move queued → in_progress → (waiting) → completed with jobs and steps, ETags and 304s, rate limits,
+//! issues and their comments, and a `Date` header from its own clock (which a test can move on).
 
 mod deployments;
 
@@ -201,6 +202,8 @@ pub struct IssueState {
     pub open: bool,
     pub state_reason: Option<String>,
     pub comments: Vec<String>,
+    /// Each comment's id and creation time, in the order of `comments`.
+    comment_meta: Vec<(u64, SystemTime)>,
     created: SystemTime,
     /// When it was last closed (`None` while open).
     closed: Option<SystemTime>,
@@ -251,6 +254,8 @@ struct State {
     deployment_creates: u64,
     /// `METHOD /path` of every request, in order.
     requests: Vec<String>,
+    /// How many issues were closed through `PATCH …/issues/N`.
+    issue_closes: u64,
 }
 
 /// The fake GitHub on 127.0.0.1. Its server stops when it is dropped.
@@ -304,6 +309,7 @@ impl GitHubSim {
             deployments: Vec::new(),
             deployment_creates: 0,
             requests: Vec::new(),
+            issue_closes: 0,
         }));
         let shared = state.clone();
         let router = Router::new().fallback(
@@ -421,6 +427,47 @@ impl GitHubSim {
         self.with(|s| s.issue_creates)
     }
 
+    /// `PATCH …/issues/N` requests that closed an open issue.
+    pub fn issue_closes(&self) -> u64 {
+        self.with(|s| s.issue_closes)
+    }
+
+    /// Moves the fake's clock on by `by`: every later timestamp it writes (`created_at`, the
+    /// `Date` header) is that much later, as if the time had passed. For scenarios that span hours
+    /// across separate runs of the binary without waiting for them.
+    pub fn advance(&self, by: Duration) {
+        self.with(|s| s.clock = s.clock.advanced(by))
+    }
+
+    /// The fake's time now.
+    pub fn now(&self) -> SystemTime {
+        self.with(|s| s.clock.now())
+    }
+
+    /// An incident issue someone (or an earlier run) opened at the fake's time now; its number.
+    pub fn seed_incident(&self, title: &str, body: &str, labels: &[&str]) -> u64 {
+        self.with(|s| {
+            for label in labels {
+                ensure_label(s, label, "ededed");
+            }
+            let number = s.issues.len() as u64 + 1;
+            s.issues.push(IssueState {
+                number,
+                title: title.into(),
+                body: body.into(),
+                labels: labels.iter().map(|l| l.to_string()).collect(),
+                open: true,
+                state_reason: None,
+                comments: Vec::new(),
+                comment_meta: Vec::new(),
+                created: s.clock.now(),
+                closed: None,
+                updated: s.clock.now(),
+            });
+            number
+        })
+    }
+
     pub fn issues(&self) -> Vec<IssueState> {
         self.with(|s| s.issues.clone())
     }
@@ -447,6 +494,7 @@ impl GitHubSim {
                 open: closed.is_none(),
                 state_reason: closed.map(|_| "completed".to_string()),
                 comments: Vec::new(),
+                comment_meta: Vec::new(),
                 created,
                 closed,
                 updated: closed.unwrap_or(created),
@@ -842,6 +890,7 @@ fn handle(
         s.counts.counted += 1;
         s.used += 1;
     }
+    let date = httpdate::fmt_http_date(now);
     let limit = s.limit;
     let remaining = s.limit.saturating_sub(s.used);
     let reset = s
@@ -884,6 +933,8 @@ fn handle(
         ("x-ratelimit-remaining", remaining.to_string()),
         ("x-ratelimit-reset", reset.to_string()),
         ("x-ratelimit-resource", "core".to_string()),
+        // GitHub's time, as every answer carries it (hyper would otherwise write the real time).
+        ("date", date),
     ]
     .into_iter()
     .chain(result.headers)
@@ -1087,6 +1138,7 @@ fn route(
                 open: true,
                 state_reason: None,
                 comments: Vec::new(),
+                comment_meta: Vec::new(),
                 created: s.clock.now(),
                 closed: None,
                 updated: s.clock.now(),
@@ -1098,19 +1150,39 @@ fn route(
             let Some(index) = issue_index(s, number) else {
                 return error(404, OP_ISSUE, "Not Found");
             };
-            if let Some(state) = body["state"].as_str() {
-                let now = s.clock.now();
-                let issue = &mut s.issues[index];
-                if issue.open && state == "closed" {
-                    issue.closed = Some(now);
-                }
-                if state == "open" {
-                    issue.closed = None;
-                }
-                issue.open = state == "open";
-                issue.updated = now;
+            let state = body["state"].as_str();
+            let reason = body["state_reason"].as_str();
+            let valid_state = state.is_none_or(|state| matches!(state, "open" | "closed"));
+            let valid_reason = reason.is_none_or(|reason| {
+                matches!(
+                    reason,
+                    "completed" | "not_planned" | "duplicate" | "reopened"
+                )
+            });
+            if !valid_state || !valid_reason {
+                return answer(
+                    422,
+                    OP_ISSUE,
+                    json!({"message": "Validation Failed", "documentation_url": "https://docs.github.com/rest", "errors": [{"resource": "Issue", "code": "invalid", "field": if valid_state { "state_reason" } else { "state" }}]}),
+                );
             }
-            if let Some(reason) = body["state_reason"].as_str() {
+            let now = s.clock.now();
+            match state {
+                Some("closed") if s.issues[index].open => {
+                    s.issues[index].open = false;
+                    s.issues[index].closed = Some(now);
+                    s.issue_closes += 1;
+                }
+                Some("open") => {
+                    s.issues[index].open = true;
+                    s.issues[index].closed = None;
+                }
+                _ => {}
+            }
+            if state.is_some() {
+                s.issues[index].updated = now;
+            }
+            if let Some(reason) = reason {
                 s.issues[index].state_reason = Some(reason.into());
             }
             let issue = s.issues[index].clone();
@@ -1120,13 +1192,53 @@ fn route(
             let Some(index) = issue_index(s, number) else {
                 return error(404, OP_COMMENTS, "Not Found");
             };
-            let text = body["body"].as_str().unwrap_or_default().to_string();
-            s.issues[index].comments.push(text.clone());
+            let Some(text) = body["body"].as_str().filter(|t| !t.is_empty()) else {
+                return answer(
+                    422,
+                    OP_COMMENTS,
+                    json!({"message": "Validation Failed", "documentation_url": "https://docs.github.com/rest", "errors": [{"resource": "IssueComment", "code": "missing_field", "field": "body"}]}),
+                );
+            };
+            let text = text.to_string();
             s.issues[index].updated = s.clock.now();
             s.next_id += 1;
             let id = s.next_id;
+            let now = s.clock.now();
+            s.issues[index].comments.push(text.clone());
+            s.issues[index].comment_meta.push((id, now));
             let issue = s.issues[index].clone();
-            answer(201, OP_COMMENTS, comment_json(s, &issue, id, &text))
+            answer(201, OP_COMMENTS, comment_json(s, &issue, id, &text, now))
+        }
+        ("GET", ["issues", number, "comments"]) => {
+            let Some(index) = issue_index(s, number) else {
+                return error(404, OP_COMMENTS, "Not Found");
+            };
+            // Oldest first; `since` keeps those updated at or after it (comments here are never
+            // edited, so updated is created).
+            let since = query
+                .get("since")
+                .and_then(|c| humantime::parse_rfc3339(c).ok());
+            let per_page: usize = query
+                .get("per_page")
+                .and_then(|p| p.parse().ok())
+                .unwrap_or(30)
+                .clamp(1, 100);
+            let page: usize = query
+                .get("page")
+                .and_then(|p| p.parse().ok())
+                .unwrap_or(1)
+                .max(1);
+            let issue = s.issues[index].clone();
+            let comments: Vec<Value> = issue
+                .comments
+                .iter()
+                .zip(&issue.comment_meta)
+                .filter(|(_, (_, at))| since.is_none_or(|since| *at >= since))
+                .skip((page - 1) * per_page)
+                .take(per_page)
+                .map(|(text, (id, at))| comment_json(s, &issue, *id, text, *at))
+                .collect();
+            answer(200, OP_COMMENTS, Value::Array(comments))
         }
         ("GET", ["labels", name]) => match s.labels.iter().find(|l| l.name == *name) {
             Some(label) => answer(200, OP_LABEL, label_json(s, label)),
@@ -1612,7 +1724,7 @@ fn issue_json(s: &State, issue: &IssueState) -> Value {
     })
 }
 
-fn comment_json(s: &State, issue: &IssueState, id: u64, body: &str) -> Value {
+fn comment_json(s: &State, issue: &IssueState, id: u64, body: &str, at: SystemTime) -> Value {
     let full = repo_path(s);
     json!({
         "id": id, "node_id": format!("IC_{id}"), "body": body,
@@ -1620,7 +1732,7 @@ fn comment_json(s: &State, issue: &IssueState, id: u64, body: &str) -> Value {
         "html_url": format!("{}/{full}/issues/{}#issuecomment-{id}", s.base, issue.number),
         "issue_url": format!("{}/repos/{full}/issues/{}", s.base, issue.number),
         "user": user_json(s, "github-actions[bot]", 41898282),
-        "created_at": time(s.clock.now()), "updated_at": time(s.clock.now()),
+        "created_at": time(at), "updated_at": time(at),
         "author_association": "NONE",
     })
 }
