@@ -5,7 +5,7 @@ pub(crate) mod client;
 pub(crate) mod deployment;
 pub(crate) mod dispatch;
 pub(crate) mod incident;
-pub(crate) mod lifecycle;
 pub(crate) mod incident_list;
+pub(crate) mod lifecycle;
 
 pub use client::{GitHub, GitHubError, Repo};

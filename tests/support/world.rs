@@ -95,9 +95,12 @@ pub fn with_github<'c>(command: &'c mut Command, github: &GitHubSim) -> &'c mut 
 
 /// The URL of a loopback port nothing listens on: a connection there is refused at once.
 pub fn closed_port_url() -> String {
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}", closed.local_addr().unwrap());
-    drop(closed);
+    // Bound but never listening: a connection is refused, and since the socket stays bound for
+    // the life of the test process, no other test's server can be given this port.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let url = format!("http://{}", socket.local_addr().unwrap());
+    std::mem::forget(socket);
     url
 }
 
