@@ -39,11 +39,19 @@ pub struct LogLine {
     pub message: String,
 }
 
+/// The entries a search found, and whether it stopped before it was done (Cloud Logging gave a
+/// token to go on with when the pages or the time ran out).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ErrorEntries {
+    pub lines: Vec<LogLine>,
+    pub incomplete: bool,
+}
+
 /// Where error log entries come from (Cloud Logging; a fake in tests).
 #[async_trait]
 pub trait ErrorLogs: Send + Sync {
     /// The latest entries matching `query`, newest first, at most `query.limit`.
-    async fn recent_errors(&self, query: &LogQuery) -> PortResult<Vec<LogLine>>;
+    async fn recent_errors(&self, query: &LogQuery) -> PortResult<ErrorEntries>;
 }
 
 /// What the rollout was asked to do, for the commands that undo or retry it.
@@ -71,7 +79,7 @@ pub struct Evidence {
     pub stable: String,
     pub candidate: String,
     pub since: SystemTime,
-    pub errors: Result<Vec<LogLine>, String>,
+    pub errors: Result<ErrorEntries, String>,
     pub revisions: Result<Vec<RevisionInfo>, String>,
     pub remedies: Vec<Remedy>,
     /// When the evidence was gathered (revision ages are counted to it).
@@ -254,11 +262,11 @@ mod tests {
         );
     }
 
-    struct Logs(Result<Vec<LogLine>, PortError>, Option<Duration>);
+    struct Logs(Result<ErrorEntries, PortError>, Option<Duration>);
 
     #[async_trait]
     impl ErrorLogs for Logs {
-        async fn recent_errors(&self, query: &LogQuery) -> PortResult<Vec<LogLine>> {
+        async fn recent_errors(&self, query: &LogQuery) -> PortResult<ErrorEntries> {
             assert_eq!(
                 (query.revision.as_str(), query.limit),
                 ("app-00002-new", ERROR_LINES)
@@ -331,7 +339,7 @@ mod tests {
         assert_eq!(evidence.remedies.len(), 3);
 
         let started = tokio::time::Instant::now();
-        let hung = Logs(Ok(Vec::new()), Some(Duration::from_secs(3600)));
+        let hung = Logs(Ok(ErrorEntries::default()), Some(Duration::from_secs(3600)));
         let evidence = gather(&hung, &platform, &change(None), GATHER_TIMEOUT, now).await;
         assert_eq!(evidence.errors, Err("no answer within 15s".to_string()));
         assert_eq!(started.elapsed(), GATHER_TIMEOUT);

@@ -302,7 +302,10 @@ mod tests {
             r#"{"privateKey":"[REDACTED]","accessKey":"[REDACTED]","secretAccessKey":"[REDACTED]","apiToken":"[REDACTED]"}"#
         );
         assert_eq!(
-            redact("dbPassword=pw1 awsCredential=c1 clientSecret=s1 aws2Key=k2", &[]),
+            redact(
+                "dbPassword=pw1 awsCredential=c1 clientSecret=s1 aws2Key=k2",
+                &[]
+            ),
             "dbPassword=[REDACTED] awsCredential=[REDACTED] clientSecret=[REDACTED] aws2Key=[REDACTED]"
         );
         assert_eq!(
