@@ -64,7 +64,15 @@ pub async fn for_incident(
         &address.project,
     );
     let change = change_of(context, address, report);
-    let evidence = gather(&logging, platform, &change, GATHER_TIMEOUT, SystemTime::now).await;
+    let evidence = gather(
+        &logging,
+        platform,
+        &change,
+        GATHER_TIMEOUT,
+        &context.interrupt,
+        SystemTime::now,
+    )
+    .await;
     if let Err(why) = &evidence.errors {
         crate::say!("incident: error logs could not be read: {why}");
     }

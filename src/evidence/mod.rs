@@ -8,6 +8,7 @@ use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 
+use crate::rollout::engine::Interrupt;
 use crate::rollout::ports::{Platform, PortResult, RevisionInfo};
 
 /// How many error entries an incident shows.
@@ -106,19 +107,47 @@ pub struct Change {
     pub target: Retarget,
 }
 
+/// Why a part is missing when the interrupt was already raised before gathering began.
+pub const NOT_GATHERED: &str = "evidence not gathered: interrupted";
+/// Why a part is missing when the interrupt arrived while it was being read.
+pub const INTERRUPTED: &str = "interrupted before it was read";
+
+/// `read` bounded by `timeout`, given up at once when the interrupt arrives.
+async fn bounded<T>(
+    read: impl Future<Output = PortResult<T>>,
+    timeout: Duration,
+    interrupt: &Interrupt,
+) -> Result<T, String> {
+    tokio::select! {
+        biased;
+        _ = interrupt.fired() => Err(INTERRUPTED.to_string()),
+        answer = tokio::time::timeout(timeout, read) => match answer {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(error)) => Err(error.to_string()),
+            Err(_) => Err(format!("no answer within {}s", timeout.as_secs())),
+        },
+    }
+}
+
 /// Reads the candidate's errors and the revisions at the same time, each bounded by `timeout`
 /// (both together take no longer), and builds the commands. Never fails: a part that cannot be
-/// had says why.
+/// had says why. A cancelled runner has seconds: when the interrupt is raised, reading stops at
+/// once and what is in is kept; when it was raised before, nothing is read.
 pub async fn gather(
     logs: &dyn ErrorLogs,
     platform: &dyn Platform,
     change: &Change,
     timeout: Duration,
+    interrupt: &Interrupt,
     now: impl Fn() -> SystemTime,
 ) -> Evidence {
+    let already = interrupt.is_set();
     let errors = async {
         if change.candidate.is_empty() {
             return Err("no candidate revision was created".to_string());
+        }
+        if already {
+            return Err(NOT_GATHERED.to_string());
         }
         let query = LogQuery {
             service: change.target.service.clone(),
@@ -126,18 +155,13 @@ pub async fn gather(
             since: change.since,
             limit: ERROR_LINES,
         };
-        match tokio::time::timeout(timeout, logs.recent_errors(&query)).await {
-            Ok(Ok(lines)) => Ok(lines),
-            Ok(Err(error)) => Err(error.to_string()),
-            Err(_) => Err(format!("no answer within {}s", timeout.as_secs())),
-        }
+        bounded(logs.recent_errors(&query), timeout, interrupt).await
     };
     let revisions = async {
-        match tokio::time::timeout(timeout, platform.list_revisions()).await {
-            Ok(Ok(revisions)) => Ok(revisions),
-            Ok(Err(error)) => Err(error.to_string()),
-            Err(_) => Err(format!("no answer within {}s", timeout.as_secs())),
+        if already {
+            return Err(NOT_GATHERED.to_string());
         }
+        bounded(platform.list_revisions(), timeout, interrupt).await
     };
     let (errors, revisions) = tokio::join!(errors, revisions);
     Evidence {
@@ -330,7 +354,16 @@ mod tests {
             }),
             None,
         );
-        let evidence = gather(&denied, &platform, &change(None), GATHER_TIMEOUT, now).await;
+        let never = Interrupt::never();
+        let evidence = gather(
+            &denied,
+            &platform,
+            &change(None),
+            GATHER_TIMEOUT,
+            &never,
+            now,
+        )
+        .await;
         assert_eq!(
             evidence.errors,
             Err("rejected (403): PERMISSION_DENIED".to_string())
@@ -340,8 +373,59 @@ mod tests {
 
         let started = tokio::time::Instant::now();
         let hung = Logs(Ok(ErrorEntries::default()), Some(Duration::from_secs(3600)));
-        let evidence = gather(&hung, &platform, &change(None), GATHER_TIMEOUT, now).await;
+        let evidence = gather(&hung, &platform, &change(None), GATHER_TIMEOUT, &never, now).await;
         assert_eq!(evidence.errors, Err("no answer within 15s".to_string()));
         assert_eq!(started.elapsed(), GATHER_TIMEOUT);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn given_an_interrupt_during_gathering_then_it_stops_at_once_and_keeps_what_is_in() {
+        let platform = platform();
+        let now = || SystemTime::UNIX_EPOCH;
+        let hung = Logs(Ok(ErrorEntries::default()), Some(Duration::from_secs(3600)));
+        let (trigger, interrupt) = Interrupt::channel();
+
+        // When SIGTERM arrives 2 s into gathering, while Cloud Logging has not answered,
+        let started = tokio::time::Instant::now();
+        let change = change(None);
+        let gathering = gather(&hung, &platform, &change, GATHER_TIMEOUT, &interrupt, now);
+        let raise = async {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            trigger.trigger();
+        };
+        let (evidence, ()) = tokio::join!(gathering, raise);
+
+        // then gathering ends then, the revisions already read are kept, and the logs say why not.
+        assert_eq!(started.elapsed(), Duration::from_secs(2));
+        assert_eq!(evidence.errors, Err(INTERRUPTED.to_string()));
+        assert_eq!(evidence.revisions, Ok(platform.0.clone()));
+        assert_eq!(evidence.remedies.len(), 3);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn given_an_interrupt_raised_before_then_nothing_is_read() {
+        struct Unreachable;
+        #[async_trait]
+        impl ErrorLogs for Unreachable {
+            async fn recent_errors(&self, _: &LogQuery) -> PortResult<ErrorEntries> {
+                unreachable!("an interrupted rollout reads no logs")
+            }
+        }
+        let (trigger, interrupt) = Interrupt::channel();
+        trigger.trigger();
+        let started = tokio::time::Instant::now();
+        let evidence = gather(
+            &Unreachable,
+            &Revisions(Vec::new()),
+            &change(None),
+            GATHER_TIMEOUT,
+            &interrupt,
+            || SystemTime::UNIX_EPOCH,
+        )
+        .await;
+        assert_eq!(started.elapsed(), Duration::ZERO);
+        assert_eq!(evidence.errors, Err(NOT_GATHERED.to_string()));
+        assert_eq!(evidence.revisions, Err(NOT_GATHERED.to_string()));
+        assert_eq!(evidence.remedies.len(), 3);
     }
 }
