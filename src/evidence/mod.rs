@@ -65,6 +65,9 @@ pub struct Retarget {
     pub service: String,
     /// `--config FILE` when the rollout was given one.
     pub config: Option<String>,
+    /// The environment names several regions (`regions = [...]`): a rollback and a rollout of one
+    /// revision need `--region` with the one that failed.
+    pub several_regions: bool,
 }
 
 /// A command to run and what it does.
@@ -210,12 +213,18 @@ pub fn remedies(change: &Change) -> Vec<Remedy> {
             shell_word(&target.service)
         )),
     }
+    // Revisions are per region: undoing or retrying one names the region it is in.
+    let one_region = if target.environment.is_some() && target.several_regions {
+        format!("{address} --region {}", shell_word(&target.region))
+    } else {
+        address.clone()
+    };
     let mut remedies = Vec::new();
     if !change.stable.is_empty() {
         remedies.push(Remedy {
             purpose: format!("Undo: send all traffic to stable {}", change.stable),
             command: format!(
-                "shiftgate rollback{address} --to {}",
+                "shiftgate rollback{one_region} --to {}",
                 shell_word(&change.stable)
             ),
         });
@@ -224,15 +233,20 @@ pub fn remedies(change: &Change) -> Vec<Remedy> {
         remedies.push(Remedy {
             purpose: format!("Retry the same revision {}", change.candidate),
             command: format!(
-                "shiftgate rollout{address} --revision {}",
+                "shiftgate rollout{one_region} --revision {}",
                 shell_word(&change.candidate)
             ),
         });
     }
     if let Some(image) = &change.image {
+        let purpose = if target.environment.is_some() && target.several_regions {
+            "Retry from the image, as a new revision (after a fix, with the new tag); \
+             it re-runs the whole pipeline, every region in waves"
+        } else {
+            "Retry from the image, as a new revision (after a fix, with the new tag)"
+        };
         remedies.push(Remedy {
-            purpose: "Retry from the image, as a new revision (after a fix, with the new tag)"
-                .to_string(),
+            purpose: purpose.to_string(),
             command: format!("shiftgate rollout{address} --image {}", shell_word(image)),
         });
     }
@@ -256,6 +270,7 @@ mod tests {
                 region: "us-central1".into(),
                 service: "app".into(),
                 config: None,
+                several_regions: false,
             },
         }
     }
@@ -284,6 +299,40 @@ mod tests {
                 "shiftgate rollout --config 'my config.toml' --project p-1 --region us-central1 --service app --image 'img:$(rm -rf /)'",
             ]
         );
+    }
+
+    #[test]
+    fn given_an_environment_in_several_regions_then_undo_and_revision_retry_name_the_failed_region()
+    {
+        let mut waves = change(Some("prod"));
+        waves.target.region = "europe-west1".into();
+        waves.target.several_regions = true;
+        let remedies = remedies(&waves);
+        let commands: Vec<&str> = remedies.iter().map(|r| r.command.as_str()).collect();
+        assert_eq!(
+            commands,
+            vec![
+                "shiftgate rollback --env prod --region europe-west1 --to app-00001-old",
+                "shiftgate rollout --env prod --region europe-west1 --revision app-00002-new",
+                "shiftgate rollout --env prod --image registry/app:v1.1.0",
+            ]
+        );
+        assert_eq!(
+            remedies[2].purpose,
+            "Retry from the image, as a new revision (after a fix, with the new tag); it re-runs \
+             the whole pipeline, every region in waves"
+        );
+        // Addressed by coordinates, the region is there already, once.
+        let mut coordinates = change(None);
+        coordinates.target.several_regions = true;
+        assert_eq!(
+            remedies_of(&coordinates)[0],
+            "shiftgate rollback --project p-1 --region us-central1 --service app --to app-00001-old"
+        );
+    }
+
+    fn remedies_of(change: &Change) -> Vec<String> {
+        remedies(change).into_iter().map(|r| r.command).collect()
     }
 
     struct Logs(Result<ErrorEntries, PortError>, Option<Duration>);
