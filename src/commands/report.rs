@@ -538,7 +538,7 @@ mod tests {
                     ..entry("e", "aborted", 6_000)
                 },
             ],
-            unreadable: None,
+            ..History::default()
         };
         let report = build("web", None, history, incidents(), at(1_000), at(7_000));
         assert_eq!(
@@ -583,7 +583,7 @@ mod tests {
     fn given_hostile_text_then_the_markdown_quotes_it_and_mentions_no_one() {
         let history = History {
             entries: vec![rolled_back("b", 3_000, 90, 4)],
-            unreadable: None,
+            ..History::default()
         };
         let report = build("web", None, history, incidents(), at(1_000), at(7_000));
         let row = report
