@@ -250,6 +250,33 @@ async fn read_incidents(
     }
 }
 
+/// The entries with one per rollout: entries with the same id (a region undone in waves after its
+/// promotion, a person's rollback of a rollout in progress) are one rollout. The later entry wins
+/// (outcome, reason, end, restore) and keeps the earlier's start, first traffic, detection and
+/// failed step where it has none; it takes the later one's place. Entries without an id stay.
+fn one_per_rollout(entries: Vec<HistoryEntry>) -> Vec<HistoryEntry> {
+    let mut out: Vec<Option<HistoryEntry>> = Vec::with_capacity(entries.len());
+    let mut at_id: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    for mut entry in entries {
+        if !entry.id.is_empty()
+            && let Some(earlier_at) = at_id.get(&entry.id).copied()
+            && let Some(earlier) = out[earlier_at].take()
+        {
+            if entry.started.trim().is_empty() {
+                entry.started = earlier.started;
+            }
+            entry.traffic_at = entry.traffic_at.or(earlier.traffic_at);
+            entry.detected_at = entry.detected_at.or(earlier.detected_at);
+            entry.failed_percent = entry.failed_percent.or(earlier.failed_percent);
+        }
+        if !entry.id.is_empty() {
+            at_id.insert(entry.id.clone(), out.len());
+        }
+        out.push(Some(entry));
+    }
+    out.into_iter().flatten().collect()
+}
+
 /// The report of `history` and `incidents` over `since`..`now`.
 pub fn build(
     service: &str,
@@ -259,8 +286,7 @@ pub fn build(
     since: SystemTime,
     now: SystemTime,
 ) -> ReportResult {
-    let rows: Vec<RolloutRow> = history
-        .entries
+    let rows: Vec<RolloutRow> = one_per_rollout(history.entries)
         .into_iter()
         .filter(|entry| entry.ended_at().is_some_and(|ended| ended >= since))
         .map(|entry| RolloutRow {
@@ -577,6 +603,62 @@ mod tests {
         assert_eq!(ids, ["a", "b", "c", "d", "e"]);
         assert_eq!(report.outcome, "ok");
         assert_eq!(report.exit_code, ExitCode::Ok);
+    }
+
+    #[test]
+    fn given_entries_with_the_same_id_then_they_are_one_rollout_the_later_winning() {
+        // Given region us-central1's promotion, then the same rollout's entry when waves undid it
+        // (same id: no start, no first traffic of its own), a person's rollback with its own id,
+        // and a rollout a gate rolled back.
+        let promoted = HistoryEntry {
+            traffic_at: Some(time_text(at(1_910))),
+            ..entry("r1", "promoted", 2_000)
+        };
+        let undone = HistoryEntry {
+            started: String::new(),
+            reason: Some("region europe-west1: 5xx 40%".into()),
+            detected_at: Some(time_text(at(2_500))),
+            restored_at: Some(time_text(at(2_504))),
+            ..entry("r1", "rolled_back", 2_504)
+        };
+        let manual = HistoryEntry {
+            manual: true,
+            restored_at: Some(time_text(at(3_000))),
+            ..entry("m1", "rolled_back", 3_000)
+        };
+        let history = History {
+            entries: vec![promoted, undone, manual, rolled_back("r2", 4_000, 30, 2)],
+            ..History::default()
+        };
+        let report = build("web", None, history, incidents(), at(1_000), at(7_000));
+
+        // Then there are three rollouts, the first one rolled back with the later entry's facts
+        // and the earlier's start and first traffic,
+        let ids: Vec<&str> = report
+            .rollouts
+            .iter()
+            .map(|r| r.entry.id.as_str())
+            .collect();
+        assert_eq!(ids, ["r1", "m1", "r2"]);
+        assert_eq!(
+            (
+                report.totals.rollouts,
+                report.totals.promoted,
+                report.totals.rolled_back
+            ),
+            (3, 0, 3)
+        );
+        let first = &report.rollouts[0];
+        assert_eq!(first.entry.outcome, "rolled_back");
+        assert_eq!(first.entry.started, time_text(at(1_900)));
+        assert_eq!(first.entry.ended, time_text(at(2_504)));
+        assert_eq!(first.entry.traffic_at, Some(time_text(at(1_910))));
+        assert_eq!(
+            first.entry.reason.as_deref(),
+            Some("region europe-west1: 5xx 40%")
+        );
+        assert_eq!((first.ttd_s, first.ttr_s), (Some(590), Some(4)));
+        assert_eq!(report.totals.manual, 1);
     }
 
     #[test]
