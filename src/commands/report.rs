@@ -36,6 +36,13 @@ pub struct ReportResult {
     /// Why (part of) the service's history annotation was left out.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub history_unreadable: Option<String>,
+    /// Set when the history is at its bounds and its oldest entry ended after the period began:
+    /// rollouts of the period that ended before this time were dropped (the counts are low).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub history_truncated_before: Option<String>,
+    /// How many items the history keeps (for the note on dropped ones).
+    #[serde(skip)]
+    pub history_items: usize,
     pub incidents: Incidents,
     pub exit_code: ExitCode,
     /// The Markdown shown on stdout and in the step summary (not in the JSON).
@@ -286,6 +293,16 @@ pub fn build(
     since: SystemTime,
     now: SystemTime,
 ) -> ReportResult {
+    // At its bounds the history drops its oldest entries: if the oldest kept one ended inside the
+    // period, rollouts of the period may be missing.
+    let truncated_before = history
+        .entries
+        .iter()
+        .filter_map(HistoryEntry::ended_at)
+        .min()
+        .filter(|oldest| history.near_bound() && *oldest > since)
+        .map(time_text);
+    let history_items = history.items;
     let rows: Vec<RolloutRow> = one_per_rollout(history.entries)
         .into_iter()
         .filter(|entry| entry.ended_at().is_some_and(|ended| ended >= since))
@@ -330,6 +347,8 @@ pub fn build(
         time_to_restore: spread(rows.iter().filter_map(|r| r.ttr_s).collect()),
         rollouts: rows,
         history_unreadable: history.unreadable,
+        history_truncated_before: truncated_before,
+        history_items,
         incidents,
         exit_code: if api_failed {
             ExitCode::ApiFailed
@@ -411,6 +430,15 @@ pub fn render(result: &ReportResult) -> String {
     );
     if let Some(why) = &result.history_unreadable {
         let _ = writeln!(out, "**Note:** {}\n", markdown::code(why));
+    }
+    if let Some(before) = &result.history_truncated_before {
+        let _ = writeln!(
+            out,
+            "**Note:** the service keeps its last {} rollouts; older ones in this period (ended \
+             before {}) were dropped, so the counts above may be low.\n",
+            result.history_items,
+            markdown::code(before)
+        );
     }
     if result.rollouts.is_empty() {
         let _ = writeln!(out, "No rollout ended in this period.\n");
@@ -659,6 +687,74 @@ mod tests {
         );
         assert_eq!((first.ttd_s, first.ttr_s), (Some(590), Some(4)));
         assert_eq!(report.totals.manual, 1);
+    }
+
+    #[test]
+    fn given_a_full_history_whose_oldest_entry_is_inside_the_period_then_the_report_says_rollouts_were_dropped()
+     {
+        let full = |first_ended: u64| {
+            let entries: Vec<HistoryEntry> = (0..crate::rollout::history::MAX_ENTRIES as u64)
+                .map(|n| entry(&format!("r{n}"), "promoted", first_ended + n * 200))
+                .collect();
+            let text = serde_json::to_string(&entries).unwrap();
+            crate::rollout::history::parse(Some(&text))
+        };
+        // Given the history's 50 entries, the oldest ended after the period began,
+        let report = build("web", None, full(2_000), incidents(), at(1_000), at(20_000));
+        // then the JSON and the Markdown say that older rollouts of the period were dropped,
+        assert_eq!(
+            report.history_truncated_before.as_deref(),
+            Some(time_text(at(2_000)).as_str())
+        );
+        let json = serde_json::to_value(&report).unwrap();
+        assert_eq!(json["history_truncated_before"], time_text(at(2_000)));
+        assert!(
+            report.markdown.contains(&format!(
+                "**Note:** the service keeps its last 50 rollouts; older ones in this period \
+                 (ended before `{}`) were dropped, so the counts above may be low.\n",
+                time_text(at(2_000))
+            )),
+            "{}",
+            report.markdown
+        );
+        // but not when the period began after the oldest kept entry ended,
+        let report = build("web", None, full(2_000), incidents(), at(2_100), at(20_000));
+        assert_eq!(report.history_truncated_before, None);
+        assert!(!report.markdown.contains("were dropped"));
+        assert_eq!(
+            serde_json::to_value(&report)
+                .unwrap()
+                .get("history_truncated_before"),
+            None
+        );
+        // nor when the history is far from its bounds.
+        let few = crate::rollout::history::parse(Some(
+            &serde_json::to_string(&[entry("a", "promoted", 2_000)]).unwrap(),
+        ));
+        let report = build("web", None, few, incidents(), at(1_000), at(20_000));
+        assert_eq!(report.history_truncated_before, None);
+    }
+
+    #[test]
+    fn given_a_history_near_its_byte_bound_then_the_report_says_rollouts_may_have_been_dropped() {
+        let long = |n: u64| HistoryEntry {
+            reason: Some("r".repeat(150)),
+            who: "w".repeat(200),
+            ..entry(&format!("r{n}"), "rolled_back", 2_000 + n * 100)
+        };
+        let mut value: Option<String> = None;
+        for n in 0..40 {
+            value = Some(crate::rollout::history::append(value.as_deref(), long(n)).value);
+        }
+        let history = crate::rollout::history::parse(value.as_deref());
+        assert!(
+            history.items < crate::rollout::history::MAX_ENTRIES,
+            "{}",
+            history.items
+        );
+        let oldest = history.entries[0].ended.clone();
+        let report = build("web", None, history, incidents(), at(1_000), at(20_000));
+        assert_eq!(report.history_truncated_before, Some(oldest));
     }
 
     #[test]
