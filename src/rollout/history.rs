@@ -258,8 +258,13 @@ pub struct Instants {
 /// Reads [`Instants`] from `timeline`. The first traffic is the first split written with a
 /// non-zero share for `candidate`; detection is the first failed step (a rollout stopped by an
 /// API failure, an interrupt or a person detected nothing).
-pub fn instants(timeline: &[Event], candidate: &str) -> Instants {
-    let traffic_at = timeline.iter().find_map(|event| match &event.kind {
+///
+/// A `resumed` rollout (`--resume`) gave its candidate traffic in an earlier process, at a time
+/// nobody recorded: its first traffic is unknown, and left out (so is its time to detect). The
+/// record's start is no stand-in: it comes before the candidate was deployed and, for a paused
+/// rollout, before a hold of up to hours, which would swamp the median of the report.
+pub fn instants(timeline: &[Event], candidate: &str, resumed: bool) -> Instants {
+    let first_traffic = timeline.iter().find_map(|event| match &event.kind {
         EventKind::TrafficSet { traffic, .. }
             if traffic
                 .iter()
@@ -269,6 +274,8 @@ pub fn instants(timeline: &[Event], candidate: &str) -> Instants {
         }
         _ => None,
     });
+    // Known only when this process gave the candidate its first traffic.
+    let traffic_at = first_traffic.filter(|_| !resumed);
     let failed = timeline.iter().find_map(|event| match &event.kind {
         EventKind::StepFailed { percent, .. } => Some((event.at, *percent)),
         _ => None,
@@ -564,7 +571,7 @@ mod tests {
             ),
         ];
         assert_eq!(
-            instants(&timeline, "web-2"),
+            instants(&timeline, "web-2", false),
             Instants {
                 traffic_at: Some(at(5)),
                 detected_at: Some(at(95)),
@@ -572,20 +579,67 @@ mod tests {
             }
         );
         assert_eq!(
-            instants(&timeline[..3], "web-2"),
+            instants(&timeline[..3], "web-2", false),
             Instants {
                 traffic_at: Some(at(5)),
                 ..Instants::default()
             }
         );
         assert_eq!(
-            instants(&timeline, "web-9"),
+            instants(&timeline, "web-9", false),
             Instants {
                 traffic_at: None,
                 detected_at: Some(at(95)),
                 failed_percent: Some(50),
             }
         );
+    }
+
+    #[test]
+    fn given_a_resumed_rollout_then_its_first_traffic_and_time_to_detect_are_left_out() {
+        // A rollout resumed at 25% (its earlier process gave the candidate traffic at an unknown
+        // time) moves on to 50% at 200 s and fails there at 260 s.
+        let timeline = vec![
+            event(
+                200,
+                EventKind::TrafficSet {
+                    step: Some(2),
+                    traffic: vec![
+                        TrafficTarget::new("web-1", 50),
+                        TrafficTarget::tagged("web-2", 50, "candidate"),
+                    ],
+                },
+            ),
+            event(
+                260,
+                EventKind::StepFailed {
+                    step: 2,
+                    percent: 50,
+                    reason: "5xx".into(),
+                },
+            ),
+        ];
+        let resumed = instants(&timeline, "web-2", true);
+        assert_eq!(
+            resumed,
+            Instants {
+                traffic_at: None,
+                detected_at: Some(at(260)),
+                failed_percent: Some(50),
+            }
+        );
+        let entry = HistoryEntry {
+            traffic_at: resumed.traffic_at.map(time_text),
+            detected_at: resumed.detected_at.map(time_text),
+            restored_at: Some(time_text(at(262))),
+            ..entry(1)
+        };
+        assert_eq!(
+            entry.time_to_detect(),
+            None,
+            "not 60 s from the resumed step"
+        );
+        assert_eq!(entry.time_to_restore(), Some(Duration::from_secs(2)));
     }
 
     #[test]
