@@ -259,8 +259,9 @@ async fn read_incidents(
 
 /// The entries with one per rollout: entries with the same id (a region undone in waves after its
 /// promotion, a person's rollback of a rollout in progress) are one rollout. The later entry wins
-/// (outcome, reason, end, restore) and keeps the earlier's start, first traffic, detection and
-/// failed step where it has none; it takes the later one's place. Entries without an id stay.
+/// (outcome, reason, end, restore) and keeps the earlier's detection and failed step where it has
+/// none; the start and first traffic are the earliest of the two. It takes the later one's place.
+/// Entries without an id stay apart.
 fn one_per_rollout(entries: Vec<HistoryEntry>) -> Vec<HistoryEntry> {
     let mut out: Vec<Option<HistoryEntry>> = Vec::with_capacity(entries.len());
     let mut at_id: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
@@ -269,10 +270,11 @@ fn one_per_rollout(entries: Vec<HistoryEntry>) -> Vec<HistoryEntry> {
             && let Some(earlier_at) = at_id.get(&entry.id).copied()
             && let Some(earlier) = out[earlier_at].take()
         {
-            if entry.started.trim().is_empty() {
-                entry.started = earlier.started;
-            }
-            entry.traffic_at = entry.traffic_at.or(earlier.traffic_at);
+            // One rollout started once and first gave traffic once: the earliest of each (a
+            // region's undo in waves writes its own time as its start).
+            entry.started =
+                earliest(Some(entry.started), Some(earlier.started)).unwrap_or_default();
+            entry.traffic_at = earliest(entry.traffic_at, earlier.traffic_at);
             entry.detected_at = entry.detected_at.or(earlier.detected_at);
             entry.failed_percent = entry.failed_percent.or(earlier.failed_percent);
         }
@@ -282,6 +284,27 @@ fn one_per_rollout(entries: Vec<HistoryEntry>) -> Vec<HistoryEntry> {
         out.push(Some(entry));
     }
     out.into_iter().flatten().collect()
+}
+
+/// The earlier of two times as the history writes them; one that does not parse (or is empty)
+/// only when the other is missing.
+fn earliest(a: Option<String>, b: Option<String>) -> Option<String> {
+    let time = |text: &Option<String>| {
+        text.as_deref()
+            .and_then(|text| humantime::parse_rfc3339_weak(text.trim().trim_end_matches('Z')).ok())
+    };
+    match (time(&a), time(&b)) {
+        (Some(x), Some(y)) => {
+            if y < x {
+                b
+            } else {
+                a
+            }
+        }
+        (Some(_), None) => a,
+        (None, Some(_)) => b,
+        (None, None) => a.filter(|text| !text.trim().is_empty()).or(b),
+    }
 }
 
 /// The report of `history` and `incidents` over `since`..`now`.
@@ -642,8 +665,9 @@ mod tests {
             traffic_at: Some(time_text(at(1_910))),
             ..entry("r1", "promoted", 2_000)
         };
+        // (waves writes the undo's own time as its start)
         let undone = HistoryEntry {
-            started: String::new(),
+            started: time_text(at(2_504)),
             reason: Some("region europe-west1: 5xx 40%".into()),
             detected_at: Some(time_text(at(2_500))),
             restored_at: Some(time_text(at(2_504))),
@@ -687,6 +711,19 @@ mod tests {
         );
         assert_eq!((first.ttd_s, first.ttr_s), (Some(590), Some(4)));
         assert_eq!(report.totals.manual, 1);
+        // A later entry with no start of its own keeps the earlier's.
+        let merged = one_per_rollout(vec![
+            entry("r1", "promoted", 2_000),
+            HistoryEntry {
+                started: String::new(),
+                ..entry("r1", "rolled_back", 2_504)
+            },
+        ]);
+        assert_eq!(merged.len(), 1);
+        assert_eq!(
+            (merged[0].started.as_str(), merged[0].outcome.as_str()),
+            (time_text(at(1_900)).as_str(), "rolled_back")
+        );
     }
 
     #[test]
