@@ -64,7 +64,7 @@ pub mod ports {
 
 // The adapters.
 pub use cloudrun::CloudRunService;
-pub use evidence::{ErrorLogs, LogLine, LogQuery};
+pub use evidence::{ErrorEntries, ErrorLogs, LogLine, LogQuery};
 pub use gcp::{Credentials, GoogleRest, Retry};
 pub use github::dispatch::{
     DispatchError, DispatchReport, DispatchRequest, WatchEnd, dispatch, workflow_dispatch_inputs,
@@ -102,7 +102,7 @@ pub mod wire {
 
     /// Cloud Logging `entries:list`: the filter sent and how an entry is read.
     pub mod logging {
-        pub use crate::logging::{filter, line_of};
+        pub use crate::logging::{MAX_PAGES, filter, line_of};
     }
 
     /// Cloud Monitoring `timeSeries.list` answers.

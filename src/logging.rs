@@ -1,5 +1,6 @@
 //! Cloud Logging v2 adapter: the latest error entries of one Cloud Run revision (`entries:list`
-//! filtered on the revision, `severity>=ERROR` and a start time), read into plain log lines.
+//! filtered on the revision, `severity>=ERROR` and a start time), read into plain log lines, page
+//! after page while the search ran out of time, within one bound.
 
 use std::time::Duration;
 
@@ -7,7 +8,7 @@ use async_trait::async_trait;
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::evidence::{ErrorLogs, LogLine, LogQuery};
+use crate::evidence::{ErrorEntries, ErrorLogs, LogLine, LogQuery};
 use crate::gcp::{GoogleRest, Retry};
 use crate::rollout::ports::{PortError, PortResult};
 
@@ -15,7 +16,11 @@ use crate::rollout::ports::{PortError, PortResult};
 pub const DEFAULT_LOGGING_URL: &str = "https://logging.googleapis.com";
 /// The role a 403 asks for.
 pub const LOGGING_ROLE: &str = "roles/logging.viewer";
-const QUERY_BUDGET: Duration = Duration::from_secs(15);
+/// All pages together; less than the evidence's own bound, so what was read is kept.
+const QUERY_BUDGET: Duration = Duration::from_secs(12);
+/// At most this many pages are read: Cloud Logging answers a short or empty page with a
+/// `nextPageToken` when its search ran out of time.
+pub const MAX_PAGES: usize = 5;
 
 #[derive(Debug, Clone)]
 pub struct CloudLogging {
@@ -106,10 +111,18 @@ pub fn line_of(entry: &Value) -> LogLine {
     }
 }
 
-#[async_trait]
-impl ErrorLogs for CloudLogging {
-    async fn recent_errors(&self, query: &LogQuery) -> PortResult<Vec<LogLine>> {
-        let body = self.request_body(query);
+impl CloudLogging {
+    /// One page of `entries:list`: its entries and the token to go on with, if any.
+    async fn page(
+        &self,
+        query: &LogQuery,
+        token: Option<&str>,
+        budget: Duration,
+    ) -> PortResult<(Vec<Value>, Option<String>)> {
+        let mut body = self.request_body(query);
+        if let Some(token) = token {
+            body["pageToken"] = json!(token);
+        }
         let answer = self
             .rest
             .send(
@@ -119,7 +132,7 @@ impl ErrorLogs for CloudLogging {
                 Some(&body),
                 // A read, however it is sent: repeating it changes nothing.
                 Retry::Safe,
-                QUERY_BUDGET,
+                budget,
             )
             .await
             .map_err(|error| match error {
@@ -139,8 +152,8 @@ impl ErrorLogs for CloudLogging {
                 other => other,
             })?;
         let entries = match &answer["entries"] {
-            Value::Null => return Ok(Vec::new()),
-            Value::Array(entries) => entries,
+            Value::Null => Vec::new(),
+            Value::Array(entries) => entries.clone(),
             other => {
                 return Err(PortError::Unavailable(format!(
                     "Cloud Logging answered entries that are not a list: {}",
@@ -148,7 +161,46 @@ impl ErrorLogs for CloudLogging {
                 )));
             }
         };
-        Ok(entries.iter().take(query.limit).map(line_of).collect())
+        let token = answer["nextPageToken"]
+            .as_str()
+            .filter(|token| !token.is_empty())
+            .map(str::to_string);
+        Ok((entries, token))
+    }
+}
+
+#[async_trait]
+impl ErrorLogs for CloudLogging {
+    /// Pages are read until `query.limit` entries are in, no token is left, [`MAX_PAGES`] were
+    /// read or [`QUERY_BUDGET`] is spent; a token left over makes the answer incomplete. A failure
+    /// after the first page keeps what was read (incomplete).
+    async fn recent_errors(&self, query: &LogQuery) -> PortResult<ErrorEntries> {
+        let started = tokio::time::Instant::now();
+        let mut lines = Vec::new();
+        let mut token: Option<String> = None;
+        for page in 0..MAX_PAGES {
+            let left = QUERY_BUDGET.saturating_sub(started.elapsed());
+            if page > 0 && left.is_zero() {
+                break;
+            }
+            match self.page(query, token.as_deref(), left).await {
+                Ok((entries, next)) => {
+                    let room = query.limit.saturating_sub(lines.len());
+                    lines.extend(entries.iter().take(room).map(line_of));
+                    token = next;
+                }
+                Err(error) if page == 0 => return Err(error),
+                // What the earlier pages found is kept; the token says the search is not done.
+                Err(_) => break,
+            }
+            if token.is_none() || lines.len() >= query.limit {
+                break;
+            }
+        }
+        Ok(ErrorEntries {
+            incomplete: token.is_some() && lines.len() < query.limit,
+            lines,
+        })
     }
 }
 

@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 use shiftgate::clock::Clock;
-use shiftgate_sim::{GitHubSim, LoadHandle};
+use shiftgate_sim::{AppLog, Behavior, GitHubSim, LoadHandle};
 
 use crate::support::binary::{json_of, run, stderr_of};
 use crate::support::world::{
@@ -191,6 +191,33 @@ async fn given_no_logging_permission_when_rollout_rolls_back_then_the_incident_i
         )),
         "{body}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn given_a_candidate_that_logs_secrets_when_rollout_rolls_back_then_no_secret_reaches_the_incident()
+ {
+    let (world, _load, github) = bad_candidate("evidence-secrets").await;
+    // Given a candidate whose every failed request logs a JSON line full of credentials: a
+    // camelCase key, a space before the colon and a value with an escaped quote in it.
+    let leaky = r#"db login failed: {"user" : "app", "password" : "hunter2\"tail-of-pw", "privateKey":"PK-1234-SECRET", "apiToken":"tok-5678-SECRET"}"#;
+    world.sim.register_image(
+        CANDIDATE_IMAGE,
+        Behavior::erroring("1.1.0", 0.4).with_error_log(AppLog::Text(leaky.to_string())),
+    );
+
+    // When the rollout rolls back and files its incident,
+    let (_, body, _) = rolled_back_with_one_incident(&world, &github, &["--env", "prod"]).await;
+
+    // Then the line is there with every value redacted, and no part of a secret is in the body.
+    assert!(
+        body.contains(
+            r#" ERROR db login failed: {"user" : "app", "password" : "[REDACTED]", "privateKey":"[REDACTED]", "apiToken":"[REDACTED]"}"#
+        ),
+        "{body}"
+    );
+    for secret in ["hunter2", "tail-of-pw", "PK-1234", "tok-5678", "SECRET"] {
+        assert!(!body.contains(secret), "{secret} in {body}");
+    }
 }
 
 /// Calls the simulator's Cloud Logging received.

@@ -597,7 +597,15 @@ async fn error_logs_of_a_rolled_back_candidate_speak_the_official_logging_contra
 
     // When shiftgate reads its errors, a second page is asked for, a filter the API cannot read
     // is sent, and the caller loses roles/logging.viewer.
-    let lines = adapter.recent_errors(&query).await.unwrap();
+    let found = adapter.recent_errors(&query).await.unwrap();
+    assert!(!found.incomplete, "20 found");
+    let lines = found.lines;
+    // When the search runs out of time twice, the adapter goes on with the tokens; when it runs
+    // out of time on every page it may read, the answer says it is incomplete.
+    sim.logging_empty_pages(2);
+    let resumed = adapter.recent_errors(&query).await.unwrap();
+    sim.logging_empty_pages(shiftgate::wire::logging::MAX_PAGES);
+    let unfinished = adapter.recent_errors(&query).await.unwrap();
     let mut page = serde_json::json!({
         "resourceNames": ["projects/p"],
         "filter": shiftgate::wire::logging::filter(&query),
@@ -654,7 +662,25 @@ async fn error_logs_of_a_rolled_back_candidate_speak_the_official_logging_contra
         seen.into_iter().collect::<Vec<_>>(),
         ["logging.entries.list"]
     );
-    assert_eq!(exchanges.len(), 5);
+    // (1 + 3 resumed + 5 unfinished + 4)
+    assert_eq!(exchanges.len(), 13);
+    assert_eq!(
+        exchanges[1..4]
+            .iter()
+            .map(|exchange| exchange.request.as_ref().unwrap()["pageToken"].is_string())
+            .collect::<Vec<_>>(),
+        [false, true, true],
+        "the resumed search goes on with the token it was given"
+    );
+    assert_eq!(
+        (resumed.lines.clone(), resumed.incomplete),
+        (lines.clone(), false)
+    );
+    assert_eq!(
+        (unfinished.lines.len(), unfinished.incomplete),
+        (0, true),
+        "{unfinished:?}"
+    );
     assert!(
         first["nextPageToken"].is_string(),
         "more than 20 errors: {first}"

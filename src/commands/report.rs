@@ -36,6 +36,13 @@ pub struct ReportResult {
     /// Why (part of) the service's history annotation was left out.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub history_unreadable: Option<String>,
+    /// Set when the history is at its bounds and its oldest entry ended after the period began:
+    /// rollouts of the period that ended before this time were dropped (the counts are low).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub history_truncated_before: Option<String>,
+    /// How many items the history keeps (for the note on dropped ones).
+    #[serde(skip)]
+    pub history_items: usize,
     pub incidents: Incidents,
     pub exit_code: ExitCode,
     /// The Markdown shown on stdout and in the step summary (not in the JSON).
@@ -250,6 +257,56 @@ async fn read_incidents(
     }
 }
 
+/// The entries with one per rollout: entries with the same id (a region undone in waves after its
+/// promotion, a person's rollback of a rollout in progress) are one rollout. The later entry wins
+/// (outcome, reason, end, restore) and keeps the earlier's detection and failed step where it has
+/// none; the start and first traffic are the earliest of the two. It takes the later one's place.
+/// Entries without an id stay apart.
+fn one_per_rollout(entries: Vec<HistoryEntry>) -> Vec<HistoryEntry> {
+    let mut out: Vec<Option<HistoryEntry>> = Vec::with_capacity(entries.len());
+    let mut at_id: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    for mut entry in entries {
+        if !entry.id.is_empty()
+            && let Some(earlier_at) = at_id.get(&entry.id).copied()
+            && let Some(earlier) = out[earlier_at].take()
+        {
+            // One rollout started once and first gave traffic once: the earliest of each (a
+            // region's undo in waves writes its own time as its start).
+            entry.started =
+                earliest(Some(entry.started), Some(earlier.started)).unwrap_or_default();
+            entry.traffic_at = earliest(entry.traffic_at, earlier.traffic_at);
+            entry.detected_at = entry.detected_at.or(earlier.detected_at);
+            entry.failed_percent = entry.failed_percent.or(earlier.failed_percent);
+        }
+        if !entry.id.is_empty() {
+            at_id.insert(entry.id.clone(), out.len());
+        }
+        out.push(Some(entry));
+    }
+    out.into_iter().flatten().collect()
+}
+
+/// The earlier of two times as the history writes them; one that does not parse (or is empty)
+/// only when the other is missing.
+fn earliest(a: Option<String>, b: Option<String>) -> Option<String> {
+    let time = |text: &Option<String>| {
+        text.as_deref()
+            .and_then(|text| humantime::parse_rfc3339_weak(text.trim().trim_end_matches('Z')).ok())
+    };
+    match (time(&a), time(&b)) {
+        (Some(x), Some(y)) => {
+            if y < x {
+                b
+            } else {
+                a
+            }
+        }
+        (Some(_), None) => a,
+        (None, Some(_)) => b,
+        (None, None) => a.filter(|text| !text.trim().is_empty()).or(b),
+    }
+}
+
 /// The report of `history` and `incidents` over `since`..`now`.
 pub fn build(
     service: &str,
@@ -259,8 +316,17 @@ pub fn build(
     since: SystemTime,
     now: SystemTime,
 ) -> ReportResult {
-    let rows: Vec<RolloutRow> = history
+    // At its bounds the history drops its oldest entries: if the oldest kept one ended inside the
+    // period, rollouts of the period may be missing.
+    let truncated_before = history
         .entries
+        .iter()
+        .filter_map(HistoryEntry::ended_at)
+        .min()
+        .filter(|oldest| history.near_bound() && *oldest > since)
+        .map(time_text);
+    let history_items = history.items;
+    let rows: Vec<RolloutRow> = one_per_rollout(history.entries)
         .into_iter()
         .filter(|entry| entry.ended_at().is_some_and(|ended| ended >= since))
         .map(|entry| RolloutRow {
@@ -304,6 +370,8 @@ pub fn build(
         time_to_restore: spread(rows.iter().filter_map(|r| r.ttr_s).collect()),
         rollouts: rows,
         history_unreadable: history.unreadable,
+        history_truncated_before: truncated_before,
+        history_items,
         incidents,
         exit_code: if api_failed {
             ExitCode::ApiFailed
@@ -385,6 +453,15 @@ pub fn render(result: &ReportResult) -> String {
     );
     if let Some(why) = &result.history_unreadable {
         let _ = writeln!(out, "**Note:** {}\n", markdown::code(why));
+    }
+    if let Some(before) = &result.history_truncated_before {
+        let _ = writeln!(
+            out,
+            "**Note:** the service keeps its last {} rollouts; older ones in this period (ended \
+             before {}) were dropped, so the counts above may be low.\n",
+            result.history_items,
+            markdown::code(before)
+        );
     }
     if result.rollouts.is_empty() {
         let _ = writeln!(out, "No rollout ended in this period.\n");
@@ -538,7 +615,7 @@ mod tests {
                     ..entry("e", "aborted", 6_000)
                 },
             ],
-            unreadable: None,
+            ..History::default()
         };
         let report = build("web", None, history, incidents(), at(1_000), at(7_000));
         assert_eq!(
@@ -580,10 +657,148 @@ mod tests {
     }
 
     #[test]
+    fn given_entries_with_the_same_id_then_they_are_one_rollout_the_later_winning() {
+        // Given region us-central1's promotion, then the same rollout's entry when waves undid it
+        // (same id: no start, no first traffic of its own), a person's rollback with its own id,
+        // and a rollout a gate rolled back.
+        let promoted = HistoryEntry {
+            traffic_at: Some(time_text(at(1_910))),
+            ..entry("r1", "promoted", 2_000)
+        };
+        // (waves writes the undo's own time as its start)
+        let undone = HistoryEntry {
+            started: time_text(at(2_504)),
+            reason: Some("region europe-west1: 5xx 40%".into()),
+            detected_at: Some(time_text(at(2_500))),
+            restored_at: Some(time_text(at(2_504))),
+            ..entry("r1", "rolled_back", 2_504)
+        };
+        let manual = HistoryEntry {
+            manual: true,
+            restored_at: Some(time_text(at(3_000))),
+            ..entry("m1", "rolled_back", 3_000)
+        };
+        let history = History {
+            entries: vec![promoted, undone, manual, rolled_back("r2", 4_000, 30, 2)],
+            ..History::default()
+        };
+        let report = build("web", None, history, incidents(), at(1_000), at(7_000));
+
+        // Then there are three rollouts, the first one rolled back with the later entry's facts
+        // and the earlier's start and first traffic,
+        let ids: Vec<&str> = report
+            .rollouts
+            .iter()
+            .map(|r| r.entry.id.as_str())
+            .collect();
+        assert_eq!(ids, ["r1", "m1", "r2"]);
+        assert_eq!(
+            (
+                report.totals.rollouts,
+                report.totals.promoted,
+                report.totals.rolled_back
+            ),
+            (3, 0, 3)
+        );
+        let first = &report.rollouts[0];
+        assert_eq!(first.entry.outcome, "rolled_back");
+        assert_eq!(first.entry.started, time_text(at(1_900)));
+        assert_eq!(first.entry.ended, time_text(at(2_504)));
+        assert_eq!(first.entry.traffic_at, Some(time_text(at(1_910))));
+        assert_eq!(
+            first.entry.reason.as_deref(),
+            Some("region europe-west1: 5xx 40%")
+        );
+        assert_eq!((first.ttd_s, first.ttr_s), (Some(590), Some(4)));
+        assert_eq!(report.totals.manual, 1);
+        // A later entry with no start of its own keeps the earlier's.
+        let merged = one_per_rollout(vec![
+            entry("r1", "promoted", 2_000),
+            HistoryEntry {
+                started: String::new(),
+                ..entry("r1", "rolled_back", 2_504)
+            },
+        ]);
+        assert_eq!(merged.len(), 1);
+        assert_eq!(
+            (merged[0].started.as_str(), merged[0].outcome.as_str()),
+            (time_text(at(1_900)).as_str(), "rolled_back")
+        );
+    }
+
+    #[test]
+    fn given_a_full_history_whose_oldest_entry_is_inside_the_period_then_the_report_says_rollouts_were_dropped()
+     {
+        let full = |first_ended: u64| {
+            let entries: Vec<HistoryEntry> = (0..crate::rollout::history::MAX_ENTRIES as u64)
+                .map(|n| entry(&format!("r{n}"), "promoted", first_ended + n * 200))
+                .collect();
+            let text = serde_json::to_string(&entries).unwrap();
+            crate::rollout::history::parse(Some(&text))
+        };
+        // Given the history's 50 entries, the oldest ended after the period began,
+        let report = build("web", None, full(2_000), incidents(), at(1_000), at(20_000));
+        // then the JSON and the Markdown say that older rollouts of the period were dropped,
+        assert_eq!(
+            report.history_truncated_before.as_deref(),
+            Some(time_text(at(2_000)).as_str())
+        );
+        let json = serde_json::to_value(&report).unwrap();
+        assert_eq!(json["history_truncated_before"], time_text(at(2_000)));
+        assert!(
+            report.markdown.contains(&format!(
+                "**Note:** the service keeps its last 50 rollouts; older ones in this period \
+                 (ended before `{}`) were dropped, so the counts above may be low.\n",
+                time_text(at(2_000))
+            )),
+            "{}",
+            report.markdown
+        );
+        // but not when the period began after the oldest kept entry ended,
+        let report = build("web", None, full(2_000), incidents(), at(2_100), at(20_000));
+        assert_eq!(report.history_truncated_before, None);
+        assert!(!report.markdown.contains("were dropped"));
+        assert_eq!(
+            serde_json::to_value(&report)
+                .unwrap()
+                .get("history_truncated_before"),
+            None
+        );
+        // nor when the history is far from its bounds.
+        let few = crate::rollout::history::parse(Some(
+            &serde_json::to_string(&[entry("a", "promoted", 2_000)]).unwrap(),
+        ));
+        let report = build("web", None, few, incidents(), at(1_000), at(20_000));
+        assert_eq!(report.history_truncated_before, None);
+    }
+
+    #[test]
+    fn given_a_history_near_its_byte_bound_then_the_report_says_rollouts_may_have_been_dropped() {
+        let long = |n: u64| HistoryEntry {
+            reason: Some("r".repeat(150)),
+            who: "w".repeat(200),
+            ..entry(&format!("r{n}"), "rolled_back", 2_000 + n * 100)
+        };
+        let mut value: Option<String> = None;
+        for n in 0..40 {
+            value = Some(crate::rollout::history::append(value.as_deref(), long(n)).value);
+        }
+        let history = crate::rollout::history::parse(value.as_deref());
+        assert!(
+            history.items < crate::rollout::history::MAX_ENTRIES,
+            "{}",
+            history.items
+        );
+        let oldest = history.entries[0].ended.clone();
+        let report = build("web", None, history, incidents(), at(1_000), at(20_000));
+        assert_eq!(report.history_truncated_before, Some(oldest));
+    }
+
+    #[test]
     fn given_hostile_text_then_the_markdown_quotes_it_and_mentions_no_one() {
         let history = History {
             entries: vec![rolled_back("b", 3_000, 90, 4)],
-            unreadable: None,
+            ..History::default()
         };
         let report = build("web", None, history, incidents(), at(1_000), at(7_000));
         let row = report

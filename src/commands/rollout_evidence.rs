@@ -39,8 +39,24 @@ pub fn change_of(context: &Context, address: &ServiceAddress, report: &Report) -
                 .config_path
                 .as_ref()
                 .map(|path| path.display().to_string()),
+            several_regions: several_regions(context, address),
         },
     }
+}
+
+/// Whether the rollout's environment names more than one region (then a rollback or a rollout of
+/// one revision needs `--region`). The config was read once already; unreadable now: no.
+fn several_regions(context: &Context, address: &ServiceAddress) -> bool {
+    let Some(name) = &address.environment else {
+        return false;
+    };
+    context.config().ok().is_some_and(|config| {
+        config
+            .environment(name)
+            .ok()
+            .and_then(|environment| environment.regions.as_ref())
+            .is_some_and(|regions| regions.len() > 1)
+    })
 }
 
 /// The evidence for the incident about to be filed, or `None` when none will be (nothing is read
@@ -64,7 +80,15 @@ pub async fn for_incident(
         &address.project,
     );
     let change = change_of(context, address, report);
-    let evidence = gather(&logging, platform, &change, GATHER_TIMEOUT, SystemTime::now).await;
+    let evidence = gather(
+        &logging,
+        platform,
+        &change,
+        GATHER_TIMEOUT,
+        &context.interrupt,
+        SystemTime::now,
+    )
+    .await;
     if let Err(why) = &evidence.errors {
         crate::say!("incident: error logs could not be read: {why}");
     }
@@ -72,4 +96,46 @@ pub async fn for_incident(
         crate::say!("incident: revisions could not be listed: {why}");
     }
     Some(evidence)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rollout::engine::Interrupt;
+
+    fn address(environment: Option<&str>, region: &str) -> ServiceAddress {
+        ServiceAddress {
+            environment: environment.map(str::to_string),
+            project: "proj-1".into(),
+            region: region.into(),
+            service: "app".into(),
+            url: None,
+        }
+    }
+
+    #[test]
+    fn given_an_environment_with_several_regions_then_the_retarget_says_so() {
+        let dir = std::env::temp_dir().join(format!("shiftgate-retarget-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("shiftgate.toml");
+        std::fs::write(
+            &path,
+            "[environments.prod]\nproject = \"proj-1\"\nregions = [\"us-central1\", \"europe-west1\"]\n\
+             service = \"app\"\n\n[environments.staging]\nproject = \"proj-1\"\n\
+             regions = [\"us-central1\"]\nservice = \"app\"\n",
+        )
+        .unwrap();
+        let context = Context {
+            json: true,
+            config_path: Some(path),
+            interrupt: Interrupt::never(),
+        };
+        let prod = address(Some("prod"), "europe-west1");
+        let staging = address(Some("staging"), "us-central1");
+        context.config().expect("the config loads");
+        assert!(several_regions(&context, &prod));
+        assert!(!several_regions(&context, &staging));
+        assert!(!several_regions(&context, &address(None, "europe-west1")));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

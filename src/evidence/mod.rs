@@ -8,6 +8,7 @@ use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 
+use crate::rollout::engine::Interrupt;
 use crate::rollout::ports::{Platform, PortResult, RevisionInfo};
 
 /// How many error entries an incident shows.
@@ -39,11 +40,19 @@ pub struct LogLine {
     pub message: String,
 }
 
+/// The entries a search found, and whether it stopped before it was done (Cloud Logging gave a
+/// token to go on with when the pages or the time ran out).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ErrorEntries {
+    pub lines: Vec<LogLine>,
+    pub incomplete: bool,
+}
+
 /// Where error log entries come from (Cloud Logging; a fake in tests).
 #[async_trait]
 pub trait ErrorLogs: Send + Sync {
     /// The latest entries matching `query`, newest first, at most `query.limit`.
-    async fn recent_errors(&self, query: &LogQuery) -> PortResult<Vec<LogLine>>;
+    async fn recent_errors(&self, query: &LogQuery) -> PortResult<ErrorEntries>;
 }
 
 /// What the rollout was asked to do, for the commands that undo or retry it.
@@ -56,6 +65,9 @@ pub struct Retarget {
     pub service: String,
     /// `--config FILE` when the rollout was given one.
     pub config: Option<String>,
+    /// The environment names several regions (`regions = [...]`): a rollback and a rollout of one
+    /// revision need `--region` with the one that failed.
+    pub several_regions: bool,
 }
 
 /// A command to run and what it does.
@@ -71,7 +83,7 @@ pub struct Evidence {
     pub stable: String,
     pub candidate: String,
     pub since: SystemTime,
-    pub errors: Result<Vec<LogLine>, String>,
+    pub errors: Result<ErrorEntries, String>,
     pub revisions: Result<Vec<RevisionInfo>, String>,
     pub remedies: Vec<Remedy>,
     /// When the evidence was gathered (revision ages are counted to it).
@@ -98,19 +110,47 @@ pub struct Change {
     pub target: Retarget,
 }
 
+/// Why a part is missing when the interrupt was already raised before gathering began.
+pub const NOT_GATHERED: &str = "evidence not gathered: interrupted";
+/// Why a part is missing when the interrupt arrived while it was being read.
+pub const INTERRUPTED: &str = "interrupted before it was read";
+
+/// `read` bounded by `timeout`, given up at once when the interrupt arrives.
+async fn bounded<T>(
+    read: impl Future<Output = PortResult<T>>,
+    timeout: Duration,
+    interrupt: &Interrupt,
+) -> Result<T, String> {
+    tokio::select! {
+        biased;
+        _ = interrupt.fired() => Err(INTERRUPTED.to_string()),
+        answer = tokio::time::timeout(timeout, read) => match answer {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(error)) => Err(error.to_string()),
+            Err(_) => Err(format!("no answer within {}s", timeout.as_secs())),
+        },
+    }
+}
+
 /// Reads the candidate's errors and the revisions at the same time, each bounded by `timeout`
 /// (both together take no longer), and builds the commands. Never fails: a part that cannot be
-/// had says why.
+/// had says why. A cancelled runner has seconds: when the interrupt is raised, reading stops at
+/// once and what is in is kept; when it was raised before, nothing is read.
 pub async fn gather(
     logs: &dyn ErrorLogs,
     platform: &dyn Platform,
     change: &Change,
     timeout: Duration,
+    interrupt: &Interrupt,
     now: impl Fn() -> SystemTime,
 ) -> Evidence {
+    let already = interrupt.is_set();
     let errors = async {
         if change.candidate.is_empty() {
             return Err("no candidate revision was created".to_string());
+        }
+        if already {
+            return Err(NOT_GATHERED.to_string());
         }
         let query = LogQuery {
             service: change.target.service.clone(),
@@ -118,18 +158,13 @@ pub async fn gather(
             since: change.since,
             limit: ERROR_LINES,
         };
-        match tokio::time::timeout(timeout, logs.recent_errors(&query)).await {
-            Ok(Ok(lines)) => Ok(lines),
-            Ok(Err(error)) => Err(error.to_string()),
-            Err(_) => Err(format!("no answer within {}s", timeout.as_secs())),
-        }
+        bounded(logs.recent_errors(&query), timeout, interrupt).await
     };
     let revisions = async {
-        match tokio::time::timeout(timeout, platform.list_revisions()).await {
-            Ok(Ok(revisions)) => Ok(revisions),
-            Ok(Err(error)) => Err(error.to_string()),
-            Err(_) => Err(format!("no answer within {}s", timeout.as_secs())),
+        if already {
+            return Err(NOT_GATHERED.to_string());
         }
+        bounded(platform.list_revisions(), timeout, interrupt).await
     };
     let (errors, revisions) = tokio::join!(errors, revisions);
     Evidence {
@@ -178,12 +213,18 @@ pub fn remedies(change: &Change) -> Vec<Remedy> {
             shell_word(&target.service)
         )),
     }
+    // Revisions are per region: undoing or retrying one names the region it is in.
+    let one_region = if target.environment.is_some() && target.several_regions {
+        format!("{address} --region {}", shell_word(&target.region))
+    } else {
+        address.clone()
+    };
     let mut remedies = Vec::new();
     if !change.stable.is_empty() {
         remedies.push(Remedy {
             purpose: format!("Undo: send all traffic to stable {}", change.stable),
             command: format!(
-                "shiftgate rollback{address} --to {}",
+                "shiftgate rollback{one_region} --to {}",
                 shell_word(&change.stable)
             ),
         });
@@ -192,15 +233,20 @@ pub fn remedies(change: &Change) -> Vec<Remedy> {
         remedies.push(Remedy {
             purpose: format!("Retry the same revision {}", change.candidate),
             command: format!(
-                "shiftgate rollout{address} --revision {}",
+                "shiftgate rollout{one_region} --revision {}",
                 shell_word(&change.candidate)
             ),
         });
     }
     if let Some(image) = &change.image {
+        let purpose = if target.environment.is_some() && target.several_regions {
+            "Retry from the image, as a new revision (after a fix, with the new tag); \
+             it re-runs the whole pipeline, every region in waves"
+        } else {
+            "Retry from the image, as a new revision (after a fix, with the new tag)"
+        };
         remedies.push(Remedy {
-            purpose: "Retry from the image, as a new revision (after a fix, with the new tag)"
-                .to_string(),
+            purpose: purpose.to_string(),
             command: format!("shiftgate rollout{address} --image {}", shell_word(image)),
         });
     }
@@ -224,6 +270,7 @@ mod tests {
                 region: "us-central1".into(),
                 service: "app".into(),
                 config: None,
+                several_regions: false,
             },
         }
     }
@@ -254,11 +301,45 @@ mod tests {
         );
     }
 
-    struct Logs(Result<Vec<LogLine>, PortError>, Option<Duration>);
+    #[test]
+    fn given_an_environment_in_several_regions_then_undo_and_revision_retry_name_the_failed_region()
+    {
+        let mut waves = change(Some("prod"));
+        waves.target.region = "europe-west1".into();
+        waves.target.several_regions = true;
+        let remedies = remedies(&waves);
+        let commands: Vec<&str> = remedies.iter().map(|r| r.command.as_str()).collect();
+        assert_eq!(
+            commands,
+            vec![
+                "shiftgate rollback --env prod --region europe-west1 --to app-00001-old",
+                "shiftgate rollout --env prod --region europe-west1 --revision app-00002-new",
+                "shiftgate rollout --env prod --image registry/app:v1.1.0",
+            ]
+        );
+        assert_eq!(
+            remedies[2].purpose,
+            "Retry from the image, as a new revision (after a fix, with the new tag); it re-runs \
+             the whole pipeline, every region in waves"
+        );
+        // Addressed by coordinates, the region is there already, once.
+        let mut coordinates = change(None);
+        coordinates.target.several_regions = true;
+        assert_eq!(
+            remedies_of(&coordinates)[0],
+            "shiftgate rollback --project p-1 --region us-central1 --service app --to app-00001-old"
+        );
+    }
+
+    fn remedies_of(change: &Change) -> Vec<String> {
+        remedies(change).into_iter().map(|r| r.command).collect()
+    }
+
+    struct Logs(Result<ErrorEntries, PortError>, Option<Duration>);
 
     #[async_trait]
     impl ErrorLogs for Logs {
-        async fn recent_errors(&self, query: &LogQuery) -> PortResult<Vec<LogLine>> {
+        async fn recent_errors(&self, query: &LogQuery) -> PortResult<ErrorEntries> {
             assert_eq!(
                 (query.revision.as_str(), query.limit),
                 ("app-00002-new", ERROR_LINES)
@@ -322,7 +403,16 @@ mod tests {
             }),
             None,
         );
-        let evidence = gather(&denied, &platform, &change(None), GATHER_TIMEOUT, now).await;
+        let never = Interrupt::never();
+        let evidence = gather(
+            &denied,
+            &platform,
+            &change(None),
+            GATHER_TIMEOUT,
+            &never,
+            now,
+        )
+        .await;
         assert_eq!(
             evidence.errors,
             Err("rejected (403): PERMISSION_DENIED".to_string())
@@ -331,9 +421,60 @@ mod tests {
         assert_eq!(evidence.remedies.len(), 3);
 
         let started = tokio::time::Instant::now();
-        let hung = Logs(Ok(Vec::new()), Some(Duration::from_secs(3600)));
-        let evidence = gather(&hung, &platform, &change(None), GATHER_TIMEOUT, now).await;
+        let hung = Logs(Ok(ErrorEntries::default()), Some(Duration::from_secs(3600)));
+        let evidence = gather(&hung, &platform, &change(None), GATHER_TIMEOUT, &never, now).await;
         assert_eq!(evidence.errors, Err("no answer within 15s".to_string()));
         assert_eq!(started.elapsed(), GATHER_TIMEOUT);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn given_an_interrupt_during_gathering_then_it_stops_at_once_and_keeps_what_is_in() {
+        let platform = platform();
+        let now = || SystemTime::UNIX_EPOCH;
+        let hung = Logs(Ok(ErrorEntries::default()), Some(Duration::from_secs(3600)));
+        let (trigger, interrupt) = Interrupt::channel();
+
+        // When SIGTERM arrives 2 s into gathering, while Cloud Logging has not answered,
+        let started = tokio::time::Instant::now();
+        let change = change(None);
+        let gathering = gather(&hung, &platform, &change, GATHER_TIMEOUT, &interrupt, now);
+        let raise = async {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            trigger.trigger();
+        };
+        let (evidence, ()) = tokio::join!(gathering, raise);
+
+        // then gathering ends then, the revisions already read are kept, and the logs say why not.
+        assert_eq!(started.elapsed(), Duration::from_secs(2));
+        assert_eq!(evidence.errors, Err(INTERRUPTED.to_string()));
+        assert_eq!(evidence.revisions, Ok(platform.0.clone()));
+        assert_eq!(evidence.remedies.len(), 3);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn given_an_interrupt_raised_before_then_nothing_is_read() {
+        struct Unreachable;
+        #[async_trait]
+        impl ErrorLogs for Unreachable {
+            async fn recent_errors(&self, _: &LogQuery) -> PortResult<ErrorEntries> {
+                unreachable!("an interrupted rollout reads no logs")
+            }
+        }
+        let (trigger, interrupt) = Interrupt::channel();
+        trigger.trigger();
+        let started = tokio::time::Instant::now();
+        let evidence = gather(
+            &Unreachable,
+            &Revisions(Vec::new()),
+            &change(None),
+            GATHER_TIMEOUT,
+            &interrupt,
+            || SystemTime::UNIX_EPOCH,
+        )
+        .await;
+        assert_eq!(started.elapsed(), Duration::ZERO);
+        assert_eq!(evidence.errors, Err(NOT_GATHERED.to_string()));
+        assert_eq!(evidence.revisions, Err(NOT_GATHERED.to_string()));
+        assert_eq!(evidence.remedies.len(), 3);
     }
 }

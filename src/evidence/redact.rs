@@ -5,7 +5,8 @@
 pub const REDACTED: &str = "[REDACTED]";
 
 /// Names whose value is a secret in `name=value`, `name: value` or `"name": "value"`, compared
-/// case-insensitively; a name ending in one of them (`x-api-key`, `db_password`) counts too.
+/// case-insensitively; a name ending in one of them (`x-api-key`, `db_password`) counts too, as
+/// does a camelCase name whose last word is one of them (`privateKey`, `secretAccessKey`).
 const SECRET_NAMES: &[&str] = &[
     "key",
     "apikey",
@@ -113,13 +114,34 @@ fn after_scheme(text: &str, scheme: &str) -> String {
 }
 
 fn secret_name(name: &str) -> bool {
-    let name = name.to_ascii_lowercase();
+    let lower = name.to_ascii_lowercase();
     SECRET_NAMES.iter().any(|secret| {
-        name == *secret
-            || name
-                .strip_suffix(secret)
-                .is_some_and(|head| head.ends_with(['_', '-', '.']) || secret.len() > 3)
+        lower == *secret
+            || lower.strip_suffix(secret).is_some_and(|head| {
+                head.ends_with(['_', '-', '.']) || secret.len() > 3 || camel_word(name, head.len())
+            })
     })
+}
+
+/// Whether the word of `name` starting at byte `at` is a camelCase word: an upper-case letter
+/// right after a lower-case letter or digit (`privateKey`, `aws2Key`), not `monkey` or `MONKEY`.
+fn camel_word(name: &str, at: usize) -> bool {
+    name[at..].starts_with(|c: char| c.is_ascii_uppercase())
+        && name[..at].ends_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+}
+
+/// The byte offset of the first `quote` in `text` not escaped by a backslash, if any.
+fn closing_quote(text: &str, quote: char) -> Option<usize> {
+    let mut escaped = false;
+    for (at, c) in text.char_indices() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' => escaped = true,
+            _ if c == quote => return Some(at),
+            _ => {}
+        }
+    }
+    None
 }
 
 /// `token=abc`, `password: hunter2`, `"api_key": "abc"` → the value is [`REDACTED`].
@@ -134,8 +156,9 @@ fn named_values(text: &str) -> String {
             i += 1;
             continue;
         }
-        // The name before: letters, digits, `_`, `-`, `.`, maybe inside quotes.
-        let mut name_end = at;
+        // The name before: letters, digits, `_`, `-`, `.`, maybe inside quotes, maybe with spaces
+        // before the separator (`"password" : "x"`, `token = x`).
+        let mut name_end = at - (text[..at].len() - text[..at].trim_end_matches([' ', '\t']).len());
         if text[..name_end].ends_with(['"', '\'']) {
             name_end -= 1;
         }
@@ -157,7 +180,8 @@ fn named_values(text: &str) -> String {
         let (value_start, value_end) = match quote {
             Some(q) => {
                 let inner = value_start + 1;
-                let end = text[inner..].find(q).map_or(text.len(), |p| inner + p);
+                // `"ab\"cd"`: an escaped quote does not end the value.
+                let end = closing_quote(&text[inner..], q).map_or(text.len(), |p| inner + p);
                 (inner, end)
             }
             None => {
@@ -266,6 +290,41 @@ mod tests {
             "DB_PASSWORD=[REDACTED] done"
         );
         assert_eq!(redact("monkey=1 tokens: 5", &[]), "monkey=1 tokens: 5");
+    }
+
+    #[test]
+    fn given_camel_case_names_spaced_separators_and_escaped_quotes_then_the_values_still_go() {
+        assert_eq!(
+            redact(
+                r#"{"privateKey":"pk1","accessKey":"ak1","secretAccessKey":"sak1","apiToken":"t1"}"#,
+                &[]
+            ),
+            r#"{"privateKey":"[REDACTED]","accessKey":"[REDACTED]","secretAccessKey":"[REDACTED]","apiToken":"[REDACTED]"}"#
+        );
+        assert_eq!(
+            redact(
+                "dbPassword=pw1 awsCredential=c1 clientSecret=s1 aws2Key=k2",
+                &[]
+            ),
+            "dbPassword=[REDACTED] awsCredential=[REDACTED] clientSecret=[REDACTED] aws2Key=[REDACTED]"
+        );
+        assert_eq!(
+            redact(r#"{"password" : "x1", "token"	:	"t2"} key = k3"#, &[]),
+            r#"{"password" : "[REDACTED]", "token"	:	"[REDACTED]"} key = [REDACTED]"#
+        );
+        assert_eq!(
+            redact(r#"{"password":"ab\"cd", "user":"bob"}"#, &[]),
+            r#"{"password":"[REDACTED]", "user":"bob"}"#
+        );
+        assert_eq!(
+            redact(r#"password='it\'s' ok"#, &[]),
+            r#"password='[REDACTED]' ok"#
+        );
+        // Not secrets: a word that merely ends in the letters, in any case, spaced or not.
+        assert_eq!(
+            redact("monkey=1 MONKEY=2 turkey : 3 Key=4x", &[]),
+            "monkey=1 MONKEY=2 turkey : 3 Key=[REDACTED]"
+        );
     }
 
     #[test]

@@ -4,7 +4,7 @@
 use std::time::{Duration, SystemTime};
 
 use crate::evidence::redact::redact;
-use crate::evidence::{Evidence, LogLine, MESSAGE_CHARS, REVISIONS_SHOWN};
+use crate::evidence::{ErrorEntries, Evidence, LogLine, MESSAGE_CHARS, REVISIONS_SHOWN};
 use crate::markdown;
 use crate::rollout::ports::RevisionInfo;
 
@@ -93,10 +93,17 @@ pub fn markdown(evidence: &Evidence) -> String {
         markdown::code(&evidence.candidate)
     ));
     match &evidence.errors {
-        Ok(lines) if lines.is_empty() => out.push_str(&format!(
+        Ok(ErrorEntries {
+            lines,
+            incomplete: true,
+        }) if lines.is_empty() => out.push_str(&format!(
+            "Cloud Logging's search for entries at ERROR or above for this revision since {since} \
+             did not finish in time: it found none so far, which does not mean there are none.\n\n"
+        )),
+        Ok(ErrorEntries { lines, .. }) if lines.is_empty() => out.push_str(&format!(
             "Cloud Logging holds no entries at ERROR or above for this revision since {since}.\n\n"
         )),
-        Ok(lines) => {
+        Ok(ErrorEntries { lines, incomplete }) => {
             out.push_str(&format!(
                 "The last {} entries at ERROR or above since {since}, newest first (each cut to {MESSAGE_CHARS} characters, secrets redacted):\n\n",
                 lines.len()
@@ -107,6 +114,11 @@ pub fn markdown(evidence: &Evidence) -> String {
                 .collect();
             out.push_str(&markdown::code_block(&shown));
             out.push('\n');
+            if *incomplete {
+                out.push_str(
+                    "Cloud Logging's search did not finish in time: older entries may be missing.\n\n",
+                );
+            }
         }
         Err(why) => out.push_str(&format!(
             "Error logs could not be read: {}\n\n",
@@ -160,6 +172,10 @@ mod tests {
     use crate::evidence::Remedy;
 
     fn evidence(errors: Result<Vec<LogLine>, String>) -> Evidence {
+        let errors = errors.map(|lines| ErrorEntries {
+            lines,
+            incomplete: false,
+        });
         let at = humantime::parse_rfc3339("2026-12-01T03:00:00Z").unwrap();
         Evidence {
             stable: "app-00001-old".into(),
@@ -259,6 +275,41 @@ mod tests {
             "{body}"
         );
         assert!(body.contains("# Undo\nshiftgate rollback --env prod --to app-00001-old\n"));
+    }
+
+    #[test]
+    fn given_a_search_that_did_not_finish_then_the_text_does_not_claim_there_are_no_errors() {
+        let mut unfinished = evidence(Ok(Vec::new()));
+        unfinished.errors = Ok(ErrorEntries {
+            lines: Vec::new(),
+            incomplete: true,
+        });
+        let body = markdown(&unfinished);
+        assert!(!body.contains("holds no entries"), "{body}");
+        assert!(
+            body.contains(
+                "Cloud Logging's search for entries at ERROR or above for this revision since \
+                 2026-12-01T02:55:00Z did not finish in time: it found none so far, which does not \
+                 mean there are none.\n"
+            ),
+            "{body}"
+        );
+        let complete = markdown(&evidence(Ok(Vec::new())));
+        assert!(
+            complete.contains(
+                "Cloud Logging holds no entries at ERROR or above for this revision since 2026-12-01T02:55:00Z.\n"
+            ),
+            "{complete}"
+        );
+        unfinished.errors = Ok(ErrorEntries {
+            lines: vec![line("boom")],
+            incomplete: true,
+        });
+        let body = markdown(&unfinished);
+        assert!(
+            body.contains("did not finish in time: older entries may be missing.\n"),
+            "{body}"
+        );
     }
 
     #[test]

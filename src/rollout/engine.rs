@@ -425,7 +425,7 @@ impl<'a> Engine<'a> {
 
     /// This rollout as its service's history keeps it, ending now with `outcome`.
     fn history_entry(&self, plan: &Plan, outcome: Outcome, reason: Option<&str>) -> HistoryEntry {
-        let instants = history::instants(&self.timeline, &plan.candidate);
+        let instants = history::instants(&self.timeline, &plan.candidate, plan.resume_at.is_some());
         HistoryEntry {
             id: self.identity.id.clone(),
             candidate: plan.candidate.clone(),

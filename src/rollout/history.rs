@@ -136,30 +136,49 @@ pub struct History {
     pub entries: Vec<HistoryEntry>,
     /// Set when the annotation (or some entries of it) could not be read and was left out.
     pub unreadable: Option<String>,
+    /// How many items the annotation's array holds, entries or not (all count toward the bounds).
+    pub items: usize,
+    /// The annotation's length in bytes.
+    pub bytes: usize,
+}
+
+impl History {
+    /// Whether the history is at or near its bounds, so that older entries may have been dropped:
+    /// [`MAX_ENTRIES`] items, or its size plus one more item of its average size is over
+    /// [`MAX_BYTES`].
+    pub fn near_bound(&self) -> bool {
+        self.items >= MAX_ENTRIES
+            || (self.items > 0 && self.bytes + self.bytes / self.items > MAX_BYTES)
+    }
+}
+
+/// The annotation's array items, verbatim, or why the value is not an array.
+fn items_of(text: &str) -> Result<Vec<Value>, String> {
+    match serde_json::from_str::<Value>(text) {
+        Ok(Value::Array(items)) => Ok(items),
+        Ok(_) => Err(format!(
+            "{HISTORY_ANNOTATION} is not a JSON array; it was ignored"
+        )),
+        Err(error) => Err(format!(
+            "{HISTORY_ANNOTATION} is not JSON ({error}); it was ignored"
+        )),
+    }
 }
 
 /// Reads the annotation's value. Never fails: a value that is not a JSON array is left out whole,
-/// an array item that is not an entry is left out alone, and `unreadable` says so.
+/// an array item that is not an entry is left out alone (it is kept in the annotation: another
+/// version of shiftgate may have written it), and `unreadable` says so.
 pub fn parse(text: Option<&str>) -> History {
     let Some(text) = text else {
         return History::default();
     };
-    let items = match serde_json::from_str::<Value>(text) {
-        Ok(Value::Array(items)) => items,
-        Ok(_) => {
+    let items = match items_of(text) {
+        Ok(items) => items,
+        Err(why) => {
             return History {
-                entries: Vec::new(),
-                unreadable: Some(format!(
-                    "{HISTORY_ANNOTATION} is not a JSON array; it was ignored"
-                )),
-            };
-        }
-        Err(error) => {
-            return History {
-                entries: Vec::new(),
-                unreadable: Some(format!(
-                    "{HISTORY_ANNOTATION} is not JSON ({error}); it was ignored"
-                )),
+                unreadable: Some(why),
+                bytes: text.len(),
+                ..History::default()
             };
         }
     };
@@ -174,6 +193,8 @@ pub fn parse(text: Option<&str>) -> History {
             format!("{skipped} of {total} entries of {HISTORY_ANNOTATION} are not entries; they were ignored")
         }),
         entries,
+        items: total,
+        bytes: text.len(),
     }
 }
 
@@ -181,39 +202,42 @@ pub fn parse(text: Option<&str>) -> History {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Appended {
     pub value: String,
-    /// Why (part of) the existing value was dropped as unreadable.
+    /// Why the existing value was dropped as unreadable (it was not a JSON array).
     pub unreadable: Option<String>,
-    /// How many old entries were dropped to stay within the bounds.
+    /// How many old items were dropped to stay within the bounds.
     pub dropped: usize,
 }
 
-/// The annotation's value with `entry` added as the newest: at most [`MAX_ENTRIES`] entries and
-/// [`MAX_BYTES`] bytes, the oldest dropped first. An unreadable existing value never stops the
+/// The annotation's value with `entry` added as the newest: at most [`MAX_ENTRIES`] items and
+/// [`MAX_BYTES`] bytes, the oldest dropped first. Existing items are kept verbatim, whether this
+/// version reads them or not (another version's entries, fields it does not know), so that one
+/// version's write never erases another's. A value that is not a JSON array never stops the
 /// append: it starts a new list.
 pub fn append(existing: Option<&str>, entry: HistoryEntry) -> Appended {
-    let History {
-        mut entries,
-        unreadable,
-    } = parse(existing);
-    entries.push(entry.bounded());
-    let mut dropped = entries.len().saturating_sub(MAX_ENTRIES);
-    entries.drain(..dropped);
-    let mut value = serde_json::to_string(&entries).expect("history entries serialize");
-    while value.len() > MAX_BYTES && entries.len() > 1 {
-        // Drop as many of the oldest as the excess needs at once (each entry is at least 2 bytes
+    let (mut items, unreadable) = match existing.map(items_of) {
+        None => (Vec::new(), None),
+        Some(Ok(items)) => (items, None),
+        Some(Err(why)) => (Vec::new(), Some(why)),
+    };
+    items.push(serde_json::to_value(entry.bounded()).expect("history entries serialize"));
+    let mut dropped = items.len().saturating_sub(MAX_ENTRIES);
+    items.drain(..dropped);
+    let mut value = serde_json::to_string(&items).expect("history items serialize");
+    while value.len() > MAX_BYTES && items.len() > 1 {
+        // Drop as many of the oldest as the excess needs at once (each item is at least 2 bytes
         // with its comma), then measure again.
         let excess = value.len() - MAX_BYTES;
         let mut freed = 0;
         let mut count = 0;
-        while freed < excess && count < entries.len() - 1 {
-            freed += serde_json::to_string(&entries[count])
+        while freed < excess && count < items.len() - 1 {
+            freed += serde_json::to_string(&items[count])
                 .map(|text| text.len() + 1)
                 .unwrap_or(1);
             count += 1;
         }
-        entries.drain(..count);
+        items.drain(..count);
         dropped += count;
-        value = serde_json::to_string(&entries).expect("history entries serialize");
+        value = serde_json::to_string(&items).expect("history items serialize");
     }
     Appended {
         value,
@@ -234,8 +258,13 @@ pub struct Instants {
 /// Reads [`Instants`] from `timeline`. The first traffic is the first split written with a
 /// non-zero share for `candidate`; detection is the first failed step (a rollout stopped by an
 /// API failure, an interrupt or a person detected nothing).
-pub fn instants(timeline: &[Event], candidate: &str) -> Instants {
-    let traffic_at = timeline.iter().find_map(|event| match &event.kind {
+///
+/// A `resumed` rollout (`--resume`) gave its candidate traffic in an earlier process, at a time
+/// nobody recorded: its first traffic is unknown, and left out (so is its time to detect). The
+/// record's start is no stand-in: it comes before the candidate was deployed and, for a paused
+/// rollout, before a hold of up to hours, which would swamp the median of the report.
+pub fn instants(timeline: &[Event], candidate: &str, resumed: bool) -> Instants {
+    let first_traffic = timeline.iter().find_map(|event| match &event.kind {
         EventKind::TrafficSet { traffic, .. }
             if traffic
                 .iter()
@@ -245,6 +274,8 @@ pub fn instants(timeline: &[Event], candidate: &str) -> Instants {
         }
         _ => None,
     });
+    // Known only when this process gave the candidate its first traffic.
+    let traffic_at = first_traffic.filter(|_| !resumed);
     let failed = timeline.iter().find_map(|event| match &event.kind {
         EventKind::StepFailed { percent, .. } => Some((event.at, *percent)),
         _ => None,
@@ -367,12 +398,16 @@ mod tests {
 
     #[test]
     fn given_a_malformed_or_foreign_annotation_when_appended_then_a_new_list_starts_and_says_why() {
-        for foreign in ["not json", "{\"a\":1}", "42", "\"text\"", "[1, 2]"] {
+        for foreign in ["not json", "{\"a\":1}", "42", "\"text\""] {
             let appended = append(Some(foreign), entry(7));
             assert_eq!(ids(&appended.value), ["id-7"], "{foreign}");
             let why = appended.unreadable.unwrap_or_default();
             assert!(why.contains(HISTORY_ANNOTATION), "{foreign}: {why}");
         }
+        // An array of items this version cannot read is another version's history: kept.
+        let appended = append(Some("[1, 2]"), entry(7));
+        assert!(appended.value.starts_with("[1,2,{"), "{}", appended.value);
+        assert_eq!(appended.unreadable, None);
     }
 
     #[test]
@@ -381,9 +416,50 @@ mod tests {
         let mixed = serde_json::json!([{"what": "else"}, good]).to_string();
         let history = parse(Some(&mixed));
         assert_eq!(history.entries, vec![entry(1)]);
+        assert_eq!((history.items, history.bytes), (2, mixed.len()));
         assert!(history.unreadable.unwrap().contains("1 of 2"));
         let appended = append(Some(&mixed), entry(2));
         assert_eq!(ids(&appended.value), ["id-1", "id-2"]);
+    }
+
+    #[test]
+    fn given_items_another_version_wrote_when_an_entry_is_appended_then_they_are_kept_verbatim() {
+        // Given a history with an item this version cannot read (a future shape) and an entry
+        // with a field it does not know,
+        let foreign = serde_json::json!({"v": 2, "rollout": {"id": "x", "regions": ["eu"]}});
+        let mut extended = serde_json::to_value(entry(1)).unwrap();
+        extended["region"] = "europe-west1".into();
+        let existing = serde_json::json!([foreign, extended]).to_string();
+
+        // when this version appends its entry,
+        let appended = append(Some(&existing), entry(2));
+
+        // then both are still there, byte for byte, before the new entry,
+        let items: Vec<Value> = serde_json::from_str(&appended.value).unwrap();
+        assert_eq!(
+            items,
+            vec![foreign, extended, serde_json::to_value(entry(2)).unwrap()]
+        );
+        assert_eq!(appended.unreadable, None);
+        // and the reader still leaves the foreign item out, saying so, and counts it.
+        let history = parse(Some(&appended.value));
+        assert_eq!(ids(&appended.value), ["id-1", "id-2"]);
+        assert_eq!(history.items, 3);
+        assert!(history.unreadable.unwrap().contains("1 of 3"));
+    }
+
+    #[test]
+    fn given_a_full_history_with_foreign_items_then_they_count_toward_the_bound_oldest_first() {
+        let mut items = vec![serde_json::json!({"v": 2})];
+        items.extend((0..MAX_ENTRIES - 1).map(|n| serde_json::to_value(entry(n)).unwrap()));
+        let existing = Value::Array(items).to_string();
+        let appended = append(Some(&existing), entry(99));
+        let kept: Vec<Value> = serde_json::from_str(&appended.value).unwrap();
+        assert_eq!(kept.len(), MAX_ENTRIES);
+        assert_eq!(appended.dropped, 1);
+        assert_eq!(kept[0]["id"], "id-0", "the foreign item was the oldest");
+        assert!(parse(Some(&appended.value)).near_bound());
+        assert!(!parse(Some(&append(None, entry(1)).value)).near_bound());
     }
 
     #[test]
@@ -495,7 +571,7 @@ mod tests {
             ),
         ];
         assert_eq!(
-            instants(&timeline, "web-2"),
+            instants(&timeline, "web-2", false),
             Instants {
                 traffic_at: Some(at(5)),
                 detected_at: Some(at(95)),
@@ -503,20 +579,67 @@ mod tests {
             }
         );
         assert_eq!(
-            instants(&timeline[..3], "web-2"),
+            instants(&timeline[..3], "web-2", false),
             Instants {
                 traffic_at: Some(at(5)),
                 ..Instants::default()
             }
         );
         assert_eq!(
-            instants(&timeline, "web-9"),
+            instants(&timeline, "web-9", false),
             Instants {
                 traffic_at: None,
                 detected_at: Some(at(95)),
                 failed_percent: Some(50),
             }
         );
+    }
+
+    #[test]
+    fn given_a_resumed_rollout_then_its_first_traffic_and_time_to_detect_are_left_out() {
+        // A rollout resumed at 25% (its earlier process gave the candidate traffic at an unknown
+        // time) moves on to 50% at 200 s and fails there at 260 s.
+        let timeline = vec![
+            event(
+                200,
+                EventKind::TrafficSet {
+                    step: Some(2),
+                    traffic: vec![
+                        TrafficTarget::new("web-1", 50),
+                        TrafficTarget::tagged("web-2", 50, "candidate"),
+                    ],
+                },
+            ),
+            event(
+                260,
+                EventKind::StepFailed {
+                    step: 2,
+                    percent: 50,
+                    reason: "5xx".into(),
+                },
+            ),
+        ];
+        let resumed = instants(&timeline, "web-2", true);
+        assert_eq!(
+            resumed,
+            Instants {
+                traffic_at: None,
+                detected_at: Some(at(260)),
+                failed_percent: Some(50),
+            }
+        );
+        let entry = HistoryEntry {
+            traffic_at: resumed.traffic_at.map(time_text),
+            detected_at: resumed.detected_at.map(time_text),
+            restored_at: Some(time_text(at(262))),
+            ..entry(1)
+        };
+        assert_eq!(
+            entry.time_to_detect(),
+            None,
+            "not 60 s from the resumed step"
+        );
+        assert_eq!(entry.time_to_restore(), Some(Duration::from_secs(2)));
     }
 
     #[test]

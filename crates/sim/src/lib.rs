@@ -125,6 +125,12 @@ impl Sim {
         self.model.deny_logging(denied)
     }
 
+    /// The next `pages` answers of `entries:list` are empty pages with a token to go on (see
+    /// [`SimModel::logging_empty_pages`]).
+    pub fn logging_empty_pages(&self, pages: usize) {
+        self.model.logging_empty_pages(pages)
+    }
+
     /// STS token endpoint (`token_url` of an external_account credential).
     pub fn sts_url(&self) -> String {
         format!("{}{}", self.base, auth::TOKEN_PATH)

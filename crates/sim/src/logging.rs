@@ -62,6 +62,9 @@ pub(crate) struct Logs {
     records: Vec<LogRecord>,
     next_id: u64,
     pub denied: bool,
+    /// How many of the next `entries:list` answers are an empty page with a `nextPageToken` for
+    /// the same place (what Cloud Logging answers when its search ran out of time).
+    pub empty_pages: usize,
 }
 
 impl Logs {
@@ -293,9 +296,15 @@ pub(crate) fn list_entries(model: &SimModel, body: &[u8]) -> Result<Value, ApiEr
             ));
         }
     };
-    let state = model.state();
+    let mut state = model.state();
     if state.logs.denied {
         return Err(ApiError::new(403, DENIED_MESSAGE));
+    }
+    if state.logs.empty_pages > 0 {
+        // The search ran out of time before it found anything: no entries, and a token to go on
+        // from the same place.
+        state.logs.empty_pages -= 1;
+        return Ok(json!({"nextPageToken": format!("{offset}.{fingerprint:016x}")}));
     }
     let mut matching: Vec<&LogRecord> = state
         .logs
@@ -734,6 +743,33 @@ mod tests {
         other["pageToken"] = json!(token);
         other["filter"] = json!("severity>=ERROR");
         assert_eq!(list(&model, other).await.0, 400);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn given_a_search_that_runs_out_of_time_then_the_page_is_empty_with_a_token_to_go_on() {
+        let (model, _, candidate, start) = failing_candidate(6).await;
+        model.logging_empty_pages(2);
+        let request = json!({
+            "resourceNames": ["projects/p"],
+            "filter": shiftgate_filter(&candidate, start),
+            "orderBy": "timestamp desc",
+            "pageSize": 4,
+        });
+
+        // When the errors are listed while the search runs out of time twice,
+        let (status, first) = list(&model, request.clone()).await;
+        assert_eq!(status, 200, "{first}");
+        // then the first two pages are empty, each with a token,
+        assert_eq!(first.get("entries"), None, "{first}");
+        let mut next = request.clone();
+        next["pageToken"] = first["nextPageToken"].clone();
+        let (_, second) = list(&model, next.clone()).await;
+        assert_eq!(second.get("entries"), None, "{second}");
+        assert_eq!(second["nextPageToken"], first["nextPageToken"]);
+        // and the third, with the same token, holds the newest 4.
+        let (_, third) = list(&model, next).await;
+        assert_eq!(third["entries"].as_array().unwrap().len(), 4, "{third}");
+        assert!(third["nextPageToken"].is_string(), "{third}");
     }
 
     #[tokio::test(start_paused = true)]

@@ -732,6 +732,12 @@ impl SimModel {
         self.state().logs.denied = denied;
     }
 
+    /// The next `pages` answers of `entries:list` are empty pages with a `nextPageToken` that goes
+    /// on from the same place, as Cloud Logging answers when its search runs out of time.
+    pub fn logging_empty_pages(&self, pages: usize) {
+        self.state().logs.empty_pages = pages;
+    }
+
     /// The log entries kept for `revision`, oldest first, as `entries:list` shows them.
     pub fn log_entries(&self, revision: &str) -> Vec<serde_json::Value> {
         crate::logging::entries_of(&self.state().logs, revision)
