@@ -677,3 +677,35 @@ async fn given_a_person_aborts_the_second_region_then_the_first_keeps_its_promot
     assert_eq!(regions.split(REGION), [(us_candidate.to_string(), 100)]);
     assert_eq!(regions.split(EU), [(regions.eu_stable.clone(), 100)]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn given_an_environment_in_two_regions_with_a_public_url_then_health_probes_that_url_without_a_region()
+ {
+    let regions = TwoRegions::start("waves-health").await;
+    let url = regions
+        .world
+        .sim
+        .service_url(PROJECT, REGION, SERVICE)
+        .unwrap();
+    std::fs::write(
+        regions.world.workdir.join("shiftgate.toml"),
+        format!(
+            "[environments.prod]\nproject = \"{PROJECT}\"\nregions = [\"{REGION}\", \"{EU}\"]\n\
+             service = \"{SERVICE}\"\nurl = \"{url}\"\n"
+        ),
+    )
+    .unwrap();
+
+    let output = regions
+        .world
+        .run(&["--json", "health", "--env", "prod"])
+        .await;
+
+    assert_eq!(output.status.code(), Some(0), "{}", stderr_of(&output));
+    let result = json_of(&output);
+    assert_eq!(result["outcome"], "healthy");
+    assert_eq!(result["results"][0]["url"], format!("{url}/health"));
+    // Other commands, which work on one region's service, still ask which.
+    let status = regions.world.run(&["status", "--env", "prod"]).await;
+    expect_refused_naming(&status, "--region", &"status --env prod");
+}

@@ -205,7 +205,21 @@ pub(crate) async fn targets(
             )?,
         }]);
     }
-    let explicit_service = args.service.project.is_some() || args.service.service.is_some();
+    let explicit_service = args.service.project.is_some()
+        || args.service.service.is_some()
+        || args.service.region.is_some();
+    // An environment's public URL is its health endpoint, whatever region serves it (one in
+    // several regions needs no --region then).
+    if let (Some(name), false) = (&args.service.environment, explicit_service)
+        && let Some(url) = &config.environment(name)?.url
+    {
+        return Ok(vec![Target {
+            environment: Some(name.clone()),
+            base_url: url.clone(),
+            service_url: None,
+            expectations: config.resolve_health(Some(name), &args.health.overrides())?,
+        }]);
+    }
     if args.service.environment.is_some() || explicit_service {
         let address = config.resolve_service(&args.service)?;
         let (base_url, service_url) = match &address.url {
