@@ -1,10 +1,10 @@
 //! What a chat channel is told about an incident issue shiftgate opened, commented on or closed
 //! (the runbook's "notify stakeholders"), and sending those messages from commands without a rollout.
 
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::notify::deliver::{Delivery, Outbox};
-use crate::notify::message::escape;
+use crate::notify::message::{escape, link_target, run_link, slack_message};
 use crate::notify::url::NotifyUrl;
 use crate::notify::{PATIENCE, PATIENCE_WHEN_INTERRUPTED, warn_undelivered};
 use crate::rollout::Interrupt;
@@ -81,41 +81,10 @@ impl IncidentNotice {
             };
             escape(&text)
         });
-        let run = self
-            .run_link
-            .as_deref()
-            .map(|url| format!("<{}|workflow run>", link_target(url)));
-        let mut text = vec![
-            headline.clone(),
-            facts
-                .iter()
-                .map(|(name, value)| format!("{}: {value}", name.to_lowercase()))
-                .collect::<Vec<_>>()
-                .join(" · "),
-        ];
-        text.extend(detail.clone());
-        if let Some(run) = &run {
-            text.push(format!("run: {run}"));
-        }
-        let mut blocks = vec![
-            json!({"type": "section", "text": {"type": "mrkdwn", "text": headline}}),
-            json!({"type": "section", "fields": facts
-                .iter()
-                .map(|(name, value)| json!({"type": "mrkdwn", "text": format!("*{name}*\n{value}")}))
-                .collect::<Vec<_>>()}),
-        ];
-        if let Some(detail) = &detail {
-            blocks.push(json!({"type": "section", "text": {"type": "mrkdwn", "text": detail}}));
-        }
-        if let Some(run) = &run {
-            blocks.push(json!({"type": "context", "elements": [{"type": "mrkdwn", "text": run}]}));
-        }
-        json!({"text": text.join("\n"), "blocks": blocks})
+        let run = self.run_link.as_deref().map(run_link);
+        let detail = detail.map(|text| ("", text));
+        slack_message(&headline, &facts, detail.as_ref(), run.as_deref())
     }
-}
-
-fn link_target(url: &str) -> String {
-    escape(url).replace('|', "%7C")
 }
 
 /// Sends each batch's messages to that batch's webhooks (one environment's, say), every webhook

@@ -227,12 +227,26 @@ pub fn body(subject: &Subject, notice: &Notice) -> Value {
     facts.push(("Service", service.clone()));
     facts.push(("Candidate", format!("`{candidate}`")));
     facts.push(("Stable", format!("`{stable}`")));
-    let run = subject
-        .run_link
-        .as_deref()
-        .map(|url| format!("<{}|workflow run>", link_target(url)));
+    let run = subject.run_link.as_deref().map(run_link);
+    let reason = reason.map(|reason| ("Reason", reason));
+    slack_message(&headline, &facts, reason.as_ref(), run.as_deref())
+}
 
-    let mut text = vec![headline.clone()];
+/// `<URL|workflow run>`.
+pub(super) fn run_link(url: &str) -> String {
+    format!("<{}|workflow run>", link_target(url))
+}
+
+/// One message as every client shows it: `text` (the headline, the facts on one line, the
+/// detail, the run) for any incoming webhook, and Slack's `blocks`. The detail is `(label, text)`;
+/// an empty label shows the text alone.
+pub(super) fn slack_message(
+    headline: &str,
+    facts: &[(&str, String)],
+    detail: Option<&(&str, String)>,
+    run: Option<&str>,
+) -> Value {
+    let mut text = vec![headline.to_string()];
     text.push(
         facts
             .iter()
@@ -240,13 +254,16 @@ pub fn body(subject: &Subject, notice: &Notice) -> Value {
             .collect::<Vec<_>>()
             .join(" · "),
     );
-    if let Some(reason) = &reason {
-        text.push(format!("reason: {reason}"));
+    let labelled = |separator: &str, label: &str, body: &str| match label {
+        "" => body.to_string(),
+        label => format!("{label}{separator}{body}"),
+    };
+    if let Some((label, body)) = detail {
+        text.push(labelled(": ", &label.to_lowercase(), body));
     }
-    if let Some(run) = &run {
+    if let Some(run) = run {
         text.push(format!("run: {run}"));
     }
-
     let mut blocks = vec![
         json!({"type": "section", "text": {"type": "mrkdwn", "text": headline}}),
         json!({"type": "section", "fields": facts
@@ -254,12 +271,14 @@ pub fn body(subject: &Subject, notice: &Notice) -> Value {
             .map(|(name, value)| json!({"type": "mrkdwn", "text": format!("*{name}*\n{value}")}))
             .collect::<Vec<_>>()}),
     ];
-    if let Some(reason) = &reason {
-        blocks.push(
-            json!({"type": "section", "text": {"type": "mrkdwn", "text": format!("*Reason*\n{reason}")}}),
-        );
+    if let Some((label, body)) = detail {
+        let shown = match *label {
+            "" => body.clone(),
+            label => format!("*{label}*\n{body}"),
+        };
+        blocks.push(json!({"type": "section", "text": {"type": "mrkdwn", "text": shown}}));
     }
-    if let Some(run) = &run {
+    if let Some(run) = run {
         blocks.push(json!({"type": "context", "elements": [{"type": "mrkdwn", "text": run}]}));
     }
     json!({"text": text.join("\n"), "blocks": blocks})
@@ -273,7 +292,7 @@ fn shortened(text: &str) -> String {
 }
 
 /// A URL inside `<URL|label>`: escaped, and a `|` (which would end it) percent-encoded.
-fn link_target(url: &str) -> String {
+pub(super) fn link_target(url: &str) -> String {
     escape(url).replace('|', "%7C")
 }
 
