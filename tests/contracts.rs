@@ -612,41 +612,28 @@ async fn error_logs_of_a_rolled_back_candidate_speak_the_official_logging_contra
         "orderBy": "timestamp desc",
         "pageSize": 20,
     });
-    let first = rest
-        .send(
-            reqwest::Method::POST,
-            "v2/entries:list",
-            &[],
-            Some(&page),
-            Retry::Safe,
-            Duration::from_secs(5),
-        )
-        .await
-        .unwrap();
+    let list = |page: Value| {
+        let rest = rest.clone();
+        async move {
+            let path = "v2/entries:list";
+            let timeout = Duration::from_secs(5);
+            rest.send(
+                reqwest::Method::POST,
+                path,
+                &[],
+                Some(&page),
+                Retry::Safe,
+                timeout,
+            )
+            .await
+        }
+    };
+    let first = list(page.clone()).await.unwrap();
     page["pageToken"] = first["nextPageToken"].clone();
-    rest.send(
-        reqwest::Method::POST,
-        "v2/entries:list",
-        &[],
-        Some(&page),
-        Retry::Safe,
-        Duration::from_secs(5),
-    )
-    .await
-    .unwrap();
+    list(page.clone()).await.unwrap();
     page["filter"] = Value::String("textPayload:\"boom\"".into());
     page.as_object_mut().unwrap().remove("pageToken");
-    let unreadable = rest
-        .send(
-            reqwest::Method::POST,
-            "v2/entries:list",
-            &[],
-            Some(&page),
-            Retry::Safe,
-            Duration::from_secs(5),
-        )
-        .await
-        .unwrap_err();
+    let unreadable = list(page).await.unwrap_err();
     sim.deny_logging(true);
     let denied = adapter.recent_errors(&query).await.unwrap_err();
 

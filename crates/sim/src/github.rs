@@ -946,6 +946,15 @@ fn handle(
     response
 }
 
+/// GitHub's `per_page` (default 30, at most 100) and `page` (from 1) of a list request.
+fn paging(query: &BTreeMap<String, String>) -> (usize, usize) {
+    let number = |name: &str| query.get(name).and_then(|n| n.parse::<usize>().ok());
+    (
+        number("per_page").unwrap_or(30).clamp(1, 100),
+        number("page").unwrap_or(1).max(1),
+    )
+}
+
 fn decode(text: &str) -> String {
     let bytes = text.replace('+', " ").into_bytes();
     let mut out = Vec::with_capacity(bytes.len());
@@ -1218,16 +1227,7 @@ fn route(
             let since = query
                 .get("since")
                 .and_then(|c| humantime::parse_rfc3339(c).ok());
-            let per_page: usize = query
-                .get("per_page")
-                .and_then(|p| p.parse().ok())
-                .unwrap_or(30)
-                .clamp(1, 100);
-            let page: usize = query
-                .get("page")
-                .and_then(|p| p.parse().ok())
-                .unwrap_or(1)
-                .max(1);
+            let (per_page, page) = paging(query);
             let issue = s.issues[index].clone();
             let comments: Vec<Value> = issue
                 .comments
@@ -1352,16 +1352,7 @@ fn list_issues(s: &State, query: &BTreeMap<String, String>) -> Answer {
             }
         },
     };
-    let per_page: usize = query
-        .get("per_page")
-        .and_then(|p| p.parse().ok())
-        .unwrap_or(30)
-        .clamp(1, 100);
-    let page: usize = query
-        .get("page")
-        .and_then(|p| p.parse().ok())
-        .unwrap_or(1)
-        .max(1);
+    let (per_page, page) = paging(query);
     let mut issues: Vec<&IssueState> = s
         .issues
         .iter()
