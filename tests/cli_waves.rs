@@ -250,14 +250,7 @@ async fn given_two_regions_when_the_candidate_fails_in_the_second_then_both_serv
 async fn given_regions_in_the_config_when_the_first_fails_then_the_second_is_never_touched() {
     let regions = TwoRegions::start("waves-config").await;
     regions.world.candidate_fails(0.4);
-    std::fs::write(
-        regions.world.workdir.join("shiftgate.toml"),
-        format!(
-            "[environments.prod]\nproject = \"{PROJECT}\"\nregions = [\"{REGION}\", \"{EU}\"]\n\
-             service = \"{SERVICE}\"\n\n[environments.prod.policy]\nwave_bake = \"1s\"\n"
-        ),
-    )
-    .unwrap();
+    regions.write_prod("\n[environments.prod.policy]\nwave_bake = \"1s\"\n");
     let mut args = BAD_CANDIDATE_ROLLOUT.to_vec();
     args.extend(["--env", "prod"]);
 
@@ -592,6 +585,18 @@ impl TwoRegions {
         panic!("{region} never started its wave");
     }
 
+    /// A shiftgate.toml whose `prod` is the service in both regions, then `rest`.
+    fn write_prod(&self, rest: &str) {
+        std::fs::write(
+            self.world.workdir.join("shiftgate.toml"),
+            format!(
+                "[environments.prod]\nproject = \"{PROJECT}\"\nregions = [\"{REGION}\", \"{EU}\"]\n\
+                 service = \"{SERVICE}\"\n{rest}"
+            ),
+        )
+        .unwrap();
+    }
+
     fn rollout_in_both(&self, rollout: &[&'static str]) -> std::process::Command {
         let mut command = self.world.command(rollout);
         command.args(["--project", PROJECT, "--service", SERVICE, "--region", BOTH]);
@@ -687,14 +692,7 @@ async fn given_an_environment_in_two_regions_with_a_public_url_then_health_probe
         .sim
         .service_url(PROJECT, REGION, SERVICE)
         .unwrap();
-    std::fs::write(
-        regions.world.workdir.join("shiftgate.toml"),
-        format!(
-            "[environments.prod]\nproject = \"{PROJECT}\"\nregions = [\"{REGION}\", \"{EU}\"]\n\
-             service = \"{SERVICE}\"\nurl = \"{url}\"\n"
-        ),
-    )
-    .unwrap();
+    regions.write_prod(&format!("url = \"{url}\"\n"));
 
     let output = regions
         .world

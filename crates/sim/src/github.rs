@@ -446,26 +446,8 @@ impl GitHubSim {
 
     /// An incident issue someone (or an earlier run) opened at the fake's time now; its number.
     pub fn seed_incident(&self, title: &str, body: &str, labels: &[&str]) -> u64 {
-        self.with(|s| {
-            for label in labels {
-                ensure_label(s, label, "ededed");
-            }
-            let number = s.issues.len() as u64 + 1;
-            s.issues.push(IssueState {
-                number,
-                title: title.into(),
-                body: body.into(),
-                labels: labels.iter().map(|l| l.to_string()).collect(),
-                open: true,
-                state_reason: None,
-                comments: Vec::new(),
-                comment_meta: Vec::new(),
-                created: s.clock.now(),
-                closed: None,
-                updated: s.clock.now(),
-            });
-            number
-        })
+        let now = self.with(|s| s.clock.now());
+        self.seed(title, body, labels, now, None)
     }
 
     pub fn issues(&self) -> Vec<IssueState> {
@@ -481,6 +463,17 @@ impl GitHubSim {
         created: SystemTime,
         closed: Option<SystemTime>,
     ) -> u64 {
+        self.seed(title, "", labels, created, closed)
+    }
+
+    fn seed(
+        &self,
+        title: &str,
+        body: &str,
+        labels: &[&str],
+        created: SystemTime,
+        closed: Option<SystemTime>,
+    ) -> u64 {
         self.with(|s| {
             for label in labels {
                 ensure_label(s, label, "ededed");
@@ -489,7 +482,7 @@ impl GitHubSim {
             s.issues.push(IssueState {
                 number,
                 title: title.into(),
-                body: String::new(),
+                body: body.into(),
                 labels: labels.iter().map(|l| l.to_string()).collect(),
                 open: closed.is_none(),
                 state_reason: closed.map(|_| "completed".to_string()),
