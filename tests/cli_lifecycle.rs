@@ -139,7 +139,12 @@ async fn given_an_outage_seen_by_three_scheduled_runs_then_one_issue_is_opened_c
     assert_eq!(first.status.code(), Some(1), "{}", stderr_of(&first));
     let opened = incident_of(&first);
     assert_eq!(opened["action"], "opened");
-    assert_eq!(opened["key"], "health:dev");
+    let health_url = format!(
+        "{}/health",
+        world.sim.service_url(PROJECT, REGION, SERVICE).unwrap()
+    );
+    let key = format!("health:dev {health_url}");
+    assert_eq!(opened["key"], key.as_str());
     assert_eq!(opened["environment"], "dev");
     assert_eq!(json_of(&first)["results"][0]["checks"], 3);
     assert_eq!(json_of(&first)["checks"]["failures"], 3);
@@ -205,7 +210,7 @@ async fn given_an_outage_seen_by_three_scheduled_runs_then_one_issue_is_opened_c
     assert!(
         issue
             .body
-            .contains("<!-- shiftgate-incident: health:dev -->")
+            .starts_with(&format!("<!-- shiftgate-incident: {key} -->"))
     );
     assert!(
         issue.body.contains("3 checks in a row failed"),
@@ -566,4 +571,42 @@ async fn given_a_webhook_when_incident_opens_then_comments_then_the_channel_hear
     for output in &outputs {
         assert!(!String::from_utf8_lossy(&output.stdout).contains(crate::support::webhook::SECRET));
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn given_a_backlog_of_150_open_incidents_when_health_returns_then_the_outage_issue_on_page_two_is_closed()
+ {
+    // Given 150 older incidents of other services, and dev's SEV-1 after them (page 2 of 100).
+    let world = BinaryWorld::start("lifecycle-backlog").await;
+    let github = github().await;
+    let hook = Webhook::start(Answer::Slack).await;
+    write_config(&world, &hook);
+    for n in 0..150 {
+        github.seed_incident(
+            &format!("old incident {n}"),
+            &format!("<!-- shiftgate-incident: other-{n} -->\nold"),
+            &["incident", "sev-3"],
+        );
+    }
+    let url = world.sim.service_url(PROJECT, REGION, SERVICE).unwrap();
+    let key = format!("health:dev {url}/health");
+    let dev = github.seed_incident(
+        "dev is down: its health check failed",
+        &format!("<!-- shiftgate-incident: {key} -->\n## Incident: dev is down"),
+        &["incident", "sev-1"],
+    );
+
+    // When a scheduled run finds dev healthy again,
+    let output = scheduled_check(&world, &github).await;
+
+    // then it finds that issue past the first page and closes it, and opens none.
+    assert_eq!(output.status.code(), Some(0), "{}", stderr_of(&output));
+    let incident = incident_of(&output);
+    assert_eq!(incident["action"], "closed", "{incident}");
+    assert_eq!(incident["number"], dev);
+    let issues = github.issues();
+    assert_eq!(issues.len(), 151);
+    assert!(!issues[dev as usize - 1].open);
+    assert_eq!(issues.iter().filter(|issue| issue.open).count(), 150);
+    assert_contract(&github);
 }

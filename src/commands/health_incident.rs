@@ -47,11 +47,28 @@ pub struct HealthIncident {
     pub error: Option<String>,
 }
 
-/// The incident key of an environment (or of a URL probed without one).
+/// The incident key of an environment and the URL it is probed at (or of the URL alone): the URL
+/// keeps two apps' `prod` that file into one repository apart. Credentials, query and fragment
+/// never reach a key, a title or a message.
 pub fn key(environment: Option<&str>, url: &str) -> String {
+    let url = shown_url(url);
     match environment {
-        Some(name) => format!("health:{name}"),
+        Some(name) => format!("health:{name} {url}"),
         None => format!("health:{url}"),
+    }
+}
+
+/// `url` without its user, password, query and fragment.
+pub fn shown_url(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(mut parsed) => {
+            let _ = parsed.set_username("");
+            let _ = parsed.set_password(None);
+            parsed.set_query(None);
+            parsed.set_fragment(None);
+            parsed.to_string()
+        }
+        Err(_) => url.split(['?', '#']).next().unwrap_or_default().to_string(),
     }
 }
 
@@ -165,7 +182,9 @@ impl Filing {
         watched: &Watched,
         clock: Clock,
     ) -> Result<(HealthIncident, Option<IncidentNotice>), String> {
-        let label = environment.unwrap_or(&watched.result.url).to_string();
+        let label = environment
+            .map(str::to_string)
+            .unwrap_or_else(|| shown_url(&watched.result.url));
         let existing = with_key(open, key);
         let now = self.github.server_now();
         let record = |action, issue: Option<(u64, &str)>| HealthIncident {
@@ -206,7 +225,7 @@ impl Filing {
                 markdown::code(&label),
                 describe_duration(downtime),
                 rfc3339(since),
-                markdown::code(&watched.result.url),
+                markdown::code(&shown_url(&watched.result.url)),
                 watched
                     .result
                     .status
@@ -373,7 +392,7 @@ fn outage(
             since_note(since),
             markdown::code(label),
             watched.failures,
-            markdown::code(&watched.result.url),
+            markdown::code(&shown_url(&watched.result.url)),
             markdown::code(reason),
             rfc3339(since),
         ),
@@ -388,7 +407,19 @@ mod tests {
 
     #[test]
     fn an_environment_is_keyed_by_its_name_and_a_bare_url_by_itself() {
-        assert_eq!(key(Some("prod"), "https://app/health"), "health:prod");
+        assert_eq!(
+            key(Some("prod"), "https://app/health"),
+            "health:prod https://app/health"
+        );
         assert_eq!(key(None, "https://app/health"), "health:https://app/health");
+        // Two apps' prod in one repository are two keys; a secret in the URL is in neither.
+        assert_ne!(
+            key(Some("prod"), "https://a.example/health"),
+            key(Some("prod"), "https://b.example/health")
+        );
+        assert_eq!(
+            key(None, "https://user:hunter2@app/health?token=s3cret#x"),
+            "health:https://app/health"
+        );
     }
 }

@@ -344,28 +344,18 @@ async fn open_with_key(
     repo: &Repo,
     key: &str,
 ) -> Result<Vec<(u64, String)>, GitHubError> {
-    let listing = github
-        .get(&format!(
-            "{}/issues?labels=incident&state=open&sort=created&direction=asc&per_page=100",
-            repo.path()
-        ))
-        .await?;
-    let marker = marker(key);
-    let mut found: Vec<(u64, String)> = listing
-        .as_array()
+    Ok(crate::github::lifecycle::open_incidents(github, repo)
+        .await?
         .into_iter()
-        .flatten()
-        .filter(|issue| issue.get("pull_request").is_none())
-        .filter(|issue| issue["body"].as_str().is_some_and(|b| b.contains(&marker)))
-        .filter_map(|issue| {
-            Some((
-                issue["number"].as_u64()?,
-                issue["html_url"].as_str().unwrap_or_default().to_string(),
-            ))
-        })
-        .collect();
-    found.sort();
-    Ok(found)
+        .filter(|issue| issue.has_key(key))
+        .map(|issue| (issue.number, issue.url))
+        .collect())
+}
+
+/// Whether `text` (an issue's body, a comment) opens with `key`'s marker, as shiftgate writes
+/// them; a marker quoted further down (in a health answer, a log line) does not count.
+pub fn carries_marker(text: &str, key: &str) -> bool {
+    text.trim_start().starts_with(&marker(key))
 }
 
 async fn ensure_label(

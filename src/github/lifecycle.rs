@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime};
 use serde_json::{Value, json};
 
 use crate::github::client::{GitHub, GitHubError, Repo, encode};
-use crate::github::incident::{Severity, marker};
+use crate::github::incident::{Severity, carries_marker, marker};
 
 /// An open issue labelled `incident`, as the listing shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,9 +28,10 @@ impl OpenIncident {
             .find_map(|label| Severity::parse(label).ok())
     }
 
-    /// Whether the body carries the hidden marker of `key`.
+    /// Whether the body opens with the hidden marker of `key` (where shiftgate puts it: text
+    /// quoted further down, a health answer say, cannot make an issue another key's).
     pub fn has_key(&self, key: &str) -> bool {
-        self.body.contains(&marker(key))
+        carries_marker(&self.body, key)
     }
 
     /// When the trouble began: the hidden `down since` note of the body, else when the issue was
@@ -44,6 +45,9 @@ impl OpenIncident {
             .or(self.created_at)
     }
 }
+
+/// How many pages of open incidents are read at most: 1,000 issues.
+pub const MAX_INCIDENT_PAGES: u32 = 10;
 
 const SINCE_OPEN: &str = "<!-- shiftgate-since: ";
 
@@ -60,21 +64,29 @@ fn parse_time(value: &Value) -> Option<SystemTime> {
     humantime::parse_rfc3339(value.as_str()?).ok()
 }
 
-/// Every open issue labelled `incident` (the first 100, oldest first; pull requests left out).
+/// Every open issue labelled `incident`, oldest first, pull requests left out: page after page
+/// of 100, up to [`MAX_INCIDENT_PAGES`] (a backlog of old incidents must not hide today's).
 pub async fn open_incidents(
     github: &GitHub,
     repo: &Repo,
 ) -> Result<Vec<OpenIncident>, GitHubError> {
-    let listing = github
-        .get(&format!(
-            "{}/issues?labels=incident&state=open&sort=created&direction=asc&per_page=100",
-            repo.path()
-        ))
-        .await?;
-    let mut found: Vec<OpenIncident> = listing
-        .as_array()
-        .into_iter()
-        .flatten()
+    let mut listed: Vec<Value> = Vec::new();
+    for page in 1..=MAX_INCIDENT_PAGES {
+        let listing = github
+            .get(&format!(
+                "{}/issues?labels=incident&state=open&sort=created&direction=asc&per_page=100&page={page}",
+                repo.path()
+            ))
+            .await?;
+        let issues = listing.as_array().cloned().unwrap_or_default();
+        let last = issues.len() < 100;
+        listed.extend(issues);
+        if last {
+            break;
+        }
+    }
+    let mut found: Vec<OpenIncident> = listed
+        .iter()
         .filter(|issue| issue.get("pull_request").is_none())
         .filter_map(|issue| {
             Some(OpenIncident {
@@ -125,7 +137,7 @@ pub async fn last_marked_comment(
         .filter(|comment| {
             comment["body"]
                 .as_str()
-                .is_some_and(|body| body.contains(&marker))
+                .is_some_and(|body| body.trim_start().starts_with(&marker))
         })
         .filter_map(|comment| parse_time(&comment["created_at"]))
         .max())
@@ -188,6 +200,18 @@ mod tests {
             labels: vec!["incident".into(), "sev-1".into()],
             created_at: humantime::parse_rfc3339("2026-12-01T02:10:00Z").ok(),
         }
+    }
+
+    #[test]
+    fn given_another_keys_marker_quoted_in_an_issue_then_the_issue_is_not_that_keys() {
+        // A staging outage whose health answer carried prod's marker in its text.
+        let staging = issue(&format!(
+            "{}\n## Incident: staging is down\n\nLast answer: `{{\"status\":\"{}\"}}`",
+            marker("health:staging"),
+            marker("health:prod")
+        ));
+        assert!(staging.has_key("health:staging"));
+        assert!(!staging.has_key("health:prod"));
     }
 
     #[test]
