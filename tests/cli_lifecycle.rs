@@ -346,6 +346,17 @@ async fn given_bad_health_incident_input_then_exit_2_names_the_flag_and_nothing_
         expect_refused_naming(&output, flag, &args);
     }
     assert!(github.requests().is_empty());
+    // Set for the whole job (as the action sets them for every step), the same two do not fail
+    // a plain health check: it probes, files nothing and tells no one.
+    let url = world.sim.service_url(PROJECT, REGION, SERVICE).unwrap();
+    let mut plain = world.command(&["health", "--json", "--url", &url]);
+    with_github(&mut plain, &github)
+        .env("SHIFTGATE_REPO", "loopcloser/app")
+        .env("SHIFTGATE_NOTIFY", "https://hooks.slack.com/services/T/B/x");
+    let output = run(plain).await;
+    assert_eq!(output.status.code(), Some(0), "{}", stderr_of(&output));
+    assert_eq!(json_of(&output)["outcome"], "healthy");
+    assert!(github.requests().is_empty());
 }
 
 // ---- A rollback's SEV-2, closed by the next good rollout of the same service ----

@@ -105,11 +105,15 @@ impl HealthResult {
 
 pub async fn run(context: &Context, args: HealthArgs) -> Result<CommandResult, CommandError> {
     let config = context.config()?;
-    for (given, flag) in [
-        (!args.notify.is_empty(), "--notify"),
-        (args.repo.is_some(), "--repo"),
+    // Without --incident these have no use. Given on the command line that is a mistake worth
+    // saying; set for the whole job (SHIFTGATE_REPO, SHIFTGATE_NOTIFY, as the action and many
+    // workflows do for every step) it is not, and must not fail a plain health check.
+    let from_environment = |name: &str| std::env::var(name).is_ok_and(|v| !v.trim().is_empty());
+    for (given, flag, variable) in [
+        (!args.notify.is_empty(), "--notify", "SHIFTGATE_NOTIFY"),
+        (args.repo.is_some(), "--repo", "SHIFTGATE_REPO"),
     ] {
-        if given && !args.incident {
+        if given && !args.incident && !from_environment(variable) {
             return Err(CommandError::bad_input(format!(
                 "{flag} goes with --incident (health files and announces only incidents)"
             )));

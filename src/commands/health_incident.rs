@@ -233,12 +233,18 @@ impl Filing {
                     .unwrap_or_default(),
                 run_line()
             );
-            lifecycle::comment(&self.github, &self.repo, issue.number, &text)
-                .await
-                .map_err(|e| format!("commenting on #{} failed: {e}", issue.number))?;
+            // Closed first (a close may be sent again; a comment may not): a run that dies
+            // between the two leaves a closed issue, never a second "resolved" comment.
             lifecycle::close(&self.github, &self.repo, issue.number)
                 .await
                 .map_err(|e| format!("closing #{} failed: {e}", issue.number))?;
+            if let Err(e) = lifecycle::comment(&self.github, &self.repo, issue.number, &text).await
+            {
+                crate::say!(
+                    "warning: #{} was closed, but its comment failed: {e}",
+                    issue.number
+                );
+            }
             crate::say!(
                 "incident closed: #{} {} (down for {})",
                 issue.number,

@@ -149,12 +149,17 @@ async fn resolve(
         markdown::code(&report.candidate),
         markdown::code(report.image.as_deref().unwrap_or("(existing revision)")),
     );
-    lifecycle::comment(github, repo, issue.number, &text)
-        .await
-        .map_err(|e| format!("commenting on #{} failed: {e}", issue.number))?;
+    // Closed first (a close may be sent again; a comment may not): a run that dies between the
+    // two leaves a closed issue, never a second "resolved" comment.
     lifecycle::close(github, repo, issue.number)
         .await
         .map_err(|e| format!("closing #{} failed: {e}", issue.number))?;
+    if let Err(e) = lifecycle::comment(github, repo, issue.number, &text).await {
+        crate::say!(
+            "warning: #{} was closed, but its comment failed: {e}",
+            issue.number
+        );
+    }
     crate::say!(
         "incident closed: #{} {} (resolved by this promotion)",
         issue.number,

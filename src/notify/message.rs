@@ -169,6 +169,9 @@ pub fn escape(text: &str) -> String {
     text.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
+        // `@channel`, `@here`, `@everyone` are mentions in Mattermost and Discord's Slack-style
+        // webhooks even as plain text: a word joiner after `@` keeps them text.
+        .replace('@', "@\u{2060}")
 }
 
 /// Reasons can quote long API answers; a message keeps the start (Slack refuses a section over
@@ -299,6 +302,17 @@ pub(super) fn link_target(url: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn given_text_from_outside_then_it_can_neither_link_nor_mention() {
+        let shown = escape("<!channel> @here @everyone a&b <https://x|y>");
+        assert!(!shown.contains('<') && !shown.contains('>'), "{shown}");
+        assert!(
+            !shown.contains("@here") && !shown.contains("@everyone"),
+            "{shown}"
+        );
+        assert!(shown.contains("a&amp;b"), "{shown}");
+    }
     use crate::rollout::ports::TrafficTarget;
 
     fn subject() -> Subject {
