@@ -129,11 +129,13 @@ pub async fn run(context: &Context, args: HealthArgs) -> Result<CommandResult, C
     let endpoint = HttpHealthEndpoint::new(args.timeout).with_id_tokens(IdTokens::from_env());
     let clock = Clock::new();
     // Environments are checked side by side: each may take --failures checks.
-    let watched = futures_util::future::join_all(
-        targets
-            .iter()
-            .map(|target| probe_until(&endpoint, target, failures, args.every, clock)),
-    )
+    let watched = futures_util::future::join_all(targets.iter().map(|target| {
+        // A recovery must hold as long as an outage had to: a flapping service then
+        // neither closes its issue nor opens a second one.
+        let passes = if args.incident { failures } else { 1 };
+        let needed = Needed { failures, passes };
+        probe_until(&endpoint, target, needed, args.every, clock)
+    }))
     .await;
     let mut result = HealthResult::new(watched.iter().map(|w| w.result.clone()).collect());
     if failures > 1 {
@@ -160,34 +162,53 @@ pub(crate) struct Watched {
     pub(crate) down_since: Option<SystemTime>,
     /// Checks made (all failed when down).
     pub(crate) failures: u8,
+    /// As many passes in a row as a recovery needs: an open incident may be closed.
+    pub(crate) recovered: bool,
 }
 
-/// Probes `target` up to `failures` times, `every` apart: the first pass ends it (healthy), and
-/// `failures` failures in a row make it down.
+/// How many checks in a row decide: `failures` failed ones make an environment down, `passes`
+/// passed ones make it healthy.
+#[derive(Debug, Clone, Copy)]
+struct Needed {
+    failures: u8,
+    passes: u8,
+}
+
+/// Probes `target`, `every` apart, until `needed.failures` checks in a row failed (down, since
+/// the first of them) or `needed.passes` in a row passed (recovered); a run that settles neither
+/// way ends after as many checks as both would take, its last answer standing.
 async fn probe_until(
     endpoint: &dyn HealthEndpoint,
     target: &Target,
-    failures: u8,
+    needed: Needed,
     every: Duration,
     clock: Clock,
 ) -> Watched {
-    let first = clock.now();
-    let mut checks = 0;
+    let limit = needed.failures.max(1) + needed.passes.max(1) - 1;
+    let (mut passes, mut failed, mut checks) = (0u8, 0u8, 0u8);
+    let mut failing_since = clock.now();
     loop {
         checks += 1;
-        let mut result = probe(
-            endpoint,
-            target,
-            (failures > 1).then_some((checks, failures)),
-        )
-        .await;
+        let numbered = (limit > 1).then_some((checks, limit));
+        let at = clock.now();
+        let mut result = probe(endpoint, target, numbered).await;
         result.checks = u32::from(checks);
-        if result.verdict == "pass" || checks >= failures {
-            let down = result.verdict != "pass";
+        if result.verdict == "pass" {
+            (passes, failed) = (passes + 1, 0);
+        } else {
+            if failed == 0 {
+                failing_since = at;
+            }
+            (passes, failed) = (0, failed + 1);
+        }
+        let down = failed >= needed.failures.max(1);
+        let recovered = passes >= needed.passes.max(1);
+        if down || recovered || checks >= limit {
             return Watched {
                 result,
-                down_since: down.then_some(first),
-                failures: checks,
+                down_since: down.then_some(failing_since),
+                failures: failed,
+                recovered,
             };
         }
         tokio::time::sleep(every).await;
@@ -356,11 +377,17 @@ mod tests {
         let clock = Clock::new();
         let started = tokio::time::Instant::now();
 
-        let watched = probe_until(&endpoint, &target(), 5, Duration::from_secs(10), clock).await;
+        let needed = Needed {
+            failures: 5,
+            passes: 1,
+        };
+        let watched =
+            probe_until(&endpoint, &target(), needed, Duration::from_secs(10), clock).await;
 
         assert_eq!(watched.result.verdict, "pass");
         assert_eq!(watched.result.checks, 3);
         assert_eq!(watched.down_since, None);
+        assert!(watched.recovered);
         assert_eq!(
             started.elapsed(),
             Duration::from_secs(20),
@@ -374,7 +401,12 @@ mod tests {
         let clock = Clock::new();
         let first = clock.now();
 
-        let watched = probe_until(&endpoint, &target(), 3, Duration::from_secs(10), clock).await;
+        let needed = Needed {
+            failures: 3,
+            passes: 3,
+        };
+        let watched =
+            probe_until(&endpoint, &target(), needed, Duration::from_secs(10), clock).await;
 
         assert_eq!(watched.result.verdict, "fail");
         assert_eq!(watched.result.checks, 3);
@@ -385,5 +417,53 @@ mod tests {
             Duration::from_secs(20),
             "no wait after the last check"
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn given_a_flapping_service_then_it_is_neither_down_nor_recovered() {
+        // Half its answers fail: never three failures in a row, never three passes.
+        let flapping = vec![503, 200, 503, 200, 503, 200, 503];
+        let endpoint = Scripted(Mutex::new(flapping));
+        let needed = Needed {
+            failures: 3,
+            passes: 3,
+        };
+
+        let watched = probe_until(
+            &endpoint,
+            &target(),
+            needed,
+            Duration::from_secs(10),
+            Clock::new(),
+        )
+        .await;
+
+        assert_eq!(
+            watched.result.checks, 5,
+            "as many checks as both would take"
+        );
+        assert_eq!(watched.down_since, None);
+        assert!(!watched.recovered);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn given_a_failure_then_three_passes_then_it_has_recovered() {
+        let endpoint = Scripted(Mutex::new(vec![503, 200]));
+        let needed = Needed {
+            failures: 3,
+            passes: 3,
+        };
+
+        let watched = probe_until(
+            &endpoint,
+            &target(),
+            needed,
+            Duration::from_secs(10),
+            Clock::new(),
+        )
+        .await;
+
+        assert_eq!(watched.result.checks, 4);
+        assert!(watched.recovered && watched.down_since.is_none());
     }
 }

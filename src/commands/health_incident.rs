@@ -31,7 +31,8 @@ pub struct HealthIncident {
     /// The de-duplication key: `health:ENV`, or `health:URL` without an environment.
     pub key: String,
     /// `opened`, `commented`, `comment_skipped` (commented less than an hour ago), `closed`,
-    /// `none` (healthy, nothing open) or `failed` (see `error`).
+    /// `unsettled` (an open issue left as it is: the checks passed, but not `--failures` of them
+    /// in a row), `none` (healthy, nothing open) or `failed` (see `error`).
     pub action: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub number: Option<u64>,
@@ -211,10 +212,19 @@ impl Filing {
                 }
             };
         let Some(down_at) = watched.down_since else {
-            // Healthy.
+            // Not down.
             let Some(issue) = existing else {
                 return Ok((record("none", None), None));
             };
+            if !watched.recovered {
+                // Answers came and went: not the recovery that closes an outage's issue.
+                crate::say!(
+                    "incident #{} left open: {label} passed its last check, but not as many in a \
+                     row as --failures",
+                    issue.number
+                );
+                return Ok((record("unsettled", Some((issue.number, &issue.url))), None));
+            }
             let since = issue.since().unwrap_or(now);
             let downtime = now.duration_since(since).unwrap_or_default();
             let text = format!(
