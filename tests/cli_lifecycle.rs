@@ -621,3 +621,60 @@ async fn given_a_backlog_of_150_open_incidents_when_health_returns_then_the_outa
     assert_eq!(issues.iter().filter(|issue| issue.open).count(), 150);
     assert_contract(&github);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn given_a_sev2_that_a_later_failure_raised_to_sev1_when_a_good_rollout_promotes_then_it_stays_open()
+ {
+    let world = BinaryWorld::start("lifecycle-raised").await;
+    let github = github().await;
+    let _load = world.start_load(40.0);
+    // Given a bad candidate rolled back, which filed a SEV-2 for the service,
+    world.candidate_fails(0.4);
+    let mut args = BAD_CANDIDATE_ROLLOUT.to_vec();
+    args.extend(["--repo", "loopcloser/app"]);
+    let mut bad = world.service_command(&args);
+    in_a_workflow(with_github(&mut bad, &github));
+    let bad = run(bad).await;
+    assert_eq!(json_of(&bad)["incident"]["severity"], "SEV-2");
+    // and a SEV-1 of the same service since (a rollback that failed), filed as a comment there.
+    let key = format!("projects/{PROJECT}/locations/{REGION}/services/{SERVICE}");
+    let mut sev1 = world.command(&[
+        "incident",
+        "--json",
+        "--repo",
+        "loopcloser/app",
+        "--key",
+        &key,
+        "--severity",
+        "SEV-1",
+        "--title",
+        "Rollback of loopcloser-dev FAILED: the service needs a person",
+    ]);
+    in_a_workflow(with_github(&mut sev1, &github));
+    let sev1 = run(sev1).await;
+    assert_eq!(sev1.status.code(), Some(0), "{}", stderr_of(&sev1));
+    assert_eq!(
+        github.issues().len(),
+        1,
+        "the SEV-1 is a comment on the open issue"
+    );
+
+    // When a fixed candidate is promoted,
+    world.sim.register_image(
+        crate::support::world::CANDIDATE_IMAGE,
+        Behavior::healthy("1.1.0"),
+    );
+    let mut args = vec!["--json"];
+    args.extend(QUICK_ROLLOUT);
+    args.extend(["--repo", "loopcloser/app"]);
+    let mut good = world.service_command(&args);
+    in_a_workflow(with_github(&mut good, &github));
+    let good = run(good).await;
+
+    // then the issue stays open for a person: a SEV-1 is closed by one.
+    assert_eq!(good.status.code(), Some(0), "{}", stderr_of(&good));
+    let resolved = &json_of(&good)["resolved_incident"];
+    assert_eq!(resolved["action"], "left_open", "{resolved}");
+    assert!(github.issues()[0].open);
+    assert_contract(&github);
+}

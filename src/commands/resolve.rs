@@ -123,7 +123,14 @@ async fn resolve(
     let Some(issue) = with_key(&open, key) else {
         return Ok(Resolution::only("none", None));
     };
-    let severity = issue.severity();
+    let mut severity = issue.severity();
+    if severity == Some(Severity::Sev2)
+        && lifecycle::raised_to_sev1(github, repo, issue.number, key)
+            .await
+            .map_err(|e| format!("reading #{}'s comments failed: {e}", issue.number))?
+    {
+        severity = Some(Severity::Sev1);
+    }
     if severity != Some(Severity::Sev2) {
         let shown = severity.map(Severity::name).unwrap_or("no severity".into());
         crate::say!(

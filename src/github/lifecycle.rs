@@ -143,6 +143,42 @@ pub async fn last_marked_comment(
         .max())
 }
 
+/// Whether shiftgate raised issue `number` to SEV-1 in a comment (a later failed rollback, or an
+/// unhealthy stable, commented on the open SEV-2 of the same key): the issue's label still says
+/// SEV-2, but a person closes it.
+pub async fn raised_to_sev1(
+    github: &GitHub,
+    repo: &Repo,
+    number: u64,
+    key: &str,
+) -> Result<bool, GitHubError> {
+    let raised = format!("({})", Severity::Sev1.name());
+    for page in 1..=MAX_INCIDENT_PAGES {
+        let comments = github
+            .get(&format!(
+                "{}/issues/{number}/comments?per_page=100&page={page}",
+                repo.path()
+            ))
+            .await?;
+        let comments = comments.as_array().cloned().unwrap_or_default();
+        let found = comments.iter().any(|comment| {
+            let body = comment["body"].as_str().unwrap_or_default();
+            carries_marker(body, key)
+                && body
+                    .lines()
+                    .nth(1)
+                    .is_some_and(|heading| heading.trim_end().ends_with(&raised))
+        });
+        if found {
+            return Ok(true);
+        }
+        if comments.len() < 100 {
+            break;
+        }
+    }
+    Ok(false)
+}
+
 /// Adds a comment (sent once: an unclear answer is an error, never a second comment); its URL.
 pub async fn comment(
     github: &GitHub,
