@@ -118,7 +118,15 @@ impl Filing {
         clock: Clock,
         context: &Context,
     ) -> (Vec<HealthIncident>, Option<Vec<Delivery>>) {
-        let open = open_incidents(&self.github, &self.repo).await;
+        let open = match tokio::time::timeout(
+            WORK_TIMEOUT,
+            open_incidents(&self.github, &self.repo),
+        )
+        .await
+        {
+            Ok(listed) => listed.map_err(|error| error.to_string()),
+            Err(_) => Err(format!("no answer within {}s", WORK_TIMEOUT.as_secs())),
+        };
         let mut done = Vec::new();
         let mut batches = Vec::new();
         for ((target, watched), webhooks) in targets.iter().zip(watched).zip(&self.webhooks) {
