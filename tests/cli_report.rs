@@ -108,21 +108,40 @@ async fn given_rollouts_a_rollback_and_incidents_when_report_runs_then_it_counts
     assert_eq!(person.status.code(), Some(0), "{}", stderr_of(&person));
     // And incidents: one closed in the period after a day open, one open from the period, one
     // open from before it, one closed before it, and an issue that is no incident.
-    github.seed_issue(
+    // Each filed under the service's key, as shiftgate files them; and one of another service,
+    // one filed by hand, which the report counts apart.
+    let ours = service_marker();
+    github.seed(
         "SEV-2: rollback",
+        &ours,
         &["incident", "sev-2"],
         ago(3 * DAY),
         Some(ago(2 * DAY)),
     );
-    let open_new = github.seed_issue("SEV-1: down", &["incident", "sev-1"], ago(DAY), None);
-    let open_old = github.seed_issue("SEV-3: slow", &["incident", "sev-3"], ago(20 * DAY), None);
-    github.seed_issue(
+    let open_new = github.seed("SEV-1: down", &ours, &["incident", "sev-1"], ago(DAY), None);
+    let open_old = github.seed(
+        "SEV-3: slow",
+        &ours,
+        &["incident", "sev-3"],
+        ago(20 * DAY),
+        None,
+    );
+    github.seed(
         "SEV-2: old",
+        &ours,
         &["incident", "sev-2"],
         ago(40 * DAY),
         Some(ago(39 * DAY)),
     );
     github.seed_issue("feature request", &["enhancement"], ago(DAY), None);
+    github.seed(
+        "SEV-2: another service",
+        "<!-- shiftgate-incident: projects/loopcloser/locations/us-central1/services/other -->",
+        &["incident", "sev-2"],
+        ago(DAY),
+        None,
+    );
+    github.seed_issue("by hand", &["incident", "sev-3"], ago(DAY), None);
 
     // When
     let output = run(report(&world, &github, &["--since", "7d", "--json"])).await;
@@ -182,6 +201,10 @@ async fn given_rollouts_a_rollback_and_incidents_when_report_runs_then_it_counts
     let incidents = &result["incidents"];
     assert_eq!(incidents["read"], true);
     assert_eq!(incidents["open_count"], 2);
+    assert_eq!(
+        incidents["other_open"], 2,
+        "another service's, and one filed by hand"
+    );
     assert_eq!(incidents["opened_in_period"], 2);
     assert_eq!(incidents["closed_in_period"], 1);
     assert_eq!(incidents["closed"][0]["open_s"], DAY.as_secs());
@@ -222,7 +245,7 @@ async fn given_rollouts_a_rollback_and_incidents_when_report_runs_then_it_counts
                 "{candidate} {outcome}: {text}"
             );
         }
-        assert!(text.contains("Open now: 2 · opened in the period: 2 · closed in the period: 1"));
+        assert!(text.contains("open now: 2 · opened in the period: 2 · closed in the period: 1"));
         assert!(
             text.contains(&format!("/loopcloser/app/issues/{open_new}")),
             "{text}"
@@ -235,8 +258,9 @@ async fn given_more_incidents_than_a_page_when_report_runs_then_it_reads_every_p
     let world = BinaryWorld::start("report-pages").await;
     let github = github().await;
     for n in 0..130 {
-        github.seed_issue(
+        github.seed(
             &format!("incident {n}"),
+            &service_marker(),
             &["incident", "sev-3"],
             ago(DAY),
             None,
@@ -370,4 +394,9 @@ async fn given_a_paused_rollout_aborted_by_a_person_when_report_runs_then_it_is_
         "{entry}"
     );
     assert_eq!(result["incidents"]["open_count"], 0);
+}
+
+/// The hidden key shiftgate files the world's service's incidents under.
+fn service_marker() -> String {
+    format!("<!-- shiftgate-incident: projects/{PROJECT}/locations/{REGION}/services/{SERVICE} -->")
 }

@@ -11,6 +11,7 @@ use crate::cli::{ReportArgs, SINCE_BOUNDS, Since};
 use crate::commands::result::CommandResult;
 use crate::commands::{CommandError, Context, Endpoints, github_from_env};
 use crate::exit::ExitCode;
+use crate::github::incident::carries_marker;
 use crate::github::incident_list::{self, IncidentIssue, IncidentSummary, short_duration};
 use crate::markdown;
 use crate::rollout::history::{History, HistoryEntry, median_and_max, time_text};
@@ -99,6 +100,10 @@ pub struct Incidents {
     /// More than 1,000 issues in a listing: the counts are a lower bound.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub incomplete: bool,
+    /// Open incidents of the repository that are not this service's (another service's key, or
+    /// filed by hand without one).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub other_open: Option<usize>,
     /// GitHub failed (the report exits 3); `not_read` says how.
     #[serde(skip)]
     pub api_failed: bool,
@@ -113,6 +118,7 @@ impl Incidents {
             open_count: None,
             opened_in_period: None,
             closed_in_period: None,
+            other_open: None,
             open: Vec::new(),
             closed: Vec::new(),
             incomplete: false,
@@ -126,6 +132,7 @@ impl Incidents {
             repo: Some(repo),
             not_read: None,
             open_count: Some(summary.open.len()),
+            other_open: Some(summary.other_open),
             opened_in_period: Some(summary.opened_in_period),
             closed_in_period: Some(summary.closed_in_period.len()),
             open: summary.open,
@@ -205,7 +212,10 @@ pub async fn run(context: &Context, args: ReportArgs) -> Result<CommandResult, C
              GITHUB_REPOSITORY)"
                 .into(),
         ),
-        Some(repo) => read_incidents(&repo, since, args.timeout).await,
+        Some(repo) => {
+            let belongs = belongs_to(&service.name, address.environment.as_deref());
+            read_incidents(&repo, since, args.timeout, &belongs).await
+        }
     };
     let result = build(
         &service.name,
@@ -221,11 +231,28 @@ pub async fn run(context: &Context, args: ReportArgs) -> Result<CommandResult, C
     Ok(CommandResult::Report(result))
 }
 
+/// Which incident issues are this service's: filed under its resource name (a rollback's, a
+/// failed deploy's in the example workflow) or under its environment's health key.
+fn belongs_to(
+    service: &str,
+    environment: Option<&str>,
+) -> impl Fn(&str) -> bool + Send + Sync + use<> {
+    let service = service.to_string();
+    let health = environment.map(|name| format!("<!-- shiftgate-incident: health:{name} "));
+    move |body: &str| {
+        carries_marker(body, &service)
+            || health
+                .as_deref()
+                .is_some_and(|prefix| body.trim_start().starts_with(prefix))
+    }
+}
+
 /// The incidents, or why not: no token is a note; GitHub failing is an API failure (exit 3).
 async fn read_incidents(
     repo: &crate::github::Repo,
     since: SystemTime,
     timeout: Duration,
+    belongs: &incident_list::Belongs,
 ) -> Incidents {
     let name = repo.to_string();
     if crate::github::client::token_from_env().is_none() {
@@ -238,7 +265,7 @@ async fn read_incidents(
         Ok(github) => github,
         Err(error) => return Incidents::not_read(Some(name), error.message),
     };
-    match tokio::time::timeout(timeout, incident_list::list(&github, repo, since)).await {
+    match tokio::time::timeout(timeout, incident_list::list(&github, repo, since, belongs)).await {
         Ok(Ok(summary)) => Incidents::from_summary(name, summary),
         Ok(Err(error)) => Incidents {
             api_failed: true,
@@ -513,7 +540,8 @@ fn render_incidents(out: &mut String, incidents: &Incidents) {
     }
     let _ = writeln!(
         out,
-        "Open now: {} · opened in the period: {} · closed in the period: {}{}\n",
+        "This service's (filed under its name or its environment's health check): open now: {} · \
+         opened in the period: {} · closed in the period: {}{}\n",
         incidents.open_count.unwrap_or_default(),
         incidents.opened_in_period.unwrap_or_default(),
         incidents.closed_in_period.unwrap_or_default(),
@@ -523,6 +551,12 @@ fn render_incidents(out: &mut String, incidents: &Incidents) {
             ""
         }
     );
+    if let Some(others) = incidents.other_open.filter(|n| *n > 0) {
+        let _ = writeln!(
+            out,
+            "Other open incidents in the repository (other services, or filed by hand): {others}\n"
+        );
+    }
     let line = |issue: &IncidentIssue, tail: String| {
         format!(
             "- #{} {}{} {}{tail}",

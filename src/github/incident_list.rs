@@ -31,12 +31,15 @@ pub struct IncidentIssue {
     /// Closed: how long it was open, in seconds.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub open_s: Option<u64>,
+    /// Filed under one of the keys the report is about (its body opens with that marker).
+    #[serde(skip)]
+    pub ours: bool,
 }
 
 impl IncidentIssue {
     /// Reads one item of an issue listing; `None` for a pull request or an item that is not an
     /// issue.
-    fn from_json(item: &Value) -> Option<Self> {
+    fn from_json(item: &Value, belongs: &Belongs) -> Option<Self> {
         if item.get("pull_request").is_some() {
             return None;
         }
@@ -65,6 +68,7 @@ impl IncidentIssue {
             created_at,
             closed_at,
             open_s,
+            ours: belongs(item["body"].as_str().unwrap_or_default()),
         })
     }
 }
@@ -84,7 +88,13 @@ pub struct IncidentSummary {
     pub closed_in_period: Vec<IncidentIssue>,
     /// A listing had more than [`MAX_PAGES`] pages: the counts are a lower bound.
     pub incomplete: bool,
+    /// Open incidents of the repository filed under no key of this report (another service's,
+    /// or filed by hand).
+    pub other_open: usize,
 }
+
+/// Whether an issue's body says it is one of the report's incidents.
+pub type Belongs = dyn Fn(&str) -> bool + Send + Sync;
 
 /// Sums up `issues` (any order, duplicates allowed) for the period from `since`.
 pub fn summarize(
@@ -92,10 +102,12 @@ pub fn summarize(
     since: SystemTime,
     incomplete: bool,
 ) -> IncidentSummary {
-    let unique: BTreeMap<u64, IncidentIssue> = issues
+    let all: BTreeMap<u64, IncidentIssue> = issues
         .into_iter()
         .map(|issue| (issue.number, issue))
         .collect();
+    let other_open = all.values().filter(|i| i.open && !i.ours).count();
+    let unique: BTreeMap<u64, IncidentIssue> = all.into_iter().filter(|(_, i)| i.ours).collect();
     let after = |text: Option<&str>| text.and_then(parse_time).is_some_and(|at| at >= since);
     let open = unique.values().filter(|i| i.open).cloned().collect();
     let opened_in_period = unique
@@ -113,6 +125,7 @@ pub fn summarize(
         opened_in_period,
         closed_in_period,
         incomplete,
+        other_open,
     }
 }
 
@@ -122,6 +135,7 @@ pub async fn list(
     github: &GitHub,
     repo: &Repo,
     since: SystemTime,
+    belongs: &Belongs,
 ) -> Result<IncidentSummary, GitHubError> {
     let since_text = humantime::format_rfc3339_seconds(since).to_string();
     let mut issues = Vec::new();
@@ -133,7 +147,7 @@ pub async fn list(
             encode(&since_text)
         ),
     ] {
-        let (found, more) = pages(github, repo, &query).await?;
+        let (found, more) = pages(github, repo, &query, belongs).await?;
         issues.extend(found);
         incomplete |= more;
     }
@@ -146,6 +160,7 @@ async fn pages(
     github: &GitHub,
     repo: &Repo,
     query: &str,
+    belongs: &Belongs,
 ) -> Result<(Vec<IncidentIssue>, bool), GitHubError> {
     let mut issues = Vec::new();
     for page in 1..=MAX_PAGES {
@@ -156,7 +171,11 @@ async fn pages(
             ))
             .await?;
         let items = listing.as_array().cloned().unwrap_or_default();
-        issues.extend(items.iter().filter_map(IncidentIssue::from_json));
+        issues.extend(
+            items
+                .iter()
+                .filter_map(|item| IncidentIssue::from_json(item, belongs)),
+        );
         if items.len() < PER_PAGE {
             return Ok((issues, false));
         }
@@ -196,24 +215,23 @@ mod tests {
 
     #[test]
     fn an_issue_reads_its_severity_and_time_open_and_a_pull_request_is_left_out() {
-        let read = IncidentIssue::from_json(&issue(
-            3,
-            "2026-11-20T10:00:00Z",
-            Some("2026-11-20T12:30:00Z"),
-        ))
+        let read = IncidentIssue::from_json(
+            &issue(3, "2026-11-20T10:00:00Z", Some("2026-11-20T12:30:00Z")),
+            &|_| true,
+        )
         .unwrap();
         assert_eq!(read.severity.as_deref(), Some("SEV-2"));
         assert_eq!(read.open_s, Some(9000));
         assert!(!read.open);
         let mut pull = issue(4, "2026-11-20T10:00:00Z", None);
         pull["pull_request"] = json!({"url": "x"});
-        assert_eq!(IncidentIssue::from_json(&pull), None);
+        assert_eq!(IncidentIssue::from_json(&pull, &|_| true), None);
     }
 
     #[test]
     fn the_period_counts_opened_and_closed_ones_and_every_open_one() {
         let since = at("2026-11-24T00:00:00Z");
-        let read = |v: Value| IncidentIssue::from_json(&v).unwrap();
+        let read = |v: Value| IncidentIssue::from_json(&v, &|_| true).unwrap();
         let issues = vec![
             // Open since before the period: open, not opened in it.
             read(issue(1, "2026-11-01T00:00:00Z", None)),

@@ -466,7 +466,8 @@ impl GitHubSim {
         self.seed(title, "", labels, created, closed)
     }
 
-    fn seed(
+    /// [`Self::seed_issue`] with a body (an incident's hidden key, say).
+    pub fn seed(
         &self,
         title: &str,
         body: &str,
