@@ -128,7 +128,7 @@ impl Filing {
             Err(_) => Err(format!("no answer within {}s", WORK_TIMEOUT.as_secs())),
         };
         let mut done = Vec::new();
-        let mut batches = Vec::new();
+        let mut announcer = crate::notify::incident::Announcer::default();
         for ((target, watched), webhooks) in targets.iter().zip(watched).zip(&self.webhooks) {
             let environment = target.environment.clone();
             let key = key(environment.as_deref(), &watched.result.url);
@@ -172,13 +172,14 @@ impl Filing {
                     )
                 }
             };
+            // Told at once: the next environment's GitHub work may outlast the job.
             if let Some(notice) = notice {
-                batches.push((webhooks.clone(), vec![notice]));
+                announcer.announce(webhooks, &[notice]);
             }
             done.push(record);
         }
         let any_webhook = self.webhooks.iter().any(|urls| !urls.is_empty());
-        let deliveries = crate::notify::incident::send(batches, &context.interrupt).await;
+        let deliveries = announcer.finish(&context.interrupt).await;
         (done, any_webhook.then_some(deliveries))
     }
 

@@ -94,20 +94,44 @@ pub async fn send(
     batches: Vec<(Vec<NotifyUrl>, Vec<IncidentNotice>)>,
     interrupt: &Interrupt,
 ) -> Vec<Delivery> {
-    let mut outboxes = Vec::new();
+    let mut announcer = Announcer::default();
     for (urls, notices) in batches {
+        announcer.announce(&urls, &notices);
+    }
+    announcer.finish(interrupt).await
+}
+
+/// Messages that start on their way as soon as they are known (a job killed a minute later has
+/// still told its channel), and one bounded wait for all of them at the end.
+#[derive(Default)]
+pub struct Announcer {
+    outboxes: Vec<Outbox>,
+}
+
+impl Announcer {
+    /// Queues `notices` to `urls` now, each webhook in its own queue.
+    pub fn announce(&mut self, urls: &[NotifyUrl], notices: &[IncidentNotice]) {
         if urls.is_empty() || notices.is_empty() {
-            continue;
+            return;
         }
-        for url in &urls {
+        for url in urls {
             crate::mask::mask_once(url.secret());
         }
-        let outbox = Outbox::start(urls);
-        for notice in &notices {
+        let outbox = Outbox::start(urls.to_vec());
+        for notice in notices {
             outbox.send(notice.event(), notice.body());
         }
-        outboxes.push(outbox);
+        self.outboxes.push(outbox);
     }
+
+    /// Waits up to [`PATIENCE`] ([`PATIENCE_WHEN_INTERRUPTED`] once `interrupt` fires) for every
+    /// message; each one not delivered is said once, as a warning.
+    pub async fn finish(self, interrupt: &Interrupt) -> Vec<Delivery> {
+        drain(self.outboxes, interrupt).await
+    }
+}
+
+async fn drain(outboxes: Vec<Outbox>, interrupt: &Interrupt) -> Vec<Delivery> {
     if outboxes.is_empty() {
         return Vec::new();
     }
