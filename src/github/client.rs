@@ -312,6 +312,31 @@ impl GitHub {
 
     /// A conditional GET: sends the last ETag for this path and answers from the cache on 304.
     /// Retries rate limits (after the wait GitHub asks for), 5xx and connection failures.
+    /// Every item of a listing (`path` with its query, without `per_page`/`page`), page after page
+    /// of 100 until a short page or `max_pages`; `true` when the last page read was full (there
+    /// may be more).
+    pub async fn get_pages(
+        &self,
+        path: &str,
+        max_pages: u32,
+    ) -> Result<(Vec<Value>, bool), GitHubError> {
+        const PER_PAGE: usize = 100;
+        let separator = if path.contains('?') { '&' } else { '?' };
+        let mut items = Vec::new();
+        for page in 1..=max_pages {
+            let listing = self
+                .get(&format!("{path}{separator}per_page={PER_PAGE}&page={page}"))
+                .await?;
+            let found = listing.as_array().cloned().unwrap_or_default();
+            let full = found.len() >= PER_PAGE;
+            items.extend(found);
+            if !full {
+                return Ok((items, false));
+            }
+        }
+        Ok((items, true))
+    }
+
     pub async fn get(&self, path: &str) -> Result<Value, GitHubError> {
         let mut attempt = 0;
         loop {

@@ -10,10 +10,9 @@ use serde_json::Value;
 use crate::github::client::encode;
 use crate::github::{GitHub, GitHubError, Repo};
 
-/// Issues per page, GitHub's most.
-const PER_PAGE: usize = 100;
-/// Pages read per listing at most (1,000 issues): past that the summary says it is incomplete.
-pub const MAX_PAGES: usize = 10;
+/// Pages read per listing at most (1,000 issues), as wherever incidents are listed: past that the
+/// summary says it is incomplete.
+pub const MAX_PAGES: u32 = crate::github::lifecycle::MAX_INCIDENT_PAGES;
 
 /// One issue labelled `incident`, as the report shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -162,25 +161,13 @@ async fn pages(
     query: &str,
     belongs: &Belongs,
 ) -> Result<(Vec<IncidentIssue>, bool), GitHubError> {
-    let mut issues = Vec::new();
-    for page in 1..=MAX_PAGES {
-        let listing = github
-            .get(&format!(
-                "{}/issues?{query}&per_page={PER_PAGE}&page={page}",
-                repo.path()
-            ))
-            .await?;
-        let items = listing.as_array().cloned().unwrap_or_default();
-        issues.extend(
-            items
-                .iter()
-                .filter_map(|item| IncidentIssue::from_json(item, belongs)),
-        );
-        if items.len() < PER_PAGE {
-            return Ok((issues, false));
-        }
-    }
-    Ok((issues, true))
+    let path = format!("{}/issues?{query}", repo.path());
+    let (items, more) = github.get_pages(&path, MAX_PAGES).await?;
+    let issues = items
+        .iter()
+        .filter_map(|item| IncidentIssue::from_json(item, belongs))
+        .collect();
+    Ok((issues, more))
 }
 
 /// How long, said briefly: `45s`, `12m`, `3h 5m`, `2d 4h`.

@@ -70,21 +70,11 @@ pub async fn open_incidents(
     github: &GitHub,
     repo: &Repo,
 ) -> Result<Vec<OpenIncident>, GitHubError> {
-    let mut listed: Vec<Value> = Vec::new();
-    for page in 1..=MAX_INCIDENT_PAGES {
-        let listing = github
-            .get(&format!(
-                "{}/issues?labels=incident&state=open&sort=created&direction=asc&per_page=100&page={page}",
-                repo.path()
-            ))
-            .await?;
-        let issues = listing.as_array().cloned().unwrap_or_default();
-        let last = issues.len() < 100;
-        listed.extend(issues);
-        if last {
-            break;
-        }
-    }
+    let path = format!(
+        "{}/issues?labels=incident&state=open&sort=created&direction=asc",
+        repo.path()
+    );
+    let (listed, _) = github.get_pages(&path, MAX_INCIDENT_PAGES).await?;
     let mut found: Vec<OpenIncident> = listed
         .iter()
         .filter(|issue| issue.get("pull_request").is_none())
@@ -153,30 +143,16 @@ pub async fn raised_to_sev1(
     key: &str,
 ) -> Result<bool, GitHubError> {
     let raised = format!("({})", Severity::Sev1.name());
-    for page in 1..=MAX_INCIDENT_PAGES {
-        let comments = github
-            .get(&format!(
-                "{}/issues/{number}/comments?per_page=100&page={page}",
-                repo.path()
-            ))
-            .await?;
-        let comments = comments.as_array().cloned().unwrap_or_default();
-        let found = comments.iter().any(|comment| {
-            let body = comment["body"].as_str().unwrap_or_default();
-            carries_marker(body, key)
-                && body
-                    .lines()
-                    .nth(1)
-                    .is_some_and(|heading| heading.trim_end().ends_with(&raised))
-        });
-        if found {
-            return Ok(true);
-        }
-        if comments.len() < 100 {
-            break;
-        }
-    }
-    Ok(false)
+    let path = format!("{}/issues/{number}/comments", repo.path());
+    let (comments, _) = github.get_pages(&path, MAX_INCIDENT_PAGES).await?;
+    Ok(comments.iter().any(|comment| {
+        let body = comment["body"].as_str().unwrap_or_default();
+        carries_marker(body, key)
+            && body
+                .lines()
+                .nth(1)
+                .is_some_and(|heading| heading.trim_end().ends_with(&raised))
+    }))
 }
 
 /// Adds a comment (sent once: an unclear answer is an error, never a second comment); its URL.
